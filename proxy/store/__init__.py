@@ -1,0 +1,1 @@
+"""Key store and usage ledger: the records, the interface the proxy uses, and its backends."""

@@ -1,0 +1,150 @@
+"""The records the key store holds and the one interface every backend implements.
+
+The proxy only ever talks to `Store`; SQLite, PostgreSQL and PostgreSQL+Redis are
+interchangeable behind it (see `open_store`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal, Protocol
+
+import msgspec
+
+__all__ = [
+    "ApiKey",
+    "IamRule",
+    "KeyContext",
+    "NotFound",
+    "Organization",
+    "Project",
+    "Reservation",
+    "Store",
+    "StoreError",
+]
+
+KeyStatus = Literal["active", "inactive", "deleted"]
+ProjectMode = Literal["api-keys", "credits", "hybrid"]
+ProjectStatus = Literal["active", "deleted"]
+RuleType = Literal[
+    "allow_models",
+    "deny_models",
+    "allow_providers",
+    "deny_providers",
+    "allow_operations",
+    "deny_operations",
+]
+RuleStatus = Literal["active", "inactive"]
+
+
+class StoreError(Exception):
+    """A request to the store that cannot be carried out (the message says why and how to fix it)."""
+
+
+class NotFound(StoreError):
+    """The organization, project, key or rule named does not exist."""
+
+
+class Organization(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    credits: Decimal
+
+
+class Project(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    organization_id: str
+    mode: ProjectMode = "hybrid"
+    status: ProjectStatus = "active"
+    # provider id -> where the secret comes from: {"env": "VAR"} or {"value": "sk-..."}.
+    # INVARIANT: never rendered back in full to any client.
+    provider_keys: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+
+
+class IamRule(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    key_id: str
+    type: RuleType
+    values: tuple[str, ...]
+    status: RuleStatus = "active"
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    token_hash: str
+    display: str  # e.g. "llmgtwy_Ab12…9xYz": prefix and last four, never the token
+    project_id: str
+    status: KeyStatus
+    usage_limit: Decimal | None
+    usage: Decimal  # settled usage only
+    description: str
+    created_at: str  # RFC 3339, UTC
+
+
+class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the input document needs about one key, read in one go per request."""
+
+    key: ApiKey
+    reserved: Decimal  # cost held by reservations still in flight
+    rules: tuple[IamRule, ...]
+    project: Project
+    organization: Organization
+    credits_reserved: Decimal
+
+
+class Reservation(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    key_id: str
+    organization_id: str | None  # set when the request is billed to credits
+    amount: Decimal
+
+
+class Store(Protocol):
+    """The proxy's single view of keys, projects, organizations and usage."""
+
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # -- request path --------------------------------------------------------------
+    async def key_context(self, token_hash: str) -> KeyContext | None: ...
+    async def reserve(
+        self, key_id: str, organization_id: str | None, amount: Decimal
+    ) -> Reservation | None:
+        """Hold `amount` against the key's limit (and the organization's credits when
+        `organization_id` is given) atomically; None when the key's
+        usage + reserved would reach its limit or the credits would go to zero or below."""
+        ...
+
+    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+        """Replace the reservation by the actual cost (charged to the key, and to the
+        organization's credits when the reservation named one)."""
+        ...
+
+    async def release(self, reservation: Reservation) -> None:
+        """Drop the reservation without charging anything (upstream failed)."""
+        ...
+
+    # -- administration (CLI, admin HTTP API, dashboard) ---------------------------
+    async def create_organization(self, org_id: str, credits: Decimal) -> Organization: ...
+    async def set_credits(self, org_id: str, credits: Decimal) -> Organization: ...
+    async def get_organization(self, org_id: str) -> Organization: ...
+    async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project: ...
+    async def get_project(self, project_id: str) -> Project: ...
+    async def list_projects(self) -> list[Project]: ...
+    async def set_project_mode(self, project_id: str, mode: ProjectMode) -> Project: ...
+    async def set_provider_key(
+        self, project_id: str, provider: str, source: dict[str, str] | None
+    ) -> Project: ...
+    async def archive_project(self, project_id: str) -> Project: ...
+    async def create_key(
+        self, project_id: str, usage_limit: Decimal | None, description: str
+    ) -> tuple[ApiKey, str]:
+        """Returns the key record and the plain token (shown once, never stored)."""
+        ...
+
+    async def get_key(self, key_id: str) -> ApiKey: ...
+    async def list_keys(self, project_id: str | None = None) -> list[ApiKey]: ...
+    async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey: ...
+    async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey: ...
+    async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule: ...
+    async def list_rules(self, key_id: str) -> list[IamRule]: ...
+    async def remove_rule(self, key_id: str, rule_id: str) -> None: ...
