@@ -1,0 +1,203 @@
+"""The gateway's configuration: one optional YAML file, each field overridable by env.
+
+Precedence, lowest first: the documented default, the YAML file, the environment
+variable `GATEWAY_<FIELD>` (upper case, e.g. `GATEWAY_DATABASE`). An empty
+environment variable counts as unset. The admin token is the one exception: it
+comes only from `GATEWAY_ADMIN_TOKEN`, never from a file, so it cannot be committed
+by accident.
+
+A bad value raises `ConfigError` naming the field and where the value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "ConfigError",
+    "GatewayConfig",
+    "ProviderConfig",
+    "default_policy_dir",
+    "load_config",
+]
+
+ENV_PREFIX = "GATEWAY_"
+ADMIN_TOKEN_ENV = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 - a variable name, not a secret
+CONFIG_PATH_ENV = "GATEWAY_CONFIG"
+
+# Providers the gateway serves without any configuration; `mock` answers locally.
+BUILTIN_PROVIDERS = frozenset({"mock"})
+
+
+def default_policy_dir() -> str:
+    """The `policies/` directory shipped next to the `proxy` package (repo root)."""
+    return str(Path(__file__).resolve().parent.parent / "policies")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field and the fix."""
+
+
+class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One upstream, OpenAI-compatible provider the gateway can forward to."""
+
+    id: str
+    """Provider id as used in the catalog (`openai`, `azure`, ...)."""
+
+    base_url: str
+    """Base URL up to and including the API version, e.g. `https://api.openai.com/v1`."""
+
+    api_key_env: str | None = None
+    """NAME of the environment variable holding the gateway's own credential for this
+    provider (never the secret itself). Unset or empty variable: the gateway holds no
+    credential, so only projects with their own provider key can use it."""
+
+
+class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything `gateway serve` and the admin commands need; every field optional."""
+
+    host: str = "127.0.0.1"
+    """Address `gateway serve` listens on."""
+
+    port: int = 4000
+    """TCP port `gateway serve` listens on."""
+
+    database: str = "sqlite:///./gateway.db"
+    """Key store URL: `sqlite:///relative/or/absolute.db` or `postgresql://...`."""
+
+    usage_store: str | None = None
+    """Optional fast usage ledger, e.g. `redis://127.0.0.1:6379/0`; None keeps usage in
+    the database."""
+
+    policy_dir: str = msgspec.field(default_factory=default_policy_dir)
+    """Directory of `*.rego` / `*.yaml` policy files (default: the shipped `policies/`)."""
+
+    catalog: str | None = None
+    """Model catalog YAML, loaded as `data.catalog`; None means `<policy_dir>/catalog.yaml`."""
+
+    providers: tuple[ProviderConfig, ...] = ()
+    """Upstream providers; the built-in `mock` provider is always available in addition."""
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body accepted; bigger bodies get 413 before any other work."""
+
+    upstream_connect_timeout: float = 10.0
+    """Seconds to wait for a TCP/TLS connection to a provider before answering 502."""
+
+    upstream_read_timeout: float = 120.0
+    """Seconds to wait for the provider's response (or the next stream chunk) before 504."""
+
+    error_format: Literal["documented", "openai"] = "documented"
+    """Shape of the gateway's own error bodies: the documented `{"error": true, ...}`
+    or the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`."""
+
+    default_max_tokens: int = 4096
+    """Completion tokens assumed when a request sets no `max_tokens`, to size the usage
+    reservation held while the request is in flight."""
+
+    reload_interval: float = 1.0
+    """Seconds between checks of the policy files for changes (0 disables polling;
+    SIGHUP always reloads)."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Level of the gateway's own logs (decision log lines are INFO)."""
+
+    admin_token: str | None = None
+    """Token for the `/admin` HTTP API; read only from `GATEWAY_ADMIN_TOKEN`. None
+    disables the admin API."""
+
+    @property
+    def catalog_path(self) -> str:
+        """The catalog file actually used."""
+        return self.catalog or str(Path(self.policy_dir) / "catalog.yaml")
+
+
+_FIELDS: tuple[str, ...] = GatewayConfig.__struct_fields__
+# Fields whose environment value is itself YAML (a list), not a plain scalar.
+_STRUCTURED_FIELDS = frozenset({"providers"})
+_ERROR_PATH = re.compile(r"at `\$\.(\w+)((?:\[\d+\]|\.\w+)*)`")
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read the YAML file (if any; default `$GATEWAY_CONFIG`), apply env overrides, validate."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get(CONFIG_PATH_ENV) or None
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if path is not None:
+        raw = _read_file(path)
+        origin = dict.fromkeys(raw, path)
+    for name in _FIELDS:
+        env_name = ENV_PREFIX + name.upper()
+        value = env.get(env_name)
+        if value:
+            raw[name] = _parse_env_value(name, env_name, value)
+            origin[name] = f"environment variable {env_name}"
+    try:
+        return msgspec.convert(raw, GatewayConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc, origin)) from None
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.strerror}); "
+            "check the path given to --config or GATEWAY_CONFIG"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError(f"{where}: the config file is not valid YAML; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of field: value")
+    unknown = sorted(str(key) for key in data if key not in _FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown field `{unknown[0]}`; known fields are: {', '.join(_FIELDS)}"
+        )
+    if "admin_token" in data:
+        raise ConfigError(
+            f"{path}: field `admin_token` is not allowed in a file; "
+            f"set the environment variable {ADMIN_TOKEN_ENV} instead"
+        )
+    return data
+
+
+def _parse_env_value(name: str, env_name: str, value: str) -> Any:
+    if name not in _STRUCTURED_FIELDS:
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"environment variable {env_name}: expected a YAML/JSON list such as "
+            '`[{"id": "openai", "base_url": "https://api.openai.com/v1"}]`'
+        ) from None
+
+
+def _explain(exc: msgspec.ValidationError, origin: dict[str, str]) -> str:
+    message = str(exc)
+    match = _ERROR_PATH.search(message)
+    if match is None:
+        return f"invalid configuration: {message}"
+    field = match.group(1)
+    source = origin.get(field, "configuration")
+    detail = message.split(" - at ")[0]
+    where = f"{source}: field `{field}{match.group(2)}`"
+    return f"{where}: {detail} (fields are documented in README.md, Configuration)"
