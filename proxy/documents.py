@@ -1,0 +1,212 @@
+"""The two documents exchanged between the proxy and the policy.
+
+`InputDocument` is what the proxy builds per request (docs/architecture.md §3,
+`schemas/input.schema.json`); `Decision` is what `data.gateway.decision`
+evaluates to (§4, `schemas/decision.schema.json`).
+
+The policy engine takes plain JSON-like values, so the proxy passes
+`input_value(document)` (Decimals become decimal strings, tuples become lists)
+and reads the policy's answer back with `decision_from_value(value)`.
+Money travels as decimal strings and the policy compares it with `to_number`,
+which is exact in this engine: a float never touches a price or a limit.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "BillingMode",
+    "Decision",
+    "GatewayInfo",
+    "IamRuleDocument",
+    "InputDocument",
+    "KeyDocument",
+    "KeyStatus",
+    "Operation",
+    "OrganizationDocument",
+    "ProjectDocument",
+    "ProjectMode",
+    "ProjectStatus",
+    "Reason",
+    "RequestDocument",
+    "RuleStatus",
+    "RuleType",
+    "decision_from_value",
+    "input_value",
+]
+
+Operation = Literal["chat.completions", "completions", "embeddings", "models.list"]
+KeyStatus = Literal["active", "inactive", "deleted"]
+ProjectStatus = Literal["active", "deleted"]
+ProjectMode = Literal["api-keys", "credits", "hybrid"]
+RuleType = Literal[
+    "allow_models",
+    "deny_models",
+    "allow_providers",
+    "deny_providers",
+    "allow_operations",
+    "deny_operations",
+]
+RuleStatus = Literal["active", "inactive"]
+BillingMode = Literal["provider-key", "credits"]
+
+# Money: a non-negative-or-negative USD amount, exact, carried as a decimal string.
+Money = Annotated[
+    Decimal,
+    msgspec.Meta(description='USD amount as a decimal string, e.g. "250.50".'),
+]
+
+
+class IamRuleDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One IAM rule as the policy sees it (from the key store or the project)."""
+
+    id: str
+    """Stable rule id; it appears as `rule_id` in the decision's reasons."""
+    type: RuleType
+    """Which of the contract's six rule types this is."""
+    values: tuple[str, ...]
+    """Model ids (globs such as `gpt-4*` allowed), provider ids or operation ids."""
+    status: RuleStatus = "active"
+    """An `inactive` rule is ignored by the policy."""
+
+
+class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the client asked for, as far as the policy needs to know."""
+
+    operation: Operation
+    """The OpenAI-compatible operation the route maps to."""
+    token_present: bool
+    """True when a non-empty token came in `Authorization: Bearer` or `x-api-key` (check 1)."""
+    model: str | None = None
+    """The body's `model` as sent (`gpt-4` or `openai/gpt-4`); None for `models.list` or
+    when the body has no usable `model`."""
+    body_error: str | None = None
+    """A message naming the problem with the body (check 5), or None when the body is fine.
+    The proxy parses; the policy decides where in the order of checks this answers."""
+    max_tokens: int | None = None
+    """The body's `max_tokens` (or `max_completion_tokens`) when given."""
+    stream: bool = False
+    """True when the client asked for a streamed response."""
+    time: str
+    """When the request arrived, RFC 3339 in UTC (e.g. `2026-11-27T10:00:00Z`); policies
+    read the clock only through this field."""
+    client_ip: str
+    """The client's IP address as the proxy saw it."""
+
+
+class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The API key the token resolved to."""
+
+    id: str
+    """The key's id (never the token)."""
+    status: KeyStatus
+    """Only `active` keys pass check 2."""
+    usage: Money
+    """Settled usage plus the cost reserved by requests still in flight."""
+    usage_limit: Money | None = None
+    """The key's usage limit; None means unlimited, `"0"` blocks every request."""
+    project_id: str
+    """The project the key belongs to."""
+    iam_rules: tuple[IamRuleDocument, ...] = ()
+    """The key's own IAM rules from the key store."""
+
+
+class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The key's project."""
+
+    id: str
+    """The project's id."""
+    status: ProjectStatus
+    """A `deleted` project is archived (check 4, status 410)."""
+    mode: ProjectMode = "hybrid"
+    """Which credentials may serve requests (contract §5)."""
+    provider_keys: tuple[str, ...] = ()
+    """Provider ids the project holds its own key for (never the secrets)."""
+    iam_rules: tuple[IamRuleDocument, ...] = ()
+    """Project-wide rules: a ceiling that the key's rules can only narrow."""
+
+
+class OrganizationDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The organization that owns the project and holds its credits."""
+
+    id: str
+    """The organization's id (appears in the 402 insufficient-credits message)."""
+    credits: Money
+    """Remaining credits minus the credits reserved by requests in flight."""
+
+
+class GatewayInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Facts about the gateway itself."""
+
+    credentialed_providers: tuple[str, ...] = ("mock",)
+    """Providers the gateway holds its own credential for; `mock` needs none and is
+    always listed."""
+
+
+class InputDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The policy's `input`: one per request, built by the proxy (pure)."""
+
+    request: RequestDocument
+    """The request as the policy needs it."""
+    key: KeyDocument | None = None
+    """The key the token resolved to; None when no token was sent or it is unknown."""
+    project: ProjectDocument | None = None
+    """The key's project; None when there is no key."""
+    organization: OrganizationDocument | None = None
+    """The project's organization; None when there is no key."""
+    gateway: GatewayInfo = GatewayInfo()
+    """Facts about the gateway's own credentials."""
+
+
+class Reason(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Why an IAM rule denied the request (or, for `models.list`, hid a model)."""
+
+    code: str
+    """The rule type that denied (`deny_models`, `allow_providers`, ...) or `no_provider`
+    when every provider of the model was filtered out."""
+    rule_id: str | None = None
+    """The `id` of the rule that denied, when one rule can be named."""
+    message: str
+    """The reason text, without the `Access denied: ` prefix."""
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The value of `data.gateway.decision`; the proxy acts on it verbatim."""
+
+    allow: bool
+    """True when the request may be forwarded (or the model list returned)."""
+    status: int
+    """200 on allow; otherwise the documented HTTP status of the first failing check."""
+    message: str = ""
+    """Empty on allow; otherwise the documented error message, sent verbatim."""
+    model: str | None = None
+    """The catalog model id asked for (without any `provider/` prefix)."""
+    provider: str | None = None
+    """The provider chosen to serve the request; None on deny and for `models.list`."""
+    provider_model_id: str | None = None
+    """The model id to send upstream, from the catalog entry of the chosen provider."""
+    billing: BillingMode | None = None
+    """`provider-key` when the project's own key pays, `credits` when the organization's
+    credits do; None on deny and for `models.list`."""
+    reasons: tuple[Reason, ...] = ()
+    """Every IAM reason found (the first one is in `message`)."""
+    models: tuple[str, ...] | None = None
+    """For `models.list` only: the catalog model ids the key may use, sorted."""
+
+
+def input_value(document: InputDocument) -> dict[str, Any]:
+    """The document as the plain value the engine takes as `input` (money as strings)."""
+    # A JSON round trip rather than to_builtins: arrays come out as lists, exactly what a
+    # JSON Schema validator and a decision log expect.
+    value = msgspec.json.decode(msgspec.json.encode(document))
+    assert isinstance(value, dict)
+    return value
+
+
+def decision_from_value(value: object) -> Decision:
+    """Read `data.gateway.decision` back; raises `msgspec.ValidationError` if malformed."""
+    return msgspec.convert(value, Decision)
