@@ -1,0 +1,368 @@
+"""The Rego value model: how policy values are represented in Python.
+
+| Rego    | Python                                                         |
+|---------|----------------------------------------------------------------|
+| null    | `None`                                                         |
+| boolean | `bool` (never a number, although Python thinks `True == 1`)    |
+| number  | `int` or `decimal.Decimal`, never `float`                      |
+| string  | `str`                                                          |
+| array   | `tuple` (engine-made) or `list` (input, data)                  |
+| object  | `dict`, or the hashable `FrozenDict` inside sets and keys       |
+| set     | `frozenset` of frozen values                                   |
+
+Python's own `==` is wrong for Rego in a few places (`True == 1`,
+`(1,) != [1]`), so the engine compares with `equal` and orders with
+`compare` / `sort_key`. Arithmetic on decimals goes through `DECIMAL_CONTEXT`
+so results never depend on the thread's current decimal context.
+
+Known limit: Python sets and dicts hash `True` and `1` alike, so a set holding
+both `true` and `1` keeps one of them. Policies practically never mix them.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Final, NoReturn
+
+import msgspec
+
+__all__ = [
+    "DECIMAL_CONTEXT",
+    "UNDEFINED",
+    "FrozenDict",
+    "Undefined",
+    "compare",
+    "equal",
+    "freeze",
+    "from_json",
+    "is_number",
+    "normalize_number",
+    "sort_key",
+    "thaw",
+    "to_json_text",
+    "type_name",
+]
+
+
+class Undefined:
+    """The type of `UNDEFINED`: a value that does not exist (not `null`, not `false`)."""
+
+    __slots__ = ()
+    _instance: Undefined | None = None
+
+    def __new__(cls) -> Undefined:
+        # INVARIANT: exactly one instance, so `is UNDEFINED` is the test.
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __bool__(self) -> bool:
+        # Undefined is never truthy; a stray `if value:` must not treat it as a value.
+        return False
+
+    def __reduce__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Final = Undefined()
+
+# Exact arithmetic for money: 34 significant digits (IEEE decimal128); only
+# division and huge products round. Used through its methods only, never
+# installed as the thread's context; the sticky flags it records are never read.
+DECIMAL_CONTEXT: Final = decimal.Context(
+    prec=34,
+    rounding=decimal.ROUND_HALF_EVEN,
+    Emax=999_999,
+    Emin=-999_999,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+
+# Integral Decimals bigger than this many digits stay Decimal: turning
+# `1e999999` into an int would build a million-digit number.
+_MAX_INT_DIGITS: Final = 400
+
+
+class FrozenDict(dict[Any, Any]):
+    """A dict that can be a set member or an object key: immutable, hash cached."""
+
+    __slots__ = ("_hash",)
+
+    _hash: int
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        try:
+            return self._hash
+        except AttributeError:
+            self._hash = hash(frozenset(self.items()))
+            return self._hash
+
+    def _immutable(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("FrozenDict is immutable")
+
+    __setitem__ = _immutable
+    __delitem__ = _immutable
+    clear = _immutable
+    pop = _immutable
+    popitem = _immutable
+    setdefault = _immutable
+    update = _immutable
+    __ior__ = _immutable
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[Any, Any]]]:
+        return (FrozenDict, (dict(self),))
+
+
+# Rank of each type in Rego's total order; also what `type_name` reports.
+_NULL, _BOOL, _NUMBER, _STRING, _ARRAY, _OBJECT, _SET = range(7)
+_TYPE_NAMES: Final = ("null", "boolean", "number", "string", "array", "object", "set")
+_RANK_BY_TYPE: Final[Mapping[type, int]] = {
+    type(None): _NULL,
+    bool: _BOOL,
+    int: _NUMBER,
+    Decimal: _NUMBER,
+    float: _NUMBER,
+    str: _STRING,
+    tuple: _ARRAY,
+    list: _ARRAY,
+    dict: _OBJECT,
+    FrozenDict: _OBJECT,
+    frozenset: _SET,
+    set: _SET,
+}
+
+
+def _rank(value: object) -> int:
+    rank = _RANK_BY_TYPE.get(type(value))
+    if rank is not None:
+        return rank
+    return _rank_of_subclass(value)
+
+
+def _rank_of_subclass(value: object) -> int:
+    for kind, rank in _RANK_BY_TYPE.items():
+        if kind is not type(None) and isinstance(value, kind):
+            return rank
+    raise TypeError(f"not a policy value: {type(value).__name__}")
+
+
+def type_name(value: object) -> str:
+    """Rego's name for the type of `value`: "null", "boolean", "number", ..."""
+    return _TYPE_NAMES[_rank(value)]
+
+
+def is_number(value: object) -> bool:
+    """True for int and Decimal (and stray floats), false for booleans."""
+    kind = type(value)
+    return kind is int or kind is Decimal or kind is float
+
+
+def normalize_number(number: Decimal) -> int | Decimal:
+    """An integral Decimal becomes int (unless astronomically large); others lose trailing zeros."""
+    if not number.is_finite():
+        return number
+    if number == number.to_integral_value(context=DECIMAL_CONTEXT):
+        if number.adjusted() < _MAX_INT_DIGITS:
+            return int(number)
+        return number
+    return number.normalize(DECIMAL_CONTEXT)
+
+
+def _float_to_decimal(number: float) -> int | Decimal:
+    # The shortest repr is what the JSON text said: 0.1 stays 0.1, not 0.1000000000000000055.
+    return normalize_number(Decimal(repr(number)))
+
+
+def _as_exact(number: object) -> Any:
+    return _float_to_decimal(number) if type(number) is float else number
+
+
+# ---------------------------------------------------------------- equality
+
+
+def equal(a: object, b: object) -> bool:
+    """Rego equality: types must match (true != 1), numbers by value, arrays by elements."""
+    if a is b:
+        return True
+    rank = _rank(a)
+    if rank != _rank(b):
+        return False
+    if rank == _NUMBER:
+        return bool(_as_exact(a) == _as_exact(b))
+    if rank <= _STRING:
+        return a == b
+    if rank == _ARRAY:
+        return _equal_arrays(a, b)  # type: ignore[arg-type]
+    if rank == _OBJECT:
+        return _equal_objects(a, b)  # type: ignore[arg-type]
+    return _equal_sets(a, b)  # type: ignore[arg-type]
+
+
+def _equal_arrays(
+    a: tuple[object, ...] | list[object], b: tuple[object, ...] | list[object]
+) -> bool:
+    return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _equal_objects(a: Mapping[object, object], b: Mapping[object, object]) -> bool:
+    if len(a) != len(b):
+        return False
+    for key, value in a.items():
+        other = b.get(key, UNDEFINED)
+        if other is UNDEFINED or not equal(value, other):
+            return False
+    return True
+
+
+def _equal_sets(a: frozenset[object], b: frozenset[object]) -> bool:
+    # Members are frozen, so Python's equality agrees with Rego's except true/1.
+    return len(a) == len(b) and all(member in b for member in a)
+
+
+# ---------------------------------------------------------------- ordering
+
+
+def compare(a: object, b: object) -> int:
+    """Rego's total order as -1, 0 or 1.
+
+    null < booleans < numbers < strings < arrays < objects < sets.
+    """
+    rank_a, rank_b = _rank(a), _rank(b)
+    if rank_a != rank_b:
+        return -1 if rank_a < rank_b else 1
+    if rank_a == _NULL:
+        return 0
+    if rank_a <= _STRING:
+        x, y = _as_exact(a), _as_exact(b)
+        return -1 if x < y else (1 if x > y else 0)
+    key_a, key_b = sort_key(a), sort_key(b)
+    return -1 if key_a < key_b else (1 if key_a > key_b else 0)
+
+
+def sort_key(value: object) -> tuple[Any, ...]:
+    """A key for `sorted` that orders values like Rego's `compare`."""
+    rank = _rank(value)
+    if rank == _NULL:
+        return (_NULL,)
+    if rank == _NUMBER:
+        return (_NUMBER, _as_exact(value))
+    if rank <= _STRING:
+        return (rank, value)
+    if rank == _ARRAY:
+        return (_ARRAY, tuple(sort_key(item) for item in value))  # type: ignore[attr-defined]
+    if rank == _OBJECT:
+        # Objects compare by their sorted keys, each key followed by its value.
+        pairs = sorted((sort_key(k), sort_key(v)) for k, v in value.items())  # type: ignore[attr-defined]
+        return (_OBJECT, tuple(pairs))
+    return (_SET, tuple(sorted(sort_key(member) for member in value)))  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def freeze(value: object) -> Any:
+    """The hashable form: arrays become tuples, objects FrozenDicts, floats Decimals."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None or kind is Decimal:
+        return value
+    if kind is FrozenDict or kind is frozenset:
+        return value  # INVARIANT: only ever built from frozen members.
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(item) for item in value)
+    if isinstance(value, dict):
+        return FrozenDict((freeze(k), freeze(v)) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(member) for member in value)
+    if kind is float:
+        return _float_to_decimal(value)  # type: ignore[arg-type]
+    return value
+
+
+def thaw(value: object) -> Any:
+    """The public API form: arrays as list, objects as dict; sets stay frozenset."""
+    if isinstance(value, (tuple, list)):
+        return [thaw(item) for item in value]
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    return value
+
+
+def from_json(value: Any) -> Any:
+    """Replace every float by its exact Decimal; returns the same object when there is none."""
+    kind = type(value)
+    if kind is float:
+        return _float_to_decimal(value)
+    if kind is list or kind is tuple:
+        converted = [from_json(item) for item in value]
+        if all(new is old for new, old in zip(converted, value, strict=True)):
+            return value
+        return converted if kind is list else tuple(converted)
+    if kind is dict:
+        changed = {k: from_json(v) for k, v in value.items()}
+        if all(changed[k] is v for k, v in value.items()):
+            return value
+        return changed
+    return value
+
+
+# ---------------------------------------------------------------- JSON text
+
+_JSON_ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
+# Go's encoding/json (and so OPA's json.marshal) escapes these for safe embedding in HTML.
+_GO_ESCAPES: Final = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def to_json_text(value: object) -> str:
+    """Compact JSON like OPA's json.marshal: sorted keys, sets as sorted arrays, exact decimals."""
+    encoded = _JSON_ENCODER.encode(_to_plain(value))
+    for raw, escaped in _GO_ESCAPES:
+        if raw in encoded:
+            encoded = encoded.replace(raw, escaped)
+    return encoded.decode()
+
+
+def _to_plain(value: object) -> Any:
+    rank = _rank(value)
+    if rank == _NUMBER:
+        return _plain_number(value)
+    if rank <= _STRING:
+        return value
+    if rank == _ARRAY:
+        return [_to_plain(item) for item in value]  # type: ignore[attr-defined]
+    if rank == _SET:
+        return [_to_plain(member) for member in _sorted_values(value)]  # type: ignore[arg-type]
+    items = sorted(((_json_key(k), v) for k, v in value.items()), key=_first)  # type: ignore[attr-defined]
+    return {key: _to_plain(v) for key, v in items}
+
+
+def _first(pair: tuple[str, object]) -> str:
+    return pair[0]
+
+
+def _plain_number(number: object) -> int | Decimal:
+    exact: int | Decimal = _as_exact(number)
+    if isinstance(exact, Decimal) and not exact.is_finite():
+        raise ValueError(f"{exact} cannot be written as JSON")
+    return exact
+
+
+def _json_key(key: object) -> str:
+    # OPA turns a non-string key into the JSON text of that key.
+    return key if isinstance(key, str) else to_json_text(key)
+
+
+def _sorted_values(values: Iterable[object]) -> list[object]:
+    return sorted(values, key=sort_key)
