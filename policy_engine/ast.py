@@ -1,0 +1,299 @@
+"""The policy AST: what the parser (and the YAML lowering) produce.
+
+Every node is a frozen, keyword-only msgspec Struct with a `span`; unions are
+tagged by the class name so a tree round-trips through `msgspec.json`.
+
+Node set:
+
+- `Module(package, imports, rules)` — one source file. `package` is a path of
+  names (`("gateway", "iam")`).
+- `Import(path, alias)` — `import data.x as y`, `import input.x`,
+  `import rego.v1`, `import future.keywords.in`.
+- Rules (`Rule` union), each named by a path relative to the package
+  (`("p",)`, or `("p", "q", "r")` for ref heads):
+  `CompleteRule` (`p := v if {…} else := w if {…}`, `p if {…}`, `p := v`),
+  `DefaultRule` (`default p := v`, `default f(_) := v`),
+  `PartialSetRule` (`p contains x if {…}`),
+  `PartialObjectRule` (`p[k] := v if {…}`),
+  `FunctionRule` (`f(x, [a, b]) := y if {…} else := …`).
+  An empty body (`()`) means "always"; a missing value means `true`.
+- `Literal(negated, expr, withs)` — one statement of a body; `expr` is an
+  `Expr`: a term, `Assign` (`:=`), `Unify` (`=`), `SomeVars` (`some x, y`),
+  `SomeIn` (`some k, v in xs`) or `Every` (`every k, v in xs {…}`).
+- Terms (`Term` union): scalars `NullLit BoolLit NumberLit StringLit`
+  (numbers keep their source text so they stay exact), `Var`, `Ref` (a head
+  term followed by a path of terms: `input.a[x]` is
+  `Ref(Var(input), (StringLit(a), Var(x)))`), collections `ArrayTerm
+  ObjectTerm SetTerm`, comprehensions `ArrayCompr SetCompr ObjectCompr`,
+  `Call` (name path + args; operators written as symbols stay `BinOp`),
+  `BinOp` (`+ - * / % & | == != < <= > >=`), `UnaryMinus`, `Membership`
+  (`x in xs`, `k, v in xs`).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import msgspec
+
+from policy_engine.source import Span
+
+__all__ = [
+    "ArrayCompr",
+    "ArrayTerm",
+    "Assign",
+    "BinOp",
+    "Body",
+    "BoolLit",
+    "Call",
+    "CompleteRule",
+    "DefaultRule",
+    "Else",
+    "Every",
+    "Expr",
+    "FunctionRule",
+    "Import",
+    "Literal",
+    "Membership",
+    "Module",
+    "NullLit",
+    "NumberLit",
+    "ObjectCompr",
+    "ObjectItem",
+    "ObjectTerm",
+    "PartialObjectRule",
+    "PartialSetRule",
+    "Ref",
+    "Rule",
+    "SetCompr",
+    "SetTerm",
+    "SomeIn",
+    "SomeVars",
+    "StringLit",
+    "Term",
+    "UnaryMinus",
+    "Unify",
+    "Var",
+    "With",
+]
+
+
+class _Node(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    span: Span
+
+
+# ---- terms -----------------------------------------------------------------
+
+
+class NullLit(_Node, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+class BoolLit(_Node, frozen=True, kw_only=True, tag=True):
+    value: bool
+
+
+class NumberLit(_Node, frozen=True, kw_only=True, tag=True):
+    text: str
+    """The number as written (`-1.50`, `1e400`); exact, converted by the compiler."""
+
+
+class StringLit(_Node, frozen=True, kw_only=True, tag=True):
+    value: str
+    raw: bool = False
+    """Written as a back-quoted raw string."""
+
+
+class Var(_Node, frozen=True, kw_only=True, tag=True):
+    name: str
+
+
+class Ref(_Node, frozen=True, kw_only=True, tag=True):
+    head: Term
+    path: tuple[Term, ...]
+
+
+class ArrayTerm(_Node, frozen=True, kw_only=True, tag=True):
+    items: tuple[Term, ...]
+
+
+class ObjectItem(_Node, frozen=True, kw_only=True, tag=True):
+    key: Term
+    value: Term
+
+
+class ObjectTerm(_Node, frozen=True, kw_only=True, tag=True):
+    items: tuple[ObjectItem, ...]
+
+
+class SetTerm(_Node, frozen=True, kw_only=True, tag=True):
+    items: tuple[Term, ...]
+    """Empty for `set()`."""
+
+
+class ArrayCompr(_Node, frozen=True, kw_only=True, tag=True):
+    term: Term
+    body: Body
+
+
+class SetCompr(_Node, frozen=True, kw_only=True, tag=True):
+    term: Term
+    body: Body
+
+
+class ObjectCompr(_Node, frozen=True, kw_only=True, tag=True):
+    key: Term
+    value: Term
+    body: Body
+
+
+class Call(_Node, frozen=True, kw_only=True, tag=True):
+    name: tuple[str, ...]
+    """`("count",)`, `("object", "get")`, `("data", "pkg", "f")`."""
+    args: tuple[Term, ...]
+
+
+class BinOp(_Node, frozen=True, kw_only=True, tag=True):
+    op: str
+    """One of `+ - * / % & | == != < <= > >=`."""
+    left: Term
+    right: Term
+
+
+class UnaryMinus(_Node, frozen=True, kw_only=True, tag=True):
+    operand: Term
+
+
+class Membership(_Node, frozen=True, kw_only=True, tag=True):
+    key: Term | None
+    """The `k` of `k, v in xs`; None for `v in xs`."""
+    value: Term
+    collection: Term
+
+
+Term: TypeAlias = (
+    NullLit
+    | BoolLit
+    | NumberLit
+    | StringLit
+    | Var
+    | Ref
+    | ArrayTerm
+    | ObjectTerm
+    | SetTerm
+    | ArrayCompr
+    | SetCompr
+    | ObjectCompr
+    | Call
+    | BinOp
+    | UnaryMinus
+    | Membership
+)
+
+# ---- body expressions --------------------------------------------------------
+
+
+class Assign(_Node, frozen=True, kw_only=True, tag=True):
+    target: Term
+    value: Term
+
+
+class Unify(_Node, frozen=True, kw_only=True, tag=True):
+    left: Term
+    right: Term
+
+
+class SomeVars(_Node, frozen=True, kw_only=True, tag=True):
+    names: tuple[Var, ...]
+
+
+class SomeIn(_Node, frozen=True, kw_only=True, tag=True):
+    key: Term | None
+    value: Term
+    collection: Term
+
+
+class Every(_Node, frozen=True, kw_only=True, tag=True):
+    key: Var | None
+    value: Var
+    domain: Term
+    body: Body
+
+
+Expr: TypeAlias = Term | Assign | Unify | SomeVars | SomeIn | Every
+
+
+class With(_Node, frozen=True, kw_only=True, tag=True):
+    target: Term
+    """A `Ref` (or `Var`) rooted at `input` or `data`."""
+    value: Term
+
+
+class Literal(_Node, frozen=True, kw_only=True, tag=True):
+    negated: bool = False
+    expr: Expr
+    withs: tuple[With, ...] = ()
+
+
+Body: TypeAlias = tuple[Literal, ...]
+
+# ---- rules ---------------------------------------------------------------------
+
+
+class Else(_Node, frozen=True, kw_only=True, tag=True):
+    value: Term | None
+    """None means `true`."""
+    body: Body
+
+
+class CompleteRule(_Node, frozen=True, kw_only=True, tag=True):
+    name: tuple[str, ...]
+    value: Term | None
+    """None means `true` (`p if {…}`)."""
+    body: Body
+    elses: tuple[Else, ...] = ()
+
+
+class DefaultRule(_Node, frozen=True, kw_only=True, tag=True):
+    name: tuple[str, ...]
+    args: tuple[Term, ...] | None
+    """Present for `default f(_) := v`."""
+    value: Term
+
+
+class PartialSetRule(_Node, frozen=True, kw_only=True, tag=True):
+    name: tuple[str, ...]
+    element: Term
+    body: Body
+
+
+class PartialObjectRule(_Node, frozen=True, kw_only=True, tag=True):
+    name: tuple[str, ...]
+    key: Term
+    value: Term | None
+    """None means `true`."""
+    body: Body
+
+
+class FunctionRule(_Node, frozen=True, kw_only=True, tag=True):
+    name: tuple[str, ...]
+    args: tuple[Term, ...]
+    value: Term | None
+    """None means `true`."""
+    body: Body
+    elses: tuple[Else, ...] = ()
+
+
+Rule: TypeAlias = CompleteRule | DefaultRule | PartialSetRule | PartialObjectRule | FunctionRule
+
+
+class Import(_Node, frozen=True, kw_only=True, tag=True):
+    path: tuple[str, ...]
+    """`("data", "x")`, `("rego", "v1")`, `("future", "keywords", "in")`."""
+    alias: str | None = None
+
+
+class Module(_Node, frozen=True, kw_only=True, tag=True):
+    package: tuple[str, ...]
+    imports: tuple[Import, ...] = ()
+    rules: tuple[Rule, ...] = ()
