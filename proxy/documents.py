@@ -20,6 +20,9 @@ import msgspec
 
 __all__ = [
     "BillingMode",
+    "CatalogDocument",
+    "CatalogModel",
+    "CatalogProvider",
     "Decision",
     "GatewayInfo",
     "IamRuleDocument",
@@ -31,6 +34,7 @@ __all__ = [
     "ProjectDocument",
     "ProjectMode",
     "ProjectStatus",
+    "ProviderOffer",
     "Reason",
     "RequestDocument",
     "RuleStatus",
@@ -196,6 +200,46 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Every IAM reason found (the first one is in `message`)."""
     models: tuple[str, ...] | None = None
     """For `models.list` only: the catalog model ids the key may use, sorted."""
+
+
+class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One provider's offer of a catalog model."""
+
+    model_id: str
+    """The provider's own id for the model, sent upstream."""
+    input_price: Money
+    """USD per million input (prompt) tokens."""
+    output_price: Money
+    """USD per million output (completion) tokens."""
+
+
+class CatalogModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One model clients may ask for by its catalog id."""
+
+    owned_by: str
+    """The model's maker, shown by `/v1/models`."""
+    created: int
+    """Unix time the model was published, shown by `/v1/models`."""
+    providers: dict[str, ProviderOffer]
+    """Provider id -> that provider's offer; a client may name one as `provider/model`."""
+
+
+class CatalogProvider(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A provider the catalog knows."""
+
+    name: str
+    """Display name."""
+    base_url: str | None = None
+    """Default OpenAI-compatible base URL; None for the built-in `mock` provider."""
+
+
+class CatalogDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`policies/catalog.yaml`, loaded as `data.catalog` (docs/architecture.md §5)."""
+
+    providers: dict[str, CatalogProvider] = {}
+    """Provider id -> display name and default base URL."""
+    models: dict[str, CatalogModel]
+    """Catalog model id -> who makes it and who serves it at what price."""
 
 
 def input_value(document: InputDocument) -> dict[str, Any]:

@@ -1,0 +1,384 @@
+# The gateway's default policy.
+#
+# It answers one question per request, `data.gateway.decision`, and the proxy
+# acts on the answer verbatim (docs/architecture.md §4). The checks run in the
+# contract's order (spec §3); the first that fails answers:
+#
+#   1. no token                            401
+#   2. unknown or disabled key             401
+#   3. usage limit reached                 401
+#   4. project archived                    410
+#   5. request body invalid                400
+#   6. model not in the catalog            400
+#   7. IAM rules deny                      403
+#   7b. a custom rule denies (custom_deny) 403 unless the rule says otherwise
+#   8. no usable credential for any allowed provider   400 / 402
+#
+# Inputs: `input` (schemas/input.schema.json), `data.catalog`
+# (policies/catalog.yaml) and IAM rules from three places: the key store
+# (`input.key.iam_rules`), the project (`input.project.iam_rules`) and
+# `*.iam.yaml` files, which are lowered into `data.gateway.iam_policies.rules`.
+#
+# To add your own reasons to deny without editing this file, see
+# policies/README.md ("Custom rules").
+package gateway
+
+import rego.v1
+
+# ---------------------------------------------------------------------------
+# The decision: the order of the checks is the order of this else-chain.
+# ---------------------------------------------------------------------------
+
+decision := denied(401, "Unauthorized: No API key provided. Expected 'Authorization: Bearer your-api-token' header or 'x-api-key: your-api-token' header", []) if {
+	no_token
+} else := denied(401, "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token.", []) if {
+	key_unusable
+} else := denied(401, "Unauthorized: LLMGateway API key reached its usage limit.", []) if {
+	usage_limit_reached
+} else := denied(410, "Project has been archived and is no longer accessible", []) if {
+	project_archived
+} else := denied(400, body_problem, []) if {
+	body_problem
+} else := denied(400, sprintf("Unsupported model: %s", [input.request.model]), []) if {
+	unsupported_model
+} else := denied(403, concat("", ["Access denied: ", iam_reasons[0].message]), iam_reasons) if {
+	count(iam_reasons) > 0
+} else := denied(custom_denial.status, custom_denial.message, custom_reasons) if {
+	custom_denial
+} else := denied(400, no_provider_message, []) if {
+	no_provider_message
+} else := denied(402, insufficient_credits_message, []) if {
+	insufficient_credits_message
+} else := models_listed if {
+	input.request.operation == "models.list"
+} else := {
+	"allow": true,
+	"status": 200,
+	"message": "",
+	"model": model_id,
+	"provider": chosen.provider,
+	"provider_model_id": data.catalog.models[model_id].providers[chosen.provider].model_id,
+	"billing": chosen.billing,
+	"reasons": [],
+}
+
+# A denial in the decision's shape.
+denied(status, message, reasons) := {
+	"allow": false,
+	"status": status,
+	"message": message,
+	"model": model_id,
+	"provider": null,
+	"provider_model_id": null,
+	"billing": null,
+	"reasons": reasons,
+}
+
+# ---------------------------------------------------------------------------
+# Checks 1-3: authentication. They come first so that an anonymous caller
+# learns nothing about models or policies.
+# ---------------------------------------------------------------------------
+
+# Check 1: a token was sent in `Authorization: Bearer` or `x-api-key`.
+no_token if not input.request.token_present
+
+# Check 2: the token names no key, or the key is disabled or deleted.
+key_unusable if input.key == null
+
+key_unusable if input.key.status != "active"
+
+# Check 3: a key with a usage limit is blocked once usage reaches it. Money is
+# compared as exact decimals; a limit of "0" blocks everything, no limit never blocks.
+usage_limit_reached if {
+	input.key.usage_limit != null
+	to_number(input.key.usage) >= to_number(input.key.usage_limit)
+}
+
+# ---------------------------------------------------------------------------
+# Checks 4-6: the project and the request itself.
+# ---------------------------------------------------------------------------
+
+# Check 4: an archived project answers 410 to every request.
+project_archived if input.project.status == "deleted"
+
+# Check 5: the proxy parses the body and reports what is wrong; the policy only
+# decides where that answer sits in the order of checks.
+body_problem := input.request.body_error if {
+	input.request.body_error != null
+} else := "Invalid request body: the field `model` is required and must be a string." if {
+	input.request.operation != "models.list"
+	input.request.model == null
+}
+
+# Check 6: the model must be in the catalog, and an explicit `provider/model`
+# must name a provider that serves it.
+unsupported_model if {
+	input.request.operation != "models.list"
+	not target
+}
+
+# What the request asks for: a catalog model id and, with the `provider/model`
+# syntax, an explicit provider. A catalog id containing `/` is taken as a whole.
+target := {"model": input.request.model, "provider": null} if {
+	data.catalog.models[input.request.model]
+} else := {"model": model, "provider": provider} if {
+	slash := indexof(input.request.model, "/")
+	slash > 0
+	provider := substring(input.request.model, 0, slash)
+	model := substring(input.request.model, slash + 1, -1)
+	data.catalog.models[model].providers[provider]
+}
+
+# The catalog model id asked for; null for the models list or an unknown model.
+default model_id := null
+
+model_id := target.model
+
+# The provider named with `provider/model`, if any.
+default explicit_provider := null
+
+explicit_provider := target.provider
+
+# ---------------------------------------------------------------------------
+# Check 7: IAM rules (spec §4).
+#
+# Rules come in layers: `gateway` (iam.yaml rule sets for all keys), `project`
+# (the project's rules and iam.yaml rule sets for the project) and `key` (the
+# key store's rules and iam.yaml rule sets for the key). Within a layer, allow
+# rules of one type are OR-ed, different types AND-ed, deny rules applied after
+# allow rules. Every layer must allow, so the project is a ceiling the key's
+# rules can only narrow. Inactive rules are ignored.
+# ---------------------------------------------------------------------------
+
+layer_rank := {"gateway": 0, "project": 1, "key": 2}
+
+# Every active rule with its layer.
+active_rules contains object.union(rule, {"layer": "key"}) if {
+	some rule in input.key.iam_rules
+	rule.status != "inactive"
+}
+
+active_rules contains object.union(rule, {"layer": "project"}) if {
+	some rule in input.project.iam_rules
+	rule.status != "inactive"
+}
+
+active_rules contains rule if {
+	some rule in data.gateway.iam_policies.rules
+	rule.status != "inactive"
+}
+
+# The active rules of one type in one layer.
+rules_of(layer, type) := [rule | some rule in active_rules; rule.layer == layer; rule.type == type]
+
+# The id of the rule behind an allow-list reason: named when the layer has exactly one.
+single_rule_id(rules) := rules[0].id if count(rules) == 1
+
+else := null
+
+# Model ids match rule values as globs (`gpt-4*`); no delimiter, so `*` spans dots.
+model_matches(rule, model) if {
+	some pattern in rule.values
+	glob.match(pattern, null, model)
+}
+
+# Layers whose allow_models rules the model fails.
+model_not_allowed(model) := {layer: rules |
+	some layer, _ in layer_rank
+	rules := rules_of(layer, "allow_models")
+	count(rules) > 0
+	not any_model_match(rules, model)
+}
+
+any_model_match(rules, model) if {
+	some rule in rules
+	model_matches(rule, model)
+}
+
+# deny_models rules the model matches.
+model_denied_by(model) := {rule | some rule in active_rules; rule.type == "deny_models"; model_matches(rule, model)}
+
+# True when the model passes every layer's model rules.
+model_permitted(model) if {
+	count(model_not_allowed(model)) == 0
+	count(model_denied_by(model)) == 0
+}
+
+# A provider passes when every layer allowing a list of providers names it and no
+# deny_providers rule names it.
+provider_not_allowed(provider) := {layer: rules |
+	some layer, _ in layer_rank
+	rules := rules_of(layer, "allow_providers")
+	count(rules) > 0
+	not any_value(rules, provider)
+}
+
+provider_denied_by(provider) := {rule | some rule in active_rules; rule.type == "deny_providers"; provider in rule.values}
+
+provider_permitted(provider) if {
+	count(provider_not_allowed(provider)) == 0
+	count(provider_denied_by(provider)) == 0
+}
+
+any_value(rules, value) if {
+	some rule in rules
+	value in rule.values
+}
+
+# The providers of a catalog model left after the IAM provider rules.
+permitted_providers(model) := {provider |
+	some provider, _ in data.catalog.models[model].providers
+	provider_permitted(provider)
+}
+
+# Each reason is [sort rank, message, rule id, code]; the rank orders reasons
+# first by rule type (as the contract lists them), then by layer (ceiling first).
+reason_entries contains [layer_rank[layer], sprintf("Model %s is not in the allowed models list", [model_id]), single_rule_id(rules), "allow_models"] if {
+	model_id != null
+	some layer, rules in model_not_allowed(model_id)
+}
+
+reason_entries contains [10 + layer_rank[rule.layer], sprintf("Model %s is in the denied models list", [model_id]), rule.id, "deny_models"] if {
+	model_id != null
+	some rule in model_denied_by(model_id)
+}
+
+reason_entries contains [20 + layer_rank[layer], sprintf("Operation %s is not in the allowed operations list", [input.request.operation]), single_rule_id(rules), "allow_operations"] if {
+	some layer, _ in layer_rank
+	rules := rules_of(layer, "allow_operations")
+	count(rules) > 0
+	not any_value(rules, input.request.operation)
+}
+
+reason_entries contains [30 + layer_rank[rule.layer], sprintf("Operation %s is in the denied operations list", [input.request.operation]), rule.id, "deny_operations"] if {
+	some rule in active_rules
+	rule.type == "deny_operations"
+	input.request.operation in rule.values
+}
+
+reason_entries contains [40 + layer_rank[layer], sprintf("Provider %s is not in the allowed providers list", [explicit_provider]), single_rule_id(rules), "allow_providers"] if {
+	explicit_provider != null
+	some layer, rules in provider_not_allowed(explicit_provider)
+}
+
+reason_entries contains [50 + layer_rank[rule.layer], sprintf("Provider %s is in the denied providers list", [explicit_provider]), rule.id, "deny_providers"] if {
+	explicit_provider != null
+	some rule in provider_denied_by(explicit_provider)
+}
+
+reason_entries contains [60, sprintf("No providers are allowed for model %s after applying IAM rules.", [model_id]), null, "no_provider"] if {
+	model_id != null
+	explicit_provider == null
+	count(permitted_providers(model_id)) == 0
+}
+
+# The IAM reasons in order; the first one answers.
+iam_reasons := [{"code": entry[3], "rule_id": entry[2], "message": entry[1]} | some entry in sort(reason_entries)]
+
+# ---------------------------------------------------------------------------
+# Check 7b: custom rules. Any file in the policy directory may add
+#   custom_deny contains {"message": "...", "status": 403} if { ... }
+# to `package gateway` ("status" is optional, 403 by default). They are asked
+# after the built-in IAM rules and before credentials; when several deny, the
+# first by message text answers.
+# ---------------------------------------------------------------------------
+
+custom_entries := sort([[object.get(entry, "status", 403), entry.message] | some entry in data.gateway.custom_deny])
+
+custom_denial := {"status": custom_entries[0][0], "message": custom_entries[0][1]} if count(custom_entries) > 0
+
+custom_reasons := [{"code": "custom", "rule_id": null, "message": entry[1]} | some entry in custom_entries]
+
+# ---------------------------------------------------------------------------
+# Check 8: credentials (spec §5). The project's mode decides which providers
+# are candidates and who pays.
+# ---------------------------------------------------------------------------
+
+default project_mode := "hybrid"
+
+project_mode := input.project.mode if input.project.mode != null
+
+project_key_providers := {provider | some provider in input.project.provider_keys}
+
+# The mock provider needs no credential; the gateway always counts as holding one.
+gateway_providers := {provider | some provider in input.gateway.credentialed_providers} | {"mock"}
+
+# How a request to `provider` would be paid under the project's mode, if at all:
+# the project's own key where the mode allows it (preferred in hybrid), else
+# the gateway's credential billed to credits. In api-keys mode the mock provider
+# is a candidate too; it never touches the organization's credits there.
+billing_for(provider) := "provider-key" if {
+	project_mode != "credits"
+	provider in project_key_providers
+} else := "credits" if {
+	project_mode != "api-keys"
+	provider in gateway_providers
+} else := "provider-key" if {
+	provider == "mock"
+}
+
+# The providers the request may go to after IAM: the explicit one or every
+# permitted provider of the model.
+requested_providers := {explicit_provider} if explicit_provider != null
+
+else := permitted_providers(model_id)
+
+# Candidates as [preference, price, provider, billing]: project keys first, then
+# the cheapest, then by name, so the choice is stable.
+candidates := sort([[billing_rank[billing], price(model_id, provider), provider, billing] |
+	some provider in requested_providers
+	billing := billing_for(provider)
+])
+
+billing_rank := {"provider-key": 0, "credits": 1}
+
+price(model, provider) := to_number(entry.input_price) + to_number(entry.output_price) if {
+	entry := data.catalog.models[model].providers[provider]
+}
+
+chosen := {"provider": candidates[0][2], "billing": candidates[0][3]} if count(candidates) > 0
+
+# Check 8a: no provider can be paid for under the project's mode.
+no_provider_message := sprintf("No provider key set for any of the providers that support model %s. Please add the provider key in the settings or switch the project mode to credits or hybrid.", [model_id]) if {
+	model_id != null
+	count(candidates) == 0
+	project_mode == "api-keys"
+} else := sprintf("No available provider could be found for model %s", [model_id]) if {
+	model_id != null
+	count(candidates) == 0
+}
+
+# Check 8b: a request billed to credits needs the organization's credits above zero.
+insufficient_credits_message := sprintf("Organization %s has insufficient credits", [input.organization.id]) if {
+	chosen.billing == "credits"
+	project_mode == "credits"
+	to_number(input.organization.credits) <= 0
+} else := "No API key set for provider and organization has insufficient credits" if {
+	chosen.billing == "credits"
+	to_number(input.organization.credits) <= 0
+}
+
+# ---------------------------------------------------------------------------
+# Models endpoint (spec §7): the catalog models the key's IAM rules and the
+# project's mode allow, after checks 1-4 and the operation rules.
+# ---------------------------------------------------------------------------
+
+# A set, so a model with several usable providers appears once; sorted by id.
+visible_models := sort({model |
+	some model, _ in data.catalog.models
+	model_permitted(model)
+	some provider in permitted_providers(model)
+	billing_for(provider)
+})
+
+models_listed := {
+	"allow": true,
+	"status": 200,
+	"message": "",
+	"model": null,
+	"provider": null,
+	"provider_model_id": null,
+	"billing": null,
+	"reasons": [],
+	"models": visible_models,
+}
