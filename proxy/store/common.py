@@ -1,0 +1,187 @@
+"""Helpers every backend shares: ids, clock, money parsing, row -> record conversion."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+from proxy.store.base import (
+    ApiKey,
+    IamRule,
+    KeyStatus,
+    Organization,
+    Project,
+    ProjectMode,
+    RuleStatus,
+    RuleType,
+    StoreError,
+)
+
+__all__ = [
+    "DEFAULT_ORG_CREDITS",
+    "DEFAULT_ORG_ID",
+    "DEFAULT_PROJECT_ID",
+    "DEFAULT_RESERVATION_TTL",
+    "KEY_COLUMNS",
+    "KEY_STATUSES",
+    "PROJECT_MODES",
+    "RULE_TYPES",
+    "check_key_status",
+    "check_mode",
+    "check_provider_source",
+    "check_rule_type",
+    "decode_provider_keys",
+    "decode_values",
+    "encode_json",
+    "key_from_row",
+    "new_id",
+    "now_epoch",
+    "now_rfc3339",
+    "organization_from_row",
+    "parse_money",
+    "project_from_row",
+    "rule_from_row",
+]
+
+DEFAULT_ORG_ID = "default"
+DEFAULT_PROJECT_ID = "default"
+DEFAULT_ORG_CREDITS = Decimal("10.00")
+# A request that never settles (crash, lost connection) holds its reservation this long.
+DEFAULT_RESERVATION_TTL = 600.0
+
+PROJECT_MODES: tuple[ProjectMode, ...] = ("api-keys", "credits", "hybrid")
+KEY_STATUSES: tuple[KeyStatus, ...] = ("active", "inactive", "deleted")
+RULE_TYPES: tuple[RuleType, ...] = (
+    "allow_models",
+    "deny_models",
+    "allow_providers",
+    "deny_providers",
+    "allow_operations",
+    "deny_operations",
+)
+
+
+def new_id(prefix: str) -> str:
+    """A short random id such as `key_3f9a0c…`; random, so ids reveal no counts or order."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def now_epoch() -> float:
+    return time.time()
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_money(value: str | Decimal, what: str, *, allow_negative: bool = False) -> Decimal:
+    """An exact, finite decimal amount of USD; raises StoreError naming `what` otherwise."""
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(value.strip())
+    except (InvalidOperation, AttributeError):
+        raise StoreError(
+            f"{what}: `{value}` is not a decimal amount; write it like `10.00`"
+        ) from None
+    if not amount.is_finite():
+        raise StoreError(f"{what}: `{value}` is not a finite amount; write it like `10.00`")
+    if amount < 0 and not allow_negative:
+        raise StoreError(f"{what}: `{value}` is negative; use zero or a positive amount")
+    return amount
+
+
+def check_mode(mode: str) -> ProjectMode:
+    if mode not in PROJECT_MODES:
+        raise StoreError(f"project mode `{mode}` is unknown; use one of {', '.join(PROJECT_MODES)}")
+    return mode
+
+
+def check_key_status(status: str) -> KeyStatus:
+    if status not in KEY_STATUSES:
+        raise StoreError(f"key status `{status}` is unknown; use one of {', '.join(KEY_STATUSES)}")
+    return status
+
+
+def check_rule_type(rule_type: str) -> RuleType:
+    if rule_type not in RULE_TYPES:
+        raise StoreError(f"rule type `{rule_type}` is unknown; use one of {', '.join(RULE_TYPES)}")
+    return rule_type
+
+
+def check_provider_source(provider: str, source: dict[str, str] | None) -> None:
+    if not provider:
+        raise StoreError("provider id is empty; name the provider, e.g. `openai`")
+    if source is None:
+        return
+    if len(source) != 1 or not ({"env", "value"} & source.keys()):
+        raise StoreError(
+            f"provider key for `{provider}`: give exactly one of `env` (a variable name) "
+            "or `value` (the secret)"
+        )
+    if not next(iter(source.values())):
+        raise StoreError(f"provider key for `{provider}` is empty")
+
+
+def encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode("utf-8")
+
+
+def decode_provider_keys(text: str) -> dict[str, dict[str, str]]:
+    return msgspec.json.decode(text, type=dict[str, dict[str, str]])
+
+
+def decode_values(text: str) -> tuple[str, ...]:
+    return msgspec.json.decode(text, type=tuple[str, ...])
+
+
+def organization_from_row(row: Sequence[Any]) -> Organization:
+    """Row order: id, credits."""
+    return Organization(id=row[0], credits=Decimal(str(row[1])))
+
+
+def project_from_row(row: Sequence[Any]) -> Project:
+    """Row order: id, organization, mode, status, provider_keys (JSON text)."""
+    return Project(
+        id=row[0],
+        organization_id=row[1],
+        mode=check_mode(row[2]),
+        status="deleted" if row[3] == "deleted" else "active",
+        provider_keys=decode_provider_keys(row[4]),
+    )
+
+
+KEY_COLUMNS = (
+    "id, token_hash, display, project, status, usage_limit, usage, description, created_at"
+)
+
+
+def key_from_row(row: Sequence[Any]) -> ApiKey:
+    """Row order: KEY_COLUMNS."""
+    return ApiKey(
+        id=row[0],
+        token_hash=row[1],
+        display=row[2],
+        project_id=row[3],
+        status=check_key_status(row[4]),
+        usage_limit=None if row[5] is None else Decimal(str(row[5])),
+        usage=Decimal(str(row[6])),
+        description=row[7],
+        created_at=str(row[8]),
+    )
+
+
+def rule_from_row(row: Sequence[Any]) -> IamRule:
+    """Row order: id, key_id, type, values (JSON text), status."""
+    status: RuleStatus = "inactive" if row[4] == "inactive" else "active"
+    return IamRule(
+        id=row[0],
+        key_id=row[1],
+        type=check_rule_type(row[2]),
+        values=decode_values(row[3]),
+        status=status,
+    )

@@ -1,0 +1,621 @@
+"""SQLite key store and usage ledger (the default, for one gateway instance).
+
+Every sqlite3 call runs on one dedicated worker thread that owns the connection, so
+the event loop never blocks on disk I/O and transactions run strictly one after the
+other inside a process. Writes use `BEGIN IMMEDIATE`, which also serialises them
+against other processes sharing the file (the admin CLI, a second proxy).
+
+Money is stored as decimal text and added up in Python with `Decimal`: exact. The
+database runs in WAL mode with `synchronous=FULL` and each settlement commits on its
+own, so recorded usage survives a restart, `kill -9` and power loss.
+
+Reserved amounts are not kept as a counter: they are the sum of the unexpired rows
+of `reservations`, so an expired reservation stops counting the moment it expires,
+and reclaiming it is only garbage collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy.store.base import (
+    ApiKey,
+    IamRule,
+    KeyContext,
+    KeyStatus,
+    NotFound,
+    Organization,
+    Project,
+    ProjectMode,
+    Reservation,
+    RuleType,
+    StoreError,
+)
+from proxy.store.common import (
+    DEFAULT_ORG_CREDITS,
+    DEFAULT_ORG_ID,
+    DEFAULT_PROJECT_ID,
+    DEFAULT_RESERVATION_TTL,
+    KEY_COLUMNS,
+    check_key_status,
+    check_mode,
+    check_provider_source,
+    check_rule_type,
+    decode_provider_keys,
+    encode_json,
+    key_from_row,
+    new_id,
+    now_epoch,
+    now_rfc3339,
+    organization_from_row,
+    parse_money,
+    project_from_row,
+    rule_from_row,
+)
+from proxy.tokens import display_token, generate_token, hash_token, hashes_match
+
+__all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
+
+T = TypeVar("T")
+
+# Ordered; migration N (1-based) brings the schema from version N-1 to N.
+# INVARIANT: never edit a shipped migration, append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE organizations (
+            id TEXT PRIMARY KEY,
+            credits TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE projects (
+            id TEXT PRIMARY KEY,
+            organization TEXT NOT NULL REFERENCES organizations(id),
+            mode TEXT NOT NULL DEFAULT 'hybrid' CHECK (mode IN ('api-keys', 'credits', 'hybrid')),
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deleted')),
+            provider_keys TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            display TEXT NOT NULL,
+            project TEXT NOT NULL REFERENCES projects(id),
+            status TEXT NOT NULL CHECK (status IN ('active', 'inactive', 'deleted')),
+            usage_limit TEXT,
+            usage TEXT NOT NULL DEFAULT '0',
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX api_keys_project ON api_keys(project)",
+        """CREATE TABLE iam_rules (
+            id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL REFERENCES api_keys(id),
+            type TEXT NOT NULL,
+            "values" TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')))""",
+        "CREATE INDEX iam_rules_key ON iam_rules(key_id)",
+        """CREATE TABLE reservations (
+            id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            org_id TEXT,
+            amount TEXT NOT NULL,
+            expires_at REAL NOT NULL)""",
+        "CREATE INDEX reservations_key ON reservations(key_id, expires_at)",
+        "CREATE INDEX reservations_org ON reservations(org_id, expires_at)",
+        "CREATE INDEX reservations_expiry ON reservations(expires_at)",
+    ),
+)
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """`sqlite:///./gateway.db` -> `./gateway.db`; `sqlite:////abs/x.db` -> `/abs/x.db`;
+    `sqlite://:memory:` -> `:memory:`."""
+    if not url.startswith("sqlite://"):
+        raise StoreError(f"database `{url}` is not a SQLite URL; write `sqlite:///./gateway.db`")
+    rest = url.removeprefix("sqlite://")
+    if rest in (":memory:", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/") or rest == "/":
+        raise StoreError(
+            f"database `{url}` has no file path; write `sqlite:///./gateway.db` (relative) "
+            "or `sqlite:////var/lib/gateway.db` (absolute)"
+        )
+    return rest[1:]
+
+
+def _sum(rows: list[tuple[Any, ...]]) -> Decimal:
+    return sum((Decimal(row[0]) for row in rows), Decimal(0))
+
+
+class SqliteStore:
+    """The `Store` on one SQLite file, all I/O on a single worker thread."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        token_secret: bytes | None = None,
+    ) -> None:
+        self._path = path
+        self._ttl = reservation_ttl
+        self._secret = token_secret
+        self._conn: sqlite3.Connection | None = None
+        # INVARIANT: one thread, so the connection is only ever touched by its owner thread.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+
+    # -- plumbing -------------------------------------------------------------------
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._connect()
+        return fn(self._conn)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+        """Wrap `fn` in one IMMEDIATE transaction: committed on return, rolled back on error."""
+
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return run
+
+    async def close(self) -> None:
+        def shut(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self._conn is not None:
+            await self._run(shut)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    def hash_token(self, token: str) -> str:
+        return hash_token(token, self._secret)
+
+    # -- schema ---------------------------------------------------------------------
+    async def migrate(self) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+                version = 0
+            else:
+                version = int(row[0])
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self._path}: schema version {version} is newer than this gateway "
+                    f"knows ({len(MIGRATIONS)}); upgrade the gateway"
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+            conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now_epoch(),))
+
+        await self._run(self._write(apply))
+
+    async def ensure_defaults(self) -> None:
+        def ensure(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO organizations (id, credits, created_at) VALUES (?, ?, ?)",
+                (DEFAULT_ORG_ID, str(DEFAULT_ORG_CREDITS), now_rfc3339()),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO projects (id, organization, mode, created_at) "
+                "VALUES (?, ?, 'hybrid', ?)",
+                (DEFAULT_PROJECT_ID, DEFAULT_ORG_ID, now_rfc3339()),
+            )
+
+        await self._run(self._write(ensure))
+
+    # -- request path ---------------------------------------------------------------
+    async def key_context(self, token_hash: str) -> KeyContext | None:
+        def read(conn: sqlite3.Connection) -> KeyContext | None:
+            now = now_epoch()
+            # One read transaction, so key, project, organization and sums agree.
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE token_hash = ?",  # noqa: S608
+                    (token_hash,),
+                ).fetchone()
+                if row is None or not hashes_match(row[1], token_hash):
+                    return None
+                key = key_from_row(row)
+                project = self._project(conn, key.project_id)
+                organization = self._organization(conn, project.organization_id)
+                rules = tuple(
+                    rule_from_row(r)
+                    for r in conn.execute(
+                        'SELECT id, key_id, type, "values", status FROM iam_rules '
+                        "WHERE key_id = ? ORDER BY rowid",
+                        (key.id,),
+                    )
+                )
+                reserved = self._key_reserved(conn, key.id, now)
+                credits_reserved = self._org_reserved(conn, organization.id, now)
+            finally:
+                conn.execute("COMMIT")
+            return KeyContext(
+                key=key,
+                reserved=reserved,
+                rules=rules,
+                project=project,
+                organization=organization,
+                credits_reserved=credits_reserved,
+            )
+
+        return await self._run(read)
+
+    @staticmethod
+    def _key_reserved(conn: sqlite3.Connection, key_id: str, now: float) -> Decimal:
+        rows = conn.execute(
+            "SELECT amount FROM reservations WHERE key_id = ? AND expires_at > ?", (key_id, now)
+        ).fetchall()
+        return _sum(rows)
+
+    @staticmethod
+    def _org_reserved(conn: sqlite3.Connection, org_id: str, now: float) -> Decimal:
+        rows = conn.execute(
+            "SELECT amount FROM reservations WHERE org_id = ? AND expires_at > ?", (org_id, now)
+        ).fetchall()
+        return _sum(rows)
+
+    async def reserve(
+        self, key_id: str, organization_id: str | None, amount: Decimal
+    ) -> Reservation | None:
+        amount = parse_money(amount, "reservation amount")
+
+        def reserve(conn: sqlite3.Connection) -> Reservation | None:
+            now = now_epoch()
+            conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
+            row = conn.execute(
+                "SELECT usage, usage_limit FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"key `{key_id}` does not exist")
+            # INVARIANT: admitted only while usage + in-flight reservations < limit.
+            limit = None if row[1] is None else Decimal(row[1])
+            in_flight = self._key_reserved(conn, key_id, now)
+            if limit is not None and Decimal(row[0]) + in_flight >= limit:
+                return None
+            if organization_id is not None:
+                credits = conn.execute(
+                    "SELECT credits FROM organizations WHERE id = ?", (organization_id,)
+                ).fetchone()
+                if credits is None:
+                    raise NotFound(f"organization `{organization_id}` does not exist")
+                if Decimal(credits[0]) - self._org_reserved(conn, organization_id, now) <= 0:
+                    return None
+            reservation = Reservation(
+                id=new_id("res"), key_id=key_id, organization_id=organization_id, amount=amount
+            )
+            conn.execute(
+                "INSERT INTO reservations (id, key_id, org_id, amount, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (reservation.id, key_id, organization_id, str(amount), now + self._ttl),
+            )
+            return reservation
+
+        return await self._run(self._write(reserve))
+
+    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+        cost = parse_money(actual_cost, "actual cost")
+
+        def settle(conn: sqlite3.Connection) -> None:
+            # Charged even when the reservation already expired: the request did complete.
+            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+            row = conn.execute(
+                "SELECT usage FROM api_keys WHERE id = ?", (reservation.key_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"key `{reservation.key_id}` does not exist")
+            conn.execute(
+                "UPDATE api_keys SET usage = ? WHERE id = ?",
+                (str(Decimal(row[0]) + cost), reservation.key_id),
+            )
+            if reservation.organization_id is not None:
+                org = conn.execute(
+                    "SELECT credits FROM organizations WHERE id = ?",
+                    (reservation.organization_id,),
+                ).fetchone()
+                if org is not None:
+                    conn.execute(
+                        "UPDATE organizations SET credits = ? WHERE id = ?",
+                        (str(Decimal(org[0]) - cost), reservation.organization_id),
+                    )
+
+        await self._run(self._write(settle))
+
+    async def release(self, reservation: Reservation) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+
+        await self._run(release)
+
+    async def reclaim_expired(self) -> int:
+        def reclaim(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM reservations WHERE expires_at <= ?", (now_epoch(),)
+            ).rowcount
+
+        return await self._run(reclaim)
+
+    # -- organizations --------------------------------------------------------------
+    @staticmethod
+    def _organization(conn: sqlite3.Connection, org_id: str) -> Organization:
+        row = conn.execute(
+            "SELECT id, credits FROM organizations WHERE id = ?", (org_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"organization `{org_id}` does not exist; create it with `orgs create`")
+        return organization_from_row(row)
+
+    async def create_organization(self, org_id: str, credits: Decimal) -> Organization:
+        amount = parse_money(credits, "credits", allow_negative=True)
+
+        def create(conn: sqlite3.Connection) -> Organization:
+            if not org_id:
+                raise StoreError("organization id is empty")
+            try:
+                conn.execute(
+                    "INSERT INTO organizations (id, credits, created_at) VALUES (?, ?, ?)",
+                    (org_id, str(amount), now_rfc3339()),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"organization `{org_id}` already exists") from None
+            return Organization(id=org_id, credits=amount)
+
+        return await self._run(self._write(create))
+
+    async def set_credits(self, org_id: str, credits: Decimal) -> Organization:
+        amount = parse_money(credits, "credits", allow_negative=True)
+
+        def update(conn: sqlite3.Connection) -> Organization:
+            self._organization(conn, org_id)
+            conn.execute("UPDATE organizations SET credits = ? WHERE id = ?", (str(amount), org_id))
+            return Organization(id=org_id, credits=amount)
+
+        return await self._run(self._write(update))
+
+    async def get_organization(self, org_id: str) -> Organization:
+        return await self._run(lambda conn: self._organization(conn, org_id))
+
+    async def list_organizations(self) -> list[Organization]:
+        def read(conn: sqlite3.Connection) -> list[Organization]:
+            rows = conn.execute("SELECT id, credits FROM organizations ORDER BY id").fetchall()
+            return [organization_from_row(r) for r in rows]
+
+        return await self._run(read)
+
+    # -- projects -------------------------------------------------------------------
+    @staticmethod
+    def _project(conn: sqlite3.Connection, project_id: str) -> Project:
+        row = conn.execute(
+            "SELECT id, organization, mode, status, provider_keys FROM projects WHERE id = ?",
+            (project_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(
+                f"project `{project_id}` does not exist; create it with `projects create`"
+            )
+        return project_from_row(row)
+
+    async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project:
+        checked = check_mode(mode)
+
+        def create(conn: sqlite3.Connection) -> Project:
+            if not project_id:
+                raise StoreError("project id is empty")
+            self._organization(conn, org_id)
+            try:
+                conn.execute(
+                    "INSERT INTO projects (id, organization, mode, created_at) VALUES (?, ?, ?, ?)",
+                    (project_id, org_id, checked, now_rfc3339()),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(f"project `{project_id}` already exists") from None
+            return self._project(conn, project_id)
+
+        return await self._run(self._write(create))
+
+    async def get_project(self, project_id: str) -> Project:
+        return await self._run(lambda conn: self._project(conn, project_id))
+
+    async def list_projects(self) -> list[Project]:
+        def read(conn: sqlite3.Connection) -> list[Project]:
+            rows = conn.execute(
+                "SELECT id, organization, mode, status, provider_keys FROM projects ORDER BY id"
+            ).fetchall()
+            return [project_from_row(r) for r in rows]
+
+        return await self._run(read)
+
+    async def set_project_mode(self, project_id: str, mode: ProjectMode) -> Project:
+        checked = check_mode(mode)
+
+        def update(conn: sqlite3.Connection) -> Project:
+            self._project(conn, project_id)
+            conn.execute("UPDATE projects SET mode = ? WHERE id = ?", (checked, project_id))
+            return self._project(conn, project_id)
+
+        return await self._run(self._write(update))
+
+    async def set_provider_key(
+        self, project_id: str, provider: str, source: dict[str, str] | None
+    ) -> Project:
+        check_provider_source(provider, source)
+
+        def update(conn: sqlite3.Connection) -> Project:
+            row = conn.execute(
+                "SELECT provider_keys FROM projects WHERE id = ?", (project_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"project `{project_id}` does not exist")
+            keys = decode_provider_keys(row[0])
+            if source is None:
+                keys.pop(provider, None)
+            else:
+                keys[provider] = dict(source)
+            conn.execute(
+                "UPDATE projects SET provider_keys = ? WHERE id = ?",
+                (encode_json(keys), project_id),
+            )
+            return self._project(conn, project_id)
+
+        return await self._run(self._write(update))
+
+    async def archive_project(self, project_id: str) -> Project:
+        def update(conn: sqlite3.Connection) -> Project:
+            self._project(conn, project_id)
+            conn.execute("UPDATE projects SET status = 'deleted' WHERE id = ?", (project_id,))
+            return self._project(conn, project_id)
+
+        return await self._run(self._write(update))
+
+    # -- keys -----------------------------------------------------------------------
+    @staticmethod
+    def _key(conn: sqlite3.Connection, key_id: str) -> ApiKey:
+        row = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()  # noqa: S608 - constant column list
+        if row is None:
+            raise NotFound(f"key `{key_id}` does not exist; list keys with `keys list`")
+        return key_from_row(row)
+
+    async def create_key(
+        self, project_id: str, usage_limit: Decimal | None, description: str
+    ) -> tuple[ApiKey, str]:
+        limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
+        token = generate_token()
+        key = ApiKey(
+            id=new_id("key"),
+            token_hash=self.hash_token(token),
+            display=display_token(token),
+            project_id=project_id,
+            status="active",
+            usage_limit=limit,
+            usage=Decimal(0),
+            description=description,
+            created_at=now_rfc3339(),
+        )
+
+        def create(conn: sqlite3.Connection) -> ApiKey:
+            self._project(conn, project_id)
+            conn.execute(
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant column list
+                (
+                    key.id,
+                    key.token_hash,
+                    key.display,
+                    project_id,
+                    key.status,
+                    None if limit is None else str(limit),
+                    "0",
+                    description,
+                    key.created_at,
+                ),
+            )
+            return key
+
+        return await self._run(self._write(create)), token
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        return await self._run(lambda conn: self._key(conn, key_id))
+
+    async def list_keys(self, project_id: str | None = None) -> list[ApiKey]:
+        def read(conn: sqlite3.Connection) -> list[ApiKey]:
+            if project_id is None:
+                rows = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")  # noqa: S608 - constant column list
+            else:
+                rows = conn.execute(
+                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE project = ? ORDER BY created_at, id",  # noqa: S608 - constant column list
+                    (project_id,),
+                )
+            return [key_from_row(r) for r in rows.fetchall()]
+
+        return await self._run(read)
+
+    async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
+        checked = check_key_status(status)
+
+        def update(conn: sqlite3.Connection) -> ApiKey:
+            self._key(conn, key_id)
+            conn.execute("UPDATE api_keys SET status = ? WHERE id = ?", (checked, key_id))
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
+    async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey:
+        limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
+
+        def update(conn: sqlite3.Connection) -> ApiKey:
+            self._key(conn, key_id)
+            conn.execute(
+                "UPDATE api_keys SET usage_limit = ? WHERE id = ?",
+                (None if limit is None else str(limit), key_id),
+            )
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
+    # -- IAM rules ------------------------------------------------------------------
+    async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
+        checked = check_rule_type(rule_type)
+        if not values or any(not v for v in values):
+            raise StoreError(f"rule `{rule_type}` needs at least one non-empty value")
+        rule = IamRule(id=new_id("rule"), key_id=key_id, type=checked, values=tuple(values))
+
+        def add(conn: sqlite3.Connection) -> IamRule:
+            self._key(conn, key_id)
+            conn.execute(
+                'INSERT INTO iam_rules (id, key_id, type, "values", status) '
+                "VALUES (?, ?, ?, ?, 'active')",
+                (rule.id, key_id, checked, encode_json(list(rule.values))),
+            )
+            return rule
+
+        return await self._run(self._write(add))
+
+    async def list_rules(self, key_id: str) -> list[IamRule]:
+        def read(conn: sqlite3.Connection) -> list[IamRule]:
+            self._key(conn, key_id)
+            rows = conn.execute(
+                'SELECT id, key_id, type, "values", status FROM iam_rules '
+                "WHERE key_id = ? ORDER BY rowid",
+                (key_id,),
+            ).fetchall()
+            return [rule_from_row(r) for r in rows]
+
+        return await self._run(read)
+
+    async def remove_rule(self, key_id: str, rule_id: str) -> None:
+        def remove(conn: sqlite3.Connection) -> None:
+            deleted = conn.execute(
+                "DELETE FROM iam_rules WHERE id = ? AND key_id = ?", (rule_id, key_id)
+            ).rowcount
+            if deleted == 0:
+                raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
+
+        await self._run(self._write(remove))
