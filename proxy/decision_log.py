@@ -1,0 +1,67 @@
+"""One structured log line per request: who (key id, never the token), what, the
+decision and why, and how long the policy and the upstream took."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+__all__ = ["DecisionRecord"]
+
+logger = logging.getLogger("gateway.decision")
+_encoder = msgspec.json.Encoder()
+
+
+class _Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    key_id: str | None
+    operation: str
+    model: str | None
+    provider: str | None
+    decision: str
+    status: int
+    reason: str | None = None
+    policy_ms: float | None = None
+    upstream_ms: float | None = None
+    total_ms: float
+
+
+class DecisionRecord:
+    """Collects the facts of one request as it goes; `emit` writes the line once."""
+
+    def __init__(self, operation: str) -> None:
+        self.started = time.perf_counter()
+        self.operation = operation
+        self.key_id: str | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.allowed = False
+        self.reason: str | None = None
+        self.policy_seconds: float | None = None
+        self.upstream_seconds: float | None = None
+        self._emitted = False
+
+    def emit(self, status: int) -> None:
+        if self._emitted:
+            return
+        self._emitted = True
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        line = _Line(
+            key_id=self.key_id,
+            operation=self.operation,
+            model=self.model,
+            provider=self.provider,
+            decision="allow" if self.allowed else "deny",
+            status=status,
+            reason=self.reason,
+            policy_ms=_ms(self.policy_seconds),
+            upstream_ms=_ms(self.upstream_seconds),
+            total_ms=round((time.perf_counter() - self.started) * 1000, 3),
+        )
+        logger.info(_encoder.encode(line).decode())
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

@@ -1,0 +1,380 @@
+"""The request path: credentials -> key context -> input document -> decision -> forward.
+
+Framework-free (the Litestar routes only translate a `Reply`), so every step can be
+exercised with small fakes. No authorization decision is made here: allow/deny and
+every documented message come from the policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import msgspec
+
+from proxy.catalog import Catalog, ModelPrice
+from proxy.config import GatewayConfig
+from proxy.credentials import read_token
+from proxy.decision_log import DecisionRecord
+from proxy.documents import Decision, Operation, RequestDocument
+from proxy.errors import error_body
+from proxy.input_document import build_input, gateway_info
+from proxy.metrics import Metrics
+from proxy.mock_provider import MockProvider
+from proxy.policy import LoadedPolicy, PolicyHolder
+from proxy.providers import ProviderDirectory, ProviderProblem, Route
+from proxy.request_body import ParsedBody, parse_body
+from proxy.sse import SseRelay, TokenUsage, usage_from
+from proxy.store.base import KeyContext, Reservation, Store
+from proxy.upstream import (
+    AiohttpUpstream,
+    UpstreamCall,
+    UpstreamConnectError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+
+__all__ = ["Gateway", "Reply", "utc_now"]
+
+logger = logging.getLogger("gateway")
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+_MILLION = Decimal(1_000_000)
+# Rough bytes per prompt token, used only to size the reservation before the
+# provider reports the real count.
+_BYTES_PER_TOKEN = 4
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """What to answer: a whole body, or a stream of byte chunks."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    stream: AsyncIterator[bytes] | None = None
+
+
+class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
+    """A request the policy allowed, with everything needed to forward and settle it."""
+
+    operation: Operation
+    decision: Decision
+    context: KeyContext
+    body: ParsedBody
+    price: ModelPrice | None
+    reservation: Reservation
+    route: Route
+
+
+class Gateway:
+    """App-wide request handling; one instance per app, built in the lifespan."""
+
+    def __init__(
+        self,
+        *,
+        config: GatewayConfig,
+        store: Store,
+        policy: PolicyHolder,
+        upstream: AiohttpUpstream,
+        providers: ProviderDirectory,
+        metrics: Metrics,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._policy = policy
+        self._upstream = upstream
+        self._providers = providers
+        self._metrics = metrics
+        self._mock = MockProvider()
+        self._clock = clock
+        self._gateway = gateway_info(providers.credentialed)
+
+    # -- replies -------------------------------------------------------------------
+
+    def error(self, status: int, message: str) -> Reply:
+        """A gateway rejection in the configured error format."""
+        return Reply(status=status, body=error_body(status, message, self._config.error_format))
+
+    def _finish(self, record: DecisionRecord, reply: Reply) -> Reply:
+        if reply.stream is None:
+            record.emit(reply.status)
+            self._metrics.request(record.operation, reply.status)
+        return reply
+
+    # -- entry point -----------------------------------------------------------------
+
+    async def handle(
+        self, operation: Operation, headers: Mapping[str, str], client_ip: str, body: bytes
+    ) -> Reply:
+        """Answer one API request (`body` is empty for `models.list`)."""
+        record = DecisionRecord(operation)
+        token = read_token(headers)
+        context = None
+        if token is not None:
+            context = await self._store.key_context(self._store.hash_token(token))
+        record.key_id = context.key.id if context else None
+        parsed = (
+            ParsedBody(payload=None) if operation == "models.list" else parse_body(operation, body)
+        )
+        request = RequestDocument(
+            operation=operation,
+            token_present=token is not None,
+            model=parsed.model,
+            body_error=parsed.error,
+            max_tokens=parsed.max_tokens,
+            stream=parsed.stream,
+            time=self._clock(),
+            client_ip=client_ip,
+        )
+        record.model = parsed.model
+        policy = self._policy.current  # one generation for the whole request
+        decision = self._decide(policy, request, context, record)
+        if decision is None:
+            return self._finish(record, self._no_decision())
+        if not decision.allow:
+            record.reason = decision.message
+            return self._finish(record, self.error(decision.status, decision.message))
+        if context is None:  # a policy that allows an unknown key is broken
+            return self._finish(record, self._no_decision())
+        record.allowed = True
+        record.provider = decision.provider
+        if operation == "models.list":
+            return self._finish(record, self._models(decision, policy.catalog))
+        reply = await self._reserve_and_forward(
+            operation, policy, request, context, decision, parsed, body, record
+        )
+        return self._finish(record, reply)
+
+    def _decide(
+        self,
+        policy: LoadedPolicy,
+        request: RequestDocument,
+        context: KeyContext | None,
+        record: DecisionRecord,
+    ) -> Decision | None:
+        started = time.perf_counter()
+        decision = policy.decide(build_input(request, context, self._gateway))
+        elapsed = time.perf_counter() - started
+        record.policy_seconds = (record.policy_seconds or 0.0) + elapsed
+        self._metrics.decision_latency(elapsed)
+        return decision
+
+    def _no_decision(self) -> Reply:
+        return self.error(500, "Internal error: the policy gave no decision; see the gateway log")
+
+    def _models(self, decision: Decision, catalog: Catalog) -> Reply:
+        data = []
+        for model_id in decision.models or ():
+            entry = catalog.models.get(model_id)
+            data.append(
+                {
+                    "id": model_id,
+                    "object": "model",
+                    "created": entry.created if entry else 0,
+                    "owned_by": entry.owned_by if entry else "system",
+                }
+            )
+        return Reply(status=200, body=_encoder.encode({"object": "list", "data": data}))
+
+    # -- allowed requests ------------------------------------------------------------
+
+    async def _reserve_and_forward(
+        self,
+        operation: Operation,
+        policy: LoadedPolicy,
+        request: RequestDocument,
+        context: KeyContext,
+        decision: Decision,
+        parsed: ParsedBody,
+        body: bytes,
+        record: DecisionRecord,
+    ) -> Reply:
+        price = policy.catalog.price(decision.model, decision.provider)
+        amount = self._reservation_amount(operation, price, parsed, len(body))
+        org_id = context.organization.id if decision.billing == "credits" else None
+        reservation = await self._store.reserve(context.key.id, org_id, amount)
+        if reservation is None:
+            record.allowed = False
+            return await self._refused(policy, request, context, amount, org_id, record)
+        try:
+            route = self._providers.route(decision, context.project, operation, policy.catalog)
+        except ProviderProblem as exc:
+            await self._store.release(reservation)
+            record.reason = str(exc)
+            return self.error(502, str(exc))
+        allowed = _Allowed(
+            operation=operation,
+            decision=decision,
+            context=context,
+            body=parsed,
+            price=price,
+            reservation=reservation,
+            route=route,
+        )
+        return await self._forward(allowed, record)
+
+    def _reservation_amount(
+        self, operation: Operation, price: ModelPrice | None, parsed: ParsedBody, size: int
+    ) -> Decimal:
+        """An upper bound of the cost: estimated prompt plus the most it may generate,
+        all at the higher of the two prices (the real cost replaces it when settled)."""
+        if price is None:
+            return Decimal(0)
+        completion = 0
+        if operation != "embeddings":
+            completion = parsed.max_tokens or self._config.default_max_tokens
+        tokens = math.ceil(size / _BYTES_PER_TOKEN) + max(completion, 0)
+        return tokens * max(price.input_price, price.output_price) / _MILLION
+
+    async def _refused(
+        self,
+        policy: LoadedPolicy,
+        request: RequestDocument,
+        context: KeyContext,
+        amount: Decimal,
+        org_id: str | None,
+        record: DecisionRecord,
+    ) -> Reply:
+        """The store would not hold the cost: ask the policy again with that cost counted,
+        so the documented usage-limit or credits message answers."""
+        fresh = await self._store.key_context(context.key.token_hash) or context
+        counted = msgspec.structs.replace(
+            fresh,
+            reserved=fresh.reserved + amount,
+            credits_reserved=fresh.credits_reserved + (amount if org_id else Decimal(0)),
+        )
+        decision = self._decide(policy, request, counted, record)
+        if decision is None:
+            return self._no_decision()
+        if not decision.allow:
+            record.reason = decision.message
+            return self.error(decision.status, decision.message)
+        record.reason = "usage reservation refused"
+        return self.error(429, "Too many concurrent requests for this key's usage limit; retry")
+
+    async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
+        payload = dict(allowed.body.payload or {})
+        payload["model"] = allowed.decision.provider_model_id or allowed.decision.model
+        if allowed.body.stream:
+            options = payload.get("stream_options")
+            payload["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        started = time.perf_counter()
+        try:
+            response = await self._send(allowed, payload)
+        except UpstreamConnectError:
+            await self._store.release(allowed.reservation)
+            return self._upstream_failed(record, 502, allowed.route.provider, "could not connect")
+        except UpstreamTimeout:
+            await self._store.release(allowed.reservation)
+            return self._upstream_failed(record, 504, allowed.route.provider, "timed out")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._store.release(allowed.reservation)
+            raise
+        record.upstream_seconds = time.perf_counter() - started
+        self._metrics.upstream_latency(allowed.route.provider, record.upstream_seconds)
+        if allowed.body.stream and response.status == 200:
+            stream = self._relay(allowed, response, record)
+            return Reply(status=200, content_type=response.content_type, stream=stream)
+        return await self._whole(allowed, response, record)
+
+    def _upstream_failed(
+        self, record: DecisionRecord, status: int, provider: str, what: str
+    ) -> Reply:
+        message = f"Upstream provider {provider} {what}"
+        record.reason = message
+        return self.error(status, message)
+
+    async def _send(self, allowed: _Allowed, payload: dict[str, Any]) -> UpstreamResponse:
+        if allowed.route.url is None:
+            return await self._mock.send(allowed.operation, payload)
+        call = UpstreamCall(
+            url=allowed.route.url, body=_encoder.encode(payload), api_key=allowed.route.api_key
+        )
+        return await self._upstream.send(call)
+
+    async def _whole(
+        self, allowed: _Allowed, response: UpstreamResponse, record: DecisionRecord
+    ) -> Reply:
+        try:
+            content = await response.read()
+        except (UpstreamConnectError, UpstreamTimeout) as exc:
+            await self._store.release(allowed.reservation)
+            status = 504 if isinstance(exc, UpstreamTimeout) else 502
+            return self._upstream_failed(
+                record, status, allowed.route.provider, "failed mid-answer"
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.close()
+        if response.status >= 400:
+            # The provider's own error passes through; a failed call costs nothing.
+            await self._store.release(allowed.reservation)
+            record.reason = f"upstream status {response.status}"
+            return Reply(status=response.status, body=content, content_type=response.content_type)
+        usage = _usage_of(content)
+        await self._settle(allowed, usage)
+        return Reply(status=response.status, body=content, content_type=response.content_type)
+
+    async def _relay(
+        self, allowed: _Allowed, response: UpstreamResponse, record: DecisionRecord
+    ) -> AsyncIterator[bytes]:
+        relay = SseRelay(keep_usage_chunk=allowed.body.include_usage)
+        failed = False
+        try:
+            async for chunk in response.chunks():
+                out = relay.feed(chunk)
+                if out:
+                    yield out
+            rest = relay.flush()
+            if rest:
+                yield rest
+        except (UpstreamConnectError, UpstreamTimeout):
+            failed = True  # headers were sent: the stream just ends early
+            record.reason = "upstream stream failed"
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.close()
+                if failed:
+                    await self._store.release(allowed.reservation)
+                else:
+                    # A client that left early still pays for what was generated.
+                    usage = relay.usage or TokenUsage(
+                        prompt_tokens=0, completion_tokens=relay.events
+                    )
+                    await self._settle(allowed, usage)
+                record.emit(200)
+                self._metrics.request(record.operation, 200)
+
+    async def _settle(self, allowed: _Allowed, usage: TokenUsage | None) -> None:
+        if usage is None or allowed.price is None:
+            cost = Decimal(0)
+            prompt = completion = 0
+        else:
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+            cost = allowed.price.cost(prompt, completion)
+        await self._store.settle(allowed.reservation, cost)
+        model = allowed.decision.model or ""
+        self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
+
+
+def _usage_of(content: bytes) -> TokenUsage | None:
+    try:
+        value = _decoder.decode(content)
+    except msgspec.DecodeError:
+        return None
+    return usage_from(value.get("usage")) if isinstance(value, dict) else None

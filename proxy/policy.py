@@ -1,0 +1,117 @@
+"""The prepared policy the request path asks, and its hot reload.
+
+The engine is built once from the policy directory and the catalog and swapped as a
+single reference when a file changes (polled mtimes) or on SIGHUP. A reload that
+fails keeps the previous policy serving and logs the error with file:line:col.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from proxy.catalog import Catalog, CatalogError, load_catalog
+from proxy.documents import Decision, InputDocument, decision_from_value, input_value
+
+__all__ = ["DecideFn", "LoadedPolicy", "PolicyHolder", "PolicyLoadError", "engine_loader"]
+
+logger = logging.getLogger("gateway.policy")
+
+# Takes the plain input value, returns the plain decision value (or the engine's UNDEFINED).
+DecideFn = Callable[[dict[str, Any]], object]
+# Builds a DecideFn from the policy directory and `data`; raises PolicyLoadError.
+Loader = Callable[[str, dict[str, Any]], DecideFn]
+
+
+class PolicyLoadError(Exception):
+    """Policies or catalog could not be loaded; the message carries file:line:col."""
+
+
+def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
+    """The real loader: policy_engine, prepared once for `data.gateway.decision`."""
+    from policy_engine import Engine, PolicyError
+
+    try:
+        engine = Engine.from_paths([policy_dir], data=data)
+        prepared: DecideFn = engine.prepare("data.gateway.decision")
+    except PolicyError as exc:
+        raise PolicyLoadError(str(exc)) from None
+    return prepared
+
+
+class LoadedPolicy:
+    """One consistent generation of policy + catalog."""
+
+    def __init__(self, decide: DecideFn, catalog: Catalog) -> None:
+        self._decide = decide
+        self.catalog = catalog
+
+    def decide(self, document: InputDocument) -> Decision | None:
+        """The decision, or None when the policy is undefined or malformed for this input."""
+        try:
+            value = self._decide(input_value(document))
+            return decision_from_value(value)
+        except msgspec.ValidationError:
+            logger.exception("the policy returned a malformed decision")
+        except Exception:
+            logger.exception("the policy failed to evaluate")
+        return None
+
+
+def _snapshot(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    files: list[tuple[str, int, int]] = []
+    for root in paths:
+        candidates = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in candidates:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(files)
+
+
+class PolicyHolder:
+    """Holds the current LoadedPolicy; `reload()` swaps it only when the new one loads."""
+
+    def __init__(self, policy_dir: str, catalog_path: str, loader: Loader = engine_loader) -> None:
+        self._policy_dir = policy_dir
+        self._catalog_path = catalog_path
+        self._loader = loader
+        self._watched = [Path(policy_dir), Path(catalog_path)]
+        self._seen = _snapshot(self._watched)
+        self.current = self._load()
+
+    def _load(self) -> LoadedPolicy:
+        try:
+            catalog, raw = load_catalog(self._catalog_path)
+        except CatalogError as exc:
+            raise PolicyLoadError(str(exc)) from None
+        return LoadedPolicy(self._loader(self._policy_dir, {"catalog": raw}), catalog)
+
+    def reload(self) -> bool:
+        """Build a new generation; on failure keep serving the old one and log why."""
+        self._seen = _snapshot(self._watched)
+        try:
+            fresh = self._load()
+        except PolicyLoadError as exc:
+            logger.error("policy reload failed, keeping the previous policy:\n%s", exc)
+            return False
+        self.current = fresh  # INVARIANT: one reference swap; requests see old or new
+        logger.info("policy reloaded from %s", self._policy_dir)
+        return True
+
+    def changed(self) -> bool:
+        return _snapshot(self._watched) != self._seen
+
+    async def watch(self, interval: float) -> None:
+        """Poll the files every `interval` seconds and reload on change (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.changed():
+                self.reload()

@@ -1,0 +1,103 @@
+"""Parsing a client's request body into the few facts the gateway needs.
+
+The proxy never rejects a body by itself: a problem becomes `body_error` in the
+input document and the policy decides where in the order of checks it answers
+(contract §3, check 5). The decoded object is kept so it can be forwarded with
+only the model id (and the stream usage option) changed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from proxy.documents import Operation
+
+__all__ = ["ParsedBody", "parse_body"]
+
+
+class ParsedBody(msgspec.Struct, frozen=True, kw_only=True):
+    """What the gateway read from a body; `error` is set when it is unusable."""
+
+    payload: dict[str, Any] | None
+    model: str | None = None
+    max_tokens: int | None = None
+    stream: bool = False
+    include_usage: bool = False
+    error: str | None = None
+
+
+class _StreamOptions(msgspec.Struct, frozen=True, kw_only=True):
+    include_usage: bool | None = None
+
+
+class _CommonFields(msgspec.Struct, frozen=True, kw_only=True):
+    """Fields whose type the gateway relies on; anything else passes through unchecked."""
+
+    model: str
+    stream: bool | None = None
+    stream_options: _StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+
+
+class _ChatFields(_CommonFields, frozen=True, kw_only=True):
+    messages: list[dict[str, Any]]
+
+
+class _CompletionFields(_CommonFields, frozen=True, kw_only=True):
+    prompt: str | list[Any]
+
+
+class _EmbeddingFields(_CommonFields, frozen=True, kw_only=True):
+    input: str | list[Any]
+
+
+_FIELDS_BY_OPERATION: dict[Operation, type[_CommonFields]] = {
+    "chat.completions": _ChatFields,
+    "completions": _CompletionFields,
+    "embeddings": _EmbeddingFields,
+}
+
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_decoder = msgspec.json.Decoder()
+
+
+def parse_body(operation: Operation, body: bytes) -> ParsedBody:
+    """Decode and type-check `body` for `operation` (not `models.list`)."""
+    try:
+        payload = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        return ParsedBody(payload=None, error=f"Invalid request body: not valid JSON ({exc})")
+    if not isinstance(payload, dict):
+        return ParsedBody(payload=None, error="Invalid request body: expected a JSON object")
+    model = payload.get("model")
+    model = model if isinstance(model, str) else None
+    try:
+        fields = msgspec.convert(payload, _FIELDS_BY_OPERATION[operation])
+    except msgspec.ValidationError as exc:
+        return ParsedBody(payload=payload, model=model, error=_explain(exc))
+    options = fields.stream_options
+    return ParsedBody(
+        payload=payload,
+        model=fields.model,
+        max_tokens=fields.max_tokens
+        if fields.max_tokens is not None
+        else fields.max_completion_tokens,
+        stream=bool(fields.stream),
+        include_usage=bool(options and options.include_usage),
+    )
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    """`Expected `str`, got `int` - at `$.model`` -> a sentence naming the field."""
+    text = str(exc)
+    match = _PATH.search(text)
+    detail = text[: match.start()] if match else text
+    if detail.startswith("Object missing required field"):
+        return f"Invalid request body: {detail[0].lower()}{detail[1:]}"
+    where = match.group(1) if match and match.group(1) else "body"
+    return f"Invalid request body: field `{where}`: {detail[0].lower()}{detail[1:]}"
