@@ -1,0 +1,433 @@
+"""The YAML surface for IAM rules (`*.iam.yaml`), lowered into the Rego AST.
+
+A file lists rule sets; each names what it applies to (one key, one project or
+all keys) and carries rules of the gateway contract's six types. `lower` turns
+every rule into one definition of the partial set rule
+`data.gateway.iam_policies.rules`, exactly what this Rego would produce:
+
+    package gateway.iam_policies
+
+    rules contains {"layer": "key", "id": "no-gpt4", "type": "deny_models",
+                    "values": ["gpt-4*"], "status": "active"} if {
+        input.key.id == "key_123"
+    }
+
+so the default policy (`policies/gateway.rego`) reads YAML and Rego rules the
+same way and there is no second evaluator. The layer is `key`, `project` or
+`gateway` (all keys); the policy treats each layer as a ceiling for the next.
+
+Decoding uses msgspec with unknown fields forbidden; every problem becomes a
+`PolicyError` diagnostic with the file, the YAML line and column and the field
+path (`rule_sets[0].rules[1].allow_models`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from policy_engine import ast
+from policy_engine.errors import Diagnostic, PolicyError
+from policy_engine.source import Source, Span
+
+__all__ = [
+    "LOWERED_PACKAGE",
+    "RULE_TYPES",
+    "YAML_POLICY_ERROR",
+    "AppliesTo",
+    "PolicyFile",
+    "PolicyRule",
+    "RuleSet",
+    "decode",
+    "lower",
+]
+
+YAML_POLICY_ERROR = "yaml_policy_error"
+LOWERED_PACKAGE = ("gateway", "iam_policies")
+RULE_TYPES = (
+    "allow_models",
+    "deny_models",
+    "allow_providers",
+    "deny_providers",
+    "allow_operations",
+    "deny_operations",
+)
+
+Value = Annotated[str, msgspec.Meta(min_length=1)]
+Values = Annotated[
+    tuple[Value, ...],
+    msgspec.Meta(
+        min_length=1,
+        description="Model ids (globs such as `gpt-4*` allowed), provider ids or operation ids.",
+    ),
+]
+
+
+class PolicyRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One IAM rule: an optional id and exactly one of the six rule types."""
+
+    id: str | None = None
+    """Shown as `rule_id` in the decision's reasons; unique within the file."""
+    description: str | None = None
+    """Free text for people."""
+    status: Literal["active", "inactive"] = "active"
+    """An `inactive` rule is kept but ignored."""
+    allow_models: Values | None = None
+    """Only these models (globs allowed) may be used."""
+    deny_models: Values | None = None
+    """These models (globs allowed) may not be used."""
+    allow_providers: Values | None = None
+    """Only these providers may serve requests."""
+    deny_providers: Values | None = None
+    """These providers may not serve requests."""
+    allow_operations: Values | None = None
+    """Only these operations (`chat.completions`, `completions`, `embeddings`,
+    `models.list`) may be called."""
+    deny_operations: Values | None = None
+    """These operations may not be called."""
+
+    def rule_types(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The rule-type fields that are set, with their values."""
+        found = ((name, getattr(self, name)) for name in RULE_TYPES)
+        return [(name, values) for name, values in found if values is not None]
+
+
+class AppliesTo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a rule set applies to: exactly one of `key`, `project` or `all_keys: true`."""
+
+    key: str | None = None
+    """One API key, by id: its rules join the key's own rules."""
+    project: str | None = None
+    """Every key of one project, by id: a ceiling the keys' rules can only narrow."""
+    all_keys: bool = False
+    """Every key of the gateway: a ceiling above projects and keys."""
+
+
+class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Rules that apply to one target."""
+
+    description: str | None = None
+    """Free text for people."""
+    applies_to: Annotated[
+        AppliesTo,
+        msgspec.Meta(
+            extra_json_schema={
+                "oneOf": [
+                    {"required": ["key"]},
+                    {"required": ["project"]},
+                    {"required": ["all_keys"], "properties": {"all_keys": {"const": True}}},
+                ]
+            }
+        ),
+    ]
+    """The key, the project or all keys."""
+    rules: Annotated[
+        tuple[
+            Annotated[
+                PolicyRule,
+                msgspec.Meta(extra_json_schema={"oneOf": [{"required": [t]} for t in RULE_TYPES]}),
+            ],
+            ...,
+        ],
+        msgspec.Meta(min_length=1),
+    ]
+    """The rules; allow rules of one type are OR-ed, different types AND-ed, denies win."""
+
+
+class PolicyFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A `*.iam.yaml` file."""
+
+    version: Literal[1] = 1
+    """Format version; only 1 exists."""
+    description: str | None = None
+    """Free text for people."""
+    rule_sets: tuple[RuleSet, ...]
+    """The rule sets of this file."""
+
+
+# ---- locating problems in the YAML text --------------------------------------------
+
+_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "nothing",
+}
+
+
+def _steps(path: str) -> list[str | int]:
+    """`$.rule_sets[0].rules` -> ["rule_sets", 0, "rules"]."""
+    steps: list[str | int] = []
+    for match in _PATH_STEP.finditer(path):
+        name, index = match.groups()
+        steps.append(name if name is not None else int(index))
+    return steps
+
+
+def _child(node: yaml.Node, step: str | int, want_key: bool = False) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+        for key_node, value_node in node.value:
+            if key_node.value == step:
+                found: yaml.Node = key_node if want_key else value_node
+                return found
+    if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+        child: yaml.Node = node.value[step]
+        return child
+    return None
+
+
+def _locate(root: yaml.Node | None, steps: list[str | int], field: str | None) -> yaml.Node | None:
+    """The deepest node along `steps` (then the key node of `field`, if given)."""
+    node = root
+    for step in steps:
+        child = _child(node, step) if node is not None else None
+        if child is None:
+            return node
+        node = child
+    if field is not None and node is not None:
+        return _child(node, field, want_key=True) or node
+    return node
+
+
+def _span(file: str, node: yaml.Node | None) -> Span:
+    if node is None:
+        return Span(file=file, line=1, column=1)
+    start, end = node.start_mark, node.end_mark
+    return Span(
+        file=file,
+        line=start.line + 1,
+        column=start.column + 1,
+        end_line=end.line + 1,
+        end_column=end.column + 1,
+    )
+
+
+def _field_path(steps: list[str | int]) -> str:
+    text = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
+    return text.lstrip(".") or "the top level"
+
+
+def _humane(message: str) -> str:
+    """msgspec's wording without Python type names, as one lowercase sentence."""
+
+    def word(match: re.Match[str]) -> str:
+        parts = [p.strip() for p in match.group(1).split("|")]
+        return " or ".join(_TYPE_WORDS.get(p, f"`{p}`") for p in parts if p != "null")
+
+    text = re.sub(r"`([a-z |]+)`", word, message.replace("enum value", "value"))
+    return text[:1].lower() + text[1:]
+
+
+def _validation_diagnostic(
+    source: Source, root: yaml.Node | None, error: msgspec.ValidationError
+) -> Diagnostic:
+    message, _, where = str(error).partition(" - at ")
+    steps = _steps(where.strip("`"))
+    unknown = re.match(r"Object contains unknown field `([^`]*)`", message)
+    if unknown:
+        field = unknown.group(1)
+        node = _locate(root, steps, field)
+        text = (
+            f"unknown field `{field}` at `{_field_path([*steps, field])}`; "
+            f"{_allowed_fields_hint(steps)}"
+        )
+    else:
+        node = _locate(root, steps, None)
+        text = f"{_humane(message)} at `{_field_path(steps)}`"
+    return _diagnostic(source, node, text)
+
+
+def _allowed_fields_hint(steps: list[str | int]) -> str:
+    structs: dict[int, type[msgspec.Struct]] = {0: PolicyFile, 2: RuleSet, 4: PolicyRule}
+    if len(steps) == 3 and steps[-1] == "applies_to":
+        struct: type[msgspec.Struct] | None = AppliesTo
+    else:
+        struct = structs.get(len(steps))
+    if struct is None:
+        return "remove it"
+    names = ", ".join(f"`{name}`" for name in struct.__struct_fields__)
+    return f"the fields allowed here are {names}"
+
+
+def _diagnostic(source: Source, node: yaml.Node | None, message: str) -> Diagnostic:
+    span = _span(source.name, node)
+    return Diagnostic(
+        code=YAML_POLICY_ERROR,
+        message=message,
+        file=source.name,
+        line=span.line,
+        column=span.column,
+    )
+
+
+def _fail(source: Source, diagnostics: list[Diagnostic]) -> PolicyError:
+    return PolicyError(diagnostics, {source.name: source.text})
+
+
+# ---- decoding ---------------------------------------------------------------------------
+
+
+def _load_yaml(source: Source) -> tuple[Any, yaml.Node | None]:
+    try:
+        root = yaml.compose(source.text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(source.text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or "the text is not valid YAML"
+        raise _fail(
+            source,
+            [
+                Diagnostic(
+                    code=YAML_POLICY_ERROR,
+                    message=f"invalid YAML: {problem}",
+                    file=source.name,
+                    line=line,
+                    column=column,
+                )
+            ],
+        ) from None
+    except yaml.YAMLError:
+        raise _fail(source, [_diagnostic(source, None, "invalid YAML")]) from None
+    return data, root
+
+
+def _semantic_problems(
+    source: Source, policy: PolicyFile, root: yaml.Node | None
+) -> list[Diagnostic]:
+    """What msgspec cannot express: exactly one target, exactly one rule type, unique ids."""
+    problems: list[Diagnostic] = []
+    seen_ids: set[str] = set()
+    for i, rule_set in enumerate(policy.rule_sets):
+        target = rule_set.applies_to
+        named = [target.key is not None, target.project is not None, target.all_keys]
+        if sum(named) != 1:
+            node = _locate(root, ["rule_sets", i, "applies_to"], None)
+            problems.append(
+                _diagnostic(
+                    source,
+                    node,
+                    f"`rule_sets[{i}].applies_to` must name exactly one of `key: <key id>`, "
+                    "`project: <project id>` or `all_keys: true`",
+                )
+            )
+        for j, rule in enumerate(rule_set.rules):
+            where: list[str | int] = ["rule_sets", i, "rules", j]
+            kinds = [name for name, _ in rule.rule_types()]
+            if len(kinds) != 1:
+                found = ", ".join(f"`{k}`" for k in kinds) or "none"
+                problems.append(
+                    _diagnostic(
+                        source,
+                        _locate(root, where, None),
+                        f"`{_field_path(where)}` must have exactly one rule type "
+                        f"(one of {', '.join(f'`{t}`' for t in RULE_TYPES)}); found {found}",
+                    )
+                )
+            if rule.id is not None:
+                if rule.id in seen_ids:
+                    problems.append(
+                        _diagnostic(
+                            source,
+                            _locate(root, [*where, "id"], None),
+                            f"rule id `{rule.id}` is used twice in this file; give each rule "
+                            "its own id",
+                        )
+                    )
+                seen_ids.add(rule.id)
+    return problems
+
+
+def decode(source: Source) -> tuple[PolicyFile, yaml.Node | None]:
+    """The typed policy file and its YAML node tree; raises `PolicyError` on any problem."""
+    data, root = _load_yaml(source)
+    if data is None:
+        raise _fail(
+            source,
+            [_diagnostic(source, root, "the file is empty; it needs a `rule_sets:` list")],
+        )
+    try:
+        policy = msgspec.convert(data, PolicyFile)
+    except msgspec.ValidationError as exc:
+        raise _fail(source, [_validation_diagnostic(source, root, exc)]) from None
+    problems = _semantic_problems(source, policy, root)
+    if problems:
+        raise _fail(source, problems)
+    return policy, root
+
+
+# ---- lowering ---------------------------------------------------------------------------
+
+
+def _string(value: str, span: Span) -> ast.StringLit:
+    return ast.StringLit(value=value, span=span)
+
+
+def _condition(target: AppliesTo, span: Span) -> ast.Body:
+    """The rule body selecting the target: `input.key.id == "..."` and the like."""
+    if target.key is not None:
+        field, wanted = "key", target.key
+    elif target.project is not None:
+        field, wanted = "project", target.project
+    else:
+        return ()
+    ref = ast.Ref(
+        head=ast.Var(name="input", span=span),
+        path=(_string(field, span), _string("id", span)),
+        span=span,
+    )
+    test = ast.BinOp(op="==", left=ref, right=_string(wanted, span), span=span)
+    return (ast.Literal(expr=test, span=span),)
+
+
+def _layer(target: AppliesTo) -> str:
+    if target.key is not None:
+        return "key"
+    if target.project is not None:
+        return "project"
+    return "gateway"
+
+
+def _rule_object(layer: str, rule: PolicyRule, span: Span) -> ast.ObjectTerm:
+    rule_type, values = rule.rule_types()[0]
+    fields: list[tuple[str, ast.Term]] = [
+        ("layer", _string(layer, span)),
+        ("id", _string(rule.id, span) if rule.id is not None else ast.NullLit(span=span)),
+        ("type", _string(rule_type, span)),
+        ("values", ast.ArrayTerm(items=tuple(_string(v, span) for v in values), span=span)),
+        ("status", _string(rule.status, span)),
+    ]
+    items = tuple(ast.ObjectItem(key=_string(k, span), value=v, span=span) for k, v in fields)
+    return ast.ObjectTerm(items=items, span=span)
+
+
+def lower(source: Source) -> list[ast.Module]:
+    """The `*.iam.yaml` text as Rego modules of `package gateway.iam_policies`."""
+    policy, root = decode(source)
+    rules: list[ast.Rule] = []
+    for i, rule_set in enumerate(policy.rule_sets):
+        target_span = _span(source.name, _locate(root, ["rule_sets", i, "applies_to"], None))
+        body = _condition(rule_set.applies_to, target_span)
+        layer = _layer(rule_set.applies_to)
+        for j, rule in enumerate(rule_set.rules):
+            span = _span(source.name, _locate(root, ["rule_sets", i, "rules", j], None))
+            rules.append(
+                ast.PartialSetRule(
+                    name=("rules",),
+                    element=_rule_object(layer, rule, span),
+                    body=body,
+                    span=span,
+                )
+            )
+    module_span = _span(source.name, root)
+    imports = (ast.Import(path=("rego", "v1"), span=module_span),)
+    return [
+        ast.Module(package=LOWERED_PACKAGE, imports=imports, rules=tuple(rules), span=module_span)
+    ]
