@@ -1,0 +1,196 @@
+"""The API Keys pages: list, create (token shown once), status, limit, IAM rules, activity.
+
+Every change goes through the same `Store` methods the CLI and the admin API call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.response import Redirect
+
+from proxy.dashboard.context import DashboardContext, page_headers
+from proxy.dashboard.forms import (
+    RULE_TYPES,
+    FormError,
+    field,
+    key_row,
+    parse_rule_values,
+    parse_usd,
+    usd,
+)
+from proxy.dashboard.usage_chart import daily_usage_svg
+from proxy.store.base import NotFound, StoreError
+
+__all__ = [
+    "add_rule",
+    "confirm_delete",
+    "create_key",
+    "delete_key",
+    "list_keys",
+    "remove_rule",
+    "set_limit",
+    "set_status",
+    "show_key",
+]
+
+AnyRequest = Request[Any, Any, Any]
+ACTIVITY_ROWS = 20
+CHART_DAYS = 14
+
+
+async def _act(
+    request: AnyRequest,
+    dashboard: DashboardContext,
+    back: str,
+    action: Callable[[], Awaitable[object]],
+) -> Response[Any]:
+    """Run one store action; on success go back (303), on a refusal explain it."""
+    try:
+        await action()
+    except FormError as error:
+        return dashboard.error(request, str(error), back=back)
+    except NotFound as error:
+        return dashboard.error(request, str(error), back=dashboard.url("/keys"), status_code=404)
+    except StoreError as error:
+        return dashboard.error(request, str(error), back=back)
+    return Redirect(back, status_code=303, headers=page_headers())
+
+
+@get("/keys")
+async def list_keys(
+    request: AnyRequest, dashboard: DashboardContext, project: str | None = None
+) -> Response[str]:
+    store = dashboard.store(request)
+    projects = await store.list_projects()
+    shown = [p for p in projects if project in (None, "", p.id)]
+    keys = await store.list_keys(project or None)
+    sections = [
+        {"project": p, "rows": [key_row(k) for k in keys if k.project_id == p.id]} for p in shown
+    ]
+    return dashboard.render(
+        request,
+        "keys.html",
+        {"sections": sections, "projects": projects, "selected_project": project or ""},
+    )
+
+
+@post("/keys", status_code=200)
+async def create_key(request: AnyRequest, dashboard: DashboardContext) -> Response[Any]:
+    form = await request.form()
+    back = dashboard.url("/keys")
+    try:
+        limit = parse_usd(field(form, "usage_limit"), "Usage limit", allow_empty=True)
+        key, token = await dashboard.store(request).create_key(
+            field(form, "project"), limit, field(form, "description")
+        )
+    except (FormError, StoreError) as error:
+        return dashboard.error(request, str(error), back=back)
+    # INVARIANT: the plain token exists only in this one response body.
+    return dashboard.render(request, "key_created.html", {"key": key_row(key), "token": token})
+
+
+@get("/keys/{key_id:str}")
+async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str) -> Response[str]:
+    store = dashboard.store(request)
+    try:
+        key = await store.get_key(key_id)
+        rules = await store.list_rules(key_id)
+    except NotFound as error:
+        return dashboard.error(request, str(error), back=dashboard.url("/keys"), status_code=404)
+    recent = await dashboard.decision_log.recent(key_id, ACTIVITY_ROWS)
+    daily = await dashboard.decision_log.daily_usage(key_id, CHART_DAYS)
+    return dashboard.render(
+        request,
+        "key.html",
+        {
+            "key": key_row(key),
+            "rules": rules,
+            "rule_types": RULE_TYPES,
+            "recent": recent,
+            "usd": usd,
+            "chart": daily_usage_svg(daily),
+            "chart_days": CHART_DAYS,
+        },
+    )
+
+
+@post("/keys/{key_id:str}/status", status_code=303)
+async def set_status(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str
+) -> Response[Any]:
+    form = await request.form()
+    status = field(form, "status")
+    back = dashboard.url("/keys" if field(form, "next") == "list" else f"/keys/{key_id}")
+
+    async def change() -> object:
+        if (await dashboard.store(request).get_key(key_id)).status == "deleted":
+            raise FormError("This key was deleted, which is permanent; create a new key instead.")
+        if status == "active":
+            return await dashboard.store(request).set_key_status(key_id, "active")
+        if status == "inactive":
+            return await dashboard.store(request).set_key_status(key_id, "inactive")
+        raise FormError(f"Status: `{status}` is not one of `active`, `inactive`.")
+
+    return await _act(request, dashboard, back, change)
+
+
+@get("/keys/{key_id:str}/delete")
+async def confirm_delete(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str
+) -> Response[str]:
+    try:
+        key = await dashboard.store(request).get_key(key_id)
+    except NotFound as error:
+        return dashboard.error(request, str(error), back=dashboard.url("/keys"), status_code=404)
+    return dashboard.render(request, "confirm_delete.html", {"key": key_row(key)})
+
+
+@post("/keys/{key_id:str}/delete", status_code=303)
+async def delete_key(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str
+) -> Response[Any]:
+    form = await request.form()
+    back = dashboard.url("/keys")
+
+    async def delete() -> object:
+        if field(form, "confirm") != "delete":
+            raise FormError("Deleting is permanent: tick the confirmation box to delete the key.")
+        return await dashboard.store(request).set_key_status(key_id, "deleted")
+
+    return await _act(request, dashboard, back, delete)
+
+
+@post("/keys/{key_id:str}/limit", status_code=303)
+async def set_limit(request: AnyRequest, dashboard: DashboardContext, key_id: str) -> Response[Any]:
+    form = await request.form()
+
+    async def change() -> object:
+        limit = parse_usd(field(form, "usage_limit"), "Usage limit", allow_empty=True)
+        return await dashboard.store(request).set_usage_limit(key_id, limit)
+
+    return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)
+
+
+@post("/keys/{key_id:str}/rules", status_code=303)
+async def add_rule(request: AnyRequest, dashboard: DashboardContext, key_id: str) -> Response[Any]:
+    form = await request.form()
+
+    async def add() -> object:
+        rule_type, values = parse_rule_values(field(form, "type"), field(form, "values"))
+        return await dashboard.store(request).add_rule(key_id, rule_type, values)
+
+    return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), add)
+
+
+@post("/keys/{key_id:str}/rules/{rule_id:str}/remove", status_code=303)
+async def remove_rule(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str, rule_id: str
+) -> Response[Any]:
+    async def remove() -> object:
+        await dashboard.store(request).remove_rule(key_id, rule_id)
+        return None
+
+    return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), remove)
