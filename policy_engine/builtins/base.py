@@ -1,0 +1,123 @@
+"""What every built-in family shares: the `Builtin` record, `BuiltinError`, operand checks.
+
+A built-in is a plain function over policy values (see `policy_engine.values`).
+It returns a value, or `UNDEFINED`, or raises `BuiltinError`:
+
+- code `eval_type_error` when an operand has the wrong type
+  ("count: operand 1 must be one of {array, object, set, string} but got number");
+- code `eval_builtin_error` when the operands are well typed but the operation
+  fails ("div: divide by zero").
+
+Messages are complete and start with the built-in's name, as OPA's do. Whether
+an error aborts evaluation (strict) or makes the expression undefined is the
+engine's decision, not the built-in's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+
+from policy_engine.values import is_number, type_name
+
+__all__ = [
+    "BUILTIN_ERROR",
+    "EVAL_TYPE_ERROR",
+    "Builtin",
+    "BuiltinError",
+    "Number",
+    "builtin",
+    "want_array",
+    "want_collection",
+    "want_integer",
+    "want_number",
+    "want_object",
+    "want_set",
+    "want_string",
+]
+
+EVAL_TYPE_ERROR: Final = "eval_type_error"
+BUILTIN_ERROR: Final = "eval_builtin_error"
+
+Number = int | Decimal
+
+
+class Builtin(msgspec.Struct, frozen=True):
+    """One built-in function: its Rego name, how many operands it takes, and the code."""
+
+    name: str
+    arity: int
+    fn: Callable[..., object]
+
+
+class BuiltinError(Exception):
+    """A built-in could not produce a value; `.code` is OPA's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def builtin(name: str, fn: Callable[..., object], arity: int) -> Builtin:
+    """Shorthand used by the family modules to declare their registry entries."""
+    return Builtin(name=name, arity=arity, fn=fn)
+
+
+def operand_error(name: str, position: int, expected: str, value: object) -> BuiltinError:
+    """OPA's operand type error: "<name>: operand <n> must be <expected> but got <type>"."""
+    return BuiltinError(
+        EVAL_TYPE_ERROR,
+        f"{name}: operand {position} must be {expected} but got {type_name(value)}",
+    )
+
+
+def want_string(name: str, position: int, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise operand_error(name, position, "string", value)
+
+
+def want_number(name: str, position: int, value: object) -> Number:
+    if is_number(value):
+        if isinstance(value, float):  # stray float from input: read it exactly
+            return Decimal(repr(value))
+        return value  # type: ignore[return-value]
+    raise operand_error(name, position, "number", value)
+
+
+def want_integer(name: str, position: int, value: object) -> int:
+    number = want_number(name, position, value)
+    if isinstance(number, int):
+        return number
+    if number == number.to_integral_value():
+        return int(number)
+    raise operand_error(name, position, "integer", value)
+
+
+def want_array(name: str, position: int, value: object) -> tuple[Any, ...] | list[Any]:
+    if isinstance(value, (tuple, list)):
+        return value
+    raise operand_error(name, position, "array", value)
+
+
+def want_object(name: str, position: int, value: object) -> Mapping[Any, Any]:
+    if isinstance(value, dict):
+        return value
+    raise operand_error(name, position, "object", value)
+
+
+def want_set(name: str, position: int, value: object) -> frozenset[Any]:
+    if isinstance(value, frozenset):
+        return value
+    raise operand_error(name, position, "set", value)
+
+
+def want_collection(name: str, position: int, value: object) -> Iterable[Any]:
+    """An array or a set (the operand of sum, product, max, min, sort, concat)."""
+    if isinstance(value, (tuple, list, frozenset)):
+        return value
+    raise operand_error(name, position, "one of {array, set}", value)

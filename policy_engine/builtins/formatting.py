@@ -1,0 +1,225 @@
+"""sprintf: Go's fmt.Sprintf over Rego values, the way OPA hands them to Go.
+
+OPA converts each argument before calling Go: integers become Go `int` (or
+`*big.Int` past int64), other numbers `float64`, strings stay strings and every
+other value becomes its Rego text (`[1, "a"]`, `{"k": 1}`, `{1, 2}`, `set()`).
+The verb then applies to that Go value, so `%d` of 1.5 gives `%!d(float64=1.5)`
+and `%s` of 1 gives `%!s(int=1)`, exactly as in OPA. Floats are formatted from
+the exact Decimal, so `%.2f` never shows binary rounding noise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Final
+
+import msgspec
+
+from policy_engine.builtins.base import Builtin, builtin, want_array, want_string
+from policy_engine.values import FrozenDict, is_number, sort_key
+
+__all__ = ["BUILTINS", "rego_text", "sprintf"]
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_DIRECTIVE: Final = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.)?", re.DOTALL)
+
+
+class _GoArg(msgspec.Struct, frozen=True):
+    """An argument as Go sees it: its Go type name and the value to format."""
+
+    go_type: str  # "int", "*big.Int", "float64" or "string"
+    value: int | Decimal | str
+
+
+class _Spec(msgspec.Struct, frozen=True):
+    flags: str
+    width: int
+    precision: int | None
+    verb: str
+
+
+def sprintf(format_text: object, values: object) -> str:
+    text = want_string("sprintf", 1, format_text)
+    args = [_go_arg(value) for value in want_array("sprintf", 2, values)]
+    out: list[str] = []
+    position, used = 0, 0
+    for match in _DIRECTIVE.finditer(text):
+        out.append(text[position : match.start()])
+        position = match.end()
+        spec = _spec(match)
+        if spec.verb == "%":
+            out.append("%")
+        elif spec.verb == "":
+            out.append("%!(NOVERB)")
+        elif used >= len(args):
+            out.append(f"%!{spec.verb}(MISSING)")
+        else:
+            out.append(_format(spec, args[used]))
+            used += 1
+    out.append(text[position:])
+    if used < len(args):
+        extra = ", ".join(f"{a.go_type}={_plain(a)}" for a in args[used:])
+        out.append(f"%!(EXTRA {extra})")
+    return "".join(out)
+
+
+def _spec(match: re.Match[str]) -> _Spec:
+    flags, width, precision, verb = match.groups()
+    return _Spec(
+        flags=flags,
+        width=int(width) if width else 0,
+        precision=None if precision is None else int(precision or "0"),
+        verb=verb or "",
+    )
+
+
+def _go_arg(value: object) -> _GoArg:
+    if is_number(value):
+        number = Decimal(repr(value)) if isinstance(value, float) else value
+        if isinstance(number, int) and not isinstance(number, bool):
+            in_int64 = _INT64_MIN <= number <= _INT64_MAX
+            return _GoArg("int" if in_int64 else "*big.Int", number)
+        return _GoArg("float64", number)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        return _GoArg("string", value)
+    return _GoArg("string", rego_text(value))
+
+
+def _format(spec: _Spec, arg: _GoArg) -> str:
+    if spec.verb == "T":
+        return _pad(arg.go_type, spec)
+    if arg.go_type in ("int", "*big.Int"):
+        body = _format_int(spec, arg.value)  # type: ignore[arg-type]
+    elif arg.go_type == "float64":
+        body = _format_float(spec, arg.value)  # type: ignore[arg-type]
+    else:
+        body = _format_string(spec, arg.value)  # type: ignore[arg-type]
+    if body is None:
+        type_label = "big.Int" if arg.go_type == "*big.Int" else arg.go_type
+        return f"%!{spec.verb}({type_label}={_plain(arg)})"
+    return body
+
+
+def _plain(arg: _GoArg) -> str:
+    if arg.go_type == "float64":
+        return _shortest_float(arg.value)  # type: ignore[arg-type]
+    return str(arg.value)
+
+
+_INT_BASES: Final = {"d": "d", "v": "d", "s": "d", "b": "b", "o": "o", "x": "x", "X": "X"}
+
+
+def _format_int(spec: _Spec, number: int) -> str | None:
+    if spec.verb == "c":
+        return _pad(chr(number), spec)
+    if spec.verb == "q":
+        return _pad("'" + chr(number) + "'", spec)
+    base = _INT_BASES.get(spec.verb)
+    if base is None or (spec.verb == "s" and -(2**63) <= number < 2**63):
+        return None  # plain Go ints have no %s; only *big.Int does
+    digits = format(abs(number), base)
+    if "#" in spec.flags and base in "xXbo":
+        digits = {"x": "0x", "X": "0X", "b": "0b", "o": "0"}[base] + digits
+    return _pad_number(_sign(number < 0, spec.flags), digits, spec)
+
+
+def _format_float(spec: _Spec, number: Decimal) -> str | None:
+    verb = spec.verb
+    if verb in ("f", "F"):
+        digits = format(abs(number), f".{6 if spec.precision is None else spec.precision}f")
+    elif verb in ("e", "E"):
+        digits = _exponent_form(abs(number), 6 if spec.precision is None else spec.precision)
+        digits = digits.upper() if verb == "E" else digits
+    elif verb in ("v", "g", "G") and spec.precision is None:
+        digits = _shortest_float(abs(number))
+        digits = digits.upper() if verb == "G" else digits
+    elif verb in ("g", "G"):
+        digits = format(abs(number), f".{spec.precision}g")
+    else:
+        return None
+    return _pad_number(_sign(number < 0, spec.flags), digits, spec)
+
+
+def _shortest_float(number: Decimal, exponent_from: int = 6) -> str:
+    """Go's %v for a float64: plain digits, or exponent form outside [1e-4, 1e6).
+
+    Go switches to `1.5e+06` from the sixth power of ten; Rego text (numbers
+    inside arrays and objects) keeps plain digits up to 1e21 like JSON does.
+    """
+    normal = number.normalize()
+    exponent = normal.adjusted()
+    if exponent < -4 or exponent >= exponent_from:
+        return _exponent_form(normal, len(normal.as_tuple().digits) - 1)
+    return format(normal, "f")
+
+
+def _exponent_form(number: Decimal, precision: int) -> str:
+    mantissa, _, exponent = format(number, f".{precision}e").partition("e")
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign}{exponent.lstrip('+-').rjust(2, '0')}"
+
+
+def _format_string(spec: _Spec, text: str) -> str | None:
+    verb = spec.verb
+    if verb in ("s", "v"):
+        return _pad(text if spec.precision is None else text[: spec.precision], spec)
+    if verb == "q":
+        return _pad(json.dumps(text, ensure_ascii=False), spec)
+    if verb in ("x", "X"):
+        encoded = text.encode().hex()
+        return _pad(encoded.upper() if verb == "X" else encoded, spec)
+    return None
+
+
+def _sign(negative: bool, flags: str) -> str:
+    if negative:
+        return "-"
+    if "+" in flags:
+        return "+"
+    return " " if " " in flags else ""
+
+
+def _pad_number(sign: str, digits: str, spec: _Spec) -> str:
+    if "0" in spec.flags and "-" not in spec.flags:
+        return sign + digits.rjust(spec.width - len(sign), "0")
+    return _pad(sign + digits, spec)
+
+
+def _pad(text: str, spec: _Spec) -> str:
+    if "-" in spec.flags:
+        return text.ljust(spec.width)
+    return text.rjust(spec.width)
+
+
+# ---------------------------------------------------------------- Rego text
+
+
+def rego_text(value: object) -> str:
+    """How OPA prints a value inside sprintf: Rego syntax, sets sorted, `set()` when empty."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if is_number(value):
+        number = Decimal(repr(value)) if isinstance(value, float) else value
+        if isinstance(number, int):
+            return str(number)
+        return _shortest_float(number, exponent_from=21)  # type: ignore[arg-type]
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(rego_text(item) for item in value) + "]"
+    if isinstance(value, (dict, FrozenDict)):
+        pairs = sorted(value.items(), key=lambda pair: sort_key(pair[0]))
+        return "{" + ", ".join(f"{rego_text(k)}: {rego_text(v)}" for k, v in pairs) + "}"
+    if isinstance(value, frozenset):
+        if not value:
+            return "set()"
+        return "{" + ", ".join(rego_text(m) for m in sorted(value, key=sort_key)) + "}"
+    raise TypeError(f"not a policy value: {type(value).__name__}")
+
+
+BUILTINS: tuple[Builtin, ...] = (builtin("sprintf", sprintf, 2),)

@@ -1,0 +1,100 @@
+"""Number built-ins: abs, round, ceil, floor, numbers.range, to_number, format_int."""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Final
+
+from policy_engine.builtins.base import (
+    BUILTIN_ERROR,
+    Builtin,
+    BuiltinError,
+    Number,
+    builtin,
+    operand_error,
+    want_integer,
+    want_number,
+)
+from policy_engine.values import DECIMAL_CONTEXT, is_number, normalize_number
+
+__all__ = ["BUILTINS"]
+
+# What Go's strconv.ParseFloat accepts in decimal form (OPA's to_number uses it).
+_DECIMAL_SYNTAX: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_FORMAT_INT_BASES: Final = {2: "b", 8: "o", 10: "d", 16: "x"}
+
+
+def absolute(x: object) -> Number:
+    number = want_number("abs", 1, x)
+    return -number if number < 0 else number
+
+
+def _to_integral(name: str, x: object, rounding: str) -> Number:
+    number = want_number(name, 1, x)
+    if isinstance(number, int):
+        return number
+    return normalize_number(number.to_integral_value(rounding=rounding, context=DECIMAL_CONTEXT))
+
+
+def round_half_away(x: object) -> Number:
+    """Go's math.Round: halves round away from zero (2.5 -> 3, -2.5 -> -3)."""
+    return _to_integral("round", x, ROUND_HALF_UP)
+
+
+def ceil(x: object) -> Number:
+    return _to_integral("ceil", x, ROUND_CEILING)
+
+
+def floor(x: object) -> Number:
+    return _to_integral("floor", x, ROUND_FLOOR)
+
+
+def number_range(a: object, b: object) -> tuple[int, ...]:
+    """Every integer from a to b, both included, counting down when b < a."""
+    start, stop = want_integer("numbers.range", 1, a), want_integer("numbers.range", 2, b)
+    step = 1 if stop >= start else -1
+    return tuple(range(start, stop + step, step))
+
+
+def to_number(x: object) -> Number:
+    if x is None:
+        return 0
+    if isinstance(x, bool):
+        return int(x)
+    if is_number(x):
+        return want_number("to_number", 1, x)
+    if isinstance(x, str):
+        return _parse_number(x)
+    raise operand_error("to_number", 1, "one of {null, boolean, number, string}", x)
+
+
+def _parse_number(text: str) -> Number:
+    if _DECIMAL_SYNTAX.fullmatch(text) is None:
+        raise BuiltinError(
+            BUILTIN_ERROR, f'to_number: strconv.ParseFloat: parsing "{text}": invalid syntax'
+        )
+    return normalize_number(Decimal(text))
+
+
+def format_int(x: object, base: object) -> str:
+    """The integer part of x (truncated toward zero) written in base 2, 8, 10 or 16."""
+    number = want_number("format_int", 1, x)
+    radix = want_number("format_int", 2, base)
+    verb = _FORMAT_INT_BASES.get(int(radix)) if radix == int(radix) else None
+    if verb is None:
+        raise BuiltinError("eval_type_error", "format_int: operand 2 must be one of {2, 8, 10, 16}")
+    integer = int(number)
+    sign = "-" if integer < 0 else ""
+    return sign + format(abs(integer), verb)
+
+
+BUILTINS: tuple[Builtin, ...] = (
+    builtin("abs", absolute, 1),
+    builtin("round", round_half_away, 1),
+    builtin("ceil", ceil, 1),
+    builtin("floor", floor, 1),
+    builtin("numbers.range", number_range, 2),
+    builtin("to_number", to_number, 1),
+    builtin("format_int", format_int, 2),
+)
