@@ -1,0 +1,529 @@
+"""PostgreSQL key store and usage ledger, for several gateway instances sharing keys.
+
+Money is `NUMERIC` (exact). Each key row carries `reserved` (sum of its in-flight
+reservations) and each organization `credits_reserved`, so admitting a request is
+one conditional `UPDATE … WHERE usage + reserved < usage_limit`: PostgreSQL
+re-checks that condition on the newest row version after waiting for the row lock,
+so concurrent reservations from any number of processes never overshoot and no
+update is lost. Reserve, settle, release and reclaim are PL/pgSQL functions (one
+round trip, one transaction each).
+
+INVARIANT (no deadlocks): every transaction locks rows in the order reservations →
+api_keys → organizations, and only one reclaim runs at a time (advisory lock).
+
+There is no cache of key records: `key_context` reads the database on every request,
+so a key disabled by any instance is refused by every instance at once.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from proxy.store.base import (
+    ApiKey,
+    IamRule,
+    KeyContext,
+    KeyStatus,
+    NotFound,
+    Organization,
+    Project,
+    ProjectMode,
+    Reservation,
+    RuleType,
+    StoreError,
+)
+from proxy.store.common import (
+    DEFAULT_ORG_CREDITS,
+    DEFAULT_ORG_ID,
+    DEFAULT_PROJECT_ID,
+    DEFAULT_RESERVATION_TTL,
+    KEY_COLUMNS,
+    check_key_status,
+    check_mode,
+    check_provider_source,
+    check_rule_type,
+    decode_provider_keys,
+    encode_json,
+    key_from_row,
+    new_id,
+    now_rfc3339,
+    organization_from_row,
+    parse_money,
+    project_from_row,
+    rule_from_row,
+)
+from proxy.store.pg_pool import ConnectionPool
+from proxy.tokens import display_token, generate_token, hash_token, hashes_match
+
+__all__ = ["MIGRATIONS", "PostgresStore"]
+
+_RESERVE = """
+CREATE FUNCTION gw_reserve(p_id text, p_key text, p_org text, p_amount numeric, p_ttl float8)
+RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE api_keys SET reserved = reserved + p_amount
+     WHERE id = p_key AND (usage_limit IS NULL OR usage + reserved < usage_limit);
+    IF NOT FOUND THEN
+        RETURN CASE WHEN EXISTS (SELECT 1 FROM api_keys WHERE id = p_key)
+                    THEN 'limit' ELSE 'no_key' END;
+    END IF;
+    IF p_org IS NOT NULL THEN
+        UPDATE organizations SET credits_reserved = credits_reserved + p_amount
+         WHERE id = p_org AND credits - credits_reserved > 0;
+        IF NOT FOUND THEN
+            UPDATE api_keys SET reserved = reserved - p_amount WHERE id = p_key;
+            RETURN CASE WHEN EXISTS (SELECT 1 FROM organizations WHERE id = p_org)
+                        THEN 'credits' ELSE 'no_org' END;
+        END IF;
+    END IF;
+    INSERT INTO reservations (id, key_id, org_id, amount, expires_at)
+    VALUES (p_id, p_key, p_org, p_amount, now() + make_interval(secs => p_ttl));
+    RETURN 'ok';
+END $$"""
+
+_SETTLE = """
+CREATE FUNCTION gw_settle(p_id text, p_key text, p_org text, p_cost numeric)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE held numeric;
+BEGIN
+    -- Charged even when the reservation already expired: the request did complete.
+    DELETE FROM reservations WHERE id = p_id RETURNING amount INTO held;
+    UPDATE api_keys SET usage = usage + p_cost, reserved = reserved - coalesce(held, 0)
+     WHERE id = p_key;
+    IF p_org IS NOT NULL THEN
+        UPDATE organizations
+           SET credits = credits - p_cost, credits_reserved = credits_reserved - coalesce(held, 0)
+         WHERE id = p_org;
+    END IF;
+END $$"""
+
+_RELEASE = """
+CREATE FUNCTION gw_release(p_id text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE r reservations%ROWTYPE;
+BEGIN
+    DELETE FROM reservations WHERE id = p_id RETURNING * INTO r;
+    IF FOUND THEN
+        UPDATE api_keys SET reserved = reserved - r.amount WHERE id = r.key_id;
+        IF r.org_id IS NOT NULL THEN
+            UPDATE organizations SET credits_reserved = credits_reserved - r.amount
+             WHERE id = r.org_id;
+        END IF;
+    END IF;
+END $$"""
+
+_RECLAIM = """
+CREATE FUNCTION gw_reclaim() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE n integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM reservations WHERE expires_at <= now()) THEN
+        RETURN 0;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtext(current_schema() || '.gw_reclaim')) THEN
+        RETURN 0;  -- another instance is reclaiming right now
+    END IF;
+    WITH gone AS (
+        DELETE FROM reservations WHERE expires_at <= now() RETURNING key_id, org_id, amount
+    ), keys AS (
+        UPDATE api_keys a SET reserved = a.reserved - g.total
+          FROM (SELECT key_id, sum(amount) AS total FROM gone GROUP BY key_id) g
+         WHERE a.id = g.key_id
+    ), orgs AS (
+        UPDATE organizations a SET credits_reserved = a.credits_reserved - g.total
+          FROM (SELECT org_id, sum(amount) AS total FROM gone
+                 WHERE org_id IS NOT NULL GROUP BY org_id) g
+         WHERE a.id = g.org_id
+    )
+    SELECT count(*) INTO n FROM gone;
+    RETURN n;
+END $$"""
+
+# Ordered; migration N (1-based) brings the schema from version N-1 to N.
+# INVARIANT: never edit a shipped migration, append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE organizations (
+            id text PRIMARY KEY,
+            credits numeric NOT NULL,
+            credits_reserved numeric NOT NULL DEFAULT 0,
+            created_at text NOT NULL)""",
+        """CREATE TABLE projects (
+            id text PRIMARY KEY,
+            organization text NOT NULL REFERENCES organizations(id),
+            mode text NOT NULL DEFAULT 'hybrid' CHECK (mode IN ('api-keys', 'credits', 'hybrid')),
+            status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deleted')),
+            provider_keys text NOT NULL DEFAULT '{}',
+            created_at text NOT NULL)""",
+        """CREATE TABLE api_keys (
+            id text PRIMARY KEY,
+            token_hash text NOT NULL UNIQUE,
+            display text NOT NULL,
+            project text NOT NULL REFERENCES projects(id),
+            status text NOT NULL CHECK (status IN ('active', 'inactive', 'deleted')),
+            usage_limit numeric,
+            usage numeric NOT NULL DEFAULT 0,
+            reserved numeric NOT NULL DEFAULT 0,
+            description text NOT NULL DEFAULT '',
+            created_at text NOT NULL)""",
+        "CREATE INDEX api_keys_project ON api_keys(project)",
+        """CREATE TABLE iam_rules (
+            seq bigserial,
+            id text PRIMARY KEY,
+            key_id text NOT NULL REFERENCES api_keys(id),
+            type text NOT NULL,
+            "values" text NOT NULL,
+            status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')))""",
+        "CREATE INDEX iam_rules_key ON iam_rules(key_id, seq)",
+        """CREATE TABLE reservations (
+            id text PRIMARY KEY,
+            key_id text NOT NULL,
+            org_id text,
+            amount numeric NOT NULL,
+            expires_at timestamptz NOT NULL)""",
+        "CREATE INDEX reservations_expiry ON reservations(expires_at)",
+        _RESERVE,
+        _SETTLE,
+        _RELEASE,
+        _RECLAIM,
+    ),
+)
+
+_CONTEXT_QUERY = f"""
+SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
+       k.reserved, p.id, p.organization, p.mode, p.status, p.provider_keys,
+       o.id, o.credits, o.credits_reserved,
+       coalesce((SELECT json_agg(json_build_array(r.id, r.key_id, r.type, r."values", r.status)
+                                 ORDER BY r.seq)
+                   FROM iam_rules r WHERE r.key_id = k.id), '[]')
+  FROM api_keys k
+  JOIN projects p ON p.id = k.project
+  JOIN organizations o ON o.id = p.organization
+ WHERE k.token_hash = %s"""  # noqa: S608 - constant column list
+
+_PROJECT_COLUMNS = "id, organization, mode, status, provider_keys"
+
+
+class PostgresStore:
+    """The `Store` on PostgreSQL; safe to share between any number of gateway processes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        token_secret: bytes | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self._url = url
+        self._ttl = reservation_ttl
+        self._secret = token_secret
+        self._pool = ConnectionPool(url, pool_size)
+        # Expired reservations are reclaimed by the first reserve after this many seconds.
+        self._reclaim_every = min(1.0, reservation_ttl / 4)
+        self._last_reclaim = 0.0
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def hash_token(self, token: str) -> str:
+        return hash_token(token, self._secret)
+
+    async def _fetchone(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchone()
+
+    async def _fetchall(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchall()
+
+    # -- schema ---------------------------------------------------------------------
+    async def migrate(self) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            # Several instances may start at once: one migrates, the others wait.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.m'))")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
+            )
+            row = await (await conn.execute("SELECT version FROM schema_version")).fetchone()
+            if row is None:
+                await conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+                version = 0
+            else:
+                version = int(str(row[0]))
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"database schema version {version} is newer than this gateway knows "
+                    f"({len(MIGRATIONS)}); upgrade the gateway"
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    await conn.execute(statement.encode("utf-8"))
+            await conn.execute("UPDATE schema_version SET version = %s", (len(MIGRATIONS),))
+        await self.reclaim_expired()
+
+    async def ensure_defaults(self) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO organizations (id, credits, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (DEFAULT_ORG_ID, DEFAULT_ORG_CREDITS, now_rfc3339()),
+            )
+            await conn.execute(
+                "INSERT INTO projects (id, organization, mode, created_at) "
+                "VALUES (%s, %s, 'hybrid', %s) ON CONFLICT (id) DO NOTHING",
+                (DEFAULT_PROJECT_ID, DEFAULT_ORG_ID, now_rfc3339()),
+            )
+
+    # -- request path ---------------------------------------------------------------
+    async def key_context(self, token_hash: str) -> KeyContext | None:
+        row = await self._fetchone(_CONTEXT_QUERY, (token_hash,))
+        if row is None or not hashes_match(row[1], token_hash):
+            return None
+        n = len(KEY_COLUMNS.split(","))
+        return KeyContext(
+            key=key_from_row(row[:n]),
+            reserved=row[n],
+            project=project_from_row(row[n + 1 : n + 6]),
+            organization=organization_from_row(row[n + 6 : n + 8]),
+            credits_reserved=row[n + 8],
+            rules=tuple(rule_from_row(r) for r in row[n + 9]),
+        )
+
+    async def reserve(
+        self, key_id: str, organization_id: str | None, amount: Decimal
+    ) -> Reservation | None:
+        amount = parse_money(amount, "reservation amount")
+        if time.monotonic() - self._last_reclaim >= self._reclaim_every:
+            await self.reclaim_expired()
+        reservation = Reservation(
+            id=new_id("res"), key_id=key_id, organization_id=organization_id, amount=amount
+        )
+        row = await self._fetchone(
+            "SELECT gw_reserve(%s, %s, %s, %s, %s)",
+            (reservation.id, key_id, organization_id, amount, self._ttl),
+        )
+        outcome = row[0] if row else "no_key"
+        if outcome == "no_key":
+            raise NotFound(f"key `{key_id}` does not exist")
+        if outcome == "no_org":
+            raise NotFound(f"organization `{organization_id}` does not exist")
+        return reservation if outcome == "ok" else None
+
+    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+        cost = parse_money(actual_cost, "actual cost")
+        await self._fetchone(
+            "SELECT gw_settle(%s, %s, %s, %s)",
+            (reservation.id, reservation.key_id, reservation.organization_id, cost),
+        )
+
+    async def release(self, reservation: Reservation) -> None:
+        await self._fetchone("SELECT gw_release(%s)", (reservation.id,))
+
+    async def reclaim_expired(self) -> int:
+        self._last_reclaim = time.monotonic()
+        row = await self._fetchone("SELECT gw_reclaim()")
+        return int(row[0]) if row else 0
+
+    # -- organizations --------------------------------------------------------------
+    async def create_organization(self, org_id: str, credits: Decimal) -> Organization:
+        amount = parse_money(credits, "credits", allow_negative=True)
+        if not org_id:
+            raise StoreError("organization id is empty")
+        row = await self._fetchone(
+            "INSERT INTO organizations (id, credits, created_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id, credits",
+            (org_id, amount, now_rfc3339()),
+        )
+        if row is None:
+            raise StoreError(f"organization `{org_id}` already exists")
+        return organization_from_row(row)
+
+    async def set_credits(self, org_id: str, credits: Decimal) -> Organization:
+        amount = parse_money(credits, "credits", allow_negative=True)
+        row = await self._fetchone(
+            "UPDATE organizations SET credits = %s WHERE id = %s RETURNING id, credits",
+            (amount, org_id),
+        )
+        return self._org_or_raise(row, org_id)
+
+    @staticmethod
+    def _org_or_raise(row: tuple[Any, ...] | None, org_id: str) -> Organization:
+        if row is None:
+            raise NotFound(f"organization `{org_id}` does not exist; create it with `orgs create`")
+        return organization_from_row(row)
+
+    async def get_organization(self, org_id: str) -> Organization:
+        row = await self._fetchone("SELECT id, credits FROM organizations WHERE id = %s", (org_id,))
+        return self._org_or_raise(row, org_id)
+
+    async def list_organizations(self) -> list[Organization]:
+        rows = await self._fetchall("SELECT id, credits FROM organizations ORDER BY id")
+        return [organization_from_row(r) for r in rows]
+
+    # -- projects -------------------------------------------------------------------
+    @staticmethod
+    def _project_or_raise(row: tuple[Any, ...] | None, project_id: str) -> Project:
+        if row is None:
+            raise NotFound(
+                f"project `{project_id}` does not exist; create it with `projects create`"
+            )
+        return project_from_row(row)
+
+    async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project:
+        checked = check_mode(mode)
+        if not project_id:
+            raise StoreError("project id is empty")
+        await self.get_organization(org_id)
+        row = await self._fetchone(
+            "INSERT INTO projects (id, organization, mode, created_at) VALUES (%s, %s, %s, %s) "  # noqa: S608 - constant column list
+            f"ON CONFLICT (id) DO NOTHING RETURNING {_PROJECT_COLUMNS}",
+            (project_id, org_id, checked, now_rfc3339()),
+        )
+        if row is None:
+            raise StoreError(f"project `{project_id}` already exists")
+        return project_from_row(row)
+
+    async def get_project(self, project_id: str) -> Project:
+        row = await self._fetchone(
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = %s",  # noqa: S608
+            (project_id,),
+        )
+        return self._project_or_raise(row, project_id)
+
+    async def list_projects(self) -> list[Project]:
+        rows = await self._fetchall(f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY id")  # noqa: S608
+        return [project_from_row(r) for r in rows]
+
+    async def _update_project(self, project_id: str, assignment: str, value: str) -> Project:
+        row = await self._fetchone(
+            f"UPDATE projects SET {assignment} = %s WHERE id = %s RETURNING {_PROJECT_COLUMNS}",  # noqa: S608
+            (value, project_id),
+        )
+        return self._project_or_raise(row, project_id)
+
+    async def set_project_mode(self, project_id: str, mode: ProjectMode) -> Project:
+        return await self._update_project(project_id, "mode", check_mode(mode))
+
+    async def set_provider_key(
+        self, project_id: str, provider: str, source: dict[str, str] | None
+    ) -> Project:
+        check_provider_source(provider, source)
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT provider_keys FROM projects WHERE id = %s FOR UPDATE", (project_id,)
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                raise NotFound(f"project `{project_id}` does not exist")
+            keys = decode_provider_keys(str(row[0]))
+            if source is None:
+                keys.pop(provider, None)
+            else:
+                keys[provider] = dict(source)
+            cursor = await conn.execute(
+                "UPDATE projects SET provider_keys = %s WHERE id = %s "  # noqa: S608 - constant column list
+                f"RETURNING {_PROJECT_COLUMNS}",
+                (encode_json(keys), project_id),
+            )
+            return self._project_or_raise(await cursor.fetchone(), project_id)
+
+    async def archive_project(self, project_id: str) -> Project:
+        return await self._update_project(project_id, "status", "deleted")
+
+    # -- keys -----------------------------------------------------------------------
+    @staticmethod
+    def _key_or_raise(row: tuple[Any, ...] | None, key_id: str) -> ApiKey:
+        if row is None:
+            raise NotFound(f"key `{key_id}` does not exist; list keys with `keys list`")
+        return key_from_row(row)
+
+    async def create_key(
+        self, project_id: str, usage_limit: Decimal | None, description: str
+    ) -> tuple[ApiKey, str]:
+        limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
+        await self.get_project(project_id)
+        token = generate_token()
+        row = await self._fetchone(
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s) "  # noqa: S608
+            f"RETURNING {KEY_COLUMNS}",
+            (
+                new_id("key"),
+                self.hash_token(token),
+                display_token(token),
+                project_id,
+                "active",
+                limit,
+                description,
+                now_rfc3339(),
+            ),
+        )
+        assert row is not None  # INSERT … RETURNING always returns the row
+        return key_from_row(row), token
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        row = await self._fetchone(
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %s",  # noqa: S608
+            (key_id,),
+        )
+        return self._key_or_raise(row, key_id)
+
+    async def list_keys(self, project_id: str | None = None) -> list[ApiKey]:
+        if project_id is None:
+            rows = await self._fetchall(
+                f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"  # noqa: S608
+            )
+        else:
+            rows = await self._fetchall(
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE project = %s "  # noqa: S608
+                "ORDER BY created_at, id",
+                (project_id,),
+            )
+        return [key_from_row(r) for r in rows]
+
+    async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
+        row = await self._fetchone(
+            f"UPDATE api_keys SET status = %s WHERE id = %s RETURNING {KEY_COLUMNS}",  # noqa: S608
+            (check_key_status(status), key_id),
+        )
+        return self._key_or_raise(row, key_id)
+
+    async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey:
+        limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
+        row = await self._fetchone(
+            f"UPDATE api_keys SET usage_limit = %s WHERE id = %s RETURNING {KEY_COLUMNS}",  # noqa: S608
+            (limit, key_id),
+        )
+        return self._key_or_raise(row, key_id)
+
+    # -- IAM rules ------------------------------------------------------------------
+    async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
+        checked = check_rule_type(rule_type)
+        if not values or any(not v for v in values):
+            raise StoreError(f"rule `{rule_type}` needs at least one non-empty value")
+        await self.get_key(key_id)
+        rule = IamRule(id=new_id("rule"), key_id=key_id, type=checked, values=tuple(values))
+        await self._fetchone(
+            'INSERT INTO iam_rules (id, key_id, type, "values", status) '
+            "VALUES (%s, %s, %s, %s, 'active') RETURNING id",
+            (rule.id, key_id, checked, encode_json(list(rule.values))),
+        )
+        return rule
+
+    async def list_rules(self, key_id: str) -> list[IamRule]:
+        await self.get_key(key_id)
+        rows = await self._fetchall(
+            'SELECT id, key_id, type, "values", status FROM iam_rules '
+            "WHERE key_id = %s ORDER BY seq",
+            (key_id,),
+        )
+        return [rule_from_row(r) for r in rows]
+
+    async def remove_rule(self, key_id: str, rule_id: str) -> None:
+        row = await self._fetchone(
+            "DELETE FROM iam_rules WHERE id = %s AND key_id = %s RETURNING id", (rule_id, key_id)
+        )
+        if row is None:
+            raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
