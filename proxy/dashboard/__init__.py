@@ -53,6 +53,7 @@ from proxy.dashboard.project_views import (
 from proxy.dashboard.session import SessionSigner
 
 __all__ = [
+    "ROUTE_HANDLERS",
     "DailyUsage",
     "DecisionLogReader",
     "InMemoryDecisionLog",

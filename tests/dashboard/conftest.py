@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
     async def prepare() -> None:
         await opened.migrate()
-        await opened.create_organization(ORG, __import__("decimal").Decimal("10.00"))
+        await opened.create_organization(ORG, Decimal("10.00"))
         await opened.create_project(PROJECT, ORG, "hybrid")
 
     run(prepare())
@@ -46,9 +47,11 @@ def decision_log() -> InMemoryDecisionLog:
     return InMemoryDecisionLog()
 
 
-def make_app(store: Store, decision_log: InMemoryDecisionLog) -> Litestar:
+def make_app(
+    store: Store, decision_log: InMemoryDecisionLog, admin_token: str = ADMIN_TOKEN
+) -> Litestar:
     dashboard = build_dashboard(
-        store_provider=lambda _request: store, admin_token=ADMIN_TOKEN, decision_log=decision_log
+        store_provider=lambda _request: store, admin_token=admin_token, decision_log=decision_log
     )
     return Litestar(route_handlers=[dashboard])
 
