@@ -15,8 +15,9 @@ Python's own `==` is wrong for Rego in a few places (`True == 1`,
 `compare` / `sort_key`. Arithmetic on decimals goes through `DECIMAL_CONTEXT`
 so results never depend on the thread's current decimal context.
 
-Known limit: Python sets and dicts hash `True` and `1` alike, so a set holding
-both `true` and `1` keeps one of them. Policies practically never mix them.
+Known limit: Python sets and dicts hash `True` and `1` alike, so a set built
+from both `true` and `1` keeps only one of them (`equal` itself is exact).
+Policies practically never mix them.
 """
 
 from __future__ import annotations
@@ -214,6 +215,9 @@ def _equal_arrays(
 def _equal_objects(a: Mapping[object, object], b: Mapping[object, object]) -> bool:
     if len(a) != len(b):
         return False
+    if not all(type(key) is str for key in a):
+        # Python would look key `true` up as `1`; compare the keys the Rego way.
+        return sort_key(a) == sort_key(b)
     for key, value in a.items():
         other = b.get(key, UNDEFINED)
         if other is UNDEFINED or not equal(value, other):
@@ -222,8 +226,12 @@ def _equal_objects(a: Mapping[object, object], b: Mapping[object, object]) -> bo
 
 
 def _equal_sets(a: frozenset[object], b: frozenset[object]) -> bool:
-    # Members are frozen, so Python's equality agrees with Rego's except true/1.
-    return len(a) == len(b) and all(member in b for member in a)
+    # Rego-equal frozen values are always Python-equal, so a Python mismatch is
+    # final; a Python match is confirmed unless every member is a string
+    # (Python also matches `true` with `1`).
+    if len(a) != len(b) or a != b:
+        return False
+    return all(type(member) is str for member in a) or sort_key(a) == sort_key(b)
 
 
 # ---------------------------------------------------------------- ordering
