@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from value_strategies import json_values, values
 
 from policy_engine.builtins import BUILTINS
 from policy_engine.values import (
@@ -25,7 +27,6 @@ from policy_engine.values import (
     to_json_text,
     type_name,
 )
-from value_strategies import json_values, values
 
 
 def test_undefined_is_a_falsy_singleton_with_a_readable_repr() -> None:
@@ -87,7 +88,7 @@ def test_order_of_types_is_null_boolean_number_string_array_object_set() -> None
     ]
     shuffled = list(reversed(ordered))
     assert sorted(shuffled, key=sort_key) == ordered
-    for smaller, larger in zip(ordered, ordered[1:], strict=False):
+    for smaller, larger in itertools.pairwise(ordered):
         assert compare(smaller, larger) == -1
         assert compare(larger, smaller) == 1
 
