@@ -1,0 +1,146 @@
+"""The `gateway` command: `serve`, `migrate`, and the admin commands of `proxy.admin_cli`.
+
+Every command takes `--config PATH` and `--json`. A bad configuration or policy is
+reported with its location and exits with status 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from proxy.config import ConfigError, GatewayConfig, load_config
+from proxy.store.base import StoreError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config file (default: $GATEWAY_CONFIG, else none)")
+    common.add_argument("--json", action="store_true", help="print one JSON object")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="An authorizing, OpenAI-compatible LLM gateway."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    serve = subparsers.add_parser("serve", parents=[common], help="run the HTTP server")
+    serve.add_argument("--host", help="listen address (overrides `host`)")
+    serve.add_argument("--port", type=int, help="listen port (overrides `port`)")
+    serve.set_defaults(handler=_serve)
+    migrate = subparsers.add_parser(
+        "migrate", parents=[common], help="create or upgrade the database"
+    )
+    migrate.set_defaults(handler=_migrate)
+    _add_admin_commands(subparsers, common)
+    return parser
+
+
+def _add_admin_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    try:
+        from proxy import admin_cli  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        # The admin commands live in their own module; the server still works without.
+        logging.getLogger("gateway").debug("admin commands unavailable: %s", exc)
+        return
+    admin_cli.add_commands(subparsers, common)
+
+
+def _load(args: argparse.Namespace) -> GatewayConfig:
+    return load_config(args.config)
+
+
+def _report(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload) if args.json else text)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from proxy.policy import PolicyLoadError
+
+    config = _load(args)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    config = msgspec.structs.replace(config, **overrides)
+    _configure_logging(config.log_level)
+    from proxy.app import create_app
+
+    try:
+        app = create_app(config)
+    except PolicyLoadError as exc:
+        return _fail(args, f"cannot load the policy:\n{exc}")
+    import uvicorn
+
+    logging.getLogger("gateway").info(
+        "listening on http://%s:%d (policy %s)", config.host, config.port, config.policy_dir
+    )
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # the decision log has one line per request already
+        log_config=None,
+        log_level=config.log_level,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from proxy.store import open_store
+
+    config = _load(args)
+
+    async def run() -> None:
+        store = open_store(config.database, config.usage_store)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    _report(args, {"migrated": True}, "database migrated")
+    return 0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"gateway: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (ConfigError, StoreError) as exc:
+        return _fail(args, str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""OpenAPI descriptions of the gateway's routes.
+
+The `/v1` handlers read the raw body themselves (authentication must answer before
+any body validation, contract §3), so Litestar cannot infer their request schema;
+these operation classes state the request body and every response the gateway can
+send, and give errors the gateway's own shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
+
+__all__ = [
+    "ERROR_SCHEMA",
+    "admin_operation",
+    "api_operation",
+    "chat_request_schema",
+    "completion_request_schema",
+    "embedding_request_schema",
+]
+
+_STRING = Schema(type=OpenAPIType.STRING)
+_INTEGER = Schema(type=OpenAPIType.INTEGER)
+_BOOLEAN = Schema(type=OpenAPIType.BOOLEAN)
+_OBJECT = Schema(type=OpenAPIType.OBJECT)
+
+DOCUMENTED_ERROR_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["error", "status", "message"],
+    properties={"error": _BOOLEAN, "status": _INTEGER, "message": _STRING},
+)
+OPENAI_ERROR_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["error"],
+    properties={
+        "error": Schema(
+            type=OpenAPIType.OBJECT,
+            required=["message", "type"],
+            properties={"message": _STRING, "type": _STRING},
+        )
+    },
+)
+ERROR_SCHEMA = Schema(one_of=[DOCUMENTED_ERROR_SCHEMA, OPENAI_ERROR_SCHEMA])
+
+_ERROR_STATUSES = {
+    "400": "Bad request: the body is not usable, or the model cannot be served",
+    "401": "No, unknown, disabled or exhausted API key",
+    "402": "The organization has insufficient credits",
+    "403": "An IAM rule denies the request",
+    "404": "Not found",
+    "405": "Method not allowed",
+    "410": "The key's project is archived",
+    "413": "The request body is over the configured limit",
+    "429": "Usage could not be reserved; retry",
+    "500": "The gateway failed (the log says why)",
+    "502": "The provider could not be reached",
+    "504": "The provider did not answer in time",
+}
+
+
+def _json(schema: Schema) -> dict[str, OpenAPIMediaType]:
+    return {"application/json": OpenAPIMediaType(schema=schema)}
+
+
+def _error_responses(statuses: dict[str, str]) -> dict[str, OpenAPIResponse | object]:
+    return {
+        code: OpenAPIResponse(description=text, content=_json(ERROR_SCHEMA))
+        for code, text in statuses.items()
+    }
+
+
+def _body_schema(required: list[str], extra: dict[str, Schema | Reference]) -> Schema:
+    properties: dict[str, Schema | Reference] = {
+        "model": _STRING,
+        "stream": _BOOLEAN,
+        "max_tokens": _INTEGER,
+        "stream_options": Schema(type=OpenAPIType.OBJECT, properties={"include_usage": _BOOLEAN}),
+        **extra,
+    }
+    return Schema(type=OpenAPIType.OBJECT, required=required, properties=properties)
+
+
+def chat_request_schema() -> Schema:
+    message = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["role", "content"],
+        properties={"role": _STRING, "content": _STRING},
+    )
+    messages = Schema(type=OpenAPIType.ARRAY, items=message)
+    return _body_schema(["model", "messages"], {"messages": messages})
+
+
+def completion_request_schema() -> Schema:
+    return _body_schema(["model", "prompt"], {"prompt": _STRING})
+
+
+def embedding_request_schema() -> Schema:
+    return _body_schema(["model", "input"], {"input": _STRING})
+
+
+def api_operation(request_schema: Schema | None, streams: bool = False) -> type[Operation]:
+    """An Operation class for a `/v1` route: its body schema and all its responses."""
+    ok: dict[str, OpenAPIMediaType] = _json(_OBJECT)
+    if streams:
+        ok["text/event-stream"] = OpenAPIMediaType(schema=_STRING)
+
+    @dataclass
+    class ApiOperation(Operation):
+        def __post_init__(self) -> None:
+            if request_schema is not None:
+                self.request_body = RequestBody(content=_json(request_schema), required=True)
+            responses = _error_responses(_ERROR_STATUSES)
+            responses["200"] = OpenAPIResponse(description="The provider's answer", content=ok)
+            # An upstream error status is passed through with the provider's own body.
+            responses["default"] = OpenAPIResponse(
+                description="An upstream provider's error, passed through",
+                content=_json(_OBJECT),
+            )
+            self.responses = responses  # type: ignore[assignment]
+
+    return ApiOperation
+
+
+def admin_operation() -> type[Operation]:
+    """An Operation class for `/admin` routes: Litestar's success schema, gateway errors."""
+
+    @dataclass
+    class AdminOperation(Operation):
+        def __post_init__(self) -> None:
+            responses = dict(self.responses or {})
+            for code in list(responses):
+                if code.startswith(("4", "5")):
+                    del responses[code]
+            errors = {
+                "400": "The request is not valid (the message names the field)",
+                "401": "Missing or wrong admin token",
+                "404": "No such organization, project, key or rule",
+                "405": "Method not allowed",
+                "409": "It already exists",
+                "500": "The gateway failed (the log says why)",
+            }
+            responses.update(_error_responses(errors))  # type: ignore[arg-type]
+            self.responses = responses
+
+    return AdminOperation
