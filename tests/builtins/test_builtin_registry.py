@@ -1,0 +1,42 @@
+"""The registry holds every built-in the issue lists, with OPA's arity."""
+
+from __future__ import annotations
+
+import inspect
+from types import MappingProxyType
+
+import pytest
+
+from policy_engine.builtins import BUILTINS, Builtin
+
+REQUIRED_ARITY = {
+    "count": 1, "sum": 1, "product": 1, "max": 1, "min": 1, "sort": 1,
+    "concat": 2, "contains": 2, "startswith": 2, "endswith": 2, "lower": 1, "upper": 1,
+    "split": 2, "replace": 3, "substring": 3, "indexof": 2, "indexof_n": 2, "trim": 2,
+    "trim_space": 1, "trim_prefix": 2, "trim_suffix": 2, "trim_left": 2, "trim_right": 2,
+    "sprintf": 2, "format_int": 2, "to_number": 1,
+    "is_string": 1, "is_number": 1, "is_boolean": 1, "is_array": 1, "is_object": 1,
+    "is_set": 1, "is_null": 1, "type_name": 1,
+    "object.get": 3, "object.keys": 1, "object.union": 2, "object.remove": 2,
+    "array.concat": 2, "array.slice": 3, "glob.match": 3, "regex.match": 2,
+    "union": 1, "intersection": 1, "numbers.range": 2,
+    "abs": 1, "round": 1, "ceil": 1, "floor": 1,
+    "json.marshal": 1, "json.unmarshal": 1, "net.cidr_contains": 2, "time.parse_rfc3339_ns": 1,
+    "plus": 2, "minus": 2, "mul": 2, "div": 2, "rem": 2,
+    "lt": 2, "lte": 2, "gt": 2, "gte": 2, "equal": 2, "neq": 2, "and": 2, "or": 2,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "arity"), sorted(REQUIRED_ARITY.items()))
+def test_builtin_is_registered_with_its_arity(name: str, arity: int) -> None:
+    entry = BUILTINS[name]
+    assert isinstance(entry, Builtin)
+    assert entry.name == name
+    assert entry.arity == arity
+    assert len(inspect.signature(entry.fn).parameters) == arity
+
+
+def test_registry_is_read_only() -> None:
+    assert isinstance(BUILTINS, MappingProxyType)
+    with pytest.raises(TypeError):
+        BUILTINS["count"] = BUILTINS["sum"]  # type: ignore[index]
