@@ -59,7 +59,7 @@ def test_glob_syntax_errors_are_builtin_errors(pattern: str) -> None:
 
 
 def test_glob_operand_types() -> None:
-    with pytest.raises(BuiltinError, match="operand 2 must be one of {array, null}"):
+    with pytest.raises(BuiltinError, match=r"operand 2 must be one of \{array, null\}"):
         call("glob.match", "*", "x", "abc")
     with pytest.raises(BuiltinError, match="operand 3 must be string"):
         call("glob.match", "*", [], 1)
