@@ -1,0 +1,210 @@
+"""Real servers for end-to-end tests: the gateway under uvicorn and a local upstream.
+
+Both run on 127.0.0.1 with a free port, each on its own thread and event loop, and
+are stopped by the fixtures that start them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import msgspec
+import uvicorn
+from aiohttp import web
+from litestar import Litestar
+
+T = TypeVar("T")
+
+UPSTREAM_PROMPT_TOKENS = 5
+UPSTREAM_COMPLETION_TOKENS = 7
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LoopThread:
+    """An event loop on a daemon thread, to run a server beside synchronous tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+class UpstreamServer:
+    """A small OpenAI-compatible provider (aiohttp) whose behaviour the last message picks:
+
+    - `hang`: never answers (the gateway's read timeout must fire);
+    - `fail`: answers 503 with an OpenAI error body (passed through);
+    - `wait` with `stream: true`: sends two chunks, then waits for `release_stream()`;
+    - anything else: a normal answer with fixed usage (5 prompt, 7 completion tokens).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.active_streams = 0
+        self.finished_streams = 0
+        self._thread = LoopThread()
+        self._release: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        self._thread.run(self._start())
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._thread.run(self._runner.cleanup())
+        self._thread.stop()
+
+    def release_stream(self) -> None:
+        def release() -> None:
+            if self._release is not None:
+                self._release.set()
+
+        self._thread.loop.call_soon_threadsafe(release)
+
+    async def _start(self) -> None:
+        self._release = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(
+            {"path": request.path, "auth": request.headers.get("Authorization"), "body": body}
+        )
+        messages = body.get("messages") or [{"content": body.get("prompt", "")}]
+        word = str(messages[-1].get("content", ""))
+        if word == "hang":
+            await asyncio.sleep(3600)
+        if word == "fail":
+            error = {"error": {"message": "upstream overloaded", "type": "server_error"}}
+            return web.json_response(error, status=503)
+        usage = {
+            "prompt_tokens": UPSTREAM_PROMPT_TOKENS,
+            "completion_tokens": UPSTREAM_COMPLETION_TOKENS,
+            "total_tokens": UPSTREAM_PROMPT_TOKENS + UPSTREAM_COMPLETION_TOKENS,
+        }
+        if body.get("stream"):
+            return await self._stream(request, body, usage, wait=word == "wait")
+        answer = {
+            "id": "up-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "upstream says hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+        return web.json_response(answer)
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], usage: dict[str, int], wait: bool
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        self.active_streams += 1
+        try:
+            base = {"id": "up-2", "object": "chat.completion.chunk", "model": body["model"]}
+            for index, text in enumerate(("one", " two", " three")):
+                if index == 2 and wait and self._release is not None:
+                    await self._release.wait()
+                    self._release.clear()
+                choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+                await response.write(_event({**base, "choices": [choice]}))
+            options = body.get("stream_options") or {}
+            if options.get("include_usage"):
+                await response.write(_event({**base, "choices": [], "usage": usage}))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            self.finished_streams += 1
+        finally:
+            self.active_streams -= 1
+        return response
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(
+            {"path": request.path, "auth": request.headers.get("Authorization"), "body": body}
+        )
+        answer = {
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+            "model": body["model"],
+            "usage": {"prompt_tokens": 3, "total_tokens": 3},
+        }
+        return web.json_response(answer)
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + msgspec.json.encode(payload) + b"\n\n"
+
+
+class GatewayServer:
+    """The gateway app under uvicorn (asyncio loop, like production minus uvloop)."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.port = free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the gateway test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
