@@ -18,8 +18,12 @@ so a key disabled by any instance is refused by every instance at once.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
+
+import psycopg
 
 from proxy.store.base import (
     ApiKey,
@@ -187,6 +191,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _RELEASE,
         _RECLAIM,
     ),
+    (
+        # Flushes of the Redis ledger applied so far (each exactly once).
+        """CREATE TABLE ledger_batches (
+            id text PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now())""",
+    ),
 )
 
 _CONTEXT_QUERY = f"""
@@ -228,6 +238,12 @@ class PostgresStore:
 
     def hash_token(self, token: str) -> str:
         return hash_token(token, self._secret)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        """A pooled connection inside one transaction (committed on normal exit)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            yield conn
 
     async def _fetchone(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         async with self._pool.connection() as conn:

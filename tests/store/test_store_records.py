@@ -63,7 +63,11 @@ def test_projects_modes_provider_keys_and_archive(backend: Backend) -> None:
             await store.migrate()
             await store.create_organization("acme", Decimal("1"))
             project = await store.create_project("web", "acme", "api-keys")
-            assert (project.mode, project.status, project.provider_keys) == ("api-keys", "active", {})
+            assert (project.mode, project.status, project.provider_keys) == (
+                "api-keys",
+                "active",
+                {},
+            )
             await store.set_project_mode("web", "credits")
             await store.set_provider_key("web", "openai", {"env": "OPENAI_KEY"})
             project = await store.set_provider_key("web", "azure", {"value": "sk-secret"})

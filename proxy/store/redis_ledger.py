@@ -1,0 +1,400 @@
+"""Usage ledger in Redis in front of the PostgreSQL key store (`usage_store: redis://…`).
+
+Keys, projects, organizations and rules live in PostgreSQL (`PostgresStore`, read on
+every request, so revocations apply at once). The hot path — reserve, settle,
+release — is one Lua script each in Redis (`redis_scripts`), so admitting a request
+never contends on a PostgreSQL row lock.
+
+Durability bound: settled usage and credit changes are written to PostgreSQL by a
+flush every `flush_interval` seconds (default 1 s) and on `close()`. Each flush is
+applied exactly once (its batch id is recorded in `ledger_batches` in the same
+transaction). If Redis loses its data, at most the usage settled during the last
+`flush_interval` before the loss is lost; everything flushed is in PostgreSQL and
+Redis reloads from there. In-flight reservations lost with Redis are simply gone
+(their settlement is still charged).
+
+Resolution: the ledger counts nano-USD (10⁻⁹ USD); a cost finer than that is
+rounded up to the next nano-USD. Exact up to about 9 million USD per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from proxy.store import redis_scripts
+from proxy.store.base import (
+    ApiKey,
+    IamRule,
+    KeyContext,
+    KeyStatus,
+    NotFound,
+    Organization,
+    Project,
+    ProjectMode,
+    Reservation,
+    RuleType,
+)
+from proxy.store.common import DEFAULT_RESERVATION_TTL, new_id, parse_money
+from proxy.store.postgres import PostgresStore
+
+__all__ = ["RedisLedgerStore", "money_from_units", "units_from_money"]
+
+_UNITS = Decimal(10) ** 9
+_CENT = Decimal("0.01")
+_LOAD_RETRIES = 200
+
+
+def units_from_money(amount: Decimal) -> int:
+    """Nano-USD, rounded up (a reservation or charge is never made smaller)."""
+    return int((amount * _UNITS).to_integral_value(rounding=ROUND_CEILING))
+
+
+def money_from_units(units: int | str | bytes) -> Decimal:
+    """Exact USD; shown with at least two decimals (`1.00`, `0.123456789`)."""
+    value = Decimal(int(units)) / _UNITS
+    cents = value.quantize(_CENT)
+    return cents if cents == value else value.normalize()
+
+
+class RedisLedgerStore:
+    """The `Store` with keys in PostgreSQL and the usage ledger in Redis."""
+
+    def __init__(
+        self,
+        database_url: str,
+        usage_store_url: str,
+        *,
+        reservation_ttl: float = DEFAULT_RESERVATION_TTL,
+        token_secret: bytes | None = None,
+        pool_size: int = 10,
+        flush_interval: float = 1.0,
+        redis_prefix: str = "gw:",
+        redis_connections: int = 32,
+    ) -> None:
+        self._pg = PostgresStore(
+            database_url,
+            reservation_ttl=reservation_ttl,
+            token_secret=token_secret,
+            pool_size=pool_size,
+        )
+        # Blocking pool: a burst waits for a free connection instead of failing.
+        self._redis_pool = aioredis.BlockingConnectionPool.from_url(
+            usage_store_url, max_connections=redis_connections, timeout=30
+        )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._redis_pool)
+        self._prefix = redis_prefix
+        self._ttl_ms = round(reservation_ttl * 1000)
+        self._flush_interval = flush_interval
+        self._scripts = {
+            name: self._redis.register_script(getattr(redis_scripts, name))
+            for name in redis_scripts.__all__
+        }
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    async def _script(self, name: str, *args: Any) -> Any:
+        return await self._scripts[name](args=[self._prefix, *args])
+
+    @staticmethod
+    def _text(value: Any) -> str:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def migrate(self) -> None:
+        await self._pg.migrate()
+        await self._reclaim_and_start()
+
+    async def _reclaim_and_start(self) -> None:
+        await self._script("RECLAIM")
+        self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            # A failed flush (PostgreSQL or Redis down) stays pending and is retried.
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        try:
+            await self.flush()
+        finally:
+            await self._redis.aclose()
+            await self._redis_pool.aclose()
+            await self._pg.close()
+
+    async def ensure_defaults(self) -> None:
+        await self._pg.ensure_defaults()
+
+    def hash_token(self, token: str) -> str:
+        return self._pg.hash_token(token)
+
+    # -- flushing to PostgreSQL -------------------------------------------------------
+    async def flush(self) -> int:
+        """Write the usage settled so far to PostgreSQL; returns the batches written."""
+        written = 0
+        async with self._flush_lock:
+            # Loop: a resumed unfinished batch may be followed by fresh pending usage.
+            for _ in range(2):
+                batch = await self._script("FLUSH_START", new_id("batch"))
+                if not batch:
+                    break
+                batch_id = self._text(batch[0])
+                await self._apply_batch(batch_id, self._pairs(batch[1]), self._pairs(batch[2]))
+                await self._script("FLUSH_DONE", batch_id)
+                written += 1
+        return written
+
+    def _pairs(self, flat: list[Any]) -> list[tuple[str, Decimal]]:
+        return [
+            (self._text(flat[i]), money_from_units(flat[i + 1])) for i in range(0, len(flat), 2)
+        ]
+
+    async def _apply_batch(
+        self, batch_id: str, keys: list[tuple[str, Decimal]], orgs: list[tuple[str, Decimal]]
+    ) -> None:
+        async with self._pg.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO ledger_batches (id) VALUES (%s) ON CONFLICT (id) DO NOTHING "
+                "RETURNING id",
+                (batch_id,),
+            )
+            if await cursor.fetchone() is None:
+                return  # this batch was applied already (a previous flush died before DONE)
+            async with conn.cursor() as cur:
+                # Sorted: rows are locked in the same order by every flusher.
+                await cur.executemany(
+                    "UPDATE api_keys SET usage = usage + %s WHERE id = %s",
+                    [(delta, key) for key, delta in sorted(keys)],
+                )
+                await cur.executemany(
+                    "UPDATE organizations SET credits = credits + %s WHERE id = %s",
+                    [(delta, org) for org, delta in sorted(orgs)],
+                )
+
+    # -- loading a ledger entry from PostgreSQL ---------------------------------------
+    async def _load(self, key: ApiKey, org: Organization | None) -> None:
+        for _ in range(_LOAD_RETRIES):
+            gen = self._text(await self._redis.get(self._prefix + "gen") or b"0")
+            # Read PostgreSQL after `gen`: the script refuses if a flush ran meanwhile.
+            fresh_key = await self._pg.get_key(key.id)
+            fresh_org = None if org is None else await self._pg.get_organization(org.id)
+            outcome = await self._script(
+                "LOAD",
+                gen,
+                key.id,
+                units_from_money(fresh_key.usage),
+                "" if fresh_key.usage_limit is None else units_from_money(fresh_key.usage_limit),
+                "" if fresh_org is None else fresh_org.id,
+                "0" if fresh_org is None else units_from_money(fresh_org.credits),
+            )
+            if self._text(outcome) == "ok":
+                return
+            await asyncio.sleep(0.005)
+        raise TimeoutError("the Redis ledger could not be loaded: a flush kept running")
+
+    async def _ledger(self, key_id: str, org_id: str) -> tuple[list[Any], list[Any]]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(f"{self._prefix}k:{key_id}", "usage", "reserved")
+        pipe.hmget(f"{self._prefix}o:{org_id}", "credits", "reserved")
+        key_fields, org_fields = await pipe.execute()
+        return list(key_fields), list(org_fields)
+
+    # -- request path ---------------------------------------------------------------
+    async def key_context(self, token_hash: str) -> KeyContext | None:
+        context = await self._pg.key_context(token_hash)
+        if context is None:
+            return None
+        key_fields, org_fields = await self._ledger(context.key.id, context.organization.id)
+        if None in key_fields or None in org_fields:
+            await self._load(context.key, context.organization)
+            key_fields, org_fields = await self._ledger(context.key.id, context.organization.id)
+        return KeyContext(
+            key=_with_usage(context.key, money_from_units(key_fields[0])),
+            reserved=money_from_units(key_fields[1]),
+            rules=context.rules,
+            project=context.project,
+            organization=Organization(
+                id=context.organization.id, credits=money_from_units(org_fields[0])
+            ),
+            credits_reserved=money_from_units(org_fields[1]),
+        )
+
+    async def reserve(
+        self, key_id: str, organization_id: str | None, amount: Decimal
+    ) -> Reservation | None:
+        amount = parse_money(amount, "reservation amount")
+        self._start_flusher()
+        reservation = Reservation(
+            id=new_id("res"), key_id=key_id, organization_id=organization_id, amount=amount
+        )
+        for _ in range(3):
+            outcome = self._text(
+                await self._script(
+                    "RESERVE",
+                    reservation.id,
+                    key_id,
+                    organization_id or "",
+                    units_from_money(amount),
+                    self._ttl_ms,
+                )
+            )
+            if outcome == "ok":
+                return reservation
+            if outcome != "load":
+                return None
+            org = (
+                None
+                if organization_id is None
+                else await self._pg.get_organization(organization_id)
+            )
+            await self._load(await self._pg.get_key(key_id), org)
+        raise NotFound(f"key `{key_id}` could not be loaded into the Redis ledger")
+
+    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+        cost = parse_money(actual_cost, "actual cost")
+        self._start_flusher()
+        await self._script(
+            "SETTLE",
+            reservation.id,
+            reservation.key_id,
+            reservation.organization_id or "",
+            units_from_money(cost),
+        )
+
+    async def release(self, reservation: Reservation) -> None:
+        await self._script("RELEASE", reservation.id)
+
+    async def reclaim_expired(self) -> int:
+        return int(await self._script("RECLAIM"))
+
+    # -- organizations (credits live in the ledger) -----------------------------------
+    async def create_organization(self, org_id: str, credits: Decimal) -> Organization:
+        return await self._pg.create_organization(org_id, credits)
+
+    async def set_credits(self, org_id: str, credits: Decimal) -> Organization:
+        amount = parse_money(credits, "credits", allow_negative=True)
+        for _ in range(3):
+            org = await self._pg.get_organization(org_id)
+            outcome = self._text(
+                await self._script("SET_CREDITS", org_id, units_from_money(amount))
+            )
+            if outcome == "ok":
+                await self.flush()  # an admin change is durable when the command returns
+                return Organization(id=org_id, credits=amount)
+            await self._load_org(org)
+        raise NotFound(f"organization `{org_id}` could not be loaded into the Redis ledger")
+
+    async def _load_org(self, org: Organization) -> None:
+        for _ in range(_LOAD_RETRIES):
+            gen = self._text(await self._redis.get(self._prefix + "gen") or b"0")
+            fresh = await self._pg.get_organization(org.id)
+            outcome = await self._script(
+                "LOAD", gen, "", "0", "", fresh.id, units_from_money(fresh.credits)
+            )
+            if self._text(outcome) == "ok":
+                return
+            await asyncio.sleep(0.005)
+        raise TimeoutError("the Redis ledger could not be loaded: a flush kept running")
+
+    async def _overlay_org(self, org: Organization) -> Organization:
+        credits = await self._redis.hget(f"{self._prefix}o:{org.id}", "credits")
+        if credits is None:
+            pending = await self._redis.hget(f"{self._prefix}pend:o", org.id)
+            if pending is None:
+                return org
+            return Organization(id=org.id, credits=org.credits + money_from_units(pending))
+        return Organization(id=org.id, credits=money_from_units(credits))
+
+    async def get_organization(self, org_id: str) -> Organization:
+        return await self._overlay_org(await self._pg.get_organization(org_id))
+
+    async def list_organizations(self) -> list[Organization]:
+        return [await self._overlay_org(o) for o in await self._pg.list_organizations()]
+
+    # -- projects: PostgreSQL only ----------------------------------------------------
+    async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project:
+        return await self._pg.create_project(project_id, org_id, mode)
+
+    async def get_project(self, project_id: str) -> Project:
+        return await self._pg.get_project(project_id)
+
+    async def list_projects(self) -> list[Project]:
+        return await self._pg.list_projects()
+
+    async def set_project_mode(self, project_id: str, mode: ProjectMode) -> Project:
+        return await self._pg.set_project_mode(project_id, mode)
+
+    async def set_provider_key(
+        self, project_id: str, provider: str, source: dict[str, str] | None
+    ) -> Project:
+        return await self._pg.set_provider_key(project_id, provider, source)
+
+    async def archive_project(self, project_id: str) -> Project:
+        return await self._pg.archive_project(project_id)
+
+    # -- keys (usage lives in the ledger) ---------------------------------------------
+    async def _overlay_key(self, key: ApiKey) -> ApiKey:
+        usage = await self._redis.hget(f"{self._prefix}k:{key.id}", "usage")
+        if usage is None:
+            pending = await self._redis.hget(f"{self._prefix}pend:k", key.id)
+            if pending is None:
+                return key
+            return _with_usage(key, key.usage + money_from_units(pending))
+        return _with_usage(key, money_from_units(usage))
+
+    async def create_key(
+        self, project_id: str, usage_limit: Decimal | None, description: str
+    ) -> tuple[ApiKey, str]:
+        return await self._pg.create_key(project_id, usage_limit, description)
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        return await self._overlay_key(await self._pg.get_key(key_id))
+
+    async def list_keys(self, project_id: str | None = None) -> list[ApiKey]:
+        return [await self._overlay_key(k) for k in await self._pg.list_keys(project_id)]
+
+    async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
+        return await self._overlay_key(await self._pg.set_key_status(key_id, status))
+
+    async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey:
+        key = await self._pg.set_usage_limit(key_id, usage_limit)
+        limit = "" if key.usage_limit is None else str(units_from_money(key.usage_limit))
+        # Only an already loaded ledger entry needs the new limit; a missing one loads it.
+        await self._redis.eval(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('HSET', KEYS[1], 'limit', ARGV[1]) end return 1",
+            1,
+            f"{self._prefix}k:{key_id}",
+            limit,
+        )
+        return await self._overlay_key(key)
+
+    # -- IAM rules: PostgreSQL only ---------------------------------------------------
+    async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
+        return await self._pg.add_rule(key_id, rule_type, values)
+
+    async def list_rules(self, key_id: str) -> list[IamRule]:
+        return await self._pg.list_rules(key_id)
+
+    async def remove_rule(self, key_id: str, rule_id: str) -> None:
+        await self._pg.remove_rule(key_id, rule_id)
+
+
+def _with_usage(key: ApiKey, usage: Decimal) -> ApiKey:
+    return msgspec.structs.replace(key, usage=usage)

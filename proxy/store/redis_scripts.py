@@ -1,0 +1,202 @@
+"""The Lua scripts of the Redis usage ledger; each runs atomically inside Redis.
+
+Amounts are integers of nano-USD (10⁻⁹ USD) kept by `HINCRBY` (exact int64). Lua
+compares them as doubles, which is exact below 2⁵³ nano-USD (about 9 million USD
+per key or organization). Negative amounts are built by string manipulation
+(`neg('5')` is `'-5'`), never by Lua arithmetic, so no number is ever formatted as
+`1e+15`.
+
+Layout under the prefix P (default `gw:`):
+
+    P k:<key>     hash usage, reserved, limit ('' = unlimited)  -- the key's ledger
+    P o:<org>     hash credits, reserved                         -- the org's ledger
+    P r:<res>     hash key, org, amount                          -- one reservation
+    P exp         zset res -> expiry (ms, Redis clock)
+    P pend:k      hash key -> usage settled, not yet in PostgreSQL
+    P pend:o      hash org -> credits change, not yet in PostgreSQL
+    P flushing:k / flushing:o / flushing:id   the batch being written to PostgreSQL
+    P gen         bumped after every completed flush
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FLUSH_DONE",
+    "FLUSH_START",
+    "LOAD",
+    "RECLAIM",
+    "RELEASE",
+    "RESERVE",
+    "SETTLE",
+    "SET_CREDITS",
+]
+
+# Shared helpers: negate an integer string; drop one reservation (amount back to key, org).
+_DROP = """
+local function neg(s)
+    if s == '0' then return '0' end
+    if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
+    return '-' .. s
+end
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function drop(p, rid)
+    local r = p .. 'r:' .. rid
+    local fields = redis.call('HMGET', r, 'key', 'org', 'amount')
+    redis.call('ZREM', p .. 'exp', rid)
+    if not fields[3] then return false end
+    redis.call('DEL', r)
+    local k = p .. 'k:' .. fields[1]
+    if redis.call('EXISTS', k) == 1 then
+        redis.call('HINCRBY', k, 'reserved', neg(fields[3]))
+    end
+    if fields[2] ~= '' then
+        local o = p .. 'o:' .. fields[2]
+        if redis.call('EXISTS', o) == 1 then
+            redis.call('HINCRBY', o, 'reserved', neg(fields[3]))
+        end
+    end
+    return fields[3]
+end
+local function reclaim(p, max)
+    local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now_ms(), 'LIMIT', 0, max)
+    for _, rid in ipairs(expired) do drop(p, rid) end
+    return #expired
+end
+"""
+
+# ARGV: prefix, reservation id, key id, org id or '', amount, ttl ms.
+# Returns 'ok' | 'limit' | 'credits' | 'load'.
+RESERVE = (
+    _DROP
+    + """
+local p, rid, key, org, amount, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+reclaim(p, 100)
+local k = p .. 'k:' .. key
+local o = p .. 'o:' .. org
+if redis.call('EXISTS', k) == 0 or (org ~= '' and redis.call('EXISTS', o) == 0) then
+    return 'load'
+end
+local kv = redis.call('HMGET', k, 'usage', 'reserved', 'limit')
+-- INVARIANT: admitted only while usage + in-flight reservations < limit.
+if kv[3] ~= '' and tonumber(kv[1]) + tonumber(kv[2]) >= tonumber(kv[3]) then
+    return 'limit'
+end
+if org ~= '' then
+    local ov = redis.call('HMGET', o, 'credits', 'reserved')
+    if tonumber(ov[1]) - tonumber(ov[2]) <= 0 then return 'credits' end
+    redis.call('HINCRBY', o, 'reserved', amount)
+end
+redis.call('HINCRBY', k, 'reserved', amount)
+redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)
+redis.call('ZADD', p .. 'exp', now_ms() + tonumber(ttl), rid)
+return 'ok'
+"""
+)
+
+# ARGV: prefix, reservation id, key id, org id or '', cost.
+# The cost is charged even when the reservation expired: the request did complete.
+SETTLE = (
+    _DROP
+    + """
+local p, rid, key, org, cost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+drop(p, rid)
+local k = p .. 'k:' .. key
+if redis.call('EXISTS', k) == 1 then redis.call('HINCRBY', k, 'usage', cost) end
+redis.call('HINCRBY', p .. 'pend:k', key, cost)
+if org ~= '' then
+    local o = p .. 'o:' .. org
+    if redis.call('EXISTS', o) == 1 then redis.call('HINCRBY', o, 'credits', neg(cost)) end
+    redis.call('HINCRBY', p .. 'pend:o', org, neg(cost))
+end
+return 'ok'
+"""
+)
+
+# ARGV: prefix, reservation id.
+RELEASE = (
+    _DROP
+    + """
+drop(ARGV[1], ARGV[2])
+return 'ok'
+"""
+)
+
+# ARGV: prefix. Returns how many reservations were reclaimed.
+RECLAIM = (
+    _DROP
+    + """
+return reclaim(ARGV[1], 10000)
+"""
+)
+
+# Load a key's (and optionally an org's) ledger from PostgreSQL figures read by the
+# caller after it read `gen`. Refused ('retry') if a flush is in progress or finished
+# since, because then the PostgreSQL figures and the pending deltas may overlap.
+# ARGV: prefix, gen seen, key id or '', usage, limit ('' = none), org id or '', credits.
+LOAD = """
+local p, gen, key, usage, limit, org, credits =
+    ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+if redis.call('EXISTS', p .. 'flushing:id') == 1 then return 'retry' end
+if (redis.call('GET', p .. 'gen') or '0') ~= gen then return 'retry' end
+local k = p .. 'k:' .. key
+if key ~= '' and redis.call('EXISTS', k) == 0 then
+    local pending = redis.call('HGET', p .. 'pend:k', key) or '0'
+    redis.call('HSET', k, 'usage', usage, 'reserved', 0, 'limit', limit)
+    redis.call('HINCRBY', k, 'usage', pending)
+end
+if org ~= '' then
+    local o = p .. 'o:' .. org
+    if redis.call('EXISTS', o) == 0 then
+        local pending = redis.call('HGET', p .. 'pend:o', org) or '0'
+        redis.call('HSET', o, 'credits', credits, 'reserved', 0)
+        redis.call('HINCRBY', o, 'credits', pending)
+    end
+end
+return 'ok'
+"""
+
+# Start (or resume) a flush. ARGV: prefix, new batch id.
+# Returns false (nothing to flush) or {batch id, key deltas, org deltas}.
+FLUSH_START = """
+local p, batch = ARGV[1], ARGV[2]
+local fk, fo, fid = p .. 'flushing:k', p .. 'flushing:o', p .. 'flushing:id'
+if redis.call('EXISTS', fid) == 0 then
+    local hk = redis.call('EXISTS', p .. 'pend:k')
+    local ho = redis.call('EXISTS', p .. 'pend:o')
+    if hk == 0 and ho == 0 then return false end
+    if hk == 1 then redis.call('RENAME', p .. 'pend:k', fk) end
+    if ho == 1 then redis.call('RENAME', p .. 'pend:o', fo) end
+    redis.call('SET', fid, batch)
+end
+return {redis.call('GET', fid), redis.call('HGETALL', fk), redis.call('HGETALL', fo)}
+"""
+
+# Finish the flush `batch` once PostgreSQL committed it. ARGV: prefix, batch id.
+FLUSH_DONE = """
+local p, batch = ARGV[1], ARGV[2]
+if redis.call('GET', p .. 'flushing:id') == batch then
+    redis.call('DEL', p .. 'flushing:k', p .. 'flushing:o', p .. 'flushing:id')
+    redis.call('INCR', p .. 'gen')
+end
+return 'ok'
+"""
+
+# Set an organization's credits to an absolute amount: the change is recorded as a
+# pending delta, so it reaches PostgreSQL through the same flush as the spending.
+# ARGV: prefix, org id, new credits. Returns 'ok' or 'load'.
+SET_CREDITS = (
+    _DROP
+    + """
+local p, org, credits = ARGV[1], ARGV[2], ARGV[3]
+local o = p .. 'o:' .. org
+if redis.call('EXISTS', o) == 0 then return 'load' end
+local current = redis.call('HGET', o, 'credits')
+redis.call('HSET', o, 'credits', credits)
+redis.call('HINCRBY', p .. 'pend:o', org, credits)
+redis.call('HINCRBY', p .. 'pend:o', org, neg(current))
+return 'ok'
+"""
+)
