@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from typing import cast
@@ -154,7 +155,7 @@ def percentile(values: Sequence[int], fraction: float) -> int:
     """Nearest-rank percentile of already sorted values (0 when empty)."""
     if not values:
         return 0
-    rank = max(0, min(len(values) - 1, round(fraction * len(values) + 0.5) - 1))
+    rank = max(0, min(len(values) - 1, math.ceil(fraction * len(values)) - 1))
     return values[rank]
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "LOAD_CORE",
     "ProcessGroup",
     "free_port",
+    "inherited_environment",
     "machine_description",
     "pin_current_process",
     "python_module",
@@ -114,12 +115,17 @@ def machine_description() -> str:
     )
 
 
+def inherited_environment() -> dict[str, str]:
+    """This environment minus `GATEWAY_*`, which would override the bench's config."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("GATEWAY_")}
+
+
 class ProcessGroup:
     """Child processes started by the harness; all stopped on exit."""
 
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
-        self._children: list[subprocess.Popen[bytes]] = []
+        self._children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(
         self,
@@ -135,11 +141,11 @@ class ProcessGroup:
             _pinned(command, core),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**inherited_environment(), **(env or {})},
             start_new_session=True,
         )
         log.close()
-        self._children.append(process)
+        self._children.append((name, process))
         if port is not None:
             try:
                 wait_for_port(port, process)
@@ -156,11 +162,15 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process in self._children:
-            self._children.remove(process)
+        self._children = [child for child in self._children if child[1] is not process]
+
+    def stop_all_named(self, name: str) -> None:
+        for child_name, process in list(self._children):
+            if child_name == name:
+                self.stop(process)
 
     def stop_all(self) -> None:
-        for process in reversed(list(self._children)):
+        for _, process in reversed(list(self._children)):
             self.stop(process)
 
     def __enter__(self) -> ProcessGroup:

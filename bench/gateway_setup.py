@@ -1,0 +1,162 @@
+"""Start a real gateway for the benchmark: temp config, `gateway serve`, a real key.
+
+The gateway forwards to the benchmark's mock upstreams through two ordinary
+provider entries of the catalog, so the measured path is the production one
+(key lookup, input document, policy, usage reservation, forwarding through
+the shared upstream client, settlement):
+
+- ``openai`` → the instant mock (plain requests, c=1 TTFT),
+- ``openrouter`` → the paced mock (100 concurrent paced streams).
+
+Both providers get a dummy gateway credential, so requests are billed to the
+``default`` organization's credits, which are raised so a soak cannot run dry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import msgspec
+import yaml
+
+from bench.processes import GATEWAY_CORE, ProcessGroup, free_port, inherited_environment
+
+__all__ = [
+    "BACKENDS",
+    "INSTANT_MODEL",
+    "PACED_MODEL",
+    "RunningGateway",
+    "backend_urls",
+    "fetch_text",
+    "gateway_command",
+    "start_gateway",
+]
+
+BACKENDS = ("sqlite", "postgres-redis")
+INSTANT_MODEL = "openai/gpt-4o"
+"""Catalog model routed to the instant mock (explicit provider prefix)."""
+PACED_MODEL = "openrouter/gpt-4o"
+"""Same model routed to the paced mock."""
+UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_KEY"
+BENCH_CREDITS = "1000000000.00"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class RunningGateway(msgspec.Struct, frozen=True):
+    """A started gateway: where it listens, its pid and the key to call it with."""
+
+    base_url: str
+    pid: int
+    token: str
+    log_path: str
+
+
+def backend_urls(backend: str, work_dir: Path) -> dict[str, str]:
+    """Config fields that select the ledger backend."""
+    if backend == "sqlite":
+        return {"database": f"sqlite:///{work_dir / 'gateway.db'}"}
+    if backend == "postgres-redis":
+        return {"database": POSTGRES_URL, "usage_store": REDIS_URL}
+    raise ValueError(f"unknown backend `{backend}`; use one of {', '.join(BACKENDS)}")
+
+
+def gateway_command() -> list[str]:
+    """The `gateway` console script of this interpreter's environment."""
+    beside = Path(sys.executable).parent / "gateway"
+    found = str(beside) if beside.exists() else shutil.which("gateway")
+    if found is None:
+        raise RuntimeError(
+            "the `gateway` command is not installed; run `pip install -e .` in the repo"
+        )
+    return [found]
+
+
+def _write_config(work_dir: Path, backend: str, port: int, instant: str, paced: str) -> Path:
+    config = {
+        "host": "127.0.0.1",
+        "port": port,
+        **backend_urls(backend, work_dir),
+        "providers": [
+            {"id": "openai", "base_url": instant, "api_key_env": UPSTREAM_KEY_ENV},
+            {"id": "openrouter", "base_url": paced, "api_key_env": UPSTREAM_KEY_ENV},
+        ],
+    }
+    path = work_dir / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _cli(config: Path, *args: str) -> dict[str, object]:
+    """Run one admin command with ``--json`` and return its JSON object."""
+    command = [*gateway_command(), *args, "--config", str(config), "--json"]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=inherited_environment(),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(command)}` exited with {done.returncode}: {done.stderr.strip()[-1500:]}"
+        )
+    result = json.loads(done.stdout)
+    if not isinstance(result, dict):
+        raise RuntimeError(f"`{' '.join(command)}` printed {done.stdout!r}, not a JSON object")
+    return result
+
+
+def _wait_ready(base_url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+                last = f"status {response.status}"
+        except (urllib.error.URLError, OSError) as error:
+            last = str(error)
+        time.sleep(0.1)
+    raise RuntimeError(f"{base_url}/readyz did not answer 200 within {timeout_s} s ({last})")
+
+
+def start_gateway(
+    group: ProcessGroup, work_dir: Path, backend: str, instant_url: str, paced_url: str
+) -> RunningGateway:
+    """Start `gateway serve` pinned to the gateway core, then create a key for it."""
+    port = free_port()
+    config = _write_config(work_dir, backend, port, instant_url, paced_url)
+    env = {UPSTREAM_KEY_ENV: "sk-bench-not-a-secret"}
+    command = [*gateway_command(), "serve", "--config", str(config)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    process = group.start(f"gateway-{backend}", command, GATEWAY_CORE, env=env, port=port)
+    base_url = f"http://127.0.0.1:{port}"
+    _wait_ready(base_url)
+    # `gateway serve` has created org and project `default` on a fresh database.
+    _cli(config, "orgs", "credits", "default", BENCH_CREDITS)
+    key = _cli(config, "keys", "create", "--project", "default", "--description", "bench")
+    token = key.get("token")
+    if not isinstance(token, str):
+        raise RuntimeError(f"`gateway keys create --json` printed no token: {key!r}")
+    log_path = str(work_dir / f"gateway-{backend}.log")
+    return RunningGateway(base_url, process.pid, token, log_path)
+
+
+def fetch_text(url: str) -> str | None:
+    """GET ``url`` and return its body, or None when it does not answer 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: bytes = response.read()
+            return body.decode() if response.status == 200 else None
+    except (urllib.error.URLError, OSError):
+        return None
