@@ -22,6 +22,7 @@ from litestar.response import Stream
 
 from proxy.admin_api import admin_router
 from proxy.config import GatewayConfig
+from proxy.dashboard import DashboardPlugin
 from proxy.documents import Operation
 from proxy.gateway import Gateway, Reply
 from proxy.metrics import Metrics
@@ -242,6 +243,7 @@ def create_app(
         exception_handlers={HTTPException: handler, Exception: handler},
         request_max_body_size=None,
         openapi_config=OpenAPIConfig(title="LLM gateway", version="0.1.0"),
+        plugins=[DashboardPlugin(config.admin_token)] if config.admin_token else [],
         logging_config=None,
     )
 

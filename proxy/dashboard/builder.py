@@ -1,0 +1,86 @@
+"""Assembles the dashboard router: handlers, the injected context, the session guard."""
+
+from __future__ import annotations
+
+from litestar import Router
+from litestar.di import Provide
+
+from proxy.dashboard.auth import session_guard, show_signin, sign_in, sign_out
+from proxy.dashboard.context import DashboardContext, StoreProvider
+from proxy.dashboard.decision_log import DecisionLogReader
+from proxy.dashboard.keys_views import (
+    add_rule,
+    confirm_delete,
+    create_key,
+    delete_key,
+    list_keys,
+    remove_rule,
+    set_limit,
+    set_status,
+    show_key,
+)
+from proxy.dashboard.pages import index, static_file
+from proxy.dashboard.project_views import (
+    list_projects,
+    remove_provider_key,
+    set_credits,
+    set_mode,
+    set_provider_key,
+    show_project,
+)
+from proxy.dashboard.session import SessionSigner
+
+__all__ = ["ROUTE_HANDLERS", "build_dashboard"]
+
+FORM_BODY_LIMIT = 64 * 1024
+
+ROUTE_HANDLERS = [
+    index,
+    static_file,
+    show_signin,
+    sign_in,
+    sign_out,
+    list_keys,
+    create_key,
+    show_key,
+    set_status,
+    confirm_delete,
+    delete_key,
+    set_limit,
+    add_rule,
+    remove_rule,
+    list_projects,
+    show_project,
+    set_mode,
+    set_provider_key,
+    remove_provider_key,
+    set_credits,
+]
+
+
+def build_dashboard(
+    store_provider: StoreProvider,
+    admin_token: str,
+    decision_log: DecisionLogReader,
+    path: str = "/dashboard",
+) -> Router:
+    """The dashboard as one Litestar router to add to the app's `route_handlers`.
+
+    `store_provider` returns the app's Store for a request; `admin_token` is the
+    value of `GATEWAY_ADMIN_TOKEN` (must not be empty); `decision_log` is where the
+    Activity section reads recent requests and daily usage.
+    """
+    if not admin_token:
+        raise ValueError(
+            "dashboard: the admin token is empty; set GATEWAY_ADMIN_TOKEN to enable the dashboard"
+        )
+    context = DashboardContext(store_provider, SessionSigner(admin_token), decision_log, path)
+    return Router(
+        path=path,
+        route_handlers=ROUTE_HANDLERS,
+        dependencies={"dashboard": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
+        before_request=session_guard(context),
+        include_in_schema=False,
+        # Why: the app lifts the body limit for its API routes; dashboard forms are small.
+        request_max_body_size=FORM_BODY_LIMIT,
+    )
