@@ -1,0 +1,130 @@
+"""Shared helpers for the policy tests: the base input, deep merges, engines, schemas."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import yaml
+
+from proxy.documents import Decision, InputDocument, decision_from_value, input_value
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY_DIR = REPO / "policies"
+GATEWAY_REGO = POLICY_DIR / "gateway.rego"
+CATALOG_YAML = POLICY_DIR / "catalog.yaml"
+SCHEMA_DIR = REPO / "schemas"
+if TYPE_CHECKING:
+    from policy_engine import Engine
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+
+# A request that passes every check: an active key without limit in an active
+# hybrid project whose organization has credits; the gateway holds an OpenAI key.
+BASE_INPUT: dict[str, Any] = {
+    "request": {
+        "operation": "chat.completions",
+        "token_present": True,
+        "model": "gpt-4",
+        "body_error": None,
+        "max_tokens": None,
+        "stream": False,
+        "time": "2026-11-27T10:00:00Z",
+        "client_ip": "127.0.0.1",
+    },
+    "key": {
+        "id": "key_1",
+        "status": "active",
+        "usage": "0",
+        "usage_limit": None,
+        "project_id": "proj_1",
+        "iam_rules": [],
+    },
+    "project": {
+        "id": "proj_1",
+        "status": "active",
+        "mode": "hybrid",
+        "provider_keys": [],
+        "iam_rules": [],
+    },
+    "organization": {"id": "org_1", "credits": "10.00"},
+    "gateway": {"credentialed_providers": ["mock", "openai"]},
+}
+
+
+def merged(base: Any, override: Any) -> Any:
+    """`override` laid over `base`: mappings merge key by key, anything else replaces."""
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = merged(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
+
+
+def build_input(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A full input document, typed through `InputDocument` so it has the proxy's shape."""
+    raw = merged(BASE_INPUT, override or {})
+    document = msgspec.convert(raw, InputDocument)
+    return input_value(document)
+
+
+@cache
+def catalog() -> dict[str, Any]:
+    data = yaml.safe_load(CATALOG_YAML.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def gateway_sources(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    sources = {"policies/gateway.rego": GATEWAY_REGO.read_text(encoding="utf-8")}
+    sources.update(extra or {})
+    return sources
+
+
+@cache
+def _engine_for(extra: tuple[tuple[str, str], ...]) -> Engine:
+    from policy_engine import Engine
+
+    return Engine.from_sources(gateway_sources(dict(extra)), data={"catalog": catalog()})
+
+
+def engine_with(extra: Mapping[str, str] | None = None) -> Engine:
+    """The default policy plus `extra` files (name -> text), built once per distinct set."""
+    return _engine_for(tuple(sorted((extra or {}).items())))
+
+
+def decide(engine: Engine, document: Mapping[str, Any]) -> Decision:
+    from policy_engine import UNDEFINED
+
+    value = engine.prepare("data.gateway.decision")(dict(document))
+    assert value is not UNDEFINED, "data.gateway.decision is undefined"
+    return decision_from_value(json.loads(json.dumps(value, default=_plain)))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, (frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    data = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def load_cases(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+    for path in sorted(paths):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for case in loaded["cases"]:
+            case["_file"] = path.name
+            cases.append(case)
+    return cases
