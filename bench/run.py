@@ -149,7 +149,9 @@ async def _measure_backend(
     await _check_gateway_answers(endpoints, gateway)
     await run_load(endpoints.gateway_plain, 16, 1.0, warmup_s=0.0)  # warm caches and pools
     idle = await _settled_rss(gateway.pid)
-    c1 = await interleaved([endpoints.direct_plain, endpoints.gateway_plain], plan.c1_rounds)
+    pair = [endpoints.direct_plain, endpoints.gateway_plain]
+    await interleaved(pair, 50)  # first requests on fresh connections are not the steady state
+    c1 = await interleaved(pair, plan.c1_rounds)
     ttft = await interleaved([endpoints.direct_stream, endpoints.gateway_stream], plan.ttft_rounds)
     with _RssSampler(gateway.pid) as under_load:
         direct_64, gateway_64 = await _load_pair(
