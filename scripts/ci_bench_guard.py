@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ci_bench_guard: the benchmark could not run: {error}", file=sys.stderr)
         return 2
     print(render_markdown(run))
+    if run.skipped:
+        for backend, why in run.skipped.items():
+            print(f"ci_bench_guard: backend {backend} could not run: {why}", file=sys.stderr)
+        return 2
     failures = guard_failures(run)
     for failure in failures:
         print(f"ci_bench_guard: FAIL: {failure}", file=sys.stderr)
