@@ -140,6 +140,11 @@ _RANK_BY_TYPE: Final[Mapping[type, int]] = {
 }
 
 
+# Types whose Python `==` and `<` already are Rego's (when both sides share the type).
+_PLAIN_SCALARS: Final = frozenset({str, int, bool, Decimal})
+_EXACT_NUMBERS: Final = frozenset({int, Decimal})
+
+
 def _rank(value: object) -> int:
     rank = _RANK_BY_TYPE.get(type(value))
     if rank is not None:
@@ -190,6 +195,9 @@ def _as_exact(number: object) -> Any:
 
 def equal(a: object, b: object) -> bool:
     """Rego equality: types must match (true != 1), numbers by value, arrays by elements."""
+    kind = type(a)
+    if kind is type(b) and kind in _PLAIN_SCALARS:
+        return bool(a == b)  # the common case: two strings, two ints, ...
     if a is b:
         return True
     rank = _rank(a)
@@ -242,6 +250,11 @@ def compare(a: object, b: object) -> int:
 
     null < booleans < numbers < strings < arrays < objects < sets.
     """
+    kind_a, kind_b = type(a), type(b)
+    if (kind_a is kind_b and kind_a in _PLAIN_SCALARS) or (
+        kind_a in _EXACT_NUMBERS and kind_b in _EXACT_NUMBERS
+    ):
+        return -1 if a < b else (1 if a > b else 0)  # type: ignore[operator]
     rank_a, rank_b = _rank(a), _rank(b)
     if rank_a != rank_b:
         return -1 if rank_a < rank_b else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Final
 
 from policy_engine.builtins.base import (
@@ -69,7 +70,9 @@ def to_number(x: object) -> Number:
     raise operand_error("to_number", 1, "one of {null, boolean, number, string}", x)
 
 
+@lru_cache(maxsize=4096)
 def _parse_number(text: str) -> Number:
+    # Cached: policies convert the same money strings (limits, prices) on every request.
     if _DECIMAL_SYNTAX.fullmatch(text) is None:
         raise BuiltinError(
             BUILTIN_ERROR, f'to_number: strconv.ParseFloat: parsing "{text}": invalid syntax'

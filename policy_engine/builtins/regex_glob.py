@@ -158,6 +158,8 @@ def _delimiters(value: object) -> str:
 
 
 def glob_match(pattern: object, delimiters: object, value: object) -> bool:
+    if delimiters is None and type(pattern) is str and type(value) is str:
+        return compile_glob(pattern, "").fullmatch(value) is not None  # hot path
     source = want_string("glob.match", 1, pattern)
     separators = _delimiters(delimiters)
     text = want_string("glob.match", 3, value)
