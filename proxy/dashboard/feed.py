@@ -21,7 +21,7 @@ import msgspec
 
 from proxy.dashboard.decision_log import InMemoryDecisionLog, LoggedDecision
 
-__all__ = ["DECISION_LOGGER", "DecisionLineFeed", "feeding_decision_log"]
+__all__ = ["DECISION_LOGGER", "DecisionLineFeed", "decision_from_line", "feeding_decision_log"]
 
 DECISION_LOGGER = "gateway.decision"
 _decode = msgspec.json.Decoder(dict[str, Any]).decode

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from proxy.dashboard import InMemoryDecisionLog, LoggedDecision
 from proxy.dashboard.decision_log import DailyUsage
+from proxy.dashboard.feed import decision_from_line
 from proxy.dashboard.session import SessionSigner
 from proxy.dashboard.usage_chart import daily_usage_svg
 
@@ -88,3 +89,29 @@ def test_revoked_sessions_stay_revoked_and_admin_token_compare_is_exact() -> Non
     assert signer.check_admin_token("admin-token")
     assert not signer.check_admin_token("admin-token ")
     assert not signer.check_admin_token("")
+
+
+def test_decision_lines_become_activity_entries_with_exact_cost() -> None:
+    line = (
+        '{"key_id":"key_1","operation":"chat.completions","model":"mock-model",'
+        '"provider":"mock","decision":"allow","status":200,"cost":"0.000017","total_ms":1.5}'
+    )
+    entry = decision_from_line(line, created=1_795_000_000.0)
+    assert entry is not None
+    assert (entry.key_id, entry.model, entry.provider, entry.status, entry.cost) == (
+        "key_1",
+        "mock-model",
+        "mock",
+        200,
+        Decimal("0.000017"),
+    )
+    assert entry.time == datetime.fromtimestamp(1_795_000_000.0, UTC)
+    denied = decision_from_line(
+        '{"key_id":"key_1","operation":"chat.completions","model":"gpt-4","provider":"openai",'
+        '"decision":"deny","status":403,"reason":"Access denied: x"}',
+        created=0.0,
+    )
+    assert denied is not None
+    assert (denied.provider, denied.cost, denied.message) == (None, Decimal(0), "Access denied: x")
+    assert decision_from_line('{"key_id":null,"status":401}', 0.0) is None
+    assert decision_from_line("listening on http://127.0.0.1:4000", 0.0) is None

@@ -1,0 +1,201 @@
+"""The dashboard in headless Chromium against the real `gateway serve` process.
+
+The path the documentation gives users: sign in, open API Keys, Create API Key,
+copy the key; then use it, watch usage appear, disable it, restrict it, sign out.
+Screenshots of the key list and the create dialog land in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ADMIN_TOKEN = "browser-admin-token-51c0e8"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+INVALID_KEY = (
+    "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted "
+    "or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
+)
+CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "Hello!"}]}
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} is missing; install it with `apt-get install -y chromium chromium-driver`"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Gateway:
+    url: str
+    log: Path
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """`gateway serve` on a free port with a fresh SQLite database; stopped afterwards."""
+    port = _free_port()
+    log = tmp_path / "gateway.log"
+    env = {
+        **os.environ,
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_DATABASE": f"sqlite:///{tmp_path / 'gateway.db'}",
+    }
+    command = [str(Path(sys.executable).with_name("gateway")), "serve"]
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, server, log)
+        yield Gateway(url=url, log=log)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"`gateway serve` exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"`gateway serve` did not become ready:\n{log.read_text()}")
+
+
+def _chat(gateway: Gateway, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json=CHAT,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+def test_operator_journey_in_chromium(gateway: Gateway) -> None:
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 760})
+
+            # Sign in: every dashboard page sends a stranger to the sign-in form.
+            page.goto(f"{gateway.url}/dashboard/keys")
+            expect(page).to_have_url(f"{gateway.url}/dashboard/signin")
+            page.fill("#admin_token", ADMIN_TOKEN)
+            page.click("button:has-text('Sign in')")
+            expect(page).to_have_url(f"{gateway.url}/dashboard/keys")
+
+            # Create API Key in its dialog; the token is shown once.
+            page.click("button:has-text('Create API Key')")
+            dialog = page.locator("#create-key-dialog")
+            expect(dialog).to_be_visible()
+            page.fill("#create-description", "browser test")
+            page.fill("#create-limit", "5.00")
+            page.screenshot(path=str(SCREENSHOTS / "create-key-dialog.png"))
+            dialog.locator("button:has-text('Create')").click()
+            expect(page.locator(".warning")).to_contain_text("It cannot be shown again.")
+            token = page.input_value("#new-token")
+            assert re.fullmatch(r"llmgtwy_[A-Za-z0-9_-]{40,}", token)
+            page.click("button:has-text('Copy')")
+            expect(page.locator(".copied")).not_to_be_empty()
+
+            # Use it: the request succeeds and its cost shows up as usage.
+            answer = _chat(gateway, token)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["choices"][0]["message"]["role"] == "assistant"
+            page.click("text=I have stored the key")
+            row = page.locator("tr", has_text="browser test")
+            expect(row.locator(".badge")).to_have_text("Active")
+            expect(row.locator(".usage-text")).not_to_have_text("$0.00 / $5.00")
+            expect(row.locator(".usage-text")).to_contain_text(" / $5.00")
+            page.screenshot(path=str(SCREENSHOTS / "api-keys.png"), full_page=True)
+            assert token not in page.content()
+
+            # Disable: the next request is refused with the documented message.
+            row.locator("button:has-text('Disable')").click()
+            expect(row.locator(".badge")).to_have_text("Inactive")
+            refused = _chat(gateway, token)
+            assert (refused.status_code, refused.json()) == (
+                401,
+                {"error": True, "status": 401, "message": INVALID_KEY},
+            )
+            row.locator("button:has-text('Enable')").click()
+            expect(row.locator(".badge")).to_have_text("Active")
+
+            # A deny_models rule gives the documented 403.
+            row.locator("a", has_text="browser test").click()
+            page.select_option("#rule-type", "deny_models")
+            page.fill("#rule-values", "mock-model")
+            page.click("button:has-text('Add rule')")
+            expect(page.locator("table.rules")).to_contain_text("mock-model")
+            denied = _chat(gateway, token)
+            assert (denied.status_code, denied.json()) == (
+                403,
+                {
+                    "error": True,
+                    "status": 403,
+                    "message": "Access denied: Model mock-model is in the denied models list",
+                },
+            )
+            page.reload()
+            expect(page.locator("table.activity")).to_contain_text("403")
+            assert token not in page.content()
+
+            # Sign out: the dashboard is closed again.
+            page.click("button:has-text('Sign out')")
+            expect(page).to_have_url(f"{gateway.url}/dashboard/signin")
+            page.goto(f"{gateway.url}/dashboard/keys")
+            expect(page).to_have_url(f"{gateway.url}/dashboard/signin")
+        finally:
+            browser.close()
+    assert token not in gateway.log.read_text(), "the plain token never reaches the log"
