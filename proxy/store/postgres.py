@@ -463,7 +463,7 @@ class PostgresStore:
         await self.get_project(project_id)
         token = generate_token()
         row = await self._fetchone(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s) "  # noqa: S608
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s) "  # noqa: S608
             f"RETURNING {KEY_COLUMNS}",
             (
                 new_id("key"),

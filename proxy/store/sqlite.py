@@ -516,7 +516,7 @@ class SqliteStore:
             project_id=project_id,
             status="active",
             usage_limit=limit,
-            usage=Decimal(0),
+            usage=Decimal("0.00"),
             description=description,
             created_at=now_rfc3339(),
         )
@@ -532,7 +532,7 @@ class SqliteStore:
                     project_id,
                     key.status,
                     None if limit is None else str(limit),
-                    "0",
+                    "0.00",
                     description,
                     key.created_at,
                 ),

@@ -93,16 +93,16 @@ def _drop_redis_prefix(prefix: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from _backend(request.param, tmp_path)
+    yield from make_backend(request.param, tmp_path)
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+def sharedmake_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Backends meant for several gateway processes sharing one database."""
-    yield from _backend(request.param, tmp_path)
+    yield from make_backend(request.param, tmp_path)
 
 
-def _backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
+def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
     if kind == "sqlite":
         yield Backend("sqlite", f"sqlite:///{tmp_path / 'gateway.db'}")
         return

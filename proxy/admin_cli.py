@@ -1,0 +1,318 @@
+"""Admin commands of `gateway`: organizations, projects, keys and their IAM rules.
+
+Each command opens the store named by the configuration (`database`, `usage_store`),
+migrates it, makes sure the `default` organization and project exist, does one
+thing and prints either a line for people or, with `--json`, one JSON object.
+
+Exit status: 0 done; 1 the named record does not exist or a value is bad (the
+message says which and how to fix it); 2 usage errors (from argparse) and bad
+configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from proxy.config import ConfigError, load_config
+from proxy.store import open_store
+from proxy.store.base import ApiKey, IamRule, Organization, Project, Store, StoreError
+from proxy.store.common import (
+    PROJECT_MODES,
+    RULE_TYPES,
+    check_key_status,
+    check_mode,
+    check_rule_type,
+    parse_money,
+)
+
+__all__ = ["add_commands"]
+
+EXIT_NOT_DONE = 1
+EXIT_USAGE = 2
+
+# A command body: given the open store and the parsed arguments, returns the JSON
+# payload and the text line to print.
+Action = Callable[[Store, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
+
+
+# -- rendering ----------------------------------------------------------------------
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def org_json(org: Organization) -> dict[str, Any]:
+    return {"id": org.id, "credits": _money(org.credits)}
+
+
+def project_json(project: Project) -> dict[str, Any]:
+    # INVARIANT: a provider secret given by value is never printed back.
+    keys = {
+        provider: {"env": source["env"]} if "env" in source else {"value": "***"}
+        for provider, source in project.provider_keys.items()
+    }
+    return {
+        "id": project.id,
+        "organization": project.organization_id,
+        "mode": project.mode,
+        "status": project.status,
+        "provider_keys": keys,
+    }
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "display": key.display,
+        "project": key.project_id,
+        "status": key.status,
+        "usage": _money(key.usage),
+        "usage_limit": _money(key.usage_limit),
+        "description": key.description,
+        "created_at": key.created_at,
+    }
+
+
+def rule_json(rule: IamRule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "key_id": rule.key_id,
+        "type": rule.type,
+        "values": list(rule.values),
+        "status": rule.status,
+    }
+
+
+def _key_line(key: ApiKey) -> str:
+    limit = "unlimited" if key.usage_limit is None else f"limit {key.usage_limit}"
+    return (
+        f"{key.id}  {key.display}  project {key.project_id}  {key.status}  "
+        f"usage {key.usage}  {limit}"
+    )
+
+
+# -- organizations ------------------------------------------------------------------
+async def _orgs_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    org = await store.create_organization(args.org, parse_money(args.credits, "--credits"))
+    return org_json(org), f"organization {org.id} created with credits {org.credits}"
+
+
+async def _orgs_credits(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    amount = parse_money(args.credits, "credits", allow_negative=True)
+    org = await store.set_credits(args.org, amount)
+    return org_json(org), f"organization {org.id} now has credits {org.credits}"
+
+
+# -- projects -----------------------------------------------------------------------
+async def _projects_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    project = await store.create_project(args.project, args.org, check_mode(args.mode))
+    return project_json(project), f"project {project.id} created (mode {project.mode})"
+
+
+async def _projects_set_mode(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    project = await store.set_project_mode(args.project, check_mode(args.mode))
+    return project_json(project), f"project {project.id} now in mode {project.mode}"
+
+
+async def _projects_provider_key(
+    store: Store, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    source = {"env": args.env} if args.env is not None else {"value": args.value}
+    project = await store.set_provider_key(args.project, args.provider, source)
+    where = f"environment variable {args.env}" if args.env is not None else "the stored value"
+    return project_json(project), f"project {project.id}: {args.provider} key from {where}"
+
+
+async def _projects_archive(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    project = await store.archive_project(args.project)
+    return project_json(project), f"project {project.id} archived"
+
+
+async def _projects_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    projects = await store.list_projects()
+    lines = [f"{p.id}  org {p.organization_id}  {p.mode}  {p.status}" for p in projects]
+    return {"projects": [project_json(p) for p in projects]}, "\n".join(lines) or "no projects"
+
+
+# -- keys ---------------------------------------------------------------------------
+async def _keys_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    limit = None if args.usage_limit is None else parse_money(args.usage_limit, "--usage-limit")
+    key, token = await store.create_key(args.project, limit, args.description)
+    text = (
+        f"{token}\n"
+        f"key {key.id} created in project {key.project_id}; "
+        "the token above is shown only once, store it now"
+    )
+    return {**key_json(key), "token": token}, text
+
+
+async def _keys_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    keys = await store.list_keys(args.project)
+    return {"keys": [key_json(k) for k in keys]}, "\n".join(map(_key_line, keys)) or "no keys"
+
+
+async def _keys_show(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    key = await store.get_key(args.id)
+    return key_json(key), _key_line(key)
+
+
+def _status_action(status: str, verb: str) -> Action:
+    async def run(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+        key = await store.set_key_status(args.id, check_key_status(status))
+        return key_json(key), f"key {key.id} {verb}"
+
+    return run
+
+
+async def _keys_set_limit(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    raw: str = args.limit
+    limit = None if raw.strip().lower() == "none" else parse_money(raw, "usage limit")
+    key = await store.set_usage_limit(args.id, limit)
+    shown = "no limit" if key.usage_limit is None else f"limit {key.usage_limit}"
+    return key_json(key), f"key {key.id} now has {shown}"
+
+
+async def _iam_add(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    rule = await store.add_rule(args.id, check_rule_type(args.type), tuple(args.values))
+    return rule_json(rule), rule.id
+
+
+async def _iam_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    rules = await store.list_rules(args.id)
+    lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
+    return {"key_id": args.id, "rules": [rule_json(r) for r in rules]}, "\n".join(lines) or (
+        "no rules"
+    )
+
+
+async def _iam_remove(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    await store.remove_rule(args.id, args.rule_id)
+    return {"key_id": args.id, "removed": args.rule_id}, f"rule {args.rule_id} removed"
+
+
+# -- running a command --------------------------------------------------------------
+def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            return _fail(args, str(exc), EXIT_USAGE)
+        try:
+            payload, text = asyncio.run(_run(config.database, config.usage_store, action, args))
+        except StoreError as exc:
+            return _fail(args, str(exc), EXIT_NOT_DONE)
+        print(json.dumps(payload) if args.json else text)
+        return 0
+
+    return handle
+
+
+async def _run(
+    database: str, usage_store: str | None, action: Action, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    store = open_store(database, usage_store)
+    try:
+        await store.migrate()
+        await store.ensure_defaults()
+        return await action(store, args)
+    finally:
+        await store.close()
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"gateway {args.command}: error: {message}", file=sys.stderr)
+    return code
+
+
+# -- the argument parsers -----------------------------------------------------------
+def add_commands(subparsers: Any, common: argparse.ArgumentParser | None = None) -> None:
+    """Register `orgs`, `projects` and `keys` on the `gateway` subparsers."""
+    if common is None:
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--config", help="YAML config file")
+        common.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_orgs(subparsers, common)
+    _add_projects(subparsers, common)
+    _add_keys(subparsers, common)
+
+
+def _command(
+    group: Any, name: str, common: argparse.ArgumentParser, action: Action, help_text: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(name, parents=[common], help=help_text)
+    parser.set_defaults(handler=_handler(action))
+    return parser
+
+
+def _add_orgs(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    orgs = subparsers.add_parser("orgs", help="organizations and their credits")
+    group = orgs.add_subparsers(dest="orgs_command", required=True)
+    create = _command(group, "create", common, _orgs_create, "create an organization")
+    create.add_argument("org")
+    create.add_argument("--credits", default="0", help="starting credits in USD (default 0)")
+    credits = _command(group, "credits", common, _orgs_credits, "set an organization's credits")
+    credits.add_argument("org")
+    credits.add_argument("credits", help="new credits in USD, e.g. 25.00")
+
+
+def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    projects = subparsers.add_parser("projects", help="projects, modes and provider keys")
+    group = projects.add_subparsers(dest="projects_command", required=True)
+    create = _command(group, "create", common, _projects_create, "create a project")
+    create.add_argument("project")
+    create.add_argument("--org", required=True, help="organization that pays for credits")
+    create.add_argument("--mode", choices=PROJECT_MODES, default="hybrid")
+    set_mode = _command(group, "set-mode", common, _projects_set_mode, "change a project's mode")
+    set_mode.add_argument("project")
+    set_mode.add_argument("mode", choices=PROJECT_MODES)
+    provider_key = _command(
+        group, "provider-key", common, _projects_provider_key, "set a project's provider key"
+    )
+    provider_key.add_argument("project")
+    provider_key.add_argument("provider")
+    source = provider_key.add_mutually_exclusive_group(required=True)
+    source.add_argument("--env", help="name of the environment variable holding the key")
+    source.add_argument("--value", help="the key itself (stored in the database)")
+    archive = _command(group, "archive", common, _projects_archive, "archive a project")
+    archive.add_argument("project")
+    _command(group, "list", common, _projects_list, "list projects")
+
+
+def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    keys = subparsers.add_parser("keys", help="API keys, limits and IAM rules")
+    group = keys.add_subparsers(dest="keys_command", required=True)
+    create = _command(group, "create", common, _keys_create, "create a key (token shown once)")
+    create.add_argument("--project", required=True)
+    create.add_argument("--usage-limit", help="USD, e.g. 100.00 (default: unlimited)")
+    create.add_argument("--description", default="")
+    listing = _command(group, "list", common, _keys_list, "list keys")
+    listing.add_argument("--project")
+    _command(group, "show", common, _keys_show, "show one key").add_argument("id")
+    for name, status, verb in (
+        ("disable", "inactive", "disabled"),
+        ("enable", "active", "enabled"),
+        ("delete", "deleted", "deleted"),
+    ):
+        _command(group, name, common, _status_action(status, verb), f"{name} a key").add_argument(
+            "id"
+        )
+    set_limit = _command(group, "set-limit", common, _keys_set_limit, "set a key's usage limit")
+    set_limit.add_argument("id")
+    set_limit.add_argument("limit", help="USD, e.g. 50.00, or `none` for unlimited")
+    iam = group.add_parser("iam", help="a key's IAM rules")
+    iam_group = iam.add_subparsers(dest="iam_command", required=True)
+    add = _command(iam_group, "add", common, _iam_add, "add a rule (prints its id)")
+    add.add_argument("id")
+    add.add_argument("type", choices=RULE_TYPES)
+    add.add_argument("values", nargs="+", metavar="VALUE")
+    _command(iam_group, "list", common, _iam_list, "list a key's rules").add_argument("id")
+    remove = _command(iam_group, "remove", common, _iam_remove, "remove a rule")
+    remove.add_argument("id")
+    remove.add_argument("rule_id")

@@ -1,0 +1,144 @@
+"""The admin commands, run as a user would: `python -m proxy.cli … --json` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Backend, make_backend
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def gateway(backend: Backend, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE"] = backend.database_url
+    if backend.usage_store_url:
+        env["GATEWAY_USAGE_STORE"] = backend.usage_store_url
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(backend: Backend, tmp_path: Path, *args: str) -> dict[str, Any]:
+    done = gateway(backend, tmp_path, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    payload: dict[str, Any] = json.loads(done.stdout)
+    return payload
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cli_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield from make_backend(request.param, tmp_path)
+
+
+def test_quickstart_key_on_a_fresh_database(cli_backend: Backend, tmp_path: Path) -> None:
+    created = ok(cli_backend, tmp_path, "keys", "create", "--project", "default")
+    assert created["token"].startswith("llmgtwy_")
+    assert created["project"] == "default"
+    assert created["status"] == "active"
+    assert created["usage"] == "0.00"
+    assert created["usage_limit"] is None
+    shown = ok(cli_backend, tmp_path, "keys", "show", created["id"])
+    assert "token" not in shown
+    assert created["token"] not in json.dumps(shown)
+    assert {k: shown[k] for k in ("id", "project", "status", "usage", "usage_limit")} == {
+        "id": created["id"],
+        "project": "default",
+        "status": "active",
+        "usage": "0.00",
+        "usage_limit": None,
+    }
+    text = gateway(cli_backend, tmp_path, "keys", "create", "--project", "default")
+    assert text.returncode == 0
+    assert text.stdout.startswith("llmgtwy_")
+
+
+def test_orgs_projects_and_key_lifecycle(cli_backend: Backend, tmp_path: Path) -> None:
+    run = lambda *a: ok(cli_backend, tmp_path, *a)  # noqa: E731
+    assert run("orgs", "create", "acme", "--credits", "25.50") == {"id": "acme", "credits": "25.50"}
+    assert run("orgs", "credits", "acme", "3.00")["credits"] == "3.00"
+    project = run("projects", "create", "web", "--org", "acme", "--mode", "credits")
+    assert (project["organization"], project["mode"], project["status"]) == (
+        "acme",
+        "credits",
+        "active",
+    )
+    assert run("projects", "set-mode", "web", "api-keys")["mode"] == "api-keys"
+    keyed = run("projects", "provider-key", "web", "openai", "--value", "sk-very-secret")
+    assert keyed["provider_keys"] == {"openai": {"value": "***"}}
+    keyed = run("projects", "provider-key", "web", "azure", "--env", "AZURE_KEY")
+    assert keyed["provider_keys"]["azure"] == {"env": "AZURE_KEY"}
+    key = run(
+        "keys", "create", "--project", "web", "--usage-limit", "100.00", "--description", "ci"
+    )
+    assert (key["usage_limit"], key["description"]) == ("100.00", "ci")
+    assert run("keys", "disable", key["id"])["status"] == "inactive"
+    assert run("keys", "enable", key["id"])["status"] == "active"
+    assert run("keys", "set-limit", key["id"], "none")["usage_limit"] is None
+    assert run("keys", "set-limit", key["id"], "0.10")["usage_limit"] == "0.10"
+    listed = run("keys", "list", "--project", "web")
+    assert [k["id"] for k in listed["keys"]] == [key["id"]]
+    assert run("keys", "delete", key["id"])["status"] == "deleted"
+    assert run("projects", "archive", "web")["status"] == "deleted"
+
+
+def test_iam_rules(cli_backend: Backend, tmp_path: Path) -> None:
+    key = ok(cli_backend, tmp_path, "keys", "create", "--project", "default")
+    added = gateway(cli_backend, tmp_path, "keys", "iam", "add", key["id"], "deny_models", "gpt-4*")
+    assert added.returncode == 0, added.stderr
+    rule_id = added.stdout.strip()
+    assert rule_id.startswith("rule_")
+    second = ok(
+        cli_backend, tmp_path, "keys", "iam", "add", key["id"], "allow_providers", "mock", "openai"
+    )
+    listed = ok(cli_backend, tmp_path, "keys", "iam", "list", key["id"])
+    assert [(r["id"], r["type"], r["values"]) for r in listed["rules"]] == [
+        (rule_id, "deny_models", ["gpt-4*"]),
+        (second["id"], "allow_providers", ["mock", "openai"]),
+    ]
+    removed = ok(cli_backend, tmp_path, "keys", "iam", "remove", key["id"], rule_id)
+    assert removed == {"key_id": key["id"], "removed": rule_id}
+    listed = ok(cli_backend, tmp_path, "keys", "iam", "list", key["id"])
+    assert [r["id"] for r in listed["rules"]] == [second["id"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (("keys", "show", "key_missing"), 1, "key `key_missing` does not exist"),
+        (("keys", "create", "--project", "nope"), 1, "project `nope` does not exist"),
+        (("keys", "create", "--project", "default", "--usage-limit", "ten"), 1, "`ten`"),
+        (("keys", "set-limit", "key_missing", "-1"), 1, "negative"),
+        (("orgs", "credits", "ghost", "1"), 1, "organization `ghost` does not exist"),
+        (("projects", "create", "p", "--org", "default", "--mode", "free"), 2, "invalid choice"),
+        (("keys", "iam", "add", "k", "allow_colours", "red"), 2, "invalid choice"),
+        (("keys",), 2, "required"),
+    ],
+)
+def test_errors_exit_codes(
+    cli_backend: Backend, tmp_path: Path, args: tuple[str, ...], code: int, needle: str
+) -> None:
+    done = gateway(cli_backend, tmp_path, *args)
+    assert done.returncode == code
+    assert needle in done.stderr
+
+
+def test_json_error_is_one_object(cli_backend: Backend, tmp_path: Path) -> None:
+    done = gateway(cli_backend, tmp_path, "keys", "show", "key_missing", "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout) == {
+        "error": "key `key_missing` does not exist; list keys with `keys list`"
+    }
