@@ -71,7 +71,7 @@ def test_equal_follows_rego_not_python(a: object, b: object, expected: bool) -> 
 
 
 def test_order_of_types_is_null_boolean_number_string_array_object_set() -> None:
-    ordered = [
+    ordered: list[object] = [
         None,
         False,
         True,
