@@ -85,3 +85,26 @@ def test_mounted_dashboard_shows_usage_and_activity_of_real_requests(
     rows = re.findall(r'<tr class="ok">(.*?)</tr>', page, re.S)
     assert len(rows) == 1 and "mock-model" in rows[0] and "chat.completions" in rows[0]
     assert token not in caplog.text
+
+
+def test_dashboard_and_admin_api_see_the_same_keys(gateway: TestClient[Litestar]) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    made = gateway.post(
+        "/admin/keys", json={"project": "default", "description": "from the API"}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    key_id = made.json()["id"]
+    assert sign_in(gateway).status_code == 303
+    listed = gateway.get("/dashboard/keys").text
+    assert f'data-key-id="{key_id}"' in listed and "from the API" in listed
+    disabled = gateway.post(
+        f"/dashboard/keys/{key_id}/status",
+        data={"csrf_token": csrf_of(gateway), "status": "inactive"},
+    )
+    assert disabled.status_code == 200
+    assert gateway.get(f"/admin/keys/{key_id}", headers=admin).json()["status"] == "inactive"
+    gateway.post(
+        f"/dashboard/keys/{key_id}/limit",
+        data={"csrf_token": csrf_of(gateway), "usage_limit": "3.50"},
+    )
+    assert gateway.get(f"/admin/keys/{key_id}", headers=admin).json()["usage_limit"] == "3.50"

@@ -33,7 +33,7 @@ def _ids(store: Store) -> tuple[str, str]:
 def _protected_routes(app: Litestar, key_id: str, rule_id: str) -> list[tuple[str, str]]:
     """Every dashboard route except sign-in and static files, with real ids filled in."""
     filled = {"key_id": key_id, "rule_id": rule_id, "project_id": PROJECT, "provider": "openai"}
-    routes = []
+    routes: list[tuple[str, str]] = []
     for route in app.routes:
         path = route.path
         if not path.startswith("/dashboard") or path.startswith(
