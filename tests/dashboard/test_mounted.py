@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 from dashboard.conftest import ADMIN_TOKEN, csrf_of, sign_in
 from proxy.app import create_app
 from proxy.config import GatewayConfig
+from proxy.dashboard.feed import DECISION_LOGGER, DecisionLineFeed
 from proxy.policy import DecideFn, PolicyHolder
 
 CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "Hello!"}]}
@@ -108,3 +109,15 @@ def test_dashboard_and_admin_api_see_the_same_keys(gateway: TestClient[Litestar]
         data={"csrf_token": csrf_of(gateway), "usage_limit": "3.50"},
     )
     assert gateway.get(f"/admin/keys/{key_id}", headers=admin).json()["usage_limit"] == "3.50"
+
+
+def test_activity_feed_listens_only_while_the_app_runs(tmp_path: Path) -> None:
+    decision_logger = logging.getLogger(DECISION_LOGGER)
+
+    def feeds() -> int:
+        return sum(isinstance(h, DecisionLineFeed) for h in decision_logger.handlers)
+
+    before = feeds()
+    with TestClient(_app(tmp_path, ADMIN_TOKEN)):
+        assert feeds() == before + 1
+    assert feeds() == before
