@@ -12,8 +12,9 @@
 
 Python's own `==` is wrong for Rego in a few places (`True == 1`,
 `(1,) != [1]`), so the engine compares with `equal` and orders with
-`compare` / `sort_key`. Arithmetic on decimals goes through `DECIMAL_CONTEXT`
-so results never depend on the thread's current decimal context.
+`compare` / `sort_key`. Arithmetic on decimals goes through `EXACT_CONTEXT`
+(+ - *, exact) and `DECIMAL_CONTEXT` (division, 34 digits), so results never
+depend on the thread's current decimal context.
 
 Known limit: Python sets and dicts hash `True` and `1` alike, so a set built
 from both `true` and `1` keeps only one of them (`equal` itself is exact).
@@ -31,6 +32,7 @@ import msgspec
 
 __all__ = [
     "DECIMAL_CONTEXT",
+    "EXACT_CONTEXT",
     "UNDEFINED",
     "FrozenDict",
     "Undefined",
@@ -72,14 +74,23 @@ class Undefined:
 
 UNDEFINED: Final = Undefined()
 
-# Exact arithmetic for money: 34 significant digits (IEEE decimal128); only
-# division and huge products round. Used through its methods only, never
-# installed as the thread's context; the sticky flags it records are never read.
+# Addition, subtraction and multiplication are exact: a context whose
+# precision is never reached (libmpdec sizes results by their digits, not by
+# `prec`, so this costs nothing). Only division rounds, at 34 significant
+# digits (IEEE decimal128). Both are used through their methods only, never
+# installed as the thread's context; the sticky flags they record are never read.
+EXACT_CONTEXT: Final = decimal.Context(
+    prec=decimal.MAX_PREC,
+    rounding=decimal.ROUND_HALF_EVEN,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
 DECIMAL_CONTEXT: Final = decimal.Context(
     prec=34,
     rounding=decimal.ROUND_HALF_EVEN,
-    Emax=999_999,
-    Emin=-999_999,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
     traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
 
@@ -174,11 +185,11 @@ def normalize_number(number: Decimal) -> int | Decimal:
     """An integral Decimal becomes int (unless astronomically large); others lose trailing zeros."""
     if not number.is_finite():
         return number
-    if number == number.to_integral_value(context=DECIMAL_CONTEXT):
+    if number == number.to_integral_value(context=EXACT_CONTEXT):
         if number.adjusted() < _MAX_INT_DIGITS:
             return int(number)
         return number
-    return number.normalize(DECIMAL_CONTEXT)
+    return number.normalize(EXACT_CONTEXT)
 
 
 def _float_to_decimal(number: float) -> int | Decimal:

@@ -1,8 +1,9 @@
 """Exact arithmetic on Rego numbers (int or Decimal), shared by operators and number built-ins.
 
 Integers stay Python ints (unbounded, exact). As soon as a Decimal takes part,
-the operation runs in `DECIMAL_CONTEXT` (34 significant digits), so
-`0.1 + 0.2 == 0.3` holds and money sums never pick up binary-float noise.
+`+ - *` run in `EXACT_CONTEXT` (never rounds) and `/` in `DECIMAL_CONTEXT`
+(34 significant digits), so `0.1 + 0.2 == 0.3` holds and money sums never
+pick up binary-float noise.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from policy_engine.builtins.base import BUILTIN_ERROR, BuiltinError, Number
-from policy_engine.values import DECIMAL_CONTEXT, normalize_number
+from policy_engine.values import DECIMAL_CONTEXT, EXACT_CONTEXT, normalize_number
 
 __all__ = ["add", "divide", "multiply", "remainder", "subtract"]
 
@@ -22,19 +23,19 @@ def _decimal(number: Number) -> Decimal:
 def add(a: Number, b: Number) -> Number:
     if type(a) is int and type(b) is int:
         return a + b
-    return normalize_number(DECIMAL_CONTEXT.add(_decimal(a), _decimal(b)))
+    return normalize_number(EXACT_CONTEXT.add(_decimal(a), _decimal(b)))
 
 
 def subtract(a: Number, b: Number) -> Number:
     if type(a) is int and type(b) is int:
         return a - b
-    return normalize_number(DECIMAL_CONTEXT.subtract(_decimal(a), _decimal(b)))
+    return normalize_number(EXACT_CONTEXT.subtract(_decimal(a), _decimal(b)))
 
 
 def multiply(a: Number, b: Number) -> Number:
     if type(a) is int and type(b) is int:
         return a * b
-    return normalize_number(DECIMAL_CONTEXT.multiply(_decimal(a), _decimal(b)))
+    return normalize_number(EXACT_CONTEXT.multiply(_decimal(a), _decimal(b)))
 
 
 def divide(a: Number, b: Number) -> Number:

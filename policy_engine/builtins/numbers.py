@@ -17,7 +17,7 @@ from policy_engine.builtins.base import (
     want_integer,
     want_number,
 )
-from policy_engine.values import DECIMAL_CONTEXT, is_number, normalize_number
+from policy_engine.values import EXACT_CONTEXT, is_number, normalize_number
 
 __all__ = ["BUILTINS"]
 
@@ -35,7 +35,7 @@ def _to_integral(name: str, x: object, rounding: str) -> Number:
     number = want_number(name, 1, x)
     if isinstance(number, int):
         return number
-    return normalize_number(number.to_integral_value(rounding=rounding, context=DECIMAL_CONTEXT))
+    return normalize_number(number.to_integral_value(rounding=rounding, context=EXACT_CONTEXT))
 
 
 def round_half_away(x: object) -> Number:

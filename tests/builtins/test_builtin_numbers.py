@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from policy_engine.builtins import BUILTINS, BuiltinError
 from policy_engine.values import UNDEFINED, equal
@@ -133,3 +136,44 @@ def test_numeric_errors(name: str, args: tuple[object, ...], code: str, message:
 def test_stray_floats_from_input_are_read_exactly() -> None:
     assert equal(call("plus", 0.1, 0.2), D("0.3"))
     assert equal(call("sum", [0.1, 0.2]), D("0.3"))
+
+
+# ---------------------------------------------------------------- properties
+
+money = st.decimals(
+    min_value=D("-1e12"), max_value=D("1e12"), allow_nan=False, allow_infinity=False, places=6
+)
+any_number = st.integers(min_value=-(10**18), max_value=10**18) | money
+
+
+@given(any_number, any_number)
+def test_plus_minus_mul_are_exact(a: Decimal | int, b: Decimal | int) -> None:
+    exact_a, exact_b = Fraction(a), Fraction(b)
+    assert Fraction(call("plus", a, b)) == exact_a + exact_b
+    assert Fraction(call("minus", a, b)) == exact_a - exact_b
+    assert Fraction(call("mul", a, b)) == exact_a * exact_b
+
+
+@given(any_number, any_number)
+def test_div_is_exact_to_34_significant_digits(a: Decimal | int, b: Decimal | int) -> None:
+    if b == 0:
+        return
+    quotient = Fraction(call("div", a, b))
+    exact = Fraction(a) / Fraction(b)
+    assert abs(quotient - exact) <= abs(exact) * Fraction(1, 10**33)
+
+
+@given(any_number)
+def test_integral_results_are_ints(a: Decimal | int) -> None:
+    for result in (call("plus", a, 0), call("round", a), call("floor", a), call("ceil", a)):
+        if result == int(result):
+            assert type(result) is int
+
+
+@given(st.integers(), st.integers())
+def test_rem_matches_go_truncated_modulo(a: int, b: int) -> None:
+    if b == 0:
+        return
+    result = call("rem", a, b)
+    assert a == b * int(Fraction(a, b)) + result  # Go truncates the quotient toward zero
+    assert result == 0 or (result < 0) == (a < 0)
