@@ -1,0 +1,132 @@
+"""Static checks that need the whole rule tree, before compilation.
+
+Passes, in order (OPA's compile stage list, reduced):
+
+1. `build_index` (in `index.py`): file rules by path; kind and default clashes.
+2. `check_recursion`: a rule may not depend on itself, directly or not.
+
+Unsafe variables, unknown functions and arity errors are found while
+compiling bodies (`compile.py`), because deciding them needs the same
+statement ordering the compiler does; `engine.load` merges all diagnostics
+and sorts them by position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from policy_engine import ast
+from policy_engine.source import Span
+from policy_engine.errors import RECURSION_ERROR, Diagnostic
+from policy_engine.index import RuleIndex
+from policy_engine.terms import term_vars
+
+__all__ = ["check_recursion", "dependencies"]
+
+Path = tuple[str, ...]
+
+
+def _static_prefix(head: str, path: tuple[ast.Term, ...]) -> Path:
+    parts = [head]
+    for item in path:
+        if not isinstance(item, ast.StringLit):
+            break
+        parts.append(item.value)
+    return tuple(parts)
+
+
+def _walk(node: object) -> Iterator[object]:
+    yield node
+    if isinstance(node, tuple):
+        for item in node:
+            yield from _walk(item)
+        return
+    for name in getattr(node, "__struct_fields__", ()):
+        if name != "span":
+            yield from _walk(getattr(node, name))
+
+
+def _module_names(index: RuleIndex, module: ast.Module) -> dict[str, Path]:
+    prefix = ("data", *module.package)
+    names = {name: (*prefix, name) for name in index.children(prefix)}
+    for imp in module.imports:
+        if imp.path[0] == "data" and len(imp.path) > 1:
+            names[imp.alias or imp.path[-1]] = imp.path
+    return names
+
+
+def _targets(index: RuleIndex, prefix: Path) -> Iterator[Path]:
+    """Rule groups a reference with this static prefix may evaluate."""
+    for i in range(len(prefix), 0, -1):
+        if prefix[:i] in index.groups:
+            yield prefix[:i]
+            return
+    for group in index.groups_under(prefix):
+        yield group.path
+
+
+def dependencies(index: RuleIndex, module: ast.Module, rule: ast.Rule) -> set[Path]:
+    """Rule groups this rule refers to (through names, `data.` refs and calls)."""
+    names = _module_names(index, module)
+    local = set(term_vars(getattr(rule, "args", None) or ()))
+    found: set[Path] = set()
+    for node in _walk(rule):
+        prefix: Path | None = None
+        if isinstance(node, ast.Ref) and isinstance(node.head, ast.Var):
+            head = node.head.name
+            if head == "data":
+                prefix = _static_prefix("data", node.path)
+            elif head in names and head not in local:
+                prefix = (*names[head], *_static_prefix(head, node.path)[1:])
+        elif isinstance(node, ast.Var) and node.name in names and node.name not in local:
+            prefix = names[node.name]
+        elif isinstance(node, ast.Var) and node.name == "data":
+            prefix = ("data",)
+        elif isinstance(node, ast.Call):
+            if node.name[0] == "data":
+                prefix = node.name
+            elif node.name[0] in names:
+                prefix = (*names[node.name[0]], *node.name[1:])
+        if prefix is not None:
+            found.update(_targets(index, prefix))
+    return found
+
+
+def check_recursion(index: RuleIndex) -> list[Diagnostic]:
+    """One `rego_recursion_error` per rule group that lies on a dependency cycle."""
+    graph: dict[Path, set[Path]] = {}
+    spans: dict[Path, Span] = {}
+    for path, group in index.groups.items():
+        deps: set[Path] = set()
+        for module, rule in group.definitions:
+            deps |= dependencies(index, module, rule)
+            spans.setdefault(path, rule.span)
+        graph[path] = deps
+    problems: list[Diagnostic] = []
+    for start in sorted(graph):
+        cycle = _cycle_from(graph, start)
+        if cycle is not None:
+            shown = " -> ".join(".".join(p[1:]) for p in cycle)
+            problems.append(
+                Diagnostic.at(
+                    RECURSION_ERROR,
+                    f"rule `{'.'.join(start[1:])}` is recursive: {shown}; "
+                    "Rego rules cannot refer back to themselves",
+                    spans[start],
+                )
+            )
+    return problems
+
+
+def _cycle_from(graph: dict[Path, set[Path]], start: Path) -> list[Path] | None:
+    stack: list[tuple[Path, list[Path]]] = [(start, [start])]
+    seen: set[Path] = set()
+    while stack:
+        node, trail = stack.pop()
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                return [*trail, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*trail, nxt]))
+    return None

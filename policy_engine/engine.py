@@ -1,0 +1,227 @@
+"""The public facade: load policies once, prepare queries once, evaluate per request.
+
+```python
+engine = Engine.from_paths(["policies/"], data={"catalog": catalog})
+decide = engine.prepare("data.gateway.decision")
+decision = decide(input_document)          # UNDEFINED when undefined
+engine.query("data.gateway.decision = x", input=..., data=...)  # OPA result set
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from policy_engine import ast
+from policy_engine.check import check_recursion
+from policy_engine.compile import CompiledQuery, Compiler
+from policy_engine.errors import COMPILE_ERROR, LIMIT_ERROR, Diagnostic, PolicyError
+from policy_engine.index import RuleIndex, build_index
+from policy_engine.loader import read_policy_files
+from policy_engine.parser import parse_module, parse_query
+from policy_engine.runtime import MISSING, Ctx, Frame
+from policy_engine.source import Source
+from policy_engine.terms import Layout, NotReady
+from policy_engine.values import UNDEFINED, FrozenDict, from_json, thaw
+
+__all__ = ["Engine", "EngineConfig", "Prepared"]
+
+Prepared = Callable[..., Any]
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits and evaluation switches; the defaults suit the gateway."""
+
+    max_policy_bytes: int = 4_000_000
+    """Largest total size of all policy texts loaded into one engine."""
+    max_steps: int = 1_000_000
+    """Most iteration steps one evaluation may take before `eval_limit_error`."""
+    strict: bool = False
+    """Raise built-in errors (`eval_type_error`, `eval_builtin_error`) instead of undefined."""
+
+
+def _lower_yaml(name: str, text: str) -> list[ast.Module]:
+    try:
+        yaml_policy = importlib.import_module("policy_engine.yaml_policy")
+    except ImportError:
+        raise PolicyError(
+            [Diagnostic(code=COMPILE_ERROR, message="YAML policies are not supported", file=name, line=1, column=1)]
+        ) from None
+    modules: list[ast.Module] = yaml_policy.lower(Source(name=name, text=text))
+    return modules
+
+
+def _parse_all(sources: Mapping[str, str]) -> tuple[list[ast.Module], list[Diagnostic]]:
+    modules: list[ast.Module] = []
+    problems: list[Diagnostic] = []
+    for name, text in sources.items():
+        try:
+            if name.endswith(".iam.yaml"):
+                modules.extend(_lower_yaml(name, text))
+            else:
+                modules.append(parse_module(text, name))
+        except PolicyError as exc:
+            problems.extend(exc.diagnostics)
+    return modules, problems
+
+
+def _output(value: Any) -> Any:
+    return value if value is UNDEFINED else thaw(value)
+
+
+class Engine:
+    """Compiled policies plus base data; immutable once built, safe to share."""
+
+    def __init__(
+        self,
+        index: RuleIndex,
+        compiler: Compiler,
+        data: Any,
+        config: EngineConfig,
+        texts: Mapping[str, str],
+    ) -> None:
+        self._index = index
+        self._compiler = compiler
+        self._data = data
+        self._config = config
+        self._texts = dict(texts)
+
+    # ---- loading ---------------------------------------------------------------------
+
+    @classmethod
+    def from_sources(
+        cls,
+        sources: Mapping[str, str],
+        data: Mapping[str, Any] | None = None,
+        config: EngineConfig | None = None,
+    ) -> Engine:
+        """Parse, check and compile `{file name: policy text}`; raises `PolicyError`."""
+        config = config or EngineConfig()
+        size = sum(len(text) for text in sources.values())
+        if size > config.max_policy_bytes:
+            raise PolicyError(
+                [
+                    Diagnostic(
+                        code=COMPILE_ERROR,
+                        message=f"policies total {size} bytes, over the limit of "
+                        f"{config.max_policy_bytes}; raise `max_policy_bytes` to load them",
+                        file=next(iter(sources), "<policy>"),
+                        line=1,
+                        column=1,
+                    )
+                ]
+            )
+        modules, problems = _parse_all(sources)
+        index, index_problems = build_index(modules)
+        problems += index_problems
+        problems += check_recursion(index)
+        if problems:
+            raise PolicyError(problems, sources)
+        compiler = Compiler(index)
+        for path, group in index.groups.items():
+            if group.kind == "function":
+                compiler.function(path)
+            else:
+                compiler.rule(path)
+        if compiler.diagnostics:
+            raise PolicyError(compiler.diagnostics, sources)
+        return cls(index, compiler, from_json(dict(data or {})), config, sources)
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: Iterable[str | Path],
+        data: Mapping[str, Any] | None = None,
+        config: EngineConfig | None = None,
+    ) -> Engine:
+        """Load `.rego` and `.iam.yaml` files (directories non-recursively)."""
+        return cls.from_sources(read_policy_files(paths), data, config)
+
+    # ---- evaluation ------------------------------------------------------------------------
+
+    def _context(self, input_: Any, data: Mapping[str, Any] | None, strict: bool) -> Ctx:
+        merged = self._data if data is None else {**self._data, **from_json(dict(data))}
+        return Ctx(input_, merged, steps=self._config.max_steps, strict=strict or self._config.strict)
+
+    def compile_query(self, text: str) -> CompiledQuery:
+        body = parse_query(text)
+        self._compiler.diagnostics = []
+        compiled = self._compiler.query(body)
+        if self._compiler.diagnostics:
+            raise PolicyError(self._compiler.diagnostics, {"<query>": text})
+        return compiled
+
+    def query(
+        self,
+        query_text: str,
+        input: Any = None,  # noqa: A002 - the public API name
+        data: Mapping[str, Any] | None = None,
+        *,
+        strict: bool = False,
+    ) -> list[dict[str, Any]]:
+        """OPA-style result set: one dict of bindings per solution, `[]` when undefined."""
+        compiled = self.compile_query(query_text)
+        ctx = self._context(UNDEFINED if input is None else input, data, strict)
+        results: list[dict[str, Any]] = []
+        outputs = compiled.outputs
+
+        def collect(_ctx: Ctx, f: Frame) -> bool:
+            results.append({name: thaw(f[slot]) for name, slot in outputs.items()})
+            return False
+
+        frame: Frame = [None] * compiled.size
+        compiled.step(ctx, frame, lambda c, f: collect(c, f))
+        return results
+
+    def prepare(self, ref_text: str) -> Prepared:
+        """Compile a reference such as `data.gateway.decision` into `fn(input, data=None)`."""
+        body = parse_query(ref_text)
+        if len(body) != 1 or body[0].negated or body[0].withs or not isinstance(
+            body[0].expr, ast.Ref | ast.Var | ast.Call
+        ):
+            raise PolicyError(
+                [Diagnostic(code=COMPILE_ERROR, message="prepare takes a single reference such as "
+                            "`data.gateway.decision`", file="<query>", line=1, column=1)],
+                {"<query>": ref_text},
+            )
+        self._compiler.diagnostics = []
+        scope = self._compiler.module_scope(None)
+        hoists: list[Any] = []
+        try:
+            fn = self._compiler.value(body[0].expr, scope, hoists)  # type: ignore[arg-type]
+        except NotReady as exc:
+            self._compiler.unsafe(exc)
+            fn = None
+        if hoists:
+            self._compiler.diagnostics.append(
+                Diagnostic(code=COMPILE_ERROR, message="a prepared reference cannot iterate; "
+                           "use `query` for that", file="<query>", line=1, column=1)
+            )
+        if self._compiler.diagnostics or fn is None:
+            raise PolicyError(self._compiler.diagnostics, {"<query>": ref_text})
+        size = scope.layout.size
+        base = self._data
+        steps = self._config.max_steps
+        strict = self._config.strict
+        value_fn = fn
+
+        def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:  # noqa: A002
+            merged = base if data is None else {**base, **from_json(dict(data))}
+            ctx = Ctx(input, merged, steps=steps, strict=strict)
+            value = value_fn(ctx, [None] * size)
+            return value if value is UNDEFINED else thaw(value)
+
+        return prepared
+
+    @property
+    def rule_paths(self) -> list[str]:
+        """Every rule's full path (`data.pkg.rule`), for tools."""
+        return sorted(".".join(path) for path in self._index.groups)
+
+
+_ = (Layout, MISSING, FrozenDict, LIMIT_ERROR, _output)

@@ -1,0 +1,131 @@
+"""What compiled policies use while they run: the evaluation context and value helpers.
+
+Compiled code is continuation-passing: a body step is
+`step(ctx, frame, k) -> bool`; it calls `k(ctx, frame)` once per solution and
+returns True as soon as a continuation asks to stop (first solution found).
+`frame` is a plain list of variable slots for one rule or function call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from policy_engine.errors import LIMIT_ERROR, EvalError
+from policy_engine.values import UNDEFINED, FrozenDict, freeze
+
+__all__ = [
+    "MISSING",
+    "Cont",
+    "Ctx",
+    "Frame",
+    "Step",
+    "ValueFn",
+    "index_value",
+    "iterate",
+    "set_path",
+]
+
+Frame = list[Any]
+Cont = Callable[["Ctx", Frame], bool]
+Step = Callable[["Ctx", Frame, Cont], bool]
+ValueFn = Callable[["Ctx", Frame], Any]
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+class Ctx:
+    """One evaluation: input, data, the per-evaluation rule cache, limits, overrides."""
+
+    __slots__ = ("cache", "data", "input", "overrides", "steps", "strict")
+
+    def __init__(
+        self,
+        input_: Any,
+        data: Any,
+        *,
+        steps: int,
+        strict: bool = False,
+        overrides: Mapping[tuple[str, ...], Any] | None = None,
+    ) -> None:
+        self.input = input_
+        self.data = data
+        self.cache: dict[int, Any] = {}
+        self.steps = steps
+        self.strict = strict
+        self.overrides = overrides
+
+    def child(
+        self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None
+    ) -> Ctx:
+        """A context for a `with` modifier: same limits, fresh cache."""
+        ctx = Ctx(input_, data, steps=self.steps, strict=self.strict, overrides=overrides)
+        return ctx
+
+    def spend(self, amount: int = 1) -> None:
+        self.steps -= amount
+        if self.steps < 0:
+            raise EvalError(
+                LIMIT_ERROR,
+                "evaluation step limit exceeded; raise `max_steps` in the engine "
+                "configuration or simplify the policy",
+            )
+
+
+def index_value(collection: Any, key: Any) -> Any:
+    """`collection[key]` with Rego semantics: UNDEFINED when absent or not indexable."""
+    if isinstance(collection, dict):
+        if type(key) is float:
+            key = freeze(key)
+        try:
+            return collection.get(key, UNDEFINED)
+        except TypeError:  # unhashable key (a list): look it up frozen
+            return collection.get(freeze(key), UNDEFINED)
+    if isinstance(collection, list | tuple):
+        kind = type(key)
+        if kind is int:
+            if 0 <= key < len(collection):
+                return collection[key]
+            return UNDEFINED
+        if kind is Decimal or kind is float:
+            as_int = int(key)
+            if as_int == key and 0 <= as_int < len(collection):
+                return collection[as_int]
+        return UNDEFINED
+    if isinstance(collection, frozenset | set):
+        try:
+            member = freeze(key)
+            return member if member in collection else UNDEFINED
+        except TypeError:
+            return UNDEFINED
+    return UNDEFINED
+
+
+def iterate(collection: Any) -> Any:
+    """(key, value) pairs of a collection; nothing for scalars."""
+    if isinstance(collection, dict):
+        return collection.items()
+    if isinstance(collection, list | tuple):
+        return enumerate(collection)
+    if isinstance(collection, frozenset | set):
+        return ((member, member) for member in collection)
+    return ()
+
+
+def set_path(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of `document` with `value` at `path` (objects created on the way)."""
+    if not path:
+        return value
+    base = dict(document) if isinstance(document, dict) else {}
+    head, rest = path[0], path[1:]
+    base[head] = set_path(base.get(head), rest, value)
+    return FrozenDict(base) if isinstance(document, FrozenDict) else base
