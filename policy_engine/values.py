@@ -45,6 +45,7 @@ __all__ = [
     "sort_key",
     "thaw",
     "to_json_text",
+    "to_json_value",
     "type_name",
 ]
 
@@ -359,25 +360,30 @@ _GO_ESCAPES: Final = (
 
 def to_json_text(value: object) -> str:
     """Compact JSON like OPA's json.marshal: sorted keys, sets as sorted arrays, exact decimals."""
-    encoded = _JSON_ENCODER.encode(_to_plain(value))
+    encoded = _JSON_ENCODER.encode(to_json_value(value))
     for raw, escaped in _GO_ESCAPES:
         if raw in encoded:
             encoded = encoded.replace(raw, escaped)
     return encoded.decode()
 
 
-def _to_plain(value: object) -> Any:
+def to_json_value(value: object) -> Any:
+    """The value as OPA's JSON view: sets as sorted lists, non-string keys as JSON text.
+
+    Numbers stay int/Decimal; this is what result sets are compared against in
+    OPA's conformance cases (`want_result`).
+    """
     rank = _rank(value)
     if rank == _NUMBER:
         return _plain_number(value)
     if rank <= _STRING:
         return value
     if rank == _ARRAY:
-        return [_to_plain(item) for item in value]  # type: ignore[attr-defined]
+        return [to_json_value(item) for item in value]  # type: ignore[attr-defined]
     if rank == _SET:
-        return [_to_plain(member) for member in _sorted_values(value)]  # type: ignore[arg-type]
+        return [to_json_value(member) for member in _sorted_values(value)]  # type: ignore[arg-type]
     items = sorted(((_json_key(k), v) for k, v in value.items()), key=_first)  # type: ignore[attr-defined]
-    return {key: _to_plain(v) for key, v in items}
+    return {key: to_json_value(v) for key, v in items}
 
 
 def _first(pair: tuple[str, object]) -> str:

@@ -25,6 +25,7 @@ from policy_engine.values import (
     sort_key,
     thaw,
     to_json_text,
+    to_json_value,
     type_name,
 )
 
@@ -209,3 +210,8 @@ def test_floats_are_read_by_their_shortest_repr(number: float) -> None:
     converted = from_json(number)
     assert isinstance(converted, int | Decimal)
     assert Decimal(repr(number)) == converted
+
+
+def test_to_json_value_is_opas_json_view() -> None:
+    value = {1: frozenset({"b", "a"}), "k": (FrozenDict({"x": None}),), FrozenDict({"3": 4}): 5}
+    assert to_json_value(value) == {"1": ["a", "b"], "k": [{"x": None}], '{"3":4}': 5}
