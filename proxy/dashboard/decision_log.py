@@ -34,8 +34,8 @@ class LoggedDecision(msgspec.Struct, frozen=True, kw_only=True):
     """The provider the decision chose; None on a denial."""
     status: int
     """The HTTP status the client received."""
-    cost: Decimal = Decimal(0)
-    """USD charged to the key for this request."""
+    cost: Decimal | None = None
+    """USD charged to the key for this request; None when the log line did not say."""
     message: str = ""
     """The documented message on a denial, empty when allowed."""
 
@@ -87,6 +87,6 @@ class InMemoryDecisionLog:
         totals = {first_day + timedelta(days=n): Decimal(0) for n in range(max(days, 1))}
         for entry in self._by_key.get(key_id, ()):
             day = entry.time.astimezone(UTC).date()
-            if day in totals:
+            if day in totals and entry.cost is not None:
                 totals[day] += entry.cost
         return [DailyUsage(day=day, cost=cost) for day, cost in sorted(totals.items())]

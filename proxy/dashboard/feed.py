@@ -77,9 +77,9 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _money(value: object) -> Decimal:
+def _money(value: object) -> Decimal | None:
     # Why str(): a cost must never pass through a float.
     if isinstance(value, str | int):
         with contextlib.suppress(InvalidOperation):
             return Decimal(str(value))
-    return Decimal(0)
+    return None

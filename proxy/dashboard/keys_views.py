@@ -112,6 +112,7 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
             "recent": recent,
             "usd": usd,
             "chart": daily_usage_svg(daily),
+            "costs_reported": any(entry.cost is not None for entry in recent),
             "chart_days": CHART_DAYS,
         },
     )

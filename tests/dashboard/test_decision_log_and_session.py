@@ -112,6 +112,6 @@ def test_decision_lines_become_activity_entries_with_exact_cost() -> None:
         created=0.0,
     )
     assert denied is not None
-    assert (denied.provider, denied.cost, denied.message) == (None, Decimal(0), "Access denied: x")
+    assert (denied.provider, denied.cost, denied.message) == (None, None, "Access denied: x")
     assert decision_from_line('{"key_id":null,"status":401}', 0.0) is None
     assert decision_from_line("listening on http://127.0.0.1:4000", 0.0) is None
