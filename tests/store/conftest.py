@@ -97,9 +97,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def sharedmake_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Backends meant for several gateway processes sharing one database."""
     yield from make_backend(request.param, tmp_path)
+
+
+@pytest.fixture
+def redis_backend(tmp_path: Path) -> Iterator[Backend]:
+    yield from make_backend("redis", tmp_path)
 
 
 def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
