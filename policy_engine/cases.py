@@ -10,6 +10,7 @@ object keys become their JSON text, numbers compare by exact value.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -28,11 +29,9 @@ def plain(value: Any, sort_arrays: bool = False) -> Any:
     if isinstance(value, int | float | Decimal):
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
         return number.normalize() if number else Decimal(0)
-    if isinstance(value, frozenset | set):
-        return [plain(v) for v in sorted(value, key=sort_key)]
-    if isinstance(value, list | tuple):
+    if isinstance(value, frozenset | set | list | tuple):
         items = [plain(v) for v in value]
-        if sort_arrays:
+        if sort_arrays or isinstance(value, frozenset | set):
             items.sort(key=_plain_sort_key)
         return items
     if isinstance(value, Mapping):
@@ -46,8 +45,8 @@ def _plain_sort_key(value: Any) -> Any:
 
 def _input(case: Mapping[str, Any]) -> Any:
     if "input_term" in case:
-        rows = Engine.from_sources({}).query(f"__input__ = {case['input_term']}")
-        return rows[0]["__input__"] if rows else None
+        rows = Engine.from_sources({}).query(f"input_term = {case['input_term']}")
+        return rows[0]["input_term"] if rows else None
     return case.get("input")
 
 
@@ -60,7 +59,9 @@ def case_failure(case: Mapping[str, Any]) -> str | None:
     """None when the case passes, else a sentence saying what differed."""
     try:
         engine = _load(case)
-        rows = engine.query(case["query"], input=_input(case), strict=bool(case.get("strict_error")))
+        rows = engine.query(
+            case["query"], input=_input(case), strict=bool(case.get("strict_error"))
+        )
     except PolicyError as exc:
         return _expected_error(case, exc.code, str(exc), exc)
     except EvalError as exc:
@@ -78,10 +79,12 @@ def case_failure(case: Mapping[str, Any]) -> str | None:
 
 
 def _canonical(rows: list[dict[str, Any]]) -> list[str]:
-    return sorted(repr(sorted(row.items())) for row in rows)
+    return sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)
 
 
-def _expected_error(case: Mapping[str, Any], code: str, message: str, exc: PolicyError | None) -> str | None:
+def _expected_error(
+    case: Mapping[str, Any], code: str, message: str, exc: PolicyError | None
+) -> str | None:
     if "want_errors" in case and exc is not None:
         want = sorted((e["code"], e["line"], e["col"]) for e in case["want_errors"])
         got = sorted((d.code, d.line, d.column) for d in exc.diagnostics)

@@ -37,6 +37,10 @@ def _static_prefix(head: str, path: tuple[ast.Term, ...]) -> Path:
 
 def _walk(node: object) -> Iterator[object]:
     yield node
+    if isinstance(node, ast.Ref) and isinstance(node.head, ast.Var):
+        # The head variable is part of the reference, not a use of its own.
+        yield from _walk(node.path)
+        return
     if isinstance(node, tuple):
         for item in node:
             yield from _walk(item)

@@ -143,6 +143,24 @@ def _iter_step(coll: ValueFn, key_slot: int, val_slot: int) -> Builder:
     return build
 
 
+def _iter_match_step(coll: ValueFn, key_matcher: Matcher, val_slot: int) -> Builder:
+    def build(nxt: Step) -> Step:
+        def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
+            for key, val in iterate(coll(ctx, f)):
+                ctx.steps -= 1
+                if ctx.steps < 0:
+                    ctx.spend(0)
+                if key_matcher(ctx, f, key):
+                    f[val_slot] = val
+                    if nxt(ctx, f, k):
+                        return True
+            return False
+
+        return step
+
+    return build
+
+
 class CompiledQuery:
     """A compiled query body and the slots of its user-visible variables."""
 
@@ -187,7 +205,9 @@ class Compiler:
 
     # ---- bodies --------------------------------------------------------------------------
 
-    def body(self, literals: tuple[ast.Literal, ...], scope: Scope, needed: set[str]) -> list[Builder]:
+    def body(
+        self, literals: tuple[ast.Literal, ...], scope: Scope, needed: set[str]
+    ) -> list[Builder]:
         """Order statements so each runs once the variables it reads are bound."""
         remaining = list(literals)
         var_sets = [set(term_vars(lit)) for lit in literals]
@@ -365,11 +385,15 @@ class Compiler:
                 and isinstance(right, ast.ArrayTerm)
                 and len(left.items) == len(right.items)
             ):
-                parts = [self.unify(a, b, scope) for a, b in zip(left.items, right.items, strict=True)]
+                parts = [
+                    self.unify(a, b, scope) for a, b in zip(left.items, right.items, strict=True)
+                ]
                 return lambda nxt: _chain(parts, nxt)
             if isinstance(left, ast.ObjectTerm) and isinstance(right, ast.ObjectTerm):
                 return self.unify_objects(left, right, scope)
-            names = {n for n in term_vars((left, right)) if n not in scope.bound and scope.is_local(n)}
+            names = {
+                n for n in term_vars((left, right)) if n not in scope.bound and scope.is_local(n)
+            }
             raise NotReady(names, left.span)
         if not left_open and not right_open:
             both: list[Builder] = []
@@ -547,7 +571,9 @@ class Compiler:
             return self.binop(term, scope, hoists)
         if isinstance(term, ast.UnaryMinus):
             zero = ast.NumberLit(span=term.span, text="0")
-            return self.binop(ast.BinOp(span=term.span, op="-", left=zero, right=term.operand), scope, hoists)
+            return self.binop(
+                ast.BinOp(span=term.span, op="-", left=zero, right=term.operand), scope, hoists
+            )
         if isinstance(term, ast.Call):
             return self.call(term, scope, hoists)
         if isinstance(term, ast.Membership):
@@ -573,8 +599,14 @@ class Compiler:
 
     def ref_value(self, ref: ast.Ref, scope: Scope, hoists: list[Builder]) -> ValueFn:
         head = ref.head
-        if isinstance(head, ast.Var) and head.name not in scope.bound and not scope.is_local(head.name):
-            return self.path_value(self.global_path(head.name, scope), ref.path, scope, hoists, ref.span)
+        if (
+            isinstance(head, ast.Var)
+            and head.name not in scope.bound
+            and not scope.is_local(head.name)
+        ):
+            return self.path_value(
+                self.global_path(head.name, scope), ref.path, scope, hoists, ref.span
+            )
         base = self.value(head, scope, hoists)
         return self.apply_path(base, ref.path, scope, hoists)
 
@@ -590,7 +622,9 @@ class Compiler:
         consts = [constant(t) for t in items]
         if root[0] == "input":
             prefix = root[1:]
-            return self.apply_path(lambda ctx, f: ctx.input, tuple(_str_terms(prefix, span)) + items, scope, hoists)
+            return self.apply_path(
+                lambda ctx, f: ctx.input, tuple(_str_terms(prefix, span)) + items, scope, hoists
+            )
         node: tuple[Any, ...] = root
         position = 0
         while True:
@@ -614,11 +648,16 @@ class Compiler:
                 if isinstance(key, str) or (key is not MISSING and position < len(items)):
                     break  # a base-data path below a namespace
                 namespace = self.namespace(node)
-                return self.apply_path(lambda ctx, f: namespace(ctx), items[position:], scope, hoists)
+                return self.apply_path(
+                    lambda ctx, f: namespace(ctx), items[position:], scope, hoists
+                )
             break
         data_path = node[1:]
         return self.apply_path(
-            lambda ctx, f: ctx.data, tuple(_str_terms(data_path, span)) + items[position:], scope, hoists
+            lambda ctx, f: ctx.data,
+            tuple(_str_terms(data_path, span)) + items[position:],
+            scope,
+            hoists,
         )
 
     def apply_path(
@@ -633,10 +672,18 @@ class Compiler:
                 continue
             fn = _walk(fn, tuple(pending_keys))
             pending_keys = []
-            if isinstance(item, ast.Var) and (item.name == "_" or self.is_unbound_local(item, scope)):
+            if isinstance(item, ast.Var) and (
+                item.name == "_" or self.is_unbound_local(item, scope)
+            ):
                 key_slot = 0 if item.name == "_" else scope.bind(item.name)
                 val_slot = scope.layout.new_slot()
                 hoists.append(_iter_step(fn, key_slot, val_slot))
+                fn = _slot_reader(val_slot)
+                continue
+            if self.has_pattern_vars(item, scope):
+                key_matcher = self.pattern(item, scope)
+                val_slot = scope.layout.new_slot()
+                hoists.append(_iter_match_step(fn, key_matcher, val_slot))
                 fn = _slot_reader(val_slot)
                 continue
             key_fn = self.value(item, scope, hoists)
@@ -696,11 +743,15 @@ class Compiler:
         return contains
 
     def collection(
-        self, term: ast.ArrayTerm | ast.SetTerm | ast.ObjectTerm, scope: Scope, hoists: list[Builder]
+        self,
+        term: ast.ArrayTerm | ast.SetTerm | ast.ObjectTerm,
+        scope: Scope,
+        hoists: list[Builder],
     ) -> ValueFn:
         if isinstance(term, ast.ObjectTerm):
             pairs = [
-                (self.value(i.key, scope, hoists), self.value(i.value, scope, hoists)) for i in term.items
+                (self.value(i.key, scope, hoists), self.value(i.value, scope, hoists))
+                for i in term.items
             ]
             span = term.span
 
@@ -930,7 +981,12 @@ class Compiler:
                 for d in definitions:
                     for key, val in d(ctx).items():
                         if key in out and not equal(out[key], val):
-                            raise EvalError(CONFLICT_ERROR, "object keys must be unique", span)
+                            raise EvalError(
+                                CONFLICT_ERROR,
+                                f"object keys must be unique (rule data.{name}.{key} "
+                                "produced conflicting values)",
+                                span,
+                            )
                         out[key] = val
                 return out
 
@@ -970,7 +1026,15 @@ class Compiler:
         scope = self.module_scope(module)
         if isinstance(rule, ast.CompleteRule):
             clauses = [(rule.body, rule.value), *((e.body, e.value) for e in rule.elses)]
-            runners = [self.clause(body, value, scope.copy(), rule.span) for body, value in clauses]
+            name = ".".join(("data", *module.package, *rule.name))
+            message = (
+                "complete rules must not produce multiple outputs "
+                f"(rule {name} produced conflicting values)"
+            )
+            runners = [
+                self.clause(body, value, scope.copy(), rule.span, message)
+                for body, value in clauses
+            ]
             return _first_defined(runners, scope.layout)
         if isinstance(rule, ast.PartialSetRule):
             return self.set_definition(rule, scope)
@@ -978,7 +1042,9 @@ class Compiler:
             return self.object_definition(rule, scope)
         return lambda ctx: UNDEFINED
 
-    def safe_body(self, body: tuple[ast.Literal, ...], scope: Scope, needed: set[str]) -> list[Builder]:
+    def safe_body(
+        self, body: tuple[ast.Literal, ...], scope: Scope, needed: set[str]
+    ) -> list[Builder]:
         try:
             return self.body(body, scope, needed)
         except NotReady as exc:
@@ -1028,7 +1094,12 @@ class Compiler:
         return _chain(hoists, last)
 
     def clause(
-        self, body: tuple[ast.Literal, ...], value: ast.Term | None, scope: Scope, span: Span
+        self,
+        body: tuple[ast.Literal, ...],
+        value: ast.Term | None,
+        scope: Scope,
+        span: Span,
+        conflict: str,
     ) -> Step:
         """One `value if body` clause of a complete rule/function: first value, conflicts checked."""
         term: ast.Term = value if value is not None else ast.BoolLit(span=span, value=True)
@@ -1042,7 +1113,7 @@ class Compiler:
                 f[0] = v
                 return stop_at_first
             if not equal(acc, v):
-                raise EvalError(CONFLICT_ERROR, "complete rules must not produce multiple outputs", span)
+                raise EvalError(CONFLICT_ERROR, conflict, span)
             return False
 
         return _chain(builders, self.head((term,), scope, collect, span))
@@ -1066,15 +1137,22 @@ class Compiler:
         return evaluate
 
     def object_definition(self, rule: ast.PartialObjectRule, scope: Scope) -> RuleFn:
-        value: ast.Term = rule.value if rule.value is not None else ast.BoolLit(span=rule.span, value=True)
+        value: ast.Term = (
+            rule.value if rule.value is not None else ast.BoolLit(span=rule.span, value=True)
+        )
         builders = self.safe_body(rule.body, scope, set(term_vars((rule.key, value))))
         span = rule.span
+        name = ".".join(("data", *module_package(scope), *rule.name))
 
         def collect(f: Frame, key: Any, val: Any) -> bool:
             acc = f[0]
             key = freeze(key)
             if key in acc and not equal(acc[key], val):
-                raise EvalError(CONFLICT_ERROR, "object keys must be unique", span)
+                raise EvalError(
+                    CONFLICT_ERROR,
+                    f"object keys must be unique (rule {name}.{key} produced conflicting values)",
+                    span,
+                )
             acc[key] = val
             return False
 
@@ -1096,9 +1174,14 @@ class Compiler:
         if found is not None:
             return found
         group = self.index.groups[path]
-        definitions = [self.function_definition(m, r) for m, r in group.definitions if isinstance(r, ast.FunctionRule)]
+        definitions = [
+            self.function_definition(m, r)
+            for m, r in group.definitions
+            if isinstance(r, ast.FunctionRule)
+        ]
         default = self.default_value(group.default) if group.default is not None else MISSING
         span = group.definitions[0][1].span if group.definitions else None
+        name = ".".join(path[1:])
 
         def call(ctx: Ctx, args: tuple[Any, ...]) -> Any:
             result = UNDEFINED
@@ -1111,7 +1194,8 @@ class Compiler:
                 elif not equal(result, v):
                     raise EvalError(
                         CONFLICT_ERROR,
-                        "functions must not produce multiple outputs for same inputs",
+                        f"functions must not produce multiple outputs for same inputs "
+                        f"(function data.{name} produced conflicting values for the same inputs)",
                         span,
                     )
             if result is UNDEFINED and default is not MISSING:
@@ -1131,7 +1215,14 @@ class Compiler:
             self.unsafe(exc)
             return lambda ctx, args: UNDEFINED
         clauses = [(rule.body, rule.value), *((e.body, e.value) for e in rule.elses)]
-        runners = [self.clause(body, value, scope.copy(), rule.span) for body, value in clauses]
+        name = ".".join(("data", *module.package, *rule.name))
+        message = (
+            "functions must not produce multiple outputs for same inputs "
+            f"(function {name} produced conflicting values for the same inputs)"
+        )
+        runners = [
+            self.clause(body, value, scope.copy(), rule.span, message) for body, value in clauses
+        ]
         layout = scope.layout
 
         def evaluate(ctx: Ctx, args: tuple[Any, ...]) -> Any:
@@ -1216,6 +1307,10 @@ def _first_defined(runners: list[Step], layout: Layout) -> RuleFn:
         return UNDEFINED
 
     return evaluate
+
+
+def module_package(scope: Scope) -> tuple[str, ...]:
+    return scope.package
 
 
 def _str_terms(keys: tuple[str, ...], span: Span) -> list[ast.Term]:

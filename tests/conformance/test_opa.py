@@ -52,12 +52,16 @@ def _skip_if_absent() -> None:
         pytest.skip(f"OPA conformance cases not found at {OPA_DIR} (../shared is absent)")
 
 
-@pytest.mark.parametrize(("case_id", "case"), CASES or [("absent", {})], ids=[c[0] for c in CASES] or ["absent"])
+@pytest.mark.parametrize(
+    ("case_id", "case"), CASES or [("absent", {})], ids=[c[0] for c in CASES] or ["absent"]
+)
 def test_opa_case(case_id: str, case: dict[str, Any]) -> None:
     _skip_if_absent()
     failure = case_failure(case)
     if case_id in KNOWN:
-        assert failure is not None, f"{case_id} now passes: remove it from {KNOWN_FAILURES_FILE.name}"
+        assert failure is not None, (
+            f"{case_id} now passes: remove it from {KNOWN_FAILURES_FILE.name}"
+        )
         return
     assert failure is None, failure
 
