@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Final
 
 import msgspec
@@ -45,25 +46,38 @@ def sprintf(format_text: object, values: object) -> str:
     text = want_string("sprintf", 1, format_text)
     args = [_go_arg(value) for value in want_array("sprintf", 2, values)]
     out: list[str] = []
-    position, used = 0, 0
-    for match in _DIRECTIVE.finditer(text):
-        out.append(text[position : match.start()])
-        position = match.end()
-        spec = _spec(match)
-        if spec.verb == "%":
+    used = 0
+    for piece in _parse_template(text):
+        if isinstance(piece, str):
+            out.append(piece)
+        elif piece.verb == "%":
             out.append("%")
-        elif spec.verb == "":
+        elif piece.verb == "":
             out.append("%!(NOVERB)")
         elif used >= len(args):
-            out.append(f"%!{spec.verb}(MISSING)")
+            out.append(f"%!{piece.verb}(MISSING)")
         else:
-            out.append(_format(spec, args[used]))
+            out.append(_format(piece, args[used]))
             used += 1
-    out.append(text[position:])
     if used < len(args):
         extra = ", ".join(f"{a.go_type}={_plain(a)}" for a in args[used:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+@lru_cache(maxsize=512)
+def _parse_template(text: str) -> tuple[str | _Spec, ...]:
+    """Literal text and directives, in order; cached because policies reuse their templates."""
+    pieces: list[str | _Spec] = []
+    position = 0
+    for match in _DIRECTIVE.finditer(text):
+        if match.start() > position:
+            pieces.append(text[position : match.start()])
+        position = match.end()
+        pieces.append(_spec(match))
+    if position < len(text):
+        pieces.append(text[position:])
+    return tuple(pieces)
 
 
 def _spec(match: re.Match[str]) -> _Spec:

@@ -14,6 +14,8 @@ __all__ = ["BUILTINS"]
 def get(obj: object, key: object, default: object) -> Any:
     """obj[key], or `default`; an array key is a path walked through objects and arrays."""
     mapping = want_object("object.get", 1, obj)
+    if type(key) is str:  # the common case, no freezing needed
+        return mapping.get(key, default)
     found = _lookup(mapping, key)
     if found is not UNDEFINED:
         return found
@@ -23,8 +25,8 @@ def get(obj: object, key: object, default: object) -> Any:
 
 
 def _lookup(container: object, key: object) -> Any:
-    if isinstance(container, Mapping):
-        return container.get(freeze(key), UNDEFINED)
+    if isinstance(container, dict):
+        return container.get(key if type(key) is str else freeze(key), UNDEFINED)
     if isinstance(container, (tuple, list)) and type(key) is int and 0 <= key < len(container):
         return container[key]
     return UNDEFINED
@@ -51,7 +53,7 @@ def _merge(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> dict[Any, Any]:
     merged = dict(a)
     for key, value in b.items():
         old = merged.get(key, UNDEFINED)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
+        if isinstance(old, dict) and isinstance(value, dict):
             merged[key] = _merge(old, value)
         else:
             merged[key] = value
