@@ -227,3 +227,12 @@ def test_static_files_are_an_allow_list(client: Client) -> None:
     assert client.get("/dashboard/static/dashboard.js").status_code == 200
     assert client.get("/dashboard/static/..%2F__init__.py").status_code == 404
     assert client.get("/dashboard/static/session.py").status_code == 404
+
+
+def test_oversized_form_posts_are_refused(signed_in: Client, store: Store) -> None:
+    response = signed_in.post(
+        "/dashboard/keys",
+        data={"csrf_token": csrf_of(signed_in), "project": PROJECT, "description": "x" * 100_000},
+    )
+    assert response.status_code == 413
+    assert run(store.list_keys(PROJECT)) == []
