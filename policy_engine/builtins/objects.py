@@ -12,16 +12,14 @@ __all__ = ["BUILTINS"]
 
 
 def get(obj: object, key: object, default: object) -> Any:
-    """obj[key], or `default`; an array key is a path walked through objects and arrays."""
+    """obj[key], or `default`; an array key is a path walked through objects, arrays and sets."""
     mapping = want_object("object.get", 1, obj)
     if type(key) is str:  # the common case, no freezing needed
         return mapping.get(key, default)
-    found = _lookup(mapping, key)
-    if found is not UNDEFINED:
-        return found
     if isinstance(key, (tuple, list)):
         return _walk(mapping, key, default)
-    return default
+    found = _lookup(mapping, key)
+    return default if found is UNDEFINED else found
 
 
 def _lookup(container: object, key: object) -> Any:
@@ -29,6 +27,9 @@ def _lookup(container: object, key: object) -> Any:
         return container.get(key if type(key) is str else freeze(key), UNDEFINED)
     if isinstance(container, (tuple, list)) and type(key) is int and 0 <= key < len(container):
         return container[key]
+    if isinstance(container, frozenset):
+        member = freeze(key)
+        return member if member in container else UNDEFINED
     return UNDEFINED
 
 

@@ -26,7 +26,9 @@ def call(name: str, *args: object) -> Any:
         ("object.get", ({"a": [{"b": True}]}, ["a", 0, "b"], False), True),
         ("object.get", ({"a": [{"b": True}]}, ["a", 1, "b"], "none"), "none"),
         ("object.get", ({"a": {"b": 1}}, [], "none"), {"a": {"b": 1}}),
-        ("object.get", ({("x",): 1}, ["x"], 0), 1),
+        ("object.get", ({("x",): 1}, ["x"], 0), 0),  # an array key is always a path
+        ("object.get", ({"s": frozenset({"m"})}, ["s", "m"], 0), "m"),
+        ("object.get", ({1: "one"}, 1, 0), "one"),
         ("object.get", ({FrozenDict({"k": 1}): "v"}, {"k": 1}, 0), "v"),
         ("object.keys", ({"a": 1, "b": 2},), frozenset({"a", "b"})),
         (
