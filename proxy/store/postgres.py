@@ -143,6 +143,14 @@ BEGIN
     RETURN n;
 END $$"""
 
+
+def _async_commit(body: str) -> str:
+    """`body` as CREATE OR REPLACE, first making its transaction commit asynchronously."""
+    replaced = body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    head, sep, rest = replaced.partition("BEGIN\n")
+    return f"{head}{sep}    PERFORM set_config('synchronous_commit', 'off', true);\n{rest}"
+
+
 # Ordered; migration N (1-based) brings the schema from version N-1 to N.
 # INVARIANT: never edit a shipped migration, append a new one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -196,6 +204,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE ledger_batches (
             id text PRIMARY KEY,
             applied_at timestamptz NOT NULL DEFAULT now())""",
+    ),
+    (
+        # Reservations are transient: losing the last few to a database crash only
+        # forgets in-flight holds (consistently with the key's `reserved`), so their
+        # commits need not wait for the disk. Settlements stay synchronous.
+        _async_commit(_RESERVE),
+        _async_commit(_RELEASE),
+        _async_commit(_RECLAIM),
     ),
 )
 

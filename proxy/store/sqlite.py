@@ -6,8 +6,11 @@ other inside a process. Writes use `BEGIN IMMEDIATE`, which also serialises them
 against other processes sharing the file (the admin CLI, a second proxy).
 
 Money is stored as decimal text and added up in Python with `Decimal`: exact. The
-database runs in WAL mode with `synchronous=FULL` and each settlement commits on its
-own, so recorded usage survives a restart, `kill -9` and power loss.
+database runs in WAL mode and each settlement commits on its own. With the default
+`synchronous="NORMAL"` a commit is in the WAL (the OS) before `settle` returns, so
+recorded usage survives a restart and `kill -9`; an OS crash or power loss may undo
+the last commits. `synchronous="FULL"` also survives those, at about ten times the
+latency per settlement (an fsync each; see docs/benchmarks.md).
 
 Reserved amounts are not kept as a counter: they are the sum of the unexpired rows
 of `reservations`, so an expired reservation stops counting the moment it expires,
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from proxy.store.base import (
     ApiKey,
@@ -139,7 +142,11 @@ class SqliteStore:
         *,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
         token_secret: bytes | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise StoreError(f"sqlite synchronous `{synchronous}` is unknown; use NORMAL or FULL")
+        self._synchronous = synchronous
         self._path = path
         self._ttl = reservation_ttl
         self._secret = token_secret
@@ -162,7 +169,7 @@ class SqliteStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=30.0)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
