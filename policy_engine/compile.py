@@ -1049,6 +1049,10 @@ class Compiler:
             return self.body(body, scope, needed)
         except NotReady as exc:
             self.unsafe(exc)
+            # Report the body's problem only, not the head variables it failed to bind.
+            scope.declared |= needed
+            for name in needed:
+                scope.bound.setdefault(name, 0)
             return [lambda nxt: lambda ctx, f, k: False]
 
     def unsafe(self, exc: NotReady) -> None:

@@ -50,7 +50,23 @@ _BODY_OPENERS = frozenset(
 )  # fmt: skip
 _KEYWORDS = {
     word: word.upper()
-    for word in ["package", "import", "default", "if", "else", "contains", "some", "every", "in", "not", "with", "as", "true", "false", "null"]
+    for word in [
+        "package",
+        "import",
+        "default",
+        "if",
+        "else",
+        "contains",
+        "some",
+        "every",
+        "in",
+        "not",
+        "with",
+        "as",
+        "true",
+        "false",
+        "null",
+    ]
 }
 
 
@@ -521,7 +537,7 @@ def _unwrap(exc: VisitError) -> Exception:
 _RULE_START = re.compile(r"^[A-Za-z_]", re.MULTILINE)
 
 
-def _chunk_diagnostics(text: str, file: str) -> list[Diagnostic]:
+def _chunk_diagnostics(text: str, file: str, first_offset: int) -> list[Diagnostic]:
     """Parse each top-level rule on its own to report every broken rule, not just the first.
 
     Text before a chunk is replaced by blank lines so positions stay right.
@@ -530,6 +546,8 @@ def _chunk_diagnostics(text: str, file: str) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     header = "package __chunk__ "
     for begin, end in itertools.pairwise(starts):
+        if begin <= first_offset:
+            continue  # the whole-text parse already reported this part
         chunk = text[begin:end]
         if chunk.startswith("package"):
             prefix = "\n" * text.count("\n", 0, begin)
@@ -540,8 +558,13 @@ def _chunk_diagnostics(text: str, file: str) -> list[Diagnostic]:
         try:
             _parse(candidate, file, "module")
         except (LarkError, _Problem) as exc:
-            found.append(_diagnostic(exc, file, text))
+            found.append(_diagnostic(exc, file, candidate))
     return found
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    lines = text.splitlines(keepends=True)
+    return sum(len(x) for x in lines[: max(line - 1, 0)]) + max(column - 1, 0)
 
 
 def parse_module(text: str, file: str = "<policy>") -> ast.Module:
@@ -553,7 +576,7 @@ def parse_module(text: str, file: str = "<policy>") -> ast.Module:
         first = _diagnostic(exc, file, text)
     others = [
         d
-        for d in _chunk_diagnostics(text, file)
+        for d in _chunk_diagnostics(text, file, _offset(text, first.line, first.column))
         if (d.line, d.column) != (first.line, first.column)
     ]
     unique = {(d.line, d.column, d.message): d for d in [first, *others]}
