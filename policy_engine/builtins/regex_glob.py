@@ -108,18 +108,26 @@ class _GlobTranslator:
         negate = self.position < len(self.pattern) and self.pattern[self.position] == "!"
         self.position += negate
         members: list[str] = []
+        empty = True
         while (char := self._take("`]`")) != "]":
-            if self.pattern[self.position : self.position + 1] == "-" and self.pattern[
-                self.position + 1 : self.position + 2
-            ] not in ("", "]"):
+            empty = False
+            if self._at_range():
                 self.position += 1
                 high = self._take("range end")
-                members.append(f"{re.escape(char)}-{re.escape(high)}")
+                if char <= high:  # a reversed range like `b-a` matches nothing
+                    members.append(f"{re.escape(char)}-{re.escape(high)}")
             else:
                 members.append(re.escape(char))
-        if not members:
+        if empty:
             raise _GlobSyntaxError("empty character class")
+        if not members:
+            return "(?s:.)" if negate else "(?!)"
         return f"[{'^' if negate else ''}{''.join(members)}]"
+
+    def _at_range(self) -> bool:
+        """Whether a `-` follows that makes a range (not a trailing literal `-`)."""
+        rest = self.pattern[self.position : self.position + 2]
+        return len(rest) == 2 and rest[0] == "-" and rest[1] != "]"
 
     def _alternatives(self) -> str:
         options = [self._sequence(in_braces=True)]
