@@ -43,9 +43,19 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        self.run(_cancel_pending())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    """Cancel what is still running (e.g. a handler told to hang) so nothing leaks."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 class UpstreamServer:
@@ -139,22 +149,29 @@ class UpstreamServer:
         await response.prepare(request)
         self.active_streams += 1
         try:
-            base = {"id": "up-2", "object": "chat.completion.chunk", "model": body["model"]}
-            for index, text in enumerate(("one", " two", " three")):
-                if index == 2 and wait and self._release is not None:
-                    await self._release.wait()
-                    self._release.clear()
-                choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
-                await response.write(_event({**base, "choices": [choice]}))
-            options = body.get("stream_options") or {}
-            if options.get("include_usage"):
-                await response.write(_event({**base, "choices": [], "usage": usage}))
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
+            await self._write_stream(response, body, usage, wait)
             self.finished_streams += 1
+        except ConnectionError:
+            pass  # the gateway went away mid-stream: what the disconnect test expects
         finally:
             self.active_streams -= 1
         return response
+
+    async def _write_stream(
+        self, response: web.StreamResponse, body: dict[str, Any], usage: dict[str, int], wait: bool
+    ) -> None:
+        base = {"id": "up-2", "object": "chat.completion.chunk", "model": body["model"]}
+        for index, text in enumerate(("one", " two", " three")):
+            if index == 2 and wait and self._release is not None:
+                await self._release.wait()
+                self._release.clear()
+            choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+            await response.write(_event({**base, "choices": [choice]}))
+        options = body.get("stream_options") or {}
+        if options.get("include_usage"):
+            await response.write(_event({**base, "choices": [], "usage": usage}))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -1,0 +1,87 @@
+"""A deployment for end-to-end tests: the real gateway (uvicorn) in front of a real upstream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy_test_servers import GatewayServer, LoopThread, UpstreamServer, free_port
+
+from proxy.config import GatewayConfig, ProviderConfig, default_policy_dir
+from proxy.store.base import Store
+from proxy.store.sqlite import SqliteStore
+
+T = TypeVar("T")
+
+UPSTREAM_KEY_ENV = "PROXY_TEST_OPENAI_KEY"
+UPSTREAM_KEY = "sk-upstream-test-secret"
+DOWN_KEY_ENV = "PROXY_TEST_GROQ_KEY"
+READ_TIMEOUT = 1.0
+BODY_LIMIT = 64 * 1024
+
+
+class AdminStore:
+    """A second store on the gateway's database, for arranging keys and reading usage."""
+
+    def __init__(self, database_path: str) -> None:
+        self._thread = LoopThread()
+        self.store: Store = SqliteStore(database_path)
+
+    def __call__(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._thread.run(coro)
+
+    def close(self) -> None:
+        self._thread.run(self.store.close())
+        self._thread.stop()
+
+
+class LogCapture(logging.Handler):
+    """Every log record of the run, formatted with its arguments."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class Deployment:
+    def __init__(
+        self, gateway: GatewayServer, upstream: UpstreamServer, admin: AdminStore, logs: LogCapture
+    ) -> None:
+        self.gateway = gateway
+        self.upstream = upstream
+        self.admin = admin
+        self.logs = logs
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+def gateway_config(tmp: Path, upstream: UpstreamServer, **overrides: Any) -> GatewayConfig:
+    values: dict[str, Any] = {
+        "database": f"sqlite:///{tmp / 'gateway.db'}",
+        "policy_dir": default_policy_dir(),
+        "providers": (
+            ProviderConfig(id="openai", base_url=upstream.base_url, api_key_env=UPSTREAM_KEY_ENV),
+            # Nothing listens there: the "upstream down" case.
+            ProviderConfig(
+                id="groq", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env=DOWN_KEY_ENV
+            ),
+        ),
+        "upstream_connect_timeout": 2.0,
+        "upstream_read_timeout": READ_TIMEOUT,
+        "max_body_bytes": BODY_LIMIT,
+        "reload_interval": 0.0,
+        **overrides,
+    }
+    return GatewayConfig(**values)

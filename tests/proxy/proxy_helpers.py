@@ -1,0 +1,68 @@
+"""Arranging organizations, projects and keys for the end-to-end tests."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from proxy.store.base import ApiKey, ProjectMode, RuleType
+
+MSG_NO_KEY = (
+    "Unauthorized: No API key provided. Expected 'Authorization: Bearer your-api-token' "
+    "header or 'x-api-key: your-api-token' header"
+)
+MSG_INVALID = (
+    "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted "
+    "or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
+)
+MSG_LIMIT = "Unauthorized: LLMGateway API key reached its usage limit."
+MSG_ARCHIVED = "Project has been archived and is no longer accessible"
+
+
+class Tenant(msgspec.Struct, kw_only=True):
+    org_id: str
+    project_id: str
+    key: ApiKey
+    token: str
+
+
+def make_tenant(
+    admin: Any,
+    *,
+    mode: ProjectMode = "hybrid",
+    credits: str = "10.00",
+    usage_limit: str | None = None,
+    rules: tuple[tuple[RuleType, tuple[str, ...]], ...] = (),
+    provider_keys: dict[str, dict[str, str]] | None = None,
+) -> Tenant:
+    """A fresh organization, project and key (unique ids, so tests never share state)."""
+    suffix = uuid.uuid4().hex[:10]
+    store = admin.store
+    org_id, project_id = f"org-{suffix}", f"proj-{suffix}"
+    admin(store.create_organization(org_id, Decimal(credits)))
+    admin(store.create_project(project_id, org_id, mode))
+    for provider, source in (provider_keys or {}).items():
+        admin(store.set_provider_key(project_id, provider, source))
+    limit = None if usage_limit is None else Decimal(usage_limit)
+    key, token = admin(store.create_key(project_id, limit, "e2e"))
+    for rule_type, values in rules:
+        admin(store.add_rule(key.id, rule_type, values))
+    return Tenant(org_id=org_id, project_id=project_id, key=key, token=token)
+
+
+def auth(token: str, style: str) -> dict[str, str]:
+    """The token in the header `style` names: `bearer` or `x-api-key`."""
+    if style == "bearer":
+        return {"Authorization": f"Bearer {token}"}
+    return {"x-api-key": token}
+
+
+def documented(status: int, message: str) -> dict[str, Any]:
+    return {"error": True, "status": status, "message": message}
+
+
+def chat(model: str = "gpt-4", content: str = "hello there", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
