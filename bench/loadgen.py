@@ -209,8 +209,12 @@ async def run_load(
     measure_from = loop.time() + warmup_s
     stop_at = measure_from + duration_s
 
-    async def worker(connection: _Connection) -> None:
+    async def worker(index: int, connection: _Connection) -> None:
         nonlocal errors
+        # Stagger the starts over the warm-up: workers that start together stay
+        # in lock-step on paced streams, and completions then arrive in waves
+        # that a short window counts unevenly.
+        await asyncio.sleep(index * warmup_s / concurrency)
         while loop.time() < stop_at and len(samples) < max_requests:
             try:
                 sample = await connection.send(endpoint.raw_request)
@@ -221,7 +225,7 @@ async def run_load(
                 samples.append(sample)
 
     try:
-        await asyncio.gather(*(worker(connection) for connection in connections))
+        await asyncio.gather(*(worker(i, c) for i, c in enumerate(connections)))
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
     # Only requests that finished inside the window count, so the rate is
