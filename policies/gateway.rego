@@ -122,6 +122,7 @@ unsupported_model if {
 target := {"model": input.request.model, "provider": null} if {
 	data.catalog.models[input.request.model]
 } else := {"model": model, "provider": provider} if {
+	is_string(input.request.model)
 	slash := indexof(input.request.model, "/")
 	slash > 0
 	provider := substring(input.request.model, 0, slash)
