@@ -125,7 +125,7 @@ def test_openai_authentication_error(deployment: Deployment) -> None:
             model="gpt-4", messages=[{"role": "user", "content": "hi"}]
         )
     assert info.value.status_code == 401
-    assert info.value.body == documented(401, MSG_INVALID)
+    assert info.value.response.json() == documented(401, MSG_INVALID)
 
 
 def test_openai_permission_denied(deployment: Deployment) -> None:
@@ -136,7 +136,7 @@ def test_openai_permission_denied(deployment: Deployment) -> None:
             model="gpt-4", messages=[{"role": "user", "content": "hi"}]
         )
     message = "Access denied: Model gpt-4 is in the denied models list"
-    assert info.value.body == documented(403, message)
+    assert info.value.response.json() == documented(403, message)
 
 
 # -- faults: none of them charges ---------------------------------------------------
