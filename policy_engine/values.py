@@ -13,7 +13,7 @@
 Python's own `==` is wrong for Rego in a few places (`True == 1`,
 `(1,) != [1]`), so the engine compares with `equal` and orders with
 `compare` / `sort_key`. Arithmetic on decimals goes through `EXACT_CONTEXT`
-(+ - *, exact) and `DECIMAL_CONTEXT` (division, 34 digits), so results never
+(+ - *, exact to 1,000 digits) and `DECIMAL_CONTEXT` (division, 34 digits), so results never
 depend on the thread's current decimal context.
 
 Known limit: Python sets and dicts hash `True` and `1` alike, so a set built
@@ -75,13 +75,13 @@ class Undefined:
 
 UNDEFINED: Final = Undefined()
 
-# Addition, subtraction and multiplication are exact: a context whose
-# precision is never reached (libmpdec sizes results by their digits, not by
-# `prec`, so this costs nothing). Only division rounds, at 34 significant
-# digits (IEEE decimal128). Both are used through their methods only, never
+# Addition, subtraction and multiplication are exact up to 1,000 significant
+# digits (money needs a few dozen; the cap stops `1e999999999 + 1` from
+# building a billion-digit number). Division rounds at 34 significant digits
+# (IEEE decimal128). Both contexts are used through their methods only, never
 # installed as the thread's context; the sticky flags they record are never read.
 EXACT_CONTEXT: Final = decimal.Context(
-    prec=decimal.MAX_PREC,
+    prec=1000,
     rounding=decimal.ROUND_HALF_EVEN,
     Emax=decimal.MAX_EMAX,
     Emin=decimal.MIN_EMIN,

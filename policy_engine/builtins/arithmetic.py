@@ -1,7 +1,7 @@
 """Exact arithmetic on Rego numbers (int or Decimal), shared by operators and number built-ins.
 
 Integers stay Python ints (unbounded, exact). As soon as a Decimal takes part,
-`+ - *` run in `EXACT_CONTEXT` (never rounds) and `/` in `DECIMAL_CONTEXT`
+`+ - *` run in `EXACT_CONTEXT` (exact to 1,000 significant digits) and `/` in `DECIMAL_CONTEXT`
 (34 significant digits), so `0.1 + 0.2 == 0.3` holds and money sums never
 pick up binary-float noise.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from policy_engine.builtins.base import BUILTIN_ERROR, BuiltinError, Number
+from policy_engine.builtins.base import BUILTIN_ERROR, BuiltinError, Number, integral_int
 from policy_engine.values import DECIMAL_CONTEXT, EXACT_CONTEXT, normalize_number
 
 __all__ = ["add", "divide", "multiply", "remainder", "subtract"]
@@ -48,16 +48,16 @@ def divide(a: Number, b: Number) -> Number:
 
 def remainder(a: Number, b: Number) -> Number:
     """Go's `%`: integers only, the result takes the sign of the dividend."""
-    dividend, divisor = _integral(a), _integral(b)
+    dividend, divisor = _integral(a, 1), _integral(b, 2)
     if divisor == 0:
         raise BuiltinError(BUILTIN_ERROR, "rem: modulo by zero")
     magnitude = abs(dividend) % abs(divisor)
     return -magnitude if dividend < 0 else magnitude
 
 
-def _integral(number: Number) -> int:
+def _integral(number: Number, position: int) -> int:
     if isinstance(number, int):
         return number
     if number == number.to_integral_value():
-        return int(number)
+        return integral_int("rem", position, number)
     raise BuiltinError(BUILTIN_ERROR, "rem: modulo on floating-point number")

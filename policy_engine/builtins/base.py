@@ -30,6 +30,7 @@ __all__ = [
     "BuiltinError",
     "Number",
     "builtin",
+    "integral_int",
     "want_array",
     "want_collection",
     "want_integer",
@@ -43,6 +44,9 @@ EVAL_TYPE_ERROR: Final = "eval_type_error"
 BUILTIN_ERROR: Final = "eval_builtin_error"
 
 Number = int | Decimal
+
+# Integers a built-in will materialise from a Decimal; larger ones are refused.
+MAX_INTEGER_DIGITS: Final = 400
 
 
 class Builtin(msgspec.Struct, frozen=True):
@@ -94,8 +98,18 @@ def want_integer(name: str, position: int, value: object) -> int:
     if isinstance(number, int):
         return number
     if number == number.to_integral_value():
-        return int(number)
+        return integral_int(name, position, number)
     raise operand_error(name, position, "integer", value)
+
+
+def integral_int(name: str, position: int, number: Decimal) -> int:
+    """An integral Decimal as int, refusing ones like 1e999999999 that would take gigabytes."""
+    if number.adjusted() >= MAX_INTEGER_DIGITS:
+        raise BuiltinError(
+            BUILTIN_ERROR,
+            f"{name}: operand {position} has more than {MAX_INTEGER_DIGITS} digits",
+        )
+    return int(number)
 
 
 def want_array(name: str, position: int, value: object) -> tuple[Any, ...] | list[Any]:

@@ -46,6 +46,8 @@ def unmarshal(text: object) -> Any:
         return parse_json(source)
     except ValueError as problem:
         raise BuiltinError(BUILTIN_ERROR, f"json.unmarshal: {problem}") from None
+    except RecursionError:
+        raise BuiltinError(BUILTIN_ERROR, "json.unmarshal: document nested too deeply") from None
 
 
 BUILTINS: tuple[Builtin, ...] = (

@@ -25,6 +25,9 @@ __all__ = ["BUILTINS", "rego_text", "sprintf"]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+_GO_MAX_WIDTH: Final = 1_000_000  # Go answers %!(BADWIDTH) beyond this
+# float64's range: beyond it OPA's conversion gives Go an infinity.
+_FLOAT64_MAX_EXPONENT: Final = 308
 _DIRECTIVE: Final = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.)?", re.DOTALL)
 
 
@@ -103,6 +106,10 @@ def _go_arg(value: object) -> _GoArg:
 
 
 def _format(spec: _Spec, arg: _GoArg) -> str:
+    if spec.width > _GO_MAX_WIDTH:
+        return "%!(BADWIDTH)"
+    if spec.precision is not None and spec.precision > _GO_MAX_WIDTH:
+        return "%!(BADPREC)"
     if spec.verb == "T":
         return _pad(arg.go_type, spec)
     if arg.go_type in ("int", "*big.Int"):
@@ -142,6 +149,8 @@ def _format_int(spec: _Spec, number: int) -> str | None:
 
 def _format_float(spec: _Spec, number: Decimal) -> str | None:
     verb = spec.verb
+    if number.adjusted() > _FLOAT64_MAX_EXPONENT and verb in "fFeEgGv":
+        return _pad("-Inf" if number < 0 else "+Inf", spec)
     if verb in ("f", "F"):
         digits = format(abs(number), f".{6 if spec.precision is None else spec.precision}f")
     elif verb in ("e", "E"):

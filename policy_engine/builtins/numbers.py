@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Final
 
@@ -13,16 +13,19 @@ from policy_engine.builtins.base import (
     BuiltinError,
     Number,
     builtin,
+    integral_int,
     operand_error,
     want_integer,
     want_number,
 )
 from policy_engine.values import EXACT_CONTEXT, is_number, normalize_number
 
-__all__ = ["BUILTINS"]
+__all__ = ["BUILTINS", "MAX_RANGE_LENGTH"]
 
 # What Go's strconv.ParseFloat accepts in decimal form (OPA's to_number uses it).
 _DECIMAL_SYNTAX: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# A range this long would take hundreds of megabytes; no policy needs one.
+MAX_RANGE_LENGTH: Final = 1_000_000
 _FORMAT_INT_BASES: Final = {2: "b", 8: "o", 10: "d", 16: "x"}
 
 
@@ -54,6 +57,12 @@ def floor(x: object) -> Number:
 def number_range(a: object, b: object) -> tuple[int, ...]:
     """Every integer from a to b, both included, counting down when b < a."""
     start, stop = want_integer("numbers.range", 1, a), want_integer("numbers.range", 2, b)
+    if abs(stop - start) >= MAX_RANGE_LENGTH:
+        raise BuiltinError(
+            BUILTIN_ERROR,
+            f"numbers.range: {abs(stop - start) + 1} numbers are more than the limit of "
+            f"{MAX_RANGE_LENGTH}; iterate over a smaller range",
+        )
     step = 1 if stop >= start else -1
     return tuple(range(start, stop + step, step))
 
@@ -87,9 +96,14 @@ def format_int(x: object, base: object) -> str:
     verb = _FORMAT_INT_BASES.get(int(radix)) if radix == int(radix) else None
     if verb is None:
         raise BuiltinError("eval_type_error", "format_int: operand 2 must be one of {2, 8, 10, 16}")
-    integer = int(number)
+    integer = number if isinstance(number, int) else _truncate(number)
     sign = "-" if integer < 0 else ""
     return sign + format(abs(integer), verb)
+
+
+def _truncate(number: Decimal) -> int:
+    integral = number.to_integral_value(rounding=ROUND_DOWN, context=EXACT_CONTEXT)
+    return integral_int("format_int", 1, integral)
 
 
 BUILTINS: tuple[Builtin, ...] = (

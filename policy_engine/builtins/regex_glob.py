@@ -41,7 +41,7 @@ def regex_match(pattern: object, value: object) -> bool:
     source = want_string("regex.match", 1, pattern)
     try:
         compiled = _compile_regex(source)
-    except re.error as problem:
+    except (re.error, OverflowError, RecursionError) as problem:
         raise BuiltinError(
             BUILTIN_ERROR, f"regex.match: error parsing regexp: {problem}: `{source}`"
         ) from None
