@@ -51,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_admin_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     try:
-        from proxy import admin_cli  # type: ignore[attr-defined,unused-ignore]
+        from proxy import admin_cli
     except ImportError as exc:
-        # The admin commands live in their own module; the server still works without.
-        logging.getLogger("gateway").debug("admin commands unavailable: %s", exc)
+        # The admin commands live in their own module; `serve` still works without them.
+        print(f"gateway: warning: admin commands unavailable ({exc})", file=sys.stderr)
         return
     admin_cli.add_commands(subparsers, common)
 
