@@ -13,6 +13,9 @@ transaction). If Redis loses its data, at most the usage settled during the last
 Redis reloads from there. In-flight reservations lost with Redis are simply gone
 (their settlement is still charged).
 
+Keys in Redis live under `redis_prefix`, by default derived from the database URL,
+so deployments on different PostgreSQL databases can share one Redis safely.
+
 Resolution: the ledger counts nano-USD (10⁻⁹ USD); a cost finer than that is
 rounded up to the next nano-USD. Exact up to about 9 million USD per key.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -43,11 +47,18 @@ from proxy.store.base import (
 from proxy.store.common import DEFAULT_RESERVATION_TTL, new_id, parse_money
 from proxy.store.postgres import PostgresStore
 
-__all__ = ["RedisLedgerStore", "money_from_units", "units_from_money"]
+__all__ = ["RedisLedgerStore", "default_prefix", "money_from_units", "units_from_money"]
 
 _UNITS = Decimal(10) ** 9
 _CENT = Decimal("0.01")
 _LOAD_RETRIES = 200
+
+
+def default_prefix(database_url: str) -> str:
+    """`gw:<hash of the database URL>:`. The ledger flushes into one database, so gateways
+    on different databases (or schemas) sharing one Redis must never share its keys."""
+    digest = hashlib.sha256(database_url.encode("utf-8")).hexdigest()[:12]
+    return f"gw:{digest}:"
 
 
 def units_from_money(amount: Decimal) -> int:
@@ -74,7 +85,7 @@ class RedisLedgerStore:
         token_secret: bytes | None = None,
         pool_size: int = 10,
         flush_interval: float = 1.0,
-        redis_prefix: str = "gw:",
+        redis_prefix: str | None = None,
         redis_connections: int = 32,
     ) -> None:
         self._pg = PostgresStore(
@@ -88,7 +99,7 @@ class RedisLedgerStore:
             usage_store_url, max_connections=redis_connections, timeout=30
         )
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._redis_pool)
-        self._prefix = redis_prefix
+        self._prefix = redis_prefix or default_prefix(database_url)
         self._ttl_ms = round(reservation_ttl * 1000)
         self._flush_interval = flush_interval
         self._scripts = {

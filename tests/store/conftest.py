@@ -128,6 +128,10 @@ def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
                 {"redis_prefix": prefix, "flush_interval": 0.2},
             )
         finally:
+            from proxy.store.redis_ledger import default_prefix
+
             _drop_redis_prefix(prefix)
+            # Processes started by the tests (CLI, servers) use the derived prefix.
+            _drop_redis_prefix(default_prefix(pg_url_with_schema(schema)))
     finally:
         _drop_schema(schema)

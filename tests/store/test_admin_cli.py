@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Backend, make_backend
+from conftest import Backend
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,9 +38,9 @@ def ok(backend: Backend, tmp_path: Path, *args: str) -> dict[str, Any]:
     return payload
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def cli_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from make_backend(request.param, tmp_path)
+@pytest.fixture
+def cli_backend(backend: Backend) -> Backend:
+    return backend
 
 
 def test_quickstart_key_on_a_fresh_database(cli_backend: Backend, tmp_path: Path) -> None:
@@ -128,10 +127,10 @@ def test_iam_rules(cli_backend: Backend, tmp_path: Path) -> None:
         (("keys",), 2, "required"),
     ],
 )
-def test_errors_exit_codes(
-    cli_backend: Backend, tmp_path: Path, args: tuple[str, ...], code: int, needle: str
-) -> None:
-    done = gateway(cli_backend, tmp_path, *args)
+def test_errors_exit_codes(tmp_path: Path, args: tuple[str, ...], code: int, needle: str) -> None:
+    # Argument handling and error mapping do not depend on the backend: SQLite only.
+    sqlite = Backend("sqlite", f"sqlite:///{tmp_path / 'gateway.db'}")
+    done = gateway(sqlite, tmp_path, *args)
     assert done.returncode == code
     assert needle in done.stderr
 
