@@ -1,10 +1,15 @@
 """The CI guard's verdict: gross regressions only, as ratios to the direct call.
 
 A timing threshold would flake on a shared CI machine; a ratio to the direct
-call measured in the same run moves with the machine. The thresholds are far
-below what a healthy gateway reaches (about 15% of direct throughput and
-about 95% of the direct stream rate) and far above the stock-httpx collapse
-(1% and 16%), so they catch a collapse and nothing else.
+call measured in the same run moves with the machine.
+
+Calibration (docs/benchmarks.md): the direct call through this harness's
+load generator and mock runs at 22,000-30,000 req/s on one core, so the
+issue's example of 10% would mean 2,200-3,000 req/s, above the 2,000 req/s
+target itself, and not "gross". The limits sit between a collapse and a
+gateway that meets its targets: throughput 3% of direct (the 2,000 req/s
+target is 7-9%, a bare pass-through proxy 15-17%, the stock-httpx collapse
+1%); paced streams 50% of direct (healthy ≈ 95%, the httpx collapse 16%).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ __all__ = ["GuardLimits", "guard_failures"]
 
 
 class GuardLimits(msgspec.Struct, frozen=True):
-    min_throughput_ratio: float = 0.10
+    min_throughput_ratio: float = 0.03
     """Gateway req/s at 64 concurrent over direct req/s, same run."""
     min_stream_ratio: float = 0.50
     """Gateway streams/s at 100 paced streams over direct streams/s, same run."""

@@ -45,7 +45,12 @@ def test_throughput_collapse_fails_with_the_ratio() -> None:
     [failure] = guard_failures(run(backend(280, 250)))
     assert "backend sqlite" in failure
     assert "1.4% of direct" in failure
-    assert "below 10%" in failure
+    assert "below 3%" in failure
+
+
+def test_a_gateway_at_the_target_rate_passes() -> None:
+    # 2,000 req/s against a 28,000 req/s direct call is the target, not a regression
+    assert guard_failures(run(backend(2_000 * 20_000 / 28_000, 250))) == []
 
 
 def test_stream_collapse_fails() -> None:
