@@ -148,7 +148,7 @@ explicit_provider := target.provider
 # key store's rules and iam.yaml rule sets for the key). Within a layer, allow
 # rules of one type are OR-ed, different types AND-ed, deny rules applied after
 # allow rules. Every layer must allow, so the project is a ceiling the key's
-# rules can only narrow. Inactive rules are ignored.
+# rules can only narrow. Inactive rules are ignored; no rules allow everything.
 # ---------------------------------------------------------------------------
 
 layer_rank := {"gateway": 0, "project": 1, "key": 2}
@@ -169,13 +169,27 @@ active_rules contains rule if {
 	rule.status != "inactive"
 }
 
-# The active rules of one type in one layer.
-rules_of(layer, type) := [rule | some rule in active_rules; rule.layer == layer; rule.type == type]
+# Allow rules by layer, for the layers that have any of the type: each such
+# layer must allow. (Complete rules, so they are computed once per request.)
+model_allow_layers := allow_layers("allow_models")
 
-# The id of the rule behind an allow-list reason: named when the layer has exactly one.
-single_rule_id(rules) := rules[0].id if count(rules) == 1
+provider_allow_layers := allow_layers("allow_providers")
 
-else := null
+operation_allow_layers := allow_layers("allow_operations")
+
+allow_layers(type) := {layer: rules |
+	some allow in active_rules
+	allow.type == type
+	layer := allow.layer
+	rules := [rule | some rule in active_rules; rule.layer == layer; rule.type == type]
+}
+
+# Deny rules of each type, whatever their layer: any one of them denies.
+model_deny_rules := [rule | some rule in active_rules; rule.type == "deny_models"]
+
+provider_deny_rules := [rule | some rule in active_rules; rule.type == "deny_providers"]
+
+operation_deny_rules := [rule | some rule in active_rules; rule.type == "deny_operations"]
 
 # Model ids match rule values as globs (`gpt-4*`); no delimiter, so `*` spans dots.
 model_matches(rule, model) if {
@@ -183,94 +197,85 @@ model_matches(rule, model) if {
 	glob.match(pattern, null, model)
 }
 
-# Layers whose allow_models rules the model fails.
-model_not_allowed(model) := {layer: rules |
-	some layer, _ in layer_rank
-	rules := rules_of(layer, "allow_models")
-	count(rules) > 0
-	not any_model_match(rules, model)
-}
-
 any_model_match(rules, model) if {
 	some rule in rules
 	model_matches(rule, model)
 }
 
-# deny_models rules the model matches.
-model_denied_by(model) := {rule | some rule in active_rules; rule.type == "deny_models"; model_matches(rule, model)}
-
-# True when the model passes every layer's model rules.
-model_permitted(model) if {
-	count(model_not_allowed(model)) == 0
-	count(model_denied_by(model)) == 0
-}
-
-# A provider passes when every layer allowing a list of providers names it and no
-# deny_providers rule names it.
-provider_not_allowed(provider) := {layer: rules |
-	some layer, _ in layer_rank
-	rules := rules_of(layer, "allow_providers")
-	count(rules) > 0
-	not any_value(rules, provider)
-}
-
-provider_denied_by(provider) := {rule | some rule in active_rules; rule.type == "deny_providers"; provider in rule.values}
-
-provider_permitted(provider) if {
-	count(provider_not_allowed(provider)) == 0
-	count(provider_denied_by(provider)) == 0
-}
-
+# Providers and operations match rule values exactly.
 any_value(rules, value) if {
 	some rule in rules
 	value in rule.values
 }
 
-# The providers of a catalog model left after the IAM provider rules.
-permitted_providers(model) := {provider |
-	some provider, _ in data.catalog.models[model].providers
+# A model passes when every layer with allow_models rules lists it and no
+# deny_models rule matches it.
+model_permitted(model) if {
+	every _, rules in model_allow_layers {
+		any_model_match(rules, model)
+	}
+	not any_model_match(model_deny_rules, model)
+}
+
+# The same for a provider and the provider rules.
+provider_permitted(provider) if {
+	every _, rules in provider_allow_layers {
+		any_value(rules, provider)
+	}
+	not any_value(provider_deny_rules, provider)
+}
+
+# The providers serving the requested model that the IAM rules leave.
+permitted_model_providers := {provider |
+	some provider, _ in data.catalog.models[model_id].providers
 	provider_permitted(provider)
 }
+
+# The id of the rule behind an allow-list reason: named when the layer has exactly one.
+single_rule_id(rules) := rules[0].id if count(rules) == 1
+
+else := null
 
 # Each reason is [sort rank, message, rule id, code]; the rank orders reasons
 # first by rule type (as the contract lists them), then by layer (ceiling first).
 reason_entries contains [layer_rank[layer], sprintf("Model %s is not in the allowed models list", [model_id]), single_rule_id(rules), "allow_models"] if {
 	model_id != null
-	some layer, rules in model_not_allowed(model_id)
+	some layer, rules in model_allow_layers
+	not any_model_match(rules, model_id)
 }
 
 reason_entries contains [10 + layer_rank[rule.layer], sprintf("Model %s is in the denied models list", [model_id]), rule.id, "deny_models"] if {
 	model_id != null
-	some rule in model_denied_by(model_id)
+	some rule in model_deny_rules
+	model_matches(rule, model_id)
 }
 
 reason_entries contains [20 + layer_rank[layer], sprintf("Operation %s is not in the allowed operations list", [input.request.operation]), single_rule_id(rules), "allow_operations"] if {
-	some layer, _ in layer_rank
-	rules := rules_of(layer, "allow_operations")
-	count(rules) > 0
+	some layer, rules in operation_allow_layers
 	not any_value(rules, input.request.operation)
 }
 
 reason_entries contains [30 + layer_rank[rule.layer], sprintf("Operation %s is in the denied operations list", [input.request.operation]), rule.id, "deny_operations"] if {
-	some rule in active_rules
-	rule.type == "deny_operations"
+	some rule in operation_deny_rules
 	input.request.operation in rule.values
 }
 
 reason_entries contains [40 + layer_rank[layer], sprintf("Provider %s is not in the allowed providers list", [explicit_provider]), single_rule_id(rules), "allow_providers"] if {
 	explicit_provider != null
-	some layer, rules in provider_not_allowed(explicit_provider)
+	some layer, rules in provider_allow_layers
+	not any_value(rules, explicit_provider)
 }
 
 reason_entries contains [50 + layer_rank[rule.layer], sprintf("Provider %s is in the denied providers list", [explicit_provider]), rule.id, "deny_providers"] if {
 	explicit_provider != null
-	some rule in provider_denied_by(explicit_provider)
+	some rule in provider_deny_rules
+	explicit_provider in rule.values
 }
 
 reason_entries contains [60, sprintf("No providers are allowed for model %s after applying IAM rules.", [model_id]), null, "no_provider"] if {
 	model_id != null
 	explicit_provider == null
-	count(permitted_providers(model_id)) == 0
+	count(permitted_model_providers) == 0
 }
 
 # The IAM reasons in order; the first one answers.
@@ -322,7 +327,7 @@ billing_for(provider) := "provider-key" if {
 # permitted provider of the model.
 requested_providers := {explicit_provider} if explicit_provider != null
 
-else := permitted_providers(model_id)
+else := permitted_model_providers
 
 # Candidates as [preference, price, provider, billing]: project keys first, then
 # the cheapest, then by name, so the choice is stable.
@@ -364,12 +369,19 @@ insufficient_credits_message := sprintf("Organization %s has insufficient credit
 # project's mode allow, after checks 1-4 and the operation rules.
 # ---------------------------------------------------------------------------
 
+# Providers the IAM rules leave and the project's mode can pay for.
+listable_providers := {provider |
+	some provider, _ in data.catalog.providers
+	provider_permitted(provider)
+	billing_for(provider)
+}
+
 # A set, so a model with several usable providers appears once; sorted by id.
 visible_models := sort({model |
-	some model, _ in data.catalog.models
+	some model, entry in data.catalog.models
+	some provider, _ in entry.providers
+	provider in listable_providers
 	model_permitted(model)
-	some provider in permitted_providers(model)
-	billing_for(provider)
 })
 
 models_listed := {
