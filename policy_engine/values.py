@@ -40,6 +40,7 @@ __all__ = [
     "equal",
     "freeze",
     "from_json",
+    "int_text",
     "is_number",
     "normalize_number",
     "sort_key",
@@ -98,6 +99,8 @@ DECIMAL_CONTEXT: Final = decimal.Context(
 # Integral Decimals bigger than this many digits stay Decimal: turning
 # `1e999999` into an int would build a million-digit number.
 _MAX_INT_DIGITS: Final = 400
+# Ints up to this many bits have fewer than 4,300 digits, Python's str() limit.
+_SAFE_STR_BITS: Final = 14_000
 
 
 class FrozenDict(dict[Any, Any]):
@@ -191,6 +194,13 @@ def normalize_number(number: Decimal) -> int | Decimal:
             return int(number)
         return number
     return number.normalize(EXACT_CONTEXT)
+
+
+def int_text(number: int) -> str:
+    """Decimal digits of any int; Python refuses `str()` past 4,300 digits, Decimal does not."""
+    if number.bit_length() < _SAFE_STR_BITS:
+        return str(number)
+    return format(Decimal(number), "f")
 
 
 def _float_to_decimal(number: float) -> int | Decimal:
@@ -394,6 +404,8 @@ def _plain_number(number: object) -> int | Decimal:
     exact: int | Decimal = _as_exact(number)
     if isinstance(exact, Decimal) and not exact.is_finite():
         raise ValueError(f"{exact} cannot be written as JSON")
+    if isinstance(exact, int) and exact.bit_length() >= _SAFE_STR_BITS:
+        return Decimal(exact)  # the encoder writes a Decimal's digits without str(int)
     return exact
 
 

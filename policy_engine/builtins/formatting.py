@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 
 from policy_engine.builtins.base import Builtin, builtin, want_array, want_string
-from policy_engine.values import FrozenDict, is_number, sort_key
+from policy_engine.values import FrozenDict, int_text, is_number, sort_key
 
 __all__ = ["BUILTINS", "rego_text", "sprintf"]
 
@@ -127,7 +127,7 @@ def _format(spec: _Spec, arg: _GoArg) -> str:
 def _plain(arg: _GoArg) -> str:
     if arg.go_type == "float64":
         return _shortest_float(arg.value)  # type: ignore[arg-type]
-    return str(arg.value)
+    return int_text(arg.value) if isinstance(arg.value, int) else str(arg.value)
 
 
 _INT_BASES: Final = {"d": "d", "v": "d", "s": "d", "b": "b", "o": "o", "x": "x", "X": "X"}
@@ -141,7 +141,7 @@ def _format_int(spec: _Spec, number: int) -> str | None:
     base = _INT_BASES.get(spec.verb)
     if base is None or (spec.verb == "s" and -(2**63) <= number < 2**63):
         return None  # plain Go ints have no %s; only *big.Int does
-    digits = format(abs(number), base)
+    digits = int_text(abs(number)) if base == "d" else format(abs(number), base)
     if "#" in spec.flags and base in "xXbo":
         digits = {"x": "0x", "X": "0X", "b": "0b", "o": "0"}[base] + digits
     return _pad_number(_sign(number < 0, spec.flags), digits, spec)
@@ -229,7 +229,7 @@ def rego_text(value: object) -> str:
     if is_number(value):
         number = Decimal(repr(value)) if isinstance(value, float) else value
         if isinstance(number, int):
-            return str(number)
+            return int_text(number)
         return _shortest_float(number, exponent_from=21)  # type: ignore[arg-type]
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)

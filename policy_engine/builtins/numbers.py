@@ -9,6 +9,7 @@ from typing import Final
 
 from policy_engine.builtins.base import (
     BUILTIN_ERROR,
+    EVAL_TYPE_ERROR,
     Builtin,
     BuiltinError,
     Number,
@@ -18,7 +19,7 @@ from policy_engine.builtins.base import (
     want_integer,
     want_number,
 )
-from policy_engine.values import EXACT_CONTEXT, is_number, normalize_number
+from policy_engine.values import EXACT_CONTEXT, int_text, is_number, normalize_number
 
 __all__ = ["BUILTINS", "MAX_RANGE_LENGTH"]
 
@@ -26,7 +27,7 @@ __all__ = ["BUILTINS", "MAX_RANGE_LENGTH"]
 _DECIMAL_SYNTAX: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # A range this long would take hundreds of megabytes; no policy needs one.
 MAX_RANGE_LENGTH: Final = 1_000_000
-_FORMAT_INT_BASES: Final = {2: "b", 8: "o", 10: "d", 16: "x"}
+_FORMAT_INT_BASES: Final[dict[Number, str]] = {2: "b", 8: "o", 10: "d", 16: "x"}
 
 
 def absolute(x: object) -> Number:
@@ -93,12 +94,13 @@ def format_int(x: object, base: object) -> str:
     """The integer part of x (truncated toward zero) written in base 2, 8, 10 or 16."""
     number = want_number("format_int", 1, x)
     radix = want_number("format_int", 2, base)
-    verb = _FORMAT_INT_BASES.get(int(radix)) if radix == int(radix) else None
+    verb = _FORMAT_INT_BASES.get(radix)  # Decimal("16.0") hashes and compares like 16
     if verb is None:
-        raise BuiltinError("eval_type_error", "format_int: operand 2 must be one of {2, 8, 10, 16}")
+        raise BuiltinError(EVAL_TYPE_ERROR, "format_int: operand 2 must be one of {2, 8, 10, 16}")
     integer = number if isinstance(number, int) else _truncate(number)
     sign = "-" if integer < 0 else ""
-    return sign + format(abs(integer), verb)
+    digits = int_text(abs(integer)) if verb == "d" else format(abs(integer), verb)
+    return sign + digits
 
 
 def _truncate(number: Decimal) -> int:

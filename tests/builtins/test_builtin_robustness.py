@@ -71,3 +71,13 @@ def test_huge_results_stay_small() -> None:
     assert BUILTINS["sprintf"].fn("%99999999d", [1]) == "%!(BADWIDTH)"
     assert BUILTINS["sprintf"].fn("%.2f|%v", [huge, huge]) == "+Inf|+Inf"
     assert BUILTINS["format_int"].fn(Decimal("-255.9"), 16) == "-ff"
+
+
+def test_integers_past_pythons_str_limit_still_print() -> None:
+    big = 10**5000 + 1
+    assert BUILTINS["sprintf"].fn("%d", [big]) == "1" + "0" * 4999 + "1"
+    assert BUILTINS["sprintf"].fn("%v", [[big]]) == "[1" + "0" * 4999 + "1]"
+    assert BUILTINS["json.marshal"].fn(-big) == "-1" + "0" * 4999 + "1"
+    assert BUILTINS["format_int"].fn(big, 10) == "1" + "0" * 4999 + "1"
+    with pytest.raises(BuiltinError, match="operand 2 must be one of"):
+        BUILTINS["format_int"].fn(5, Decimal("1e999999999"))
