@@ -72,10 +72,11 @@ rule_sets = st.fixed_dictionaries(
 
 @st.composite
 def policies(draw: st.DrawFn) -> dict[str, Any]:
-    sets = draw(st.lists(rule_sets, min_size=1, max_size=4))
+    sets: list[dict[str, Any]] = draw(st.lists(rule_sets, min_size=1, max_size=4))
     number = 0
     for rule_set in sets:
-        for rule in rule_set["rules"]:
+        rules_of_set: list[dict[str, Any]] = rule_set["rules"]
+        for rule in rules_of_set:
             number += 1
             if draw(st.booleans()):
                 rule["id"] = f"rule-{number}"
