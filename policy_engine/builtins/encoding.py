@@ -36,7 +36,10 @@ def _engine_form(value: Any) -> Any:
 
 def parse_json(text: str) -> Any:
     """Decode JSON text into policy values: numbers exact, arrays as tuples."""
-    decoded = json.loads(text, parse_float=_decimal, parse_constant=_reject_constant)
+    # parse_int too: int() refuses texts past 4,300 digits, Decimal does not.
+    decoded = json.loads(
+        text, parse_float=_decimal, parse_int=_decimal, parse_constant=_reject_constant
+    )
     return _engine_form(decoded)
 
 

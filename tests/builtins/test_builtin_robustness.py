@@ -81,3 +81,5 @@ def test_integers_past_pythons_str_limit_still_print() -> None:
     assert BUILTINS["format_int"].fn(big, 10) == "1" + "0" * 4999 + "1"
     with pytest.raises(BuiltinError, match="operand 2 must be one of"):
         BUILTINS["format_int"].fn(5, Decimal("1e999999999"))
+    assert BUILTINS["json.unmarshal"].fn(str(10**400)) == Decimal(10**400)
+    assert BUILTINS["json.unmarshal"].fn("1" + "0" * 5000) == Decimal("1e5000")
