@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Coroutine
+import os
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from proxy_test_servers import GatewayServer, LoopThread, UpstreamServer, free_port
 
+from proxy.app import create_app
 from proxy.config import GatewayConfig, ProviderConfig, default_policy_dir
+from proxy.policy import PolicyHolder
 from proxy.store.base import Store
 from proxy.store.sqlite import SqliteStore
 
@@ -85,3 +89,37 @@ def gateway_config(tmp: Path, upstream: UpstreamServer, **overrides: Any) -> Gat
         **overrides,
     }
     return GatewayConfig(**values)
+
+
+@contextlib.contextmanager
+def deployed(tmp: Path, **overrides: Any) -> Iterator[Deployment]:
+    """Upstream + gateway (real engine, shipped policy) + admin store, all stopped after."""
+    logs = LogCapture()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(logs)
+    root.setLevel(logging.DEBUG)
+    saved = {name: os.environ.get(name) for name in (UPSTREAM_KEY_ENV, DOWN_KEY_ENV)}
+    os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
+    os.environ[DOWN_KEY_ENV] = "gsk-down-test"
+    upstream = UpstreamServer()
+    upstream.start()
+    config = gateway_config(tmp, upstream, **overrides)
+    gateway = GatewayServer(
+        create_app(config, policy=PolicyHolder(config.policy_dir, config.catalog_path))
+    )
+    gateway.start()
+    admin = AdminStore(str(tmp / "gateway.db"))
+    try:
+        yield Deployment(gateway, upstream, admin, logs)
+    finally:
+        admin.close()
+        gateway.stop()
+        upstream.stop()
+        root.removeHandler(logs)
+        root.setLevel(previous_level)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

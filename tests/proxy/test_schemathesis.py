@@ -1,0 +1,74 @@
+"""Schemathesis against the served OpenAPI schema (`/v1` and `/admin`), bounded.
+
+Every operation gets a bounded number of generated requests, sent with a valid API
+key (for `/v1`) or the admin token (for `/admin`); no answer may be a 5xx, and every
+answer must match the schema's declared responses and content types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from proxy_deployment import Deployment, deployed
+from proxy_helpers import make_tenant
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+)
+
+ADMIN_TOKEN = "schemathesis-admin-token"
+EXAMPLES_PER_OPERATION = 15
+
+
+@pytest.fixture(scope="module")
+def admin_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployed(tmp_path_factory.mktemp("schemathesis"), admin_token=ADMIN_TOKEN) as running:
+        yield running
+
+
+def _operations(deployment: Deployment) -> list[Any]:
+    schema = schemathesis.openapi.from_url(f"{deployment.url}/schema/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    return [op for op in operations if op.path.startswith(("/v1/", "/admin/"))]
+
+
+def test_openapi_lists_v1_and_admin(admin_deployment: Deployment) -> None:
+    paths = {op.path for op in _operations(admin_deployment)}
+    assert {"/v1/chat/completions", "/v1/models", "/v1/embeddings"} <= paths
+    assert "/admin/keys" in paths and "/admin/keys/{key_id}/iam" in paths
+
+
+CHECKS = (not_a_server_error, response_schema_conformance, content_type_conformance)
+
+
+def _exercise(operation: Any, url: str, headers: dict[str, str], failures: list[str]) -> None:
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def exercise(case: Any) -> None:
+        response = case.call(base_url=url, headers=headers)
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except AssertionError as exc:
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+
+    exercise()
+
+
+def test_no_5xx_and_responses_match_schema(admin_deployment: Deployment) -> None:
+    tenant = make_tenant(admin_deployment.admin)
+    failures: list[str] = []
+    for operation in _operations(admin_deployment):
+        token = ADMIN_TOKEN if operation.path.startswith("/admin/") else tenant.token
+        headers = {"Authorization": f"Bearer {token}"}
+        _exercise(operation, admin_deployment.url, headers, failures)
+    assert failures == []
