@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jsonschema
 import msgspec
 import yaml
 
@@ -68,10 +69,17 @@ def merged(base: Any, override: Any) -> Any:
 
 
 def build_input(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A full input document, typed through `InputDocument` so it has the proxy's shape."""
+    """A full input document, typed through `InputDocument` so it has the proxy's shape,
+    and checked against schemas/input.schema.json (every test input is)."""
     raw = merged(BASE_INPUT, override or {})
-    document = msgspec.convert(raw, InputDocument)
-    return input_value(document)
+    document = input_value(msgspec.convert(raw, InputDocument))
+    input_validator().validate(document)
+    return document
+
+
+@cache
+def input_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema("input.schema.json"))
 
 
 @cache
