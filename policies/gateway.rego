@@ -369,9 +369,12 @@ insufficient_credits_message := sprintf("Organization %s has insufficient credit
 # project's mode allow, after checks 1-4 and the operation rules.
 # ---------------------------------------------------------------------------
 
+# Every provider serving some catalog model.
+catalog_providers := {provider | some _, entry in data.catalog.models; some provider, _ in entry.providers}
+
 # Providers the IAM rules leave and the project's mode can pay for.
 listable_providers := {provider |
-	some provider, _ in data.catalog.providers
+	some provider in catalog_providers
 	provider_permitted(provider)
 	billing_for(provider)
 }
