@@ -40,6 +40,8 @@ from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze, normalize
 __all__ = ["CompiledQuery", "Compiler"]
 
 Builder = Callable[[Step], Step]
+Direct = Callable[[Ctx, Frame], bool]
+ClauseFn = Callable[[Ctx, Frame], Any]
 Matcher = Callable[[Ctx, Frame, Any], bool]
 RuleFn = Callable[[Ctx], Any]
 FuncFn = Callable[[Ctx, tuple[Any, ...]], Any]
@@ -64,9 +66,19 @@ def _go_on(ctx: Ctx, f: Frame) -> bool:
 
 
 def _chain(builders: list[Builder], last: Step = _final) -> Step:
+    units: list[tuple[Builder, list[Direct]]] = []
+    for build in builders:
+        if isinstance(build, Stmt) and units and isinstance(units[-1][0], IterStmt):
+            if build is not _NOOP:
+                units[-1][1].append(build.direct)
+        else:
+            units.append((build, []))
     step = last
-    for build in reversed(builders):
-        step = build(step)
+    for build, filters in reversed(units):
+        if filters and isinstance(build, IterStmt):
+            step = build.filtered(step, _sequence(filters))
+        else:
+            step = build(step)
     return step
 
 
@@ -98,49 +110,142 @@ def constant(term: ast.Term) -> Any:
     return MISSING
 
 
-def _truthy_step(fn: ValueFn) -> Builder:
-    def build(nxt: Step) -> Step:
+class Stmt:
+    """A compiled statement with at most one solution.
+
+    Calling it with the next step gives its continuation-passing step; `direct`
+    runs it straight-line (`True` when it holds, slots bound), which lets bodies
+    made only of such statements run as a plain sequence of calls.
+    """
+
+    __slots__ = ("direct",)
+
+    def __init__(self, direct: Direct) -> None:
+        self.direct = direct
+
+    def __call__(self, nxt: Step) -> Step:
+        direct = self.direct
+
         def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
-            v = fn(ctx, f)
-            if v is UNDEFINED or v is False:
-                return False
-            return nxt(ctx, f, k)
+            if direct(ctx, f):
+                return nxt(ctx, f, k)
+            return False
 
         return step
 
-    return build
+
+def _always(ctx: Ctx, f: Frame) -> bool:
+    return True
 
 
-def _match_step(fn: ValueFn, matcher: Matcher) -> Builder:
-    def build(nxt: Step) -> Step:
-        def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
-            v = fn(ctx, f)
-            if v is UNDEFINED or not matcher(ctx, f, v):
+def _never(ctx: Ctx, f: Frame) -> bool:
+    return False
+
+
+_NOOP = Stmt(_always)
+
+
+def _truthy_step(fn: ValueFn) -> Stmt:
+    def holds(ctx: Ctx, f: Frame) -> bool:
+        v = fn(ctx, f)
+        return v is not UNDEFINED and v is not False
+
+    return Stmt(holds)
+
+
+def _match_step(fn: ValueFn, matcher: Matcher) -> Stmt:
+    def holds(ctx: Ctx, f: Frame) -> bool:
+        v = fn(ctx, f)
+        return v is not UNDEFINED and matcher(ctx, f, v)
+
+    return Stmt(holds)
+
+
+def _sequence(directs: list[Direct]) -> Direct:
+    """Straight-line conjunction of deterministic statements."""
+    if not directs:
+        return _always
+    if len(directs) == 1:
+        return directs[0]
+    if len(directs) == 2:
+        first, second = directs
+        return lambda ctx, f: first(ctx, f) and second(ctx, f)
+    if len(directs) == 3:
+        one, two, three = directs
+        return lambda ctx, f: one(ctx, f) and two(ctx, f) and three(ctx, f)
+    ordered = tuple(directs)
+
+    def run(ctx: Ctx, f: Frame) -> bool:
+        for d in ordered:
+            if not d(ctx, f):
                 return False
-            return nxt(ctx, f, k)
+        return True
 
-        return step
-
-    return build
+    return run
 
 
-def _iter_step(coll: ValueFn, key_slot: int, val_slot: int) -> Builder:
-    def build(nxt: Step) -> Step:
+def direct_body(builders: list[Builder]) -> Direct | None:
+    """The straight-line form of a body, if every statement is deterministic."""
+    stmts = [b for b in builders if isinstance(b, Stmt)]
+    if len(stmts) != len(builders):
+        return None
+    return _sequence([b.direct for b in stmts if b is not _NOOP])
+
+
+class IterStmt:
+    """Iteration over a collection binding a key slot (0: none) and a value slot.
+
+    `_chain` fuses the deterministic statements right after it into the loop as
+    a filter, so a `some x in xs; test(x)` pair costs one loop, no extra calls.
+    """
+
+    __slots__ = ("coll", "key_slot", "val_slot")
+
+    def __init__(self, coll: ValueFn, key_slot: int, val_slot: int) -> None:
+        self.coll = coll
+        self.key_slot = key_slot
+        self.val_slot = val_slot
+
+    def __call__(self, nxt: Step) -> Step:
+        return self.filtered(nxt, _always)
+
+    def filtered(self, nxt: Step, keep: Direct) -> Step:
+        coll, key_slot, val_slot = self.coll, self.key_slot, self.val_slot
+
         def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
-            for key, val in iterate(coll(ctx, f)):
-                ctx.steps -= 1
-                if ctx.steps < 0:
-                    ctx.spend(0)
+            items = coll(ctx, f)
+            if isinstance(items, dict):
+                ctx.steps -= len(items)
+                pairs: Any = items.items()
+            elif isinstance(items, list | tuple):
+                ctx.steps -= len(items)
+                if not key_slot:
+                    for val in items:
+                        f[val_slot] = val
+                        if keep(ctx, f) and nxt(ctx, f, k):
+                            return True
+                    return ctx.steps < 0 and ctx.spend(0) is None
+                pairs = enumerate(items)
+            elif isinstance(items, frozenset | set):
+                ctx.steps -= len(items)
+                pairs = ((member, member) for member in items)
+            else:
+                return False
+            if ctx.steps < 0:
+                ctx.spend(0)
+            for key, val in pairs:
                 if key_slot:
                     f[key_slot] = key
                 f[val_slot] = val
-                if nxt(ctx, f, k):
+                if keep(ctx, f) and nxt(ctx, f, k):
                     return True
             return False
 
         return step
 
-    return build
+
+def _iter_step(coll: ValueFn, key_slot: int, val_slot: int) -> Builder:
+    return IterStmt(coll, key_slot, val_slot)
 
 
 def _iter_match_step(coll: ValueFn, key_matcher: Matcher, val_slot: int) -> Builder:
@@ -159,6 +264,13 @@ def _iter_match_step(coll: ValueFn, key_matcher: Matcher, val_slot: int) -> Buil
         return step
 
     return build
+
+
+def _conjunction(parts: list[Builder]) -> Builder:
+    direct = direct_body(parts)
+    if direct is not None:
+        return Stmt(direct)
+    return lambda nxt: _chain(parts, nxt)
 
 
 class CompiledQuery:
@@ -181,6 +293,11 @@ class Compiler:
         self._funcs: dict[tuple[str, ...], FuncFn] = {}
         self._namespaces: dict[tuple[str, ...], RuleFn] = {}
         self._ids = 0
+        # What some value functions are, so generated call sites can inline them:
+        # id(fn) -> ("const", value) | ("slot", index); the fn is kept alive by the entry.
+        self._known: dict[int, tuple[str, Any, ValueFn]] = {}
+        modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
+        self.rules_replaceable = any(_replaces_data(m) for m in modules.values())
 
     # ---- problems ------------------------------------------------------------------
 
@@ -252,17 +369,11 @@ class Compiler:
         }
         if leaked:
             raise NotReady(leaked, expr.span)
+        if isinstance(builder, Stmt):
+            holds = builder.direct
+            return Stmt(lambda ctx, f: not holds(ctx, f))
         inner = builder(_final)
-
-        def build(nxt: Step) -> Step:
-            def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
-                if inner(ctx, f, _stop):
-                    return False
-                return nxt(ctx, f, k)
-
-            return step
-
-        return build
+        return Stmt(lambda ctx, f: not inner(ctx, f, _stop))
 
     def with_literal(self, lit: ast.Literal, scope: Scope) -> Builder:
         targets: list[tuple[str, tuple[Any, ...]]] = []
@@ -326,7 +437,7 @@ class Compiler:
             for var in expr.names:
                 scope.bound.pop(var.name, None)
                 scope.declared.add(var.name)
-            return lambda nxt: nxt
+            return _NOOP
         if isinstance(expr, ast.SomeIn):
             return self.some_in(expr, scope)
         if isinstance(expr, ast.Every):
@@ -340,8 +451,31 @@ class Compiler:
             if relational is not None:
                 return relational
         hoists: list[Builder] = []
-        fn = self.value(expr, scope, hoists)
-        return self.with_hoists(hoists, _truthy_step(fn))
+        return self.with_hoists(hoists, Stmt(self.test(expr, scope, hoists)))
+
+    def test(self, term: ast.Term, scope: Scope, hoists: list[Builder]) -> Direct:
+        """A condition: true when the term is defined and not `false`."""
+        if isinstance(term, ast.BinOp) and term.op not in ("==", "!="):
+            left = self.value(term.left, scope, hoists)
+            right = self.value(term.right, scope, hoists)
+            op = self.builtins[_OPERATORS[term.op]]
+            return self.builtin_call(op, [left, right], term.span, test=True)
+        if isinstance(term, ast.BinOp) and term.op == "==" and isinstance(constant(term.right), str):
+            left = self.value(term.left, scope, hoists)
+            text = constant(term.right)
+            return lambda ctx, f: left(ctx, f) == text
+        if isinstance(term, ast.Call):
+            kind, target = self.resolve_call(term.name, scope)
+            if kind == "builtin" and len(term.args) == target.arity:
+                args = [self.value(a, scope, hoists) for a in term.args]
+                return self.builtin_call(target, args, term.span, test=True)
+        fn = self.value(term, scope, hoists)
+
+        def holds(ctx: Ctx, f: Frame) -> bool:
+            v = fn(ctx, f)
+            return v is not UNDEFINED and v is not False
+
+        return holds
 
     @staticmethod
     def with_hoists(hoists: list[Builder], last: Builder) -> Builder:
@@ -388,7 +522,7 @@ class Compiler:
                 parts = [
                     self.unify(a, b, scope) for a, b in zip(left.items, right.items, strict=True)
                 ]
-                return lambda nxt: _chain(parts, nxt)
+                return _conjunction(parts)
             if isinstance(left, ast.ObjectTerm) and isinstance(right, ast.ObjectTerm):
                 return self.unify_objects(left, right, scope)
             names = {
@@ -418,12 +552,12 @@ class Compiler:
             raise NotReady({"_"}, left.span)
         right_by_key = {freeze(k): i.value for k, i in zip(right_keys, right.items, strict=True)}
         if len(left_keys) != len(right_keys) or set(map(freeze, left_keys)) != set(right_by_key):
-            return lambda nxt: lambda ctx, f, k: False
+            return Stmt(_never)
         parts = [
             self.unify(i.value, right_by_key[freeze(key)], scope)
             for key, i in zip(left_keys, left.items, strict=True)
         ]
-        return lambda nxt: _chain(parts, nxt)
+        return _conjunction(parts)
 
     def some_in(self, expr: ast.SomeIn, scope: Scope) -> Builder:
         hoists: list[Builder] = []
@@ -432,6 +566,17 @@ class Compiler:
             if name != "_":
                 scope.bound.pop(name, None)
                 scope.declared.add(name)
+        simple = [
+            t is None or (isinstance(t, ast.Var) and t.name not in scope.bound)
+            for t in (expr.key, expr.value)
+        ]
+        if all(simple):
+            key = expr.key
+            key_slot = 0 if key is None or key.name == "_" else scope.bind(key.name)  # type: ignore[union-attr]
+            value = expr.value
+            assert isinstance(value, ast.Var)
+            val_slot = scope.layout.new_slot() if value.name == "_" else scope.bind(value.name)
+            return self.with_hoists(hoists, IterStmt(coll, key_slot, val_slot))
         key_matcher = self.pattern(expr.key, scope) if expr.key is not None else None
         value_matcher = self.pattern(expr.value, scope)
 
@@ -459,19 +604,16 @@ class Compiler:
         val_slot = inner.bind(expr.value.name)
         body = _chain(self.body(expr.body, inner, set()))
 
-        def build(nxt: Step) -> Step:
-            def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
-                for key, val in iterate(domain(ctx, f)):
-                    if key_slot:
-                        f[key_slot] = key
-                    f[val_slot] = val
-                    if not body(ctx, f, _stop):
-                        return False
-                return nxt(ctx, f, k)
+        def holds(ctx: Ctx, f: Frame) -> bool:
+            for key, val in iterate(domain(ctx, f)):
+                if key_slot:
+                    f[key_slot] = key
+                f[val_slot] = val
+                if not body(ctx, f, _stop):
+                    return False
+            return True
 
-            return step
-
-        return self.with_hoists(hoists, build)
+        return self.with_hoists(hoists, Stmt(holds))
 
     # ---- patterns ----------------------------------------------------------------------------
 
@@ -562,7 +704,9 @@ class Compiler:
         if const is not MISSING:
             if isinstance(const, FrozenDict):
                 const = dict(const)
-            return lambda ctx, f: const
+            const_fn: ValueFn = lambda ctx, f: const  # noqa: E731
+            self._known[id(const_fn)] = ("const", const, const_fn)
+            return const_fn
         if isinstance(term, ast.Var):
             return self.var_value(term, scope, hoists)
         if isinstance(term, ast.Ref):
@@ -582,11 +726,16 @@ class Compiler:
             return self.collection(term, scope, hoists)
         return self.comprehension(term, scope)
 
+    def slot_reader(self, slot: int) -> ValueFn:
+        read: ValueFn = lambda ctx, f: f[slot]  # noqa: E731
+        self._known[id(read)] = ("slot", slot, read)
+        return read
+
     def var_value(self, var: ast.Var, scope: Scope, hoists: list[Builder]) -> ValueFn:
         name = var.name
         slot = scope.bound.get(name)
         if slot is not None:
-            return lambda ctx, f: f[slot]
+            return self.slot_reader(slot)
         if not scope.is_local(name):
             return self.path_value(self.global_path(name, scope), (), scope, hoists, var.span)
         raise NotReady({name}, var.span)
@@ -623,7 +772,7 @@ class Compiler:
         if root[0] == "input":
             prefix = root[1:]
             return self.apply_path(
-                lambda ctx, f: ctx.input, tuple(_str_terms(prefix, span)) + items, scope, hoists
+                _input_root, tuple(_str_terms(prefix, span)) + items, scope, hoists
             )
         node: tuple[Any, ...] = root
         position = 0
@@ -637,8 +786,11 @@ class Compiler:
                         span,
                     )
                     return lambda ctx, f: UNDEFINED
-                rule = self.rule(node)
-                return self.apply_path(lambda ctx, f: rule(ctx), items[position:], scope, hoists)
+                fixed = self.constant_rule(node)
+                if fixed is not MISSING:
+                    base = self.constant_fn(fixed)
+                    return self.apply_path(base, items[position:], scope, hoists)
+                return self.apply_path(self.rule(node), items[position:], scope, hoists)
             key = consts[position] if position < len(consts) else MISSING
             if node in self.index.namespaces or node == ("data",):
                 if isinstance(key, str) and key in self.index.children(node):
@@ -654,7 +806,7 @@ class Compiler:
             break
         data_path = node[1:]
         return self.apply_path(
-            lambda ctx, f: ctx.data,
+            _data_root,
             tuple(_str_terms(data_path, span)) + items[position:],
             scope,
             hoists,
@@ -885,53 +1037,51 @@ class Compiler:
 
         return call_user
 
-    @staticmethod
-    def builtin_call(builtin: Builtin, args: list[ValueFn], span: Span) -> ValueFn:
-        fn = builtin.fn
+    def builtin_call(
+        self, builtin: Builtin, args: list[ValueFn], span: Span, test: bool = False
+    ) -> ValueFn:
+        """A call site specialised by generated code: constant and variable
+        arguments are read inline, only other arguments cost a call.
+
+        With `test`, the function answers whether the call is true (defined and
+        not false), for statements used as conditions.
+        """
 
         def failed(ctx: Ctx, exc: BuiltinError) -> Any:
             if ctx.strict:
                 raise EvalError(exc.code, exc.message, span) from None
             return UNDEFINED
 
-        if len(args) == 1:
-            (a0,) = args
-
-            def call1(ctx: Ctx, f: Frame) -> Any:
-                x = a0(ctx, f)
-                if x is UNDEFINED:
-                    return UNDEFINED
-                try:
-                    return fn(x)
-                except BuiltinError as exc:
-                    return failed(ctx, exc)
-
-            return call1
-        if len(args) == 2:
-            a0, a1 = args
-
-            def call2(ctx: Ctx, f: Frame) -> Any:
-                x = a0(ctx, f)
-                y = a1(ctx, f)
-                if x is UNDEFINED or y is UNDEFINED:
-                    return UNDEFINED
-                try:
-                    return fn(x, y)
-                except BuiltinError as exc:
-                    return failed(ctx, exc)
-
-            return call2
-
-        def call_n(ctx: Ctx, f: Frame) -> Any:
-            values = [a(ctx, f) for a in args]
-            if UNDEFINED in values:
-                return UNDEFINED
-            try:
-                return fn(*values)
-            except BuiltinError as exc:
-                return failed(ctx, exc)
-
-        return call_n
+        env: dict[str, Any] = {
+            "fn": builtin.fn, "U": UNDEFINED, "failed": failed, "BuiltinError": BuiltinError,
+        }  # fmt: skip
+        lines: list[str] = []
+        checks: list[str] = []
+        operands: list[str] = []
+        for i, arg in enumerate(args):
+            known = self._known.get(id(arg))
+            if known is not None and known[0] == "const":
+                env[f"c{i}"] = known[1]
+                operands.append(f"c{i}")
+            elif known is not None and known[0] == "slot":
+                operands.append(f"f[{known[1]}]")
+            else:
+                env[f"a{i}"] = arg
+                lines.append(f"    x{i} = a{i}(ctx, f)")
+                checks.append(f"x{i} is U")
+                operands.append(f"x{i}")
+        if checks:
+            lines.append(f"    if {' or '.join(checks)}:")
+            lines.append("        return False" if test else "        return U")
+        lines.append("    try:")
+        lines.append(f"        r = fn({', '.join(operands)})")
+        lines.append("    except BuiltinError as exc:")
+        lines.append("        return failed(ctx, exc) is not U" if test else "        return failed(ctx, exc)")
+        lines.append("    return r is not False and r is not U" if test else "    return r")
+        source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
+        exec(compile(source, f"<call {builtin.name}>", "exec"), env)  # noqa: S102 - generated from our own template
+        call: ValueFn = env["call"]
+        return call
 
     # ---- rules ---------------------------------------------------------------------------------------
 
@@ -945,7 +1095,7 @@ class Compiler:
         rule_id = self._ids
         compute = self.compute_group(group)
 
-        def evaluate(ctx: Ctx) -> Any:
+        def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
             if ctx.overrides is not None and path in ctx.overrides:
                 return ctx.overrides[path]
             cache = ctx.cache
@@ -957,6 +1107,28 @@ class Compiler:
 
         self._rules[path] = evaluate
         return evaluate
+
+    def constant_rule(self, path: tuple[str, ...]) -> Any:
+        """The value of a rule that is a plain constant (`p := [1, 2]`), or MISSING.
+
+        Such rules are inlined at their references, unless some `with` statement
+        could replace rule values.
+        """
+        group = self.index.groups[path]
+        if self.rules_replaceable or group.kind != "complete" or group.default is not None:
+            return MISSING
+        if len(group.definitions) != 1:
+            return MISSING
+        rule = group.definitions[0][1]
+        if not isinstance(rule, ast.CompleteRule) or rule.body or rule.elses or rule.value is None:
+            return MISSING
+        value = constant(rule.value)
+        return dict(value) if isinstance(value, FrozenDict) else value
+
+    def constant_fn(self, value: Any) -> ValueFn:
+        const_fn: ValueFn = lambda ctx, f: value  # noqa: E731
+        self._known[id(const_fn)] = ("const", value, const_fn)
+        return const_fn
 
     def compute_group(self, group: RuleGroup) -> RuleFn:
         definitions = [self.definition(module, rule) for module, rule in group.definitions]
@@ -1104,12 +1276,30 @@ class Compiler:
         scope: Scope,
         span: Span,
         conflict: str,
-    ) -> Step:
-        """One `value if body` clause of a complete rule/function: first value, conflicts checked."""
+    ) -> ClauseFn:
+        """One `value if body` clause of a complete rule/function: its value in a frame.
+
+        A deterministic body with a plain head runs straight-line; otherwise every
+        solution is enumerated and conflicting values raise.
+        """
         term: ast.Term = value if value is not None else ast.BoolLit(span=span, value=True)
         builders = self.safe_body(body, scope, set(term_vars(term)))
         const = constant(term)
         stop_at_first = const is not MISSING
+        direct = direct_body(builders)
+        if direct is not None:
+            head_hoists: list[Builder] = []
+            try:
+                head_fn = self.value(term, scope.copy(), head_hoists)
+            except NotReady:
+                head_hoists = [_NOOP]  # reported by the general path below
+            if not head_hoists:
+                if stop_at_first:
+                    if isinstance(const, FrozenDict):
+                        const = dict(const)
+                    fixed = const
+                    return lambda ctx, f: fixed if direct(ctx, f) else UNDEFINED
+                return lambda ctx, f: head_fn(ctx, f) if direct(ctx, f) else UNDEFINED
 
         def collect(f: Frame, v: Any) -> bool:
             acc = f[0]
@@ -1120,7 +1310,15 @@ class Compiler:
                 raise EvalError(CONFLICT_ERROR, conflict, span)
             return False
 
-        return _chain(builders, self.head((term,), scope, collect, span))
+        run = _chain(builders, self.head((term,), scope, collect, span))
+
+        def enumerate_solutions(ctx: Ctx, f: Frame) -> Any:
+            f[0] = MISSING
+            run(ctx, f, _go_on)
+            v = f[0]
+            return UNDEFINED if v is MISSING else v
+
+        return enumerate_solutions
 
     def set_definition(self, rule: ast.PartialSetRule, scope: Scope) -> RuleFn:
         builders = self.safe_body(rule.body, scope, set(term_vars(rule.element)))
@@ -1234,11 +1432,10 @@ class Compiler:
             for m, a in zip(matchers, args, strict=True):
                 if not m(ctx, f, a):
                     return UNDEFINED
-            for run in runners:
-                f[0] = MISSING
-                run(ctx, f, _go_on)
-                if f[0] is not MISSING:
-                    return f[0]
+            for clause in runners:
+                v = clause(ctx, f)
+                if v is not UNDEFINED:
+                    return v
             return UNDEFINED
 
         return evaluate
@@ -1288,26 +1485,18 @@ class Compiler:
         return CompiledQuery(_chain(builders), scope.layout, outputs)
 
 
-def _first_defined(runners: list[Step], layout: Layout) -> RuleFn:
-    if len(runners) == 1:
-        (run,) = runners
-
-        def evaluate_one(ctx: Ctx) -> Any:
-            f: Frame = [None] * layout.size
-            f[0] = MISSING
-            run(ctx, f, _go_on)
-            v = f[0]
-            return UNDEFINED if v is MISSING else v
-
-        return evaluate_one
+def _first_defined(clauses: list[ClauseFn], layout: Layout) -> RuleFn:
+    size = layout.size
+    if len(clauses) == 1:
+        (clause,) = clauses
+        return lambda ctx: clause(ctx, [None] * size)
 
     def evaluate(ctx: Ctx) -> Any:
-        f: Frame = [None] * layout.size
-        for run in runners:
-            f[0] = MISSING
-            run(ctx, f, _go_on)
-            if f[0] is not MISSING:
-                return f[0]
+        f: Frame = [None] * size
+        for clause in clauses:
+            v = clause(ctx, f)
+            if v is not UNDEFINED:
+                return v
         return UNDEFINED
 
     return evaluate
@@ -1325,9 +1514,49 @@ def _slot_reader(slot: int) -> ValueFn:
     return lambda ctx, f: f[slot]
 
 
+def _replaces_data(node: object) -> bool:
+    """Whether a `with data.…` statement occurs anywhere under the node."""
+    if isinstance(node, ast.With):
+        target = node.target.head if isinstance(node.target, ast.Ref) else node.target
+        return isinstance(target, ast.Var) and target.name == "data"
+    if isinstance(node, tuple):
+        return any(_replaces_data(item) for item in node)
+    fields = getattr(node, "__struct_fields__", None)
+    if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
+        return False
+    return any(_replaces_data(getattr(node, name)) for name in fields if name != "span")
+
+
+def _input_root(ctx: Ctx, f: Frame) -> Any:
+    return ctx.input
+
+
+def _data_root(ctx: Ctx, f: Frame) -> Any:
+    return ctx.data
+
+
+def _root_walk(root: str, keys: tuple[Any, ...]) -> ValueFn:
+    """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
+    env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
+    lines = [f"    v = ctx.{root}"]
+    for i, key in enumerate(keys):
+        env[f"k{i}"] = key
+        lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+        if i < len(keys) - 1:
+            lines.append("    if v is U:\n        return U")
+    source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
+    exec(compile(source, f"<{root} path>", "exec"), env)  # noqa: S102 - generated from our own template
+    get: ValueFn = env["get"]
+    return get
+
+
 def _walk(fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
     if not keys:
         return fn
+    if fn is _input_root:
+        return _root_walk("input", keys)
+    if fn is _data_root:
+        return _root_walk("data", keys)
     if len(keys) == 1:
         (key,) = keys
 
