@@ -31,7 +31,7 @@ def _arguments(name: str) -> st.SearchStrategy[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(data=st.data())
 def test_builtin_never_raises_anything_but_builtin_error(name: str, data: st.DataObject) -> None:
     args = data.draw(_arguments(name))
