@@ -108,17 +108,12 @@ def engine_with(extra: Mapping[str, str] | None = None) -> Engine:
 
 
 def decide(engine: Engine, document: Mapping[str, Any]) -> Decision:
+    """The decision exactly as the proxy reads it (no JSON round trip in between)."""
     from policy_engine import UNDEFINED
 
     value = engine.prepare("data.gateway.decision")(dict(document))
     assert value is not UNDEFINED, "data.gateway.decision is undefined"
-    return decision_from_value(json.loads(json.dumps(value, default=_plain)))
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, (frozenset, tuple)):
-        return list(value)
-    return str(value)
+    return decision_from_value(value)
 
 
 @cache

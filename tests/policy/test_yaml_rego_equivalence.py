@@ -3,8 +3,8 @@
 Hypothesis draws 25 policies (rule sets for keys, projects and all keys, with
 globs, ids and inactive rules), writes each once as a `*.iam.yaml` file and once
 as the equivalent hand-written Rego module, loads both next to the default
-policy and compares the full decisions on 40 drawn requests per policy: 1,000
-inputs in all.
+policy and compares the full decisions on 40 drawn requests per policy (whose
+keys also carry random key-store rules): 1,000 inputs in all.
 """
 
 from __future__ import annotations
@@ -60,6 +60,19 @@ def rules(draw: st.DrawFn) -> dict[str, Any]:
     return rule
 
 
+@st.composite
+def store_rules(draw: st.DrawFn) -> dict[str, Any]:
+    """A rule as the key store hands it over, combined with the file's rules."""
+    rule = draw(rules())
+    rule_type = next(t for t in RULE_VALUES if t in rule)
+    return {
+        "id": f"store-{draw(st.integers(0, 9))}",
+        "type": rule_type,
+        "values": rule[rule_type],
+        "status": rule.get("status", "active"),
+    }
+
+
 targets = st.one_of(
     st.sampled_from(KEYS).map(lambda k: {"key": k}),
     st.sampled_from(PROJECTS).map(lambda p: {"project": p}),
@@ -95,7 +108,11 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
                 "operation": operation,
                 "model": None if operation == "models.list" else draw(st.sampled_from(MODELS)),
             },
-            "key": {"id": draw(st.sampled_from(KEYS)), "project_id": project},
+            "key": {
+                "id": draw(st.sampled_from(KEYS)),
+                "project_id": project,
+                "iam_rules": draw(st.lists(store_rules(), max_size=2)),
+            },
             "project": {
                 "id": project,
                 "mode": draw(st.sampled_from(["api-keys", "credits", "hybrid"])),
