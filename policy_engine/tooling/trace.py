@@ -134,11 +134,31 @@ class TracingCompiler(Compiler):
         # base compiler compiles a rule's clauses in order (body, then elses).
         self._clauses: list[list[tuple[str, ast.CompleteRule | ast.FunctionRule | ast.Else]]] = []
 
+    def constant_rule(self, path: tuple[str, ...]) -> Any:
+        """Never inline constant rules: every rule evaluation must show in the trace."""
+        return MISSING
+
     def literal(self, lit: ast.Literal, scope: Scope) -> Builder:
         builder = super().literal(lit, scope)
         if lit.withs:
             return builder  # the base compiles the plain statement through `literal` too
         tracer, span = self.tracer, lit.span
+        direct = getattr(builder, "direct", None)
+        if direct is not None:
+            # A deterministic statement run straight-line: keep that shape.
+            def holds(ctx: Ctx, f: Frame) -> bool:
+                tracer.enter_expr(span)
+                try:
+                    ok = bool(direct(ctx, f))
+                    if ok:
+                        tracer.pass_expr(span)
+                    return ok
+                finally:
+                    tracer.leave_expr(span)
+
+            stmt_type: Any = type(builder)
+            rebuilt: Builder = stmt_type(holds)
+            return rebuilt
 
         def build(nxt: Step) -> Step:
             def after(ctx: Ctx, f: Frame, k: Cont) -> bool:
@@ -210,36 +230,31 @@ class TracingCompiler(Compiler):
 
         return evaluate
 
-    def clause(
-        self,
-        body: tuple[ast.Literal, ...],
-        value: ast.Term | None,
-        scope: Scope,
-        span: Span,
-        conflict: str,
-    ) -> Step:
-        run = super().clause(body, value, scope, span, conflict)
+    def clause(self, *args: Any, **kwargs: Any) -> Any:
+        run = super().clause(*args, **kwargs)
         pending = self._clauses[-1] if self._clauses else []
         if not pending:
             return run
         name, node = pending.pop(0)
         tracer, clause_span = self.tracer, node.span
 
-        def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
+        # A clause is either `(ctx, frame) -> value` or a continuation step
+        # `(ctx, frame, k) -> stop` that leaves its value in `frame[0]`.
+        def traced(ctx: Ctx, f: Frame, *k: Any) -> Any:
             tracer.record("enter", "clause", name, clause_span)
             tracer.depth += 1
             try:
-                stop = run(ctx, f, k)
+                result = run(ctx, f, *k)
             finally:
                 tracer.depth -= 1
-            produced = f[0]
-            if produced is MISSING:
+            produced = f[0] if k else result
+            if produced is MISSING or produced is UNDEFINED:
                 tracer.record("fail", "clause", name, clause_span)
             else:
                 tracer.record("exit", "clause", name, clause_span, produced)
-            return stop
+            return result
 
-        return step
+        return traced
 
     def compute_group(self, group: RuleGroup) -> RuleFn:
         compute = super().compute_group(group)

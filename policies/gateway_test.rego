@@ -1,0 +1,269 @@
+# Tests of the default policy (gateway.rego), one or more per rule body.
+#
+# Run them, with coverage of gateway.rego:
+#   policy-engine test policies/ --coverage
+#
+# Every test starts from `base`, a request that passes every check, and
+# changes only what it is about with `object.union` (a deep merge).
+package gateway_test
+
+import rego.v1
+
+base := {
+	"request": {
+		"operation": "chat.completions",
+		"token_present": true,
+		"model": "gpt-4",
+		"body_error": null,
+		"max_tokens": null,
+		"stream": false,
+		"time": "2026-11-27T10:00:00Z",
+		"client_ip": "127.0.0.1",
+	},
+	"key": {
+		"id": "key_1",
+		"status": "active",
+		"usage": "0",
+		"usage_limit": null,
+		"project_id": "proj_1",
+		"iam_rules": [],
+	},
+	"project": {
+		"id": "proj_1",
+		"status": "active",
+		"mode": "hybrid",
+		"provider_keys": [],
+		"iam_rules": [],
+	},
+	"organization": {"id": "org_1", "credits": "10.00"},
+	"gateway": {"credentialed_providers": ["mock", "openai"]},
+}
+
+# The base request with `patch` laid over it.
+with_patch(patch) := object.union(base, patch)
+
+decide(patch) := d if {
+	d := data.gateway.decision with input as with_patch(patch)
+}
+
+rule(id, type, values) := {"id": id, "type": type, "values": values, "status": "active"}
+
+# ---- the allowed path -------------------------------------------------------------
+
+test_allowed_request_goes_to_the_gateway_credential if {
+	d := decide({})
+	d.allow == true
+	d.status == 200
+	d.provider == "openai"
+	d.billing == "credits"
+	d.provider_model_id == "gpt-4"
+}
+
+test_project_key_is_preferred_in_hybrid_mode if {
+	d := decide({"project": {"provider_keys": ["openrouter"]}})
+	d.provider == "openrouter"
+	d.billing == "provider-key"
+}
+
+test_explicit_provider_is_used if {
+	d := decide({"request": {"model": "openrouter/gpt-4"}, "project": {"provider_keys": ["openrouter"]}})
+	d.allow == true
+	d.provider == "openrouter"
+	d.model == "gpt-4"
+}
+
+test_missing_mode_means_hybrid if {
+	d := decide({"project": {"mode": null}})
+	d.allow == true
+	d.billing == "credits"
+}
+
+test_mock_model_in_api_keys_mode_needs_no_key if {
+	d := decide({"request": {"model": "mock-model"}, "project": {"mode": "api-keys"}})
+	d.allow == true
+	d.provider == "mock"
+	d.billing == "provider-key"
+}
+
+test_cheapest_provider_wins if {
+	d := decide({"request": {"model": "gpt-oss-120b"}, "gateway": {"credentialed_providers": ["groq", "together"]}})
+	d.provider == "together"
+}
+
+# ---- checks 1 to 6 ----------------------------------------------------------------
+
+test_no_token_is_401 if {
+	d := decide({"request": {"token_present": false}})
+	d.status == 401
+	startswith(d.message, "Unauthorized: No API key provided.")
+}
+
+test_unknown_key_is_401 if {
+	d := decide({"key": null})
+	d.status == 401
+	startswith(d.message, "Unauthorized: Invalid LLMGateway API token.")
+}
+
+test_inactive_key_is_401 if {
+	d := decide({"key": {"status": "inactive"}})
+	d.status == 401
+	startswith(d.message, "Unauthorized: Invalid LLMGateway API token.")
+}
+
+test_usage_at_the_limit_is_401 if {
+	d := decide({"key": {"usage": "10", "usage_limit": "10.00"}})
+	d.status == 401
+	d.message == "Unauthorized: LLMGateway API key reached its usage limit."
+}
+
+test_usage_below_the_limit_passes if {
+	d := decide({"key": {"usage": "9.99", "usage_limit": "10"}})
+	d.allow == true
+}
+
+test_archived_project_is_410 if {
+	d := decide({"project": {"status": "deleted"}})
+	d.status == 410
+}
+
+test_body_error_is_400_with_the_proxy_message if {
+	d := decide({"request": {"body_error": "Invalid JSON body"}})
+	d.status == 400
+	d.message == "Invalid JSON body"
+}
+
+test_missing_model_is_400 if {
+	d := decide({"request": {"model": null}})
+	d.status == 400
+	contains(d.message, "`model` is required")
+}
+
+test_unknown_model_is_400 if {
+	d := decide({"request": {"model": "no-such-model"}})
+	d.status == 400
+	d.message == "Unsupported model: no-such-model"
+}
+
+test_unknown_provider_for_a_model_is_400 if {
+	d := decide({"request": {"model": "anthropic/gpt-4"}})
+	d.message == "Unsupported model: anthropic/gpt-4"
+}
+
+# ---- check 7: IAM rules -------------------------------------------------------------
+
+test_denied_model_is_403 if {
+	d := decide({"key": {"iam_rules": [rule("no-gpt4", "deny_models", ["gpt-4*"])]}})
+	d.status == 403
+	d.message == "Access denied: Model gpt-4 is in the denied models list"
+	d.reasons[0].rule_id == "no-gpt4"
+}
+
+test_model_outside_the_allowed_list_is_403 if {
+	d := decide({"project": {"iam_rules": [rule("small", "allow_models", ["gpt-4o-mini"])]}})
+	d.status == 403
+	d.message == "Access denied: Model gpt-4 is not in the allowed models list"
+	d.reasons[0].rule_id == "small"
+}
+
+test_two_allow_rules_in_a_layer_name_no_rule if {
+	rules := [rule("a", "allow_models", ["gpt-4o-mini"]), rule("b", "allow_models", ["o3-mini"])]
+	d := decide({"key": {"iam_rules": rules}})
+	d.status == 403
+	d.reasons[0].rule_id == null
+}
+
+test_inactive_rules_are_ignored if {
+	inactive := object.union(rule("no-gpt4", "deny_models", ["gpt-4"]), {"status": "inactive"})
+	d := decide({"key": {"iam_rules": [inactive]}, "project": {"iam_rules": [inactive]}})
+	d.allow == true
+}
+
+test_operation_outside_the_allowed_list_is_403 if {
+	d := decide({"key": {"iam_rules": [rule("emb", "allow_operations", ["embeddings"])]}})
+	d.message == "Access denied: Operation chat.completions is not in the allowed operations list"
+}
+
+test_denied_operation_is_403 if {
+	d := decide({"key": {"iam_rules": [rule("no-chat", "deny_operations", ["chat.completions"])]}})
+	d.message == "Access denied: Operation chat.completions is in the denied operations list"
+}
+
+test_explicit_provider_outside_the_allowed_list_is_403 if {
+	d := decide({"request": {"model": "openrouter/gpt-4"}, "key": {"iam_rules": [rule("oa", "allow_providers", ["openai"])]}})
+	d.message == "Access denied: Provider openrouter is not in the allowed providers list"
+}
+
+test_allowed_providers_narrow_the_candidates if {
+	d := decide({"key": {"iam_rules": [rule("or", "allow_providers", ["openrouter"])]}, "gateway": {"credentialed_providers": ["openai", "openrouter"]}})
+	d.allow == true
+	d.provider == "openrouter"
+}
+
+test_denied_explicit_provider_is_403 if {
+	d := decide({"request": {"model": "openrouter/gpt-4"}, "key": {"iam_rules": [rule("no-or", "deny_providers", ["openrouter"])]}})
+	d.message == "Access denied: Provider openrouter is in the denied providers list"
+}
+
+test_no_provider_left_after_iam_is_403 if {
+	d := decide({"key": {"iam_rules": [rule("none", "deny_providers", ["openai", "openrouter"])]}})
+	d.message == "Access denied: No providers are allowed for model gpt-4 after applying IAM rules."
+	d.reasons[0].code == "no_provider"
+}
+
+test_yaml_rules_apply_as_the_gateway_layer if {
+	yaml_rule := object.union(rule("gw", "deny_models", ["gpt-4"]), {"layer": "gateway"})
+	d := data.gateway.decision with input as base with data.gateway.iam_policies.rules as [yaml_rule]
+	d.status == 403
+	d.reasons[0].rule_id == "gw"
+}
+
+# ---- check 7b: custom rules -----------------------------------------------------------
+
+test_custom_rule_denies_with_its_status if {
+	custom := [{"message": "Weekend", "status": 451}, {"message": "After hours"}]
+	d := data.gateway.decision with input as base with data.gateway.custom_deny as custom
+	d.status == 403
+	d.message == "After hours"
+	count(d.reasons) == 2
+}
+
+# ---- check 8: credentials ---------------------------------------------------------------
+
+test_api_keys_mode_without_a_key_is_400 if {
+	d := decide({"project": {"mode": "api-keys"}})
+	d.status == 400
+	startswith(d.message, "No provider key set for any of the providers that support model gpt-4.")
+}
+
+test_no_credential_anywhere_is_400 if {
+	d := decide({"gateway": {"credentialed_providers": []}})
+	d.status == 400
+	d.message == "No available provider could be found for model gpt-4"
+}
+
+test_credits_mode_without_credits_is_402 if {
+	d := decide({"project": {"mode": "credits"}, "organization": {"credits": "0"}})
+	d.status == 402
+	d.message == "Organization org_1 has insufficient credits"
+}
+
+test_hybrid_mode_without_credits_is_402 if {
+	d := decide({"organization": {"credits": "-1.50"}})
+	d.status == 402
+	d.message == "No API key set for provider and organization has insufficient credits"
+}
+
+# ---- the models list ----------------------------------------------------------------------
+
+test_models_list_shows_what_the_key_may_use if {
+	rules := [rule("small", "allow_models", ["gpt-4o-mini", "mock-model"])]
+	d := decide({"request": {"operation": "models.list", "model": null}, "key": {"iam_rules": rules}})
+	d.allow == true
+	d.models == ["gpt-4o-mini", "mock-model"]
+	d.model == null
+}
+
+test_models_list_after_authentication_only if {
+	d := decide({"request": {"operation": "models.list", "model": null, "token_present": false}})
+	d.status == 401
+}
