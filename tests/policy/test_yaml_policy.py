@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,15 @@ def test_example_files_load_and_validate(path: Path) -> None:
 
 def test_there_are_example_files() -> None:
     assert len(_checked_examples()) >= 3
+
+
+def test_the_readme_yaml_example_loads_and_validates() -> None:
+    text = (POLICY_DIR / "README.md").read_text(encoding="utf-8")
+    blocks = [
+        b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL) if "rule_sets" in b
+    ]
+    assert blocks
+    for block in blocks:
+        (module,) = lower(Source(name="README.md", text=block))
+        assert len(module.rules) == 3
+        jsonschema.validate(yaml.safe_load(block), schema("policy.schema.json"))
