@@ -71,6 +71,7 @@ class UpstreamServer:
         self.requests: list[dict[str, Any]] = []
         self.active_streams = 0
         self.finished_streams = 0
+        self._streaming: list[web.Request] = []
         self._thread = LoopThread()
         self._release: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -87,6 +88,11 @@ class UpstreamServer:
         if self._runner is not None:
             self._thread.run(self._runner.cleanup())
         self._thread.stop()
+
+    @property
+    def stream_clients_gone(self) -> bool:
+        """True when every stream in progress has lost its client (the gateway)."""
+        return all(r.transport is None or r.transport.is_closing() for r in self._streaming)
 
     def release_stream(self) -> None:
         def release() -> None:
@@ -148,6 +154,7 @@ class UpstreamServer:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         self.active_streams += 1
+        self._streaming.append(request)
         try:
             await self._write_stream(response, body, usage, wait)
             self.finished_streams += 1
@@ -155,6 +162,7 @@ class UpstreamServer:
             pass  # the gateway went away mid-stream: what the disconnect test expects
         finally:
             self.active_streams -= 1
+            self._streaming.remove(request)
         return response
 
     async def _write_stream(

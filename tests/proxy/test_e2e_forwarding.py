@@ -214,6 +214,7 @@ def test_client_disconnect_cancels_upstream(
         assert upstream_client.responses_open == 1
     # The client is gone: the gateway closes its upstream response and drops the connection.
     _eventually(lambda: upstream_client.responses_open == 0, "the upstream response is closed")
+    _eventually(lambda: deployment.upstream.stream_clients_gone, "the upstream saw the close")
     deployment.upstream.release_stream()
     _eventually(lambda: deployment.upstream.active_streams == 0, "the upstream stream ended")
     assert deployment.upstream.finished_streams == finished_before  # it never completed
