@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import lru_cache
 from typing import Final
 
@@ -160,7 +160,8 @@ def _format_float(spec: _Spec, number: Decimal) -> str | None:
         digits = _shortest_float(abs(number))
         digits = digits.upper() if verb == "G" else digits
     elif verb in ("g", "G"):
-        digits = format(abs(number), f".{spec.precision}g")
+        digits = _general_form(abs(number), spec.precision or 1)
+        digits = digits.upper() if verb == "G" else digits
     else:
         return None
     return _pad_number(_sign(number < 0, spec.flags), digits, spec)
@@ -177,6 +178,15 @@ def _shortest_float(number: Decimal, exponent_from: int = 6) -> str:
     if exponent < -4 or exponent >= exponent_from:
         return _exponent_form(normal, len(normal.as_tuple().digits) - 1)
     return format(normal, "f")
+
+
+def _general_form(number: Decimal, significant: int) -> str:
+    """Go's %.Ng: N significant digits, no trailing zeros, exponent form outside [1e-4, 1eN)."""
+    rounded = Context(prec=significant, rounding=ROUND_HALF_EVEN).plus(number).normalize()
+    exponent = rounded.adjusted()
+    if exponent < -4 or exponent >= significant:
+        return _exponent_form(rounded, len(rounded.as_tuple().digits) - 1)
+    return format(rounded, "f")
 
 
 def _exponent_form(number: Decimal, precision: int) -> str:
