@@ -69,9 +69,12 @@ def _targets(index: RuleIndex, prefix: Path) -> Iterator[Path]:
         yield group.path
 
 
-def dependencies(index: RuleIndex, module: ast.Module, rule: ast.Rule) -> set[Path]:
+def dependencies(
+    index: RuleIndex, module: ast.Module, rule: ast.Rule, names: dict[str, Path] | None = None
+) -> set[Path]:
     """Rule groups this rule refers to (through names, `data.` refs and calls)."""
-    names = _module_names(index, module)
+    if names is None:
+        names = _module_names(index, module)
     local = set(term_vars(getattr(rule, "args", None) or ()))
     found: set[Path] = set()
     for node in _walk(rule):
@@ -99,11 +102,15 @@ def dependencies(index: RuleIndex, module: ast.Module, rule: ast.Rule) -> set[Pa
 def check_recursion(index: RuleIndex) -> list[Diagnostic]:
     """One `rego_recursion_error` per rule group that lies on a dependency cycle."""
     graph: dict[Path, set[Path]] = {}
+    module_names: dict[int, dict[str, Path]] = {}
     spans: dict[Path, Span] = {}
     for path, group in index.groups.items():
         deps: set[Path] = set()
         for module, rule in group.definitions:
-            deps |= dependencies(index, module, rule)
+            names = module_names.get(id(module))
+            if names is None:
+                names = module_names[id(module)] = _module_names(index, module)
+            deps |= dependencies(index, module, rule, names)
             spans.setdefault(path, rule.span)
         graph[path] = deps
     problems: list[Diagnostic] = []

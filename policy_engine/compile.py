@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from types import CodeType
 from typing import Any
 
 from policy_engine import ast
@@ -296,6 +297,9 @@ class Compiler:
         # What some value functions are, so generated call sites can inline them:
         # id(fn) -> ("const", value) | ("slot", index); the fn is kept alive by the entry.
         self._known: dict[int, tuple[str, Any, ValueFn]] = {}
+        self._single_clauses: dict[RuleFn, tuple[ClauseFn, int]] = {}
+        self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
+        self._code_cache: dict[str, CodeType] = {}
         modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
         self.rules_replaceable = any(_replaces_data(m) for m in modules.values())
 
@@ -310,14 +314,14 @@ class Compiler:
         if module is None:
             return Scope(layout=Layout(), package=(), globals={})
         package = module.package
-        names: dict[str, tuple[str, ...]] = {}
-        prefix = ("data", *package)
-        for path in self.index.groups:
-            if path[: len(prefix)] == prefix and len(path) > len(prefix):
-                names[path[len(prefix)]] = (*prefix, path[len(prefix)])
-        for imp in module.imports:
-            if imp.path[0] in ("data", "input") and len(imp.path) > 1:
-                names[imp.alias or imp.path[-1]] = imp.path
+        names = self._module_globals.get(id(module))
+        if names is None:
+            prefix = ("data", *package)
+            names = {name: (*prefix, name) for name in self.index.children(prefix)}
+            for imp in module.imports:
+                if imp.path[0] in ("data", "input") and len(imp.path) > 1:
+                    names[imp.alias or imp.path[-1]] = imp.path
+            self._module_globals[id(module)] = names
         return Scope(layout=Layout(), package=package, globals=names)
 
     # ---- bodies --------------------------------------------------------------------------
@@ -822,7 +826,7 @@ class Compiler:
             if const is not MISSING:
                 pending_keys.append(freeze(const))
                 continue
-            fn = _walk(fn, tuple(pending_keys))
+            fn = _walk(fn, tuple(pending_keys), self._code_cache)
             pending_keys = []
             if isinstance(item, ast.Var) and (
                 item.name == "_" or self.is_unbound_local(item, scope)
@@ -840,7 +844,7 @@ class Compiler:
                 continue
             key_fn = self.value(item, scope, hoists)
             fn = _dynamic_index(fn, key_fn)
-        return _walk(fn, tuple(pending_keys))
+        return _walk(fn, tuple(pending_keys), self._code_cache)
 
     def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
         left = self.value(term.left, scope, hoists)
@@ -1079,8 +1083,7 @@ class Compiler:
         lines.append("        return failed(ctx, exc) is not U" if test else "        return failed(ctx, exc)")
         lines.append("    return r is not False and r is not U" if test else "    return r")
         source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
-        exec(compile(source, f"<call {builtin.name}>", "exec"), env)  # noqa: S102 - generated from our own template
-        call: ValueFn = env["call"]
+        call: ValueFn = generate(source, env, self._code_cache)
         return call
 
     # ---- rules ---------------------------------------------------------------------------------------
@@ -1094,16 +1097,31 @@ class Compiler:
         self._ids += 1
         rule_id = self._ids
         compute = self.compute_group(group)
+        single = self._single_clauses.get(compute)
+        if single is not None:
+            clause, size = single
 
-        def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
-            if ctx.overrides is not None and path in ctx.overrides:
-                return ctx.overrides[path]
-            cache = ctx.cache
-            value = cache.get(rule_id, MISSING)
-            if value is MISSING:
-                value = compute(ctx)
-                cache[rule_id] = value
-            return value
+            def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
+                if ctx.overrides is not None and path in ctx.overrides:
+                    return ctx.overrides[path]
+                cache = ctx.cache
+                value = cache.get(rule_id, MISSING)
+                if value is MISSING:
+                    value = clause(ctx, [None] * size)
+                    cache[rule_id] = value
+                return value
+
+        else:
+
+            def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
+                if ctx.overrides is not None and path in ctx.overrides:
+                    return ctx.overrides[path]
+                cache = ctx.cache
+                value = cache.get(rule_id, MISSING)
+                if value is MISSING:
+                    value = compute(ctx)
+                    cache[rule_id] = value
+                return value
 
         self._rules[path] = evaluate
         return evaluate
@@ -1207,7 +1225,7 @@ class Compiler:
                 self.clause(body, value, scope.copy(), rule.span, message)
                 for body, value in clauses
             ]
-            return _first_defined(runners, scope.layout)
+            return _first_defined(runners, scope.layout, self._single_clauses)
         if isinstance(rule, ast.PartialSetRule):
             return self.set_definition(rule, scope)
         if isinstance(rule, ast.PartialObjectRule):
@@ -1485,11 +1503,20 @@ class Compiler:
         return CompiledQuery(_chain(builders), scope.layout, outputs)
 
 
-def _first_defined(clauses: list[ClauseFn], layout: Layout) -> RuleFn:
+def _first_defined(
+    clauses: list[ClauseFn], layout: Layout, singles: dict[RuleFn, tuple[ClauseFn, int]]
+) -> RuleFn:
+    """The first defined clause value (`else` chains); single clauses are
+    recorded in `singles` so the memoising wrapper can call them directly."""
     size = layout.size
     if len(clauses) == 1:
         (clause,) = clauses
-        return lambda ctx: clause(ctx, [None] * size)
+
+        def evaluate_one(ctx: Ctx) -> Any:
+            return clause(ctx, [None] * size)
+
+        singles[evaluate_one] = (clause, size)
+        return evaluate_one
 
     def evaluate(ctx: Ctx) -> Any:
         f: Frame = [None] * size
@@ -1535,7 +1562,22 @@ def _data_root(ctx: Ctx, f: Frame) -> Any:
     return ctx.data
 
 
-def _root_walk(root: str, keys: tuple[Any, ...]) -> ValueFn:
+def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) -> Any:
+    """Define the one function in `source` with `env` as its globals.
+
+    The source comes only from this module's templates (names and slot numbers,
+    never policy text); values reach it through `env`. Identical templates are
+    compiled once per compiler.
+    """
+    code = code_cache.get(source)
+    if code is None:
+        code = code_cache[source] = compile(source, "<policy_engine generated>", "exec")
+    exec(code, env)  # noqa: S102 - our own template, see above
+    (name,) = [key for key in env if key in ("call", "get")]
+    return env[name]
+
+
+def _root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
     """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
     env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
     lines = [f"    v = ctx.{root}"]
@@ -1545,18 +1587,17 @@ def _root_walk(root: str, keys: tuple[Any, ...]) -> ValueFn:
         if i < len(keys) - 1:
             lines.append("    if v is U:\n        return U")
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
-    exec(compile(source, f"<{root} path>", "exec"), env)  # noqa: S102 - generated from our own template
-    get: ValueFn = env["get"]
+    get: ValueFn = generate(source, env, code_cache)
     return get
 
 
-def _walk(fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
+def _walk(fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
     if not keys:
         return fn
     if fn is _input_root:
-        return _root_walk("input", keys)
+        return _root_walk("input", keys, code_cache)
     if fn is _data_root:
-        return _root_walk("data", keys)
+        return _root_walk("data", keys, code_cache)
     if len(keys) == 1:
         (key,) = keys
 

@@ -11,6 +11,7 @@ engine.query("data.gateway.decision = x", input=..., data=...)  # OPA result set
 from __future__ import annotations
 
 import importlib
+from decimal import Decimal
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ import msgspec
 from policy_engine import ast
 from policy_engine.check import check_recursion
 from policy_engine.compile import CompiledQuery, Compiler
-from policy_engine.errors import COMPILE_ERROR, LIMIT_ERROR, Diagnostic, PolicyError
+from policy_engine.errors import COMPILE_ERROR, Diagnostic, PolicyError
 from policy_engine.index import RuleIndex, build_index
 from policy_engine.loader import read_policy_files
 from policy_engine.parser import parse_module, parse_query
-from policy_engine.runtime import MISSING, Ctx, Frame
+from policy_engine.runtime import Ctx, Frame
 from policy_engine.source import Source
-from policy_engine.terms import Layout, NotReady
-from policy_engine.values import UNDEFINED, FrozenDict, from_json, thaw
+from policy_engine.terms import NotReady
+from policy_engine.values import UNDEFINED, from_json, thaw
 
 __all__ = ["Engine", "EngineConfig", "Prepared"]
 
@@ -50,7 +51,15 @@ def _lower_yaml(name: str, text: str) -> list[ast.Module]:
         yaml_policy = importlib.import_module("policy_engine.yaml_policy")
     except ImportError:
         raise PolicyError(
-            [Diagnostic(code=COMPILE_ERROR, message="YAML policies are not supported", file=name, line=1, column=1)]
+            [
+                Diagnostic(
+                    code=COMPILE_ERROR,
+                    message="YAML policies are not supported",
+                    file=name,
+                    line=1,
+                    column=1,
+                )
+            ]
         ) from None
     modules: list[ast.Module] = yaml_policy.lower(Source(name=name, text=text))
     return modules
@@ -70,8 +79,21 @@ def _parse_all(sources: Mapping[str, str]) -> tuple[list[ast.Module], list[Diagn
     return modules, problems
 
 
-def _output(value: Any) -> Any:
-    return value if value is UNDEFINED else thaw(value)
+_SCALARS = frozenset({str, int, bool, type(None), Decimal})
+
+
+def public_value(value: Any) -> Any:
+    """The public API form (lists, dicts, frozensets), never an object the engine keeps."""
+    kind = type(value)
+    if kind in _SCALARS or value is UNDEFINED:
+        return value
+    if kind is dict:
+        # The common decision shape: an object of scalars; a shallow copy will do.
+        for item in value.values():
+            if type(item) not in _SCALARS:
+                return thaw(value)
+        return dict(value)
+    return thaw(value)
 
 
 class Engine:
@@ -146,7 +168,9 @@ class Engine:
 
     def _context(self, input_: Any, data: Mapping[str, Any] | None, strict: bool) -> Ctx:
         merged = self._data if data is None else {**self._data, **from_json(dict(data))}
-        return Ctx(input_, merged, steps=self._config.max_steps, strict=strict or self._config.strict)
+        return Ctx(
+            input_, merged, steps=self._config.max_steps, strict=strict or self._config.strict
+        )
 
     def compile_query(self, text: str) -> CompiledQuery:
         body = parse_query(text)
@@ -171,7 +195,7 @@ class Engine:
         outputs = compiled.outputs
 
         def collect(_ctx: Ctx, f: Frame) -> bool:
-            results.append({name: thaw(f[slot]) for name, slot in outputs.items()})
+            results.append({name: public_value(f[slot]) for name, slot in outputs.items()})
             return False
 
         frame: Frame = [None] * compiled.size
@@ -181,12 +205,22 @@ class Engine:
     def prepare(self, ref_text: str) -> Prepared:
         """Compile a reference such as `data.gateway.decision` into `fn(input, data=None)`."""
         body = parse_query(ref_text)
-        if len(body) != 1 or body[0].negated or body[0].withs or not isinstance(
-            body[0].expr, ast.Ref | ast.Var | ast.Call
+        if (
+            len(body) != 1
+            or body[0].negated
+            or body[0].withs
+            or not isinstance(body[0].expr, ast.Ref | ast.Var | ast.Call)
         ):
             raise PolicyError(
-                [Diagnostic(code=COMPILE_ERROR, message="prepare takes a single reference such as "
-                            "`data.gateway.decision`", file="<query>", line=1, column=1)],
+                [
+                    Diagnostic(
+                        code=COMPILE_ERROR,
+                        message="prepare takes a single reference such as `data.gateway.decision`",
+                        file="<query>",
+                        line=1,
+                        column=1,
+                    )
+                ],
                 {"<query>": ref_text},
             )
         self._compiler.diagnostics = []
@@ -199,8 +233,13 @@ class Engine:
             fn = None
         if hoists:
             self._compiler.diagnostics.append(
-                Diagnostic(code=COMPILE_ERROR, message="a prepared reference cannot iterate; "
-                           "use `query` for that", file="<query>", line=1, column=1)
+                Diagnostic(
+                    code=COMPILE_ERROR,
+                    message="a prepared reference cannot iterate; use `query` for that",
+                    file="<query>",
+                    line=1,
+                    column=1,
+                )
             )
         if self._compiler.diagnostics or fn is None:
             raise PolicyError(self._compiler.diagnostics, {"<query>": ref_text})
@@ -213,8 +252,7 @@ class Engine:
         def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:  # noqa: A002
             merged = base if data is None else {**base, **from_json(dict(data))}
             ctx = Ctx(input, merged, steps=steps, strict=strict)
-            value = value_fn(ctx, [None] * size)
-            return value if value is UNDEFINED else thaw(value)
+            return public_value(value_fn(ctx, [None] * size))
 
         return prepared
 
@@ -224,4 +262,3 @@ class Engine:
         return sorted(".".join(path) for path in self._index.groups)
 
 
-_ = (Layout, MISSING, FrozenDict, LIMIT_ERROR, _output)

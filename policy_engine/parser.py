@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
@@ -157,11 +157,19 @@ def _terms(children: list[Any]) -> list[Any]:
     return [c for c in children if c is not None and not isinstance(c, Token)]
 
 
-@v_args(meta=True)
 class _ToAst(Transformer[Token, Any]):
+    """lark tree -> AST; every method takes the node's position meta and children."""
+
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+
+    def _call_userfunc(self, tree: Any, new_children: Any = None) -> Any:
+        # Called directly rather than through `v_args`, whose per-access wrappers
+        # cost more than the transformation itself on large policies.
+        children = new_children if new_children is not None else tree.children
+        method = getattr(self, tree.data)
+        return method(tree.meta, children)
 
     def _span(self, meta: Any) -> Span:
         if getattr(meta, "empty", True):
