@@ -11,7 +11,7 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,7 +57,7 @@ class Backend:
     def open(self, **options: Any) -> Store:
         return open_store(self.database_url, self.usage_store_url, **{**self.options, **options})
 
-    def run(self, body: Callable[[], Awaitable[T]]) -> T:
+    def run(self, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(body())
 
 
@@ -107,7 +107,7 @@ def redis_backend(tmp_path: Path) -> Iterator[Backend]:
     yield from make_backend("redis", tmp_path)
 
 
-def make_backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
+def make_backend(kind: str, tmp_path: Path) -> Generator[Backend, None, None]:
     if kind == "sqlite":
         yield Backend("sqlite", f"sqlite:///{tmp_path / 'gateway.db'}")
         return

@@ -66,7 +66,9 @@ def test_quickstart_key_on_a_fresh_database(cli_backend: Backend, tmp_path: Path
 
 
 def test_orgs_projects_and_key_lifecycle(cli_backend: Backend, tmp_path: Path) -> None:
-    run = lambda *a: ok(cli_backend, tmp_path, *a)  # noqa: E731
+    def run(*args: str) -> dict[str, Any]:
+        return ok(cli_backend, tmp_path, *args)
+
     assert run("orgs", "create", "acme", "--credits", "25.50") == {"id": "acme", "credits": "25.50"}
     assert run("orgs", "credits", "acme", "3.00")["credits"] == "3.00"
     project = run("projects", "create", "web", "--org", "acme", "--mode", "credits")
