@@ -1,0 +1,147 @@
+"""The app in-process (Litestar's TestClient, lifespan and all): admin API, error format,
+health, and what happens when the policy misbehaves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from proxy_helpers import MSG_NO_KEY
+
+from proxy.app import create_app
+from proxy.config import GatewayConfig
+from proxy.mock_provider import MOCK_REPLY
+from proxy.policy import DecideFn, PolicyHolder
+
+ADMIN = "admin-test-token"
+
+
+def _config(tmp_path: Path, **overrides: Any) -> GatewayConfig:
+    return GatewayConfig(
+        database=f"sqlite:///{tmp_path / 'app.db'}", reload_interval=0.0, **overrides
+    )
+
+
+@pytest.fixture
+def admin_client(tmp_path: Path) -> Iterator[TestClient[Any]]:
+    with TestClient(create_app(_config(tmp_path, admin_token=ADMIN))) as client:
+        yield client
+
+
+def _admin(token: str = ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_and_readiness(admin_client: TestClient[Any]) -> None:
+    assert admin_client.get("/healthz").json() == {"status": "ok"}
+    assert admin_client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_admin_requires_the_token(admin_client: TestClient[Any]) -> None:
+    for headers in ({}, _admin("wrong")):
+        response = admin_client.get("/admin/keys", headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {
+            "error": True,
+            "status": 401,
+            "message": "Unauthorized: missing or wrong admin token",
+        }
+
+
+def test_admin_key_lifecycle_then_a_completion(admin_client: TestClient[Any]) -> None:
+    created = admin_client.post(
+        "/admin/keys",
+        json={"project": "default", "usage_limit": "5.00", "description": "ci"},
+        headers=_admin(),
+    )
+    assert created.status_code == 201
+    key = created.json()
+    assert key["token"].startswith("llmgtwy_") and key["usage_limit"] == "5.00"
+    shown = admin_client.get(f"/admin/keys/{key['id']}", headers=_admin()).json()
+    assert "token" not in shown and Decimal(shown["usage"]) == 0 and shown["status"] == "active"
+    rule = admin_client.post(
+        f"/admin/keys/{key['id']}/iam",
+        json={"type": "deny_models", "values": ["gpt-4"]},
+        headers=_admin(),
+    ).json()
+    rules = admin_client.get(f"/admin/keys/{key['id']}/iam", headers=_admin()).json()
+    assert [r["id"] for r in rules] == [rule["id"]]
+    answer = admin_client.post(
+        "/v1/chat/completions",
+        json={"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": key["token"]},
+    )
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == MOCK_REPLY
+    after = admin_client.get(f"/admin/keys/{key['id']}", headers=_admin()).json()
+    assert Decimal(after["usage"]) > 0
+    disabled = admin_client.post(f"/admin/keys/{key['id']}/disable", headers=_admin())
+    assert disabled.json()["status"] == "inactive"
+
+
+def test_admin_hides_literal_provider_secrets(admin_client: TestClient[Any]) -> None:
+    by_env = admin_client.put(
+        "/admin/projects/default/provider-keys/openai", json={"env": "OPENAI_KEY"}, headers=_admin()
+    )
+    assert by_env.json()["provider_keys"] == {"openai": "env:OPENAI_KEY"}
+    by_value = admin_client.put(
+        "/admin/projects/default/provider-keys/openai",
+        json={"value": "sk-secret"},
+        headers=_admin(),
+    )
+    assert by_value.json()["provider_keys"] == {"openai": "value"}
+    assert "sk-secret" not in by_value.text
+
+
+def test_admin_errors_use_the_documented_shape(admin_client: TestClient[Any]) -> None:
+    missing = admin_client.get("/admin/keys/key_nope", headers=_admin())
+    assert missing.status_code == 404
+    assert missing.json()["error"] is True and missing.json()["status"] == 404
+    invalid = admin_client.post("/admin/orgs", json={"id": "x", "credits": "-1"}, headers=_admin())
+    assert invalid.status_code == 400 and invalid.json()["status"] == 400
+
+
+def test_no_admin_api_without_the_token(tmp_path: Path) -> None:
+    with TestClient(create_app(_config(tmp_path))) as client:
+        response = client.get("/admin/keys", headers=_admin())
+        assert response.status_code == 404
+        assert response.json() == {"error": True, "status": 404, "message": "Not Found"}
+
+
+def test_openai_error_format(tmp_path: Path) -> None:
+    with TestClient(create_app(_config(tmp_path, error_format="openai"))) as client:
+        response = client.get("/v1/models")
+        assert response.status_code == 401
+        assert response.json() == {
+            "error": {
+                "message": MSG_NO_KEY,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+
+
+def _loader_returning(value: object) -> Any:
+    def load(policy_dir: str, data: dict[str, Any]) -> DecideFn:
+        return lambda document: value
+
+    return load
+
+
+@pytest.mark.parametrize("value", [{"allow": "yes"}, None, {"status": 200}])
+def test_a_policy_without_a_usable_decision_is_a_500(tmp_path: Path, value: object) -> None:
+    config = _config(tmp_path)
+    holder = PolicyHolder(config.policy_dir, config.catalog_path, loader=_loader_returning(value))
+    with TestClient(create_app(config, policy=holder)) as client:
+        response = client.get("/v1/models", headers={"x-api-key": "anything"})
+        assert response.status_code == 500
+        assert response.json() == {
+            "error": True,
+            "status": 500,
+            "message": "Internal error: the policy gave no decision; see the gateway log",
+        }
