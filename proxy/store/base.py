@@ -131,8 +131,14 @@ class Store(Protocol):
         self, key_id: str, organization_id: str | None, amount: Decimal
     ) -> Reservation | None:
         """Hold `amount` against the key's limit (and the organization's credits when
-        `organization_id` is given) atomically; None when the key's
-        usage + reserved would reach its limit or the credits would go to zero or below."""
+        `organization_id` is given), atomically across every process sharing the store.
+
+        Admitted iff `usage + in-flight reservations < usage_limit` (no limit: always)
+        and, when billed to credits, `credits - in-flight credit reservations > 0`; the
+        new amount itself is not part of the check (the documented `usage >= limit`
+        rule with in-flight requests counted). None when refused. Raises NotFound for
+        an unknown key or organization. Unsettled reservations expire after the
+        store's `reservation_ttl` and stop counting."""
         ...
 
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:

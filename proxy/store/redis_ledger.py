@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -49,6 +50,7 @@ from proxy.store.postgres import PostgresStore
 
 __all__ = ["RedisLedgerStore", "default_prefix", "money_from_units", "units_from_money"]
 
+_log = logging.getLogger("gateway.store")
 _UNITS = Decimal(10) ** 9
 _CENT = Decimal("0.01")
 _LOAD_RETRIES = 200
@@ -132,9 +134,11 @@ class RedisLedgerStore:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self._flush_interval)
-            # A failed flush (PostgreSQL or Redis down) stays pending and is retried.
-            with contextlib.suppress(Exception):
+            try:
                 await self.flush()
+            except Exception as exc:
+                # A failed flush (PostgreSQL or Redis down) stays pending and is retried.
+                _log.warning("usage flush to PostgreSQL failed, will retry: %s", exc)
 
     async def close(self) -> None:
         if self._flusher is not None:
