@@ -189,9 +189,11 @@ def normalize_number(number: Decimal) -> int | Decimal:
     """An integral Decimal becomes int (unless astronomically large); others lose trailing zeros."""
     if not number.is_finite():
         return number
-    if number == number.to_integral_value(context=EXACT_CONTEXT):
-        if number.adjusted() < _MAX_INT_DIGITS:
-            return int(number)
+    if number.adjusted() < _MAX_INT_DIGITS:
+        as_int = int(number)  # truncates; equal only when the value is integral
+        if as_int == number:
+            return as_int
+    elif number == number.to_integral_value():  # rounding mode cannot change this test
         return number
     return number.normalize(EXACT_CONTEXT)
 

@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 
 from policy_engine.builtins.base import Builtin, builtin, want_array, want_string
-from policy_engine.values import FrozenDict, int_text, is_number, sort_key
+from policy_engine.values import EXACT_CONTEXT, FrozenDict, int_text, is_number, sort_key
 
 __all__ = ["BUILTINS", "rego_text", "sprintf"]
 
@@ -147,24 +147,26 @@ def _format_int(spec: _Spec, number: int) -> str | None:
     return _pad_number(_sign(number < 0, spec.flags), digits, spec)
 
 
-def _format_float(spec: _Spec, number: Decimal) -> str | None:
+def _format_float(spec: _Spec, signed: Decimal) -> str | None:
     verb = spec.verb
+    # copy_abs is exact; abs() would round to the thread context's 28 digits.
+    number = signed.copy_abs()
     if number.adjusted() > _FLOAT64_MAX_EXPONENT and verb in "fFeEgGv":
-        return _pad("-Inf" if number < 0 else "+Inf", spec)
+        return _pad("-Inf" if signed < 0 else "+Inf", spec)
     if verb in ("f", "F"):
-        digits = format(abs(number), f".{6 if spec.precision is None else spec.precision}f")
+        digits = format(number, f".{6 if spec.precision is None else spec.precision}f")
     elif verb in ("e", "E"):
-        digits = _exponent_form(abs(number), 6 if spec.precision is None else spec.precision)
+        digits = _exponent_form(number, 6 if spec.precision is None else spec.precision)
         digits = digits.upper() if verb == "E" else digits
     elif verb in ("v", "g", "G") and spec.precision is None:
-        digits = _shortest_float(abs(number))
+        digits = _shortest_float(number)
         digits = digits.upper() if verb == "G" else digits
     elif verb in ("g", "G"):
-        digits = _general_form(abs(number), spec.precision or 1)
+        digits = _general_form(number, spec.precision or 1)
         digits = digits.upper() if verb == "G" else digits
     else:
         return None
-    return _pad_number(_sign(number < 0, spec.flags), digits, spec)
+    return _pad_number(_sign(signed < 0, spec.flags), digits, spec)
 
 
 def _shortest_float(number: Decimal, exponent_from: int = 6) -> str:
@@ -173,7 +175,7 @@ def _shortest_float(number: Decimal, exponent_from: int = 6) -> str:
     Go switches to `1.5e+06` from the sixth power of ten; Rego text (numbers
     inside arrays and objects) keeps plain digits up to 1e21 like JSON does.
     """
-    normal = number.normalize()
+    normal = number.normalize(EXACT_CONTEXT)  # the thread's context would round at 28 digits
     exponent = normal.adjusted()
     if exponent < -4 or exponent >= exponent_from:
         return _exponent_form(normal, len(normal.as_tuple().digits) - 1)

@@ -32,7 +32,9 @@ _FORMAT_INT_BASES: Final[dict[Number, str]] = {2: "b", 8: "o", 10: "d", 16: "x"}
 
 def absolute(x: object) -> Number:
     number = want_number("abs", 1, x)
-    return -number if number < 0 else number
+    if isinstance(number, Decimal):
+        return number.copy_abs()  # exact; abs() would round to the thread context's precision
+    return abs(number)
 
 
 def _to_integral(name: str, x: object, rounding: str) -> Number:

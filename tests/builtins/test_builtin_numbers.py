@@ -177,3 +177,12 @@ def test_rem_matches_go_truncated_modulo(a: int, b: int) -> None:
     result = call("rem", a, b)
     assert a == b * int(Fraction(a, b)) + result  # Go truncates the quotient toward zero
     assert result == 0 or (result < 0) == (a < 0)
+
+
+def test_no_result_is_rounded_by_the_threads_28_digit_context() -> None:
+    long = D("-1.234567890123456789012345678901234")  # 34 significant digits
+    assert call("abs", long) == long.copy_negate()  # not `-long`: that rounds too
+    assert call("plus", long, 0) == long
+    assert call("round", D("0.5000000000000000000000000000000001")) == 1
+    assert call("sprintf", "%v", [long]) == "-1.234567890123456789012345678901234"
+    assert call("sprintf", "%.33f", [long]) == "-1.234567890123456789012345678901234"
