@@ -109,10 +109,28 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}, load average at start {load}, "
+        f"commit {_git_commit()}"
     )
+
+
+def _git_commit() -> str:
+    """The checked-out commit, so a figure can be traced to the code it measured."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
 
 
 def inherited_environment() -> dict[str, str]:
