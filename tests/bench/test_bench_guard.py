@@ -7,11 +7,12 @@ from bench.figures import (
     BackendFigures,
     Memory,
     RunFigures,
+    added_latency,
     decision_latency,
     render_markdown,
 )
 from bench.guard import guard_failures
-from bench.loadgen import LoadResult
+from bench.loadgen import LoadResult, Sample
 
 
 def load(rate: float, errors: int = 0) -> LoadResult:
@@ -97,3 +98,16 @@ def test_decision_latency_from_a_prometheus_histogram() -> None:
     assert latency.p50_at_most_ms == 0.5
     assert latency.p99_at_most_ms == 1.0
     assert decision_latency("gateway_requests_total 3") is None
+
+
+def test_added_latency_is_the_difference_of_percentiles() -> None:
+    ms = 1_000_000
+    direct = [Sample(200, 1 * ms, (1 + i % 2) * ms, True) for i in range(100)]
+    gateway = [Sample(200, 2 * ms, (2 + i % 2) * ms, True) for i in range(99)]
+    gateway.append(Sample(502, 1 * ms, 1 * ms, True))
+    latency = added_latency(direct, gateway, ttft=False)
+    assert (latency.direct_p50_ms, latency.gateway_p50_ms, latency.added_p50_ms) == (1.0, 2.0, 1.0)
+    assert (latency.direct_p99_ms, latency.gateway_p99_ms, latency.added_p99_ms) == (2.0, 3.0, 1.0)
+    assert latency.errors == 1
+    assert latency.samples == 99
+    assert added_latency(direct, gateway, ttft=True).added_p50_ms == 1.0
