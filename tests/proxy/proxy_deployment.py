@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jsonschema  # type: ignore[import-untyped]
 from proxy_test_servers import GatewayServer, LoopThread, UpstreamServer, free_port
 
 from proxy.app import create_app
 from proxy.config import GatewayConfig, ProviderConfig, default_policy_dir
-from proxy.policy import PolicyHolder
+from proxy.policy import DecideFn, PolicyHolder, engine_loader
 from proxy.store.base import Store
 from proxy.store.sqlite import SqliteStore
 
@@ -57,10 +59,39 @@ class LogCapture(logging.Handler):
         return "\n".join(self.lines)
 
 
+class ValidatingLoader:
+    """The real engine, with every input document checked against
+    `schemas/input.schema.json` before it is evaluated."""
+
+    def __init__(self) -> None:
+        schema_path = Path(default_policy_dir()).parent / "schemas" / "input.schema.json"
+        schema = json.loads(schema_path.read_text())
+        self._validator = jsonschema.validators.validator_for(schema)(schema)
+        self.checked = 0
+        self.problems: list[str] = []
+
+    def __call__(self, policy_dir: str, data: dict[str, Any]) -> DecideFn:
+        decide = engine_loader(policy_dir, data)
+
+        def checked(document: dict[str, Any]) -> object:
+            self.checked += 1
+            for error in self._validator.iter_errors(document):
+                self.problems.append(f"{list(error.absolute_path)}: {error.message}")
+            return decide(document)
+
+        return checked
+
+
 class Deployment:
     def __init__(
-        self, gateway: GatewayServer, upstream: UpstreamServer, admin: AdminStore, logs: LogCapture
+        self,
+        gateway: GatewayServer,
+        upstream: UpstreamServer,
+        admin: AdminStore,
+        logs: LogCapture,
+        inputs: ValidatingLoader,
     ) -> None:
+        self.inputs = inputs
         self.gateway = gateway
         self.upstream = upstream
         self.admin = admin
@@ -105,13 +136,13 @@ def deployed(tmp: Path, **overrides: Any) -> Iterator[Deployment]:
     upstream = UpstreamServer()
     upstream.start()
     config = gateway_config(tmp, upstream, **overrides)
-    gateway = GatewayServer(
-        create_app(config, policy=PolicyHolder(config.policy_dir, config.catalog_path))
-    )
+    inputs = ValidatingLoader()
+    holder = PolicyHolder(config.policy_dir, config.catalog_path, loader=inputs)
+    gateway = GatewayServer(create_app(config, policy=holder))
     gateway.start()
     admin = AdminStore(str(tmp / "gateway.db"))
     try:
-        yield Deployment(gateway, upstream, admin, logs)
+        yield Deployment(gateway, upstream, admin, logs, inputs)
     finally:
         admin.close()
         gateway.stop()

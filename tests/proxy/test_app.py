@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from litestar.testing import TestClient
-from proxy_helpers import MSG_NO_KEY
+from proxy_helpers import MSG_LIMIT, MSG_NO_KEY
 
-from proxy.app import create_app
+from proxy.app import create_app, open_configured_store
 from proxy.config import GatewayConfig
 from proxy.mock_provider import MOCK_REPLY
 from proxy.policy import DecideFn, PolicyHolder
+from proxy.store.base import Store
 
 ADMIN = "admin-test-token"
 
@@ -145,3 +146,50 @@ def test_a_policy_without_a_usable_decision_is_a_500(tmp_path: Path, value: obje
             "status": 500,
             "message": "Internal error: the policy gave no decision; see the gateway log",
         }
+
+
+class RefusingStore:
+    """The real store, except that every reservation is refused (as under a race)."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def reserve(self, key_id: str, organization_id: str | None, amount: Decimal) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("usage_limit", "status", "message"),
+    [
+        # The refused cost counted in, the policy answers its own usage-limit message.
+        (Decimal("0.005"), 401, MSG_LIMIT),
+        # The policy would still allow: the gateway asks the client to retry.
+        (None, 429, "Too many concurrent requests for this key's usage limit; retry"),
+    ],
+)
+def test_refused_reservation_asks_the_policy_again(
+    tmp_path: Path, usage_limit: Decimal | None, status: int, message: str
+) -> None:
+    async def refusing(config: GatewayConfig) -> Store:
+        return cast(Store, RefusingStore(await open_configured_store(config)))
+
+    app = create_app(_config(tmp_path, admin_token=ADMIN), store_factory=refusing)
+    with TestClient(app) as client:
+        key = client.post(
+            "/admin/keys",
+            json={
+                "project": "default",
+                "usage_limit": None if usage_limit is None else str(usage_limit),
+            },
+            headers=_admin(),
+        ).json()
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": key["token"]},
+        )
+        assert response.status_code == status
+        assert response.json() == {"error": True, "status": status, "message": message}

@@ -270,6 +270,55 @@ def test_allowed_is_forwarded_and_charged(
     assert org.credits == Decimal("10.00") - expected
 
 
+def _hold_a_reservation(deployment: Deployment, client: httpx.Client, token: str) -> Any:
+    """Start a stream the upstream holds open, so its reservation stays in flight."""
+    request = client.build_request(
+        "POST",
+        "/v1/chat/completions",
+        json=chat("gpt-4", content="wait", stream=True),
+        headers=auth(token, "bearer"),
+    )
+    response = client.send(request, stream=True)
+    assert response.status_code == 200
+    return response
+
+
+def _finish(deployment: Deployment, response: httpx.Response) -> None:
+    deployment.upstream.release_stream()
+    assert b"[DONE]" in response.read()
+    response.close()
+
+
+def test_in_flight_reservations_count_against_the_limit(
+    deployment: Deployment, client: httpx.Client
+) -> None:
+    tenant = make_tenant(deployment.admin, usage_limit="0.01")
+    held = _hold_a_reservation(deployment, client, tenant.token)
+    try:
+        # The first request's reservation (an upper bound of its cost) fills the limit.
+        second = _call(client, "/v1/chat/completions", tenant.token, "bearer")
+        _assert_error(second, 401, MSG_LIMIT)
+    finally:
+        _finish(deployment, held)
+    # Settled at its real, much smaller cost: the key is usable again.
+    assert Decimal(0) < deployment.admin(deployment.admin.store.get_key(tenant.key.id)).usage
+    assert _call(client, "/v1/chat/completions", tenant.token, "bearer").status_code == 200
+
+
+def test_in_flight_reservations_count_against_credits(
+    deployment: Deployment, client: httpx.Client
+) -> None:
+    tenant = make_tenant(deployment.admin, mode="credits", credits="0.01")
+    held = _hold_a_reservation(deployment, client, tenant.token)
+    try:
+        second = _call(client, "/v1/chat/completions", tenant.token, "bearer")
+        _assert_error(second, 402, f"Organization {tenant.org_id} has insufficient credits")
+    finally:
+        _finish(deployment, held)
+    org = deployment.admin(deployment.admin.store.get_organization(tenant.org_id))
+    assert Decimal(0) < org.credits < Decimal("0.01")
+
+
 def test_project_provider_key_is_used(deployment: Deployment, client: httpx.Client) -> None:
     tenant = make_tenant(
         deployment.admin, mode="api-keys", provider_keys={"openai": {"value": "sk-project-own"}}
@@ -313,3 +362,9 @@ def test_models_lists_what_the_key_may_use(
     narrowed = make_tenant(deployment.admin, rules=(("allow_models", ("gpt-4*",)),))
     ids = [m["id"] for m in _call(client, "/v1/models", narrowed.token, style).json()["data"]]
     assert sorted(ids) == [m for m in _served(catalog, gateway_served) if m.startswith("gpt-4")]
+
+
+def test_every_input_document_matched_the_schema(deployment: Deployment) -> None:
+    """Runs last: every input document the gateway built above was schema-valid."""
+    assert deployment.inputs.checked > 50
+    assert deployment.inputs.problems == []

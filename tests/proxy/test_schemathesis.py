@@ -20,6 +20,7 @@ from schemathesis.checks import (
     not_a_server_error,
     response_schema_conformance,
 )
+from schemathesis.core.result import Ok
 
 ADMIN_TOKEN = "schemathesis-admin-token"
 EXAMPLES_PER_OPERATION = 15
@@ -33,7 +34,10 @@ def admin_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deplo
 
 def _operations(deployment: Deployment) -> list[Any]:
     schema = schemathesis.openapi.from_url(f"{deployment.url}/schema/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the served schema has an invalid operation: {result}"
+        operations.append(result.ok())
     return [op for op in operations if op.path.startswith(("/v1/", "/admin/"))]
 
 
