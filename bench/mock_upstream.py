@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal, cast
 
 import httptools
@@ -304,8 +304,9 @@ async def start_mock_upstream(
 ) -> MockUpstream:
     """Start serving on ``host:port`` (0 picks a free port) in the running loop."""
     connections: set[_Connection] = set()
-    factory: Callable[[], _Connection] = lambda: _Connection(mode, connections)  # noqa: E731
-    server = await asyncio.get_running_loop().create_server(factory, host, port, backlog=4096)
+    server = await asyncio.get_running_loop().create_server(
+        partial(_Connection, mode, connections), host, port, backlog=4096
+    )
     return MockUpstream(server, connections)
 
 
