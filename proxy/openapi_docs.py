@@ -9,6 +9,7 @@ send, and give errors the gateway's own shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.openapi.spec import (
     OpenAPIMediaType,
@@ -79,7 +80,9 @@ def _error_responses(statuses: dict[str, str]) -> dict[str, OpenAPIResponse | ob
     }
 
 
-def _body_schema(required: list[str], extra: dict[str, Schema | Reference]) -> Schema:
+def _body_schema(
+    required: list[str], extra: dict[str, Schema | Reference], example: dict[str, Any]
+) -> Schema:
     properties: dict[str, Schema | Reference] = {
         "model": _STRING,
         "stream": _BOOLEAN,
@@ -87,7 +90,9 @@ def _body_schema(required: list[str], extra: dict[str, Schema | Reference]) -> S
         "stream_options": Schema(type=OpenAPIType.OBJECT, properties={"include_usage": _BOOLEAN}),
         **extra,
     }
-    return Schema(type=OpenAPIType.OBJECT, required=required, properties=properties)
+    return Schema(
+        type=OpenAPIType.OBJECT, required=required, properties=properties, examples=[example]
+    )
 
 
 def chat_request_schema() -> Schema:
@@ -97,15 +102,18 @@ def chat_request_schema() -> Schema:
         properties={"role": _STRING, "content": _STRING},
     )
     messages = Schema(type=OpenAPIType.ARRAY, items=message)
-    return _body_schema(["model", "messages"], {"messages": messages})
+    example = {"model": "mock-model", "messages": [{"role": "user", "content": "Hello!"}]}
+    return _body_schema(["model", "messages"], {"messages": messages}, example)
 
 
 def completion_request_schema() -> Schema:
-    return _body_schema(["model", "prompt"], {"prompt": _STRING})
+    example = {"model": "mock-model", "prompt": "Say hello"}
+    return _body_schema(["model", "prompt"], {"prompt": _STRING}, example)
 
 
 def embedding_request_schema() -> Schema:
-    return _body_schema(["model", "input"], {"input": _STRING})
+    example = {"model": "mock-model", "input": "hello"}
+    return _body_schema(["model", "input"], {"input": _STRING}, example)
 
 
 def api_operation(request_schema: Schema | None, streams: bool = False) -> type[Operation]:

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import make_tenant
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -51,13 +53,19 @@ CHECKS = (not_a_server_error, response_schema_conformance, content_type_conforma
 
 
 def _exercise(operation: Any, url: str, headers: dict[str, str], failures: list[str]) -> None:
+    strategies = [
+        operation.as_strategy(),
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        *operation.get_strategies_from_examples(),
+    ]
+
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy())
+    @given(case=st.one_of(strategies))
     def exercise(case: Any) -> None:
         response = case.call(base_url=url, headers=headers)
         try:
