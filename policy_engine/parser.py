@@ -211,7 +211,7 @@ class _ToAst(Transformer[Token, Any]):
         return ast.Import(span=self._span(meta), path=ch[0], alias=alias)
 
     def path_ref(self, meta: Any, ch: list[Token]) -> tuple[str, ...]:
-        return tuple(json.loads(t) if t.type == "STRING" else str(t) for t in ch)
+        return tuple(_string_value(t) if t.type == "STRING" else str(t) for t in ch)
 
     def rule_ref(self, meta: Any, ch: list[Any]) -> list[Any]:
         return [str(c) if isinstance(c, Token) else c for c in ch]
@@ -401,11 +401,7 @@ class _ToAst(Transformer[Token, Any]):
         return ast.NumberLit(span=self._span(meta), text=str(ch[0]))
 
     def string(self, meta: Any, ch: list[Token]) -> ast.StringLit:
-        try:
-            value = json.loads(str(ch[0]))
-        except ValueError as exc:
-            raise _Problem(f"invalid string literal: {exc}", meta.line, meta.column) from None
-        return ast.StringLit(span=self._span(meta), value=value)
+        return ast.StringLit(span=self._span(meta), value=_string_value(ch[0]))
 
     def raw_string(self, meta: Any, ch: list[Token]) -> ast.StringLit:
         return ast.StringLit(span=self._span(meta), value=str(ch[0])[1:-1], raw=True)
@@ -442,6 +438,20 @@ class _ToAst(Transformer[Token, Any]):
     def object_compr(self, meta: Any, ch: list[Any]) -> ast.ObjectCompr:
         key, value, body = _terms(ch)
         return ast.ObjectCompr(span=self._span(meta), key=key, value=value, body=body)
+
+
+def _string_value(tok: Token) -> str:
+    """A double-quoted literal's value (JSON escapes; raw control characters allowed)."""
+    try:
+        value: str = json.loads(str(tok), strict=False)
+    except ValueError as exc:
+        raise _Problem(f"invalid string literal: {exc}", tok.line or 1, tok.column or 1) from None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone `\ud800`-style escape: replace it (U+FFFD) as Go's decoder does.
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
 
 
 def _call_name(target: ast.Term) -> tuple[str, ...] | None:
