@@ -1,0 +1,129 @@
+# Invariants of the default policy (gateway.rego): true for every input.
+#
+# `policy-engine prop policies/` generates inputs from
+# schemas/input.schema.json and reports the smallest input that makes one of
+# these rules false or undefined. Each property is written as "no violation",
+# the violation stated from the contract (spec §3-5), not from gateway.rego.
+package gateway_props
+
+import rego.v1
+
+decision := data.gateway.decision
+
+# The policy answers every request.
+prop_decision_is_always_defined if {
+	is_boolean(decision.allow)
+	is_number(decision.status)
+	is_string(decision.message)
+}
+
+# An inactive or deleted key is never allowed.
+prop_disabled_key_is_never_allowed if not disabled_key_allowed
+
+disabled_key_allowed if {
+	input.key.status in {"inactive", "deleted"}
+	decision.allow == true
+}
+
+# A model denied by an active deny_models rule is never allowed, whatever the
+# other rules say.
+prop_denied_model_is_never_allowed if not denied_model_allowed
+
+denied_model_allowed if {
+	decision.allow == true
+	some rule in deny_model_rules
+	some pattern in rule.values
+	glob.match(pattern, null, decision.model)
+}
+
+deny_model_rules contains rule if {
+	some rule in array.concat(object.get(input.key, "iam_rules", []), object.get(input.project, "iam_rules", []))
+	rule.type == "deny_models"
+	object.get(rule, "status", "active") == "active"
+}
+
+# Usage at or above a set limit is never allowed...
+prop_usage_at_limit_is_never_allowed if not usage_at_limit_allowed
+
+usage_at_limit_allowed if {
+	decision.allow == true
+	limit_reached
+}
+
+limit_reached if {
+	input.key.usage_limit != null
+	to_number(input.key.usage) >= to_number(input.key.usage_limit)
+}
+
+# ...and once a caller is authenticated it is the answer, before any check
+# about the project or the request (spec §3, check 3).
+prop_usage_at_limit_answers_first if not usage_limit_message_missing
+
+usage_limit_message_missing if {
+	input.request.token_present == true
+	input.key.status == "active"
+	limit_reached
+	decision.message != "Unauthorized: LLMGateway API key reached its usage limit."
+}
+
+# Every denial carries one of the documented messages with its status.
+prop_denials_carry_documented_messages if not undocumented_denial
+
+undocumented_denial if {
+	decision.allow == false
+	not documented(decision.status, decision.message)
+}
+
+documented(status, message) if {
+	some entry in fixed_messages
+	entry == [status, message]
+}
+
+documented(400, message) if message == input.request.body_error
+
+documented(400, message) if message == sprintf("Unsupported model: %s", [input.request.model])
+
+documented(403, message) if {
+	startswith(message, "Access denied: ")
+	reason := substring(message, count("Access denied: "), -1)
+	reason in iam_reason_messages
+}
+
+documented(status, message) if {
+	some entry in data.gateway.custom_deny
+	message == entry.message
+	status == object.get(entry, "status", 403)
+}
+
+documented(400, message) if message == sprintf("No provider key set for any of the providers that support model %s. Please add the provider key in the settings or switch the project mode to credits or hybrid.", [decision.model])
+
+documented(400, message) if message == sprintf("No available provider could be found for model %s", [decision.model])
+
+documented(402, message) if message == sprintf("Organization %s has insufficient credits", [input.organization.id])
+
+fixed_messages := [
+	[401, "Unauthorized: No API key provided. Expected 'Authorization: Bearer your-api-token' header or 'x-api-key: your-api-token' header"],
+	[401, "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."],
+	[401, "Unauthorized: LLMGateway API key reached its usage limit."],
+	[410, "Project has been archived and is no longer accessible"],
+	[400, "Invalid request body: the field `model` is required and must be a string."],
+	[402, "No API key set for provider and organization has insufficient credits"],
+]
+
+# The IAM reasons the contract lists (spec §4), for this request.
+iam_reason_messages := {
+	sprintf("Model %s is not in the allowed models list", [decision.model]),
+	sprintf("Model %s is in the denied models list", [decision.model]),
+	sprintf("Operation %s is not in the allowed operations list", [input.request.operation]),
+	sprintf("Operation %s is in the denied operations list", [input.request.operation]),
+	sprintf("Provider %s is not in the allowed providers list", [explicit_provider]),
+	sprintf("Provider %s is in the denied providers list", [explicit_provider]),
+	sprintf("No providers are allowed for model %s after applying IAM rules.", [decision.model]),
+}
+
+# The provider named with the `provider/model` syntax ("" when none).
+default explicit_provider := ""
+
+explicit_provider := substring(input.request.model, 0, indexof(input.request.model, "/")) if {
+	contains(input.request.model, "/")
+}

@@ -1,0 +1,280 @@
+"""`policy-engine prop`: search for inputs that break the policies' invariants.
+
+Every rule named `prop_*` is an invariant: for every input valid under the
+input schema it must be defined and not `false`. Hypothesis generates inputs
+(`schema_strategy`), evaluates every property on each, and on a violation
+shrinks the input to a minimal one, printed with the decision it produced.
+
+Failing examples are saved in a hypothesis example database (a directory,
+`.hypothesis/policy-engine` by default) under a key made of the property
+names and the schema, so the next run, say after fixing the policy, replays
+them first. `--seed` makes a run reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, Phase, given, seed, settings, target
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import HypothesisException
+
+from policy_engine import ast
+from policy_engine.engine import Engine, Prepared, _parse_all
+from policy_engine.errors import COMPILE_ERROR, Diagnostic, EvalError, PolicyError
+from policy_engine.tooling.explain import Explainer
+from policy_engine.tooling.loading import PolicySet
+from policy_engine.tooling.schema_strategy import dictionary_of, schema_strategy
+from policy_engine.values import UNDEFINED, to_json_value
+
+__all__ = ["PropConfig", "PropFailure", "PropReport", "render_prop_report", "run_properties"]
+
+
+class PropConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How hard and how reproducibly to search."""
+
+    max_examples: int = 500
+    """Inputs to try (after replaying saved failures)."""
+    seed: int | None = None
+    """Fixes hypothesis's random choices; the same seed finds the same example."""
+    database: str | None = ".hypothesis/policy-engine"
+    """Directory of saved failing examples; None keeps nothing."""
+    pattern: str | None = None
+    """Only properties whose full name matches this regular expression."""
+    decision: str = "data.gateway.decision"
+    """Shown next to a counterexample when the policies define it."""
+    steer: bool = True
+    """Steer the search towards inputs that get further into `decision`.
+
+    Random inputs mostly fail an early check (no token, unknown key), so the
+    rules behind them are rarely reached. With this on, each input's decision
+    is also evaluated by the tracing engine and hypothesis's targeted search
+    maximises the number of statements that held (`hypothesis.target`).
+    """
+
+
+class Property(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    file: str
+    line: int
+
+
+class PropFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """The minimal input found that breaks `prop`, and what the policies answered."""
+
+    prop: Property
+    outcome: str
+    """`false`, `undefined`, or the evaluation error."""
+    input: Any
+    decision: Any
+
+
+class PropReport(msgspec.Struct, frozen=True, kw_only=True):
+    properties: tuple[Property, ...]
+    failures: tuple[PropFailure, ...]
+    examples: int
+    """Inputs evaluated, replayed ones and shrinking steps included."""
+    seconds: float
+    seed: int | None
+
+
+class _Violation(Exception):
+    def __init__(self, prop: Property, outcome: str, document: Any) -> None:
+        super().__init__(f"{prop.name} is {outcome}")
+        self.prop = prop
+        self.outcome = outcome
+        self.document = document
+
+
+def find_properties(modules: list[ast.Module], pattern: str | None) -> list[Property]:
+    selected = re.compile(pattern) if pattern else None
+    found: dict[str, Property] = {}
+    for module in modules:
+        for rule in module.rules:
+            if isinstance(rule, ast.CompleteRule) and rule.name[-1].startswith("prop_"):
+                name = ".".join(("data", *module.package, *rule.name))
+                if selected is None or selected.search(name):
+                    found.setdefault(
+                        name, Property(name=name, file=rule.span.file, line=rule.span.line)
+                    )
+    return list(found.values())
+
+
+def _string_constants(modules: list[ast.Module]) -> list[str]:
+    return [
+        node.value
+        for module in modules
+        for node in _walk(module)
+        if isinstance(node, ast.StringLit)
+    ]
+
+
+def _walk(node: Any) -> Any:
+    if isinstance(node, msgspec.Struct):
+        yield node
+        for field in node.__struct_fields__:
+            yield from _walk(getattr(node, field))
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _walk(item)
+
+
+def _check(props: list[tuple[Property, Prepared]], document: Any) -> None:
+    for prop, prepared in props:
+        try:
+            value = prepared(document)
+        except EvalError as exc:
+            raise _Violation(prop, f"an error: {exc}", document) from None
+        if value is UNDEFINED:
+            raise _Violation(prop, "undefined", document)
+        if value is False:
+            raise _Violation(prop, "false", document)
+
+
+def _database_key(props: list[Property], schema: Mapping[str, Any]) -> bytes:
+    digest = hashlib.sha256(json.dumps([p.name for p in props]).encode())
+    digest.update(json.dumps(schema, sort_keys=True, default=str).encode())
+    return b"policy-engine-prop:" + digest.hexdigest().encode()
+
+
+def run_properties(
+    policies: PolicySet, schema: Mapping[str, Any], config: PropConfig | None = None
+) -> PropReport:
+    """Search for a counterexample to every `prop_*` rule in `policies`."""
+    config = config or PropConfig()
+    modules, problems = _parse_all(policies.sources)
+    if problems:
+        raise PolicyError(problems, policies.sources)
+    engine = Engine.from_sources(policies.sources, policies.data)
+    props = find_properties(modules, config.pattern)
+    prepared = [(p, engine.prepare(p.name)) for p in props]
+    dictionary = dictionary_of([_string_constants(modules), policies.data])
+    strategy = schema_strategy(schema, dictionary)
+    violations: list[_Violation] = []
+    evaluated: list[int] = [0]
+    steer = (
+        _steering(policies, config)
+        if config.steer and config.decision in engine.rule_paths
+        else None
+    )
+
+    def check(document: Any) -> None:
+        evaluated[0] += 1
+        if steer is not None:
+            steer(document)
+        try:
+            _check(prepared, document)
+        except _Violation as exc:
+            violations.append(exc)  # the last one raised is the shrunk example
+            raise
+
+    database = DirectoryBasedExampleDatabase(config.database) if config.database else None
+    search = settings(
+        max_examples=config.max_examples,
+        database=database,
+        deadline=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        print_blob=False,
+    )(given(strategy)(check))
+    search._hypothesis_internal_database_key = _database_key(props, schema)  # type: ignore[attr-defined]
+    if config.seed is not None:
+        search = seed(config.seed)(search)
+    started = time.perf_counter()
+    failures: list[PropFailure] = []
+    if props:
+        try:
+            _quietly(search)
+        except _Violation:
+            last = violations[-1]
+            failures.append(_failure(engine, config, last))
+    return PropReport(
+        properties=tuple(props),
+        failures=tuple(failures),
+        examples=evaluated[0],
+        seconds=round(time.perf_counter() - started, 3),
+        seed=config.seed,
+    )
+
+
+def _steering(policies: PolicySet, config: PropConfig) -> Any:
+    explainer = Explainer.from_sources(policies.sources, policies.data)
+
+    def steer(document: Any) -> None:
+        try:
+            events = explainer.explain(config.decision, document).events
+        except EvalError:
+            return  # the properties report it
+        target(float(sum(e.op == "eval" for e in events)), label="statements that held")
+
+    return steer
+
+
+def _quietly(search: Any) -> None:
+    """Run the search without hypothesis printing its own report (we print ours)."""
+    from hypothesis.reporting import with_reporter
+
+    with with_reporter(lambda _message: None):
+        try:
+            search()
+        except HypothesisException as exc:
+            problem = Diagnostic(
+                code=COMPILE_ERROR,
+                message=f"the input search could not run: {exc}; check the input schema",
+                file="<schema>",
+                line=1,
+                column=1,
+            )
+            raise PolicyError([problem]) from exc
+
+
+def _failure(engine: Engine, config: PropConfig, violation: _Violation) -> PropFailure:
+    decision: Any = None
+    if config.decision in engine.rule_paths:
+        try:
+            value = engine.prepare(config.decision)(violation.document)
+            decision = None if value is UNDEFINED else to_json_value(value)
+        except EvalError as exc:
+            decision = f"error: {exc}"
+    return PropFailure(
+        prop=violation.prop,
+        outcome=violation.outcome,
+        input=to_json_value(violation.document),
+        decision=decision,
+    )
+
+
+def render_prop_report(report: PropReport) -> str:
+    """The verdict per property; for a failure the minimal input and the decision as JSON."""
+    lines: list[str] = []
+    failed = {f.prop.name: f for f in report.failures}
+    for prop in report.properties:
+        failure = failed.get(prop.name)
+        if failure is None:
+            continue
+        lines.append(f"{prop.file}:{prop.line}: FAIL {prop.name} is {failure.outcome} for:")
+        lines.append(_json({"input": failure.input, "decision": failure.decision}))
+    seed_note = f" (seed {report.seed})" if report.seed is not None else ""
+    if not report.properties:
+        lines.append("no prop_* rules found")
+    elif not report.failures:
+        names = ", ".join(p.name.rsplit(".", 1)[-1] for p in report.properties)
+        lines.append(
+            f"{len(report.properties)} properties hold over {report.examples} inputs"
+            f"{seed_note}: {names}"
+        )
+    else:
+        lines.append(f"counterexample found in {report.seconds:.1f} s{seed_note}")
+    return "\n".join(lines) + "\n"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -1,0 +1,200 @@
+"""Hypothesis strategies for documents described by a JSON Schema (the input schema).
+
+Our own builder for the schema subset the gateway's schemas use (`$ref` into
+`$defs`, `anyOf`/`oneOf`, `enum`, `const`, `type`, `properties`/`required`,
+`items`, `minItems`/`maxItems`, `minLength`/`maxLength`, `minimum`/`maximum`,
+`pattern`, `format`), rather than hypothesis-jsonschema, because it must aim
+at what breaks policies:
+
+- `format: decimal` strings are often one amount shared by the whole
+  document, else from a small pool of amounts written in several ways
+  (`"10"`, `"10.00"`), so equal amounts such as `usage == usage_limit` turn
+  up often;
+- free strings come mostly from a *dictionary*: the string constants of the
+  policies and the data (model ids, provider names, operation names), so a
+  generated request names a real catalog model and rules match it;
+- an optional property with a `default` is always present, as the proxy
+  always fills defaults in; other optional properties may be absent.
+
+Shrinking goes towards the first pool entry, so counterexamples read simply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import strategies as st
+
+__all__ = ["DECIMAL_POOL", "dictionary_of", "schema_strategy"]
+
+DECIMAL_POOL = ("0", "0.00", "10", "10.00", "9.99", "-1.50")
+"""Amounts to draw from; the same value written two ways makes ties likely."""
+
+_MAX_ITEMS = 3
+_MAX_DEPTH = 12
+
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,39}\Z")
+
+
+def dictionary_of(values: Iterable[Any], limit: int = 400) -> list[str]:
+    """Identifier-like strings found in `values` (keys included), sorted, at most `limit`.
+
+    Ids, names and enum-like constants, not prose: messages and URLs would
+    only dilute the draws.
+    """
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if _WORD.match(value) and "//" not in value:
+                found.add(value)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, list | tuple | set | frozenset):
+            for item in value:
+                walk(item)
+
+    for value in values:
+        walk(value)
+    return sorted(found)[:limit]
+
+
+def _decimal_strings() -> st.SearchStrategy[str]:
+    amounts = st.decimals(
+        min_value=Decimal("-100"), max_value=Decimal("100000"), places=2, allow_nan=False
+    )
+    pool = st.sampled_from(DECIMAL_POOL)
+    # One amount shared by every decimal field of a document: ties between
+    # fields (usage == usage_limit) are what limit checks get wrong; half the
+    # draws take the shared amount.
+    shared = st.shared(pool, key="policy_engine.tooling.schema_strategy.decimal")
+    return _weighted([(2, shared), (1, pool), (1, amounts.map(lambda d: format(d, "f")))])
+
+
+def _weighted(options: Sequence[tuple[int, st.SearchStrategy[Any]]]) -> st.SearchStrategy[Any]:
+    """One of the strategies, each `weight` times as likely; shrinks towards the first.
+
+    (`one_of` cannot weight: it merges equal branches.)
+    """
+    slots = [strategy for weight, strategy in options for _ in range(weight)]
+    return st.integers(0, len(slots) - 1).flatmap(lambda i: slots[i])
+
+
+def _free_strings(dictionary: Sequence[str]) -> st.SearchStrategy[str]:
+    text = st.text(max_size=12)
+    if not dictionary:
+        return text
+    words = st.sampled_from(list(dictionary))
+    paired = st.builds(lambda a, b: f"{a}/{b}", words, words)
+    return st.one_of(words, paired, text)
+
+
+class _Builder:
+    def __init__(self, root: Mapping[str, Any], dictionary: Sequence[str]) -> None:
+        self.root = root
+        self.dictionary = dictionary
+
+    def resolve(self, ref: str) -> Mapping[str, Any]:
+        if not ref.startswith("#/"):
+            raise ValueError(f"only local `$ref`s are supported, not `{ref}`")
+        node: Any = self.root
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        if not isinstance(node, Mapping):
+            raise ValueError(f"`{ref}` does not point at a schema")
+        return node
+
+    def build(self, schema: Mapping[str, Any] | bool, depth: int = 0) -> st.SearchStrategy[Any]:
+        if schema is True or schema == {}:
+            return st.one_of(
+                st.none(), st.booleans(), st.integers(), _free_strings(self.dictionary)
+            )
+        if schema is False or depth > _MAX_DEPTH:
+            return st.nothing()
+        assert isinstance(schema, Mapping)
+        if "$ref" in schema:
+            return self.build(self.resolve(schema["$ref"]), depth + 1)
+        if "const" in schema:
+            return st.just(schema["const"])
+        if "enum" in schema:
+            return st.sampled_from(list(schema["enum"]))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return self.choice(schema[key], depth)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            return st.one_of([self.build({**schema, "type": k}, depth) for k in kind])
+        return self.typed(schema, kind, depth)
+
+    def choice(self, options: Sequence[Any], depth: int) -> st.SearchStrategy[Any]:
+        """One of the options; `null` one time in four when the others are objects.
+
+        A null document takes one path through a policy, an object many, so
+        the object branches get most draws.
+        """
+        nulls = [o for o in options if isinstance(o, Mapping) and o.get("type") == "null"]
+        rest = [o for o in options if o not in nulls]
+        others = [self.build(o, depth + 1) for o in rest]
+        objects = [o for o in rest if isinstance(o, Mapping) and ("$ref" in o or "properties" in o)]
+        if not nulls or not objects:
+            return st.one_of([self.build(o, depth + 1) for o in options])
+        return _weighted([(3, st.one_of(others)), (1, st.none())])
+
+    def typed(self, schema: Mapping[str, Any], kind: Any, depth: int) -> st.SearchStrategy[Any]:
+        if kind == "null":
+            return st.none()
+        if kind == "boolean":
+            return st.booleans()
+        if kind == "integer":
+            return st.integers(schema.get("minimum"), schema.get("maximum"))
+        if kind == "number":
+            return st.decimals(
+                schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False
+            )
+        if kind == "string":
+            return self.string(schema)
+        if kind == "array":
+            items = self.build(schema.get("items", True), depth + 1)
+            low = schema.get("minItems", 0)
+            return st.lists(items, min_size=low, max_size=schema.get("maxItems", low + _MAX_ITEMS))
+        if kind == "object" or "properties" in schema:
+            return self.object(schema, depth)
+        return self.build(True, depth)
+
+    def string(self, schema: Mapping[str, Any]) -> st.SearchStrategy[str]:
+        if schema.get("format") == "decimal":
+            return _decimal_strings()
+        if "pattern" in schema:
+            return st.from_regex(schema["pattern"], fullmatch=True)
+        if schema.get("format") == "date-time":
+            return st.datetimes().map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        if low == 0 and high is None:
+            return _free_strings(self.dictionary)
+        return _free_strings(self.dictionary).filter(
+            lambda s: len(s) >= low and (high is None or len(s) <= high)
+        )
+
+    def object(self, schema: Mapping[str, Any], depth: int) -> st.SearchStrategy[Any]:
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        required = set(schema.get("required", ()))
+        always: dict[str, st.SearchStrategy[Any]] = {}
+        maybe: dict[str, st.SearchStrategy[Any]] = {}
+        for name, sub in properties.items():
+            strategy = self.build(sub, depth + 1)
+            has_default = isinstance(sub, Mapping) and "default" in sub
+            (always if name in required or has_default else maybe)[name] = strategy
+        return st.fixed_dictionaries(always, optional=maybe)
+
+
+def schema_strategy(
+    schema: Mapping[str, Any], dictionary: Sequence[str] = ()
+) -> st.SearchStrategy[Any]:
+    """Documents valid under `schema`, biased towards `dictionary` strings and equal amounts."""
+    return _Builder(schema, dictionary).build(schema)
