@@ -1,0 +1,116 @@
+"""`policy-engine`: check policies and evaluate queries from the command line.
+
+Subcommands are registered by modules: this one adds `check` and `eval`; each
+module named in `EXTENSIONS` (imported only if present) adds its own through a
+`register(subparsers)` function. Exit status: 0 success, 1 the policies or the
+evaluation failed (errors on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import yaml
+
+from policy_engine.engine import Engine
+from policy_engine.errors import EvalError, PolicyError
+from policy_engine.values import to_json_text
+
+__all__ = ["EXTENSIONS", "build_parser", "main"]
+
+EXTENSIONS = ("policy_engine.tooling.cli",)
+"""Modules that add subcommands (test, fmt, prop, bench…) with `register(subparsers)`."""
+
+
+def _extension(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return None  # not installed in this tree
+        raise
+
+
+def read_document(path: str) -> Any:
+    """A JSON or YAML file (by extension) as policy values; JSON numbers stay exact."""
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith((".yaml", ".yml")):
+        return yaml.safe_load(text)
+    return json.loads(text, parse_float=Decimal)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        engine = Engine.from_paths(args.paths)
+    except PolicyError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return 1
+    sys.stdout.write(f"ok: {len(engine.rule_paths)} rules\n")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if getattr(args, "explain", None):
+        tooling = _extension(EXTENSIONS[0])
+        assert tooling is not None
+        status: int = tooling.run_explain(args.data_paths, [args.data] if args.data else [],
+                                          args.input, args.query, args.explain)  # fmt: skip
+        return status
+    try:
+        data = read_document(args.data) if args.data else None
+        document = read_document(args.input) if args.input else None
+        engine = Engine.from_paths(args.data_paths, data=data)
+        rows = engine.query(args.query, input=document)
+    except (PolicyError, EvalError) as exc:
+        sys.stderr.write((exc.render() if isinstance(exc, PolicyError) else str(exc)) + "\n")
+        return 1
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        sys.stderr.write(f"cannot read a document: {exc}\n")
+        return 1
+    text = to_json_text(rows)
+    if args.format == "pretty":
+        text = msgspec.json.format(text, indent=2)
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="policy-engine", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    check = subparsers.add_parser("check", help="parse, check and compile policies")
+    check.add_argument("paths", nargs="+", metavar="PATH", help=".rego/.iam.yaml files or directories")
+    check.set_defaults(func=cmd_check)
+
+    evaluate = subparsers.add_parser("eval", help="evaluate a query against policies")
+    evaluate.add_argument("-d", "--policies", dest="data_paths", action="append", required=True,
+                          metavar="PATH", help="a policy file or directory (repeatable)")  # fmt: skip
+    evaluate.add_argument("-i", "--input", metavar="FILE", help="the input document (JSON or YAML)")
+    evaluate.add_argument("--data", metavar="FILE", help="base data (JSON or YAML)")
+    evaluate.add_argument("--format", choices=["pretty", "json"], default="json")
+    evaluate.add_argument("query", metavar="QUERY", help='e.g. "data.gateway.decision = x"')
+    evaluate.set_defaults(func=cmd_eval)
+
+    for name in EXTENSIONS:
+        module = _extension(name)
+        if module is None:
+            continue
+        if hasattr(module, "add_explain_option"):
+            module.add_explain_option(evaluate)
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status
