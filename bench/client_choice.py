@@ -29,7 +29,7 @@ from bench.processes import (
     python_module,
 )
 
-__all__ = ["main"]
+__all__ = ["Row", "main", "markdown_table", "measure_server"]
 
 
 class Row(msgspec.Struct, frozen=True):
@@ -38,7 +38,8 @@ class Row(msgspec.Struct, frozen=True):
     streams: LoadResult
 
 
-async def _measure(base_url: str, duration_s: float) -> tuple[LoadResult, LoadResult]:
+async def measure_server(base_url: str, duration_s: float) -> tuple[LoadResult, LoadResult]:
+    """64 concurrent plain requests, then 100 concurrent paced streams."""
     url = f"{base_url}/v1/chat/completions"
     plain = Endpoint.post_json(url, chat_body(stream=False))
     streamed = Endpoint.post_json(url, chat_body(stream=True))
@@ -57,7 +58,7 @@ def _uvicorn(port: int) -> list[str]:
     )  # fmt: skip
 
 
-def _table(rows: list[Row]) -> str:
+def markdown_table(rows: list[Row]) -> str:
     lines = [
         "| path | req/s @64 | p50 ms | p99 ms | errors"
         " | streams/s @100 paced | TTFT p99 ms | errors |",
@@ -88,19 +89,19 @@ def main(argv: list[str] | None = None) -> None:
             port=mock_port,
         )
         mock_base = f"http://127.0.0.1:{mock_port}"
-        plain, streams = uvloop.run(_measure(mock_base, args.duration))
+        plain, streams = uvloop.run(measure_server(mock_base, args.duration))
         rows.append(Row("direct to mock", plain, streams))
-        print(_table(rows[-1:]).splitlines()[-1], flush=True)
+        print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
         for kind in CLIENT_KINDS:
             port = free_port()
             env = {"BENCH_UPSTREAM_CLIENT": kind, "BENCH_UPSTREAM_URL": f"{mock_base}/v1"}
             proxy = group.start(f"proxy-{kind}", _uvicorn(port), GATEWAY_CORE, env=env, port=port)
-            plain, streams = uvloop.run(_measure(f"http://127.0.0.1:{port}", args.duration))
+            plain, streams = uvloop.run(measure_server(f"http://127.0.0.1:{port}", args.duration))
             group.stop(proxy)
             rows.append(Row(f"pass-through, {kind}", plain, streams))
-            print(_table(rows[-1:]).splitlines()[-1], flush=True)
+            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
-    print(_table(rows))
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":
