@@ -177,6 +177,11 @@ def _backend_markdown(figures: BackendFigures) -> list[str]:
         f" after load {memory.after_load_mib}, after a {memory.soak_s:.0f} s soak"
         f" {memory.after_soak_mib}.",
     ]
+    if figures.gateway_64.rate_per_s * 3 > figures.direct_64.rate_per_s:
+        lines.append(
+            "Warning: the direct call is less than 3x the gateway's rate here, so the load"
+            " generator and mock on the load core may limit the gateway figures."
+        )
     if decision is None:
         lines.append("Decision latency: no decision histogram at /metrics.")
     else:

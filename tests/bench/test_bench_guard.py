@@ -77,6 +77,8 @@ def test_markdown_shows_both_sides_and_the_ratio() -> None:
         "| 64 concurrent, req/s / latency | 20,000 / 5.0 | **3,000 / 5.0** | 0.15 | 0 / 0 |" in text
     )
     assert "**+0.500 / +1.000**" in text
+    assert "Warning" not in text
+    assert "may limit the gateway figures" in render_markdown(run(backend(9_000, 250)))
 
 
 def test_decision_latency_from_a_prometheus_histogram() -> None:
