@@ -18,13 +18,14 @@ from typing import Any, TextIO
 
 import msgspec
 
-from policy_engine.errors import PolicyError
+from policy_engine.errors import EvalError, PolicyError
 from policy_engine.tooling.coverage import render_json, render_text
 from policy_engine.tooling.explain import EXPLAIN_MODES, Explainer, render_explanation
 from policy_engine.tooling.fmt import format_text
 from policy_engine.tooling.loading import load_policy_set, read_document
 from policy_engine.tooling.testing import render_results, run_tests
 from policy_engine.tooling.yaml_tests import find_yaml_tests, load_yaml_tests
+from policy_engine.values import UNDEFINED
 
 __all__ = ["add_explain_option", "main", "register", "run_explain"]
 
@@ -82,11 +83,18 @@ def add_explain_option(parser: argparse.ArgumentParser) -> None:
 def run_explain(
     paths: Sequence[str], data_specs: Sequence[str], input_file: str | None, query: str, mode: str
 ) -> int:
-    """`eval --explain`: print the trace of a reference query and its verdict."""
-    policies = load_policy_set(paths, data_specs)
-    explainer = Explainer.from_sources(policies.sources, policies.data)
-    document = read_document(input_file) if input_file else None
-    explanation = explainer.explain(query, document)
+    """`eval --explain`: print the trace of a query and its verdict; 1 on errors."""
+    try:
+        policies = load_policy_set(paths, data_specs)
+        explainer = Explainer.from_sources(policies.sources, policies.data)
+        document = read_document(input_file) if input_file else UNDEFINED
+        explanation = explainer.explain(query, document)
+    except PolicyError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return 1
+    except EvalError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
     sys.stdout.write(render_explanation(explanation, mode))
     return 0
 

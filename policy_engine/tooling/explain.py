@@ -18,6 +18,7 @@ each with `file:line`; for a gateway decision also its status and message.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import msgspec
 
 from policy_engine.engine import Engine, EngineConfig, Prepared
+from policy_engine.errors import PolicyError
 from policy_engine.loader import read_policy_files
 from policy_engine.tooling.trace import TraceEvent, Tracer, traced_engine
 from policy_engine.values import UNDEFINED
@@ -32,6 +34,7 @@ from policy_engine.values import UNDEFINED
 __all__ = ["EXPLAIN_MODES", "Explainer", "Explanation", "Verdict", "render_explanation"]
 
 EXPLAIN_MODES = ("full", "notes", "fails")
+_REF = re.compile(r"data(\.[A-Za-z_][A-Za-z0-9_]*)+")
 _SOURCE_CHARS = 90
 
 
@@ -98,35 +101,68 @@ class Explainer:
         input: Any,
         data: Mapping[str, Any] | None = None,
     ) -> Explanation:
-        """Evaluate the reference `ref` (e.g. `data.gateway.decision`) and trace it."""
-        prepared = self._prepared.get(ref)
-        if prepared is None:
-            prepared = self._engine.prepare(ref)
-            self._prepared[ref] = prepared
+        """Evaluate `ref` (e.g. `data.gateway.decision`) and trace it.
+
+        Any query works (`x := data.gateway.decision.status`); the value is then
+        its result set and the verdict is about the first `data.` reference in it.
+        """
+        prepared = self._prepare(ref)
         with self._tracer.run() as events:
-            value = prepared(input, data)
+            if prepared is not None:
+                value = prepared(input, data)
+            else:
+                rows = self._engine.query(ref, input=input, data=data)
+                value = rows if rows else UNDEFINED
             steps = tuple(events)
         defined = value is not UNDEFINED
+        rule = self._rule_in(ref)
         return Explanation(
             query=ref,
             defined=defined,
             value=value if defined else None,
             events=steps,
-            verdict=find_verdict(ref, steps),
+            verdict=find_verdict(rule, steps) if rule else None,
             texts=self._texts,
         )
+
+    def _rule_in(self, query: str) -> str | None:
+        """The rule the query reads: the longest prefix of its first `data.` ref that is one."""
+        named = _REF.search(query)
+        if named is None:
+            return None
+        parts = named.group(0).split(".")
+        rules = set(self._engine.rule_paths)
+        for end in range(len(parts), 1, -1):
+            candidate = ".".join(parts[:end])
+            if candidate in rules:
+                return candidate
+        return None
+
+    def _prepare(self, ref: str) -> Prepared | None:
+        if ref not in self._prepared:
+            try:
+                self._prepared[ref] = self._engine.prepare(ref)
+            except PolicyError:
+                if not _REF.fullmatch(ref.strip()):
+                    return None  # a general query: evaluated through `query`
+                raise
+        return self._prepared[ref]
 
 
 def find_verdict(ref: str, events: tuple[TraceEvent, ...]) -> Verdict | None:
     """The outermost clause of `ref` that produced a value, and the rules it used."""
+    exits = [e.depth for e in events if e.op == "exit" and e.name == ref]
+    if not exits:
+        return None
+    top = min(exits)
     for position, event in enumerate(events):
-        if event.depth == 0 and event.op == "exit" and event.name == ref:
+        if event.depth == top and event.op == "exit" and event.name == ref:
             start = _matching_enter(events, position)
             inner = events[start + 1 : position]
             reasons = tuple(
                 Reason(rule=e.name, file=e.file, line=e.line, value=e.value)
                 for e in inner
-                if e.op == "exit" and e.kind in ("clause", "rule", "default") and e.depth == 2
+                if e.op == "exit" and e.kind in ("clause", "rule", "default") and e.depth == top + 2
             )
             return Verdict(rule=ref, file=event.file, line=event.line, reasons=reasons)
     return None
@@ -197,7 +233,7 @@ def _verdict_lines(explanation: Explanation) -> list[str]:
     out: list[str] = []
     verdict = explanation.verdict
     if verdict is None:
-        out.append(f"{explanation.query} = {_json(value)} (from its default or from data)")
+        out.append(f"{explanation.query} = {_json(value)} (no rule clause produced it)")
     else:
         head = _head(explanation.texts, verdict)
         out.append(
@@ -206,6 +242,8 @@ def _verdict_lines(explanation: Explanation) -> list[str]:
         for reason in verdict.reasons:
             shown = "" if reason.value is None else f" = {reason.value}"
             out.append(f"  because {reason.rule}{shown} ({reason.file}:{reason.line})")
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        out.append(f"  result: {_json(value[0])}")
     if isinstance(value, dict) and "status" in value and "message" in value:
         allowed = "allowed" if value.get("allow") is True else "denied"
         out.append(f"  {allowed}: status {value['status']}, message {_json(value['message'])}")
