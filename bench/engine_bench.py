@@ -1,3 +1,4 @@
+# ruff: noqa: E501, UP031 - the policy texts below are data, kept on one line per rule
 """Policy engine benchmark (not a test): a gateway-shaped decision, side by side.
 
 Measures, in one process and one run:
@@ -27,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policy_engine import UNDEFINED, Engine  # noqa: E402
+from policy_engine import UNDEFINED, Engine
 
 MODELS = [
     "gpt-4", "gpt-4-*", "gpt-4o*", "gpt-3.5-turbo*", "o1-*", "o3-*", "claude-3-*",
@@ -192,8 +193,12 @@ def cel_runner() -> Callable[[Any], Any] | None:
     dyn = cel.Type("dyn")
     env = cel.NewEnv(
         variables={
-            "key": dyn, "request": dyn, "operations": dyn, "models": dyn, "providers": dyn,
-        },  # fmt: skip
+            "key": dyn,
+            "request": dyn,
+            "operations": dyn,
+            "models": dyn,
+            "providers": dyn,
+        },
         extensions=[ext_strings.ExtStrings()] if hasattr(ext_strings, "ExtStrings") else None,
     )
     expression = env.compile(CEL_EXPRESSION)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policy_engine import ast
-from policy_engine.source import Span
 from policy_engine.errors import RECURSION_ERROR, Diagnostic
 from policy_engine.index import RuleIndex
+from policy_engine.source import Span
 from policy_engine.terms import term_vars
 
 __all__ = ["check_recursion", "dependencies"]

@@ -88,12 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
 
     check = subparsers.add_parser("check", help="parse, check and compile policies")
-    check.add_argument("paths", nargs="+", metavar="PATH", help=".rego/.iam.yaml files or directories")
+    check.add_argument(
+        "paths", nargs="+", metavar="PATH", help=".rego/.iam.yaml files or directories"
+    )
     check.set_defaults(func=cmd_check)
 
     evaluate = subparsers.add_parser("eval", help="evaluate a query against policies")
-    evaluate.add_argument("-d", "--policies", dest="data_paths", action="append", required=True,
-                          metavar="PATH", help="a policy file or directory (repeatable)")  # fmt: skip
+    evaluate.add_argument(
+        "-d", "--policies", dest="data_paths", action="append", required=True, metavar="PATH",
+        help="a policy file or directory (repeatable)",
+    )  # fmt: skip
     evaluate.add_argument("-i", "--input", metavar="FILE", help="the input document (JSON or YAML)")
     evaluate.add_argument("--data", metavar="FILE", help="base data (JSON or YAML)")
     evaluate.add_argument("--format", choices=["pretty", "json"], default="json")

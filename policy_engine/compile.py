@@ -44,7 +44,9 @@ Builder = Callable[[Step], Step]
 Direct = Callable[[Ctx, Frame], bool]
 ClauseFn = Callable[[Ctx, Frame], Any]
 Matcher = Callable[[Ctx, Frame, Any], bool]
-RuleFn = Callable[[Ctx], Any]
+RuleFn = Callable[..., Any]
+"""`evaluate(ctx)`; rule and namespace evaluators also accept a frame, so they
+can stand where a `ValueFn` is expected."""
 FuncFn = Callable[[Ctx, tuple[Any, ...]], Any]
 
 _OPERATORS = {
@@ -177,10 +179,7 @@ def _sequence(directs: list[Direct]) -> Direct:
     ordered = tuple(directs)
 
     def run(ctx: Ctx, f: Frame) -> bool:
-        for d in ordered:
-            if not d(ctx, f):
-                return False
-        return True
+        return all(d(ctx, f) for d in ordered)
 
     return run
 
@@ -215,25 +214,24 @@ class IterStmt:
 
         def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
             items = coll(ctx, f)
+            if not isinstance(items, dict | list | tuple | frozenset | set):
+                return False
+            # The whole collection is charged up front: one check per loop, not per item.
+            ctx.steps -= len(items)
+            if ctx.steps < 0:
+                ctx.spend(0)
             if isinstance(items, dict):
-                ctx.steps -= len(items)
                 pairs: Any = items.items()
             elif isinstance(items, list | tuple):
-                ctx.steps -= len(items)
                 if not key_slot:
                     for val in items:
                         f[val_slot] = val
                         if keep(ctx, f) and nxt(ctx, f, k):
                             return True
-                    return ctx.steps < 0 and ctx.spend(0) is None
+                    return False
                 pairs = enumerate(items)
-            elif isinstance(items, frozenset | set):
-                ctx.steps -= len(items)
-                pairs = ((member, member) for member in items)
             else:
-                return False
-            if ctx.steps < 0:
-                ctx.spend(0)
+                pairs = ((member, member) for member in items)
             for key, val in pairs:
                 if key_slot:
                     f[key_slot] = key
@@ -303,12 +301,12 @@ class Compiler:
         modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
         self.rules_replaceable = any(_replaces_data(m) for m in modules.values())
 
-    # ---- problems ------------------------------------------------------------------
+    # ---- problems ------------------------------------------------------------------------
 
     def problem(self, code: str, message: str, span: Span) -> None:
         self.diagnostics.append(Diagnostic.at(code, message, span))
 
-    # ---- scopes ----------------------------------------------------------------------
+    # ---- scopes --------------------------------------------------------------------------
 
     def module_scope(self, module: ast.Module | None) -> Scope:
         if module is None:
@@ -352,8 +350,8 @@ class Compiler:
                 del pending[position]
                 break
             else:
-                for (lit, _vars), exc in zip(pending, errors, strict=True):
-                    raise NotReady(exc.names, exc.span or lit.span)
+                first_lit, _vars = pending[0]
+                raise NotReady(errors[0].names, errors[0].span or first_lit.span)
         return builders
 
     def literal(self, lit: ast.Literal, scope: Scope) -> Builder:
@@ -464,7 +462,11 @@ class Compiler:
             right = self.value(term.right, scope, hoists)
             op = self.builtins[_OPERATORS[term.op]]
             return self.builtin_call(op, [left, right], term.span, test=True)
-        if isinstance(term, ast.BinOp) and term.op == "==" and isinstance(constant(term.right), str):
+        if (
+            isinstance(term, ast.BinOp)
+            and term.op == "=="
+            and isinstance(constant(term.right), str)
+        ):
             left = self.value(term.left, scope, hoists)
             text = constant(term.right)
             return lambda ctx, f: left(ctx, f) == text
@@ -576,7 +578,8 @@ class Compiler:
         ]
         if all(simple):
             key = expr.key
-            key_slot = 0 if key is None or key.name == "_" else scope.bind(key.name)  # type: ignore[union-attr]
+            assert key is None or isinstance(key, ast.Var)
+            key_slot = 0 if key is None or key.name == "_" else scope.bind(key.name)
             value = expr.value
             assert isinstance(value, ast.Var)
             val_slot = scope.layout.new_slot() if value.name == "_" else scope.bind(value.name)
@@ -619,7 +622,7 @@ class Compiler:
 
         return self.with_hoists(hoists, Stmt(holds))
 
-    # ---- patterns ----------------------------------------------------------------------------
+    # ---- patterns ------------------------------------------------------------------------
 
     def pattern(self, term: ast.Term, scope: Scope) -> Matcher:
         """A matcher binding the term's unbound variables; bound parts compare by value."""
@@ -701,7 +704,7 @@ class Compiler:
 
         return match
 
-    # ---- values ---------------------------------------------------------------------------------
+    # ---- values --------------------------------------------------------------------------
 
     def value(self, term: ast.Term, scope: Scope, hoists: list[Builder]) -> ValueFn:
         const = constant(term)
@@ -804,9 +807,7 @@ class Compiler:
                 if isinstance(key, str) or (key is not MISSING and position < len(items)):
                     break  # a base-data path below a namespace
                 namespace = self.namespace(node)
-                return self.apply_path(
-                    lambda ctx, f: namespace(ctx), items[position:], scope, hoists
-                )
+                return self.apply_path(namespace, items[position:], scope, hoists)
             break
         data_path = node[1:]
         return self.apply_path(
@@ -986,7 +987,7 @@ class Compiler:
 
         return evaluate
 
-    # ---- calls ------------------------------------------------------------------------------------
+    # ---- calls ---------------------------------------------------------------------------
 
     def resolve_call(self, name: tuple[str, ...], scope: Scope | None) -> tuple[str, Any]:
         """("builtin", Builtin) | ("function", path) | ("unknown", None)."""
@@ -1021,7 +1022,8 @@ class Compiler:
         if len(args) != arity:
             self.problem(
                 TYPE_ERROR,
-                f"`{name}` takes {arity} argument{'s' if arity != 1 else ''} but is given {len(args)}",
+                f"`{name}` takes {arity} argument{'s' if arity != 1 else ''} "
+                f"but is given {len(args)}",
                 term.span,
             )
             return lambda ctx, f: UNDEFINED
@@ -1080,13 +1082,17 @@ class Compiler:
         lines.append("    try:")
         lines.append(f"        r = fn({', '.join(operands)})")
         lines.append("    except BuiltinError as exc:")
-        lines.append("        return failed(ctx, exc) is not U" if test else "        return failed(ctx, exc)")
+        lines.append(
+            "        return failed(ctx, exc) is not U"
+            if test
+            else "        return failed(ctx, exc)"
+        )
         lines.append("    return r is not False and r is not U" if test else "    return r")
         source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
         call: ValueFn = generate(source, env, self._code_cache)
         return call
 
-    # ---- rules ---------------------------------------------------------------------------------------
+    # ---- rules ---------------------------------------------------------------------------
 
     def rule(self, path: tuple[str, ...]) -> RuleFn:
         """The memoised evaluator of the rule group at `path` (compiled on first use)."""
@@ -1387,7 +1393,7 @@ class Compiler:
 
         return evaluate
 
-    # ---- functions ---------------------------------------------------------------------------------
+    # ---- functions -----------------------------------------------------------------------
 
     def function(self, path: tuple[str, ...]) -> FuncFn:
         found = self._funcs.get(path)
@@ -1458,7 +1464,7 @@ class Compiler:
 
         return evaluate
 
-    # ---- namespaces and queries ---------------------------------------------------------------------
+    # ---- namespaces and queries ----------------------------------------------------------
 
     def namespace(self, path: tuple[str, ...]) -> RuleFn:
         found = self._namespaces.get(path)
@@ -1475,7 +1481,7 @@ class Compiler:
                 children.append((name, self.namespace(child)))
         data_path = path[1:]
 
-        def evaluate(ctx: Ctx) -> Any:
+        def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
             if ctx.overrides is not None and path in ctx.overrides:
                 return ctx.overrides[path]
             base: Any = ctx.data
@@ -1612,10 +1618,7 @@ def _walk(fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -
     def get(ctx: Ctx, f: Frame) -> Any:
         v = fn(ctx, f)
         for key in keys:
-            if type(v) is dict:
-                v = v.get(key, UNDEFINED)
-            else:
-                v = index_value(v, key)
+            v = v.get(key, UNDEFINED) if type(v) is dict else index_value(v, key)
             if v is UNDEFINED:
                 return v
         return v

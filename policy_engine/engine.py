@@ -11,8 +11,8 @@ engine.query("data.gateway.decision = x", input=..., data=...)  # OPA result set
 from __future__ import annotations
 
 import importlib
-from decimal import Decimal
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ class Engine:
     def query(
         self,
         query_text: str,
-        input: Any = None,  # noqa: A002 - the public API name
+        input: Any = None,
         data: Mapping[str, Any] | None = None,
         *,
         strict: bool = False,
@@ -227,7 +227,7 @@ class Engine:
         scope = self._compiler.module_scope(None)
         hoists: list[Any] = []
         try:
-            fn = self._compiler.value(body[0].expr, scope, hoists)  # type: ignore[arg-type]
+            fn = self._compiler.value(body[0].expr, scope, hoists)
         except NotReady as exc:
             self._compiler.unsafe(exc)
             fn = None
@@ -249,7 +249,7 @@ class Engine:
         strict = self._config.strict
         value_fn = fn
 
-        def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:  # noqa: A002
+        def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:
             merged = base if data is None else {**base, **from_json(dict(data))}
             ctx = Ctx(input, merged, steps=steps, strict=strict)
             return public_value(value_fn(ctx, [None] * size))
@@ -260,5 +260,3 @@ class Engine:
     def rule_paths(self) -> list[str]:
         """Every rule's full path (`data.pkg.rule`), for tools."""
         return sorted(".".join(path) for path in self._index.groups)
-
-

@@ -23,7 +23,9 @@ def read_policy_files(paths: Iterable[str | Path]) -> dict[str, str]:
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(POLICY_SUFFIXES))
+            files = sorted(
+                p for p in path.iterdir() if p.is_file() and p.name.endswith(POLICY_SUFFIXES)
+            )
         elif path.is_file():
             files = [path]
         else:

@@ -64,9 +64,7 @@ class Ctx:
         self.strict = strict
         self.overrides = overrides
 
-    def child(
-        self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None
-    ) -> Ctx:
+    def child(self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None) -> Ctx:
         """A context for a `with` modifier: same limits, fresh cache."""
         ctx = Ctx(input_, data, steps=self.steps, strict=self.strict, overrides=overrides)
         return ctx

@@ -18,7 +18,7 @@ from policy_engine.source import Span
 __all__ = ["Layout", "NotReady", "Scope", "term_vars"]
 
 
-class NotReady(Exception):  # noqa: N818 - a signal, not an error
+class NotReady(Exception):
     """A statement cannot run yet: these variables are still unbound."""
 
     def __init__(self, names: set[str], span: Span | None = None) -> None:

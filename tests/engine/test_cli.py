@@ -36,7 +36,9 @@ def test_check_accepts_valid_policies(policy_dir: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().out == "ok: 2 rules\n"
 
 
-def test_check_reports_errors_with_location(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_errors_with_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.rego"
     bad.write_text("package bad\n\np := [1,\nq := nosuch(1)\n", encoding="utf-8")
     assert main(["check", str(bad)]) == 1
@@ -45,19 +47,34 @@ def test_check_reports_errors_with_location(tmp_path: Path, capsys: pytest.Captu
     assert "q := nosuch(1)\n  ^" in err
 
 
-def test_eval_prints_json_results(policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_prints_json_results(
+    policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "input.json").write_text('{"user": "admin"}', encoding="utf-8")
     (tmp_path / "data.yaml").write_text("limits: {rpm: 1.5}\n", encoding="utf-8")
+    query = "[data.demo.allow, data.demo.limit] = x"
     status = main([
         "eval", "-d", str(policy_dir / "demo.rego"), "-i", str(tmp_path / "input.json"),
-        "--data", str(tmp_path / "data.yaml"), "--format", "json", "[data.demo.allow, data.demo.limit] = x",
+        "--data", str(tmp_path / "data.yaml"), "--format", "json", query,
     ])  # fmt: skip
     assert status == 0
     assert json.loads(capsys.readouterr().out) == [{"x": [True, 1.5]}]
 
 
 def test_eval_undefined_is_empty(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", "-d", str(policy_dir / "demo.rego"), "--format", "pretty", "data.demo.limit = x"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "-d",
+                str(policy_dir / "demo.rego"),
+                "--format",
+                "pretty",
+                "data.demo.limit = x",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == []
 
 

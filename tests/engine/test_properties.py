@@ -19,9 +19,23 @@ from policy_engine.parser import parse_module, parse_query
 GRAMMAR = files("policy_engine").joinpath("grammar.lark").read_text(encoding="utf-8")
 # The generator needs a plain lark grammar object; the engine's own parser stays private.
 GENERATOR_GRAMMAR = Lark(GRAMMAR, parser="lalr", lexer="contextual", start=["module", "query"])
-_KEYWORDS = (
-    "package import default if else contains some every in not with as true false null"
-).split()
+_KEYWORDS = [
+    "package",
+    "import",
+    "default",
+    "if",
+    "else",
+    "contains",
+    "some",
+    "every",
+    "in",
+    "not",
+    "with",
+    "as",
+    "true",
+    "false",
+    "null",
+]
 # lark's generator concatenates tokens; pad words so `package` and a name stay apart,
 # and keep comments on their own line so they do not swallow the rest of the text.
 SEPARATORS = {
@@ -35,7 +49,9 @@ SEPARATORS = {
     **{word.upper(): st.just(f" {word} ") for word in _KEYWORDS},
 }
 SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
 
@@ -107,23 +123,36 @@ ENGINE = Engine.from_sources({"t.rego": POLICY})
 PREPARED = ENGINE.prepare("data.t.summary")
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.text(max_size=8)
     | st.floats(allow_nan=False, allow_infinity=False, width=32),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
-INPUTS = st.fixed_dictionaries(
-    {},
-    optional={
-        "user": st.fixed_dictionaries({}, optional={"role": st.sampled_from(["admin", "dev"]) | JSON}),
-        "grants": st.lists(
-            st.fixed_dictionaries({"action": st.sampled_from(["read", "write"]), "scopes": JSON}), max_size=3
-        )
-        | JSON,
-        "action": st.sampled_from(["read", "write"]) | JSON,
-        "tags": JSON,
-    },
-) | JSON
+INPUTS = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "user": st.fixed_dictionaries(
+                {}, optional={"role": st.sampled_from(["admin", "dev"]) | JSON}
+            ),
+            "grants": st.lists(
+                st.fixed_dictionaries(
+                    {"action": st.sampled_from(["read", "write"]), "scopes": JSON}
+                ),
+                max_size=3,
+            )
+            | JSON,
+            "action": st.sampled_from(["read", "write"]) | JSON,
+            "tags": JSON,
+        },
+    )
+    | JSON
+)
 
 
 @SETTINGS

@@ -25,7 +25,9 @@ ALLOWED_IO = {
 MODULES = sorted(PACKAGE.rglob("*.py"))
 COMMAND_LINE = {"cli.py", "__main__.py"}
 CORE = [
-    p for p in MODULES if "tooling" not in p.relative_to(PACKAGE).parts and p.name not in COMMAND_LINE
+    p
+    for p in MODULES
+    if "tooling" not in p.relative_to(PACKAGE).parts and p.name not in COMMAND_LINE
 ]
 
 
@@ -45,10 +47,20 @@ def _io_calls(tree: ast.AST) -> list[tuple[str, str, int]]:
 
     def visit(node: ast.AST, function: str) -> None:
         for child in ast.iter_child_nodes(node):
-            inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
+            inner = (
+                child.name
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                else function
+            )
             if isinstance(child, ast.Call):
                 func = child.func
-                name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                name = (
+                    func.id
+                    if isinstance(func, ast.Name)
+                    else func.attr
+                    if isinstance(func, ast.Attribute)
+                    else ""
+                )
                 if name in IO_CALLS:
                     found.append((function, name, child.lineno))
             visit(child, inner)
