@@ -130,6 +130,8 @@ class RunFigures(msgspec.Struct, frozen=True):
     backends: tuple[BackendFigures, ...]
     skipped: dict[str, str]
     """Backend → why it was not measured."""
+    engine_bench: str | None = None
+    """Output of the policy engine micro-benchmark (`bench/engine_bench.py`), full mode."""
 
 
 def _added_row(name: str, value: AddedLatency) -> str:
@@ -199,4 +201,6 @@ def render_markdown(run: RunFigures) -> str:
         lines += _backend_markdown(figures)
     for backend, reason in run.skipped.items():
         lines += [f"#### Ledger backend: {backend}", "", f"Not measured: {reason}", ""]
+    if run.engine_bench is not None:
+        lines += ["#### Policy engine micro-benchmark", "", "```", run.engine_bench.strip(), "```"]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,10 +65,28 @@ class Plan(msgspec.Struct, frozen=True):
     soak_s: float
     time_limit_s: int
     """Hard cap on the whole run; everything started is stopped when it is hit."""
+    engine_bench_rounds: int
+    """Rounds of `bench/engine_bench.py` run at the end (0: skip it)."""
 
 
-FULL = Plan("full", c1_rounds=2000, ttft_rounds=300, load_s=10.0, soak_s=120.0, time_limit_s=900)
-SHORT = Plan("short", c1_rounds=300, ttft_rounds=60, load_s=2.0, soak_s=3.0, time_limit_s=150)
+FULL = Plan(
+    "full",
+    c1_rounds=2000,
+    ttft_rounds=300,
+    load_s=10.0,
+    soak_s=120.0,
+    time_limit_s=900,
+    engine_bench_rounds=30,
+)
+SHORT = Plan(
+    "short",
+    c1_rounds=300,
+    ttft_rounds=60,
+    load_s=2.0,
+    soak_s=3.0,
+    time_limit_s=150,
+    engine_bench_rounds=0,
+)
 
 
 class _Endpoints(msgspec.Struct, frozen=True):
@@ -210,7 +229,23 @@ def run_benchmark(plan: Plan, backends: tuple[str, ...], command: str) -> RunFig
                 group.stop_all_named(f"gateway-{backend}")
     finally:
         signal.alarm(0)
-    return RunFigures(machine_description(), plan.name, command, tuple(measured), skipped)
+    engine = _engine_bench(plan.engine_bench_rounds) if plan.engine_bench_rounds else None
+    return RunFigures(machine_description(), plan.name, command, tuple(measured), skipped, engine)
+
+
+def _engine_bench(rounds: int) -> str:
+    """The policy engine micro-benchmark's report (a colleague's script), bounded."""
+    script = Path(__file__).resolve().parent / "engine_bench.py"
+    if not script.exists():
+        return f"{script} is absent"
+    command = [sys.executable, str(script), "--rounds", str(rounds)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    except subprocess.TimeoutExpired:
+        return f"`{shlex.join(command)}` took more than 180 s"
+    if done.returncode != 0:
+        return f"`{shlex.join(command)}` exited with {done.returncode}: {done.stderr[-1000:]}"
+    return f"$ {shlex.join(command)}\n{done.stdout}"
 
 
 def main(argv: list[str] | None = None) -> int:
