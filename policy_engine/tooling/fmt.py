@@ -68,21 +68,23 @@ def format_module(module: ast.Module, source: str) -> str:
 
 
 class _Record:
-    __slots__ = ("comment", "src", "text")
+    __slots__ = ("comment", "src", "text", "top")
 
-    def __init__(self, text: str, src: int, comment: bool = False) -> None:
+    def __init__(self, text: str, src: int, comment: bool = False, top: bool = False) -> None:
         self.text = text
         self.src = src
         self.comment = comment
+        self.top = top
+        """Starts a top-level statement (package, import block, rule): a blank line before."""
 
     @property
     def indent(self) -> int:
         return len(self.text) - len(self.text.lstrip("\t"))
 
 
-def _nl(indent: int, src: int) -> str:
+def _nl(indent: int, src: int, top: bool = False) -> str:
     """A line break whose next output line comes from source line `src`."""
-    return f"\n{_MARK}{src}{_MARK}" + "\t" * indent
+    return f"\n{_MARK}{src}{'!' if top else ''}{_MARK}" + "\t" * indent
 
 
 def _records(printed: str) -> list[_Record]:
@@ -91,7 +93,7 @@ def _records(printed: str) -> list[_Record]:
         if not raw.startswith(_MARK):
             continue
         _, src, text = raw.split(_MARK, 2)
-        records.append(_Record(text, int(src)))
+        records.append(_Record(text, int(src.rstrip("!")), top=src.endswith("!")))
     return records
 
 
@@ -128,12 +130,35 @@ def _attach_trailing(out: list[_Record], comment: Comment) -> None:
 def _join(records: list[_Record], source_lines: list[str]) -> str:
     lines: list[str] = []
     previous: _Record | None = None
-    for record in records:
-        if previous is not None and _blank_between(previous, record, source_lines):
+    separated = _separated(records, source_lines)
+    for position, record in enumerate(records):
+        if previous is not None and (
+            position in separated or _blank_between(previous, record, source_lines)
+        ):
             lines.append("")
         lines.append(record.text.rstrip())
         previous = record
     return "\n".join(lines) + "\n"
+
+
+def _separated(records: list[_Record], source_lines: list[str]) -> set[int]:
+    """Positions that get a blank line before them: each top-level statement, or the
+    comment block written directly above it."""
+    out: set[int] = set()
+    for position, record in enumerate(records):
+        if not record.top:
+            continue
+        start = position
+        while (
+            start > 0
+            and records[start - 1].comment
+            and records[start - 1].indent == 0
+            and not _blank_between(records[start - 1], records[start], source_lines)
+        ):
+            start -= 1
+        if start > 0:
+            out.add(start)
+    return out
 
 
 def _blank_between(before: _Record, after: _Record, source_lines: list[str]) -> bool:
@@ -174,12 +199,12 @@ class _Printer:
     """AST -> text with line tags; one method per node kind."""
 
     def module(self, module: ast.Module, package_line: int) -> str:
-        out = _nl(0, package_line) + "package " + _path(module.package)
-        for imp in module.imports:
+        out = _nl(0, package_line, top=True) + "package " + _path(module.package)
+        for position, imp in enumerate(module.imports):
             alias = f" as {imp.alias}" if imp.alias else ""
-            out += _nl(0, imp.span.line) + "import " + _path(imp.path) + alias
+            out += _nl(0, imp.span.line, top=position == 0) + "import " + _path(imp.path) + alias
         for rule in module.rules:
-            out += _nl(0, rule.span.line) + self.rule(rule)
+            out += _nl(0, rule.span.line, top=True) + self.rule(rule)
         return out
 
     # ---- rules -----------------------------------------------------------------------------
