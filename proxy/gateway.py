@@ -315,19 +315,22 @@ class Gateway:
         except (UpstreamConnectError, UpstreamTimeout) as exc:
             await self._store.release(allowed.reservation)
             status = 504 if isinstance(exc, UpstreamTimeout) else 502
-            return self._upstream_failed(
-                record, status, allowed.route.provider, "failed mid-answer"
-            )
+            what = "timed out" if status == 504 else "dropped the connection"
+            return self._upstream_failed(record, status, allowed.route.provider, what)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._store.release(allowed.reservation)
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await response.close()
-        if response.status >= 400:
-            # The provider's own error passes through; a failed call costs nothing.
-            await self._store.release(allowed.reservation)
-            record.reason = f"upstream status {response.status}"
-            return Reply(status=response.status, body=content, content_type=response.content_type)
-        usage = _usage_of(content)
-        await self._settle(allowed, usage)
+        with anyio.CancelScope(shield=True):  # a held reservation must always be closed
+            if response.status >= 400:
+                # The provider's own error passes through; a failed call costs nothing.
+                await self._store.release(allowed.reservation)
+                record.reason = f"upstream status {response.status}"
+            else:
+                await self._settle(allowed, _usage_of(content))
         return Reply(status=response.status, body=content, content_type=response.content_type)
 
     async def _relay(
@@ -343,9 +346,11 @@ class Gateway:
             rest = relay.flush()
             if rest:
                 yield rest
-        except (UpstreamConnectError, UpstreamTimeout):
-            failed = True  # headers were sent: the stream just ends early
-            record.reason = "upstream stream failed"
+        except (UpstreamConnectError, UpstreamTimeout) as exc:
+            # Headers are sent: tell the client in the stream, as OpenAI does, and end it.
+            failed = True
+            record.reason = f"upstream stream failed: {exc}"
+            yield _stream_error(f"Upstream provider {allowed.route.provider} failed mid-stream")
         finally:
             with anyio.CancelScope(shield=True):
                 await response.close()
@@ -370,6 +375,11 @@ class Gateway:
         await self._store.settle(allowed.reservation, cost)
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
+
+
+def _stream_error(message: str) -> bytes:
+    error = {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+    return b"data: " + _encoder.encode(error) + b"\n\n"
 
 
 def _usage_of(content: bytes) -> TokenUsage | None:

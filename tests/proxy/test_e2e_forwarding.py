@@ -3,6 +3,7 @@ faults (502, 504, 413, pass-through), client disconnects, metrics and logs."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -194,6 +195,34 @@ def test_upstream_error_passes_through(
     assert response.status_code == 503
     assert response.json() == {"error": {"message": "upstream overloaded", "type": "server_error"}}
     assert _usage(deployment, tenant) == 0
+
+
+def test_upstream_stalling_mid_stream_ends_it_with_an_error_event(
+    deployment: Deployment, client: httpx.Client, tenant: Tenant
+) -> None:
+    upstream_client = deployment.gateway.app.state.upstream
+    response = client.post(
+        "/v1/chat/completions",
+        json=chat(content="wait", stream=True),
+        headers=auth(tenant.token, "bearer"),
+    )
+    # Headers were already sent: status 200, the chunks so far, then an error event.
+    assert response.status_code == 200
+    events = [line for line in response.text.split("\n\n") if line]
+    assert '"one"' in events[0] and '" two"' in events[1]
+    assert json.loads(events[-1].removeprefix("data: ")) == {
+        "error": {
+            "message": "Upstream provider openai failed mid-stream",
+            "type": "api_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert _usage(deployment, tenant) == 0  # a failed call costs nothing
+    assert upstream_client.responses_open == 0
+    _eventually(lambda: deployment.upstream.stream_clients_gone, "the upstream saw the close")
+    deployment.upstream.release_stream()
+    _eventually(lambda: deployment.upstream.active_streams == 0, "the upstream stream ended")
 
 
 def test_client_disconnect_cancels_upstream(
