@@ -163,6 +163,13 @@ class _ToAst(Transformer[Token, Any]):
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+        # ids of parenthesised expressions: `k, (v in xs) in ys` keeps its grouping.
+        self.parenthesized: set[int] = set()
+
+    def paren(self, meta: Any, ch: list[Any]) -> ast.Term:
+        (inner,) = _terms(ch)
+        self.parenthesized.add(id(inner))
+        return inner  # type: ignore[no-any-return]
 
     def _call_userfunc(self, tree: Any, new_children: Any = None) -> Any:
         # Called directly rather than through `v_args`, whose per-access wrappers
@@ -310,25 +317,24 @@ class _ToAst(Transformer[Token, Any]):
         return ast.Unify(span=self._span(meta), left=ch[0], right=ch[1])
 
     def keyval_membership(self, meta: Any, ch: list[Any]) -> ast.Membership:
-        key, value, collection = _terms(ch)
-        return ast.Membership(span=self._span(meta), key=key, value=value, collection=collection)
+        key, membership = _terms(ch)
+        return _with_key(key, membership, meta, self.parenthesized)
 
     def some_expr(self, meta: Any, ch: list[Any]) -> ast.SomeVars | ast.SomeIn:
         span = self._span(meta)
-        has_in = any(isinstance(c, Token) and c.type == "IN" for c in ch)
         terms = _terms(ch)
-        if has_in:
-            *lhs, collection = terms
-            if len(lhs) > 2:
+        if isinstance(terms[-1], ast.Membership) and terms[-1].key is None:
+            if len(terms) > 2:
                 raise _Problem(
                     "`some` takes at most a key and a value: `some k, v in xs`",
                     meta.line,
                     meta.column,
                 )
-            key = lhs[0] if len(lhs) == 2 else None
-            return ast.SomeIn(span=span, key=key, value=lhs[-1], collection=collection)
-        if isinstance(terms[0], ast.Membership) and len(terms) == 1:
-            m = terms[0]
+            m = (
+                terms[-1]
+                if len(terms) == 1
+                else _with_key(terms[0], terms[-1], meta, self.parenthesized)
+            )
             return ast.SomeIn(span=span, key=m.key, value=m.value, collection=m.collection)
         for t in terms:
             if not isinstance(t, ast.Var):
@@ -348,13 +354,35 @@ class _ToAst(Transformer[Token, Any]):
 
     # ---- terms ------------------------------------------------------------------------
 
-    def binop(self, meta: Any, ch: list[Any]) -> ast.BinOp:
-        left, op, right = ch
-        return ast.BinOp(span=self._span(meta), op=str(op), left=left, right=right)
+    def operators(self, meta: Any, ch: list[Any]) -> ast.Term:
+        """Group `a op b op c …` by precedence (all operators associate left)."""
+        operands: list[ast.Term] = [ch[0]]
+        ops: list[Token] = []
+        for op, operand in zip(ch[1::2], ch[2::2], strict=True):
+            while ops and _PRECEDENCE[ops[-1].type] >= _PRECEDENCE[op.type]:
+                self._reduce(operands, ops)
+            ops.append(op)
+            operands.append(operand)
+        while ops:
+            self._reduce(operands, ops)
+        return operands[0]
 
-    def membership(self, meta: Any, ch: list[Any]) -> ast.Membership:
-        value, collection = _terms(ch)
-        return ast.Membership(span=self._span(meta), key=None, value=value, collection=collection)
+    def _reduce(self, operands: list[ast.Term], ops: list[Token]) -> None:
+        op = ops.pop()
+        right = operands.pop()
+        left = operands.pop()
+        start, end = left.span, right.span
+        span = Span(
+            file=self.file,
+            line=start.line,
+            column=start.column,
+            end_line=end.end_line,
+            end_column=end.end_column,
+        )
+        if op.type == "IN":
+            operands.append(ast.Membership(span=span, key=None, value=left, collection=right))
+        else:
+            operands.append(ast.BinOp(span=span, op=str(op), left=left, right=right))
 
     def unary(self, meta: Any, ch: list[Any]) -> ast.Term:
         op, operand = ch
@@ -438,6 +466,33 @@ class _ToAst(Transformer[Token, Any]):
     def object_compr(self, meta: Any, ch: list[Any]) -> ast.ObjectCompr:
         key, value, body = _terms(ch)
         return ast.ObjectCompr(span=self._span(meta), key=key, value=value, body=body)
+
+
+_PRECEDENCE = {"IN": 1, "RELOP": 2, "BAR": 3, "AMP": 4, "ADDOP": 5, "MULOP": 6}
+
+
+def _with_key(
+    key: ast.Term, membership: ast.Term, meta: Any, parenthesized: set[int]
+) -> ast.Membership:
+    """`k, v in xs`: the key joins the innermost left `in` (`k, v in xs in ys` is
+    `(k, v in xs) in ys`, as in OPA)."""
+    if not isinstance(membership, ast.Membership) or membership.key is not None:
+        raise _Problem(
+            "a `,` here must be followed by a membership test: `key, value in collection`",
+            meta.line,
+            meta.column,
+        )
+    inner = membership.value
+    if isinstance(inner, ast.Membership) and inner.key is None and id(inner) not in parenthesized:
+        return ast.Membership(
+            span=membership.span,
+            key=None,
+            value=_with_key(key, inner, meta, parenthesized),
+            collection=membership.collection,
+        )
+    return ast.Membership(
+        span=key.span, key=key, value=membership.value, collection=membership.collection
+    )
 
 
 def _string_value(tok: Token) -> str:
