@@ -76,6 +76,17 @@ class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
     route: Route
 
 
+class _Asked(msgspec.Struct, frozen=True, kw_only=True):
+    """One request as the client asked it, and the policy generation that judges it."""
+
+    operation: Operation
+    request: RequestDocument
+    parsed: ParsedBody
+    body_size: int
+    policy: LoadedPolicy
+    record: DecisionRecord  # mutable on purpose: filled in as the request goes
+
+
 class Gateway:
     """App-wide request handling; one instance per app, built in the lifespan."""
 
@@ -124,22 +135,8 @@ class Gateway:
         if token is not None:
             context = await self._store.key_context(self._store.hash_token(token))
         record.key_id = context.key.id if context else None
-        parsed = (
-            ParsedBody(payload=None) if operation == "models.list" else parse_body(operation, body)
-        )
-        request = RequestDocument(
-            operation=operation,
-            token_present=token is not None,
-            model=parsed.model,
-            body_error=parsed.error,
-            max_tokens=parsed.max_tokens,
-            stream=parsed.stream,
-            time=self._clock(),
-            client_ip=client_ip,
-        )
-        record.model = parsed.model
-        policy = self._policy.current  # one generation for the whole request
-        decision = self._decide(policy, request, context, record)
+        asked = self._asked(operation, token is not None, client_ip, body, record)
+        decision = self._decide(asked, context)
         if decision is None:
             return self._finish(record, self._no_decision())
         if not decision.allow:
@@ -150,22 +147,46 @@ class Gateway:
         record.allowed = True
         record.provider = decision.provider
         if operation == "models.list":
-            return self._finish(record, self._models(decision, policy.catalog))
-        reply = await self._reserve_and_forward(
-            operation, policy, request, context, decision, parsed, body, record
-        )
-        return self._finish(record, reply)
+            return self._finish(record, self._models(decision, asked.policy.catalog))
+        return self._finish(record, await self._reserve_and_forward(asked, context, decision))
 
-    def _decide(
+    def _asked(
         self,
-        policy: LoadedPolicy,
-        request: RequestDocument,
-        context: KeyContext | None,
+        operation: Operation,
+        token_present: bool,
+        client_ip: str,
+        body: bytes,
         record: DecisionRecord,
-    ) -> Decision | None:
+    ) -> _Asked:
+        parsed = (
+            ParsedBody(payload=None) if operation == "models.list" else parse_body(operation, body)
+        )
+        record.model = parsed.model
+        request = RequestDocument(
+            operation=operation,
+            token_present=token_present,
+            model=parsed.model,
+            body_error=parsed.error,
+            max_tokens=parsed.max_tokens,
+            stream=parsed.stream,
+            time=self._clock(),
+            client_ip=client_ip,
+        )
+        # INVARIANT: one policy generation judges the whole request, even across a reload.
+        return _Asked(
+            operation=operation,
+            request=request,
+            parsed=parsed,
+            body_size=len(body),
+            policy=self._policy.current,
+            record=record,
+        )
+
+    def _decide(self, asked: _Asked, context: KeyContext | None) -> Decision | None:
         started = time.perf_counter()
-        decision = policy.decide(build_input(request, context, self._gateway))
+        decision = asked.policy.decide(build_input(asked.request, context, self._gateway))
         elapsed = time.perf_counter() - started
+        record = asked.record
         record.policy_seconds = (record.policy_seconds or 0.0) + elapsed
         self._metrics.decision_latency(elapsed)
         return decision
@@ -190,61 +211,47 @@ class Gateway:
     # -- allowed requests ------------------------------------------------------------
 
     async def _reserve_and_forward(
-        self,
-        operation: Operation,
-        policy: LoadedPolicy,
-        request: RequestDocument,
-        context: KeyContext,
-        decision: Decision,
-        parsed: ParsedBody,
-        body: bytes,
-        record: DecisionRecord,
+        self, asked: _Asked, context: KeyContext, decision: Decision
     ) -> Reply:
-        price = policy.catalog.price(decision.model, decision.provider)
-        amount = self._reservation_amount(operation, price, parsed, len(body))
+        price = asked.policy.catalog.price(decision.model, decision.provider)
+        amount = self._reservation_amount(asked, price)
         org_id = context.organization.id if decision.billing == "credits" else None
         reservation = await self._store.reserve(context.key.id, org_id, amount)
         if reservation is None:
-            record.allowed = False
-            return await self._refused(policy, request, context, amount, org_id, record)
+            asked.record.allowed = False
+            return await self._refused(asked, context, amount, org_id)
         try:
-            route = self._providers.route(decision, context.project, operation, policy.catalog)
+            route = self._providers.route(
+                decision, context.project, asked.operation, asked.policy.catalog
+            )
         except ProviderProblem as exc:
             await self._store.release(reservation)
-            record.reason = str(exc)
+            asked.record.reason = str(exc)
             return self.error(502, str(exc))
         allowed = _Allowed(
-            operation=operation,
+            operation=asked.operation,
             decision=decision,
             context=context,
-            body=parsed,
+            body=asked.parsed,
             price=price,
             reservation=reservation,
             route=route,
         )
-        return await self._forward(allowed, record)
+        return await self._forward(allowed, asked.record)
 
-    def _reservation_amount(
-        self, operation: Operation, price: ModelPrice | None, parsed: ParsedBody, size: int
-    ) -> Decimal:
+    def _reservation_amount(self, asked: _Asked, price: ModelPrice | None) -> Decimal:
         """An upper bound of the cost: estimated prompt plus the most it may generate,
         all at the higher of the two prices (the real cost replaces it when settled)."""
         if price is None:
             return Decimal(0)
         completion = 0
-        if operation != "embeddings":
-            completion = parsed.max_tokens or self._config.default_max_tokens
-        tokens = math.ceil(size / _BYTES_PER_TOKEN) + max(completion, 0)
+        if asked.operation != "embeddings":
+            completion = asked.parsed.max_tokens or self._config.default_max_tokens
+        tokens = math.ceil(asked.body_size / _BYTES_PER_TOKEN) + max(completion, 0)
         return tokens * max(price.input_price, price.output_price) / _MILLION
 
     async def _refused(
-        self,
-        policy: LoadedPolicy,
-        request: RequestDocument,
-        context: KeyContext,
-        amount: Decimal,
-        org_id: str | None,
-        record: DecisionRecord,
+        self, asked: _Asked, context: KeyContext, amount: Decimal, org_id: str | None
     ) -> Reply:
         """The store would not hold the cost: ask the policy again with that cost counted,
         so the documented usage-limit or credits message answers."""
@@ -254,13 +261,13 @@ class Gateway:
             reserved=fresh.reserved + amount,
             credits_reserved=fresh.credits_reserved + (amount if org_id else Decimal(0)),
         )
-        decision = self._decide(policy, request, counted, record)
+        decision = self._decide(asked, counted)
         if decision is None:
             return self._no_decision()
         if not decision.allow:
-            record.reason = decision.message
+            asked.record.reason = decision.message
             return self.error(decision.status, decision.message)
-        record.reason = "usage reservation refused"
+        asked.record.reason = "usage reservation refused"
         return self.error(429, "Too many concurrent requests for this key's usage limit; retry")
 
     async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
