@@ -462,14 +462,9 @@ class Compiler:
             right = self.value(term.right, scope, hoists)
             op = self.builtins[_OPERATORS[term.op]]
             return self.builtin_call(op, [left, right], term.span, test=True)
-        if (
-            isinstance(term, ast.BinOp)
-            and term.op == "=="
-            and isinstance(constant(term.right), str)
-        ):
-            left = self.value(term.left, scope, hoists)
-            text = constant(term.right)
-            return lambda ctx, f: left(ctx, f) == text
+        if isinstance(term, ast.BinOp) and term.op in ("==", "!="):
+            args = [self.value(term.left, scope, hoists), self.value(term.right, scope, hoists)]
+            return self.equality(term.op, args, term.span, test=True)
         if isinstance(term, ast.Call):
             kind, target = self.resolve_call(term.name, scope)
             if kind == "builtin" and len(term.args) == target.arity:
@@ -851,27 +846,15 @@ class Compiler:
         left = self.value(term.left, scope, hoists)
         right = self.value(term.right, scope, hoists)
         if term.op in ("==", "!="):
-            want = term.op == "=="
-            right_const = constant(term.right)
-            if isinstance(right_const, str):
-
-                def eq_str(ctx: Ctx, f: Frame) -> Any:
-                    a = left(ctx, f)
-                    if a is UNDEFINED:
-                        return UNDEFINED
-                    return (type(a) is str and a == right_const) is want
-
-                return eq_str
-
-            def eq(ctx: Ctx, f: Frame) -> Any:
-                a = left(ctx, f)
-                b = right(ctx, f)
-                if a is UNDEFINED or b is UNDEFINED:
-                    return UNDEFINED
-                return equal(a, b) is want
-
-            return eq
+            return self.equality(term.op, [left, right], term.span, test=False)
         return self.builtin_call(self.builtins[_OPERATORS[term.op]], [left, right], term.span)
+
+    def equality(self, op: str, args: list[ValueFn], span: Span, test: bool) -> ValueFn:
+        """`==` / `!=`: strings compare inline, everything else by Rego equality."""
+        fn = equal if op == "==" else _not_equal
+        return self.builtin_call(
+            Builtin(name=op, arity=2, fn=fn), args, span, test=test, string_op=op
+        )
 
     def membership(self, term: ast.Membership, scope: Scope, hoists: list[Builder]) -> ValueFn:
         value = self.value(term.value, scope, hoists)
@@ -1044,7 +1027,12 @@ class Compiler:
         return call_user
 
     def builtin_call(
-        self, builtin: Builtin, args: list[ValueFn], span: Span, test: bool = False
+        self,
+        builtin: Builtin,
+        args: list[ValueFn],
+        span: Span,
+        test: bool = False,
+        string_op: str | None = None,
     ) -> ValueFn:
         """A call site specialised by generated code: constant and variable
         arguments are read inline, only other arguments cost a call.
@@ -1079,6 +1067,10 @@ class Compiler:
         if checks:
             lines.append(f"    if {' or '.join(checks)}:")
             lines.append("        return False" if test else "        return U")
+        if string_op is not None:  # `==`/`!=` on two strings needs no equality function
+            a, b = operands
+            lines.append(f"    if type({a}) is str and type({b}) is str:")
+            lines.append(f"        return {a} {string_op} {b}")
         lines.append("    try:")
         lines.append(f"        r = fn({', '.join(operands)})")
         lines.append("    except BuiltinError as exc:")
@@ -1558,6 +1550,10 @@ def _replaces_data(node: object) -> bool:
     if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
         return False
     return any(_replaces_data(getattr(node, name)) for name in fields if name != "span")
+
+
+def _not_equal(a: Any, b: Any) -> bool:
+    return not equal(a, b)
 
 
 def _input_root(ctx: Ctx, f: Frame) -> Any:
