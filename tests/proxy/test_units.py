@@ -1,0 +1,154 @@
+"""Small pure pieces: the input document, provider routing, metrics text, mock usage."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from proxy.catalog import Catalog, CatalogProvider, ModelPrice
+from proxy.config import GatewayConfig, ProviderConfig
+from proxy.documents import Decision, RequestDocument
+from proxy.input_document import build_input, gateway_info
+from proxy.metrics import Metrics
+from proxy.mock_provider import MOCK_REPLY_WORDS, MockProvider
+from proxy.providers import ProviderDirectory, ProviderProblem
+from proxy.store.base import ApiKey, IamRule, KeyContext, Organization, Project
+
+REQUEST = RequestDocument(
+    operation="chat.completions",
+    token_present=True,
+    model="gpt-4",
+    time="2026-11-27T10:00:00Z",
+    client_ip="127.0.0.1",
+)
+
+
+def _context(**project: object) -> KeyContext:
+    key = ApiKey(
+        id="key_1",
+        token_hash="h",
+        display="llmgtwy_abcd…wxyz",
+        project_id="p",
+        status="active",
+        usage_limit=Decimal("1000.00"),
+        usage=Decimal("250.50"),
+        description="",
+        created_at="2026-11-27T10:00:00Z",
+    )
+    rule = IamRule(id="r1", key_id="key_1", type="deny_models", values=("gpt-4",))
+    return KeyContext(
+        key=key,
+        reserved=Decimal("0.25"),
+        rules=(rule,),
+        project=Project(id="p", organization_id="o", **project),  # type: ignore[arg-type]
+        organization=Organization(id="o", credits=Decimal("10.00")),
+        credits_reserved=Decimal("1.50"),
+    )
+
+
+def test_input_for_unknown_token_has_no_key() -> None:
+    document = build_input(REQUEST, None, gateway_info(()))
+    assert document.key is None and document.project is None and document.organization is None
+    assert document.gateway.credentialed_providers == ("mock",)
+
+
+def test_input_counts_in_flight_reservations() -> None:
+    context = _context(provider_keys={"openai": {"value": "sk-x"}}, mode="api-keys")
+    document = build_input(REQUEST, context, gateway_info(["openai"]))
+    assert document.key is not None and document.organization is not None
+    assert document.project is not None
+    assert document.key.usage == Decimal("250.75")
+    assert document.key.usage_limit == Decimal("1000.00")
+    assert document.organization.credits == Decimal("8.50")
+    assert document.project.provider_keys == ("openai",)  # names only, never secrets
+    assert document.project.mode == "api-keys"
+    assert document.key.iam_rules[0].values == ("gpt-4",)
+    assert document.gateway.credentialed_providers == ("mock", "openai")
+
+
+CATALOG = Catalog(
+    providers={"openai": CatalogProvider(base_url="https://catalog.example/v1")},
+    models={},
+)
+
+
+def _decision(provider: str, billing: str) -> Decision:
+    return Decision(
+        allow=True,
+        status=200,
+        model="gpt-4",
+        provider=provider,
+        provider_model_id="gpt-4",
+        billing=billing,  # type: ignore[arg-type]
+    )
+
+
+def test_routes_gateway_and_project_credentials() -> None:
+    config = GatewayConfig(
+        providers=(ProviderConfig(id="openai", base_url="http://up/v1/", api_key_env="GW_KEY"),)
+    )
+    directory = ProviderDirectory(config, {"GW_KEY": "sk-gateway", "PROJ_KEY": "sk-project"})
+    assert directory.credentialed == ("mock", "openai")
+    project = Project(id="p", organization_id="o", provider_keys={"openai": {"env": "PROJ_KEY"}})
+    credits = directory.route(_decision("openai", "credits"), project, "embeddings", CATALOG)
+    assert (credits.url, credits.api_key) == ("http://up/v1/embeddings", "sk-gateway")
+    own = directory.route(_decision("openai", "provider-key"), project, "chat.completions", CATALOG)
+    assert own.api_key == "sk-project"
+    mock = directory.route(_decision("mock", "credits"), project, "chat.completions", CATALOG)
+    assert mock.url is None and mock.api_key is None
+
+
+def test_catalog_base_url_is_the_fallback_and_missing_secrets_are_named() -> None:
+    directory = ProviderDirectory(GatewayConfig(), {})
+    assert directory.credentialed == ("mock",)
+    project = Project(id="p", organization_id="o", provider_keys={"openai": {"env": "UNSET"}})
+    route = directory.route(_decision("openai", "credits"), project, "chat.completions", CATALOG)
+    assert route.url == "https://catalog.example/v1/chat/completions"
+    with pytest.raises(ProviderProblem, match="set the environment variable UNSET"):
+        directory.route(_decision("openai", "provider-key"), project, "completions", CATALOG)
+    with pytest.raises(ProviderProblem, match="Provider nowhere has no base_url"):
+        directory.route(_decision("nowhere", "credits"), project, "completions", CATALOG)
+
+
+def test_price_is_exact() -> None:
+    price = ModelPrice(model_id="m", input_price=Decimal("30.00"), output_price=Decimal("60.00"))
+    assert price.cost(5, 7) == Decimal("0.00057")
+
+
+def test_metrics_text() -> None:
+    metrics = Metrics()
+    metrics.request("chat.completions", 200)
+    metrics.request("chat.completions", 200)
+    metrics.decision_latency(0.0003)
+    metrics.upstream_latency("openai", 0.2)
+    metrics.usage("openai", 'we"ird', 5, 7, Decimal("0.00057"))
+    text = metrics.render({"gateway_up": ("Up.", 1.0)})
+    assert 'gateway_requests_total{operation="chat.completions",status="200"} 2' in text
+    assert 'gateway_decision_seconds_bucket{le="0.0005"} 1' in text
+    assert 'gateway_decision_seconds_bucket{le="+Inf"} 1' in text
+    assert 'gateway_upstream_seconds_bucket{provider="openai",le="0.1"} 0' in text
+    assert 'gateway_upstream_seconds_bucket{provider="openai",le="0.25"} 1' in text
+    assert 'gateway_tokens_total{provider="openai",model="we\\"ird",kind="completion"} 7' in text
+    assert 'gateway_cost_usd_total{provider="openai",model="we\\"ird"} 0.00057' in text
+    assert "gateway_up 1.0" in text and text.endswith("\n")
+
+
+def test_mock_usage_is_deterministic() -> None:
+    async def run() -> tuple[bytes, list[bytes]]:
+        mock = MockProvider()
+        payload = {"model": "m", "messages": [{"role": "user", "content": "a b c"}]}
+        whole = await (await mock.send("chat.completions", payload)).read()
+        streamed = await mock.send(
+            "chat.completions",
+            {**payload, "stream": True, "stream_options": {"include_usage": True}},
+        )
+        return whole, [chunk async for chunk in streamed.chunks()]
+
+    whole, chunks = asyncio.run(run())
+    completion = len(MOCK_REPLY_WORDS)
+    assert f'"usage":{{"prompt_tokens":3,"completion_tokens":{completion}'.encode() in whole
+    assert len(chunks) == completion + 2  # one per word, the usage chunk, [DONE]
+    assert b'"choices":[],"usage":{"prompt_tokens":3' in chunks[-2]
+    assert chunks[-1] == b"data: [DONE]\n\n"
