@@ -344,7 +344,7 @@ class Gateway:
         self, allowed: _Allowed, response: UpstreamResponse, record: DecisionRecord
     ) -> AsyncIterator[bytes]:
         relay = SseRelay(keep_usage_chunk=allowed.body.include_usage)
-        failed = False
+        failed = finished = False
         try:
             async for chunk in response.chunks():
                 out = relay.feed(chunk)
@@ -353,6 +353,7 @@ class Gateway:
             rest = relay.flush()
             if rest:
                 yield rest
+            finished = True
         except (UpstreamConnectError, UpstreamTimeout) as exc:
             # Headers are sent: tell the client in the stream, as OpenAI does, and end it.
             failed = True
@@ -364,6 +365,8 @@ class Gateway:
                 if failed:
                     await self._store.release(allowed.reservation)
                 else:
+                    if not finished:
+                        record.reason = "client disconnected mid-stream"
                     # A client that left early still pays for what was generated.
                     usage = relay.usage or TokenUsage(
                         prompt_tokens=0, completion_tokens=relay.events
