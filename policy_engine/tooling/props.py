@@ -5,10 +5,10 @@ input schema it must be defined and not `false`. Hypothesis generates inputs
 (`schema_strategy`), evaluates every property on each, and on a violation
 shrinks the input to a minimal one, printed with the decision it produced.
 
-Failing examples are saved in a hypothesis example database (a directory,
-`.hypothesis/policy-engine` by default) under a key made of the property
-names and the schema, so the next run, say after fixing the policy, replays
-them first. `--seed` makes a run reproducible.
+A failing input is saved as JSON (`counterexamples`, under
+`.hypothesis/policy-engine/<key>/` by default, the key made of the property
+names and the schema), and the next run, say after fixing the policy,
+replays the saved inputs first. `--seed` makes a run reproducible.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import msgspec
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 
 from policy_engine import ast
 from policy_engine.engine import Engine, Prepared, _parse_all
 from policy_engine.errors import COMPILE_ERROR, Diagnostic, EvalError, PolicyError
+from policy_engine.tooling.counterexamples import CounterexampleStore
 from policy_engine.tooling.explain import Explainer
 from policy_engine.tooling.loading import PolicySet
 from policy_engine.tooling.schema_strategy import dictionary_of, schema_strategy
@@ -82,6 +82,8 @@ class PropReport(msgspec.Struct, frozen=True, kw_only=True):
     """Inputs evaluated, replayed ones and shrinking steps included."""
     seconds: float
     seed: int | None
+    replayed: bool = False
+    """The failure came from a saved counterexample, without a new search."""
 
 
 class _Violation(Exception):
@@ -137,16 +139,20 @@ def _check(props: list[tuple[Property, Prepared]], document: Any) -> None:
             raise _Violation(prop, "false", document)
 
 
-def _database_key(props: list[Property], schema: Mapping[str, Any]) -> bytes:
+def _store_key(props: list[Property], schema: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps([p.name for p in props]).encode())
     digest.update(json.dumps(schema, sort_keys=True, default=str).encode())
-    return b"policy-engine-prop:" + digest.hexdigest().encode()
+    return digest.hexdigest()[:16]
 
 
 def run_properties(
     policies: PolicySet, schema: Mapping[str, Any], config: PropConfig | None = None
 ) -> PropReport:
-    """Search for a counterexample to every `prop_*` rule in `policies`."""
+    """Search for a counterexample to every `prop_*` rule in `policies`.
+
+    Saved counterexamples are tried first; if one still breaks a property it
+    is reported without a new search.
+    """
     config = config or PropConfig()
     modules, problems = _parse_all(policies.sources)
     if problems:
@@ -154,15 +160,55 @@ def run_properties(
     engine = Engine.from_sources(policies.sources, policies.data)
     props = find_properties(modules, config.pattern)
     prepared = [(p, engine.prepare(p.name)) for p in props]
+    store = CounterexampleStore(config.database, _store_key(props, schema))
+    started = time.perf_counter()
+    violation = _replay(prepared, store) if props else None
+    replayed = violation is not None
+    examples = 0
+    if violation is None and props:
+        violation, examples = _search(policies, modules, schema, config, engine, prepared)
+        if violation is not None:
+            store.save(violation.document)
+    return PropReport(
+        properties=tuple(props),
+        failures=(_failure(engine, config, violation),) if violation is not None else (),
+        examples=examples,
+        seconds=round(time.perf_counter() - started, 3),
+        seed=config.seed,
+        replayed=replayed,
+    )
+
+
+def _replay(
+    prepared: list[tuple[Property, Prepared]], store: CounterexampleStore
+) -> _Violation | None:
+    for file, document in store.saved():
+        try:
+            _check(prepared, document)
+        except _Violation as violation:
+            return violation
+        store.forget(file)  # fixed: no longer worth replaying
+    return None
+
+
+def _search(
+    policies: PolicySet,
+    modules: list[ast.Module],
+    schema: Mapping[str, Any],
+    config: PropConfig,
+    engine: Engine,
+    prepared: list[tuple[Property, Prepared]],
+) -> tuple[_Violation | None, int]:
+    """Run hypothesis; the shrunk violation (or None) and the number of inputs tried."""
     dictionary = dictionary_of([_string_constants(modules), policies.data])
     strategy = schema_strategy(schema, dictionary)
-    violations: list[_Violation] = []
-    evaluated: list[int] = [0]
     steer = (
         _steering(policies, config)
         if config.steer and config.decision in engine.rule_paths
         else None
     )
+    violations: list[_Violation] = []
+    evaluated: list[int] = [0]
 
     def check(document: Any) -> None:
         evaluated[0] += 1
@@ -174,35 +220,23 @@ def run_properties(
             violations.append(exc)  # the last one raised is the shrunk example
             raise
 
-    database = DirectoryBasedExampleDatabase(config.database) if config.database else None
     search = settings(
         max_examples=config.max_examples,
-        database=database,
+        database=None,
         deadline=None,
         derandomize=False,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
         print_blob=False,
     )(given(strategy)(check))
-    search._hypothesis_internal_database_key = _database_key(props, schema)  # type: ignore[attr-defined]
     if config.seed is not None:
         search = seed(config.seed)(search)
-    started = time.perf_counter()
-    failures: list[PropFailure] = []
-    if props:
-        try:
-            _quietly(search)
-        except _Violation:
-            last = violations[-1]
-            failures.append(_failure(engine, config, last))
-    return PropReport(
-        properties=tuple(props),
-        failures=tuple(failures),
-        examples=evaluated[0],
-        seconds=round(time.perf_counter() - started, 3),
-        seed=config.seed,
-    )
+    try:
+        _quietly(search)
+    except _Violation:
+        return violations[-1], evaluated[0]
+    return None, evaluated[0]
 
 
 def _steering(policies: PolicySet, config: PropConfig) -> Any:
@@ -270,6 +304,10 @@ def render_prop_report(report: PropReport) -> str:
         lines.append(
             f"{len(report.properties)} properties hold over {report.examples} inputs"
             f"{seed_note}: {names}"
+        )
+    elif report.replayed:
+        lines.append(
+            "a saved counterexample still fails (delete it from the database to search anew)"
         )
     else:
         lines.append(f"counterexample found in {report.seconds:.1f} s{seed_note}")

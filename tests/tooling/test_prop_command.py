@@ -1,0 +1,166 @@
+"""`policy-engine prop`: invariants of the default policy, counterexamples, replay, seeds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+from hypothesis import HealthCheck, given, settings
+from tooling_helpers import CATALOG, GATEWAY_REGO, INPUT_SCHEMA, POLICIES, Run, run_cli
+
+from policy_engine.tooling.loading import read_document
+from policy_engine.tooling.schema_strategy import DECIMAL_POOL, dictionary_of, schema_strategy
+
+SCHEMA = read_document(INPUT_SCHEMA)
+INCLUSIVE = "to_number(input.key.usage) >= to_number(input.key.usage_limit)"
+
+
+@pytest.fixture(scope="module")
+def broken_policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the default policy whose usage check is written with `>` (a bug)."""
+    folder = tmp_path_factory.mktemp("broken")
+    text = GATEWAY_REGO.read_text(encoding="utf-8")
+    assert text.count(INCLUSIVE) == 1, "the usage check moved; update this test's substitution"
+    (folder / "gateway.rego").write_text(text.replace(INCLUSIVE, INCLUSIVE.replace(">=", ">")))
+    shutil.copy(POLICIES / "gateway_props.rego", folder)
+    shutil.copy(CATALOG, folder)
+    return folder
+
+
+def _counterexample(run: Run) -> dict[str, Any]:
+    start = run.out.index("{")
+    end = run.out.rindex("}") + 1
+    found: dict[str, Any] = json.loads(run.out[start:end])
+    return found
+
+
+@pytest.fixture(scope="module")
+def first_run(broken_policies: Path) -> Run:
+    database = broken_policies / "db"
+    return run_cli(
+        [
+            "prop",
+            str(broken_policies),
+            "--input-schema",
+            str(INPUT_SCHEMA),
+            "--seed",
+            "7",
+            "--database",
+            str(database),
+        ]
+    )
+
+
+def test_broken_usage_check_is_caught_with_usage_equal_to_the_limit(first_run: Run) -> None:
+    assert first_run.status == 1
+    assert "FAIL data.gateway_props.prop_usage_at_limit" in first_run.out
+    found = _counterexample(first_run)
+    key = found["input"]["key"]
+    assert key["status"] == "active"
+    assert Decimal(key["usage"]) == Decimal(key["usage_limit"])
+    assert (
+        found["decision"]["message"] != "Unauthorized: LLMGateway API key reached its usage limit."
+    )
+
+
+def test_same_seed_finds_the_same_counterexample(
+    broken_policies: Path, first_run: Run, tmp_path: Path
+) -> None:
+    again = run_cli(
+        [
+            "prop",
+            str(broken_policies),
+            "--input-schema",
+            str(INPUT_SCHEMA),
+            "--seed",
+            "7",
+            "--database",
+            str(tmp_path / "fresh"),
+        ]
+    )
+    assert again.status == 1
+    assert _counterexample(again) == _counterexample(first_run)
+
+
+def test_saved_failure_is_replayed_first(broken_policies: Path, first_run: Run) -> None:
+    database = broken_policies / "db"
+    assert any(p.is_file() for p in database.rglob("*")), "no failing example was saved"
+    replay = run_cli(
+        [
+            "prop",
+            str(broken_policies),
+            "--input-schema",
+            str(INPUT_SCHEMA),
+            "--seed",
+            "12345",
+            "--max-examples",
+            "1",
+            "--database",
+            str(database),
+        ]
+    )
+    assert replay.status == 1
+    assert "a saved counterexample still fails" in replay.out
+    assert _counterexample(replay)["input"] == _counterexample(first_run)["input"]
+
+
+def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) -> None:
+    result = run_cli(
+        [
+            "prop",
+            str(POLICIES),
+            "--input-schema",
+            str(INPUT_SCHEMA),
+            "--max-examples",
+            "2000",
+            "--seed",
+            "1",
+            "--database",
+            str(tmp_path),
+        ]
+    )
+    assert result.status == 0, result.out
+    assert result.out.startswith("6 properties hold over ")
+    assert "prop_denied_model_is_never_allowed" in result.out
+
+
+def test_no_properties_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "p.rego").write_text("package p\n\nx := 1\n", encoding="utf-8")
+    result = run_cli(
+        [
+            "prop",
+            str(tmp_path),
+            "--input-schema",
+            str(INPUT_SCHEMA),
+            "--database",
+            str(tmp_path / "db"),
+        ]
+    )
+    assert result.status == 1
+    assert "no prop_* rules found" in result.out
+
+
+_DICTIONARY = dictionary_of(
+    [["gpt-4", "openai", "chat.completions"], {"catalog": {"mock-model": 1}}]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schema_strategy(SCHEMA, _DICTIONARY))
+def test_generated_inputs_are_valid_under_the_input_schema(document: Any) -> None:
+    jsonschema.Draft202012Validator(SCHEMA).validate(document)
+    key = document.get("key")
+    if key is not None:
+        Decimal(key["usage"])  # decimal strings parse exactly
+        assert "iam_rules" in key  # optional with a default: always present
+
+
+def test_dictionary_keeps_identifiers_and_drops_prose() -> None:
+    words = dictionary_of([{"gpt-4": {"name": "GPT 4 by OpenAI", "url": "https://x.invalid/v1"}}])
+    assert words == ["gpt-4", "name", "url"]  # keys are identifiers too
+    assert "10" in DECIMAL_POOL and "10.00" in DECIMAL_POOL  # equal amounts, written two ways
