@@ -1,0 +1,122 @@
+"""Generated code for the hottest closures: call sites and constant paths.
+
+A template of our own (never policy text) is filled with variable-slot numbers
+and compiled once per distinct shape; constants and callees reach the code
+through its globals.
+"""
+
+from __future__ import annotations
+
+from types import CodeType
+from typing import Any
+
+from policy_engine import ast
+from policy_engine.runtime import (
+    Ctx,
+    Frame,
+    ValueFn,
+    index_value,
+)
+from policy_engine.source import Span
+from policy_engine.values import UNDEFINED, equal
+
+__all__ = [
+    "data_root",
+    "dynamic_index",
+    "generate",
+    "input_root",
+    "not_equal",
+    "root_walk",
+    "slot_reader_fn",
+    "str_terms",
+    "walk",
+]
+
+
+def str_terms(keys: tuple[str, ...], span: Span) -> list[ast.Term]:
+    return [ast.StringLit(span=span, value=k) for k in keys]
+
+
+def slot_reader_fn(slot: int) -> ValueFn:
+    return lambda ctx, f: f[slot]
+
+
+def not_equal(a: Any, b: Any) -> bool:
+    return not equal(a, b)
+
+
+def input_root(ctx: Ctx, f: Frame) -> Any:
+    return ctx.input
+
+
+def data_root(ctx: Ctx, f: Frame) -> Any:
+    return ctx.data
+
+
+def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) -> Any:
+    """Define the one function in `source` with `env` as its globals.
+
+    The source comes only from this module's templates (names and slot numbers,
+    never policy text); values reach it through `env`. Identical templates are
+    compiled once per compiler.
+    """
+    code = code_cache.get(source)
+    if code is None:
+        code = code_cache[source] = compile(source, "<policy_engine generated>", "exec")
+    exec(code, env)  # noqa: S102 - our own template, see above
+    (name,) = [key for key in env if key in ("call", "get")]
+    return env[name]
+
+
+def root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
+    """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
+    env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
+    lines = [f"    v = ctx.{root}"]
+    for i, key in enumerate(keys):
+        env[f"k{i}"] = key
+        lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+        if i < len(keys) - 1:
+            lines.append("    if v is U:\n        return U")
+    source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
+    get: ValueFn = generate(source, env, code_cache)
+    return get
+
+
+def walk(fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
+    if not keys:
+        return fn
+    if fn is input_root:
+        return root_walk("input", keys, code_cache)
+    if fn is data_root:
+        return root_walk("data", keys, code_cache)
+    if len(keys) == 1:
+        (key,) = keys
+
+        def get1(ctx: Ctx, f: Frame) -> Any:
+            v = fn(ctx, f)
+            if type(v) is dict:
+                return v.get(key, UNDEFINED)
+            return index_value(v, key)
+
+        return get1
+
+    def get(ctx: Ctx, f: Frame) -> Any:
+        v = fn(ctx, f)
+        for key in keys:
+            v = v.get(key, UNDEFINED) if type(v) is dict else index_value(v, key)
+            if v is UNDEFINED:
+                return v
+        return v
+
+    return get
+
+
+def dynamic_index(fn: ValueFn, key_fn: ValueFn) -> ValueFn:
+    def get(ctx: Ctx, f: Frame) -> Any:
+        v = fn(ctx, f)
+        key = key_fn(ctx, f)
+        if v is UNDEFINED or key is UNDEFINED:
+            return UNDEFINED
+        return index_value(v, key)
+
+    return get

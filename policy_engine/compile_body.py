@@ -1,0 +1,330 @@
+"""Compiling statements and bodies: ordering for safety, `not`, `with`,
+unification, `some … in`, `every`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy_engine import ast
+from policy_engine.compile_terms import TermCompiler
+from policy_engine.errors import COMPILE_ERROR
+from policy_engine.runtime import (
+    MISSING,
+    Cont,
+    Ctx,
+    Frame,
+    Step,
+    ValueFn,
+    iterate,
+    set_path,
+)
+from policy_engine.steps import (
+    NOOP,
+    OPERATORS,
+    Builder,
+    Direct,
+    IterStmt,
+    Stmt,
+    chain,
+    conjunction,
+    constant,
+    final_step,
+    match_step,
+    never,
+    stop,
+    truthy_step,
+)
+from policy_engine.terms import NotReady, Scope, term_vars
+from policy_engine.values import UNDEFINED, equal, freeze
+
+__all__ = ["BodyCompiler"]
+
+
+class BodyCompiler(TermCompiler):
+    """Compiles bodies into chains of statement builders."""
+
+    # ---- bodies --------------------------------------------------------------------------
+
+    def body(
+        self, literals: tuple[ast.Literal, ...], scope: Scope, needed: set[str]
+    ) -> list[Builder]:
+        """Order statements so each runs once the variables it reads are bound."""
+        remaining = list(literals)
+        var_sets = [set(term_vars(lit)) for lit in literals]
+        pending = list(zip(remaining, var_sets, strict=True))
+        builders: list[Builder] = []
+        while pending:
+            errors: list[NotReady] = []
+            for position, (lit, _vars) in enumerate(pending):
+                trial = scope.copy()
+                trial.elsewhere = set(needed) | scope.elsewhere
+                for other_position, (_o, other_vars) in enumerate(pending):
+                    if other_position != position:
+                        trial.elsewhere |= other_vars
+                try:
+                    builder = self.literal(lit, trial)
+                except NotReady as exc:
+                    errors.append(exc)
+                    continue
+                scope.bound, scope.declared = trial.bound, trial.declared
+                builders.append(builder)
+                del pending[position]
+                break
+            else:
+                first_lit, _vars = pending[0]
+                raise NotReady(errors[0].names, errors[0].span or first_lit.span)
+        return builders
+
+    def literal(self, lit: ast.Literal, scope: Scope) -> Builder:
+        if lit.withs:
+            return self.with_literal(lit, scope)
+        if lit.negated:
+            return self.negated(lit.expr, scope)
+        return self.expr(lit.expr, scope)
+
+    def negated(self, expr: ast.Expr, scope: Scope) -> Builder:
+        inner_scope = scope.copy()
+        builder = self.expr(expr, inner_scope)
+        leaked = {
+            name
+            for name in inner_scope.bound
+            if name not in scope.bound and name in scope.elsewhere and name != "_"
+        }
+        if leaked:
+            raise NotReady(leaked, expr.span)
+        if isinstance(builder, Stmt):
+            holds = builder.direct
+            return Stmt(lambda ctx, f: not holds(ctx, f))
+        inner = builder(final_step)
+        return Stmt(lambda ctx, f: not inner(ctx, f, stop))
+
+    def with_literal(self, lit: ast.Literal, scope: Scope) -> Builder:
+        targets: list[tuple[str, tuple[Any, ...]]] = []
+        values: list[ValueFn] = []
+        for modifier in lit.withs:
+            targets.append(self.with_target(modifier))
+            hoists: list[Builder] = []
+            values.append(self.value(modifier.value, scope, hoists))
+            if hoists:
+                raise NotReady({"_"}, modifier.span)
+        plain = ast.Literal(span=lit.span, negated=lit.negated, expr=lit.expr)
+        inner = self.literal(plain, scope)(final_step)
+
+        def build(nxt: Step) -> Step:
+            def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
+                new_input, new_data = ctx.input, ctx.data
+                overrides = dict(ctx.overrides or {})
+                for (root, path), fn in zip(targets, values, strict=True):
+                    v = fn(ctx, f)
+                    if v is UNDEFINED:
+                        return False
+                    if root == "input":
+                        new_input = set_path(new_input, path, v)
+                    elif root == "rule":
+                        overrides[path] = v
+                    else:
+                        new_data = set_path(new_data, path, v)
+                child = ctx.child(new_input, new_data, overrides or None)
+
+                def resume(_child: Ctx, f2: Frame) -> bool:
+                    return nxt(ctx, f2, k)
+
+                return inner(child, f, resume)
+
+            return step
+
+        return build
+
+    def with_target(self, modifier: ast.With) -> tuple[str, tuple[Any, ...]]:
+        target = modifier.target
+        head = target.head if isinstance(target, ast.Ref) else target
+        path_terms = target.path if isinstance(target, ast.Ref) else ()
+        path = tuple(constant(p) for p in path_terms)
+        if not isinstance(head, ast.Var) or head.name not in ("input", "data") or MISSING in path:
+            self.problem(
+                COMPILE_ERROR,
+                "`with` can only replace `input`, `input.<path>` or `data.<path>`",
+                modifier.span,
+            )
+            return ("input", ())
+        if head.name == "input":
+            return ("input", path)
+        full = ("data", *path)
+        for i in range(len(full), 0, -1):
+            if full[:i] in self.index.groups or (i == len(full) and full in self.index.namespaces):
+                return ("rule", full)
+        return ("data", path)
+
+    def expr(self, expr: ast.Expr, scope: Scope) -> Builder:
+        if isinstance(expr, ast.SomeVars):
+            for var in expr.names:
+                scope.bound.pop(var.name, None)
+                scope.declared.add(var.name)
+            return NOOP
+        if isinstance(expr, ast.SomeIn):
+            return self.some_in(expr, scope)
+        if isinstance(expr, ast.Every):
+            return self.every(expr, scope)
+        if isinstance(expr, ast.Assign):
+            return self.assign(expr, scope)
+        if isinstance(expr, ast.Unify):
+            return self.unify(expr.left, expr.right, scope)
+        if isinstance(expr, ast.Call):
+            relational = self.relational_call(expr, scope)
+            if relational is not None:
+                return relational
+        hoists: list[Builder] = []
+        return self.with_hoists(hoists, Stmt(self.test(expr, scope, hoists)))
+
+    def test(self, term: ast.Term, scope: Scope, hoists: list[Builder]) -> Direct:
+        """A condition: true when the term is defined and not `false`."""
+        if isinstance(term, ast.BinOp) and term.op not in ("==", "!="):
+            left = self.value(term.left, scope, hoists)
+            right = self.value(term.right, scope, hoists)
+            op = self.builtins[OPERATORS[term.op]]
+            return self.builtin_call(op, [left, right], term.span, test=True)
+        if isinstance(term, ast.BinOp) and term.op in ("==", "!="):
+            args = [self.value(term.left, scope, hoists), self.value(term.right, scope, hoists)]
+            return self.equality(term.op, args, term.span, test=True)
+        if isinstance(term, ast.Call):
+            kind, target = self.resolve_call(term.name, scope)
+            if kind == "builtin" and len(term.args) == target.arity:
+                args = [self.value(a, scope, hoists) for a in term.args]
+                return self.builtin_call(target, args, term.span, test=True)
+        fn = self.value(term, scope, hoists)
+
+        def holds(ctx: Ctx, f: Frame) -> bool:
+            v = fn(ctx, f)
+            return v is not UNDEFINED and v is not False
+
+        return holds
+
+    @staticmethod
+    def with_hoists(hoists: list[Builder], last: Builder) -> Builder:
+        if not hoists:
+            return last
+        all_builders = [*hoists, last]
+        return lambda nxt: chain(all_builders, nxt)
+
+    def relational_call(self, call: ast.Call, scope: Scope) -> Builder | None:
+        arity = self.call_arity(call, scope)
+        if arity is None or len(call.args) != arity + 1:
+            return None
+        head = ast.Call(span=call.span, name=call.name, args=call.args[:-1])
+        return self.unify(head, call.args[-1], scope)
+
+    def assign(self, expr: ast.Assign, scope: Scope) -> Builder:
+        hoists: list[Builder] = []
+        fn = self.value(expr.value, scope, hoists)
+        for name in term_vars(expr.target):
+            if name != "_":
+                scope.bound.pop(name, None)
+                scope.declared.add(name)
+        matcher = self.pattern(expr.target, scope)
+        return self.with_hoists(hoists, match_step(fn, matcher))
+
+    def unify(self, left: ast.Term, right: ast.Term, scope: Scope) -> Builder:
+        left_open = self.has_pattern_vars(left, scope)
+        right_open = self.has_pattern_vars(right, scope)
+        if left_open and right_open:
+            if (
+                isinstance(left, ast.ArrayTerm)
+                and isinstance(right, ast.ArrayTerm)
+                and len(left.items) == len(right.items)
+            ):
+                parts = [
+                    self.unify(a, b, scope) for a, b in zip(left.items, right.items, strict=True)
+                ]
+                return conjunction(parts)
+            if isinstance(left, ast.ObjectTerm) and isinstance(right, ast.ObjectTerm):
+                return self.unify_objects(left, right, scope)
+            names = {
+                n for n in term_vars((left, right)) if n not in scope.bound and scope.is_local(n)
+            }
+            raise NotReady(names, left.span)
+        if not left_open and not right_open:
+            both: list[Builder] = []
+            left_fn = self.value(left, scope, both)
+            right_fn = self.value(right, scope, both)
+
+            def same(ctx: Ctx, f: Frame) -> Any:
+                a, b = left_fn(ctx, f), right_fn(ctx, f)
+                return a is not UNDEFINED and b is not UNDEFINED and equal(a, b)
+
+            return self.with_hoists(both, truthy_step(same))
+        source, target = (right, left) if left_open else (left, right)
+        hoists: list[Builder] = []
+        fn = self.value(source, scope, hoists)
+        matcher = self.pattern(target, scope)
+        return self.with_hoists(hoists, match_step(fn, matcher))
+
+    def unify_objects(self, left: ast.ObjectTerm, right: ast.ObjectTerm, scope: Scope) -> Builder:
+        left_keys = [constant(i.key) for i in left.items]
+        right_keys = [constant(i.key) for i in right.items]
+        if MISSING in left_keys or MISSING in right_keys:
+            raise NotReady({"_"}, left.span)
+        right_by_key = {freeze(k): i.value for k, i in zip(right_keys, right.items, strict=True)}
+        if len(left_keys) != len(right_keys) or set(map(freeze, left_keys)) != set(right_by_key):
+            return Stmt(never)
+        parts = [
+            self.unify(i.value, right_by_key[freeze(key)], scope)
+            for key, i in zip(left_keys, left.items, strict=True)
+        ]
+        return conjunction(parts)
+
+    def some_in(self, expr: ast.SomeIn, scope: Scope) -> Builder:
+        hoists: list[Builder] = []
+        coll = self.value(expr.collection, scope, hoists)
+        for name in term_vars((expr.key, expr.value)):
+            if name != "_":
+                scope.bound.pop(name, None)
+                scope.declared.add(name)
+        simple = [
+            t is None or (isinstance(t, ast.Var) and t.name not in scope.bound)
+            for t in (expr.key, expr.value)
+        ]
+        if all(simple):
+            key = expr.key
+            assert key is None or isinstance(key, ast.Var)
+            key_slot = 0 if key is None or key.name == "_" else scope.bind(key.name)
+            value = expr.value
+            assert isinstance(value, ast.Var)
+            val_slot = scope.layout.new_slot() if value.name == "_" else scope.bind(value.name)
+            return self.with_hoists(hoists, IterStmt(coll, key_slot, val_slot))
+        key_matcher = self.pattern(expr.key, scope) if expr.key is not None else None
+        value_matcher = self.pattern(expr.value, scope)
+
+        def build(nxt: Step) -> Step:
+            def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
+                for key, val in iterate(coll(ctx, f)):
+                    ctx.steps -= 1
+                    if ctx.steps < 0:
+                        ctx.spend(0)
+                    if key_matcher is not None and not key_matcher(ctx, f, key):
+                        continue
+                    if value_matcher(ctx, f, val) and nxt(ctx, f, k):
+                        return True
+                return False
+
+            return step
+
+        return self.with_hoists(hoists, build)
+
+    def every(self, expr: ast.Every, scope: Scope) -> Builder:
+        hoists: list[Builder] = []
+        domain = self.value(expr.domain, scope, hoists)
+        inner = scope.copy()
+        key_slot = inner.bind(expr.key.name) if expr.key is not None else 0
+        val_slot = inner.bind(expr.value.name)
+        body = chain(self.body(expr.body, inner, set()))
+
+        def holds(ctx: Ctx, f: Frame) -> bool:
+            for key, val in iterate(domain(ctx, f)):
+                if key_slot:
+                    f[key_slot] = key
+                f[val_slot] = val
+                if not body(ctx, f, stop):
+                    return False
+            return True
+
+        return self.with_hoists(hoists, Stmt(holds))

@@ -1,0 +1,615 @@
+"""Compiling terms: values, patterns and calls (the base of the compiler).
+
+Values become `ValueFn(ctx, frame)` closures, patterns become matchers that
+bind frame slots, iteration needed inside a term (`xs[i]` with `i` unbound)
+is hoisted into statements run before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import CodeType
+from typing import Any
+
+from policy_engine import ast
+from policy_engine.builtins import BUILTINS, Builtin, BuiltinError
+from policy_engine.codegen import (
+    data_root,
+    dynamic_index,
+    generate,
+    input_root,
+    not_equal,
+    slot_reader_fn,
+    str_terms,
+    walk,
+)
+from policy_engine.errors import CONFLICT_ERROR, TYPE_ERROR, Diagnostic, EvalError
+from policy_engine.index import RuleIndex
+from policy_engine.runtime import (
+    MISSING,
+    Cont,
+    Ctx,
+    Frame,
+    Step,
+    ValueFn,
+    index_value,
+)
+from policy_engine.source import Span
+from policy_engine.steps import (
+    OPERATORS,
+    Builder,
+    ClauseFn,
+    FuncFn,
+    Matcher,
+    RuleFn,
+    chain,
+    constant,
+    go_on,
+    iter_match_step,
+    iter_step,
+    stop,
+)
+from policy_engine.terms import Layout, NotReady, Scope, term_vars
+from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
+
+__all__ = ["TermCompiler", "replaces_data"]
+
+
+class TermCompiler:
+    """Compiles terms and patterns; the statement and rule layers subclass it."""
+
+    def __init__(self, index: RuleIndex, builtins: Mapping[str, Builtin] = BUILTINS) -> None:
+        self.index = index
+        self.builtins = builtins
+        self.diagnostics: list[Diagnostic] = []
+        self._rules: dict[tuple[str, ...], RuleFn] = {}
+        self._funcs: dict[tuple[str, ...], FuncFn] = {}
+        self._namespaces: dict[tuple[str, ...], RuleFn] = {}
+        self._ids = 0
+        # What some value functions are, so generated call sites can inline them:
+        # id(fn) -> ("const", value) | ("slot", index); the fn is kept alive by the entry.
+        self._known: dict[int, tuple[str, Any, ValueFn]] = {}
+        self._single_clauses: dict[RuleFn, tuple[ClauseFn, int]] = {}
+        self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
+        self._code_cache: dict[str, CodeType] = {}
+        modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
+        self.rules_replaceable = any(replaces_data(m) for m in modules.values())
+
+    # ---- problems ------------------------------------------------------------------------
+
+    def problem(self, code: str, message: str, span: Span) -> None:
+        self.diagnostics.append(Diagnostic.at(code, message, span))
+
+    # ---- scopes --------------------------------------------------------------------------
+
+    def module_scope(self, module: ast.Module | None) -> Scope:
+        if module is None:
+            return Scope(layout=Layout(), package=(), globals={})
+        package = module.package
+        names = self._module_globals.get(id(module))
+        if names is None:
+            prefix = ("data", *package)
+            names = {name: (*prefix, name) for name in self.index.children(prefix)}
+            for imp in module.imports:
+                if imp.path[0] in ("data", "input") and len(imp.path) > 1:
+                    names[imp.alias or imp.path[-1]] = imp.path
+            self._module_globals[id(module)] = names
+        return Scope(layout=Layout(), package=package, globals=names)
+
+    def has_pattern_vars(self, term: ast.Term, scope: Scope) -> bool:
+        if isinstance(term, ast.Var):
+            return term.name == "_" or (scope.is_local(term.name) and term.name not in scope.bound)
+        if isinstance(term, ast.ArrayTerm):
+            return any(self.has_pattern_vars(t, scope) for t in term.items)
+        if isinstance(term, ast.ObjectTerm):
+            return any(self.has_pattern_vars(i.value, scope) for i in term.items)
+        return False
+
+    def constant_fn(self, value: Any) -> ValueFn:
+        const_fn: ValueFn = lambda ctx, f: value  # noqa: E731
+        self._known[id(const_fn)] = ("const", value, const_fn)
+        return const_fn
+
+    # ---- provided by the subclasses --------------------------------------------------
+
+    def body(
+        self, literals: tuple[ast.Literal, ...], scope: Scope, needed: set[str]
+    ) -> list[Builder]:
+        """Compile and order a body's statements (`compile_body.BodyCompiler`)."""
+        raise NotImplementedError
+
+    def rule(self, path: tuple[str, ...]) -> RuleFn:
+        """The evaluator of a rule group (`compile.Compiler`)."""
+        raise NotImplementedError
+
+    def namespace(self, path: tuple[str, ...]) -> RuleFn:
+        """The evaluator of a package/namespace object (`compile.Compiler`)."""
+        raise NotImplementedError
+
+    def function(self, path: tuple[str, ...]) -> FuncFn:
+        """The evaluator of a user function (`compile.Compiler`)."""
+        raise NotImplementedError
+
+    def constant_rule(self, path: tuple[str, ...]) -> Any:
+        """A constant rule's value, or MISSING (`compile.Compiler`)."""
+        raise NotImplementedError
+
+    # ---- patterns ------------------------------------------------------------------------
+
+    def pattern(self, term: ast.Term, scope: Scope) -> Matcher:
+        """A matcher binding the term's unbound variables; bound parts compare by value."""
+        if isinstance(term, ast.Var) and (term.name == "_" or self.is_unbound_local(term, scope)):
+            if term.name == "_":
+                return lambda ctx, f, v: True
+            slot = scope.bind(term.name)
+
+            def bind(ctx: Ctx, f: Frame, v: Any) -> bool:
+                f[slot] = v
+                return True
+
+            return bind
+        if isinstance(term, ast.ArrayTerm) and self.has_pattern_vars(term, scope):
+            return self.array_pattern(term, scope)
+        if isinstance(term, ast.ObjectTerm) and self.has_pattern_vars(term, scope):
+            return self.object_pattern(term, scope)
+        hoists: list[Builder] = []
+        fn = self.value(term, scope, hoists)
+        if hoists:
+            return self.generated_pattern(hoists, fn)
+        const = constant(term)
+        if isinstance(const, str):
+            return lambda ctx, f, v: v == const and type(v) is str
+        return lambda ctx, f, v: equal(fn(ctx, f), v)
+
+    def is_unbound_local(self, var: ast.Var, scope: Scope) -> bool:
+        return scope.is_local(var.name) and var.name not in scope.bound
+
+    @staticmethod
+    def generated_pattern(hoists: list[Builder], fn: ValueFn) -> Matcher:
+        # The pattern iterates (`x = data.a[i]` with `i` unbound on the right):
+        # succeed if any generated value equals; keep the generating bindings.
+        found: list[Any] = []
+
+        def remember(ctx: Ctx, f: Frame, k: Cont) -> bool:
+            return equal(fn(ctx, f), found[-1])
+
+        run = chain(hoists, remember)
+
+        def match(ctx: Ctx, f: Frame, v: Any) -> bool:
+            found.append(v)
+            try:
+                return run(ctx, f, stop)
+            finally:
+                found.pop()
+
+        return match
+
+    def array_pattern(self, term: ast.ArrayTerm, scope: Scope) -> Matcher:
+        matchers = [self.pattern(item, scope) for item in term.items]
+        size = len(matchers)
+
+        def match(ctx: Ctx, f: Frame, v: Any) -> bool:
+            if not isinstance(v, tuple | list) or len(v) != size:
+                return False
+            return all(m(ctx, f, item) for m, item in zip(matchers, v, strict=True))
+
+        return match
+
+    def object_pattern(self, term: ast.ObjectTerm, scope: Scope) -> Matcher:
+        keys: list[ValueFn] = []
+        for item in term.items:
+            hoists: list[Builder] = []
+            keys.append(self.value(item.key, scope, hoists))
+            if hoists:
+                raise NotReady({"_"}, item.span)
+        matchers = [self.pattern(item.value, scope) for item in term.items]
+        size = len(matchers)
+
+        def match(ctx: Ctx, f: Frame, v: Any) -> bool:
+            if not isinstance(v, dict) or len(v) != size:
+                return False
+            for key_fn, m in zip(keys, matchers, strict=True):
+                item = index_value(v, key_fn(ctx, f))
+                if item is UNDEFINED or not m(ctx, f, item):
+                    return False
+            return True
+
+        return match
+
+    # ---- values --------------------------------------------------------------------------
+
+    def value(self, term: ast.Term, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        const = constant(term)
+        if const is not MISSING:
+            if isinstance(const, FrozenDict):
+                const = dict(const)
+            const_fn: ValueFn = lambda ctx, f: const  # noqa: E731
+            self._known[id(const_fn)] = ("const", const, const_fn)
+            return const_fn
+        if isinstance(term, ast.Var):
+            return self.var_value(term, scope, hoists)
+        if isinstance(term, ast.Ref):
+            return self.ref_value(term, scope, hoists)
+        if isinstance(term, ast.BinOp):
+            return self.binop(term, scope, hoists)
+        if isinstance(term, ast.UnaryMinus):
+            zero = ast.NumberLit(span=term.span, text="0")
+            return self.binop(
+                ast.BinOp(span=term.span, op="-", left=zero, right=term.operand), scope, hoists
+            )
+        if isinstance(term, ast.Call):
+            return self.call(term, scope, hoists)
+        if isinstance(term, ast.Membership):
+            return self.membership(term, scope, hoists)
+        if isinstance(term, ast.ArrayTerm | ast.SetTerm | ast.ObjectTerm):
+            return self.collection(term, scope, hoists)
+        return self.comprehension(term, scope)
+
+    def slot_reader(self, slot: int) -> ValueFn:
+        read: ValueFn = lambda ctx, f: f[slot]  # noqa: E731
+        self._known[id(read)] = ("slot", slot, read)
+        return read
+
+    def var_value(self, var: ast.Var, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        name = var.name
+        slot = scope.bound.get(name)
+        if slot is not None:
+            return self.slot_reader(slot)
+        if not scope.is_local(name):
+            return self.path_value(self.global_path(name, scope), (), scope, hoists, var.span)
+        raise NotReady({name}, var.span)
+
+    @staticmethod
+    def global_path(name: str, scope: Scope) -> tuple[str, ...]:
+        if name in ("input", "data"):
+            return (name,)
+        return scope.globals[name]
+
+    def ref_value(self, ref: ast.Ref, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        head = ref.head
+        if (
+            isinstance(head, ast.Var)
+            and head.name not in scope.bound
+            and not scope.is_local(head.name)
+        ):
+            return self.path_value(
+                self.global_path(head.name, scope), ref.path, scope, hoists, ref.span
+            )
+        base = self.value(head, scope, hoists)
+        return self.apply_path(base, ref.path, scope, hoists)
+
+    def path_value(
+        self,
+        root: tuple[str, ...],
+        items: tuple[ast.Term, ...],
+        scope: Scope,
+        hoists: list[Builder],
+        span: Span,
+    ) -> ValueFn:
+        """A ref rooted at `input` or `data`, resolved against the rule tree now."""
+        consts = [constant(t) for t in items]
+        if root[0] == "input":
+            prefix = root[1:]
+            return self.apply_path(
+                input_root, tuple(str_terms(prefix, span)) + items, scope, hoists
+            )
+        node: tuple[Any, ...] = root
+        position = 0
+        while True:
+            if node in self.index.groups:
+                group = self.index.groups[node]
+                if group.kind == "function":
+                    self.problem(
+                        TYPE_ERROR,
+                        f"function `{'.'.join(node[1:])}` must be called with arguments",
+                        span,
+                    )
+                    return lambda ctx, f: UNDEFINED
+                fixed = self.constant_rule(node)
+                if fixed is not MISSING:
+                    base = self.constant_fn(fixed)
+                    return self.apply_path(base, items[position:], scope, hoists)
+                return self.apply_path(self.rule(node), items[position:], scope, hoists)
+            key = consts[position] if position < len(consts) else MISSING
+            if node in self.index.namespaces or node == ("data",):
+                if isinstance(key, str) and key in self.index.children(node):
+                    node = (*node, key)
+                    position += 1
+                    continue
+                if isinstance(key, str) or (key is not MISSING and position < len(items)):
+                    break  # a base-data path below a namespace
+                namespace = self.namespace(node)
+                return self.apply_path(namespace, items[position:], scope, hoists)
+            break
+        data_path = node[1:]
+        return self.apply_path(
+            data_root,
+            tuple(str_terms(data_path, span)) + items[position:],
+            scope,
+            hoists,
+        )
+
+    def apply_path(
+        self, base: ValueFn, items: tuple[ast.Term, ...], scope: Scope, hoists: list[Builder]
+    ) -> ValueFn:
+        fn = base
+        pending_keys: list[Any] = []
+        for item in items:
+            const = constant(item)
+            if const is not MISSING:
+                pending_keys.append(freeze(const))
+                continue
+            fn = walk(fn, tuple(pending_keys), self._code_cache)
+            pending_keys = []
+            if isinstance(item, ast.Var) and (
+                item.name == "_" or self.is_unbound_local(item, scope)
+            ):
+                key_slot = 0 if item.name == "_" else scope.bind(item.name)
+                val_slot = scope.layout.new_slot()
+                hoists.append(iter_step(fn, key_slot, val_slot))
+                fn = slot_reader_fn(val_slot)
+                continue
+            if self.has_pattern_vars(item, scope):
+                key_matcher = self.pattern(item, scope)
+                val_slot = scope.layout.new_slot()
+                hoists.append(iter_match_step(fn, key_matcher, val_slot))
+                fn = slot_reader_fn(val_slot)
+                continue
+            key_fn = self.value(item, scope, hoists)
+            fn = dynamic_index(fn, key_fn)
+        return walk(fn, tuple(pending_keys), self._code_cache)
+
+    def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        left = self.value(term.left, scope, hoists)
+        right = self.value(term.right, scope, hoists)
+        if term.op in ("==", "!="):
+            return self.equality(term.op, [left, right], term.span, test=False)
+        return self.builtin_call(self.builtins[OPERATORS[term.op]], [left, right], term.span)
+
+    def equality(self, op: str, args: list[ValueFn], span: Span, test: bool) -> ValueFn:
+        """`==` / `!=`: strings compare inline, everything else by Rego equality."""
+        fn = equal if op == "==" else not_equal
+        return self.builtin_call(
+            Builtin(name=op, arity=2, fn=fn), args, span, test=test, string_op=op
+        )
+
+    def membership(self, term: ast.Membership, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        value = self.value(term.value, scope, hoists)
+        coll = self.value(term.collection, scope, hoists)
+        key = self.value(term.key, scope, hoists) if term.key is not None else None
+
+        def contains(ctx: Ctx, f: Frame) -> Any:
+            v = value(ctx, f)
+            c = coll(ctx, f)
+            if v is UNDEFINED or c is UNDEFINED:
+                return UNDEFINED
+            if key is not None:
+                kv = key(ctx, f)
+                if kv is UNDEFINED:
+                    return UNDEFINED
+                found = index_value(c, kv)
+                return found is not UNDEFINED and not isinstance(c, frozenset) and equal(found, v)
+            if isinstance(c, frozenset):
+                try:
+                    return freeze(v) in c
+                except TypeError:
+                    return False
+            values = c.values() if isinstance(c, dict) else c if isinstance(c, list | tuple) else ()
+            return any(equal(v, item) for item in values)
+
+        return contains
+
+    def collection(
+        self,
+        term: ast.ArrayTerm | ast.SetTerm | ast.ObjectTerm,
+        scope: Scope,
+        hoists: list[Builder],
+    ) -> ValueFn:
+        if isinstance(term, ast.ObjectTerm):
+            pairs = [
+                (self.value(i.key, scope, hoists), self.value(i.value, scope, hoists))
+                for i in term.items
+            ]
+            span = term.span
+
+            def make_object(ctx: Ctx, f: Frame) -> Any:
+                out: dict[Any, Any] = {}
+                for key_fn, val_fn in pairs:
+                    key, val = key_fn(ctx, f), val_fn(ctx, f)
+                    if key is UNDEFINED or val is UNDEFINED:
+                        return UNDEFINED
+                    key = freeze(key)
+                    if key in out and not equal(out[key], val):
+                        raise EvalError(CONFLICT_ERROR, "object keys must be unique", span)
+                    out[key] = val
+                return out
+
+            return make_object
+        items = [self.value(t, scope, hoists) for t in term.items]
+        is_set = isinstance(term, ast.SetTerm)
+
+        def make(ctx: Ctx, f: Frame) -> Any:
+            values = [fn(ctx, f) for fn in items]
+            if any(v is UNDEFINED for v in values):
+                return UNDEFINED
+            return frozenset(map(freeze, values)) if is_set else tuple(values)
+
+        return make
+
+    def comprehension(self, term: ast.Term, scope: Scope) -> ValueFn:
+        inner = scope.copy()
+        assert isinstance(term, ast.ArrayCompr | ast.SetCompr | ast.ObjectCompr)
+        head_terms: tuple[ast.Term, ...] = (
+            (term.key, term.value) if isinstance(term, ast.ObjectCompr) else (term.term,)
+        )
+        body_builders = self.body(term.body, inner, set(term_vars(head_terms)))
+        hoists: list[Builder] = []
+        heads = [self.value(t, inner, hoists) for t in head_terms]
+        acc_slot = inner.layout.new_slot()
+        span = term.span
+
+        if isinstance(term, ast.ObjectCompr):
+            key_fn, val_fn = heads
+
+            def collect_pair(ctx: Ctx, f: Frame, k: Cont) -> bool:
+                key, val = key_fn(ctx, f), val_fn(ctx, f)
+                if key is not UNDEFINED and val is not UNDEFINED:
+                    acc = f[acc_slot]
+                    key = freeze(key)
+                    if key in acc and not equal(acc[key], val):
+                        raise EvalError(CONFLICT_ERROR, "object keys must be unique", span)
+                    acc[key] = val
+                return False
+
+            collect: Step = collect_pair
+        else:
+            (item_fn,) = heads
+
+            def collect_item(ctx: Ctx, f: Frame, k: Cont) -> bool:
+                v = item_fn(ctx, f)
+                if v is not UNDEFINED:
+                    f[acc_slot].append(v)
+                return False
+
+            collect = collect_item
+        run = chain([*body_builders, *hoists], collect)
+        kind = type(term)
+
+        def evaluate(ctx: Ctx, f: Frame) -> Any:
+            f[acc_slot] = {} if kind is ast.ObjectCompr else []
+            run(ctx, f, go_on)
+            result = f[acc_slot]
+            if kind is ast.ArrayCompr:
+                return tuple(result)
+            if kind is ast.SetCompr:
+                return frozenset(map(freeze, result))
+            return result
+
+        return evaluate
+
+    # ---- calls ---------------------------------------------------------------------------
+
+    def resolve_call(self, name: tuple[str, ...], scope: Scope | None) -> tuple[str, Any]:
+        """("builtin", Builtin) | ("function", path) | ("unknown", None)."""
+        if scope is not None and name[0] in scope.globals and name[0] not in scope.bound:
+            full = (*scope.globals[name[0]], *name[1:])
+            if full in self.index.groups:
+                return ("function", full)
+        if name[0] == "data" and name in self.index.groups:
+            return ("function", name)
+        dotted = ".".join(name)
+        if dotted in self.builtins:
+            return ("builtin", self.builtins[dotted])
+        return ("unknown", None)
+
+    def call_arity(self, call: ast.Call, scope: Scope | None = None) -> int | None:
+        kind, target = self.resolve_call(call.name, scope)
+        if kind == "builtin":
+            arity: int = target.arity
+            return arity
+        if kind == "function":
+            return self.index.groups[target].arity
+        return None
+
+    def call(self, term: ast.Call, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        kind, target = self.resolve_call(term.name, scope)
+        name = ".".join(term.name)
+        args = [self.value(a, scope, hoists) for a in term.args]
+        if kind == "unknown":
+            self.problem(TYPE_ERROR, f"unknown function `{name}`", term.span)
+            return lambda ctx, f: UNDEFINED
+        arity = target.arity if kind == "builtin" else self.index.groups[target].arity
+        if len(args) != arity:
+            self.problem(
+                TYPE_ERROR,
+                f"`{name}` takes {arity} argument{'s' if arity != 1 else ''} "
+                f"but is given {len(args)}",
+                term.span,
+            )
+            return lambda ctx, f: UNDEFINED
+        if kind == "builtin":
+            return self.builtin_call(target, args, term.span)
+        group = self.index.groups[target]
+        if group.kind != "function":
+            self.problem(TYPE_ERROR, f"`{name}` is a rule, not a function", term.span)
+            return lambda ctx, f: UNDEFINED
+        func = self.function(target)
+
+        def call_user(ctx: Ctx, f: Frame) -> Any:
+            values = tuple(a(ctx, f) for a in args)
+            if UNDEFINED in values:
+                return UNDEFINED
+            return func(ctx, values)
+
+        return call_user
+
+    def builtin_call(
+        self,
+        builtin: Builtin,
+        args: list[ValueFn],
+        span: Span,
+        test: bool = False,
+        string_op: str | None = None,
+    ) -> ValueFn:
+        """A call site specialised by generated code: constant and variable
+        arguments are read inline, only other arguments cost a call.
+
+        With `test`, the function answers whether the call is true (defined and
+        not false), for statements used as conditions.
+        """
+
+        def failed(ctx: Ctx, exc: BuiltinError) -> Any:
+            if ctx.strict:
+                raise EvalError(exc.code, exc.message, span) from None
+            return UNDEFINED
+
+        env: dict[str, Any] = {
+            "fn": builtin.fn, "U": UNDEFINED, "failed": failed, "BuiltinError": BuiltinError,
+        }  # fmt: skip
+        lines: list[str] = []
+        checks: list[str] = []
+        operands: list[str] = []
+        for i, arg in enumerate(args):
+            known = self._known.get(id(arg))
+            if known is not None and known[0] == "const":
+                env[f"c{i}"] = known[1]
+                operands.append(f"c{i}")
+            elif known is not None and known[0] == "slot":
+                operands.append(f"f[{known[1]}]")
+            else:
+                env[f"a{i}"] = arg
+                lines.append(f"    x{i} = a{i}(ctx, f)")
+                checks.append(f"x{i} is U")
+                operands.append(f"x{i}")
+        if checks:
+            lines.append(f"    if {' or '.join(checks)}:")
+            lines.append("        return False" if test else "        return U")
+        if string_op is not None:  # `==`/`!=` on two strings needs no equality function
+            a, b = operands
+            lines.append(f"    if type({a}) is str and type({b}) is str:")
+            lines.append(f"        return {a} {string_op} {b}")
+        lines.append("    try:")
+        lines.append(f"        r = fn({', '.join(operands)})")
+        lines.append("    except BuiltinError as exc:")
+        lines.append(
+            "        return failed(ctx, exc) is not U"
+            if test
+            else "        return failed(ctx, exc)"
+        )
+        lines.append("    return r is not False and r is not U" if test else "    return r")
+        source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
+        call: ValueFn = generate(source, env, self._code_cache)
+        return call
+
+
+def replaces_data(node: object) -> bool:
+    """Whether a `with data.…` statement occurs anywhere under the node."""
+    if isinstance(node, ast.With):
+        target = node.target.head if isinstance(node.target, ast.Ref) else node.target
+        return isinstance(target, ast.Var) and target.name == "data"
+    if isinstance(node, tuple):
+        return any(replaces_data(item) for item in node)
+    fields = getattr(node, "__struct_fields__", None)
+    if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
+        return False
+    return any(replaces_data(getattr(node, name)) for name in fields if name != "span")
