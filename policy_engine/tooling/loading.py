@@ -18,6 +18,7 @@ import yaml
 
 from policy_engine.errors import COMPILE_ERROR, Diagnostic, PolicyError
 from policy_engine.loader import read_policy_files
+from policy_engine.tooling.yaml_tests import YAML_TEST_SUFFIX
 
 __all__ = ["PolicySet", "load_policy_set", "read_document"]
 
@@ -56,7 +57,8 @@ def read_document(path: str | Path) -> Any:
 def load_policy_set(paths: Iterable[str | Path], data_specs: Iterable[str] = ()) -> PolicySet:
     """The policies under `paths` and the data from `data_specs` (`FILE` or `NAME=FILE`)."""
     path_list = [Path(p) for p in paths]
-    sources = read_policy_files(path_list)
+    # YAML test files are named next to policies but are not policies.
+    sources = read_policy_files([p for p in path_list if not p.name.endswith(YAML_TEST_SUFFIX)])
     data: dict[str, Any] = {}
     for directory in path_list:
         catalog = directory / CATALOG_FILE

@@ -108,12 +108,19 @@ def run_tests(
     results = [_rego_test(engine, t, run, policies, explainer) for t in tests]
     results += [_yaml_case(engine, c, run) for c in cases]
     report = coverage_of(modules, events) if coverage else None
-    tested = [fc for fc in report or () if not _is_test_file(fc.file, tests)]
+    tooling_files = _tooling_files(modules)
+    tested = [fc for fc in report or () if fc.file not in tooling_files]
     return TestReport(results=tuple(results), coverage=tuple(tested) if coverage else None)
 
 
-def _is_test_file(file: str, tests: Sequence[_RegoTest]) -> bool:
-    return file.endswith("_test.rego") or any(t.file == file for t in tests)
+def _tooling_files(modules: Sequence[ast.Module]) -> set[str]:
+    """Files holding tests or properties: not reported in coverage."""
+    return {
+        module.span.file
+        for module in modules
+        for rule in module.rules
+        if rule.name[-1].startswith(("test_", "prop_")) or module.span.file.endswith("_test.rego")
+    }
 
 
 def _rego_test(

@@ -24,7 +24,7 @@ def test_shipped_suite_passes_and_covers_every_rule_body_of_the_default_policy()
     assert gateway["rule_bodies"]["not_covered"] == []
     assert gateway["rule_bodies"]["covered"] == gateway["rule_bodies"]["total"] > 50
     assert gateway["rule_bodies"]["percent"] == 100.0
-    assert not any(name.endswith("_test.rego") for name in files)
+    assert not any(name.endswith(("_test.rego", "_props.rego")) for name in files)
 
 
 def test_pass_lines_name_file_line_and_the_summary_counts() -> None:
@@ -110,3 +110,19 @@ def test_broken_policy_is_reported_with_its_location(tmp_path: Path) -> None:
     result = run_cli(["test", str(folder)])
     assert result.status == 2
     assert "bad.rego:" in result.err
+
+
+def test_a_yaml_test_file_can_be_named_directly() -> None:
+    iam = FIXTURES / "iam"
+    result = run_cli(
+        [
+            "test",
+            str(GATEWAY_REGO),
+            str(iam / "interns.iam.yaml"),
+            str(iam / "interns.iam_test.yaml"),
+            "--data",
+            f"catalog={CATALOG}",
+        ]
+    )
+    assert result.status == 0, result.out + result.err
+    assert result.out.splitlines()[-1] == "3 passed, 0 failed"
