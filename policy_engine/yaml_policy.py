@@ -210,8 +210,9 @@ def _span(file: str, node: yaml.Node | None) -> Span:
 
 
 def _field_path(steps: list[str | int]) -> str:
-    text = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
-    return text.lstrip(".") or "the top level"
+    """`rule_sets[0].rules` in backticks, or "the top level"."""
+    text = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
+    return f"`{text}`" if text else "the top level"
 
 
 def _humane(message: str) -> str:
@@ -235,12 +236,12 @@ def _validation_diagnostic(
         field = unknown.group(1)
         node = _locate(root, steps, field)
         text = (
-            f"unknown field `{field}` at `{_field_path([*steps, field])}`; "
+            f"unknown field `{field}` at {_field_path([*steps, field])}; "
             f"{_allowed_fields_hint(steps)}"
         )
     else:
         node = _locate(root, steps, None)
-        text = f"{_humane(message)} at `{_field_path(steps)}`"
+        text = f"{_humane(message)} at {_field_path(steps)}"
     return _diagnostic(source, node, text)
 
 
@@ -327,7 +328,7 @@ def _semantic_problems(
                     _diagnostic(
                         source,
                         _locate(root, where, None),
-                        f"`{_field_path(where)}` must have exactly one rule type "
+                        f"{_field_path(where)} must have exactly one rule type "
                         f"(one of {', '.join(f'`{t}`' for t in RULE_TYPES)}); found {found}",
                     )
                 )
