@@ -75,6 +75,19 @@ class TermCompiler:
         modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
         self.rules_replaceable = any(replaces_data(m) for m in modules.values())
 
+    def known_ids(self) -> list[int]:
+        """Keys of the registry of inlinable value functions (see `forget_except`)."""
+        return list(self._known)
+
+    def forget_except(self, keep: set[int]) -> None:
+        """Drop registry entries added since `known_ids()` returned `keep`.
+
+        Generated code already holds what it inlined; an entry only keeps its
+        function alive so its id cannot be reused while registered.
+        """
+        for key in [k for k in self._known if k not in keep]:
+            del self._known[key]
+
     # ---- problems ------------------------------------------------------------------------
 
     def problem(self, code: str, message: str, span: Span) -> None:

@@ -10,8 +10,10 @@ engine.query("data.gateway.decision = x", input=..., data=...)  # OPA result set
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,7 @@ class Engine:
         self._data = data
         self._config = config
         self._texts = dict(texts)
+        self._lock = threading.Lock()
 
     # ---- loading ---------------------------------------------------------------------
 
@@ -174,11 +177,29 @@ class Engine:
 
     def compile_query(self, text: str) -> CompiledQuery:
         body = parse_query(text)
-        self._compiler.diagnostics = []
-        compiled = self._compiler.query(body)
-        if self._compiler.diagnostics:
-            raise PolicyError(self._compiler.diagnostics, {"<query>": text})
+        with self._compiling():
+            compiled = self._compiler.query(body)
+            problems = self._compiler.diagnostics
+        if problems:
+            raise PolicyError(problems, {"<query>": text})
         return compiled
+
+    @contextlib.contextmanager
+    def _compiling(self) -> Iterator[None]:
+        """Exclusive use of the shared compiler for one query or prepared reference.
+
+        Rules are already compiled; a query only adds its own closures. The
+        compiler's scratch state (diagnostics, the registry of inlinable value
+        functions) is reset around it, so concurrent callers and long-running
+        processes that query repeatedly neither race nor grow it.
+        """
+        with self._lock:
+            known = set(self._compiler.known_ids())
+            self._compiler.diagnostics = []
+            try:
+                yield
+            finally:
+                self._compiler.forget_except(known)
 
     def query(
         self,
@@ -223,26 +244,27 @@ class Engine:
                 ],
                 {"<query>": ref_text},
             )
-        self._compiler.diagnostics = []
-        scope = self._compiler.module_scope(None)
-        hoists: list[Any] = []
-        try:
-            fn = self._compiler.value(body[0].expr, scope, hoists)
-        except NotReady as exc:
-            self._compiler.unsafe(exc)
-            fn = None
-        if hoists:
-            self._compiler.diagnostics.append(
-                Diagnostic(
-                    code=COMPILE_ERROR,
-                    message="a prepared reference cannot iterate; use `query` for that",
-                    file="<query>",
-                    line=1,
-                    column=1,
+        with self._compiling():
+            scope = self._compiler.module_scope(None)
+            hoists: list[Any] = []
+            try:
+                fn = self._compiler.value(body[0].expr, scope, hoists)
+            except NotReady as exc:
+                self._compiler.unsafe(exc)
+                fn = None
+            if hoists:
+                self._compiler.diagnostics.append(
+                    Diagnostic(
+                        code=COMPILE_ERROR,
+                        message="a prepared reference cannot iterate; use `query` for that",
+                        file="<query>",
+                        line=1,
+                        column=1,
+                    )
                 )
-            )
-        if self._compiler.diagnostics or fn is None:
-            raise PolicyError(self._compiler.diagnostics, {"<query>": ref_text})
+            problems = self._compiler.diagnostics
+        if problems or fn is None:
+            raise PolicyError(problems, {"<query>": ref_text})
         size = scope.layout.size
         base = self._data
         steps = self._config.max_steps

@@ -144,3 +144,22 @@ def test_missing_path_is_a_policy_error(tmp_path: Path) -> None:
 def test_prepare_rejects_non_references(engine: Engine) -> None:
     with pytest.raises(PolicyError):
         engine.prepare("x := 1")
+
+
+def test_queries_from_many_threads_agree(engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(n: int) -> list[dict[str, object]]:
+        return engine.query(f"x := {n} + 1; data.app.allow = y", input={"user": {"role": "dev"}})
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(ask, range(40)))
+    assert results == [[{"x": n + 1, "y": False}] for n in range(40)]
+
+
+def test_repeated_queries_do_not_grow_the_compiler(engine: Engine) -> None:
+    engine.query("x := 1 + 2")
+    before = len(engine._compiler.known_ids())
+    for n in range(50):
+        assert engine.query(f"x := {n} + 2") == [{"x": n + 2}]
+    assert len(engine._compiler.known_ids()) == before
