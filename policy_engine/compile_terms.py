@@ -424,6 +424,9 @@ class TermCompiler:
                 for i in term.items
             ]
             span = term.span
+            keys = [constant(i.key) for i in term.items]
+            if all(type(k) is str for k in keys) and len(set(keys)) == len(keys):
+                return self.fixed_key_object(keys, [value for _key, value in pairs])
 
             def make_object(ctx: Ctx, f: Frame) -> Any:
                 out: dict[Any, Any] = {}
@@ -447,6 +450,32 @@ class TermCompiler:
                 return UNDEFINED
             return frozenset(map(freeze, values)) if is_set else tuple(values)
 
+        return make
+
+    def fixed_key_object(self, keys: list[Any], values: list[ValueFn]) -> ValueFn:
+        """An object literal with distinct constant string keys, as a generated dict display."""
+        env: dict[str, Any] = {"U": UNDEFINED}
+        lines: list[str] = []
+        checks: list[str] = []
+        entries: list[str] = []
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            env[f"k{i}"] = key
+            known = self._known.get(id(value))
+            if known is not None and known[0] == "const":
+                env[f"c{i}"] = known[1]
+                entries.append(f"k{i}: c{i}")
+            elif known is not None and known[0] == "slot":
+                entries.append(f"k{i}: f[{known[1]}]")
+            else:
+                env[f"a{i}"] = value
+                lines.append(f"    x{i} = a{i}(ctx, f)")
+                checks.append(f"x{i} is U")
+                entries.append(f"k{i}: x{i}")
+        if checks:
+            lines.append(f"    if {' or '.join(checks)}:\n        return U")
+        lines.append(f"    return {{{', '.join(entries)}}}")
+        source = "def get(ctx, f):\n" + "\n".join(lines) + "\n"
+        make: ValueFn = generate(source, env, self._code_cache)
         return make
 
     def comprehension(self, term: ast.Term, scope: Scope) -> ValueFn:
