@@ -370,7 +370,13 @@ class TermCompiler:
                 continue
             key_fn = self.value(item, scope, hoists)
             fn = dynamic_index(fn, key_fn)
-        return walk(fn, tuple(pending_keys), self._code_cache)
+        keys = tuple(pending_keys)
+        walked = walk(fn, keys, self._code_cache)
+        if keys and fn in (input_root, data_root):
+            # Generated call sites inline this constant path instead of calling it.
+            root = "input" if fn is input_root else "data"
+            self._known[id(walked)] = ("path", (root, keys), walked)
+        return walked
 
     def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
         left = self.value(term.left, scope, hoists)
@@ -607,6 +613,7 @@ class TermCompiler:
 
         env: dict[str, Any] = {
             "fn": builtin.fn, "U": UNDEFINED, "failed": failed, "BuiltinError": BuiltinError,
+            "index_value": index_value,
         }  # fmt: skip
         lines: list[str] = []
         checks: list[str] = []
@@ -618,6 +625,17 @@ class TermCompiler:
                 operands.append(f"c{i}")
             elif known is not None and known[0] == "slot":
                 operands.append(f"f[{known[1]}]")
+            elif known is not None and known[0] == "path":
+                root, keys = known[1]
+                lines.append(f"    x{i} = ctx.{root}")
+                for j, key in enumerate(keys):
+                    env[f"p{i}_{j}"] = key
+                    lines.append(
+                        f"    x{i} = x{i}.get(p{i}_{j}, U) if type(x{i}) is dict "
+                        f"else index_value(x{i}, p{i}_{j})"
+                    )
+                checks.append(f"x{i} is U")
+                operands.append(f"x{i}")
             else:
                 env[f"a{i}"] = arg
                 lines.append(f"    x{i} = a{i}(ctx, f)")
