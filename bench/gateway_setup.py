@@ -14,7 +14,6 @@ Both providers get a dummy gateway credential, so requests are billed to the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -22,7 +21,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -117,28 +115,6 @@ def _cli(config: Path, *args: str) -> dict[str, object]:
     return result
 
 
-def _cli_has_key_commands() -> bool:
-    done = subprocess.run(
-        [*gateway_command(), "keys", "--help"], capture_output=True, timeout=60, check=False
-    )
-    return done.returncode == 0
-
-
-async def _key_through_store(urls: dict[str, str]) -> str:
-    """Fallback while the admin CLI has no `keys` command: the store's own API."""
-    from proxy.store import open_store
-
-    store = open_store(urls["database"], urls.get("usage_store"))
-    try:
-        await store.migrate()
-        await store.ensure_defaults()
-        await store.set_credits("default", Decimal(BENCH_CREDITS))
-        _, token = await store.create_key("default", None, "bench")
-        return token
-    finally:
-        await store.close()
-
-
 def _wait_ready(base_url: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
@@ -167,14 +143,11 @@ def start_gateway(
     base_url = f"http://127.0.0.1:{port}"
     _wait_ready(base_url)
     # `gateway serve` has created org and project `default` on a fresh database.
-    if _cli_has_key_commands():
-        _cli(config, "orgs", "credits", "default", BENCH_CREDITS)
-        key = _cli(config, "keys", "create", "--project", "default", "--description", "bench")
-        token = key.get("token")
-        if not isinstance(token, str):
-            raise RuntimeError(f"`gateway keys create --json` printed no token: {key!r}")
-    else:
-        token = asyncio.run(_key_through_store(backend_urls(backend, work_dir)))
+    _cli(config, "orgs", "credits", "default", BENCH_CREDITS)
+    key = _cli(config, "keys", "create", "--project", "default", "--description", "bench")
+    token = key.get("token")
+    if not isinstance(token, str):
+        raise RuntimeError(f"`gateway keys create --json` printed no token: {key!r}")
     log_path = str(work_dir / f"gateway-{backend}.log")
     return RunningGateway(base_url, process.pid, token, log_path)
 
