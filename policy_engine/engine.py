@@ -148,11 +148,27 @@ class Engine:
         if problems:
             raise PolicyError(problems, sources)
         compiler = Compiler(index)
-        for path, group in index.groups.items():
-            if group.kind == "function":
-                compiler.function(path)
-            else:
-                compiler.rule(path)
+        try:
+            for path, group in index.groups.items():
+                if group.kind == "function":
+                    compiler.function(path)
+                else:
+                    compiler.rule(path)
+        except RecursionError:
+            first = next(iter(sources), "<policy>")
+            raise PolicyError(
+                [
+                    Diagnostic(
+                        code=COMPILE_ERROR,
+                        message="the policy nests too deeply to compile; split deep "
+                        "expressions into separate rules or variables",
+                        file=first,
+                        line=1,
+                        column=1,
+                    )
+                ],
+                sources,
+            ) from None
         if compiler.diagnostics:
             raise PolicyError(compiler.diagnostics, sources)
         return cls(index, compiler, from_json(dict(data or {})), config, sources)

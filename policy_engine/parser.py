@@ -600,6 +600,10 @@ def _parse(text: str, file: str, start: str) -> Any:
         return _ToAst(file).transform(tree)
     except VisitError as exc:
         raise _unwrap(exc) from None
+    except RecursionError:
+        raise _Problem(
+            "expressions nest too deeply; split them into separate rules or variables", 1, 1
+        ) from None
 
 
 def _unwrap(exc: VisitError) -> Exception:

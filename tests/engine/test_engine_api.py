@@ -163,3 +163,10 @@ def test_repeated_queries_do_not_grow_the_compiler(engine: Engine) -> None:
     for n in range(50):
         assert engine.query(f"x := {n} + 2") == [{"x": n + 2}]
     assert len(engine._compiler.known_ids()) == before
+
+
+def test_very_deep_nesting_is_a_policy_error() -> None:
+    deep = "package p\nx := " + "[" * 3000 + "1" + "]" * 3000
+    with pytest.raises(PolicyError) as caught:
+        Engine.from_sources({"deep.rego": deep})
+    assert "nest too deeply" in str(caught.value)
