@@ -1,0 +1,98 @@
+"""Where does the gateway spend its time? py-spy on `gateway serve` under load.
+
+    .venv/bin/pip install py-spy   # a tool, not a dependency of the project
+    python -m bench.profile_gateway [--backend sqlite|postgres-redis] [--seconds 8]
+
+Starts the mocks and a real gateway exactly as `bench.run` does, samples the
+gateway with py-spy while 64 concurrent plain requests run, and prints the
+functions holding the largest inclusive share of samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import uvloop
+
+from bench.gateway_setup import BACKENDS, INSTANT_MODEL, start_gateway
+from bench.loadgen import Endpoint, chat_body, run_load
+from bench.processes import LOAD_CORE, ProcessGroup, free_port, pin_current_process, python_module
+
+__all__ = ["inclusive_shares", "main"]
+
+
+def inclusive_shares(raw_profile: str) -> tuple[int, list[tuple[float, str]]]:
+    """Total samples and (share, function [file]) by inclusive samples, largest first.
+
+    ``raw_profile`` is py-spy's ``--format raw`` output: one ``frame;frame;… count``
+    line per distinct stack, each frame ``function (file:line)``.
+    """
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw_profile.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        names = set()
+        for frame in stack.split(";"):
+            function, _, where = frame.partition(" (")
+            names.add(f"{function} [{where.split(':')[0]}]")
+        for name in names:
+            inclusive[name] += count
+    if total == 0:
+        return 0, []
+    return total, [(count / total, name) for name, count in inclusive.most_common()]
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy is not installed; run `.venv/bin/pip install py-spy`")
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="profile the gateway under load")
+    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--top", type=int, default=40)
+    args = parser.parse_args(argv)
+    spy = _py_spy()
+    pin_current_process(LOAD_CORE)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
+        urls = []
+        for mode in ("instant", "paced"):
+            port = free_port()
+            module = python_module("bench.mock_upstream", "--port", str(port), "--mode", mode)
+            group.start(f"mock-{mode}", module, LOAD_CORE, port=port)
+            urls.append(f"http://127.0.0.1:{port}/v1")
+        gateway = start_gateway(group, Path(tmp), args.backend, urls[0], urls[1])
+        endpoint = Endpoint.post_json(
+            f"{gateway.base_url}/v1/chat/completions",
+            chat_body(False, INSTANT_MODEL),
+            [("Authorization", f"Bearer {gateway.token}")],
+        )
+        output = Path(tmp) / "profile.raw"
+        record = [spy, "record", "-p", str(gateway.pid), "-d", str(args.seconds), "-r", "200"]
+        record += ["--format", "raw", "-o", str(output), "--nonblocking"]
+        sampler = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        load = uvloop.run(run_load(endpoint, 64, args.seconds + 1.0))
+        _, errors = sampler.communicate(timeout=60)
+        if not output.exists():
+            raise SystemExit(f"py-spy wrote no profile: {errors.decode(errors='replace')[-800:]}")
+        total, shares = inclusive_shares(output.read_text())
+    print(f"{load.rate_per_s:,.0f} req/s at 64 concurrent while sampling; {total} samples")
+    for share, name in shares[: args.top]:
+        print(f"{share:6.1%}  {name}")
+
+
+if __name__ == "__main__":
+    main()
