@@ -243,6 +243,13 @@ class _ToAst(Transformer[Token, Any]):
         body: tuple[ast.Literal, ...] = ch[0]
         return body
 
+    def bare_body(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
+        raise _Problem(
+            "rule bodies need the `if` keyword in Rego v1: write `p if { … }`",
+            meta.line,
+            meta.column,
+        )
+
     def single_body(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
         return (ch[0],)
 
