@@ -13,6 +13,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -91,8 +92,31 @@ async def _api_call(
             return _to_response(reply)
         body = read
     client_ip = request.client.host if request.client else ""
-    reply = await gateway.handle(operation, request.headers, client_ip, body)
-    return _to_response(reply)
+    answer = await _unless_client_leaves(
+        request, gateway.handle(operation, request.headers, client_ip, body)
+    )
+    if answer is None:  # nobody is listening any more; this answer is never sent
+        return _to_response(gateway.error(400, "Client closed the request"))
+    return _to_response(answer)
+
+
+async def _unless_client_leaves(
+    request: Request[Any, Any, Any], work: Awaitable[Reply]
+) -> Reply | None:
+    """Run `work`, cancelling it (and so the upstream call) if the client disconnects
+    first; None then. Streams are watched by Litestar itself once they start."""
+    replies: list[Reply] = []
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        replies.append(await work)
+        group.cancel_scope.cancel()
+    return replies[0] if replies else None
 
 
 def _api_routes(limit: int) -> list[Any]:

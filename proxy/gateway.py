@@ -7,6 +7,7 @@ every documented message come from the policy.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -136,6 +137,29 @@ class Gateway:
     ) -> Reply:
         """Answer one API request (`body` is empty for `models.list`)."""
         record = DecisionRecord(operation)
+        try:
+            return await self._handle(operation, headers, client_ip, body, record)
+        except asyncio.CancelledError:
+            # The client left and the work was cancelled: still one decision line.
+            self._abandoned(record, 499, "client disconnected")
+            raise
+        except Exception:
+            self._abandoned(record, 500, "gateway error (see the traceback)")
+            raise
+
+    def _abandoned(self, record: DecisionRecord, status: int, reason: str) -> None:
+        record.reason = record.reason or reason
+        record.emit(status)
+        self._metrics.request(record.operation, status)
+
+    async def _handle(
+        self,
+        operation: Operation,
+        headers: Mapping[str, str],
+        client_ip: str,
+        body: bytes,
+        record: DecisionRecord,
+    ) -> Reply:
         token = read_token(headers)
         context = None
         if token is not None:

@@ -72,6 +72,7 @@ class UpstreamServer:
         self.active_streams = 0
         self.finished_streams = 0
         self._streaming: list[web.Request] = []
+        self._hanging: list[web.Request] = []
         self._thread = LoopThread()
         self._release: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
@@ -93,6 +94,11 @@ class UpstreamServer:
     def stream_clients_gone(self) -> bool:
         """True when every stream in progress has lost its client (the gateway)."""
         return all(r.transport is None or r.transport.is_closing() for r in self._streaming)
+
+    @property
+    def hanging_clients_gone(self) -> bool:
+        """True when every request told to hang has lost its client (the gateway)."""
+        return all(r.transport is None or r.transport.is_closing() for r in self._hanging)
 
     def release_stream(self) -> None:
         def release() -> None:
@@ -121,7 +127,11 @@ class UpstreamServer:
         messages = body.get("messages") or [{"content": body.get("prompt", "")}]
         word = str(messages[-1].get("content", ""))
         if word == "hang":
-            await asyncio.sleep(3600)
+            self._hanging.append(request)
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                self._hanging.remove(request)
         if word == "fail":
             error = {"error": {"message": "upstream overloaded", "type": "server_error"}}
             return web.json_response(error, status=503)

@@ -225,6 +225,32 @@ def test_upstream_stalling_mid_stream_ends_it_with_an_error_event(
     _eventually(lambda: deployment.upstream.active_streams == 0, "the upstream stream ended")
 
 
+def test_client_leaving_a_plain_request_cancels_upstream(
+    deployment: Deployment, client: httpx.Client, tenant: Tenant
+) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(
+            "/v1/chat/completions",
+            json=chat(content="hang"),
+            headers=auth(tenant.token, "bearer"),
+            timeout=0.2,  # the client gives up long before the gateway's 1 s read timeout
+        )
+    _eventually(lambda: deployment.upstream.hanging_clients_gone, "the upstream call is cut")
+    store = deployment.admin.store
+
+    def released() -> bool:
+        context = deployment.admin(store.key_context(store.hash_token(tenant.token)))
+        assert context is not None
+        return context.reserved == 0
+
+    _eventually(released, "the reservation is released")
+    assert _usage(deployment, tenant) == 0
+    line = next(
+        line for line in reversed(deployment.logs.lines) if f'"key_id":"{tenant.key.id}"' in line
+    )
+    assert '"status":499' in line and '"reason":"client disconnected"' in line
+
+
 def test_client_disconnect_cancels_upstream(
     deployment: Deployment, client: httpx.Client, tenant: Tenant
 ) -> None:
