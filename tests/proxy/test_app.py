@@ -8,9 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
+import openai
 import pytest
 from litestar.testing import TestClient
-from proxy_helpers import MSG_LIMIT, MSG_NO_KEY
+from proxy_helpers import MSG_INVALID, MSG_LIMIT, MSG_NO_KEY
 
 from proxy.app import create_app, open_configured_store
 from proxy.config import GatewayConfig
@@ -193,3 +194,14 @@ def test_refused_reservation_asks_the_policy_again(
         )
         assert response.status_code == status
         assert response.json() == {"error": True, "status": status, "message": message}
+
+
+def test_openai_client_reads_the_message_in_openai_error_format(tmp_path: Path) -> None:
+    with TestClient(create_app(_config(tmp_path, error_format="openai"))) as client:
+        api = openai.OpenAI(
+            base_url=f"{client.base_url}/v1", api_key="llmgtwy_unknown", http_client=client
+        )
+        with pytest.raises(openai.AuthenticationError) as info:
+            api.models.list()
+        assert info.value.message.endswith(MSG_INVALID)
+        assert info.value.code == "invalid_api_key"
