@@ -198,8 +198,10 @@ def test_refused_reservation_asks_the_policy_again(
 
 def test_openai_client_reads_the_message_in_openai_error_format(tmp_path: Path) -> None:
     with TestClient(create_app(_config(tmp_path, error_format="openai"))) as client:
+        # Litestar's TestClient is an httpx.Client, so openai talks to the app in-process.
+        http_client = cast(Any, client)
         api = openai.OpenAI(
-            base_url=f"{client.base_url}/v1", api_key="llmgtwy_unknown", http_client=client
+            base_url=f"{client.base_url}/v1", api_key="llmgtwy_unknown", http_client=http_client
         )
         with pytest.raises(openai.AuthenticationError) as info:
             api.models.list()
