@@ -10,6 +10,52 @@ import rego.v1
 
 decision := data.gateway.decision
 
+# Example inputs: the search mostly tries these with a few parts changed.
+# A request that passes every check...
+example_allowed_request := {
+	"request": {
+		"operation": "chat.completions",
+		"token_present": true,
+		"model": "gpt-4",
+		"body_error": null,
+		"max_tokens": null,
+		"stream": false,
+		"time": "2026-11-27T10:00:00Z",
+		"client_ip": "127.0.0.1",
+	},
+	"key": {
+		"id": "key_1",
+		"status": "active",
+		"usage": "10",
+		"usage_limit": "100",
+		"project_id": "proj_1",
+		"iam_rules": [],
+	},
+	"project": {
+		"id": "proj_1",
+		"status": "active",
+		"mode": "hybrid",
+		"provider_keys": ["openrouter"],
+		"iam_rules": [],
+	},
+	"organization": {"id": "org_1", "credits": "10.00"},
+	"gateway": {"credentialed_providers": ["mock", "openai"]},
+}
+
+# ...a models list...
+example_models_list := object.union(example_allowed_request, {"request": {"operation": "models.list", "model": null}})
+
+# ...and an allowed request next to denials: its key allows the model, and a
+# deny rule on it is inactive (one change away from applying).
+example_near_denials := object.union(example_allowed_request, {
+	"key": {
+		"iam_rules": [
+			{"id": "allow-gpt", "type": "allow_models", "values": ["gpt-4", "gpt-4o"], "status": "active"},
+			{"id": "no-gpt-4", "type": "deny_models", "values": ["gpt-4*"], "status": "inactive"},
+		],
+	},
+})
+
 # The policy answers every request.
 prop_decision_is_always_defined if {
 	is_boolean(decision.allow)

@@ -1,7 +1,10 @@
 """`policy-engine prop`: search for inputs that break the policies' invariants.
 
 Every rule named `prop_*` is an invariant: for every input valid under the
-input schema it must be defined and not `false`. Hypothesis generates inputs
+input schema it must be defined and not `false`. Rules named `example_*`
+hold example inputs (say, a request that is allowed): most generated inputs
+are one of them with a few parts drawn anew, which reaches the checks that
+random inputs almost never pass all at once. Hypothesis generates inputs
 (`schema_strategy`), evaluates every property on each, and on a violation
 shrinks the input to a minimal one, printed with the decision it produced.
 
@@ -55,7 +58,8 @@ class PropConfig(msgspec.Struct, frozen=True, kw_only=True):
     Random inputs mostly fail an early check (no token, unknown key), so the
     rules behind them are rarely reached. With this on, each input's decision
     is also evaluated by the tracing engine and hypothesis's targeted search
-    maximises the number of statements that held (`hypothesis.target`).
+    (`hypothesis.target`) maximises how far down the decision's else-chain the
+    input gets, and for each answer the number of statements that held.
     """
 
 
@@ -125,6 +129,25 @@ def _walk(node: Any) -> Any:
     elif isinstance(node, tuple):
         for item in node:
             yield from _walk(item)
+
+
+def _seeds(modules: list[ast.Module], engine: Engine) -> list[Any]:
+    """The values of rules named `example_*`: inputs the search starts near."""
+    names = {
+        ".".join(("data", *m.package, *r.name))
+        for m in modules
+        for r in m.rules
+        if isinstance(r, ast.CompleteRule) and r.name[-1].startswith("example_")
+    }
+    seeds = []
+    for name in sorted(names):
+        try:
+            value = engine.prepare(name)(UNDEFINED)
+        except EvalError:
+            continue
+        if isinstance(value, dict):
+            seeds.append(value)
+    return seeds
 
 
 def _check(props: list[tuple[Property, Prepared]], document: Any) -> None:
@@ -201,7 +224,7 @@ def _search(
 ) -> tuple[_Violation | None, int]:
     """Run hypothesis; the shrunk violation (or None) and the number of inputs tried."""
     dictionary = dictionary_of([_string_constants(modules), policies.data])
-    strategy = schema_strategy(schema, dictionary)
+    strategy = schema_strategy(schema, dictionary, _seeds(modules, engine))
     steer = (
         _steering(policies, config)
         if config.steer and config.decision in engine.rule_paths
@@ -212,7 +235,7 @@ def _search(
 
     def check(document: Any) -> None:
         evaluated[0] += 1
-        if steer is not None:
+        if steer is not None and not violations:  # steering is for finding, not shrinking
             steer(document)
         try:
             _check(prepared, document)
@@ -242,12 +265,23 @@ def _search(
 def _steering(policies: PolicySet, config: PropConfig) -> Any:
     explainer = Explainer.from_sources(policies.sources, policies.data)
 
+    ref = config.decision
+
     def steer(document: Any) -> None:
         try:
-            events = explainer.explain(config.decision, document).events
+            explanation = explainer.explain(ref, document)
         except EvalError:
             return  # the properties report it
-        target(float(sum(e.op == "eval" for e in events)), label="statements that held")
+        events = explanation.events
+        held = sum(e.op == "eval" for e in events)
+        # How far down the decision's else-chain the input got: clauses that failed.
+        reached = sum(
+            e.op == "fail" and e.kind == "clause" and e.name == ref and e.depth == 0 for e in events
+        )
+        target(float(reached * 1000 + held), label="decision clause reached")
+        if explanation.verdict is not None:
+            # Each answer explored on its own, so no single one takes all the search.
+            target(float(held), label=f"statements held, answer at line {explanation.verdict.line}")
 
     return steer
 

@@ -12,7 +12,8 @@ at what breaks policies:
   up often;
 - free strings come mostly from a *dictionary*: the string constants of the
   policies and the data (model ids, provider names, operation names), so a
-  generated request names a real catalog model and rules match it;
+  generated request names a real catalog model; and mostly from a few words
+  shared by the whole document, so a rule's values name the requested model;
 - an optional property with a `default` is always present, as the proxy
   always fills defaults in; other optional properties may be absent.
 
@@ -86,19 +87,37 @@ def _weighted(options: Sequence[tuple[int, st.SearchStrategy[Any]]]) -> st.Searc
     return st.integers(0, len(slots) - 1).flatmap(lambda i: slots[i])
 
 
-def _free_strings(dictionary: Sequence[str]) -> st.SearchStrategy[str]:
+def _free_strings(
+    dictionary: Sequence[str], local_words: Sequence[str] = ()
+) -> st.SearchStrategy[str]:
     text = st.text(max_size=12)
     if not dictionary:
         return text
     words = st.sampled_from(list(dictionary))
     paired = st.builds(lambda a, b: f"{a}/{b}", words, words)
-    return st.one_of(words, paired, text)
+    local: st.SearchStrategy[str]
+    if local_words:
+        # Near a seed: mostly the seed's own strings (its model, its providers).
+        near = st.sampled_from(list(local_words))
+        return _weighted([(6, near), (1, words), (1, paired), (1, text)])
+    else:
+        # A few words shared by the whole document, so that fields name the
+        # same thing: the requested model is often the one a rule lists.
+        vocabulary = st.shared(
+            st.lists(st.one_of(words, paired), min_size=1, max_size=4, unique=True),
+            key="policy_engine.tooling.schema_strategy.vocabulary",
+        )
+        local = vocabulary.flatmap(st.sampled_from)
+    return _weighted([(3, local), (1, words), (1, paired), (1, text)])
 
 
 class _Builder:
-    def __init__(self, root: Mapping[str, Any], dictionary: Sequence[str]) -> None:
+    def __init__(
+        self, root: Mapping[str, Any], dictionary: Sequence[str], local_words: Sequence[str] = ()
+    ) -> None:
         self.root = root
         self.dictionary = dictionary
+        self.local_words = local_words
 
     def resolve(self, ref: str) -> Mapping[str, Any]:
         if not ref.startswith("#/"):
@@ -113,7 +132,10 @@ class _Builder:
     def build(self, schema: Mapping[str, Any] | bool, depth: int = 0) -> st.SearchStrategy[Any]:
         if schema is True or schema == {}:
             return st.one_of(
-                st.none(), st.booleans(), st.integers(), _free_strings(self.dictionary)
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                _free_strings(self.dictionary, self.local_words),
             )
         if schema is False or depth > _MAX_DEPTH:
             return st.nothing()
@@ -176,8 +198,8 @@ class _Builder:
             return st.datetimes().map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"))
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if low == 0 and high is None:
-            return _free_strings(self.dictionary)
-        return _free_strings(self.dictionary).filter(
+            return _free_strings(self.dictionary, self.local_words)
+        return _free_strings(self.dictionary, self.local_words).filter(
             lambda s: len(s) >= low and (high is None or len(s) <= high)
         )
 
@@ -193,8 +215,71 @@ class _Builder:
         return st.fixed_dictionaries(always, optional=maybe)
 
 
+class _Mutator(_Builder):
+    """Documents close to a seed document: each part kept, or now and then drawn anew."""
+
+    def mutate(self, schema: Any, value: Any, depth: int = 0) -> st.SearchStrategy[Any]:
+        if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+            return st.just(value)
+        if "$ref" in schema:
+            return self.mutate(self.resolve(schema["$ref"]), value, depth + 1)
+        fresh = self.build(schema, depth)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                kind = "null" if value is None else "object" if isinstance(value, Mapping) else ""
+                for option in schema[key]:
+                    resolved = self.resolve(option["$ref"]) if "$ref" in option else option
+                    if kind and (
+                        resolved.get("type") == kind
+                        or (kind == "object" and "properties" in resolved)
+                    ):
+                        return self.mutate(resolved, value, depth + 1)
+                return _weighted([(_KEEP, st.just(value)), (1, fresh)])
+        if isinstance(value, Mapping) and "properties" in schema:
+            properties: Mapping[str, Any] = schema["properties"]
+            parts = {
+                k: self.mutate(properties.get(k, True), v, depth + 1) for k, v in value.items()
+            }
+            return st.fixed_dictionaries(parts)
+        if isinstance(value, list):
+            items = schema.get("items", True)
+            kept = st.tuples(*(self.mutate(items, v, depth + 1) for v in value)).map(list)
+            grown = st.lists(self.build(items, depth + 1), min_size=1, max_size=_MAX_ITEMS)
+            return _weighted([(2, kept), (1, grown)])  # lists are where new rules come in
+        return _weighted([(_KEEP, st.just(value)), (1, fresh)])
+
+
+_KEEP = 7
+"""A seed's scalar is kept 7 times in 8: an input near a seed changes a few things."""
+
+
+def _strings_in(value: Any) -> list[str]:
+    """The string values (not keys) of a document, sorted."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return sorted(found)
+
+
 def schema_strategy(
-    schema: Mapping[str, Any], dictionary: Sequence[str] = ()
+    schema: Mapping[str, Any], dictionary: Sequence[str] = (), seeds: Sequence[Any] = ()
 ) -> st.SearchStrategy[Any]:
-    """Documents valid under `schema`, biased towards `dictionary` strings and equal amounts."""
-    return _Builder(schema, dictionary).build(schema)
+    """Documents valid under `schema`, biased towards `dictionary` strings and equal amounts.
+
+    With `seeds` (example documents), three inputs in four are a seed with a
+    few parts drawn anew, their free strings mostly taken from that seed: the
+    way to reach inputs that pass many checks at once, which random documents
+    almost never do.
+    """
+    fresh = _Builder(schema, dictionary).build(schema)
+    if not seeds:
+        return fresh
+    near = [_Mutator(schema, dictionary, _strings_in(seed)).mutate(schema, seed) for seed in seeds]
+    return _weighted([(1, fresh), (3, st.one_of(near))])

@@ -109,6 +109,25 @@ def test_saved_failure_is_replayed_first(broken_policies: Path, first_run: Run) 
     assert _counterexample(replay)["input"] == _counterexample(first_run)["input"]
 
 
+def test_a_deny_rule_that_never_applies_is_caught(tmp_path: Path) -> None:
+    text = GATEWAY_REGO.read_text(encoding="utf-8")
+    deny_rules = 'rule.type == "deny_models"]'
+    assert text.count(deny_rules) == 1, "the deny rule list moved; update this substitution"
+    (tmp_path / "gateway.rego").write_text(text.replace(deny_rules, 'rule.type == "deny_modelz"]'))
+    shutil.copy(POLICIES / "gateway_props.rego", tmp_path)
+    shutil.copy(CATALOG, tmp_path)
+    result = run_cli(
+        ["prop", str(tmp_path), "--input-schema", str(INPUT_SCHEMA), "--seed", "2",
+         "--database", str(tmp_path / "db")]
+    )  # fmt: skip
+    assert result.status == 1
+    assert "FAIL data.gateway_props.prop_denied_model_is_never_allowed" in result.out
+    found = _counterexample(result)
+    assert found["decision"]["allow"] is True
+    denying = [r for r in found["input"]["key"]["iam_rules"] if r["type"] == "deny_models"]
+    assert any(r["status"] == "active" for r in denying)
+
+
 def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) -> None:
     result = run_cli(
         [
@@ -158,6 +177,19 @@ def test_generated_inputs_are_valid_under_the_input_schema(document: Any) -> Non
     if key is not None:
         Decimal(key["usage"])  # decimal strings parse exactly
         assert "iam_rules" in key  # optional with a default: always present
+
+
+_SEED = {
+    "request": {"operation": "chat.completions", "token_present": True, "model": "gpt-4",
+                "time": "2026-11-27T10:00:00Z", "client_ip": "127.0.0.1"},
+    "key": {"id": "k", "status": "active", "usage": "1", "project_id": "p", "iam_rules": []},
+}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schema_strategy(SCHEMA, _DICTIONARY, seeds=[_SEED]))
+def test_inputs_near_a_seed_are_valid_too(document: Any) -> None:
+    jsonschema.Draft202012Validator(SCHEMA).validate(document)
 
 
 def test_dictionary_keeps_identifiers_and_drops_prose() -> None:
