@@ -328,7 +328,9 @@ def render_prop_report(report: PropReport) -> str:
         failure = failed.get(prop.name)
         if failure is None:
             continue
-        lines.append(f"{prop.file}:{prop.line}: FAIL {prop.name} is {failure.outcome} for:")
+        lines.append(
+            f"{prop.file}:{prop.line}: FAIL {prop.name} does not hold ({failure.outcome}) for:"
+        )
         lines.append(_json({"input": failure.input, "decision": failure.decision}))
     seed_note = f" (seed {report.seed})" if report.seed is not None else ""
     if not report.properties:
