@@ -1,8 +1,8 @@
 """Rego text -> AST (`parse_module`, `parse_query`).
 
 The lark parser is built once per process (LALR tables cached on disk by
-lark) and never leaves this module: lark trees are transformed into
-`policy_engine.ast` nodes here and every lark exception becomes a
+lark) and never leaves the parser modules (`parse_layout`, `parse_tree`): lark trees become
+`policy_engine.ast` nodes and every lark exception becomes a
 `PolicyError` with code `rego_parse_error`.
 """
 
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
-from lark import Lark, Token, Transformer
+from lark import Lark, Token
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
@@ -26,100 +24,10 @@ from lark.exceptions import (
 
 from policy_engine import ast
 from policy_engine.errors import PARSE_ERROR, Diagnostic, PolicyError
-from policy_engine.source import Span
+from policy_engine.parse_layout import Postlexer
+from policy_engine.parse_tree import SyntaxProblem, ToAst
 
 __all__ = ["parse_module", "parse_query"]
-
-# Token types after which a newline never ends a statement (the expression or
-# statement obviously continues), and before which it never does.
-_NO_SEP_AFTER = frozenset(
-    {
-        "LBODY", "LBRACE", "LSQB", "LPAR", "COMMA", "SEMICOLON", "_SEP", "COLON",
-        "__ANON_0", "EQUAL", "RELOP", "BAR", "AMP", "ADDOP", "MULOP", "IF", "ELSE",
-        "NOT", "SOME", "IN", "EVERY", "WITH", "AS", "CONTAINS", "DOT", "DEFAULT",
-    }
-)  # fmt: skip
-_NO_SEP_BEFORE = frozenset(
-    {"RBRACE", "RSQB", "RPAR", "COMMA", "COLON", "SEMICOLON", "WITH", "RELOP", "AMP",
-     "MULOP", "IN", "AS", "DOT", "BAR", "ELSE"}
-)  # fmt: skip
-# A `{` right after one of these opens a rule/every body, not an object or set.
-_BODY_OPENERS = frozenset(
-    {"IF", "ELSE", "NAME", "NUMBER", "STRING", "RAW_STRING", "RSQB", "RPAR", "TRUE",
-     "FALSE", "NULL", "RBRACE"}
-)  # fmt: skip
-_KEYWORDS = {
-    word: word.upper()
-    for word in [
-        "package",
-        "import",
-        "default",
-        "if",
-        "else",
-        "contains",
-        "some",
-        "every",
-        "in",
-        "not",
-        "with",
-        "as",
-        "true",
-        "false",
-        "null",
-    ]
-}
-
-
-class _Postlexer:
-    """Newlines become `_SEP` inside bodies, `{` opening a body becomes `LBODY`."""
-
-    # The contextual lexer reads the token after a newline before the parser has
-    # seen the separator we may insert, so anything that can start a statement
-    # must be lexable in every state.
-    always_accept = (
-        "NEWLINE", "NAME", "NUMBER", "STRING", "RAW_STRING", "LSQB", "LPAR", "LBRACE", "ADDOP"
-    )  # fmt: skip
-
-    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        stack: list[str] = []  # "body", "paren", "collection", "compr"
-        query_mode: bool | None = None
-        prev = ""
-        pending: Token | None = None
-        for tok in stream:
-            if query_mode is None and tok.type != "NEWLINE":
-                query_mode = tok.type != "PACKAGE"
-            if tok.type == "NEWLINE":
-                top = stack[-1] if stack else ("body" if query_mode else "top")
-                if top in ("body", "compr") and prev and prev not in _NO_SEP_AFTER:
-                    pending = tok
-                continue
-            if tok.type == "NAME" and tok.value in _KEYWORDS and prev != "DOT":
-                # The contextual lexer lexed this before the parser saw a pending
-                # separator, so it may not have recognised the keyword.
-                tok = Token.new_borrow_pos(_KEYWORDS[tok.value], tok.value, tok)
-            if pending is not None:
-                if tok.type not in _NO_SEP_BEFORE:
-                    yield Token.new_borrow_pos("_SEP", "\n", pending)
-                    prev = "_SEP"
-                pending = None
-            if tok.type == "LBRACE" and prev in _BODY_OPENERS:
-                tok = Token.new_borrow_pos("LBODY", tok.value, tok)
-            self._track(stack, tok.type)
-            yield tok
-            prev = tok.type
-
-    @staticmethod
-    def _track(stack: list[str], kind: str) -> None:
-        if kind == "LBODY":
-            stack.append("body")
-        elif kind in ("LBRACE", "LSQB"):
-            stack.append("collection")
-        elif kind == "LPAR":
-            stack.append("paren")
-        elif kind == "BAR" and stack and stack[-1] == "collection":
-            stack[-1] = "compr"
-        elif kind in ("RBRACE", "RSQB", "RPAR") and stack:
-            stack.pop()
 
 
 @functools.cache
@@ -134,399 +42,9 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         start=["module", "query"],
-        postlex=_Postlexer(),
+        postlex=Postlexer(),
         cache=True,
     )
-
-
-class _Problem(Exception):
-    """A syntax problem found while building the AST (wrapped by lark in VisitError)."""
-
-    def __init__(self, message: str, line: int, column: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
-
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def _terms(children: list[Any]) -> list[Any]:
-    """Children without tokens and without absent optionals."""
-    return [c for c in children if c is not None and not isinstance(c, Token)]
-
-
-class _ToAst(Transformer[Token, Any]):
-    """lark tree -> AST; every method takes the node's position meta and children."""
-
-    def __init__(self, file: str) -> None:
-        super().__init__()
-        self.file = file
-        # ids of parenthesised expressions: `k, (v in xs) in ys` keeps its grouping.
-        self.parenthesized: set[int] = set()
-
-    def paren(self, meta: Any, ch: list[Any]) -> ast.Term:
-        (inner,) = _terms(ch)
-        self.parenthesized.add(id(inner))
-        return inner  # type: ignore[no-any-return]
-
-    def _call_userfunc(self, tree: Any, new_children: Any = None) -> Any:
-        # Called directly rather than through `v_args`, whose per-access wrappers
-        # cost more than the transformation itself on large policies.
-        children = new_children if new_children is not None else tree.children
-        method = getattr(self, tree.data)
-        return method(tree.meta, children)
-
-    def _span(self, meta: Any) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(file=self.file, line=1, column=1)
-        return Span(
-            file=self.file,
-            line=meta.line,
-            column=meta.column,
-            end_line=meta.end_line,
-            end_column=meta.end_column,
-        )
-
-    def _tspan(self, tok: Token) -> Span:
-        return Span(
-            file=self.file,
-            line=tok.line or 1,
-            column=tok.column or 1,
-            end_line=tok.end_line or 0,
-            end_column=tok.end_column or 0,
-        )
-
-    # ---- module structure ------------------------------------------------------
-
-    def module(self, meta: Any, ch: list[Any]) -> ast.Module:
-        package, *rest = ch
-        imports = tuple(x for x in rest if isinstance(x, ast.Import))
-        rules = tuple(x for x in rest if not isinstance(x, ast.Import))
-        return ast.Module(span=self._span(meta), package=package, imports=imports, rules=rules)
-
-    def query(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
-        return tuple(_terms(ch))
-
-    def package_decl(self, meta: Any, ch: list[Any]) -> tuple[str, ...]:
-        path: tuple[str, ...] = ch[0]
-        return path
-
-    def import_decl(self, meta: Any, ch: list[Any]) -> ast.Import:
-        alias = str(ch[1]) if len(ch) > 1 and ch[1] is not None else None
-        return ast.Import(span=self._span(meta), path=ch[0], alias=alias)
-
-    def path_ref(self, meta: Any, ch: list[Token]) -> tuple[str, ...]:
-        return tuple(_string_value(t) if t.type == "STRING" else str(t) for t in ch)
-
-    def rule_ref(self, meta: Any, ch: list[Any]) -> list[Any]:
-        return [str(c) if isinstance(c, Token) else c for c in ch]
-
-    def call_args(self, meta: Any, ch: list[Any]) -> tuple[ast.Term, ...]:
-        return tuple(c for c in ch if c is not None)
-
-    def assign_op(self, meta: Any, ch: list[Token]) -> str:
-        return str(ch[0])
-
-    def value_head(self, meta: Any, ch: list[Any]) -> tuple[str, Any, Any, Any, Span]:
-        ref, args, _op, value = ch
-        if _op == "=" and value is not None:
-            pass
-        return ("value", ref, args, value, self._span(meta))
-
-    def contains_head(self, meta: Any, ch: list[Any]) -> tuple[str, Any, Any, Any, Span]:
-        ref, element = ch[0], ch[-1]
-        return ("contains", ref, None, element, self._span(meta))
-
-    def rule_body(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
-        body: tuple[ast.Literal, ...] = ch[0]
-        return body
-
-    def bare_body(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
-        raise _Problem(
-            "rule bodies need the `if` keyword in Rego v1: write `p if { … }`",
-            meta.line,
-            meta.column,
-        )
-
-    def single_body(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
-        return (ch[0],)
-
-    def braced_body(self, meta: Any, ch: list[Any]) -> tuple[ast.Literal, ...]:
-        return tuple(_terms(ch))
-
-    compr_body = braced_body
-
-    def else_clause(self, meta: Any, ch: list[Any]) -> ast.Else:
-        _op, value, body = ch
-        return ast.Else(span=self._span(meta), value=value, body=body or ())
-
-    def default_rule(self, meta: Any, ch: list[Any]) -> ast.DefaultRule:
-        ref, args, _op, value = ch
-        return ast.DefaultRule(
-            span=self._span(meta), name=self._rule_name(ref, meta), args=args, value=value
-        )
-
-    def _rule_name(self, ref: list[Any], meta: Any) -> tuple[str, ...]:
-        if not all(isinstance(p, str) for p in ref):
-            raise _Problem(
-                "a rule name cannot contain brackets here; write `p.q` or `p[key] := value`",
-                meta.line,
-                meta.column,
-            )
-        return tuple(ref)
-
-    def regular_rule(self, meta: Any, ch: list[Any]) -> ast.Rule:
-        (kind, ref, args, value, _hspan), body, *elses = ch
-        span = self._span(meta)
-        body = body or ()
-        if elses and (kind != "value" or (ref and not isinstance(ref[-1], str))):
-            raise _Problem(
-                "`else` can only follow a complete rule or a function", meta.line, meta.column
-            )
-        if kind == "contains":
-            return ast.PartialSetRule(
-                span=span, name=self._rule_name(ref, meta), element=value, body=body
-            )
-        if args is not None:
-            name = self._rule_name(ref, meta)
-            return ast.FunctionRule(
-                span=span, name=name, args=args, value=value, body=body, elses=tuple(elses)
-            )
-        if not isinstance(ref[-1], str):
-            name = self._rule_name(ref[:-1], meta)
-            key = ref[-1]
-            return ast.PartialObjectRule(span=span, name=name, key=key, value=value, body=body)
-        name = self._rule_name(ref, meta)
-        return ast.CompleteRule(span=span, name=name, value=value, body=body, elses=tuple(elses))
-
-    # ---- literals ------------------------------------------------------------------
-
-    def literal(self, meta: Any, ch: list[Any]) -> ast.Literal:
-        negated = bool(ch) and isinstance(ch[0], Token) and ch[0].type == "NOT"
-        rest = ch[1:]
-        expr, *withs = rest
-        return ast.Literal(span=self._span(meta), negated=negated, expr=expr, withs=tuple(withs))
-
-    def with_clause(self, meta: Any, ch: list[Any]) -> ast.With:
-        target, value = ch
-        if not isinstance(target, ast.Ref | ast.Var):
-            raise _Problem(
-                "`with` needs a reference such as `input.x` or `data.y`", meta.line, meta.column
-            )
-        return ast.With(span=self._span(meta), target=target, value=value)
-
-    def assign(self, meta: Any, ch: list[Any]) -> ast.Assign:
-        return ast.Assign(span=self._span(meta), target=ch[0], value=ch[1])
-
-    def unify(self, meta: Any, ch: list[Any]) -> ast.Unify:
-        return ast.Unify(span=self._span(meta), left=ch[0], right=ch[1])
-
-    def keyval_membership(self, meta: Any, ch: list[Any]) -> ast.Membership:
-        key, membership = _terms(ch)
-        return _with_key(key, membership, meta, self.parenthesized)
-
-    def some_expr(self, meta: Any, ch: list[Any]) -> ast.SomeVars | ast.SomeIn:
-        span = self._span(meta)
-        terms = _terms(ch)
-        if isinstance(terms[-1], ast.Membership) and terms[-1].key is None:
-            if len(terms) > 2:
-                raise _Problem(
-                    "`some` takes at most a key and a value: `some k, v in xs`",
-                    meta.line,
-                    meta.column,
-                )
-            m = (
-                terms[-1]
-                if len(terms) == 1
-                else _with_key(terms[0], terms[-1], meta, self.parenthesized)
-            )
-            return ast.SomeIn(span=span, key=m.key, value=m.value, collection=m.collection)
-        for t in terms:
-            if not isinstance(t, ast.Var):
-                raise _Problem(
-                    "`some` declares variable names: `some x, y` or `some x in xs`",
-                    meta.line,
-                    meta.column,
-                )
-        return ast.SomeVars(span=span, names=tuple(terms))
-
-    def every_expr(self, meta: Any, ch: list[Any]) -> ast.Every:
-        names = [c for c in ch if isinstance(c, Token) and c.type == "NAME"]
-        domain, body = _terms(ch)
-        vars_ = [ast.Var(span=self._tspan(n), name=str(n)) for n in names]
-        key = vars_[0] if len(vars_) == 2 else None
-        return ast.Every(span=self._span(meta), key=key, value=vars_[-1], domain=domain, body=body)
-
-    # ---- terms ------------------------------------------------------------------------
-
-    def operators(self, meta: Any, ch: list[Any]) -> ast.Term:
-        """Group `a op b op c …` by precedence (all operators associate left)."""
-        operands: list[ast.Term] = [ch[0]]
-        ops: list[Token] = []
-        for op, operand in zip(ch[1::2], ch[2::2], strict=True):
-            while ops and _PRECEDENCE[ops[-1].type] >= _PRECEDENCE[op.type]:
-                self._reduce(operands, ops)
-            ops.append(op)
-            operands.append(operand)
-        while ops:
-            self._reduce(operands, ops)
-        return operands[0]
-
-    def _reduce(self, operands: list[ast.Term], ops: list[Token]) -> None:
-        op = ops.pop()
-        right = operands.pop()
-        left = operands.pop()
-        start, end = left.span, right.span
-        span = Span(
-            file=self.file,
-            line=start.line,
-            column=start.column,
-            end_line=end.end_line,
-            end_column=end.end_column,
-        )
-        if op.type == "IN":
-            operands.append(ast.Membership(span=span, key=None, value=left, collection=right))
-        else:
-            operands.append(ast.BinOp(span=span, op=str(op), left=left, right=right))
-
-    def unary(self, meta: Any, ch: list[Any]) -> ast.Term:
-        op, operand = ch
-        if str(op) == "+":
-            return operand  # type: ignore[no-any-return]
-        if isinstance(operand, ast.NumberLit) and not operand.text.startswith("-"):
-            return ast.NumberLit(span=self._span(meta), text="-" + operand.text)
-        return ast.UnaryMinus(span=self._span(meta), operand=operand)
-
-    def _extend(self, meta: Any, base: ast.Term, item: ast.Term) -> ast.Ref:
-        if isinstance(base, ast.Ref):
-            return ast.Ref(span=self._span(meta), head=base.head, path=(*base.path, item))
-        return ast.Ref(span=self._span(meta), head=base, path=(item,))
-
-    def dot(self, meta: Any, ch: list[Any]) -> ast.Ref:
-        base, name = ch
-        return self._extend(meta, base, ast.StringLit(span=self._tspan(name), value=str(name)))
-
-    def index(self, meta: Any, ch: list[Any]) -> ast.Ref:
-        return self._extend(meta, ch[0], ch[1])
-
-    def call(self, meta: Any, ch: list[Any]) -> ast.Term:
-        target, *args = ch
-        name = _call_name(target)
-        if name is None:
-            raise _Problem(
-                "only named functions can be called, like `f(x)` or `data.pkg.f(x)`",
-                meta.line,
-                meta.column,
-            )
-        real_args = tuple(a for a in args if a is not None)
-        if name == ("set",) and not real_args:
-            return ast.SetTerm(span=self._span(meta), items=())
-        return ast.Call(span=self._span(meta), name=name, args=real_args)
-
-    def contains_call(self, meta: Any, ch: list[Any]) -> ast.Call:
-        args = tuple(a for a in ch[1:] if a is not None)
-        return ast.Call(span=self._span(meta), name=("contains",), args=args)
-
-    def var(self, meta: Any, ch: list[Token]) -> ast.Var:
-        return ast.Var(span=self._span(meta), name=str(ch[0]))
-
-    def number(self, meta: Any, ch: list[Token]) -> ast.NumberLit:
-        return ast.NumberLit(span=self._span(meta), text=str(ch[0]))
-
-    def string(self, meta: Any, ch: list[Token]) -> ast.StringLit:
-        return ast.StringLit(span=self._span(meta), value=_string_value(ch[0]))
-
-    def raw_string(self, meta: Any, ch: list[Token]) -> ast.StringLit:
-        return ast.StringLit(span=self._span(meta), value=str(ch[0])[1:-1], raw=True)
-
-    def true(self, meta: Any, ch: list[Any]) -> ast.BoolLit:
-        return ast.BoolLit(span=self._span(meta), value=True)
-
-    def false(self, meta: Any, ch: list[Any]) -> ast.BoolLit:
-        return ast.BoolLit(span=self._span(meta), value=False)
-
-    def null(self, meta: Any, ch: list[Any]) -> ast.NullLit:
-        return ast.NullLit(span=self._span(meta))
-
-    def array(self, meta: Any, ch: list[Any]) -> ast.ArrayTerm:
-        return ast.ArrayTerm(span=self._span(meta), items=tuple(c for c in ch if c is not None))
-
-    def set(self, meta: Any, ch: list[Any]) -> ast.SetTerm:
-        return ast.SetTerm(span=self._span(meta), items=tuple(c for c in ch if c is not None))
-
-    def object(self, meta: Any, ch: list[Any]) -> ast.ObjectTerm:
-        return ast.ObjectTerm(span=self._span(meta), items=tuple(c for c in ch if c is not None))
-
-    def object_item(self, meta: Any, ch: list[Any]) -> ast.ObjectItem:
-        return ast.ObjectItem(span=self._span(meta), key=ch[0], value=ch[1])
-
-    def array_compr(self, meta: Any, ch: list[Any]) -> ast.ArrayCompr:
-        term, body = _terms(ch)
-        return ast.ArrayCompr(span=self._span(meta), term=term, body=body)
-
-    def set_compr(self, meta: Any, ch: list[Any]) -> ast.SetCompr:
-        term, body = _terms(ch)
-        return ast.SetCompr(span=self._span(meta), term=term, body=body)
-
-    def object_compr(self, meta: Any, ch: list[Any]) -> ast.ObjectCompr:
-        key, value, body = _terms(ch)
-        return ast.ObjectCompr(span=self._span(meta), key=key, value=value, body=body)
-
-
-_PRECEDENCE = {"IN": 1, "RELOP": 2, "BAR": 3, "AMP": 4, "ADDOP": 5, "MULOP": 6}
-
-
-def _with_key(
-    key: ast.Term, membership: ast.Term, meta: Any, parenthesized: set[int]
-) -> ast.Membership:
-    """`k, v in xs`: the key joins the innermost left `in` (`k, v in xs in ys` is
-    `(k, v in xs) in ys`, as in OPA)."""
-    if not isinstance(membership, ast.Membership) or membership.key is not None:
-        raise _Problem(
-            "a `,` here must be followed by a membership test: `key, value in collection`",
-            meta.line,
-            meta.column,
-        )
-    inner = membership.value
-    if isinstance(inner, ast.Membership) and inner.key is None and id(inner) not in parenthesized:
-        return ast.Membership(
-            span=membership.span,
-            key=None,
-            value=_with_key(key, inner, meta, parenthesized),
-            collection=membership.collection,
-        )
-    return ast.Membership(
-        span=key.span, key=key, value=membership.value, collection=membership.collection
-    )
-
-
-def _string_value(tok: Token) -> str:
-    """A double-quoted literal's value (JSON escapes; raw control characters allowed)."""
-    try:
-        value: str = json.loads(str(tok), strict=False)
-    except ValueError as exc:
-        raise _Problem(f"invalid string literal: {exc}", tok.line or 1, tok.column or 1) from None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone `\ud800`-style escape: replace it (U+FFFD) as Go's decoder does.
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
-
-
-def _call_name(target: ast.Term) -> tuple[str, ...] | None:
-    if isinstance(target, ast.Var):
-        return (target.name,)
-    if isinstance(target, ast.Ref) and isinstance(target.head, ast.Var):
-        parts = [target.head.name]
-        for item in target.path:
-            if not (isinstance(item, ast.StringLit) and _IDENT.match(item.value)):
-                return None
-            parts.append(item.value)
-        return tuple(parts)
-    return None
 
 
 # ---- errors ----------------------------------------------------------------------------
@@ -562,7 +80,7 @@ def _friendly(exc: UnexpectedToken, text: str) -> str:
 
 
 def _diagnostic(exc: Exception, file: str, text: str) -> Diagnostic:
-    if isinstance(exc, _Problem):
+    if isinstance(exc, SyntaxProblem):
         return Diagnostic(
             code=PARSE_ERROR, message=exc.message, file=file, line=exc.line, column=exc.column
         )
@@ -604,11 +122,11 @@ def _end_position(text: str) -> tuple[int, int]:
 def _parse(text: str, file: str, start: str) -> Any:
     try:
         tree = _lark().parse(text, start=start)
-        return _ToAst(file).transform(tree)
+        return ToAst(file).transform(tree)
     except VisitError as exc:
         raise _unwrap(exc) from None
     except RecursionError:
-        raise _Problem(
+        raise SyntaxProblem(
             "expressions nest too deeply; split them into separate rules or variables", 1, 1
         ) from None
 
@@ -641,7 +159,7 @@ def _chunk_diagnostics(text: str, file: str, first_offset: int) -> list[Diagnost
             candidate = header + prefix + chunk
         try:
             _parse(candidate, file, "module")
-        except (LarkError, _Problem) as exc:
+        except (LarkError, SyntaxProblem) as exc:
             found.append(_diagnostic(exc, file, candidate))
     return found
 
@@ -656,7 +174,7 @@ def parse_module(text: str, file: str = "<policy>") -> ast.Module:
     try:
         module: ast.Module = _parse(text, file, "module")
         return module
-    except (LarkError, _Problem) as exc:
+    except (LarkError, SyntaxProblem) as exc:
         first = _diagnostic(exc, file, text)
     others = [
         d
@@ -694,5 +212,5 @@ def parse_query(text: str, file: str = "<query>") -> tuple[ast.Literal, ...]:
     try:
         body: tuple[ast.Literal, ...] = _parse(text, file, "query")
         return body
-    except (LarkError, _Problem) as exc:
+    except (LarkError, SyntaxProblem) as exc:
         raise PolicyError([_diagnostic(exc, file, text)], {file: text}) from None
