@@ -77,6 +77,9 @@ class PropFailure(msgspec.Struct, frozen=True, kw_only=True):
     """`false`, `undefined`, or the evaluation error."""
     input: Any
     decision: Any
+    """What `PropConfig.decision` answered for the input (None when undefined)."""
+    decision_ref: str | None = None
+    """The decision shown, or None when the policies define no such rule."""
 
 
 class PropReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -306,7 +309,8 @@ def _quietly(search: Any) -> None:
 
 def _failure(engine: Engine, config: PropConfig, violation: _Violation) -> PropFailure:
     decision: Any = None
-    if config.decision in engine.rule_paths:
+    shown = config.decision if config.decision in engine.rule_paths else None
+    if shown is not None:
         try:
             value = engine.prepare(config.decision)(violation.document)
             decision = None if value is UNDEFINED else to_json_value(value)
@@ -317,6 +321,7 @@ def _failure(engine: Engine, config: PropConfig, violation: _Violation) -> PropF
         outcome=violation.outcome,
         input=to_json_value(violation.document),
         decision=decision,
+        decision_ref=shown,
     )
 
 
@@ -331,16 +336,18 @@ def render_prop_report(report: PropReport) -> str:
         lines.append(
             f"{prop.file}:{prop.line}: FAIL {prop.name} does not hold ({failure.outcome}) for:"
         )
-        lines.append(_json({"input": failure.input, "decision": failure.decision}))
+        shown: dict[str, Any] = {"input": failure.input}
+        if failure.decision_ref is not None:
+            shown["decision"] = failure.decision
+        lines.append(_json(shown))
     seed_note = f" (seed {report.seed})" if report.seed is not None else ""
     if not report.properties:
         lines.append("no prop_* rules found")
     elif not report.failures:
         names = ", ".join(p.name.rsplit(".", 1)[-1] for p in report.properties)
-        lines.append(
-            f"{len(report.properties)} properties hold over {report.examples} inputs"
-            f"{seed_note}: {names}"
-        )
+        count = len(report.properties)
+        holds = "property holds" if count == 1 else "properties hold"
+        lines.append(f"{count} {holds} over {report.examples} inputs{seed_note}: {names}")
     elif report.replayed:
         lines.append(
             "a saved counterexample still fails (delete it from the database to search anew)"

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
-from tooling_helpers import CATALOG, GATEWAY_REGO, INPUT_SCHEMA, POLICIES, Run, run_cli
+from tooling_helpers import CATALOG, FIXTURES, GATEWAY_REGO, INPUT_SCHEMA, POLICIES, Run, run_cli
 
 from policy_engine.tooling.loading import read_document
 from policy_engine.tooling.schema_strategy import DECIMAL_POOL, dictionary_of, schema_strategy
@@ -117,9 +117,17 @@ def test_a_deny_rule_that_never_applies_is_caught(tmp_path: Path) -> None:
     shutil.copy(POLICIES / "gateway_props.rego", tmp_path)
     shutil.copy(CATALOG, tmp_path)
     result = run_cli(
-        ["prop", str(tmp_path), "--input-schema", str(INPUT_SCHEMA), "--seed", "2",
-         "--database", str(tmp_path / "db")]
-    )  # fmt: skip
+        [
+            "prop",
+            str(tmp_path),
+            "--input-schema",
+            str(INPUT_SCHEMA),
+            "--seed",
+            "2",
+            "--database",
+            str(tmp_path / "db"),
+        ]
+    )
     assert result.status == 1
     assert "FAIL data.gateway_props.prop_denied_model_is_never_allowed" in result.out
     found = _counterexample(result)
@@ -180,10 +188,15 @@ def test_generated_inputs_are_valid_under_the_input_schema(document: Any) -> Non
 
 
 _SEED = {
-    "request": {"operation": "chat.completions", "token_present": True, "model": "gpt-4",
-                "time": "2026-11-27T10:00:00Z", "client_ip": "127.0.0.1"},
+    "request": {
+        "operation": "chat.completions",
+        "token_present": True,
+        "model": "gpt-4",
+        "time": "2026-11-27T10:00:00Z",
+        "client_ip": "127.0.0.1",
+    },
     "key": {"id": "k", "status": "active", "usage": "1", "project_id": "p", "iam_rules": []},
-}  # fmt: skip
+}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -196,3 +209,44 @@ def test_dictionary_keeps_identifiers_and_drops_prose() -> None:
     words = dictionary_of([{"gpt-4": {"name": "GPT 4 by OpenAI", "url": "https://x.invalid/v1"}}])
     assert words == ["gpt-4", "name", "url"]  # keys are identifiers too
     assert "10" in DECIMAL_POOL and "10.00" in DECIMAL_POOL  # equal amounts, written two ways
+
+
+NUMBERS = FIXTURES / "props"
+
+
+def test_counterexample_is_shrunk_to_the_boundary(tmp_path: Path) -> None:
+    result = run_cli(
+        [
+            "prop",
+            str(NUMBERS),
+            "--input-schema",
+            str(NUMBERS / "numbers.schema.json"),
+            "--seed",
+            "1",
+            "--database",
+            str(tmp_path),
+        ]
+    )
+    assert result.status == 1
+    assert f"{NUMBERS / 'numbers.rego'}:9: FAIL data.fixtures.numbers.prop_n_is_small" in result.out
+    assert _counterexample(result) == {"input": {"n": 1000}}  # no decision rule to show
+
+
+def test_run_selects_properties(tmp_path: Path) -> None:
+    result = run_cli(
+        [
+            "prop",
+            str(NUMBERS),
+            "--input-schema",
+            str(NUMBERS / "numbers.schema.json"),
+            "--run",
+            "absolute",
+            "--max-examples",
+            "50",
+            "--database",
+            str(tmp_path),
+        ]
+    )
+    assert result.status == 0
+    assert result.out.startswith("1 property holds over ")
+    assert "prop_n_is_small" not in result.out

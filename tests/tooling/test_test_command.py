@@ -126,3 +126,12 @@ def test_a_yaml_test_file_can_be_named_directly() -> None:
     )
     assert result.status == 0, result.out + result.err
     assert result.out.splitlines()[-1] == "3 passed, 0 failed"
+
+
+def test_an_evaluation_error_is_reported_as_an_error_with_its_location() -> None:
+    result = run_cli(["test", str(FIXTURES / "erroring")])
+    test_file = FIXTURES / "erroring" / "conflict_test.rego"
+    assert result.status == 1
+    assert f"{test_file}:10: ERROR data.fixtures.conflict_test.test_answer_is_one" in result.out
+    assert f"{test_file}:6:1: eval_conflict_error:" in result.out
+    assert result.out.splitlines()[-1] == "0 passed, 1 failed"
