@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from proxy.config import ConfigError, GatewayConfig, load_config
 from proxy.store.base import StoreError
@@ -82,6 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(config)
     except PolicyLoadError as exc:
         return _fail(args, f"cannot load the policy:\n{exc}")
+    problem = _store_problem(config)
+    if problem is not None:
+        return _fail(args, problem)
     import uvicorn
 
     logging.getLogger("gateway").info(
@@ -98,6 +102,34 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=config.log_level,
     )
     return 0
+
+
+def _store_problem(config: GatewayConfig) -> str | None:
+    """Open (migrate, seed) and close the store once, so a wrong `database` is reported
+    here, before the server starts, rather than as a failed ASGI lifespan."""
+    from proxy.app import open_configured_store
+
+    async def check() -> None:
+        store = await open_configured_store(config)
+        await store.close()
+
+    try:
+        asyncio.run(check())
+    except StoreError as exc:
+        return str(exc)
+    except Exception as exc:  # driver errors (connection refused, auth failed, ...)
+        where = _redacted(config.database)
+        return f"field `database`: cannot open `{where}` ({exc}); check the URL and the server"
+    return None
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, fit for an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _migrate(args: argparse.Namespace) -> int:

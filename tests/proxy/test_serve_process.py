@@ -142,3 +142,29 @@ def test_broken_policy_at_start_exits_2(workdir: Path) -> None:
     )
     assert result.returncode == 2
     assert re.search(r"broken\.rego:\d+:\d+", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("database", "expected"),
+    [
+        ("mysql://x/y", "database `mysql://x/y` is not supported"),
+        # Nothing listens on port 1; the password never reaches the message.
+        ("postgresql://someone:hunter2@127.0.0.1:1/x", "postgresql://someone:***@127.0.0.1:1/x"),
+    ],
+)
+def test_unusable_database_exits_2_before_serving(
+    tmp_path: Path, database: str, expected: str
+) -> None:
+    result = subprocess.run(
+        [str(BIN / "gateway"), "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env={**_env(), "GATEWAY_DATABASE": database},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Uvicorn running" not in result.stderr
