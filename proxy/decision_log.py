@@ -1,10 +1,14 @@
 """One structured log line per request: who (key id, never the token), what, the
-decision and why, and how long the policy and the upstream took."""
+decision and why, how long the policy and the upstream took, and what it cost.
+
+The dashboard's Activity page reads these lines (`proxy/dashboard/feed.py`): keep the
+field names stable."""
 
 from __future__ import annotations
 
 import logging
 import time
+from decimal import Decimal
 
 import msgspec
 
@@ -25,6 +29,9 @@ class _Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     policy_ms: float | None = None
     upstream_ms: float | None = None
     total_ms: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: str | None = None  # USD charged, a decimal string (never a float)
 
 
 class DecisionRecord:
@@ -40,6 +47,9 @@ class DecisionRecord:
         self.reason: str | None = None
         self.policy_seconds: float | None = None
         self.upstream_seconds: float | None = None
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.cost: Decimal | None = None
         self._emitted = False
 
     def emit(self, status: int) -> None:
@@ -59,6 +69,9 @@ class DecisionRecord:
             policy_ms=_ms(self.policy_seconds),
             upstream_ms=_ms(self.upstream_seconds),
             total_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=None if self.cost is None else str(self.cost),
         )
         logger.info(_encoder.encode(line).decode())
 

@@ -372,7 +372,7 @@ class Gateway:
                 await self._store.release(allowed.reservation)
                 record.reason = f"upstream status {response.status}"
             else:
-                await self._settle(allowed, _usage_of(content))
+                await self._settle(allowed, _usage_of(content), record)
         return Reply(status=response.status, body=content, content_type=response.content_type)
 
     async def _relay(
@@ -406,11 +406,13 @@ class Gateway:
                     usage = relay.usage or TokenUsage(
                         prompt_tokens=0, completion_tokens=relay.events
                     )
-                    await self._settle(allowed, usage)
+                    await self._settle(allowed, usage, record)
                 record.emit(200)
                 self._metrics.request(record.operation, 200)
 
-    async def _settle(self, allowed: _Allowed, usage: TokenUsage | None) -> None:
+    async def _settle(
+        self, allowed: _Allowed, usage: TokenUsage | None, record: DecisionRecord
+    ) -> None:
         if usage is None or allowed.price is None:
             cost = Decimal(0)
             prompt = completion = 0
@@ -418,6 +420,7 @@ class Gateway:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
             cost = allowed.price.cost(prompt, completion)
         await self._store.settle(allowed.reservation, cost)
+        record.prompt_tokens, record.completion_tokens, record.cost = prompt, completion, cost
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
 

@@ -302,6 +302,15 @@ def test_decision_log_has_one_line_per_request(
     assert f'"key_id":"{tenant.key.id}"' in lines[-1]
     assert '"status":400' in lines[-1]
     assert '"reason":"Unsupported model: gpt-17"' in lines[-1]
+    client.post("/v1/chat/completions", json=chat(), headers=auth(tenant.token, "bearer"))
+    allowed = json.loads(
+        [line for line in deployment.logs.lines if "gateway.decision" in line][-1].split(" ", 2)[2]
+    )
+    usage = _usage(deployment, tenant)
+    assert allowed["decision"] == "allow" and allowed["provider"] == "openai"
+    assert (allowed["prompt_tokens"], allowed["completion_tokens"]) == (5, 7)
+    assert Decimal(allowed["cost"]) == usage > 0
+    assert allowed["policy_ms"] >= 0 and allowed["upstream_ms"] >= 0
 
 
 def test_no_token_in_any_log_line(deployment: Deployment) -> None:
