@@ -68,7 +68,7 @@ def _friendly(exc: UnexpectedToken, text: str) -> str:
         return "unexpected end of text: is a closing `}`, `]` or `)` missing?"
     if tok.type == "LBODY" and "IF" in expected:
         return "rule bodies start with `if`: write `p if { … }`"
-    if tok.type == "NAME" and "ASSIGN_OP" not in expected and {"COLON", "COMMA"} & expected:
+    if tok.type in ("NAME", "STRING", "NUMBER", "RAW_STRING") and "COMMA" in expected:
         return f"unexpected {_describe(tok)}: is a `,` missing?"
     if tok.type == "EQUAL" and "__ANON_0" in expected:
         return "unexpected `=`: use `:=` to assign or `==` to compare"
