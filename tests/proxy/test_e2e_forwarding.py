@@ -73,6 +73,15 @@ def test_openai_chat_with_the_mock_provider(deployment: Deployment, tenant: Tena
     assert _usage(deployment, tenant) > 0
 
 
+def test_openai_completions_with_the_mock_provider(deployment: Deployment, tenant: Tenant) -> None:
+    api = _openai(deployment, tenant.token)
+    completion = api.completions.create(model="mock-model", prompt="two words")
+    assert completion.choices[0].text == MOCK_REPLY
+    assert completion.usage is not None and completion.usage.prompt_tokens == 2
+    streamed = api.completions.create(model="mock-model", prompt="two words", stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == MOCK_REPLY
+
+
 def test_openai_stream_arrives_before_upstream_finishes(
     deployment: Deployment, tenant: Tenant
 ) -> None:
