@@ -168,7 +168,7 @@ class TermCompiler:
         hoists: list[Builder] = []
         fn = self.value(term, scope, hoists)
         if hoists:
-            return self.generated_pattern(hoists, fn)
+            return self.generated_pattern(hoists, fn, scope.layout.new_slot())
         const = constant(term)
         if isinstance(const, str):
             return lambda ctx, f, v: v == const and type(v) is str
@@ -178,22 +178,18 @@ class TermCompiler:
         return scope.is_local(var.name) and var.name not in scope.bound
 
     @staticmethod
-    def generated_pattern(hoists: list[Builder], fn: ValueFn) -> Matcher:
+    def generated_pattern(hoists: list[Builder], fn: ValueFn, slot: int) -> Matcher:
         # The pattern iterates (`x = data.a[i]` with `i` unbound on the right):
         # succeed if any generated value equals; keep the generating bindings.
-        found: list[Any] = []
-
+        # The value to match waits in a frame slot, so evaluations never share it.
         def remember(ctx: Ctx, f: Frame, k: Cont) -> bool:
-            return equal(fn(ctx, f), found[-1])
+            return equal(fn(ctx, f), f[slot])
 
         run = chain(hoists, remember)
 
         def match(ctx: Ctx, f: Frame, v: Any) -> bool:
-            found.append(v)
-            try:
-                return run(ctx, f, stop)
-            finally:
-                found.pop()
+            f[slot] = v
+            return run(ctx, f, stop)
 
         return match
 
