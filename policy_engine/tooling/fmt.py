@@ -35,7 +35,8 @@ _KEYWORDS = frozenset(
     {"package", "import", "default", "if", "else", "contains", "some", "every", "in", "not",
      "with", "as", "true", "false", "null"}
 )  # fmt: skip
-_MARK = "\x00"
+_MARKS = ("\x00", "\x01", "\x02", "\ue000", "\ue001", "\uf8ff")
+"""Candidates for the line-tag marker; one that does not occur in the text is used."""
 _PREC = {
     "==": 2, "!=": 2, "<": 2, "<=": 2, ">": 2, ">=": 2,
     "|": 3, "&": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
@@ -47,19 +48,21 @@ _CLOSERS = ("}", "]", ")")
 
 def format_text(text: str, file: str = "<policy>") -> str:
     """The canonical form of a policy text; raises `PolicyError` when it does not parse."""
-    if _MARK in text:
-        raise PolicyError(
-            [Diagnostic(code=PARSE_ERROR, message="the file contains a NUL character; "
-                        "remove it to format the file", file=file, line=1, column=1)]
-        )  # fmt: skip
     module = parse_module(text, file)
     return format_module(module, text)
 
 
 def format_module(module: ast.Module, source: str) -> str:
     """Print `module`, placing back the comments and blank lines found in `source`."""
-    printer = _Printer()
-    records = _records(printer.module(module, _package_line(source)))
+    mark = next((m for m in _MARKS if m not in source), None)
+    if mark is None:
+        raise PolicyError(
+            [Diagnostic(code=PARSE_ERROR, message="the file uses every character fmt could tag "
+                        "lines with (U+0000-U+0002, U+E000, U+E001, U+F8FF); remove one of them",
+                        file=module.span.file, line=1, column=1)]
+        )  # fmt: skip
+    printer = _Printer(mark)
+    records = _records(printer.module(module, _package_line(source)), mark)
     records = _with_comments(records, scan_comments(source))
     return _join(records, source.splitlines())
 
@@ -82,17 +85,11 @@ class _Record:
         return len(self.text) - len(self.text.lstrip("\t"))
 
 
-def _nl(indent: int, src: int, top: bool = False) -> str:
-    """A line break whose next output line comes from source line `src`."""
-    return f"\n{_MARK}{src}{'!' if top else ''}{_MARK}" + "\t" * indent
-
-
-def _records(printed: str) -> list[_Record]:
+def _records(printed: str, mark: str) -> list[_Record]:
+    """Split the printer's output at its tagged line breaks (a raw string may hold others)."""
     records: list[_Record] = []
-    for raw in printed.split("\n"):
-        if not raw.startswith(_MARK):
-            continue
-        _, src, text = raw.split(_MARK, 2)
+    for chunk in printed.split("\n" + mark)[1:]:
+        src, text = chunk.split(mark, 1)
         records.append(_Record(text, int(src.rstrip("!")), top=src.endswith("!")))
     return records
 
@@ -198,13 +195,22 @@ def _multiline(node: ast.Term) -> bool:
 class _Printer:
     """AST -> text with line tags; one method per node kind."""
 
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+
+    def nl(self, indent: int, src: int, top: bool = False) -> str:
+        """A line break whose next output line comes from source line `src`."""
+        return f"\n{self.mark}{src}{'!' if top else ''}{self.mark}" + "\t" * indent
+
     def module(self, module: ast.Module, package_line: int) -> str:
-        out = _nl(0, package_line, top=True) + "package " + _path(module.package)
+        out = self.nl(0, package_line, top=True) + "package " + _path(module.package)
         for position, imp in enumerate(module.imports):
             alias = f" as {imp.alias}" if imp.alias else ""
-            out += _nl(0, imp.span.line, top=position == 0) + "import " + _path(imp.path) + alias
+            out += (
+                self.nl(0, imp.span.line, top=position == 0) + "import " + _path(imp.path) + alias
+            )
         for rule in module.rules:
-            out += _nl(0, rule.span.line, top=True) + self.rule(rule)
+            out += self.nl(0, rule.span.line, top=True) + self.rule(rule)
         return out
 
     # ---- rules -----------------------------------------------------------------------------
@@ -230,7 +236,7 @@ class _Printer:
         for position, clause in enumerate(rule.elses):
             following = rule.elses[position + 1 :]
             end = following[0].span.line if following else rule.span.end_line
-            out += " " if braced else _nl(0, clause.span.line)
+            out += " " if braced else self.nl(0, clause.span.line)
             body, braced = self.clause_body(clause.body, clause.span.line, end)
             out += "else" + self.value_part(clause.value) + body
         return out
@@ -253,12 +259,12 @@ class _Printer:
             return "", False
         if len(body) == 1 and body[0].span.line == head_line:
             single = self.literal(body[0], 0)
-            if _MARK not in single:
+            if self.mark not in single:
                 return " if " + single, False
-        return " if {" + self.block(body, 1) + _nl(0, end_line) + "}", True
+        return " if {" + self.block(body, 1) + self.nl(0, end_line) + "}", True
 
     def block(self, body: ast.Body, indent: int) -> str:
-        return "".join(_nl(indent, lit.span.line) + self.literal(lit, indent) for lit in body)
+        return "".join(self.nl(indent, lit.span.line) + self.literal(lit, indent) for lit in body)
 
     # ---- statements ------------------------------------------------------------------------
 
@@ -284,7 +290,9 @@ class _Printer:
             names = f"{expr.key.name}, {expr.value.name}" if expr.key else expr.value.name
             domain = self.expr(expr.domain, 2, indent)
             inner = self.block(expr.body, indent + 1)
-            return f"every {names} in {domain} {{" + inner + _nl(indent, expr.span.end_line) + "}"
+            return (
+                f"every {names} in {domain} {{" + inner + self.nl(indent, expr.span.end_line) + "}"
+            )
         return self.expr(expr, 0, indent)
 
     # ---- terms -----------------------------------------------------------------------------
@@ -370,11 +378,11 @@ class _Printer:
             opener, closer = ("[", "]") if isinstance(term, ast.ArrayTerm) else ("{", "}")
         if not items:
             return opener + closer
-        if _multiline(term) or any(_MARK in i for i in items):
+        if _multiline(term) or any(self.mark in i for i in items):
             body = "".join(
-                _nl(indent + 1, line) + i + "," for i, line in zip(items, lines, strict=True)
+                self.nl(indent + 1, line) + i + "," for i, line in zip(items, lines, strict=True)
             )
-            return opener + body + _nl(indent, term.span.end_line) + closer
+            return opener + body + self.nl(indent, term.span.end_line) + closer
         return opener + ", ".join(items) + closer
 
     def comprehension(
@@ -388,7 +396,7 @@ class _Printer:
             head = self.expr(term.term, 1, indent, True)
             opener, closer = ("[", "]") if isinstance(term, ast.ArrayCompr) else ("{", "}")
         statements = [self.literal(lit, indent + 1) for lit in term.body]
-        if _multiline(term) or any(_MARK in s for s in statements):
+        if _multiline(term) or any(self.mark in s for s in statements):
             body = self.block(term.body, indent + 1)
-            return f"{opener}{head} |" + body + _nl(indent, term.span.end_line) + closer
+            return f"{opener}{head} |" + body + self.nl(indent, term.span.end_line) + closer
         return f"{opener}{head} | {'; '.join(statements)}{closer}"

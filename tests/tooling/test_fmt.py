@@ -161,3 +161,14 @@ def test_indentation_and_trailing_blanks_do_not_change_the_result(pads: list[str
         pad + line.strip() + pad for pad, line in zip(pads, _GATEWAY_LINES, strict=True)
     )
     assert format_text(messy, "<fmt>") == format_text("\n".join(_GATEWAY_LINES), "<fmt>")
+
+
+def test_multi_line_raw_strings_are_kept_verbatim() -> None:
+    text = "package p\n\nx := `line one\n   line two  \n# not a comment` # real\n"
+    formatted = assert_canonical(text)
+    assert "`line one\n   line two  \n# not a comment` # real\n" in formatted
+
+
+def test_control_characters_in_strings_are_escaped() -> None:
+    formatted = assert_canonical('package p\n\nz := "a\x00b"\n')
+    assert 'z := "a\\u0000b"' in formatted
