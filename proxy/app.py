@@ -237,7 +237,8 @@ def create_app(
         watcher = None
         if config.reload_interval > 0:
             watcher = asyncio.create_task(holder.watch(config.reload_interval))
-        _listen_for_sighup(holder)
+        reloads: set[asyncio.Task[bool]] = set()
+        _listen_for_sighup(holder, reloads)
         try:
             yield
         finally:
@@ -272,7 +273,14 @@ def create_app(
     )
 
 
-def _listen_for_sighup(holder: PolicyHolder) -> None:
+def _listen_for_sighup(holder: PolicyHolder, running: set[asyncio.Task[bool]]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_sighup() -> None:
+        task = loop.create_task(holder.reload_off_loop())
+        running.add(task)  # keep a reference until it is done
+        task.add_done_callback(running.discard)
+
     # Only possible in the main thread of a Unix process (not in test servers on threads).
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, holder.reload)
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)

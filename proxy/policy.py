@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ class PolicyHolder:
         self._loader = loader
         self._watched = [Path(policy_dir), Path(catalog_path)]
         self._seen = _snapshot(self._watched)
+        self._reloading = threading.Lock()  # one build at a time (poll and SIGHUP may race)
         self.current = self._load()
 
     def _load(self) -> LoadedPolicy:
@@ -95,16 +97,22 @@ class PolicyHolder:
         return LoadedPolicy(self._loader(self._policy_dir, {"catalog": raw}), catalog)
 
     def reload(self) -> bool:
-        """Build a new generation; on failure keep serving the old one and log why."""
-        self._seen = _snapshot(self._watched)
-        try:
-            fresh = self._load()
-        except PolicyLoadError as exc:
-            logger.error("policy reload failed, keeping the previous policy:\n%s", exc)
-            return False
-        self.current = fresh  # INVARIANT: one reference swap; requests see old or new
+        """Build a new generation; on failure keep serving the old one and log why.
+        Safe to call from a worker thread: the swap is one reference assignment."""
+        with self._reloading:
+            self._seen = _snapshot(self._watched)
+            try:
+                fresh = self._load()
+            except PolicyLoadError as exc:
+                logger.error("policy reload failed, keeping the previous policy:\n%s", exc)
+                return False
+            self.current = fresh  # INVARIANT: one reference swap; requests see old or new
         logger.info("policy reloaded from %s", self._policy_dir)
         return True
+
+    async def reload_off_loop(self) -> bool:
+        """`reload` on a worker thread, so compiling policies never stalls requests."""
+        return await asyncio.to_thread(self.reload)
 
     def changed(self) -> bool:
         return _snapshot(self._watched) != self._seen
@@ -114,4 +122,4 @@ class PolicyHolder:
         while True:
             await asyncio.sleep(interval)
             if self.changed():
-                self.reload()
+                await self.reload_off_loop()
