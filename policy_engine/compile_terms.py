@@ -26,6 +26,7 @@ from policy_engine.codegen import (
 from policy_engine.errors import CONFLICT_ERROR, TYPE_ERROR, Diagnostic, EvalError
 from policy_engine.index import RuleIndex
 from policy_engine.runtime import (
+    ARRAYS,
     MISSING,
     Cont,
     Ctx,
@@ -198,7 +199,7 @@ class TermCompiler:
         size = len(matchers)
 
         def match(ctx: Ctx, f: Frame, v: Any) -> bool:
-            if not isinstance(v, tuple | list) or len(v) != size:
+            if not isinstance(v, ARRAYS) or len(v) != size:
                 return False
             return all(m(ctx, f, item) for m, item in zip(matchers, v, strict=True))
 
@@ -409,7 +410,7 @@ class TermCompiler:
                     return freeze(v) in c
                 except TypeError:
                     return False
-            values = c.values() if isinstance(c, dict) else c if isinstance(c, list | tuple) else ()
+            values = c.values() if isinstance(c, dict) else c if isinstance(c, ARRAYS) else ()
             return any(equal(v, item) for item in values)
 
         return contains

@@ -16,7 +16,10 @@ from policy_engine.errors import LIMIT_ERROR, EvalError
 from policy_engine.values import UNDEFINED, FrozenDict, freeze
 
 __all__ = [
+    "ARRAYS",
+    "COLLECTIONS",
     "MISSING",
+    "SETS",
     "Cont",
     "Ctx",
     "Frame",
@@ -31,6 +34,12 @@ Frame = list[Any]
 Cont = Callable[["Ctx", Frame], bool]
 Step = Callable[["Ctx", Frame, Cont], bool]
 ValueFn = Callable[["Ctx", Frame], Any]
+
+
+# isinstance with a tuple is much faster than with an `A | B` union on hot paths.
+ARRAYS: Final = (list, tuple)
+SETS: Final = (frozenset, set)
+COLLECTIONS: Final = (dict, list, tuple, frozenset, set)
 
 
 class _Missing:
@@ -88,7 +97,7 @@ def index_value(collection: Any, key: Any) -> Any:
             return collection.get(key, UNDEFINED)
         except TypeError:  # unhashable key (a list): look it up frozen
             return collection.get(freeze(key), UNDEFINED)
-    if isinstance(collection, list | tuple):
+    if isinstance(collection, ARRAYS):
         kind = type(key)
         if kind is int:
             if 0 <= key < len(collection):
@@ -99,7 +108,7 @@ def index_value(collection: Any, key: Any) -> Any:
             if as_int == key and 0 <= as_int < len(collection):
                 return collection[as_int]
         return UNDEFINED
-    if isinstance(collection, frozenset | set):
+    if isinstance(collection, SETS):
         try:
             member = freeze(key)
             return member if member in collection else UNDEFINED
@@ -112,9 +121,9 @@ def iterate(collection: Any) -> Any:
     """(key, value) pairs of a collection; nothing for scalars."""
     if isinstance(collection, dict):
         return collection.items()
-    if isinstance(collection, list | tuple):
+    if isinstance(collection, ARRAYS):
         return enumerate(collection)
-    if isinstance(collection, frozenset | set):
+    if isinstance(collection, SETS):
         return ((member, member) for member in collection)
     return ()
 

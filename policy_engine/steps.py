@@ -14,6 +14,8 @@ from typing import Any
 
 from policy_engine import ast
 from policy_engine.runtime import (
+    ARRAYS,
+    COLLECTIONS,
     MISSING,
     Cont,
     Ctx,
@@ -225,7 +227,7 @@ class IterStmt:
 
         def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
             items = coll(ctx, f)
-            if not isinstance(items, dict | list | tuple | frozenset | set):
+            if not isinstance(items, COLLECTIONS):
                 return False
             # The whole collection is charged up front: one check per loop, not per item.
             ctx.steps -= len(items)
@@ -233,7 +235,7 @@ class IterStmt:
                 ctx.spend(0)
             if isinstance(items, dict):
                 pairs: Any = items.items()
-            elif isinstance(items, list | tuple):
+            elif isinstance(items, ARRAYS):
                 if not key_slot:
                     for val in items:
                         f[val_slot] = val
