@@ -10,6 +10,11 @@ Shapes (see `runtime`): a value is `ValueFn(ctx, frame)`; a statement is a
 builder `Step -> Step` so that the statement after it is known when the
 closure is made; a pattern is `Matcher(ctx, frame, value) -> bool` that binds
 slots. A tracing variant can wrap builders and rule evaluators at these seams.
+
+Layers, each a module: `steps` (statement building blocks), `codegen`
+(generated call sites and paths), `compile_terms.TermCompiler` (values,
+patterns, calls), `compile_body.BodyCompiler` (statements and their order),
+and here `Compiler` (rules, functions, packages, queries).
 """
 
 from __future__ import annotations
