@@ -129,17 +129,14 @@ class AiohttpUpstream:
             self._session = None
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
-        """POST `call.body` (or GET when empty); raises UpstreamConnectError/UpstreamTimeout."""
+        """POST `call.body`; raises UpstreamConnectError / UpstreamTimeout."""
         if self._session is None:
             raise RuntimeError("the upstream client is not started (lifespan not run)")
         headers = {"Content-Type": "application/json", "Accept": "*/*"}
         if call.api_key:
             headers["Authorization"] = f"Bearer {call.api_key}"
-        method = "POST" if call.body else "GET"
         try:
-            response = await self._session.request(
-                method, call.url, data=call.body or None, headers=headers
-            )
+            response = await self._session.post(call.url, data=call.body, headers=headers)
         except TimeoutError as exc:
             raise UpstreamTimeout("the provider did not answer in time") from exc
         except aiohttp.ClientError as exc:
