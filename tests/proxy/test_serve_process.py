@@ -3,6 +3,7 @@ old one serving (logged with file:line:col), and a broken policy at start exits 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -168,3 +169,19 @@ def test_unusable_database_exits_2_before_serving(
     assert expected in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert "Uvicorn running" not in result.stderr
+
+
+def test_migrate_creates_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "fresh.db"
+    result = subprocess.run(
+        [str(BIN / "gateway"), "migrate", "--json"],
+        cwd=tmp_path,
+        env={**_env(), "GATEWAY_DATABASE": f"sqlite:///{database}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"migrated": True}
+    assert database.exists()
