@@ -61,6 +61,20 @@ def _describe(tok: Token) -> str:
     return f"`{tok.value}`"
 
 
+_LOGIC_HINTS = {
+    "and": "Rego has no `and`: put each condition on its own line (or after `;`); "
+    "all of a body's statements must hold",
+    "or": "Rego has no `or`: write one rule per alternative (rules with the same name "
+    "are OR-ed), or test membership with `in`",
+}
+
+
+def _previous_char(text: str, exc: UnexpectedToken) -> str:
+    """The character just before the unexpected token (for `&&` / `||`)."""
+    position = (exc.token.start_pos or 0) - 1
+    return text[position] if 0 <= position < len(text) else ""
+
+
 def _friendly(exc: UnexpectedToken, text: str) -> str:
     tok = exc.token
     expected = set(exc.expected)
@@ -70,8 +84,15 @@ def _friendly(exc: UnexpectedToken, text: str) -> str:
         return "rule bodies start with `if`: write `p if { … }`"
     if tok.type in ("NAME", "STRING", "NUMBER", "RAW_STRING") and "COMMA" in expected:
         return f"unexpected {_describe(tok)}: is a `,` missing?"
-    if tok.type == "EQUAL" and "__ANON_0" in expected:
-        return "unexpected `=`: use `:=` to assign or `==` to compare"
+    if tok.type == "NAME" and tok.value in ("and", "or"):
+        return _LOGIC_HINTS[str(tok.value)]
+    prev = _previous_char(text, exc)
+    if tok.type == "AMP" and prev == "&":
+        return _LOGIC_HINTS["and"]
+    if tok.type == "BAR" and prev == "|":
+        return _LOGIC_HINTS["or"]
+    if tok.type == "EQUAL":
+        return "unexpected `=`: use `==` to compare, `:=` to assign, `=` alone to unify"
     if tok.type in ("IF", "CONTAINS", "ELSE", "DEFAULT", "IMPORT", "PACKAGE", "SOME", "EVERY"):
         return f"unexpected keyword {_describe(tok)} here"
     if "PACKAGE" in expected:

@@ -78,3 +78,19 @@ def test_recursion_names_the_cycle() -> None:
     messages = [d.message for d in caught.value.diagnostics]
     assert len(messages) == 3
     assert "r.a -> r.b -> r.c -> r.a" in messages[0]
+
+
+@pytest.mark.parametrize(
+    ("condition", "hint"),
+    [
+        ("input.x == 1 and input.y == 2", "Rego has no `and`"),
+        ("input.x == 1 && input.y == 2", "Rego has no `and`"),
+        ("input.x == 1 or input.y == 2", "Rego has no `or`"),
+        ('input.x == "a" || true', "Rego has no `or`"),
+        ("input.x === 1", "use `==` to compare"),
+    ],
+)
+def test_habits_from_other_languages_get_a_hint(condition: str, hint: str) -> None:
+    problem = _problem(f"package p\nallow if {{\n  {condition}\n}}\n")
+    assert hint in problem.diagnostics[0].message
+    assert problem.diagnostics[0].line == 3
