@@ -226,16 +226,17 @@ class BodyCompiler(TermCompiler):
     def unify(self, left: ast.Term, right: ast.Term, scope: Scope) -> Builder:
         left_open = self.has_pattern_vars(left, scope)
         right_open = self.has_pattern_vars(right, scope)
+        if (
+            (left_open or right_open)
+            and isinstance(left, ast.ArrayTerm)
+            and isinstance(right, ast.ArrayTerm)
+            and len(left.items) == len(right.items)
+        ):
+            # Element by element, so an iterating element (`[x, a[i]] = [1, 2]`)
+            # yields every solution, not just the first.
+            parts = [self.unify(a, b, scope) for a, b in zip(left.items, right.items, strict=True)]
+            return conjunction(parts)
         if left_open and right_open:
-            if (
-                isinstance(left, ast.ArrayTerm)
-                and isinstance(right, ast.ArrayTerm)
-                and len(left.items) == len(right.items)
-            ):
-                parts = [
-                    self.unify(a, b, scope) for a, b in zip(left.items, right.items, strict=True)
-                ]
-                return conjunction(parts)
             if isinstance(left, ast.ObjectTerm) and isinstance(right, ast.ObjectTerm):
                 return self.unify_objects(left, right, scope)
             names = {
