@@ -6,7 +6,8 @@ Our own builder for the schema subset the gateway's schemas use (`$ref` into
 `pattern`, `format`), rather than hypothesis-jsonschema, because it must aim
 at what breaks policies:
 
-- `format: decimal` strings are often one amount shared by the whole
+- `format: decimal` strings (and strings whose `pattern` accepts most of
+  the amounts in `DECIMAL_POOL`) are often one amount shared by the whole
   document, else from a small pool of amounts written in several ways
   (`"10"`, `"10.00"`), so equal amounts such as `usage == usage_limit` turn
   up often;
@@ -193,7 +194,11 @@ class _Builder:
         if schema.get("format") == "decimal":
             return _decimal_strings()
         if "pattern" in schema:
-            return st.from_regex(schema["pattern"], fullmatch=True)
+            pattern = re.compile(schema["pattern"])
+            if sum(bool(pattern.fullmatch(a)) for a in DECIMAL_POOL) >= 3:
+                # A decimal-string pattern: amounts (with their ties) that fit it.
+                return _decimal_strings().filter(lambda a: bool(pattern.fullmatch(a)))
+            return st.from_regex(pattern, fullmatch=True)
         if schema.get("format") == "date-time":
             return st.datetimes().map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"))
         low, high = schema.get("minLength", 0), schema.get("maxLength")

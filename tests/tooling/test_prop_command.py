@@ -250,3 +250,34 @@ def test_run_selects_properties(tmp_path: Path) -> None:
     assert result.status == 0
     assert result.out.startswith("1 property holds over ")
     assert "prop_n_is_small" not in result.out
+
+
+_AMOUNTS = {
+    "type": "object",
+    "properties": {
+        "usage": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
+        "limit": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
+        "code": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    },
+    "required": ["usage", "limit", "code"],
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schema_strategy(_AMOUNTS))
+def test_decimal_patterns_get_amounts_other_patterns_their_language(document: Any) -> None:
+    jsonschema.Draft202012Validator(_AMOUNTS).validate(document)
+    Decimal(document["usage"])
+    Decimal(document["limit"])
+
+
+def test_decimal_patterns_produce_ties() -> None:
+    from hypothesis import find
+
+    def written_apart(d: dict[str, str]) -> bool:  # equal amounts, different texts
+        return Decimal(d["usage"]) == Decimal(d["limit"]) != 0 and d["usage"] != d["limit"]
+
+    tie = find(
+        schema_strategy(_AMOUNTS), written_apart, settings=settings(max_examples=200, database=None)
+    )
+    assert written_apart(tie)
