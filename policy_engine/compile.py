@@ -395,8 +395,11 @@ class Compiler(BodyCompiler):
                 return default
             return result
 
-        self._funcs[path] = call
-        return call
+        chosen: FuncFn = call
+        if len(definitions) == 1 and default is MISSING:
+            chosen = definitions[0]  # nothing to reconcile: call the definition directly
+        self._funcs[path] = chosen
+        return chosen
 
     def function_definition(self, module: ast.Module, rule: ast.FunctionRule) -> FuncFn:
         scope = self.module_scope(module)
@@ -407,6 +410,11 @@ class Compiler(BodyCompiler):
         except NotReady as exc:
             self.unsafe(exc)
             return lambda ctx, args: UNDEFINED
+        # Plain, distinct variable arguments (the usual case) are stored straight into
+        # their slots; anything else (constants, arrays, `_`, repeats) goes through matchers.
+        names = [arg.name if isinstance(arg, ast.Var) else "" for arg in rule.args]
+        plain = all(n and n != "_" for n in names) and len(set(names)) == len(names)
+        slots = [scope.bound[n] for n in names] if plain else []
         clauses = [(rule.body, rule.value), *((e.body, e.value) for e in rule.elses)]
         name = ".".join(("data", *module.package, *rule.name))
         message = (
@@ -418,8 +426,20 @@ class Compiler(BodyCompiler):
         ]
         layout = scope.layout
 
+        size = layout.size
+        if plain and len(runners) == 1:
+            (only,) = runners
+
+            def evaluate_plain(ctx: Ctx, args: tuple[Any, ...]) -> Any:
+                f: Frame = [None] * size
+                for slot, a in zip(slots, args, strict=True):
+                    f[slot] = a
+                return only(ctx, f)
+
+            return evaluate_plain
+
         def evaluate(ctx: Ctx, args: tuple[Any, ...]) -> Any:
-            f: Frame = [None] * layout.size
+            f: Frame = [None] * size
             for m, a in zip(matchers, args, strict=True):
                 if not m(ctx, f, a):
                     return UNDEFINED

@@ -580,9 +580,28 @@ class TermCompiler:
             return lambda ctx, f: UNDEFINED
         func = self.function(target)
 
+        if len(args) == 1:
+            (a0,) = args
+
+            def call_user1(ctx: Ctx, f: Frame) -> Any:
+                x = a0(ctx, f)
+                return UNDEFINED if x is UNDEFINED else func(ctx, (x,))
+
+            return call_user1
+        if len(args) == 2:
+            a0, a1 = args
+
+            def call_user2(ctx: Ctx, f: Frame) -> Any:
+                x, y = a0(ctx, f), a1(ctx, f)
+                if x is UNDEFINED or y is UNDEFINED:
+                    return UNDEFINED
+                return func(ctx, (x, y))
+
+            return call_user2
+
         def call_user(ctx: Ctx, f: Frame) -> Any:
-            values = tuple(a(ctx, f) for a in args)
-            if UNDEFINED in values:
+            values = tuple([a(ctx, f) for a in args])
+            if any(v is UNDEFINED for v in values):
                 return UNDEFINED
             return func(ctx, values)
 
