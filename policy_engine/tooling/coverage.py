@@ -124,6 +124,9 @@ def _ranges(lines: Iterable[int]) -> str:
 
 def render_text(report: Iterable[FileCoverage]) -> str:
     lines: list[str] = []
+    report = list(report)
+    if not report:
+        return "coverage: no policy files besides the tests\n"
     for fc in report:
         covered = sum(b.covered for b in fc.bodies)
         lines.append(

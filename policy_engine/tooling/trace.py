@@ -133,6 +133,7 @@ class TracingCompiler(Compiler):
         # Clause nodes of the definitions being compiled, innermost last: the
         # base compiler compiles a rule's clauses in order (body, then elses).
         self._clauses: list[list[tuple[str, ast.CompleteRule | ast.FunctionRule | ast.Else]]] = []
+        self._defaulted: dict[tuple[str, ...], FuncFn] = {}
 
     def constant_rule(self, path: tuple[str, ...]) -> Any:
         """Never inline constant rules: every rule evaluation must show in the trace."""
@@ -255,6 +256,31 @@ class TracingCompiler(Compiler):
             return result
 
         return traced
+
+    def function(self, path: tuple[str, ...]) -> FuncFn:
+        """Functions with a `default` report when the default answered."""
+        call = super().function(path)
+        group = self.index.groups[path]
+        default = group.default
+        if default is None:
+            return call
+        wrapped = self._defaulted.get(path)
+        if wrapped is not None:
+            return wrapped
+        tracer, name = self.tracer, ".".join(path)
+
+        def evaluate(ctx: Ctx, args: tuple[Any, ...]) -> Any:
+            mark = len(tracer.events)
+            value = call(ctx, args)
+            if not any(
+                e.op == "exit" and e.kind == "clause" and e.name == name
+                for e in tracer.events[mark:]
+            ):
+                tracer.record("exit", "default", name, default.span, value)
+            return value
+
+        self._defaulted[path] = evaluate
+        return evaluate
 
     def compute_group(self, group: RuleGroup) -> RuleFn:
         compute = super().compute_group(group)

@@ -135,3 +135,20 @@ def test_an_evaluation_error_is_reported_as_an_error_with_its_location() -> None
     assert f"{test_file}:10: ERROR data.fixtures.conflict_test.test_answer_is_one" in result.out
     assert f"{test_file}:6:1: eval_conflict_error:" in result.out
     assert result.out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_a_function_default_is_covered_only_when_it_answers() -> None:
+    policy = FIXTURES / "coverage_functions" / "size.rego"
+    result = run_cli(["test", str(policy.parent), "--coverage"])
+    assert result.status == 0
+    assert f"{policy}:6: rule body of data.fixtures.size.label never evaluated" in result.out
+    assert "not covered lines: 6" in result.out
+
+
+def test_coverage_without_policy_files_says_so(tmp_path: Path) -> None:
+    (tmp_path / "only_test.rego").write_text(
+        "package only_test\n\nimport rego.v1\n\ntest_true if true\n", encoding="utf-8"
+    )
+    result = run_cli(["test", str(tmp_path), "--coverage"])
+    assert result.status == 0
+    assert "coverage: no policy files besides the tests" in result.out
