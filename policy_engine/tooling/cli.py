@@ -47,7 +47,9 @@ def register(subparsers: Any) -> None:
     test.set_defaults(func=cmd_test)
 
     fmt = subparsers.add_parser("fmt", help="format .rego files in the canonical layout")
-    fmt.add_argument("paths", nargs="+", metavar="PATH", help="files, or directories (recursive)")
+    fmt.add_argument(
+        "paths", nargs="+", metavar="PATH", help="files, directories (recursive), or - for stdin"
+    )
     fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if any would")
     fmt.add_argument("--diff", action="store_true", help="print the changes as a diff")
     fmt.set_defaults(func=cmd_fmt)
@@ -136,7 +138,22 @@ def _rego_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+def _fmt_stdin(args: argparse.Namespace) -> int:
+    """`fmt -`: standard input to standard output (for editors)."""
+    text = sys.stdin.read()
+    try:
+        formatted = format_text(text, "<stdin>")
+    except PolicyError as exc:
+        return _fail(exc, sys.stderr)
+    if args.check:
+        return 0 if formatted == text else 1
+    sys.stdout.write(formatted)
+    return 0
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
+    if args.paths == ["-"]:
+        return _fmt_stdin(args)
     changed = 0
     for file in _rego_files(args.paths):
         try:

@@ -172,3 +172,15 @@ def test_multi_line_raw_strings_are_kept_verbatim() -> None:
 def test_control_characters_in_strings_are_escaped() -> None:
     formatted = assert_canonical('package p\n\nz := "a\x00b"\n')
     assert 'z := "a\\u0000b"' in formatted
+
+
+def test_standard_input_is_formatted_to_standard_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    messy = (FIXTURES / "fmt" / "messy.rego").read_text(encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO(messy))
+    result = run_cli(["fmt", "-"])
+    assert result.status == 0
+    assert result.out == (FIXTURES / "fmt" / "messy.formatted.rego").read_text(encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO(messy))
+    assert run_cli(["fmt", "--check", "-"]).status == 1
