@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 from litestar import Litestar, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -62,6 +63,7 @@ def _to_response(reply: Reply) -> Response[bytes] | Stream:
             status_code=reply.status,
             media_type=reply.content_type,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(reply.cleanup) if reply.cleanup else None,
         )
     return Response(content=reply.body, status_code=reply.status, media_type=reply.content_type)
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -69,6 +69,8 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes = b""
     content_type: str = "application/json"
     stream: AsyncIterator[bytes] | None = None
+    # Run after the response, sent or not: closes a stream that was never iterated.
+    cleanup: Callable[[], Awaitable[None]] | None = None
 
 
 class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +94,15 @@ class _Asked(msgspec.Struct, frozen=True, kw_only=True):
     body_size: int
     policy: LoadedPolicy
     record: DecisionRecord  # mutable on purpose: filled in as the request goes
+
+
+class _Iteration:
+    """Whether a relayed stream was ever iterated (its generator's cleanup ran only then)."""
+
+    __slots__ = ("began",)
+
+    def __init__(self) -> None:
+        self.began = False
 
 
 class Gateway:
@@ -330,8 +341,16 @@ class Gateway:
         record.upstream_seconds = time.perf_counter() - started
         self._metrics.upstream_latency(allowed.route.provider, record.upstream_seconds)
         if allowed.body.stream and response.status == 200:
-            stream = self._relay(allowed, response, record)
-            return Reply(status=200, content_type=response.content_type, stream=stream)
+            iteration = _Iteration()
+            stream = self._relay(allowed, response, record, iteration)
+
+            async def cleanup() -> None:
+                if not iteration.began:  # the client left before the first chunk was asked for
+                    await self._abandon_stream(allowed, response, record)
+
+            return Reply(
+                status=200, content_type=response.content_type, stream=stream, cleanup=cleanup
+            )
         return await self._whole(allowed, response, record)
 
     def _upstream_failed(
@@ -375,9 +394,22 @@ class Gateway:
                 await self._settle(allowed, _usage_of(content), record)
         return Reply(status=response.status, body=content, content_type=response.content_type)
 
-    async def _relay(
+    async def _abandon_stream(
         self, allowed: _Allowed, response: UpstreamResponse, record: DecisionRecord
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await response.close()
+            await self._store.release(allowed.reservation)
+        self._abandoned(record, 499, "client disconnected before the stream started")
+
+    async def _relay(
+        self,
+        allowed: _Allowed,
+        response: UpstreamResponse,
+        record: DecisionRecord,
+        iteration: _Iteration,
     ) -> AsyncIterator[bytes]:
+        iteration.began = True
         relay = SseRelay(keep_usage_chunk=allowed.body.include_usage)
         failed = finished = False
         try:

@@ -3,6 +3,7 @@ health, and what happens when the policy misbehaves."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, cast
 
 import openai
 import pytest
-from litestar.testing import TestClient
+from litestar.testing import AsyncTestClient, TestClient
 from proxy_helpers import MSG_INVALID, MSG_LIMIT, MSG_NO_KEY
 
 from proxy.app import create_app, open_configured_store
@@ -207,3 +208,31 @@ def test_openai_client_reads_the_message_in_openai_error_format(tmp_path: Path) 
             api.models.list()
         assert info.value.message.endswith(MSG_INVALID)
         assert info.value.code == "invalid_api_key"
+
+
+def test_a_stream_never_started_is_closed_and_released(tmp_path: Path) -> None:
+    """The client left between the decision and the first chunk: Litestar never iterates
+    the stream, and the response's cleanup gives the reservation back."""
+    app = create_app(_config(tmp_path, admin_token=ADMIN))
+
+    async def scenario() -> tuple[Decimal, Decimal, Decimal]:
+        async with AsyncTestClient(app) as client:
+            created = await client.post(
+                "/admin/keys", json={"project": "default"}, headers=_admin()
+            )
+            token = created.json()["token"]
+            gateway = app.state.gateway
+            store = app.state.store
+            body = b'{"model": "mock-model", "stream": true, "messages": []}'
+            reply = await gateway.handle(
+                "chat.completions", {"authorization": f"Bearer {token}"}, "127.0.0.1", body
+            )
+            assert reply.stream is not None and reply.cleanup is not None
+            held = (await store.key_context(store.hash_token(token))).reserved
+            await reply.cleanup()
+            context = await store.key_context(store.hash_token(token))
+            return held, context.reserved, context.key.usage
+
+    held, reserved, usage = asyncio.run(scenario())
+    assert held > 0
+    assert reserved == 0 and usage == 0
