@@ -242,7 +242,7 @@ def test_client_leaving_a_plain_request_cancels_upstream(
             "/v1/chat/completions",
             json=chat(content="hang"),
             headers=auth(tenant.token, "bearer"),
-            timeout=0.2,  # the client gives up long before the gateway's 1 s read timeout
+            timeout=0.2,  # the client gives up long before the gateway's read timeout
         )
     _eventually(lambda: deployment.upstream.hanging_clients_gone, "the upstream call is cut")
     store = deployment.admin.store
