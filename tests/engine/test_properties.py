@@ -3,6 +3,7 @@ round-trips through msgspec, and a prepared query agrees with a fresh query."""
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from typing import Any
 
@@ -48,8 +49,9 @@ SEPARATORS = {
     "COMMENT": st.just("# comment\n"),
     **{word.upper(): st.just(f" {word} ") for word in _KEYWORDS},
 }
+# Moderate by default so the suite stays fast; POLICY_ENGINE_EXAMPLES=2000 digs deeper.
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("POLICY_ENGINE_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
