@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -166,3 +167,42 @@ def test_prepared_query_matches_fresh_query(document: Any) -> None:
         assert prepared is UNDEFINED
     else:
         assert fresh == [{"x": prepared}]
+
+
+def _load_bench() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "engine_bench.py"
+    spec = importlib.util.spec_from_file_location("engine_bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _load_bench()
+GATEWAY = Engine.from_sources({"gateway.rego": BENCH.POLICY}).prepare("data.gateway.decision")
+MODEL_NAMES = st.sampled_from(
+    ["gpt-4", "gpt-4-turbo", "gpt-4o-mini", "o1-preview", "claude-3-opus", "mock-model",
+     "llama-3.1", "text-embedding-ada-002", "unknown", "openai/gpt-4", "azure/gpt-4", ""]
+)  # fmt: skip
+MONEY = st.decimals(min_value=0, max_value=2000, places=2).map(str)
+
+
+@SETTINGS
+@given(
+    model=MODEL_NAMES,
+    status=st.sampled_from(["active", "inactive", "deleted"]),
+    usage=MONEY,
+    limit=st.none() | MONEY,
+    operation=st.sampled_from(["chat.completions", "completions", "embeddings", "images"]),
+    providers=st.lists(st.sampled_from(["mock", "openai", "azure"]), unique=True),
+)
+def test_gateway_policy_agrees_with_hand_written_logic(
+    model: str, status: str, usage: str, limit: str | None, operation: str, providers: list[str]
+) -> None:
+    document = BENCH.make_input(model, status=status, usage=usage)
+    document["key"]["usage_limit"] = limit
+    document["request"]["operation"] = operation
+    document["gateway"]["credentialed_providers"] = providers
+    assert GATEWAY(document) == BENCH.hand_written(document)
