@@ -13,6 +13,7 @@ from typing import Any
 
 from policy_engine import ast
 from policy_engine.builtins import BUILTINS, Builtin, BuiltinError
+from policy_engine.builtins.regex_glob import compile_glob
 from policy_engine.codegen import (
     data_root,
     dynamic_index,
@@ -664,8 +665,21 @@ class TermCompiler:
             a, b = operands
             lines.append(f"    if type({a}) is str and type({b}) is str:")
             lines.append(f"        return {a} {string_op} {b}")
+        call_line = f"        r = fn({', '.join(operands)})"
         lines.append("    try:")
-        lines.append(f"        r = fn({', '.join(operands)})")
+        if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
+            # The built-in's own fast path (no delimiters, two strings), inlined:
+            # the same cached regex, one call less per pattern in allow-list loops.
+            pattern, _none, value = operands
+            env["compile_glob"] = compile_glob
+            lines.append(f"        if type({pattern}) is str and type({value}) is str:")
+            lines.append(
+                f'            r = compile_glob({pattern}, "").fullmatch({value}) is not None'
+            )
+            lines.append("        else:")
+            lines.append("    " + call_line)
+        else:
+            lines.append(call_line)
         lines.append("    except BuiltinError as exc:")
         lines.append(
             "        return failed(ctx, exc) is not U"
