@@ -19,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import msgspec
 import uvloop
@@ -196,39 +198,68 @@ async def _measure_backend(
     )
 
 
-def _on_time_limit(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError("the benchmark hit its time limit; everything it started is stopped")
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through `with ProcessGroup`, which stops the children.
+    raise SystemExit(128 + signum)
+
+
+async def _within(deadline: float, measure: Coroutine[Any, Any, BackendFigures]) -> BackendFigures:
+    """``measure``, cancelled when the run's time limit passes or on SIGTERM.
+
+    Inside the event loop a Python signal handler's exception would be
+    swallowed by whichever callback it interrupted, so SIGTERM cancels the
+    task instead. Starting processes has its own timeouts.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await asyncio.wait_for(measure, timeout=max(deadline - time.monotonic(), 0.0))
+    except TimeoutError:
+        raise TimeoutError(
+            "the benchmark hit its time limit; everything it started is stopped"
+        ) from None
+    except asyncio.CancelledError:
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def run_benchmark(plan: Plan, backends: tuple[str, ...], command: str) -> RunFigures:
     """Run every phase for each backend; a backend that cannot start is reported skipped."""
     pin_current_process(LOAD_CORE)
-    signal.signal(signal.SIGALRM, _on_time_limit)
-    signal.alarm(plan.time_limit_s)
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run_phases(plan, backends, command)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _run_phases(plan: Plan, backends: tuple[str, ...], command: str) -> RunFigures:
+    deadline = time.monotonic() + plan.time_limit_s
     measured: list[BackendFigures] = []
     skipped: dict[str, str] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
-            urls = []
-            for mode in ("instant", "paced"):
-                port = free_port()
-                module = python_module("bench.mock_upstream", "--port", str(port), "--mode", mode)
-                group.start(f"mock-{mode}", module, LOAD_CORE, port=port)
-                urls.append(f"http://127.0.0.1:{port}/v1")
-            for backend in backends:
-                work = Path(tmp) / backend
-                work.mkdir()
-                try:
-                    gateway = start_gateway(group, work, backend, urls[0], urls[1])
-                except RuntimeError as error:
-                    skipped[backend] = str(error)
-                    group.stop_all_named(f"gateway-{backend}")
-                    continue
-                figures = uvloop.run(_measure_backend(plan, backend, gateway, urls[0], urls[1]))
-                measured.append(figures)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
+        urls = []
+        for mode in ("instant", "paced"):
+            port = free_port()
+            module = python_module("bench.mock_upstream", "--port", str(port), "--mode", mode)
+            group.start(f"mock-{mode}", module, LOAD_CORE, port=port)
+            urls.append(f"http://127.0.0.1:{port}/v1")
+        for backend in backends:
+            work = Path(tmp) / backend
+            work.mkdir()
+            try:
+                gateway = start_gateway(group, work, backend, urls[0], urls[1])
+            except RuntimeError as error:
+                skipped[backend] = str(error)
                 group.stop_all_named(f"gateway-{backend}")
-    finally:
-        signal.alarm(0)
+                continue
+            measure = _measure_backend(plan, backend, gateway, urls[0], urls[1])
+            measured.append(uvloop.run(_within(deadline, measure)))
+            group.stop_all_named(f"gateway-{backend}")
     engine = _engine_bench(plan.engine_bench_rounds) if plan.engine_bench_rounds else None
     return RunFigures(machine_description(), plan.name, command, tuple(measured), skipped, engine)
 
