@@ -27,6 +27,7 @@ from proxy.config import GatewayConfig
 from proxy.dashboard import DashboardPlugin
 from proxy.documents import Operation
 from proxy.gateway import Gateway, Reply
+from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
 from proxy.openapi_docs import (
     api_operation,
@@ -225,7 +226,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        store = await store_factory(config)
+        store = KeyCachingStore(await store_factory(config))
         await upstream.start()
         app.state.store = store
         app.state.gateway = Gateway(

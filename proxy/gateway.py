@@ -26,13 +26,14 @@ from proxy.decision_log import DecisionRecord
 from proxy.documents import Decision, Operation, RequestDocument
 from proxy.errors import error_body
 from proxy.input_document import build_input, gateway_info
+from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
 from proxy.mock_provider import MockProvider
 from proxy.policy import LoadedPolicy, PolicyHolder
 from proxy.providers import ProviderDirectory, ProviderProblem, Route
 from proxy.request_body import ParsedBody, parse_body
 from proxy.sse import SseRelay, TokenUsage, usage_from
-from proxy.store.base import KeyContext, Reservation, Store
+from proxy.store.base import KeyContext, Reservation
 from proxy.upstream import (
     AiohttpUpstream,
     UpstreamCall,
@@ -112,7 +113,7 @@ class Gateway:
         self,
         *,
         config: GatewayConfig,
-        store: Store,
+        store: KeyCachingStore,
         policy: PolicyHolder,
         upstream: AiohttpUpstream,
         providers: ProviderDirectory,
@@ -174,10 +175,20 @@ class Gateway:
         token = read_token(headers)
         context = None
         if token is not None:
-            context = await self._store.key_context(self._store.hash_token(token))
-        record.key_id = context.key.id if context else None
+            # The key cache serves only calls that reserve usage: there the atomic
+            # reservation re-checks the live figures. A models list reserves nothing, so
+            # it reads the live record.
+            context = await self._store.key_context(
+                self._store.hash_token(token), fresh=operation == "models.list"
+            )
         asked = self._asked(operation, token is not None, client_ip, body, record)
         decision = self._decide(asked, context)
+        if context is not None and decision is not None and not decision.allow:
+            # The record may come from the key cache: a refusal is always judged on the
+            # live one, so a limit raised or a key re-enabled elsewhere counts at once.
+            context = await self._store.key_context(context.key.token_hash, fresh=True)
+            decision = self._decide(asked, context)
+        record.key_id = context.key.id if context else None
         if decision is None:
             return self._finish(record, self._no_decision())
         if not decision.allow:
@@ -301,7 +312,7 @@ class Gateway:
             reservation = await self._store.reserve(context.key.id, org_id, amount)
             if reservation is not None:
                 return reservation
-            fresh = await self._store.key_context(context.key.token_hash) or context
+            fresh = await self._store.key_context(context.key.token_hash, fresh=True) or context
             counted = msgspec.structs.replace(
                 fresh,
                 reserved=fresh.reserved + amount,

@@ -228,9 +228,9 @@ def test_a_stream_never_started_is_closed_and_released(tmp_path: Path) -> None:
                 "chat.completions", {"authorization": f"Bearer {token}"}, "127.0.0.1", body
             )
             assert reply.stream is not None and reply.cleanup is not None
-            held = (await store.key_context(store.hash_token(token))).reserved
+            held = (await store.key_context(store.hash_token(token), fresh=True)).reserved
             await reply.cleanup()
-            context = await store.key_context(store.hash_token(token))
+            context = await store.key_context(store.hash_token(token), fresh=True)
             return held, context.reserved, context.key.usage
 
     held, reserved, usage = asyncio.run(scenario())

@@ -1,0 +1,241 @@
+"""A `Store` that remembers key records for a fraction of a second.
+
+Every API request needs its key's record (key, rules, project, organization, usage);
+reading it from the store each time was one of three store round trips per request.
+`KeyCachingStore` wraps the real store and answers `key_context` from memory for up
+to `ttl` seconds (0.5 by default).
+
+Why this honours the contract:
+
+- Revocation within 1 s: a key disabled or deleted in another process (the CLI, a
+  second gateway) is re-read at most `ttl` (≤ 0.5 s) later. A change made through this
+  process (admin API, dashboard: they use this same object as `app.state.store`) drops
+  the whole cache at once.
+- Usage stays exact: the cached `usage`/`reserved` figures only feed the policy's
+  pre-check. The atomic `reserve` reads the live figures and is the authority: a
+  stale figure that says "room left" is corrected by the store refusing the
+  reservation (the gateway then re-reads the key bypassing this cache and the policy
+  answers with the documented message), so a cached figure can never admit a request
+  the store would not. A stale figure that says "limit reached" is re-checked live
+  too (`key_context(..., fresh=True)` on every denial), so it cannot refuse wrongly.
+
+Unknown tokens are never cached, so a key created elsewhere works at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from proxy.store.base import (
+    ApiKey,
+    IamRule,
+    KeyContext,
+    KeyStatus,
+    Organization,
+    Project,
+    ProjectMode,
+    Reservation,
+    RuleType,
+    Store,
+)
+
+__all__ = ["DEFAULT_KEY_CACHE_TTL", "KeyCachingStore"]
+
+# Half the contract's 1 s revocation bound, leaving room for the request in flight.
+DEFAULT_KEY_CACHE_TTL = 0.5
+# Keys held at most; the oldest entry goes first (a bound on memory, not a policy).
+_MAX_ENTRIES = 10_000
+
+
+class _Entry:
+    __slots__ = ("context", "expires")
+
+    def __init__(self, context: KeyContext, expires: float) -> None:
+        self.context = context
+        self.expires = expires
+
+
+class KeyCachingStore:
+    """The wrapped store with a short-lived key cache; every other call passes through."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float = DEFAULT_KEY_CACHE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= ttl <= DEFAULT_KEY_CACHE_TTL:
+            raise ValueError(
+                f"key cache ttl {ttl} s is outside 0..{DEFAULT_KEY_CACHE_TTL} s: the contract "
+                "refuses a revoked key within 1 s; use a smaller ttl"
+            )
+        self.inner = store
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        # One store read per token at a time: a burst of requests for an uncached key
+        # shares the read instead of sending 64 identical ones.
+        self._reading: dict[str, asyncio.Future[KeyContext | None]] = {}
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        """Forget every cached key (after any administrative change in this process)."""
+        self._entries.clear()
+        self._generation += 1
+
+    # -- request path ----------------------------------------------------------------
+    async def key_context(self, token_hash: str, *, fresh: bool = False) -> KeyContext | None:
+        """The key's record, from memory when read less than `ttl` ago (unless `fresh`)."""
+        if not fresh and self._ttl > 0:
+            entry = self._entries.get(token_hash)
+            if entry is not None and entry.expires > self._clock():
+                return entry.context
+            pending = self._reading.get(token_hash)
+            if pending is not None:
+                try:
+                    return await asyncio.shield(pending)
+                except asyncio.CancelledError:
+                    if not pending.cancelled():
+                        raise  # this request itself was cancelled
+                    # The request doing the read was cancelled (its client left): read here.
+        return await self._read(token_hash)
+
+    async def _read(self, token_hash: str) -> KeyContext | None:
+        generation = self._generation
+        future: asyncio.Future[KeyContext | None] = asyncio.get_running_loop().create_future()
+        self._reading.setdefault(token_hash, future)
+        try:
+            context = await self.inner.key_context(token_hash)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the waiters, if any, re-raise it
+            raise
+        finally:
+            if self._reading.get(token_hash) is future:
+                del self._reading[token_hash]
+        future.set_result(context)
+        # A change made while this read ran may not be in it: do not keep it then.
+        if context is not None and self._ttl > 0 and generation == self._generation:
+            if len(self._entries) >= _MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+            self._entries[token_hash] = _Entry(context, self._clock() + self._ttl)
+        return context
+
+    def hash_token(self, token: str) -> str:
+        return self.inner.hash_token(token)
+
+    async def reserve(
+        self, key_id: str, organization_id: str | None, amount: Decimal
+    ) -> Reservation | None:
+        return await self.inner.reserve(key_id, organization_id, amount)
+
+    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+        await self.inner.settle(reservation, actual_cost)
+
+    async def release(self, reservation: Reservation) -> None:
+        await self.inner.release(reservation)
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def migrate(self) -> None:
+        await self.inner.migrate()
+        self.invalidate()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ensure_defaults(self) -> None:
+        await self.inner.ensure_defaults()
+        self.invalidate()
+
+    async def reclaim_expired(self) -> int:
+        return await self.inner.reclaim_expired()
+
+    # -- administration: reads pass through, changes drop the cache ----------------
+    async def create_organization(self, org_id: str, credits: Decimal) -> Organization:
+        return await self.inner.create_organization(org_id, credits)
+
+    async def set_credits(self, org_id: str, credits: Decimal) -> Organization:
+        try:
+            return await self.inner.set_credits(org_id, credits)
+        finally:
+            self.invalidate()
+
+    async def get_organization(self, org_id: str) -> Organization:
+        return await self.inner.get_organization(org_id)
+
+    async def list_organizations(self) -> list[Organization]:
+        return await self.inner.list_organizations()
+
+    async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project:
+        return await self.inner.create_project(project_id, org_id, mode)
+
+    async def get_project(self, project_id: str) -> Project:
+        return await self.inner.get_project(project_id)
+
+    async def list_projects(self) -> list[Project]:
+        return await self.inner.list_projects()
+
+    async def set_project_mode(self, project_id: str, mode: ProjectMode) -> Project:
+        try:
+            return await self.inner.set_project_mode(project_id, mode)
+        finally:
+            self.invalidate()
+
+    async def set_provider_key(
+        self, project_id: str, provider: str, source: dict[str, str] | None
+    ) -> Project:
+        try:
+            return await self.inner.set_provider_key(project_id, provider, source)
+        finally:
+            self.invalidate()
+
+    async def archive_project(self, project_id: str) -> Project:
+        try:
+            return await self.inner.archive_project(project_id)
+        finally:
+            self.invalidate()
+
+    async def create_key(
+        self, project_id: str, usage_limit: Decimal | None, description: str
+    ) -> tuple[ApiKey, str]:
+        return await self.inner.create_key(project_id, usage_limit, description)
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        return await self.inner.get_key(key_id)
+
+    async def list_keys(self, project_id: str | None = None) -> list[ApiKey]:
+        return await self.inner.list_keys(project_id)
+
+    async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
+        try:
+            return await self.inner.set_key_status(key_id, status)
+        finally:
+            self.invalidate()
+
+    async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey:
+        try:
+            return await self.inner.set_usage_limit(key_id, usage_limit)
+        finally:
+            self.invalidate()
+
+    async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
+        try:
+            return await self.inner.add_rule(key_id, rule_type, values)
+        finally:
+            self.invalidate()
+
+    async def list_rules(self, key_id: str) -> list[IamRule]:
+        return await self.inner.list_rules(key_id)
+
+    async def remove_rule(self, key_id: str, rule_id: str) -> None:
+        try:
+            await self.inner.remove_rule(key_id, rule_id)
+        finally:
+            self.invalidate()
