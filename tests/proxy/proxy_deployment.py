@@ -33,6 +33,7 @@ class AdminStore:
 
     def __init__(self, database_path: str) -> None:
         self._thread = LoopThread()
+        self.path = database_path
         self.store: Store = SqliteStore(database_path)
 
     def __call__(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,173 @@
+"""The key cache (`proxy/key_cache.py`): what it serves from memory, what it never does,
+and the contract's revocation bound with the cache on (a key disabled through the CLI
+in another process is refused within 1 s on the cached request path)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import cast
+
+import httpx
+import pytest
+from proxy_deployment import Deployment
+from proxy_helpers import MSG_INVALID, auth, make_tenant
+
+from proxy.key_cache import KeyCachingStore
+from proxy.store.base import ApiKey, KeyContext, KeyStatus, Organization, Project, Store
+
+REPO = Path(__file__).resolve().parents[2]
+CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _context(status: KeyStatus = "active") -> KeyContext:
+    key = ApiKey(
+        id="key-1",
+        token_hash="hash-1",
+        display="llmgtwy_…abcd",
+        project_id="default",
+        status=status,
+        usage_limit=None,
+        usage=Decimal(0),
+        description="",
+        created_at="2026-11-27T10:00:00Z",
+    )
+    return KeyContext(
+        key=key,
+        reserved=Decimal(0),
+        rules=(),
+        project=Project(id="default", organization_id="default"),
+        organization=Organization(id="default", credits=Decimal(10)),
+        credits_reserved=Decimal(0),
+    )
+
+
+class CountingStore:
+    """Just the calls the cache makes; counts store reads of key records."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.status: KeyStatus = "active"
+        self.gate: asyncio.Event | None = None
+
+    async def key_context(self, token_hash: str) -> KeyContext | None:
+        self.reads += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return _context(self.status) if token_hash == "hash-1" else None
+
+    async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
+        self.status = status
+        return _context(status).key
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cache(inner: CountingStore, clock: FakeClock) -> KeyCachingStore:
+    return KeyCachingStore(cast(Store, inner), ttl=0.5, clock=clock)
+
+
+def test_a_record_is_served_from_memory_until_it_expires() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        first = await cache.key_context("hash-1")
+        clock.now += 0.4
+        assert await cache.key_context("hash-1") is first
+        assert inner.reads == 1
+        clock.now += 0.2  # 0.6 s after the read: past the ttl
+        await cache.key_context("hash-1")
+        assert inner.reads == 2
+
+    asyncio.run(scenario())
+
+
+def test_fresh_reads_and_unknown_tokens_always_reach_the_store() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        await cache.key_context("hash-1")
+        await cache.key_context("hash-1", fresh=True)
+        assert inner.reads == 2
+        assert await cache.key_context("unknown") is None
+        assert await cache.key_context("unknown") is None
+        assert inner.reads == 4
+
+    asyncio.run(scenario())
+
+
+def test_an_admin_change_in_this_process_drops_the_cache_at_once() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        assert (await cache.key_context("hash-1")) is not None
+        await cache.set_key_status("key-1", "inactive")
+        seen = await cache.key_context("hash-1")
+        assert seen is not None and seen.key.status == "inactive"
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_misses_share_one_store_read() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> list[KeyContext | None]:
+        inner.gate = asyncio.Event()
+        readers = [asyncio.create_task(cache.key_context("hash-1")) for _ in range(10)]
+        await asyncio.sleep(0)
+        inner.gate.set()
+        return await asyncio.gather(*readers)
+
+    contexts = asyncio.run(scenario())
+    assert inner.reads == 1
+    assert all(c is contexts[0] and c is not None for c in contexts)
+
+
+def test_a_ttl_beyond_the_revocation_bound_is_refused() -> None:
+    with pytest.raises(ValueError, match="1 s"):
+        KeyCachingStore(cast(Store, CountingStore()), ttl=2.0)
+
+
+def test_a_key_disabled_through_the_cli_is_refused_within_one_second(
+    deployment: Deployment,
+) -> None:
+    tenant = make_tenant(deployment.admin)
+    url = f"{deployment.url}/v1/chat/completions"
+    headers = auth(tenant.token, "bearer")
+    with httpx.Client(timeout=10) as client:
+        # Warm the cache: this record is now held in memory by the gateway.
+        assert client.post(url, json=CHAT, headers=headers).status_code == 200
+        assert client.post(url, json=CHAT, headers=headers).status_code == 200
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env["GATEWAY_DATABASE"] = f"sqlite:///{deployment.admin.path}"
+        env["PYTHONPATH"] = str(REPO)
+        subprocess.run(
+            [sys.executable, "-m", "proxy.cli", "keys", "disable", tenant.key.id, "--json"],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        disabled_at = time.monotonic()
+        answer = client.post(url, json=CHAT, headers=headers)
+        while answer.status_code == 200 and time.monotonic() - disabled_at <= 1.0:
+            time.sleep(0.02)
+            answer = client.post(url, json=CHAT, headers=headers)
+        # Refused before the contract's 1 s bound ran out, with the documented answer.
+        assert answer.status_code == 401
+        assert answer.json()["message"] == MSG_INVALID
