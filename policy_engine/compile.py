@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from policy_engine import ast
+from policy_engine.codegen import generate
 from policy_engine.compile_body import BodyCompiler
 from policy_engine.errors import COMPILE_ERROR, CONFLICT_ERROR, EvalError
 from policy_engine.index import RuleGroup
@@ -66,42 +67,54 @@ class Compiler(BodyCompiler):
 
     # ---- rules ---------------------------------------------------------------------------
 
+    # Whether rules that read no `input` keep their values across evaluations
+    # (`Ctx.shared`); a tracing compiler turns it off to see every evaluation.
+    share_static_rules = True
+
     def rule(self, path: tuple[str, ...]) -> RuleFn:
         """The memoised evaluator of the rule group at `path` (compiled on first use)."""
         found = self._rules.get(path)
         if found is not None:
+            self.note_dependency(path)
             return found
         group = self.index.groups[path]
         self._ids += 1
         rule_id = self._ids
-        compute = self.compute_group(group)
+        self._reading_input.append(False)
+        try:
+            compute = self.compute_group(group)
+        finally:
+            self._reads_input[path] = self._reading_input.pop()
+        self.note_dependency(path)
+        shared = self.share_static_rules and not self._reads_input[path]
+        evaluate = self.memoised(path, rule_id, compute, shared)
+        self._rules[path] = evaluate
+        return evaluate
+
+    def memoised(
+        self, path: tuple[str, ...], rule_id: int, compute: RuleFn, shared: bool
+    ) -> RuleFn:
+        """`compute` behind the rule cache, as generated straight-line code.
+
+        The `with` override check is left out when no policy replaces rules, and a
+        rule that reads no `input` is kept in the engine-wide `ctx.shared`.
+        """
+        env: dict[str, Any] = {"M": MISSING, "rid": rule_id, "path": path, "compute": compute}
+        lines = ["def get(ctx, _frame=None):"]
+        if self.replaceable(path):
+            lines.append("    if ctx.overrides is not None and path in ctx.overrides:")
+            lines.append("        return ctx.overrides[path]")
+        lines.append(f"    cache = ctx.{'shared' if shared else 'cache'}")
+        lines.append("    value = cache.get(rid, M)")
+        lines.append("    if value is M:")
         single = self._single_clauses.get(compute)
         if single is not None:
-            clause, size = single
-
-            def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
-                if ctx.overrides is not None and path in ctx.overrides:
-                    return ctx.overrides[path]
-                cache = ctx.cache
-                value = cache.get(rule_id, MISSING)
-                if value is MISSING:
-                    value = clause(ctx, [None] * size)
-                    cache[rule_id] = value
-                return value
-
+            env["clause"], env["size"] = single
+            lines.append("        value = cache[rid] = clause(ctx, [None] * size)")
         else:
-
-            def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:
-                if ctx.overrides is not None and path in ctx.overrides:
-                    return ctx.overrides[path]
-                cache = ctx.cache
-                value = cache.get(rule_id, MISSING)
-                if value is MISSING:
-                    value = compute(ctx)
-                    cache[rule_id] = value
-                return value
-
-        self._rules[path] = evaluate
+            lines.append("        value = cache[rid] = compute(ctx)")
+        lines.append("    return value")
+        evaluate: RuleFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return evaluate
 
     def constant_rule(self, path: tuple[str, ...]) -> Any:
@@ -111,7 +124,7 @@ class Compiler(BodyCompiler):
         could replace rule values.
         """
         group = self.index.groups[path]
-        if self.rules_replaceable or group.kind != "complete" or group.default is not None:
+        if self.replaceable(path) or group.kind != "complete" or group.default is not None:
             return MISSING
         if len(group.definitions) != 1:
             return MISSING
@@ -365,13 +378,19 @@ class Compiler(BodyCompiler):
     def function(self, path: tuple[str, ...]) -> FuncFn:
         found = self._funcs.get(path)
         if found is not None:
+            self.note_dependency(path)
             return found
         group = self.index.groups[path]
-        definitions = [
-            self.function_definition(m, r)
-            for m, r in group.definitions
-            if isinstance(r, ast.FunctionRule)
-        ]
+        self._reading_input.append(False)
+        try:
+            definitions = [
+                self.function_definition(m, r)
+                for m, r in group.definitions
+                if isinstance(r, ast.FunctionRule)
+            ]
+        finally:
+            self._reads_input[path] = self._reading_input.pop()
+        self.note_dependency(path)
         default = self.default_value(group.default) if group.default is not None else MISSING
         span = group.definitions[0][1].span if group.definitions else None
         name = ".".join(path[1:])
@@ -456,16 +475,22 @@ class Compiler(BodyCompiler):
     def namespace(self, path: tuple[str, ...]) -> RuleFn:
         found = self._namespaces.get(path)
         if found is not None:
+            self.note_dependency(path)
             return found
         children: list[tuple[str, RuleFn]] = []
-        for name in sorted(self.index.children(path)):
-            child = (*path, name)
-            group = self.index.groups.get(child)
-            if group is not None:
-                if group.kind != "function":
-                    children.append((name, self.rule(child)))
-            else:
-                children.append((name, self.namespace(child)))
+        self._reading_input.append(False)
+        try:
+            for name in sorted(self.index.children(path)):
+                child = (*path, name)
+                group = self.index.groups.get(child)
+                if group is not None:
+                    if group.kind != "function":
+                        children.append((name, self.rule(child)))
+                else:
+                    children.append((name, self.namespace(child)))
+        finally:
+            self._reads_input[path] = self._reading_input.pop()
+        self.note_dependency(path)
         data_path = path[1:]
 
         def evaluate(ctx: Ctx, _frame: Frame | None = None) -> Any:

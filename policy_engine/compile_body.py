@@ -99,6 +99,7 @@ class BodyCompiler(TermCompiler):
         return Stmt(lambda ctx, f: not inner(ctx, f, stop))
 
     def with_literal(self, lit: ast.Literal, scope: Scope) -> Builder:
+        self.note_input()  # conservatively: the statement may replace `input`
         targets: list[tuple[str, tuple[Any, ...]]] = []
         values: list[ValueFn] = []
         for modifier in lit.withs:

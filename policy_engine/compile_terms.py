@@ -54,7 +54,7 @@ from policy_engine.steps import (
 from policy_engine.terms import Layout, NotReady, Scope, term_vars
 from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
 
-__all__ = ["TermCompiler", "replaces_data"]
+__all__ = ["TermCompiler", "replaced_data_paths", "replaces_data"]
 
 
 class TermCompiler:
@@ -74,8 +74,21 @@ class TermCompiler:
         self._single_clauses: dict[RuleFn, tuple[ClauseFn, int]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
+        # Whether each rule/function group reads `input` (itself or through what it
+        # calls); the innermost group being compiled is last in `_reading_input`.
+        self._reads_input: dict[tuple[str, ...], bool] = {}
+        self._reading_input: list[bool] = []
         modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
         self.rules_replaceable = any(replaces_data(m) for m in modules.values())
+        # The `data` paths some `with` replaces (None: one is not constant, so any).
+        # Only a rule whose own path is among them checks `ctx.overrides`.
+        self.replaced_paths = replaced_data_paths(list(modules.values()))
+
+    def replaceable(self, path: tuple[str, ...]) -> bool:
+        """Whether a `with data.…` statement may replace the rule at exactly `path`."""
+        if not self.rules_replaceable:
+            return False
+        return self.replaced_paths is None or path in self.replaced_paths
 
     def known_ids(self) -> list[int]:
         """Keys of the registry of inlinable value functions (see `forget_except`)."""
@@ -89,6 +102,21 @@ class TermCompiler:
         """
         for key in [k for k in self._known if k not in keep]:
             del self._known[key]
+
+    # ---- input dependence ----------------------------------------------------------------
+
+    def note_input(self) -> None:
+        """The group being compiled reads `input` (or evaluates under `with`)."""
+        if self._reading_input:
+            self._reading_input[-1] = True
+
+    def note_dependency(self, path: tuple[str, ...]) -> None:
+        """The group being compiled uses the group at `path` (unknown counts as reading input)."""
+        if self._reads_input.get(path, True):
+            self.note_input()
+
+    def reads_input(self, path: tuple[str, ...]) -> bool:
+        return self._reads_input.get(path, True)
 
     # ---- problems ------------------------------------------------------------------------
 
@@ -300,6 +328,7 @@ class TermCompiler:
         """A ref rooted at `input` or `data`, resolved against the rule tree now."""
         consts = [constant(t) for t in items]
         if root[0] == "input":
+            self.note_input()
             prefix = root[1:]
             return self.apply_path(
                 input_root, tuple(str_terms(prefix, span)) + items, scope, hoists
@@ -703,3 +732,29 @@ def replaces_data(node: object) -> bool:
     if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
         return False
     return any(replaces_data(getattr(node, name)) for name in fields if name != "span")
+
+
+def _withs(node: object) -> list[ast.With]:
+    if isinstance(node, ast.With):
+        return [node]
+    if isinstance(node, tuple | list):
+        return [w for item in node for w in _withs(item)]
+    fields = getattr(node, "__struct_fields__", None)
+    if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
+        return []
+    return [w for name in fields if name != "span" for w in _withs(getattr(node, name))]
+
+
+def replaced_data_paths(modules: list[ast.Module]) -> set[tuple[Any, ...]] | None:
+    """Every `data.…` path a `with` statement replaces, or None if one is not constant."""
+    paths: set[tuple[Any, ...]] = set()
+    for modifier in _withs(modules):
+        target = modifier.target
+        head = target.head if isinstance(target, ast.Ref) else target
+        if not isinstance(head, ast.Var) or head.name != "data":
+            continue
+        keys = tuple(constant(t) for t in target.path) if isinstance(target, ast.Ref) else ()
+        if MISSING in keys:
+            return None
+        paths.add(("data", *keys))
+    return paths

@@ -115,6 +115,11 @@ class Engine:
         self._config = config
         self._texts = dict(texts)
         self._lock = threading.Lock()
+        # Values of rules that read no `input`, for evaluations on this engine's own
+        # data and configuration (see `Ctx.shared`). A memo, not state: each entry is
+        # a pure function of the immutable policies and data; racing writers store
+        # equal values.
+        self._shared: dict[int, Any] | None = {} if compiler.share_static_rules else None
 
     # ---- loading ---------------------------------------------------------------------
 
@@ -187,8 +192,13 @@ class Engine:
 
     def _context(self, input_: Any, data: Mapping[str, Any] | None, strict: bool) -> Ctx:
         merged = self._data if data is None else {**self._data, **from_json(dict(data))}
+        own = data is None and (not strict or self._config.strict)
         return Ctx(
-            input_, merged, steps=self._config.max_steps, strict=strict or self._config.strict
+            input_,
+            merged,
+            steps=self._config.max_steps,
+            strict=strict or self._config.strict,
+            shared=self._shared if own else None,
         )
 
     def compile_query(self, text: str) -> CompiledQuery:
@@ -286,10 +296,13 @@ class Engine:
         steps = self._config.max_steps
         strict = self._config.strict
         value_fn = fn
+        shared = self._shared
 
         def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:
-            merged = base if data is None else {**base, **from_json(dict(data))}
-            ctx = Ctx(input, merged, steps=steps, strict=strict)
+            if data is None:
+                ctx = Ctx(input, base, steps=steps, strict=strict, shared=shared)
+            else:
+                ctx = Ctx(input, {**base, **from_json(dict(data))}, steps=steps, strict=strict)
             return public_value(value_fn(ctx, [None] * size))
 
         return prepared

@@ -53,9 +53,15 @@ MISSING: Final = _Missing()
 
 
 class Ctx:
-    """One evaluation: input, data, the per-evaluation rule cache, limits, overrides."""
+    """One evaluation: input, data, the per-evaluation rule cache, limits, overrides.
 
-    __slots__ = ("cache", "data", "input", "overrides", "steps", "strict")
+    `shared` holds the values of rules that read neither `input` nor `with`:
+    the engine passes one dict for every evaluation on its own data and
+    configuration, so such rules are computed once per engine, not per request.
+    Otherwise it is this evaluation's own `cache`.
+    """
+
+    __slots__ = ("cache", "data", "input", "overrides", "shared", "steps", "strict")
 
     def __init__(
         self,
@@ -65,16 +71,18 @@ class Ctx:
         steps: int,
         strict: bool = False,
         overrides: Mapping[tuple[str, ...], Any] | None = None,
+        shared: dict[int, Any] | None = None,
     ) -> None:
         self.input = input_
         self.data = data
         self.cache: dict[int, Any] = {}
+        self.shared = self.cache if shared is None else shared
         self.steps = steps
         self.strict = strict
         self.overrides = overrides
 
     def child(self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None) -> Ctx:
-        """A context for a `with` modifier: same limits, fresh cache."""
+        """A context for a `with` modifier: same limits, fresh caches (data may differ)."""
         ctx = Ctx(input_, data, steps=self.steps, strict=self.strict, overrides=overrides)
         return ctx
 

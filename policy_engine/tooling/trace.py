@@ -127,6 +127,8 @@ def _rule_name(module: ast.Module, rule: ast.Rule) -> str:
 class TracingCompiler(Compiler):
     """The closure compiler with every statement, clause and rule reporting to `tracer`."""
 
+    share_static_rules = False  # every evaluation must report every rule it uses
+
     def __init__(self, index: Any, tracer: Tracer) -> None:
         super().__init__(index)
         self.tracer = tracer
