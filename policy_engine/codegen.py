@@ -12,6 +12,7 @@ from typing import Any
 
 from policy_engine import ast
 from policy_engine.runtime import (
+    MISSING,
     Ctx,
     Frame,
     ValueFn,
@@ -27,6 +28,7 @@ __all__ = [
     "input_root",
     "not_equal",
     "root_walk",
+    "rule_walk",
     "slot_reader_fn",
     "str_terms",
     "walk",
@@ -72,6 +74,23 @@ def root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType])
     """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
     env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
     lines = [f"    v = ctx.{root}"]
+    for i, key in enumerate(keys):
+        env[f"k{i}"] = key
+        lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+        if i < len(keys) - 1:
+            lines.append("    if v is U:\n        return U")
+    source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
+    get: ValueFn = generate(source, env, code_cache)
+    return get
+
+
+def rule_walk(
+    cache: str, rule_id: int, fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType]
+) -> ValueFn:
+    """A memoised rule's value (read from `ctx.<cache>` inline) followed by constant keys."""
+    env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": fn}
+    env["index_value"] = index_value
+    lines = [f"    v = ctx.{cache}.get(rid, M)", "    if v is M:", "        v = rule(ctx, f)"]
     for i, key in enumerate(keys):
         env[f"k{i}"] = key
         lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")

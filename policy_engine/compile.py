@@ -88,6 +88,10 @@ class Compiler(BodyCompiler):
         self.note_dependency(path)
         shared = self.share_static_rules and not self._reads_input[path]
         evaluate = self.memoised(path, rule_id, compute, shared)
+        if not self.replaceable(path):
+            # Generated call sites may read the cache themselves and call only on a miss.
+            cache = "shared" if shared else "cache"
+            self._known[id(evaluate)] = ("rule", (cache, rule_id), evaluate)
         self._rules[path] = evaluate
         return evaluate
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from policy_engine import ast
+from policy_engine.codegen import generate
 from policy_engine.compile_terms import TermCompiler
 from policy_engine.errors import COMPILE_ERROR
 from policy_engine.runtime import (
@@ -193,11 +194,27 @@ class BodyCompiler(TermCompiler):
                 args = [self.value(a, scope, hoists) for a in term.args]
                 return self.builtin_call(target, args, term.span, test=True)
         fn = self.value(term, scope, hoists)
+        known = self._known.get(id(fn))
+        if known is not None and known[0] == "rule":
+            return self.rule_test(fn, *known[1])
 
         def holds(ctx: Ctx, f: Frame) -> bool:
             v = fn(ctx, f)
             return v is not UNDEFINED and v is not False
 
+        return holds
+
+    def rule_test(self, rule: ValueFn, cache: str, rule_id: int) -> Direct:
+        """A bare rule reference as a condition, its cache read inline."""
+        env = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": rule}
+        source = (
+            "def call(ctx, f):\n"
+            f"    v = ctx.{cache}.get(rid, M)\n"
+            "    if v is M:\n"
+            "        v = rule(ctx, f)\n"
+            "    return v is not U and v is not False\n"
+        )
+        holds: Direct = generate(source, env, self._code_cache)
         return holds
 
     @staticmethod

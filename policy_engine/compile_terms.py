@@ -20,6 +20,7 @@ from policy_engine.codegen import (
     generate,
     input_root,
     not_equal,
+    rule_walk,
     slot_reader_fn,
     str_terms,
     walk,
@@ -379,7 +380,7 @@ class TermCompiler:
             if const is not MISSING:
                 pending_keys.append(freeze(const))
                 continue
-            fn = walk(fn, tuple(pending_keys), self._code_cache)
+            fn = self.walk_keys(fn, tuple(pending_keys))
             pending_keys = []
             if isinstance(item, ast.Var) and (
                 item.name == "_" or self.is_unbound_local(item, scope)
@@ -398,12 +399,19 @@ class TermCompiler:
             key_fn = self.value(item, scope, hoists)
             fn = dynamic_index(fn, key_fn)
         keys = tuple(pending_keys)
-        walked = walk(fn, keys, self._code_cache)
+        walked = self.walk_keys(fn, keys)
         if keys and fn in (input_root, data_root):
             # Generated call sites inline this constant path instead of calling it.
             root = "input" if fn is input_root else "data"
             self._known[id(walked)] = ("path", (root, keys), walked)
         return walked
+
+    def walk_keys(self, fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
+        known = self._known.get(id(fn))
+        if keys and known is not None and known[0] == "rule":
+            cache, rule_id = known[1]
+            return rule_walk(cache, rule_id, fn, keys, self._code_cache)
+        return walk(fn, keys, self._code_cache)
 
     def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
         left = self.value(term.left, scope, hoists)
@@ -435,6 +443,13 @@ class TermCompiler:
                     return UNDEFINED
                 found = index_value(c, kv)
                 return found is not UNDEFINED and not isinstance(c, frozenset) and equal(found, v)
+            if type(v) is str:
+                # A string equals only an equal string, so Python's `in` is Rego's.
+                kind = type(c)
+                if kind is frozenset or kind is tuple or kind is list:
+                    return v in c
+                if kind is dict:
+                    return v in c.values()
             if isinstance(c, frozenset):
                 try:
                     return freeze(v) in c
@@ -671,6 +686,13 @@ class TermCompiler:
                 operands.append(f"c{i}")
             elif known is not None and known[0] == "slot":
                 operands.append(f"f[{known[1]}]")
+            elif known is not None and known[0] == "rule":
+                cache, rule_id = known[1]
+                env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, arg, MISSING
+                lines.append(f"    x{i} = ctx.{cache}.get(r{i}, M)")
+                lines.append(f"    if x{i} is M:\n        x{i} = a{i}(ctx, f)")
+                checks.append(f"x{i} is U")
+                operands.append(f"x{i}")
             elif known is not None and known[0] == "path":
                 root, keys = known[1]
                 lines.append(f"    x{i} = ctx.{root}")
