@@ -450,6 +450,25 @@ class Compiler(BodyCompiler):
         layout = scope.layout
 
         size = layout.size
+        if plain and len(runners) == 1 and len(slots) in (1, 2):
+            (only,) = runners
+            if len(slots) == 1:
+                (s0,) = slots
+
+                def evaluate_one_arg(ctx: Ctx, args: tuple[Any, ...]) -> Any:
+                    f: Frame = [None] * size
+                    f[s0] = args[0]
+                    return only(ctx, f)
+
+                return evaluate_one_arg
+            s0, s1 = slots
+
+            def evaluate_two_args(ctx: Ctx, args: tuple[Any, ...]) -> Any:
+                f: Frame = [None] * size
+                f[s0], f[s1] = args
+                return only(ctx, f)
+
+            return evaluate_two_args
         if plain and len(runners) == 1:
             (only,) = runners
 

@@ -90,11 +90,17 @@ def public_value(value: Any) -> Any:
     if kind in _SCALARS or value is UNDEFINED:
         return value
     if kind is dict:
-        # The common decision shape: an object of scalars; a shallow copy will do.
-        for item in value.values():
-            if type(item) not in _SCALARS:
+        # The common decision shape: an object of scalars (and empty arrays, such
+        # as no reasons); a shallow copy will do.
+        out = {}
+        for key, item in value.items():
+            if type(item) in _SCALARS:
+                out[key] = item
+            elif type(item) is tuple and not item:
+                out[key] = []
+            else:
                 return thaw(value)
-        return dict(value)
+        return out
     return thaw(value)
 
 
