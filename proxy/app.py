@@ -85,8 +85,11 @@ async def _read_limited(request: Request[Any, Any, Any], limit: int) -> bytes | 
 
 
 async def _api_call(
-    operation: Operation, request: Request[Any, Any, Any], gateway: Gateway, limit: int
+    operation: Operation, request: Request[Any, Any, Any], limit: int
 ) -> Response[bytes] | Stream:
+    # Read from the app state rather than injected: Litestar's dependency resolution
+    # was a measurable share of each request (docs/benchmarks.md, "Tuning").
+    gateway: Gateway = request.app.state.gateway
     body = b""
     if operation != "models.list":
         read = await _read_limited(request, limit)
@@ -107,19 +110,23 @@ async def _unless_client_leaves(
     request: Request[Any, Any, Any], work: Awaitable[Reply]
 ) -> Reply | None:
     """Run `work`, cancelling it (and so the upstream call) if the client disconnects
-    first; None then. Streams are watched by Litestar itself once they start."""
-    replies: list[Reply] = []
-    async with anyio.create_task_group() as group:
+    first; None then. Streams are watched by Litestar itself once they start.
+
+    One cancel scope and one plain watcher task: an anyio task group per request cost
+    about a tenth of the gateway's CPU time in the benchmark (docs/benchmarks.md)."""
+    with anyio.CancelScope() as scope:
 
         async def watch() -> None:
             while (await request.receive())["type"] != "http.disconnect":
                 pass
-            group.cancel_scope.cancel()
+            scope.cancel()  # honours the shielded scopes that settle or release usage
 
-        group.start_soon(watch)
-        replies.append(await work)
-        group.cancel_scope.cancel()
-    return replies[0] if replies else None
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            return await work
+        finally:
+            watcher.cancel()
+    return None  # cancelled because the client left
 
 
 def _api_routes(limit: int) -> list[Any]:
@@ -129,10 +136,8 @@ def _api_routes(limit: int) -> list[Any]:
         summary="Chat completion (OpenAI-compatible), streamed with `stream: true`",
         status_code=200,
     )
-    async def chat_completions(
-        request: Request[Any, Any, Any], gateway: Gateway
-    ) -> Response[bytes] | Stream:
-        return await _api_call("chat.completions", request, gateway, limit)
+    async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+        return await _api_call("chat.completions", request, limit)
 
     @post(
         "/v1/completions",
@@ -140,10 +145,8 @@ def _api_routes(limit: int) -> list[Any]:
         summary="Text completion (OpenAI-compatible)",
         status_code=200,
     )
-    async def completions(
-        request: Request[Any, Any, Any], gateway: Gateway
-    ) -> Response[bytes] | Stream:
-        return await _api_call("completions", request, gateway, limit)
+    async def completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+        return await _api_call("completions", request, limit)
 
     @post(
         "/v1/embeddings",
@@ -151,18 +154,16 @@ def _api_routes(limit: int) -> list[Any]:
         summary="Embeddings (OpenAI-compatible)",
         status_code=200,
     )
-    async def embeddings(
-        request: Request[Any, Any, Any], gateway: Gateway
-    ) -> Response[bytes] | Stream:
-        return await _api_call("embeddings", request, gateway, limit)
+    async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+        return await _api_call("embeddings", request, limit)
 
     @get(
         "/v1/models",
         operation_class=api_operation(None),
         summary="The models this key may use (OpenAI list format)",
     )
-    async def models(request: Request[Any, Any, Any], gateway: Gateway) -> Response[bytes] | Stream:
-        return await _api_call("models.list", request, gateway, limit)
+    async def models(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+        return await _api_call("models.list", request, limit)
 
     return [chat_completions, completions, embeddings, models]
 

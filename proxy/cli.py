@@ -98,6 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,  # the decision log has one line per request already
+        lifespan="on",  # the store and upstream client open there: fail loudly if it cannot
         log_config=None,
         log_level=config.log_level,
     )

@@ -59,6 +59,23 @@ _BYTES_PER_TOKEN = 4
 _RESERVE_ATTEMPTS = 20
 
 
+class _SecondClock:
+    """RFC 3339 UTC time to the second, formatted once per second rather than per request."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._second = second
+        return self._text
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -118,7 +135,7 @@ class Gateway:
         upstream: AiohttpUpstream,
         providers: ProviderDirectory,
         metrics: Metrics,
-        clock: Callable[[], str] = utc_now,
+        clock: Callable[[], str] | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -127,7 +144,7 @@ class Gateway:
         self._providers = providers
         self._metrics = metrics
         self._mock = MockProvider()
-        self._clock = clock
+        self._clock = clock or _SecondClock()
         self._gateway = gateway_info(providers.credentialed)
 
     # -- replies -------------------------------------------------------------------
@@ -385,18 +402,21 @@ class Gateway:
         try:
             content = await response.read()
         except (UpstreamConnectError, UpstreamTimeout) as exc:
-            await self._store.release(allowed.reservation)
+            with anyio.CancelScope(shield=True):
+                await response.close()
+                await self._store.release(allowed.reservation)
             status = 504 if isinstance(exc, UpstreamTimeout) else 502
             what = "timed out" if status == 504 else "dropped the connection"
             return self._upstream_failed(record, status, allowed.route.provider, what)
         except BaseException:
             with anyio.CancelScope(shield=True):
+                await response.close()
                 await self._store.release(allowed.reservation)
             raise
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.close()
-        with anyio.CancelScope(shield=True):  # a held reservation must always be closed
+        # One shielded scope for both (each scope costs a task lookup): a held
+        # reservation must always be closed, and so must the upstream response.
+        with anyio.CancelScope(shield=True):
+            await response.close()
             if response.status >= 400:
                 # The provider's own error passes through; a failed call costs nothing.
                 await self._store.release(allowed.reservation)
