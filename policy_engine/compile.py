@@ -42,6 +42,7 @@ from policy_engine.steps import (
     ClauseFn,
     FuncFn,
     RuleFn,
+    always,
     chain,
     constant,
     direct_body,
@@ -112,7 +113,12 @@ class Compiler(BodyCompiler):
         lines.append("    value = cache.get(rid, M)")
         lines.append("    if value is M:")
         single = self._single_clauses.get(compute)
-        if single is not None:
+        shape = self._clause_shapes.get(single[0]) if single is not None else None
+        if single is not None and shape is not None:
+            env["size"], env["U"] = single[1], UNDEFINED
+            lines.append("        f = [None] * size")
+            lines.append(f"        value = cache[rid] = {self.inline_clause(shape, 'c', env)}")
+        elif single is not None:
             env["clause"], env["size"] = single
             lines.append("        value = cache[rid] = clause(ctx, [None] * size)")
         else:
@@ -215,7 +221,7 @@ class Compiler(BodyCompiler):
                 self.clause(body, value, scope.copy(), rule.span, message)
                 for body, value in clauses
             ]
-            return _first_defined(runners, scope.layout, self._single_clauses)
+            return self.first_defined(runners, scope.layout)
         if isinstance(rule, ast.PartialSetRule):
             return self.set_definition(rule, scope)
         if isinstance(rule, ast.PartialObjectRule):
@@ -306,8 +312,18 @@ class Compiler(BodyCompiler):
                     if isinstance(const, FrozenDict):
                         const = dict(const)
                     fixed = const
-                    return lambda ctx, f: fixed if direct(ctx, f) else UNDEFINED
-                return lambda ctx, f: head_fn(ctx, f) if direct(ctx, f) else UNDEFINED
+
+                    def run_const(ctx: Ctx, f: Frame) -> Any:
+                        return fixed if direct(ctx, f) else UNDEFINED
+
+                    self._clause_shapes[run_const] = (direct, "const", fixed)
+                    return run_const
+
+                def run_value(ctx: Ctx, f: Frame) -> Any:
+                    return head_fn(ctx, f) if direct(ctx, f) else UNDEFINED
+
+                self._clause_shapes[run_value] = (direct, "value", head_fn)
+                return run_value
 
         def collect(f: Frame, v: Any) -> bool:
             acc = f[0]
@@ -543,21 +559,55 @@ class Compiler(BodyCompiler):
         outputs = {n: scope.bound[n] for n in sorted(names) if n in scope.bound}
         return CompiledQuery(chain(builders), scope.layout, outputs)
 
+    @staticmethod
+    def inline_clause(shape: tuple[Any, str, Any], name: str, env: dict[str, Any]) -> str:
+        """An expression running a straight-line clause in frame `f` (its parts go in `env`)."""
+        direct, kind, head = shape
+        env[f"{name}_head"] = head
+        value = f"{name}_head" if kind == "const" else f"{name}_head(ctx, f)"
+        if direct is always:
+            return value
+        env[f"{name}_cond"] = direct
+        return f"{value} if {name}_cond(ctx, f) else U"
 
-def _first_defined(
-    clauses: list[ClauseFn], layout: Layout, singles: dict[RuleFn, tuple[ClauseFn, int]]
-) -> RuleFn:
-    """The first defined clause value (`else` chains); single clauses are
-    recorded in `singles` so the memoising wrapper can call them directly."""
-    size = layout.size
-    if len(clauses) == 1:
-        (clause,) = clauses
+    def first_defined(self, clauses: list[ClauseFn], layout: Layout) -> RuleFn:
+        """The first defined clause value (`else` chains); single clauses are
+        recorded in `_single_clauses` so the memoising wrapper can run them directly,
+        and chains of straight-line clauses run as generated code."""
+        size = layout.size
+        if len(clauses) == 1:
+            (clause,) = clauses
 
-        def evaluate_one(ctx: Ctx) -> Any:
-            return clause(ctx, [None] * size)
+            def evaluate_one(ctx: Ctx) -> Any:
+                return clause(ctx, [None] * size)
 
-        singles[evaluate_one] = (clause, size)
-        return evaluate_one
+            self._single_clauses[evaluate_one] = (clause, size)
+            return evaluate_one
+        shapes = [self._clause_shapes.get(c) for c in clauses]
+        if all(shape is not None for shape in shapes):
+            env: dict[str, Any] = {"U": UNDEFINED, "size": size}
+            lines = ["def get(ctx):", "    f = [None] * size"]
+            for i, shape in enumerate(shapes):
+                assert shape is not None
+                direct, kind, _head = shape
+                expression = self.inline_clause(shape, f"c{i}", env)
+                if kind == "const" and direct is always:
+                    lines.append(f"    return {expression}")
+                    break
+                if kind == "const":
+                    lines.append(f"    if c{i}_cond(ctx, f):\n        return c{i}_head")
+                    continue
+                lines.append(f"    v = {expression}")
+                lines.append("    if v is not U:\n        return v")
+            else:
+                lines.append("    return U")
+            chain_fn: RuleFn = generate("\n".join(lines) + "\n", env, self._code_cache)
+            return chain_fn
+        return _first_defined(clauses, size)
+
+
+def _first_defined(clauses: list[ClauseFn], size: int) -> RuleFn:
+    """The first defined clause value of an `else` chain, clause by clause."""
 
     def evaluate(ctx: Ctx) -> Any:
         f: Frame = [None] * size

@@ -95,6 +95,9 @@ class BodyCompiler(TermCompiler):
             raise NotReady(leaked, expr.span)
         if isinstance(builder, Stmt):
             holds = builder.direct
+            rule_test = self._rule_tests.get(holds)
+            if rule_test is not None:
+                return Stmt(self.rule_test(*rule_test, negated=True))
             return Stmt(lambda ctx, f: not holds(ctx, f))
         inner = builder(final_step)
         return Stmt(lambda ctx, f: not inner(ctx, f, stop))
@@ -204,17 +207,20 @@ class BodyCompiler(TermCompiler):
 
         return holds
 
-    def rule_test(self, rule: ValueFn, cache: str, rule_id: int) -> Direct:
-        """A bare rule reference as a condition, its cache read inline."""
+    def rule_test(self, rule: ValueFn, cache: str, rule_id: int, negated: bool = False) -> Direct:
+        """A bare rule reference as a condition (or `not` it), its cache read inline."""
         env = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": rule}
+        verdict = "v is U or v is False" if negated else "v is not U and v is not False"
         source = (
             "def call(ctx, f):\n"
             f"    v = ctx.{cache}.get(rid, M)\n"
             "    if v is M:\n"
             "        v = rule(ctx, f)\n"
-            "    return v is not U and v is not False\n"
+            f"    return {verdict}\n"
         )
         holds: Direct = generate(source, env, self._code_cache)
+        if not negated:
+            self._rule_tests[holds] = (rule, cache, rule_id)
         return holds
 
     @staticmethod

@@ -73,6 +73,11 @@ class TermCompiler:
         # id(fn) -> ("const", value) | ("slot", index); the fn is kept alive by the entry.
         self._known: dict[int, tuple[str, Any, ValueFn]] = {}
         self._single_clauses: dict[RuleFn, tuple[ClauseFn, int]] = {}
+        # Straight-line clauses by their parts, so an `else` chain or a rule's
+        # cache can run them inline: clause -> (condition, "const" | "value", head).
+        self._clause_shapes: dict[ClauseFn, tuple[Any, str, Any]] = {}
+        # Bare rule references used as conditions: test -> (rule, cache name, rule id).
+        self._rule_tests: dict[Any, tuple[ValueFn, str, int]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
         # Whether each rule/function group reads `input` (itself or through what it
