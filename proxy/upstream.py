@@ -120,7 +120,12 @@ class AiohttpUpstream:
         logging.getLogger("aiohttp.client").setLevel(logging.WARNING)
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            skip_auto_headers=("User-Agent",),
+            # One session serves every tenant: a provider's cookies must never ride along
+            # on another client's call (and not filtering a jar is cheaper per request).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def stop(self) -> None:
