@@ -225,8 +225,11 @@ provider_permitted(provider) if {
 	not any_value(provider_deny_rules, provider)
 }
 
-# The providers serving the requested model that the IAM rules leave.
-permitted_model_providers := {provider |
+# The providers serving the requested model that the IAM rules leave (all of
+# them when there is no active rule, the common case, which skips the checks).
+permitted_model_providers := {provider | some provider, _ in data.catalog.models[model_id].providers} if {
+	count(active_rules) == 0
+} else := {provider |
 	some provider, _ in data.catalog.models[model_id].providers
 	provider_permitted(provider)
 }
@@ -238,41 +241,48 @@ else := null
 
 # Each reason is [sort rank, message, rule id, code]; the rank orders reasons
 # first by rule type (as the contract lists them), then by layer (ceiling first).
-reason_entries contains [layer_rank[layer], sprintf("Model %s is not in the allowed models list", [model_id]), single_rule_id(rules), "allow_models"] if {
+# Without any active rule only the catalog can leave a model with no provider,
+# so the rule-by-rule reasons are not computed (the common case, and most of
+# the cost of a decision otherwise).
+reason_entries := rule_reason_entries | provider_reason_entries if count(active_rules) > 0
+
+else := provider_reason_entries
+
+rule_reason_entries contains [layer_rank[layer], sprintf("Model %s is not in the allowed models list", [model_id]), single_rule_id(rules), "allow_models"] if {
 	model_id != null
 	some layer, rules in model_allow_layers
 	not any_model_match(rules, model_id)
 }
 
-reason_entries contains [10 + layer_rank[rule.layer], sprintf("Model %s is in the denied models list", [model_id]), rule.id, "deny_models"] if {
+rule_reason_entries contains [10 + layer_rank[rule.layer], sprintf("Model %s is in the denied models list", [model_id]), rule.id, "deny_models"] if {
 	model_id != null
 	some rule in model_deny_rules
 	model_matches(rule, model_id)
 }
 
-reason_entries contains [20 + layer_rank[layer], sprintf("Operation %s is not in the allowed operations list", [input.request.operation]), single_rule_id(rules), "allow_operations"] if {
+rule_reason_entries contains [20 + layer_rank[layer], sprintf("Operation %s is not in the allowed operations list", [input.request.operation]), single_rule_id(rules), "allow_operations"] if {
 	some layer, rules in operation_allow_layers
 	not any_value(rules, input.request.operation)
 }
 
-reason_entries contains [30 + layer_rank[rule.layer], sprintf("Operation %s is in the denied operations list", [input.request.operation]), rule.id, "deny_operations"] if {
+rule_reason_entries contains [30 + layer_rank[rule.layer], sprintf("Operation %s is in the denied operations list", [input.request.operation]), rule.id, "deny_operations"] if {
 	some rule in operation_deny_rules
 	input.request.operation in rule.values
 }
 
-reason_entries contains [40 + layer_rank[layer], sprintf("Provider %s is not in the allowed providers list", [explicit_provider]), single_rule_id(rules), "allow_providers"] if {
+rule_reason_entries contains [40 + layer_rank[layer], sprintf("Provider %s is not in the allowed providers list", [explicit_provider]), single_rule_id(rules), "allow_providers"] if {
 	explicit_provider != null
 	some layer, rules in provider_allow_layers
 	not any_value(rules, explicit_provider)
 }
 
-reason_entries contains [50 + layer_rank[rule.layer], sprintf("Provider %s is in the denied providers list", [explicit_provider]), rule.id, "deny_providers"] if {
+rule_reason_entries contains [50 + layer_rank[rule.layer], sprintf("Provider %s is in the denied providers list", [explicit_provider]), rule.id, "deny_providers"] if {
 	explicit_provider != null
 	some rule in provider_deny_rules
 	explicit_provider in rule.values
 }
 
-reason_entries contains [60, sprintf("No providers are allowed for model %s after applying IAM rules.", [model_id]), null, "no_provider"] if {
+provider_reason_entries contains [60, sprintf("No providers are allowed for model %s after applying IAM rules.", [model_id]), null, "no_provider"] if {
 	model_id != null
 	explicit_provider == null
 	count(permitted_model_providers) == 0
