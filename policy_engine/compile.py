@@ -466,6 +466,19 @@ class Compiler(BodyCompiler):
         layout = scope.layout
 
         size = layout.size
+        if plain and slots and len(runners) > 1:
+            # An `else` chain of straight-line clauses: one generated function.
+            env: dict[str, Any] = {"size": size}
+            chain_lines = self.inline_chain(runners, env)
+            if chain_lines is not None:
+                targets = ", ".join(f"f[{slot}]" for slot in slots)
+                source = (
+                    f"def call(ctx, args):\n    f = [None] * size\n    {targets}, = args\n"
+                    + "\n".join(chain_lines)
+                    + "\n"
+                )
+                chained: FuncFn = generate(source, env, self._code_cache)
+                return chained
         if plain and len(runners) == 1 and len(slots) in (1, 2):
             (only,) = runners
             if len(slots) == 1:
@@ -583,27 +596,36 @@ class Compiler(BodyCompiler):
 
             self._single_clauses[evaluate_one] = (clause, size)
             return evaluate_one
-        shapes = [self._clause_shapes.get(c) for c in clauses]
-        if all(shape is not None for shape in shapes):
-            env: dict[str, Any] = {"U": UNDEFINED, "size": size}
-            lines = ["def get(ctx):", "    f = [None] * size"]
-            for i, shape in enumerate(shapes):
-                assert shape is not None
-                direct, kind, _head = shape
-                expression = self.inline_clause(shape, f"c{i}", env)
-                if kind == "const" and direct is always:
-                    lines.append(f"    return {expression}")
-                    break
-                if kind == "const":
-                    lines.append(f"    if c{i}_cond(ctx, f):\n        return c{i}_head")
-                    continue
-                lines.append(f"    v = {expression}")
-                lines.append("    if v is not U:\n        return v")
-            else:
-                lines.append("    return U")
-            chain_fn: RuleFn = generate("\n".join(lines) + "\n", env, self._code_cache)
+        env: dict[str, Any] = {"size": size}
+        lines = self.inline_chain(clauses, env)
+        if lines is not None:
+            source = "def get(ctx):\n    f = [None] * size\n" + "\n".join(lines) + "\n"
+            chain_fn: RuleFn = generate(source, env, self._code_cache)
             return chain_fn
         return _first_defined(clauses, size)
+
+    def inline_chain(self, clauses: list[ClauseFn], env: dict[str, Any]) -> list[str] | None:
+        """Statements returning the first defined clause value in frame `f`, or None
+        unless every clause is straight-line (see `_clause_shapes`)."""
+        shapes = [self._clause_shapes.get(c) for c in clauses]
+        if any(shape is None for shape in shapes):
+            return None
+        env["U"] = UNDEFINED
+        lines: list[str] = []
+        for i, shape in enumerate(shapes):
+            assert shape is not None
+            direct, kind, _head = shape
+            expression = self.inline_clause(shape, f"c{i}", env)
+            if kind == "const" and direct is always:
+                lines.append(f"    return {expression}")
+                return lines
+            if kind == "const":
+                lines.append(f"    if c{i}_cond(ctx, f):\n        return c{i}_head")
+                continue
+            lines.append(f"    v = {expression}")
+            lines.append("    if v is not U:\n        return v")
+        lines.append("    return U")
+        return lines
 
 
 def _first_defined(clauses: list[ClauseFn], size: int) -> RuleFn:
