@@ -717,6 +717,12 @@ class TermCompiler:
         if checks:
             lines.append(f"    if {' or '.join(checks)}:")
             lines.append("        return False" if test else "        return U")
+        if string_op is not None:
+            fast = _equality_with_constant(string_op, operands, env)
+            if fast is not None:  # null, a boolean or a string: no equality function
+                source = "def call(ctx, f):\n" + "\n".join([*lines, f"    return {fast}"]) + "\n"
+                compared: ValueFn = generate(source, env, self._code_cache)
+                return compared
         if string_op is not None:  # `==`/`!=` on two strings needs no equality function
             a, b = operands
             lines.append(f"    if type({a}) is str and type({b}) is str:")
@@ -746,6 +752,22 @@ class TermCompiler:
         source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
         call: ValueFn = generate(source, env, self._code_cache)
         return call
+
+
+def _equality_with_constant(op: str, operands: list[str], env: dict[str, Any]) -> str | None:
+    """`x == c` / `x != c` as a Python expression when the constant `c` makes it
+    exact without Rego's equality: null and booleans by identity, strings by type
+    and `==` (a string equals only an equal string)."""
+    for const, other in ((operands[0], operands[1]), (operands[1], operands[0])):
+        if not const.startswith("c") or const not in env:
+            continue
+        value = env[const]
+        if value is None or type(value) is bool:
+            return f"{other} is {const}" if op == "==" else f"{other} is not {const}"
+        if type(value) is str:
+            same = f"(type({other}) is str and {other} == {const})"
+            return same if op == "==" else f"not {same}"
+    return None
 
 
 def replaces_data(node: object) -> bool:
