@@ -13,9 +13,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 from litestar import Litestar, Request, Response, get, post
-from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -23,10 +21,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
 
 from proxy.admin_api import admin_router
+from proxy.api_route import OPERATION_OPT, api_middleware
 from proxy.config import GatewayConfig
 from proxy.dashboard import DashboardPlugin
-from proxy.documents import Operation
-from proxy.gateway import Gateway, Reply
+from proxy.gateway import Gateway
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
 from proxy.openapi_docs import (
@@ -57,113 +55,55 @@ async def open_configured_store(config: GatewayConfig) -> Store:
     return store
 
 
-def _to_response(reply: Reply) -> Response[bytes] | Stream:
-    if reply.stream is not None:
-        return Stream(
-            reply.stream,
-            status_code=reply.status,
-            media_type=reply.content_type,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            background=BackgroundTask(reply.cleanup) if reply.cleanup else None,
-        )
-    return Response(content=reply.body, status_code=reply.status, media_type=reply.content_type)
+def _api_routes() -> list[Any]:
+    """The four API operations: declared here for routing and OpenAPI, answered by
+    `proxy.api_route.api_middleware` (plain ASGI; see that module for why)."""
 
+    def unreachable() -> RuntimeError:
+        return RuntimeError("answered by proxy.api_route.api_middleware, never by this handler")
 
-async def _read_limited(request: Request[Any, Any, Any], limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def _api_call(
-    operation: Operation, request: Request[Any, Any, Any], limit: int
-) -> Response[bytes] | Stream:
-    # Read from the app state rather than injected: Litestar's dependency resolution
-    # was a measurable share of each request (docs/benchmarks.md, "Tuning").
-    gateway: Gateway = request.app.state.gateway
-    body = b""
-    if operation != "models.list":
-        read = await _read_limited(request, limit)
-        if read is None:
-            reply = gateway.error(413, f"Request body too large: the limit is {limit} bytes")
-            return _to_response(reply)
-        body = read
-    client_ip = request.client.host if request.client else ""
-    answer = await _unless_client_leaves(
-        request, gateway.handle(operation, request.headers, client_ip, body)
-    )
-    if answer is None:  # nobody is listening any more; this answer is never sent
-        return _to_response(gateway.error(400, "Client closed the request"))
-    return _to_response(answer)
-
-
-async def _unless_client_leaves(
-    request: Request[Any, Any, Any], work: Awaitable[Reply]
-) -> Reply | None:
-    """Run `work`, cancelling it (and so the upstream call) if the client disconnects
-    first; None then. Streams are watched by Litestar itself once they start.
-
-    One cancel scope and one plain watcher task: an anyio task group per request cost
-    about a tenth of the gateway's CPU time in the benchmark (docs/benchmarks.md)."""
-    with anyio.CancelScope() as scope:
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()  # honours the shielded scopes that settle or release usage
-
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            return await work
-        finally:
-            watcher.cancel()
-    return None  # cancelled because the client left
-
-
-def _api_routes(limit: int) -> list[Any]:
     @post(
         "/v1/chat/completions",
         operation_class=api_operation(chat_request_schema(), streams=True),
         summary="Chat completion (OpenAI-compatible), streamed with `stream: true`",
         status_code=200,
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "chat.completions"},
     )
-    async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-        return await _api_call("chat.completions", request, limit)
+    async def chat_completions() -> Response[bytes] | Stream:
+        raise unreachable()
 
     @post(
         "/v1/completions",
         operation_class=api_operation(completion_request_schema(), streams=True),
         summary="Text completion (OpenAI-compatible)",
         status_code=200,
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "completions"},
     )
-    async def completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-        return await _api_call("completions", request, limit)
+    async def completions() -> Response[bytes] | Stream:
+        raise unreachable()
 
     @post(
         "/v1/embeddings",
         operation_class=api_operation(embedding_request_schema()),
         summary="Embeddings (OpenAI-compatible)",
         status_code=200,
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "embeddings"},
     )
-    async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-        return await _api_call("embeddings", request, limit)
+    async def embeddings() -> Response[bytes] | Stream:
+        raise unreachable()
 
     @get(
         "/v1/models",
         operation_class=api_operation(None),
         summary="The models this key may use (OpenAI list format)",
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "models.list"},
     )
-    async def models(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-        return await _api_call("models.list", request, limit)
+    async def models() -> Response[bytes] | Stream:
+        raise unreachable()
 
     return [chat_completions, completions, embeddings, models]
 
@@ -254,7 +194,7 @@ def create_app(
             await store.close()
 
     handler = _error_handler(config)
-    routes: list[Any] = [*_api_routes(config.max_body_bytes), healthz, readyz, metrics_endpoint]
+    routes: list[Any] = [*_api_routes(), healthz, readyz, metrics_endpoint]
     if config.admin_token:
         routes.append(admin_router(config.admin_token))
     return Litestar(

@@ -147,6 +147,11 @@ class Gateway:
         self._clock = clock or _SecondClock()
         self._gateway = gateway_info(providers.credentialed)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body accepted (413 above)."""
+        return self._config.max_body_bytes
+
     # -- replies -------------------------------------------------------------------
 
     def error(self, status: int, message: str) -> Reply:
