@@ -496,6 +496,8 @@ class TermCompiler:
             return make_object
         items = [self.value(t, scope, hoists) for t in term.items]
         is_set = isinstance(term, ast.SetTerm)
+        if not is_set and items:
+            return self.fixed_array(items)
 
         def make(ctx: Ctx, f: Frame) -> Any:
             values = [fn(ctx, f) for fn in items]
@@ -527,6 +529,31 @@ class TermCompiler:
         if checks:
             lines.append(f"    if {' or '.join(checks)}:\n        return U")
         lines.append(f"    return {{{', '.join(entries)}}}")
+        source = "def get(ctx, f):\n" + "\n".join(lines) + "\n"
+        make: ValueFn = generate(source, env, self._code_cache)
+        return make
+
+    def fixed_array(self, values: list[ValueFn]) -> ValueFn:
+        """An array literal as a generated tuple display (constants and slots inline)."""
+        env: dict[str, Any] = {"U": UNDEFINED}
+        lines: list[str] = []
+        checks: list[str] = []
+        entries: list[str] = []
+        for i, value in enumerate(values):
+            known = self._known.get(id(value))
+            if known is not None and known[0] == "const":
+                env[f"c{i}"] = known[1]
+                entries.append(f"c{i}")
+            elif known is not None and known[0] == "slot":
+                entries.append(f"f[{known[1]}]")
+            else:
+                env[f"a{i}"] = value
+                lines.append(f"    x{i} = a{i}(ctx, f)")
+                checks.append(f"x{i} is U")
+                entries.append(f"x{i}")
+        if checks:
+            lines.append(f"    if {' or '.join(checks)}:\n        return U")
+        lines.append(f"    return ({', '.join(entries)},)")
         source = "def get(ctx, f):\n" + "\n".join(lines) + "\n"
         make: ValueFn = generate(source, env, self._code_cache)
         return make

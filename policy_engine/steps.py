@@ -233,6 +233,13 @@ class IterStmt:
             ctx.steps -= len(items)
             if ctx.steps < 0:
                 ctx.spend(0)
+            if not key_slot and not isinstance(items, dict):
+                # Arrays and sets without a key: the members themselves, no pairs.
+                for val in items:
+                    f[val_slot] = val
+                    if keep(ctx, f) and nxt(ctx, f, k):
+                        return True
+                return False
             if isinstance(items, dict):
                 pairs: Any = items.items()
             elif isinstance(items, ARRAYS):
