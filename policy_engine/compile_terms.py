@@ -759,12 +759,17 @@ class TermCompiler:
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
             # The built-in's own fast path (no delimiters, two strings), inlined:
             # the same cached regex, one call less per pattern in allow-list loops.
+            # Each call site keeps the matchers of the patterns it met (bounded: patterns
+            # may come from input), so an allow-list loop costs one dict lookup per pattern.
             pattern, _none, value = operands
-            env["compile_glob"] = compile_glob
+            env["compile_glob"], env["seen"], env["limit"] = compile_glob, {}, 256
             lines.append(f"        if type({pattern}) is str and type({value}) is str:")
-            lines.append(
-                f'            r = compile_glob({pattern}, "").fullmatch({value}) is not None'
-            )
+            lines.append(f"            match = seen.get({pattern})")
+            lines.append("            if match is None:")
+            lines.append(f'                match = compile_glob({pattern}, "").fullmatch')
+            lines.append("                if len(seen) < limit:")
+            lines.append(f"                    seen[{pattern}] = match")
+            lines.append(f"            r = match({value}) is not None")
             lines.append("        else:")
             lines.append("    " + call_line)
         else:
