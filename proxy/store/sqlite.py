@@ -418,9 +418,12 @@ class SqliteStore:
             if row is None:
                 raise NotFound(f"key `{key_id}` does not exist")
             # INVARIANT: admitted only while usage + in-flight reservations < limit.
+            # (No limit: the in-flight sum, one row per request in flight, is not needed.)
             limit = None if row[1] is None else Decimal(row[1])
-            in_flight = self._key_reserved(conn, key_id, now)
-            if limit is not None and Decimal(row[0]) + in_flight >= limit:
+            if (
+                limit is not None
+                and Decimal(row[0]) + self._key_reserved(conn, key_id, now) >= limit
+            ):
                 return None
             if organization_id is not None:
                 credits = conn.execute(
