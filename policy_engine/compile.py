@@ -199,6 +199,15 @@ class Compiler(BodyCompiler):
 
         if len(definitions) == 1 and default is MISSING:
             return definitions[0]
+        if len(definitions) == 1:
+            # One definition and a default (`default p := …`): nothing can conflict.
+            (only,) = definitions
+
+            def compute_or_default(ctx: Ctx) -> Any:
+                value = only(ctx)
+                return default if value is UNDEFINED else value
+
+            return compute_or_default
         return compute_complete
 
     def default_value(self, rule: ast.DefaultRule) -> Any:

@@ -752,8 +752,15 @@ class TermCompiler:
                 return compared
         if string_op is not None:  # `==`/`!=` on two strings needs no equality function
             a, b = operands
-            lines.append(f"    if type({a}) is str and type({b}) is str:")
-            lines.append(f"        return {a} {string_op} {b}")
+            constants = [env[o] for o in operands if o in env and o.startswith("c")]
+            if constants and type(constants[0]) is int:
+                # Against an integer constant, an int operand compares with Python's ==.
+                other = b if a in env else a
+                lines.append(f"    if type({other}) is int:")
+                lines.append(f"        return {a} {string_op} {b}")
+            elif not constants:
+                lines.append(f"    if type({a}) is str and type({b}) is str:")
+                lines.append(f"        return {a} {string_op} {b}")
         call_line = f"        r = fn({', '.join(operands)})"
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
