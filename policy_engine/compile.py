@@ -152,6 +152,19 @@ class Compiler(BodyCompiler):
         span = group.definitions[0][1].span if group.definitions else None
         name = ".".join(group.path[1:])
         if group.kind == "set":
+            parts = [self._set_parts.get(d) for d in definitions]
+            if all(part is not None for part in parts):
+                bodies = [part for part in parts if part is not None]
+
+                def compute_set_together(ctx: Ctx) -> Any:
+                    out: set[Any] = set()
+                    for run, layout in bodies:
+                        f: Frame = [None] * layout.size
+                        f[0] = out  # every definition collects into the same set
+                        run(ctx, f, go_on)
+                    return frozenset(out)
+
+                return compute_set_together
 
             def compute_set(ctx: Ctx) -> Any:
                 out: set[Any] = set()
@@ -369,6 +382,7 @@ class Compiler(BodyCompiler):
             run(ctx, f, go_on)
             return f[0]
 
+        self._set_parts[evaluate] = (run, layout)
         return evaluate
 
     def object_definition(self, rule: ast.PartialObjectRule, scope: Scope) -> RuleFn:

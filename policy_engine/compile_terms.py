@@ -76,6 +76,9 @@ class TermCompiler:
         # Straight-line clauses by their parts, so an `else` chain or a rule's
         # cache can run them inline: clause -> (condition, "const" | "value", head).
         self._clause_shapes: dict[ClauseFn, tuple[Any, str, Any]] = {}
+        # Partial set definitions by their body and frame layout, so a rule with
+        # several of them collects into one set: definition -> (run, layout).
+        self._set_parts: dict[RuleFn, tuple[Step, Layout]] = {}
         # Bare rule references used as conditions: test -> (rule, cache name, rule id).
         self._rule_tests: dict[Any, tuple[ValueFn, str, int]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
