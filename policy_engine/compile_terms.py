@@ -598,19 +598,33 @@ class TermCompiler:
 
             collect = collect_item
         run = chain([*body_builders, *hoists], collect)
-        kind = type(term)
 
-        def evaluate(ctx: Ctx, f: Frame) -> Any:
-            f[acc_slot] = {} if kind is ast.ObjectCompr else []
-            run(ctx, f, go_on)
-            result = f[acc_slot]
-            if kind is ast.ArrayCompr:
+        if isinstance(term, ast.ArrayCompr):
+
+            def evaluate_array(ctx: Ctx, f: Frame) -> Any:
+                result: list[Any] = []
+                f[acc_slot] = result
+                run(ctx, f, go_on)
                 return tuple(result)
-            if kind is ast.SetCompr:
-                return frozenset(map(freeze, result))
+
+            return evaluate_array
+        if isinstance(term, ast.SetCompr):
+
+            def evaluate_set(ctx: Ctx, f: Frame) -> Any:
+                result: list[Any] = []
+                f[acc_slot] = result
+                run(ctx, f, go_on)
+                return frozenset(map(freeze, result)) if result else frozenset()
+
+            return evaluate_set
+
+        def evaluate_object(ctx: Ctx, f: Frame) -> Any:
+            result: dict[Any, Any] = {}
+            f[acc_slot] = result
+            run(ctx, f, go_on)
             return result
 
-        return evaluate
+        return evaluate_object
 
     # ---- calls ---------------------------------------------------------------------------
 
