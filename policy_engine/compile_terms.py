@@ -383,11 +383,17 @@ class TermCompiler:
     ) -> ValueFn:
         fn = base
         pending_keys: list[Any] = []
-        for item in items:
+        for position, item in enumerate(items):
             const = constant(item)
             if const is not MISSING:
                 pending_keys.append(freeze(const))
                 continue
+            if not self.iterates(item, scope):
+                # A dynamic key: the rest of the path too, as one generated function
+                # when nothing after it iterates (`data.catalog.models[m].providers`).
+                rest = items[position:]
+                if not any(self.iterates(t, scope) for t in rest):
+                    return self.mixed_walk(fn, tuple(pending_keys), rest, scope, hoists)
             fn = self.walk_keys(fn, tuple(pending_keys))
             pending_keys = []
             if isinstance(item, ast.Var) and (
@@ -413,6 +419,62 @@ class TermCompiler:
             root = "input" if fn is input_root else "data"
             self._known[id(walked)] = ("path", (root, keys), walked)
         return walked
+
+    def iterates(self, item: ast.Term, scope: Scope) -> bool:
+        """Whether a path item binds variables (iteration) rather than naming a key."""
+        if isinstance(item, ast.Var) and (item.name == "_" or self.is_unbound_local(item, scope)):
+            return True
+        return self.has_pattern_vars(item, scope)
+
+    def mixed_walk(
+        self,
+        base: ValueFn,
+        keys: tuple[Any, ...],
+        rest: tuple[ast.Term, ...],
+        scope: Scope,
+        hoists: list[Builder],
+    ) -> ValueFn:
+        """`base`, constant `keys`, then `rest` (constant or computed keys) as straight-line
+        code. Every computed key is evaluated even below an undefined value, as the
+        closure form does (a strict-mode error in a key is never skipped)."""
+        env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "index_value": index_value}
+        lines = ["def get(ctx, f):", f"    v = {self.inline_operand(base, 'b', env)}"]
+        steps: list[tuple[bool, Any]] = [(False, key) for key in keys]
+        for item in rest:
+            const = constant(item)
+            if const is not MISSING:
+                steps.append((False, freeze(const)))
+            else:
+                steps.append((True, self.value(item, scope, hoists)))
+        for i, (computed, key) in enumerate(steps):
+            if not computed:
+                env[f"k{i}"] = key
+                lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+                continue
+            lines.append(f"    key = {self.inline_operand(key, f'k{i}', env)}")
+            lines.append("    if key is U or v is U:\n        v = U")
+            lines.append(
+                "    elif type(v) is dict and type(key) is str:\n        v = v.get(key, U)"
+            )
+            lines.append("    else:\n        v = index_value(v, key)")
+        lines.append("    return v")
+        get: ValueFn = generate("\n".join(lines) + "\n", env, self._code_cache)
+        return get
+
+    def inline_operand(self, fn: ValueFn, name: str, env: dict[str, Any]) -> str:
+        """An expression for `fn(ctx, f)`: roots, constants and slots inline."""
+        if fn is input_root:
+            return "ctx.input"
+        if fn is data_root:
+            return "ctx.data"
+        known = self._known.get(id(fn))
+        if known is not None and known[0] == "const":
+            env[name] = known[1]
+            return name
+        if known is not None and known[0] == "slot":
+            return f"f[{known[1]}]"
+        env[name] = fn
+        return f"{name}(ctx, f)"
 
     def walk_keys(self, fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
         known = self._known.get(id(fn))
