@@ -26,6 +26,7 @@ __all__ = [
     "dynamic_index",
     "generate",
     "input_root",
+    "key_step",
     "not_equal",
     "root_walk",
     "rule_walk",
@@ -70,13 +71,26 @@ def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) 
     return env[name]
 
 
+def key_step(var: str, name: str, key: Any) -> str:
+    """One generated statement `var = var[key]` with Rego semantics (UNDEFINED when
+    absent): objects by `get`, arrays by a constant non-negative index inline."""
+    if type(key) is int and key >= 0:
+        return (
+            f"    {var} = {var}[{name}] if type({var}) is tuple and len({var}) > {name} "
+            f"else ({var}.get({name}, U) if type({var}) is dict else index_value({var}, {name}))"
+        )
+    return (
+        f"    {var} = {var}.get({name}, U) if type({var}) is dict else index_value({var}, {name})"
+    )
+
+
 def root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
     """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
     env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
     lines = [f"    v = ctx.{root}"]
     for i, key in enumerate(keys):
         env[f"k{i}"] = key
-        lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+        lines.append(key_step("v", f"k{i}", key))
         if i < len(keys) - 1:
             lines.append("    if v is U:\n        return U")
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
@@ -93,7 +107,7 @@ def rule_walk(
     lines = [f"    v = ctx.{cache}.get(rid, M)", "    if v is M:", "        v = rule(ctx, f)"]
     for i, key in enumerate(keys):
         env[f"k{i}"] = key
-        lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+        lines.append(key_step("v", f"k{i}", key))
         if i < len(keys) - 1:
             lines.append("    if v is U:\n        return U")
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"

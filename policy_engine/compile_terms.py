@@ -19,6 +19,7 @@ from policy_engine.codegen import (
     dynamic_index,
     generate,
     input_root,
+    key_step,
     not_equal,
     rule_walk,
     slot_reader_fn,
@@ -449,7 +450,7 @@ class TermCompiler:
         for i, (computed, key) in enumerate(steps):
             if not computed:
                 env[f"k{i}"] = key
-                lines.append(f"    v = v.get(k{i}, U) if type(v) is dict else index_value(v, k{i})")
+                lines.append(key_step("v", f"k{i}", key))
                 continue
             lines.append(f"    key = {self.inline_operand(key, f'k{i}', env)}")
             lines.append("    if key is U or v is U:\n        v = U")
@@ -809,10 +810,7 @@ class TermCompiler:
                 lines.append(f"    x{i} = ctx.{root}")
                 for j, key in enumerate(keys):
                     env[f"p{i}_{j}"] = key
-                    lines.append(
-                        f"    x{i} = x{i}.get(p{i}_{j}, U) if type(x{i}) is dict "
-                        f"else index_value(x{i}, p{i}_{j})"
-                    )
+                    lines.append(key_step(f"x{i}", f"p{i}_{j}", key))
                 checks.append(f"x{i} is U")
                 operands.append(f"x{i}")
             else:
