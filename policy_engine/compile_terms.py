@@ -8,6 +8,7 @@ is hoisted into statements run before it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from types import CodeType
 from typing import Any
 
@@ -838,6 +839,22 @@ class TermCompiler:
             elif not constants:
                 lines.append(f"    if type({a}) is str and type({b}) is str:")
                 lines.append(f"        return {a} {string_op} {b}")
+        comparison = (
+            _COMPARISONS.get(builtin.name)
+            if builtin.fn is self.builtins.get(builtin.name, builtin).fn
+            else None
+        )
+        if comparison is not None:
+            # Two numbers (int or Decimal, exact either way) or two strings (code
+            # points) order the same in Python as in Rego.
+            a, b = operands
+            env["Decimal"] = Decimal
+            lines.append(
+                f"    if ((type({a}) is int or type({a}) is Decimal) and "
+                f"(type({b}) is int or type({b}) is Decimal)) or "
+                f"(type({a}) is str and type({b}) is str):"
+            )
+            lines.append(f"        return {a} {comparison} {b}")
         call_line = f"        r = fn({', '.join(operands)})"
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
@@ -868,6 +885,9 @@ class TermCompiler:
         source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
         call: ValueFn = generate(source, env, self._code_cache)
         return call
+
+
+_COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
 def _equality_with_constant(op: str, operands: list[str], env: dict[str, Any]) -> str | None:
