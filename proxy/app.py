@@ -49,7 +49,9 @@ async def open_configured_store(config: GatewayConfig) -> Store:
     """The configured store, migrated, with the default organization and project."""
     from proxy.store import open_store
 
-    store = open_store(config.database, config.usage_store)
+    store = open_store(
+        config.database, config.usage_store, reservation_ttl=config.reservation_ttl_seconds
+    )
     await store.migrate()
     await store.ensure_defaults()
     return store

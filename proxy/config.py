@@ -103,6 +103,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Completion tokens assumed when a request sets no `max_tokens`, to size the usage
     reservation held while the request is in flight."""
 
+    reservation_ttl_seconds: float = 600.0
+    """Seconds an unsettled usage reservation keeps counting against a key's limit
+    (and its organization's credits) before it is reclaimed; bounds what a crashed
+    gateway holds back. Longer than the slowest request you expect."""
+
     reload_interval: float = 1.0
     """Seconds between checks of the policy files for changes (0 disables polling;
     SIGHUP always reloads)."""

@@ -311,6 +311,10 @@ class PostgresStore:
 
     # -- request path ---------------------------------------------------------------
     async def key_context(self, token_hash: str) -> KeyContext | None:
+        # `reserved` counts expired reservations until reclaimed; a key the policy
+        # refuses on that figure never reaches `reserve`, so reclaim here too.
+        if time.monotonic() - self._last_reclaim >= self._reclaim_every:
+            await self.reclaim_expired()
         row = await self._fetchone(_CONTEXT_QUERY, (token_hash,))
         if row is None or not hashes_match(row[1], token_hash):
             return None
