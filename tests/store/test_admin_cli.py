@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 
 REPO = Path(__file__).resolve().parents[2]
 

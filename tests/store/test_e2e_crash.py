@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import Backend, make_backend
+from store_backends import Backend, make_backend
 from test_e2e_usage import _cli, _env, _free_port
 
 REPO = Path(__file__).resolve().parents[2]

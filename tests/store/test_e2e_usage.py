@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Backend, make_backend
+from store_backends import Backend, make_backend
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT_MESSAGE = "Unauthorized: LLMGateway API key reached its usage limit."

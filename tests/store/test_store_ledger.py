@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from conftest import Backend
+from store_backends import Backend
 
 from proxy.store import Reservation, Store
 

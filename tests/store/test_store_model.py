@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import Backend, make_backend
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_backends import Backend, make_backend
 
 from proxy.store import Reservation, StoreError
 from proxy.store.postgres import MIGRATIONS as PG_MIGRATIONS

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REDIS_HOST, REDIS_PORT, Backend
+from store_backends import REDIS_HOST, REDIS_PORT, Backend
 
 from proxy.store import Store
 from proxy.store.postgres import PostgresStore

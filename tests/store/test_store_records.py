@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 
 from proxy.store import NotFound, StoreError
 from proxy.tokens import TOKEN_PREFIX, hash_token
