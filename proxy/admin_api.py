@@ -24,6 +24,7 @@ from proxy.errors import error_body
 from proxy.openapi_docs import admin_operation
 from proxy.store.base import (
     ApiKey,
+    Conflict,
     IamRule,
     KeyStatus,
     NotFound,
@@ -188,7 +189,7 @@ def _guard(admin_token: str) -> Any:
 
 
 def _store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    status = 404 if isinstance(exc, NotFound) else 400
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
     openai_format = getattr(request.app.state, "error_format", "documented") == "openai"
     body = error_body(status, str(exc), "openai" if openai_format else "documented")
     return Response(content=body, status_code=status, media_type="application/json")

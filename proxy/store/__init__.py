@@ -14,6 +14,7 @@ from typing import Any
 
 from proxy.store.base import (
     ApiKey,
+    Conflict,
     IamRule,
     KeyContext,
     NotFound,
@@ -26,6 +27,7 @@ from proxy.store.base import (
 
 __all__ = [
     "ApiKey",
+    "Conflict",
     "IamRule",
     "KeyContext",
     "NotFound",

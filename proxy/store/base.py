@@ -13,6 +13,7 @@ import msgspec
 
 __all__ = [
     "ApiKey",
+    "Conflict",
     "IamRule",
     "KeyContext",
     "KeyStatus",
@@ -46,6 +47,10 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """The organization, project, key or rule named does not exist."""
+
+
+class Conflict(StoreError):
+    """The record exists but its state forbids the change (e.g. re-enabling a deleted key)."""
 
 
 class Organization(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,6 +13,7 @@ import msgspec
 
 from proxy.store.base import (
     ApiKey,
+    Conflict,
     IamRule,
     KeyStatus,
     Organization,
@@ -36,6 +37,7 @@ __all__ = [
     "check_mode",
     "check_provider_source",
     "check_rule_type",
+    "check_status_change",
     "decode_provider_keys",
     "decode_values",
     "encode_json",
@@ -105,6 +107,12 @@ def check_key_status(status: str) -> KeyStatus:
     if status not in KEY_STATUSES:
         raise StoreError(f"key status `{status}` is unknown; use one of {', '.join(KEY_STATUSES)}")
     return status
+
+
+def check_status_change(key_id: str, current: KeyStatus, new: KeyStatus) -> None:
+    """Deletion is permanent (contract: "Key has been permanently removed")."""
+    if current == "deleted" and new != "deleted":
+        raise Conflict(f"key `{key_id}` is deleted and cannot be re-enabled; create a new key")
 
 
 def check_rule_type(rule_type: str) -> RuleType:

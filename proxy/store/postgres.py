@@ -48,6 +48,7 @@ from proxy.store.common import (
     check_mode,
     check_provider_source,
     check_rule_type,
+    check_status_change,
     decode_provider_keys,
     encode_json,
     key_from_row,
@@ -520,10 +521,16 @@ class PostgresStore:
         return [key_from_row(r) for r in rows]
 
     async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
+        checked = check_key_status(status)
+        # The guard sits in the UPDATE so a concurrent delete cannot be undone by a re-enable.
         row = await self._fetchone(
-            f"UPDATE api_keys SET status = %s WHERE id = %s RETURNING {KEY_COLUMNS}",  # noqa: S608
-            (check_key_status(status), key_id),
+            f"UPDATE api_keys SET status = %s WHERE id = %s "  # noqa: S608
+            f"AND (status <> 'deleted' OR %s = 'deleted') RETURNING {KEY_COLUMNS}",
+            (checked, key_id, checked),
         )
+        if row is None:
+            current = await self.get_key(key_id)  # raises NotFound for an unknown key
+            check_status_change(key_id, current.status, checked)
         return self._key_or_raise(row, key_id)
 
     async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey:

@@ -62,6 +62,7 @@ from proxy.store.common import (
     check_mode,
     check_provider_source,
     check_rule_type,
+    check_status_change,
     decode_provider_keys,
     encode_json,
     key_from_row,
@@ -684,7 +685,7 @@ class SqliteStore:
         checked = check_key_status(status)
 
         def update(conn: sqlite3.Connection) -> ApiKey:
-            self._key(conn, key_id)
+            check_status_change(key_id, self._key(conn, key_id).status, checked)
             conn.execute("UPDATE api_keys SET status = ? WHERE id = ?", (checked, key_id))
             return self._key(conn, key_id)
 

@@ -137,6 +137,15 @@ def test_errors_exit_codes(tmp_path: Path, args: tuple[str, ...], code: int, nee
     assert needle in done.stderr
 
 
+def test_a_deleted_key_cannot_be_enabled(cli_backend: Backend, tmp_path: Path) -> None:
+    key = ok(cli_backend, tmp_path, "keys", "create", "--project", "default")
+    ok(cli_backend, tmp_path, "keys", "delete", key["id"])
+    done = gateway(cli_backend, tmp_path, "keys", "enable", key["id"])
+    assert done.returncode == 1
+    assert f"key `{key['id']}` is deleted and cannot be re-enabled" in done.stderr
+    assert ok(cli_backend, tmp_path, "keys", "show", key["id"])["status"] == "deleted"
+
+
 def test_json_error_is_one_object(cli_backend: Backend, tmp_path: Path) -> None:
     done = gateway(cli_backend, tmp_path, "keys", "show", "key_missing", "--json")
     assert done.returncode == 1

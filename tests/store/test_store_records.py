@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from store_backends import Backend
 
-from proxy.store import NotFound, StoreError
+from proxy.store import Conflict, NotFound, StoreError
 from proxy.tokens import TOKEN_PREFIX, hash_token
 
 
@@ -155,6 +155,32 @@ def test_key_status_limit_and_rules(backend: Backend) -> None:
             with pytest.raises(StoreError, match="negative"):
                 await store.set_usage_limit(key.id, Decimal("-1"))
             assert (await store.set_key_status(key.id, "deleted")).status == "deleted"
+        finally:
+            await store.close()
+
+    backend.run(body)
+
+
+def test_a_deleted_key_cannot_be_re_enabled(backend: Backend) -> None:
+    async def body() -> None:
+        store = backend.open()
+        try:
+            await store.migrate()
+            await store.ensure_defaults()
+            key, token = await store.create_key("default", None, "")
+            await store.set_key_status(key.id, "deleted")
+            for status in ("active", "inactive"):
+                with pytest.raises(
+                    Conflict, match=f"key `{key.id}` is deleted .* create a new key"
+                ):
+                    await store.set_key_status(key.id, status)
+            # Deleting again is harmless; the record and its context stay deleted.
+            assert (await store.set_key_status(key.id, "deleted")).status == "deleted"
+            assert (await store.get_key(key.id)).status == "deleted"
+            context = await store.key_context(store.hash_token(token))
+            assert context is not None and context.key.status == "deleted"
+            with pytest.raises(NotFound, match="key `key_missing`"):
+                await store.set_key_status("key_missing", "active")
         finally:
             await store.close()
 
