@@ -27,6 +27,7 @@ from policy_engine.errors import COMPILE_ERROR, Diagnostic, PolicyError
 from policy_engine.index import RuleIndex, build_index
 from policy_engine.loader import read_policy_files
 from policy_engine.parser import parse_module, parse_query
+from policy_engine.redeclared import check_redeclared
 from policy_engine.runtime import Ctx, Frame
 from policy_engine.source import Source
 from policy_engine.terms import NotReady
@@ -156,6 +157,7 @@ class Engine:
         index, index_problems = build_index(modules)
         problems += index_problems
         problems += check_recursion(index)
+        problems += check_redeclared(modules)
         if problems:
             raise PolicyError(problems, sources)
         compiler = Compiler(index)
