@@ -75,8 +75,8 @@ class _Checker:
 
     def expr(self, expr: ast.Expr, scope: _Scope) -> None:
         if isinstance(expr, ast.Assign):
-            # OPA reads the right-hand side first: `x := x + 1` is "assigned above"
-            # only when x was already met, not because of its own right side.
+            # Right side first, as OPA does: in `x := x + 1` the right-hand x is
+            # a reference met before the declaration ("var x referenced above").
             self.uses(expr.value, scope)
             self.declare_pattern(expr.target, scope, _Seen.ASSIGNED, report=True)
         elif isinstance(expr, ast.SomeVars):
