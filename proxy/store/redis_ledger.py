@@ -224,11 +224,11 @@ class RedisLedgerStore:
         raise TimeoutError("the Redis ledger could not be loaded: a flush kept running")
 
     async def _ledger(self, key_id: str, org_id: str) -> tuple[list[Any], list[Any]]:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hmget(f"{self._prefix}k:{key_id}", "usage", "reserved")
-        pipe.hmget(f"{self._prefix}o:{org_id}", "credits", "reserved")
-        key_fields, org_fields = await pipe.execute()
-        return list(key_fields), list(org_fields)
+        """The key's [usage, reserved] and the org's [credits, reserved], with expired
+        reservations reclaimed first so they never hold a key after its TTL."""
+        fields = list(await self._script("LEDGER", key_id, org_id))
+        fields += [None] * (4 - len(fields))  # defensive: a trailing nil ends a Lua array
+        return fields[:2], fields[2:4]
 
     # -- request path ---------------------------------------------------------------
     async def key_context(self, token_hash: str) -> KeyContext | None:

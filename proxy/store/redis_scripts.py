@@ -23,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "FLUSH_DONE",
     "FLUSH_START",
+    "LEDGER",
     "LOAD",
     "RECLAIM",
     "RELEASE",
@@ -129,6 +130,22 @@ RECLAIM = (
     _DROP
     + """
 return reclaim(ARGV[1], 10000)
+"""
+)
+
+# Read a key's and its org's ledger for the request path. Expired reservations are
+# reclaimed first: a key refused on the figures left by a crashed instance never
+# reaches RESERVE (which also reclaims), so without this it would stay blocked.
+# ARGV: prefix, key id, org id. Returns {usage, reserved, credits, reserved}; a field
+# of a ledger not loaded yet is nil.
+LEDGER = (
+    _DROP
+    + """
+local p, key, org = ARGV[1], ARGV[2], ARGV[3]
+reclaim(p, 100)
+local kv = redis.call('HMGET', p .. 'k:' .. key, 'usage', 'reserved')
+local ov = redis.call('HMGET', p .. 'o:' .. org, 'credits', 'reserved')
+return {kv[1], kv[2], ov[1], ov[2]}
 """
 )
 

@@ -6,9 +6,9 @@ prices x the usage the client saw) are the only usage that may ever be recorded.
 Then 50 concurrent streams start and the gateway is killed once they are flowing.
 After a restart on the same database: the key's usage is exactly the completed
 costs (nothing lost, nothing charged for the killed streams), and once the short
-reservation TTL has passed no reservation is left: the table is empty and a
-request is admitted against a limit of usage + 0.000001, which any leaked
-reservation would exceed.
+reservation TTL has passed no reservation is left: the table (with the Redis
+ledger: its `r:<id>` hashes) is empty and a request is admitted against a limit
+of usage + 0.000001, which any leaked reservation would exceed.
 """
 
 from __future__ import annotations
@@ -160,6 +160,8 @@ async def _stream(
 
 
 def _reservation_count(backend: Backend) -> int:
+    if backend.name == "redis":
+        return _redis_reservation_count(backend)
     if backend.name == "sqlite":
         with sqlite3.connect(backend.database_url.removeprefix("sqlite:///")) as conn:
             row = conn.execute("SELECT count(*) FROM reservations").fetchone()
@@ -171,6 +173,22 @@ def _reservation_count(backend: Backend) -> int:
     assert row is not None
     count: int = row[0]
     return count
+
+
+def _redis_reservation_count(backend: Backend) -> int:
+    """Reservations held in the Redis ledger (one `r:<id>` hash each) under the prefix the
+    gateway processes derive from the database URL."""
+    import redis
+
+    from proxy.store.redis_ledger import default_prefix
+
+    assert backend.usage_store_url is not None
+    client = redis.Redis.from_url(backend.usage_store_url)
+    try:
+        pattern = f"{default_prefix(backend.database_url)}r:*"
+        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
 
 
 def _usage(backend: Backend, cwd: Path, key_id: str) -> Decimal:
@@ -205,7 +223,7 @@ async def _settled(backend: Backend, cwd: Path, key_id: str, expected: Decimal) 
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis"])
 def test_kill_9_during_streams_loses_no_usage_and_leaks_no_reservation(
     kind: str, tmp_path: Path
 ) -> None:

@@ -161,6 +161,32 @@ def test_expired_reservations_stop_counting_and_are_reclaimed(backend: Backend) 
     backend.run(body)
 
 
+def test_key_context_ignores_expired_reservations_without_a_reserve(backend: Backend) -> None:
+    """After a crash no reserve may come: the policy refuses the key on its context
+    alone, so the context itself must stop counting reservations past their TTL."""
+
+    async def body() -> None:
+        store = backend.open(reservation_ttl=0.3)
+        try:
+            await store.migrate()
+            await store.ensure_defaults()
+            key, token = await store.create_key("default", Decimal("0.01"), "crash leftovers")
+            leaked = await store.reserve(key.id, "default", COST)
+            assert leaked is not None
+            held = await store.key_context(store.hash_token(token))
+            assert held is not None
+            assert (held.reserved, held.credits_reserved) == (COST, COST)
+            await asyncio.sleep(0.5)
+            context = await store.key_context(store.hash_token(token))
+            assert context is not None
+            assert (context.reserved, context.credits_reserved) == (Decimal(0), Decimal(0))
+            assert context.key.usage == Decimal(0)
+        finally:
+            await store.close()
+
+    backend.run(body)
+
+
 def test_usage_survives_reopening(backend: Backend) -> None:
     async def body() -> Reservation:
         store = backend.open()
