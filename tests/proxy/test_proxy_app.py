@@ -108,6 +108,20 @@ def test_admin_errors_use_the_documented_shape(admin_client: TestClient[Any]) ->
     assert invalid.status_code == 400 and invalid.json()["status"] == 400
 
 
+def test_a_deleted_key_cannot_be_re_enabled_through_the_admin_api(
+    admin_client: TestClient[Any],
+) -> None:
+    key = admin_client.post("/admin/keys", json={"project": "default"}, headers=_admin()).json()
+    assert admin_client.delete(f"/admin/keys/{key['id']}", headers=_admin()).status_code == 200
+    for action in ("enable", "disable"):
+        refused = admin_client.post(f"/admin/keys/{key['id']}/{action}", headers=_admin())
+        assert refused.status_code == 409
+        assert refused.json()["status"] == 409
+        assert "cannot be re-enabled" in refused.json()["message"]
+    shown = admin_client.get(f"/admin/keys/{key['id']}", headers=_admin()).json()
+    assert shown["status"] == "deleted"
+
+
 def test_no_admin_api_without_the_token(tmp_path: Path) -> None:
     with TestClient(create_app(_config(tmp_path))) as client:
         response = client.get("/admin/keys", headers=_admin())
