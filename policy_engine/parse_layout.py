@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from lark import Token
 
-__all__ = ["Postlexer"]
+__all__ = ["KEYWORDS", "Postlexer"]
 
 # Token types after which a newline never ends a statement (the expression or
 # statement obviously continues), and before which it never does.
@@ -33,7 +33,8 @@ _BODY_OPENERS = frozenset(
     {"IF", "ELSE", "NAME", "NUMBER", "STRING", "RAW_STRING", "RSQB", "RPAR", "TRUE",
      "FALSE", "NULL", "RBRACE"}
 )  # fmt: skip
-_KEYWORDS = {
+# Reserved words: lexed as names, turned into their keyword tokens unless after a dot.
+KEYWORDS = {
     word: word.upper()
     for word in [
         "package",
@@ -78,10 +79,10 @@ class Postlexer:
                 if top in ("body", "compr") and prev and prev not in _NO_SEP_AFTER:
                     pending = tok
                 continue
-            if tok.type == "NAME" and tok.value in _KEYWORDS and prev != "DOT":
+            if tok.type == "NAME" and tok.value in KEYWORDS and prev != "DOT":
                 # The contextual lexer lexed this before the parser saw a pending
                 # separator, so it may not have recognised the keyword.
-                tok = Token.new_borrow_pos(_KEYWORDS[tok.value], tok.value, tok)
+                tok = Token.new_borrow_pos(KEYWORDS[tok.value], tok.value, tok)
             if pending is not None:
                 if tok.type not in _NO_SEP_BEFORE:
                     yield Token.new_borrow_pos("_SEP", "\n", pending)

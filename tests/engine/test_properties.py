@@ -16,28 +16,12 @@ from lark import Lark
 
 from policy_engine import UNDEFINED, Engine, PolicyError
 from policy_engine import ast as policy_ast
+from policy_engine.parse_layout import KEYWORDS
 from policy_engine.parser import parse_module, parse_query
 
 GRAMMAR = files("policy_engine").joinpath("grammar.lark").read_text(encoding="utf-8")
 # The generator needs a plain lark grammar object; the engine's own parser stays private.
 GENERATOR_GRAMMAR = Lark(GRAMMAR, parser="lalr", lexer="contextual", start=["module", "query"])
-_KEYWORDS = [
-    "package",
-    "import",
-    "default",
-    "if",
-    "else",
-    "contains",
-    "some",
-    "every",
-    "in",
-    "not",
-    "with",
-    "as",
-    "true",
-    "false",
-    "null",
-]
 # lark's generator concatenates tokens; pad words so `package` and a name stay apart,
 # and keep comments on their own line so they do not swallow the rest of the text.
 SEPARATORS = {
@@ -48,7 +32,7 @@ SEPARATORS = {
         lambda n: f" {n} "
     ),
     "COMMENT": st.just("# comment\n"),
-    **{word.upper(): st.just(f" {word} ") for word in _KEYWORDS},
+    **{token: st.just(f" {word} ") for word, token in KEYWORDS.items()},
 }
 # Moderate by default so the suite stays fast; POLICY_ENGINE_EXAMPLES=2000 digs deeper.
 SETTINGS = settings(
