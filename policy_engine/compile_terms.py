@@ -577,51 +577,44 @@ class TermCompiler:
     def fixed_key_object(self, keys: list[Any], values: list[ValueFn]) -> ValueFn:
         """An object literal with distinct constant string keys, as a generated dict display."""
         env: dict[str, Any] = {"U": UNDEFINED}
-        lines: list[str] = []
-        checks: list[str] = []
-        entries: list[str] = []
-        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        lines, exprs = self._inline_elements(values, env)
+        for i, key in enumerate(keys):
             env[f"k{i}"] = key
-            known = self._known.get(id(value))
-            if known is not None and known[0] == "const":
-                env[f"c{i}"] = known[1]
-                entries.append(f"k{i}: c{i}")
-            elif known is not None and known[0] == "slot":
-                entries.append(f"k{i}: f[{known[1]}]")
-            else:
-                env[f"a{i}"] = value
-                lines.append(f"    x{i} = a{i}(ctx, f)")
-                checks.append(f"x{i} is U")
-                entries.append(f"k{i}: x{i}")
-        if checks:
-            lines.append(f"    if {' or '.join(checks)}:\n        return U")
-        lines.append(f"    return {{{', '.join(entries)}}}")
-        source = "def get(ctx, f):\n" + "\n".join(lines) + "\n"
-        make: ValueFn = generate(source, env, self._code_cache)
-        return make
+        entries = ", ".join(f"k{i}: {expr}" for i, expr in enumerate(exprs))
+        return self._generate_display(lines, f"{{{entries}}}", env)
 
     def fixed_array(self, values: list[ValueFn]) -> ValueFn:
         """An array literal as a generated tuple display (constants and slots inline)."""
         env: dict[str, Any] = {"U": UNDEFINED}
+        lines, exprs = self._inline_elements(values, env)
+        return self._generate_display(lines, f"({', '.join(exprs)},)", env)
+
+    def _inline_elements(
+        self, values: list[ValueFn], env: dict[str, Any]
+    ) -> tuple[list[str], list[str]]:
+        """Source for the elements of a literal: constants and frame slots inline, other
+        values computed first into `x{i}` (the literal is undefined if any of them is)."""
         lines: list[str] = []
         checks: list[str] = []
-        entries: list[str] = []
+        exprs: list[str] = []
         for i, value in enumerate(values):
             known = self._known.get(id(value))
             if known is not None and known[0] == "const":
                 env[f"c{i}"] = known[1]
-                entries.append(f"c{i}")
+                exprs.append(f"c{i}")
             elif known is not None and known[0] == "slot":
-                entries.append(f"f[{known[1]}]")
+                exprs.append(f"f[{known[1]}]")
             else:
                 env[f"a{i}"] = value
                 lines.append(f"    x{i} = a{i}(ctx, f)")
                 checks.append(f"x{i} is U")
-                entries.append(f"x{i}")
+                exprs.append(f"x{i}")
         if checks:
             lines.append(f"    if {' or '.join(checks)}:\n        return U")
-        lines.append(f"    return ({', '.join(entries)},)")
-        source = "def get(ctx, f):\n" + "\n".join(lines) + "\n"
+        return lines, exprs
+
+    def _generate_display(self, lines: list[str], display: str, env: dict[str, Any]) -> ValueFn:
+        source = "def get(ctx, f):\n" + "\n".join([*lines, f"    return {display}"]) + "\n"
         make: ValueFn = generate(source, env, self._code_cache)
         return make
 
