@@ -27,35 +27,12 @@ CASES_DIR = Path(__file__).resolve().parent / "cases"
 
 # A request that passes every check: an active key without limit in an active
 # hybrid project whose organization has credits; the gateway holds an OpenAI key.
-BASE_INPUT: dict[str, Any] = {
-    "request": {
-        "operation": "chat.completions",
-        "token_present": True,
-        "model": "gpt-4",
-        "body_error": None,
-        "max_tokens": None,
-        "stream": False,
-        "time": "2026-11-27T10:00:00Z",
-        "client_ip": "127.0.0.1",
-    },
-    "key": {
-        "id": "key_1",
-        "status": "active",
-        "usage": "0",
-        "usage_limit": None,
-        "project_id": "proj_1",
-        "iam_rules": [],
-    },
-    "project": {
-        "id": "proj_1",
-        "status": "active",
-        "mode": "hybrid",
-        "provider_keys": [],
-        "iam_rules": [],
-    },
-    "organization": {"id": "org_1", "credits": "10.00"},
-    "gateway": {"credentialed_providers": ["mock", "openai"]},
-}
+# Shared with the tooling tests (tests/fixtures/allowed_request.json).
+BASE_INPUT: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "allowed_request.json").read_text(
+        encoding="utf-8"
+    )
+)
 
 
 def merged(base: Any, override: Any) -> Any:

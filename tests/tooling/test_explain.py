@@ -23,35 +23,10 @@ from policy_engine.loader import read_policy_files
 from policy_engine.tooling.explain import Explainer, render_explanation
 
 EXPLAIN = FIXTURES / "explain"
-BASE_INPUT: dict[str, Any] = {
-    "request": {
-        "operation": "chat.completions",
-        "token_present": True,
-        "model": "gpt-4",
-        "body_error": None,
-        "max_tokens": None,
-        "stream": False,
-        "time": "2026-11-27T10:00:00Z",
-        "client_ip": "127.0.0.1",
-    },
-    "key": {
-        "id": "key_1",
-        "status": "active",
-        "usage": "0",
-        "usage_limit": None,
-        "project_id": "proj_1",
-        "iam_rules": [],
-    },
-    "project": {
-        "id": "proj_1",
-        "status": "active",
-        "mode": "hybrid",
-        "provider_keys": [],
-        "iam_rules": [],
-    },
-    "organization": {"id": "org_1", "credits": "10.00"},
-    "gateway": {"credentialed_providers": ["mock", "openai"]},
-}
+# A request that passes every check (shared with the policy tests).
+BASE_INPUT: dict[str, Any] = json.loads(
+    (REPO / "tests" / "fixtures" / "allowed_request.json").read_text(encoding="utf-8")
+)
 
 
 def _eval_explain(mode: str, monkeypatch: pytest.MonkeyPatch) -> str:
