@@ -25,6 +25,7 @@ from typing import Any
 from policy_engine import ast
 from policy_engine.codegen import generate
 from policy_engine.compile_body import BodyCompiler
+from policy_engine.compile_terms import ClauseShape
 from policy_engine.errors import COMPILE_ERROR, CONFLICT_ERROR, EvalError
 from policy_engine.index import RuleGroup
 from policy_engine.runtime import (
@@ -42,7 +43,7 @@ from policy_engine.steps import (
     ClauseFn,
     FuncFn,
     RuleFn,
-    always,
+    Stmt,
     chain,
     constant,
     direct_body,
@@ -52,6 +53,10 @@ from policy_engine.terms import Layout, NotReady, Scope, term_vars
 from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
 
 __all__ = ["Builder", "ClauseFn", "CompiledQuery", "Compiler", "FuncFn", "RuleFn"]
+
+# Statements of one clause nest one level each in generated code; longer bodies
+# run as one condition call (Python allows at most 100 levels of indentation).
+_MOST_INLINE_STATEMENTS = 24
 
 
 class CompiledQuery:
@@ -90,9 +95,11 @@ class Compiler(BodyCompiler):
         shared = self.share_static_rules and not self._reads_input[path]
         evaluate = self.memoised(path, rule_id, compute, shared)
         if not self.replaceable(path):
-            # Generated call sites may read the cache themselves and call only on a miss.
+            # Generated call sites read the cache themselves and on a miss call `fill`,
+            # which computes and caches without looking in the cache again.
             cache = "shared" if shared else "cache"
-            self._known[id(evaluate)] = ("rule", (cache, rule_id), evaluate)
+            fill = self.rule_source(rule_id, compute, cache, check=False)
+            self._known[id(evaluate)] = ("rule", (cache, rule_id, fill), evaluate)
         self._rules[path] = evaluate
         return evaluate
 
@@ -104,28 +111,119 @@ class Compiler(BodyCompiler):
         The `with` override check is left out when no policy replaces rules, and a
         rule that reads no `input` is kept in the engine-wide `ctx.shared`.
         """
-        env: dict[str, Any] = {"M": MISSING, "rid": rule_id, "path": path, "compute": compute}
+        cache = "shared" if shared else "cache"
+        return self.rule_source(
+            rule_id, compute, cache, check=True, path=path if self.replaceable(path) else None
+        )
+
+    def rule_source(
+        self,
+        rule_id: int,
+        compute: RuleFn,
+        cache: str,
+        check: bool,
+        path: tuple[str, ...] | None = None,
+    ) -> RuleFn:
+        """A rule's evaluator as generated code: with `check`, the cached value when
+        there is one; with `path`, a `with` replacement first. A rule of straight-line
+        clauses runs inline (see `group_lines`); others call `compute`."""
+        env: dict[str, Any] = {"M": MISSING, "U": UNDEFINED, "rid": rule_id, "path": path}
+        env["compute"] = compute
         lines = ["def get(ctx, _frame=None):"]
-        if self.replaceable(path):
+        if path is not None:
             lines.append("    if ctx.overrides is not None and path in ctx.overrides:")
             lines.append("        return ctx.overrides[path]")
-        lines.append(f"    cache = ctx.{'shared' if shared else 'cache'}")
-        lines.append("    value = cache.get(rid, M)")
-        lines.append("    if value is M:")
-        single = self._single_clauses.get(compute)
-        shape = self._clause_shapes.get(single[0]) if single is not None else None
-        if single is not None and shape is not None:
-            env["size"], env["U"] = single[1], UNDEFINED
-            lines.append("        f = [None] * size")
-            lines.append(f"        value = cache[rid] = {self.inline_clause(shape, 'c', env)}")
-        elif single is not None:
-            env["clause"], env["size"] = single
-            lines.append("        value = cache[rid] = clause(ctx, [None] * size)")
-        else:
-            lines.append("        value = cache[rid] = compute(ctx)")
+        lines.append(f"    cache = ctx.{cache}")
+        indent = "    "
+        if check:
+            lines.append("    value = cache.get(rid, M)")
+            lines.append("    if value is M:")
+            indent = "        "
+        body = self.group_lines(compute, env)
+        if body is None:
+            single = self._single_clauses.get(compute)
+            if single is not None:
+                env["clause"], env["size"] = single
+                body = ["value = clause(ctx, [None] * size)"]
+            else:
+                body = ["value = compute(ctx)"]
+        lines.extend(indent + line for line in body)
+        lines.append(indent + "cache[rid] = value")
         lines.append("    return value")
         evaluate: RuleFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return evaluate
+
+    def group_lines(self, compute: RuleFn, env: dict[str, Any]) -> list[str] | None:
+        """Statements setting `value` to a complete rule's value (None unless every
+        clause of every definition is straight-line, see `_group_shapes`)."""
+        shape = self._group_shapes.get(compute)
+        if shape is None:
+            return None
+        definitions, default, conflict = shape
+        env["equal"], env["conflict"] = equal, conflict
+        lines = ["value = U"]  # no definitions: only a default
+        for i, (clauses, size) in enumerate(definitions):
+            env[f"size{i}"] = size
+            lines.append(f"f = [None] * size{i}")
+            target = "value" if i == 0 else "v"
+            lines.extend(self.chain_lines(clauses, f"d{i}", env, target))
+            if i:
+                lines.append("if v is not U:")
+                lines.append("    if value is U:")
+                lines.append("        value = v")
+                lines.append("    elif not equal(value, v):")
+                lines.append("        conflict()")
+        if default is not MISSING:
+            env["default"] = default
+            lines.append("if value is U:")
+            lines.append("    value = default")
+        return lines
+
+    def chain_lines(
+        self, shapes: list[ClauseShape], name: str, env: dict[str, Any], target: str
+    ) -> list[str]:
+        """Statements setting `target` to the first defined value of an `else` chain of
+        straight-line clauses, run in frame `f` (their parts go in `env`)."""
+        env["U"], env["M"] = UNDEFINED, MISSING
+        lines: list[str] = []
+        for j, shape in enumerate(shapes):
+            clause = self.clause_lines(shape, f"{name}c{j}", env, target)
+            if j == 0:
+                lines.extend(clause)
+            else:
+                lines.append(f"if {target} is U:")
+                lines.extend("    " + line for line in clause)
+        return lines
+
+    def clause_lines(
+        self, shape: ClauseShape, name: str, env: dict[str, Any], target: str
+    ) -> list[str]:
+        """Statements setting `target` to a straight-line clause's value (U when its
+        body fails): each statement is a test nesting the rest; bare rule references
+        read the rule cache inline."""
+        direct, kind, head, parts = shape
+        env[f"{name}h"] = head
+        value = f"{name}h" if kind == "const" else f"{name}h(ctx, f)"
+        if len(parts) > _MOST_INLINE_STATEMENTS:
+            parts = [direct]
+        lines = [f"{target} = U"] if parts else []
+        indent = ""
+        for k, part in enumerate(parts):
+            rule_test = self._rule_tests.get(part)
+            if rule_test is not None:
+                fill, cache, rule_id, negated = rule_test
+                env[f"{name}f{k}"], env[f"{name}r{k}"] = fill, rule_id
+                lines.append(f"{indent}t = ctx.{cache}.get({name}r{k}, M)")
+                lines.append(f"{indent}if t is M:")
+                lines.append(f"{indent}    t = {name}f{k}(ctx)")
+                holds = "t is U or t is False" if negated else "t is not U and t is not False"
+            else:
+                env[f"{name}p{k}"] = part
+                holds = f"{name}p{k}(ctx, f)"
+            lines.append(f"{indent}if {holds}:")
+            indent += "    "
+        lines.append(f"{indent}{target} = {value}")
+        return lines
 
     def constant_rule(self, path: tuple[str, ...]) -> Any:
         """The value of a rule that is a plain constant (`p := [1, 2]`), or MISSING.
@@ -210,9 +308,10 @@ class Compiler(BodyCompiler):
                 return default
             return result
 
+        chosen: RuleFn = compute_complete
         if len(definitions) == 1 and default is MISSING:
-            return definitions[0]
-        if len(definitions) == 1:
+            chosen = definitions[0]
+        elif len(definitions) == 1:
             # One definition and a default (`default p := …`): nothing can conflict.
             (only,) = definitions
 
@@ -220,8 +319,21 @@ class Compiler(BodyCompiler):
                 value = only(ctx)
                 return default if value is UNDEFINED else value
 
-            return compute_or_default
-        return compute_complete
+            chosen = compute_or_default
+        shapes = [self._definition_shapes.get(d) for d in definitions]
+        if all(shape is not None for shape in shapes):
+
+            def conflict() -> None:
+                raise EvalError(
+                    CONFLICT_ERROR,
+                    f"complete rules must not produce multiple outputs (rule data.{name} "
+                    "produced conflicting values)",
+                    span,
+                )
+
+            known = [shape for shape in shapes if shape is not None]
+            self._group_shapes[chosen] = (known, default, conflict)
+        return chosen
 
     def default_value(self, rule: ast.DefaultRule) -> Any:
         value = constant(rule.value)
@@ -324,6 +436,7 @@ class Compiler(BodyCompiler):
         stop_at_first = const is not MISSING
         direct = direct_body(builders)
         if direct is not None:
+            parts = [b.direct for b in builders if isinstance(b, Stmt) and b is not NOOP]
             head_hoists: list[Builder] = []
             try:
                 head_fn = self.value(term, scope.copy(), head_hoists)
@@ -338,13 +451,13 @@ class Compiler(BodyCompiler):
                     def run_const(ctx: Ctx, f: Frame) -> Any:
                         return fixed if direct(ctx, f) else UNDEFINED
 
-                    self._clause_shapes[run_const] = (direct, "const", fixed)
+                    self._clause_shapes[run_const] = (direct, "const", fixed, parts)
                     return run_const
 
                 def run_value(ctx: Ctx, f: Frame) -> Any:
                     return head_fn(ctx, f) if direct(ctx, f) else UNDEFINED
 
-                self._clause_shapes[run_value] = (direct, "value", head_fn)
+                self._clause_shapes[run_value] = (direct, "value", head_fn, parts)
                 return run_value
 
         def collect(f: Frame, v: Any) -> bool:
@@ -595,22 +708,22 @@ class Compiler(BodyCompiler):
         outputs = {n: scope.bound[n] for n in sorted(names) if n in scope.bound}
         return CompiledQuery(chain(builders), scope.layout, outputs)
 
-    @staticmethod
-    def inline_clause(shape: tuple[Any, str, Any], name: str, env: dict[str, Any]) -> str:
-        """An expression running a straight-line clause in frame `f` (its parts go in `env`)."""
-        direct, kind, head = shape
-        env[f"{name}_head"] = head
-        value = f"{name}_head" if kind == "const" else f"{name}_head(ctx, f)"
-        if direct is always:
-            return value
-        env[f"{name}_cond"] = direct
-        return f"{value} if {name}_cond(ctx, f) else U"
-
     def first_defined(self, clauses: list[ClauseFn], layout: Layout) -> RuleFn:
         """The first defined clause value (`else` chains); single clauses are
         recorded in `_single_clauses` so the memoising wrapper can run them directly,
-        and chains of straight-line clauses run as generated code."""
+        and chains of straight-line clauses run as generated code (and are recorded
+        in `_definition_shapes` for the rule's evaluator to inline)."""
         size = layout.size
+        shapes = [self._clause_shapes.get(c) for c in clauses]
+        known = [shape for shape in shapes if shape is not None]
+        if len(known) == len(shapes) and len(clauses) > 1:
+            env: dict[str, Any] = {"size": size}
+            lines = self.inline_chain(clauses, env)
+            assert lines is not None
+            source = "def get(ctx):\n    f = [None] * size\n" + "\n".join(lines) + "\n"
+            chain_fn: RuleFn = generate(source, env, self._code_cache)
+            self._definition_shapes[chain_fn] = (known, size)
+            return chain_fn
         if len(clauses) == 1:
             (clause,) = clauses
 
@@ -618,37 +731,20 @@ class Compiler(BodyCompiler):
                 return clause(ctx, [None] * size)
 
             self._single_clauses[evaluate_one] = (clause, size)
+            if known:
+                self._definition_shapes[evaluate_one] = (known, size)
             return evaluate_one
-        env: dict[str, Any] = {"size": size}
-        lines = self.inline_chain(clauses, env)
-        if lines is not None:
-            source = "def get(ctx):\n    f = [None] * size\n" + "\n".join(lines) + "\n"
-            chain_fn: RuleFn = generate(source, env, self._code_cache)
-            return chain_fn
         return _first_defined(clauses, size)
 
     def inline_chain(self, clauses: list[ClauseFn], env: dict[str, Any]) -> list[str] | None:
         """Statements returning the first defined clause value in frame `f`, or None
         unless every clause is straight-line (see `_clause_shapes`)."""
         shapes = [self._clause_shapes.get(c) for c in clauses]
-        if any(shape is None for shape in shapes):
+        known = [shape for shape in shapes if shape is not None]
+        if len(known) != len(shapes):
             return None
-        env["U"] = UNDEFINED
-        lines: list[str] = []
-        for i, shape in enumerate(shapes):
-            assert shape is not None
-            direct, kind, _head = shape
-            expression = self.inline_clause(shape, f"c{i}", env)
-            if kind == "const" and direct is always:
-                lines.append(f"    return {expression}")
-                return lines
-            if kind == "const":
-                lines.append(f"    if c{i}_cond(ctx, f):\n        return c{i}_head")
-                continue
-            lines.append(f"    v = {expression}")
-            lines.append("    if v is not U:\n        return v")
-        lines.append("    return U")
-        return lines
+        lines = self.chain_lines(known, "e", env, "value")
+        return ["    " + line for line in lines] + ["    return value"]
 
 
 def _first_defined(clauses: list[ClauseFn], size: int) -> RuleFn:

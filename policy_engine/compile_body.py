@@ -96,8 +96,9 @@ class BodyCompiler(TermCompiler):
         if isinstance(builder, Stmt):
             holds = builder.direct
             rule_test = self._rule_tests.get(holds)
-            if rule_test is not None:
-                return Stmt(self.rule_test(*rule_test, negated=True))
+            if rule_test is not None and not rule_test[3]:
+                fill, cache, rule_id, _negated = rule_test
+                return Stmt(self.rule_test(fill, cache, rule_id, negated=True))
             return Stmt(lambda ctx, f: not holds(ctx, f))
         inner = builder(final_step)
         return Stmt(lambda ctx, f: not inner(ctx, f, stop))
@@ -199,7 +200,8 @@ class BodyCompiler(TermCompiler):
         fn = self.value(term, scope, hoists)
         known = self._known.get(id(fn))
         if known is not None and known[0] == "rule":
-            return self.rule_test(fn, *known[1])
+            cache, rule_id, fill = known[1]
+            return self.rule_test(fill, cache, rule_id)
 
         def holds(ctx: Ctx, f: Frame) -> bool:
             v = fn(ctx, f)
@@ -207,9 +209,10 @@ class BodyCompiler(TermCompiler):
 
         return holds
 
-    def rule_test(self, rule: ValueFn, cache: str, rule_id: int, negated: bool = False) -> Direct:
-        """A bare rule reference as a condition (or `not` it), its cache read inline."""
-        env = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": rule}
+    def rule_test(self, fill: ValueFn, cache: str, rule_id: int, negated: bool = False) -> Direct:
+        """A bare rule reference as a condition (or `not` it), its cache read inline;
+        `fill` computes and caches the rule's value on a miss."""
+        env = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": fill}
         verdict = "v is U or v is False" if negated else "v is not U and v is not False"
         source = (
             "def call(ctx, f):\n"
@@ -219,8 +222,7 @@ class BodyCompiler(TermCompiler):
             f"    return {verdict}\n"
         )
         holds: Direct = generate(source, env, self._code_cache)
-        if not negated:
-            self._rule_tests[holds] = (rule, cache, rule_id)
+        self._rule_tests[holds] = (fill, cache, rule_id, negated)
         return holds
 
     @staticmethod

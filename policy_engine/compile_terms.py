@@ -57,7 +57,12 @@ from policy_engine.steps import (
 from policy_engine.terms import Layout, NotReady, Scope, term_vars
 from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
 
-__all__ = ["TermCompiler", "replaced_data_paths", "replaces_data"]
+__all__ = ["ClauseShape", "GroupShape", "TermCompiler", "replaced_data_paths", "replaces_data"]
+
+ClauseShape = tuple[Any, str, Any, list[Any]]
+"""A straight-line clause: (condition, "const" | "value", head, the condition's statements)."""
+GroupShape = tuple[list[tuple[list[ClauseShape], int]], Any, Any]
+"""A complete rule of straight-line clauses: ([(clause shapes, frame size)], default, conflict)."""
 
 
 class TermCompiler:
@@ -76,13 +81,20 @@ class TermCompiler:
         self._known: dict[int, tuple[str, Any, ValueFn]] = {}
         self._single_clauses: dict[RuleFn, tuple[ClauseFn, int]] = {}
         # Straight-line clauses by their parts, so an `else` chain or a rule's
-        # cache can run them inline: clause -> (condition, "const" | "value", head).
-        self._clause_shapes: dict[ClauseFn, tuple[Any, str, Any]] = {}
+        # cache can run them inline: clause -> (condition, "const" | "value", head,
+        # the condition's statements).
+        self._clause_shapes: dict[ClauseFn, ClauseShape] = {}
+        # Definitions whose clauses all have shapes: definition -> (shapes, frame size).
+        self._definition_shapes: dict[RuleFn, tuple[list[ClauseShape], int]] = {}
+        # Complete rule groups whose definitions all have shapes, so the rule's
+        # evaluator is one generated function: compute -> (definitions, default, conflict).
+        self._group_shapes: dict[RuleFn, GroupShape] = {}
         # Partial set definitions by their body and frame layout, so a rule with
         # several of them collects into one set: definition -> (run, layout).
         self._set_parts: dict[RuleFn, tuple[Step, Layout]] = {}
-        # Bare rule references used as conditions: test -> (rule, cache name, rule id).
-        self._rule_tests: dict[Any, tuple[ValueFn, str, int]] = {}
+        # Bare rule references used as conditions (or under `not`):
+        # test -> (fill, cache name, rule id, negated); `fill` computes and caches.
+        self._rule_tests: dict[Any, tuple[ValueFn, str, int, bool]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
         # Whether each rule/function group reads `input` (itself or through what it
@@ -481,8 +493,8 @@ class TermCompiler:
     def walk_keys(self, fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
         known = self._known.get(id(fn))
         if keys and known is not None and known[0] == "rule":
-            cache, rule_id = known[1]
-            return rule_walk(cache, rule_id, fn, keys, self._code_cache)
+            cache, rule_id, fill = known[1]
+            return rule_walk(cache, rule_id, fill, keys, self._code_cache)
         return walk(fn, keys, self._code_cache)
 
     def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
@@ -793,8 +805,8 @@ class TermCompiler:
             elif known is not None and known[0] == "slot":
                 operands.append(f"f[{known[1]}]")
             elif known is not None and known[0] == "rule":
-                cache, rule_id = known[1]
-                env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, arg, MISSING
+                cache, rule_id, fill = known[1]
+                env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, fill, MISSING
                 lines.append(f"    x{i} = ctx.{cache}.get(r{i}, M)")
                 lines.append(f"    if x{i} is M:\n        x{i} = a{i}(ctx, f)")
                 checks.append(f"x{i} is U")
