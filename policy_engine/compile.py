@@ -19,22 +19,27 @@ and here `Compiler` (rules, functions, packages, queries).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from policy_engine import ast
+from policy_engine.builtins import BuiltinError
+from policy_engine.builtins.regex_glob import compile_glob
 from policy_engine.codegen import generate
 from policy_engine.compile_body import BodyCompiler
 from policy_engine.compile_terms import ClauseShape
 from policy_engine.errors import COMPILE_ERROR, CONFLICT_ERROR, EvalError
 from policy_engine.index import RuleGroup
 from policy_engine.runtime import (
+    COLLECTIONS,
     MISSING,
     Cont,
     Ctx,
     Frame,
     Step,
     index_value,
+    iterate,
 )
 from policy_engine.source import Span
 from policy_engine.steps import (
@@ -42,12 +47,15 @@ from policy_engine.steps import (
     Builder,
     ClauseFn,
     FuncFn,
+    IterStmt,
     RuleFn,
     Stmt,
+    always,
     chain,
     constant,
     direct_body,
     go_on,
+    sequence,
 )
 from policy_engine.terms import Layout, NotReady, Scope, term_vars
 from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
@@ -209,21 +217,137 @@ class Compiler(BodyCompiler):
         lines = [f"{target} = U"] if parts else []
         indent = ""
         for k, part in enumerate(parts):
-            rule_test = self._rule_tests.get(part)
-            if rule_test is not None:
-                fill, cache, rule_id, negated = rule_test
-                env[f"{name}f{k}"], env[f"{name}r{k}"] = fill, rule_id
-                lines.append(f"{indent}t = ctx.{cache}.get({name}r{k}, M)")
-                lines.append(f"{indent}if t is M:")
-                lines.append(f"{indent}    t = {name}f{k}(ctx)")
-                holds = "t is U or t is False" if negated else "t is not U and t is not False"
-            else:
-                env[f"{name}p{k}"] = part
-                holds = f"{name}p{k}(ctx, f)"
+            setup, holds = self.test_source(part, f"{name}p{k}", env)
+            lines.extend(indent + line for line in setup)
             lines.append(f"{indent}if {holds}:")
             indent += "    "
         lines.append(f"{indent}{target} = {value}")
         return lines
+
+    def test_source(self, test: Any, name: str, env: dict[str, Any]) -> tuple[list[str], str]:
+        """Statements and an expression for whether statement `test` holds in frame `f`;
+        a bare rule reference reads the rule cache inline (into `t`)."""
+        rule_test = self._rule_tests.get(test)
+        if rule_test is None:
+            env[name] = test
+            return [], f"{name}(ctx, f)"
+        fill, cache, rule_id, negated = rule_test
+        env[name], env[f"{name}r"] = fill, rule_id
+        setup = [f"t = ctx.{cache}.get({name}r, M)", "if t is M:", f"    t = {name}(ctx)"]
+        return setup, ("t is U or t is False" if negated else "t is not U and t is not False")
+
+    def iteration_clause(
+        self,
+        builders: list[Builder],
+        term: ast.Term,
+        scope: Scope,
+        conflict: Callable[[], None],
+    ) -> ClauseFn | None:
+        """A clause whose body is one `some … in` loop with deterministic statements
+        around it, as one generated function (None for any other body).
+
+        It runs like the continuation-passing form: the statements before the loop,
+        the whole collection charged to the step limit, then each member through the
+        statements after it into the head; a constant head stops at the first
+        solution, any other collects every solution and raises on a conflict.
+        """
+        loops = [i for i, b in enumerate(builders) if isinstance(b, IterStmt)]
+        if len(loops) != 1 or not all(isinstance(b, Stmt | IterStmt) for b in builders):
+            return None
+        (at,) = loops
+        loop = builders[at]
+        assert isinstance(loop, IterStmt)
+        before = [b.direct for b in builders[:at] if isinstance(b, Stmt) and b is not NOOP]
+        after = [b.direct for b in builders[at + 1 :] if isinstance(b, Stmt) and b is not NOOP]
+        if len(after) > _MOST_INLINE_STATEMENTS:
+            after = [sequence(after)]
+        const = constant(term)
+        mark = len(self.diagnostics)
+        head_hoists: list[Builder] = []
+        try:
+            head_fn = self.value(term, scope.copy(), head_hoists)
+        except NotReady:
+            head_hoists = [NOOP]
+        if head_hoists:
+            del self.diagnostics[mark:]  # the general form compiles (and reports) it again
+            return None
+        env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "COLLECTIONS": COLLECTIONS}
+        env["iterate"], env["equal"], env["conflict"] = iterate, equal, conflict
+        env["head"] = dict(const) if isinstance(const, FrozenDict) else const
+        if const is MISSING:
+            env["head"] = head_fn
+        lines = ["def get(ctx, f):"]
+        for k, test in enumerate(before):
+            setup, holds = self.test_source(test, f"b{k}", env)
+            lines.extend("    " + line for line in setup)
+            lines.append(f"    if not ({holds}):\n        return U")
+        lines.append(f"    items = {self.inline_operand(loop.coll, 'coll', env)}")
+        lines.append("    if not isinstance(items, COLLECTIONS):\n        return U")
+        lines.append("    ctx.steps -= len(items)")
+        lines.append("    if ctx.steps < 0:\n        ctx.spend(0)")
+        if const is not MISSING and not loop.key_slot:
+            lines.extend(self.glob_any_source(loop, after, env))
+        if const is MISSING:
+            lines.append("    found = M")
+        if loop.key_slot:
+            lines.append("    for key, val in iterate(items):")
+            lines.append(f"        f[{loop.key_slot}] = key")
+        else:
+            lines.append("    for val in (items.values() if isinstance(items, dict) else items):")
+        lines.append(f"        f[{loop.val_slot}] = val")
+        indent = "        "
+        for k, test in enumerate(after):
+            setup, holds = self.test_source(test, f"a{k}", env)
+            lines.extend(indent + line for line in setup)
+            lines.append(f"{indent}if {holds}:")
+            indent += "    "
+        if const is not MISSING:
+            lines.append(f"{indent}return head")
+            lines.append("    return U")
+        else:
+            lines.append(f"{indent}v = head(ctx, f)")
+            lines.append(f"{indent}if v is not U:")
+            lines.append(f"{indent}    if found is M:\n{indent}        found = v")
+            lines.append(f"{indent}    elif not equal(found, v):\n{indent}        conflict()")
+            lines.append("    return U if found is M else found")
+        run: ClauseFn = generate("\n".join(lines) + "\n", env, self._code_cache)
+        return run
+
+    def glob_any_source(self, loop: IterStmt, after: list[Any], env: dict[str, Any]) -> list[str]:
+        """`some p in <constant globs>; glob.match(p, null, x)` with a constant head:
+        one alternation of every pattern, matched once when `x` is a string (no
+        pattern can fail then, so no error or order is lost). Other cases loop."""
+        if len(after) != 1:
+            return []
+        glob = self._glob_tests.get(after[0])
+        coll = self._known.get(id(loop.coll))
+        if glob is None or coll is None or coll[0] != "const":
+            return []
+        pattern_fn, value_fn = glob
+        pattern = self._known.get(id(pattern_fn))
+        value = self._known.get(id(value_fn))
+        if pattern is None or pattern[:2] != ("slot", loop.val_slot) or value is None:
+            return []
+        if value[0] not in ("const", "path", "slot") or value[:2] == ("slot", loop.val_slot):
+            return []
+        matcher = glob_alternation(coll[1])
+        if matcher is None:
+            return []
+        env["any_glob"] = matcher
+        return [
+            f"    x = {self.inline_operand(value_fn, 'glob_value', env)}",
+            "    if type(x) is str:",
+            "        return head if any_glob(x) is not None else U",
+        ]
+
+    def fresh_evaluator(self, fn: Any) -> RuleFn | None:
+        """For the evaluator of a rule that reads `input` (so is cached per evaluation):
+        the function computing its value without a cache lookup, for a new context."""
+        known = self._known.get(id(fn))
+        if known is None or known[0] != "rule" or known[1][0] != "cache":
+            return None
+        fill: RuleFn = known[1][2]
+        return fill
 
     def constant_rule(self, path: tuple[str, ...]) -> Any:
         """The value of a rule that is a plain constant (`p := [1, 2]`), or MISSING.
@@ -468,6 +592,14 @@ class Compiler(BodyCompiler):
             if not equal(acc, v):
                 raise EvalError(CONFLICT_ERROR, conflict, span)
             return False
+
+        def raise_conflict() -> None:
+            raise EvalError(CONFLICT_ERROR, conflict, span)
+
+        iterated = self.iteration_clause(builders, term, scope, raise_conflict)
+        if iterated is not None:
+            self._clause_shapes[iterated] = (always, "value", iterated, [])
+            return iterated
 
         run = chain(builders, self.head((term,), scope, collect, span))
 
@@ -745,6 +877,21 @@ class Compiler(BodyCompiler):
             return None
         lines = self.chain_lines(known, "e", env, "value")
         return ["    " + line for line in lines] + ["    return value"]
+
+
+def glob_alternation(patterns: Any) -> Callable[[str], Any] | None:
+    """One regex matching what any of the glob `patterns` (no delimiters) matches, or
+    None unless they are a few valid string patterns."""
+    if type(patterns) not in (tuple, frozenset) or not 0 < len(patterns) <= 512:
+        return None
+    if not all(type(p) is str for p in patterns):
+        return None
+    try:
+        regexes = [compile_glob(p, "").pattern for p in patterns]
+        either = re.compile("|".join(f"(?:{r})" for r in regexes), re.DOTALL)
+    except (BuiltinError, re.error):
+        return None
+    return either.fullmatch
 
 
 def _first_defined(clauses: list[ClauseFn], size: int) -> RuleFn:

@@ -192,6 +192,8 @@ class BodyCompiler(TermCompiler):
         if isinstance(term, ast.BinOp) and term.op in ("==", "!="):
             args = [self.value(term.left, scope, hoists), self.value(term.right, scope, hoists)]
             return self.equality(term.op, args, term.span, test=True)
+        if isinstance(term, ast.Membership) and term.key is None:
+            return self.membership(term, scope, hoists, test=True)
         if isinstance(term, ast.Call):
             kind, target = self.resolve_call(term.name, scope)
             if kind == "builtin" and len(term.args) == target.arity:

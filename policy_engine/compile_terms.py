@@ -14,6 +14,7 @@ from typing import Any
 
 from policy_engine import ast
 from policy_engine.builtins import BUILTINS, Builtin, BuiltinError
+from policy_engine.builtins.numbers import parse_number
 from policy_engine.builtins.regex_glob import compile_glob
 from policy_engine.codegen import (
     data_root,
@@ -95,6 +96,8 @@ class TermCompiler:
         # Bare rule references used as conditions (or under `not`):
         # test -> (fill, cache name, rule id, negated); `fill` computes and caches.
         self._rule_tests: dict[Any, tuple[ValueFn, str, int, bool]] = {}
+        # `glob.match(p, null, x)` conditions: test -> (pattern value, x value).
+        self._glob_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
         # Whether each rule/function group reads `input` (itself or through what it
@@ -511,36 +514,26 @@ class TermCompiler:
             Builtin(name=op, arity=2, fn=fn), args, span, test=test, string_op=op
         )
 
-    def membership(self, term: ast.Membership, scope: Scope, hoists: list[Builder]) -> ValueFn:
+    def membership(
+        self, term: ast.Membership, scope: Scope, hoists: list[Builder], test: bool = False
+    ) -> ValueFn:
+        """`x in c` / `k, x in c`; with `test`, whether it is true (see `builtin_call`)."""
         value = self.value(term.value, scope, hoists)
         coll = self.value(term.collection, scope, hoists)
-        key = self.value(term.key, scope, hoists) if term.key is not None else None
+        if term.key is None:
+            return self.builtin_call(_MEMBER, [value, coll], term.span, test=test)
+        key = self.value(term.key, scope, hoists)
 
         def contains(ctx: Ctx, f: Frame) -> Any:
             v = value(ctx, f)
             c = coll(ctx, f)
             if v is UNDEFINED or c is UNDEFINED:
                 return UNDEFINED
-            if key is not None:
-                kv = key(ctx, f)
-                if kv is UNDEFINED:
-                    return UNDEFINED
-                found = index_value(c, kv)
-                return found is not UNDEFINED and not isinstance(c, frozenset) and equal(found, v)
-            if type(v) is str:
-                # A string equals only an equal string, so Python's `in` is Rego's.
-                kind = type(c)
-                if kind is frozenset or kind is tuple or kind is list:
-                    return v in c
-                if kind is dict:
-                    return v in c.values()
-            if isinstance(c, frozenset):
-                try:
-                    return freeze(v) in c
-                except TypeError:
-                    return False
-            values = c.values() if isinstance(c, dict) else c if isinstance(c, ARRAYS) else ()
-            return any(equal(v, item) for item in values)
+            kv = key(ctx, f)
+            if kv is UNDEFINED:
+                return UNDEFINED
+            found = index_value(c, kv)
+            return found is not UNDEFINED and not isinstance(c, frozenset) and equal(found, v)
 
         return contains
 
@@ -860,7 +853,23 @@ class TermCompiler:
                 f"(type({a}) is str and type({b}) is str):"
             )
             lines.append(f"        return {a} {comparison} {b}")
+        if builtin is _MEMBER:
+            # A string in a set or array: Python's `in` (see `member`).
+            value, coll = operands
+            kinds = "(frozenset, tuple, list)"
+            if coll in env and type(env[coll]) in (frozenset, tuple, list):
+                lines.append(f"    if type({value}) is str:\n        return {value} in {coll}")
+            else:
+                lines.append(f"    if type({value}) is str and type({coll}) in {kinds}:")
+                lines.append(f"        return {value} in {coll}")
         call_line = f"        r = fn({', '.join(operands)})"
+        if builtin.name == "to_number" and builtin.fn is self.builtins["to_number"].fn:
+            # Numbers from text (money amounts) straight from the parser's cache.
+            env["parse_number"] = parse_number
+            (operand,) = operands
+            call_line = (
+                f"        r = parse_number({operand}) if type({operand}) is str else fn({operand})"
+            )
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
             # The built-in's own fast path (no delimiters, two strings), inlined:
@@ -889,10 +898,33 @@ class TermCompiler:
         lines.append("    return r is not False and r is not U" if test else "    return r")
         source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
         call: ValueFn = generate(source, env, self._code_cache)
+        if "compile_glob" in env and test:
+            self._glob_tests[call] = (args[0], args[2])
         return call
 
 
 _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+
+def member(v: Any, c: Any) -> bool:
+    """`v in c`: a member of a set, an element of an array, a value of an object."""
+    if type(v) is str:
+        # A string equals only an equal string, so Python's `in` is Rego's.
+        kind = type(c)
+        if kind is frozenset or kind is tuple or kind is list:
+            return v in c
+        if kind is dict:
+            return v in c.values()
+    if isinstance(c, frozenset):
+        try:
+            return freeze(v) in c
+        except TypeError:
+            return False
+    values = c.values() if isinstance(c, dict) else c if isinstance(c, ARRAYS) else ()
+    return any(equal(v, item) for item in values)
+
+
+_MEMBER = Builtin(name="internal.member", arity=2, fn=member)
 
 
 def _equality_with_constant(op: str, operands: list[str], env: dict[str, Any]) -> str | None:

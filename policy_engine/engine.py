@@ -305,15 +305,28 @@ class Engine:
         strict = self._config.strict
         value_fn = fn
         shared = self._shared
+        fill = self._compiler.fresh_evaluator(fn)
 
         def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:
             if data is None:
-                ctx = Ctx(input, base, steps=steps, strict=strict, shared=shared)
+                ctx = Ctx(input, base, steps, strict, None, shared)
             else:
-                ctx = Ctx(input, {**base, **from_json(dict(data))}, steps=steps, strict=strict)
+                ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict)
             return public_value(value_fn(ctx, [None] * size))
 
-        return prepared
+        if fill is None:
+            return prepared
+        computed = fill
+
+        def prepared_rule(input: Any, data: Mapping[str, Any] | None = None) -> Any:
+            # A rule that reads `input`: its cache in a new context is empty, so its
+            # value is computed without looking there first.
+            if data is None:
+                return public_value(computed(Ctx(input, base, steps, strict, None, shared)))
+            ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict)
+            return public_value(computed(ctx))
+
+        return prepared_rule
 
     @property
     def rule_paths(self) -> list[str]:

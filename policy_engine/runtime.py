@@ -67,7 +67,6 @@ class Ctx:
         self,
         input_: Any,
         data: Any,
-        *,
         steps: int,
         strict: bool = False,
         overrides: Mapping[tuple[str, ...], Any] | None = None,

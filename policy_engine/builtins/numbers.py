@@ -78,12 +78,13 @@ def to_number(x: object) -> Number:
     if is_number(x):
         return want_number("to_number", 1, x)
     if isinstance(x, str):
-        return _parse_number(x)
+        return parse_number(x)
     raise operand_error("to_number", 1, "one of {null, boolean, number, string}", x)
 
 
 @lru_cache(maxsize=4096)
-def _parse_number(text: str) -> Number:
+def parse_number(text: str) -> Number:
+    """A number from its text, as `to_number` reads it; raises BuiltinError."""
     # Cached: policies convert the same money strings (limits, prices) on every request.
     if _DECIMAL_SYNTAX.fullmatch(text) is None:
         raise BuiltinError(
