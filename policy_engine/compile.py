@@ -281,7 +281,10 @@ class Compiler(BodyCompiler):
             setup, holds = self.test_source(test, f"b{k}", env)
             lines.extend("    " + line for line in setup)
             lines.append(f"    if not ({holds}):\n        return U")
-        lines.append(f"    items = {self.inline_operand(loop.coll, 'coll', env)}")
+        # Operand numbers past any statement's (`a{k}`, `b{k}`) keep the names apart.
+        setup, items, _undefined = self.operand_source(loop.coll, 98, env)
+        lines.extend(setup)
+        lines.append(f"    items = {items}")
         lines.append("    if not isinstance(items, COLLECTIONS):\n        return U")
         lines.append("    ctx.steps -= len(items)")
         lines.append("    if ctx.steps < 0:\n        ctx.spend(0)")
@@ -334,10 +337,11 @@ class Compiler(BodyCompiler):
         if matcher is None:
             return []
         env["any_glob"] = matcher
+        setup, text, _undefined = self.operand_source(value_fn, 99, env)
         return [
-            f"    x = {self.inline_operand(value_fn, 'glob_value', env)}",
-            "    if type(x) is str:",
-            "        return head if any_glob(x) is not None else U",
+            *setup,
+            f"    if type({text}) is str:",
+            f"        return head if any_glob({text}) is not None else U",
         ]
 
     def fresh_evaluator(self, fn: Any) -> RuleFn | None:

@@ -16,6 +16,7 @@ from policy_engine import ast
 from policy_engine.builtins import BUILTINS, Builtin, BuiltinError
 from policy_engine.builtins.numbers import parse_number
 from policy_engine.builtins.regex_glob import compile_glob
+from policy_engine.builtins.strings import split as split_text
 from policy_engine.codegen import (
     data_root,
     dynamic_index,
@@ -478,6 +479,45 @@ class TermCompiler:
         get: ValueFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return get
 
+    def operand_source(
+        self, fn: ValueFn, i: int, env: dict[str, Any]
+    ) -> tuple[list[str], str, bool]:
+        """Source for operand `i` of generated code: statements (indented one level)
+        and an expression for `fn(ctx, f)`, and whether that may be undefined.
+
+        Constants (`c{i}`, in `env`) and frame slots are read inline, a rule's value
+        from its cache (`fill` on a miss), a constant path of `input`/`data` as key
+        steps; anything else is called into `x{i}`.
+        """
+        known = self._known.get(id(fn))
+        if known is not None and known[0] == "const":
+            env[f"c{i}"] = known[1]
+            return [], f"c{i}", False
+        if known is not None and known[0] == "slot":
+            return [], f"f[{known[1]}]", False
+        x = f"x{i}"
+        if known is not None and known[0] == "rule":
+            cache, rule_id, fill = known[1]
+            env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, fill, MISSING
+            return (
+                [
+                    f"    {x} = ctx.{cache}.get(r{i}, M)",
+                    f"    if {x} is M:\n        {x} = a{i}(ctx, f)",
+                ],
+                x,
+                True,
+            )
+        if known is not None and known[0] == "path":
+            root, keys = known[1]
+            env["U"], env["index_value"] = UNDEFINED, index_value
+            lines = [f"    {x} = ctx.{root}"]
+            for j, key in enumerate(keys):
+                env[f"p{i}_{j}"] = key
+                lines.append(key_step(x, f"p{i}_{j}", key))
+            return lines, x, True
+        env[f"a{i}"] = fn
+        return [f"    {x} = a{i}(ctx, f)"], x, True
+
     def inline_operand(self, fn: ValueFn, name: str, env: dict[str, Any]) -> str:
         """An expression for `fn(ctx, f)`: roots, constants and slots inline."""
         if fn is input_root:
@@ -603,17 +643,11 @@ class TermCompiler:
         checks: list[str] = []
         exprs: list[str] = []
         for i, value in enumerate(values):
-            known = self._known.get(id(value))
-            if known is not None and known[0] == "const":
-                env[f"c{i}"] = known[1]
-                exprs.append(f"c{i}")
-            elif known is not None and known[0] == "slot":
-                exprs.append(f"f[{known[1]}]")
-            else:
-                env[f"a{i}"] = value
-                lines.append(f"    x{i} = a{i}(ctx, f)")
-                checks.append(f"x{i} is U")
-                exprs.append(f"x{i}")
+            setup, expr, check = self.operand_source(value, i, env)
+            lines.extend(setup)
+            exprs.append(expr)
+            if check:
+                checks.append(f"{expr} is U")
         if checks:
             lines.append(f"    if {' or '.join(checks)}:\n        return U")
         return lines, exprs
@@ -791,32 +825,11 @@ class TermCompiler:
         checks: list[str] = []
         operands: list[str] = []
         for i, arg in enumerate(args):
-            known = self._known.get(id(arg))
-            if known is not None and known[0] == "const":
-                env[f"c{i}"] = known[1]
-                operands.append(f"c{i}")
-            elif known is not None and known[0] == "slot":
-                operands.append(f"f[{known[1]}]")
-            elif known is not None and known[0] == "rule":
-                cache, rule_id, fill = known[1]
-                env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, fill, MISSING
-                lines.append(f"    x{i} = ctx.{cache}.get(r{i}, M)")
-                lines.append(f"    if x{i} is M:\n        x{i} = a{i}(ctx, f)")
-                checks.append(f"x{i} is U")
-                operands.append(f"x{i}")
-            elif known is not None and known[0] == "path":
-                root, keys = known[1]
-                lines.append(f"    x{i} = ctx.{root}")
-                for j, key in enumerate(keys):
-                    env[f"p{i}_{j}"] = key
-                    lines.append(key_step(f"x{i}", f"p{i}_{j}", key))
-                checks.append(f"x{i} is U")
-                operands.append(f"x{i}")
-            else:
-                env[f"a{i}"] = arg
-                lines.append(f"    x{i} = a{i}(ctx, f)")
-                checks.append(f"x{i} is U")
-                operands.append(f"x{i}")
+            setup, operand, check = self.operand_source(arg, i, env)
+            lines.extend(setup)
+            operands.append(operand)
+            if check:
+                checks.append(f"{operand} is U")
         if checks:
             lines.append(f"    if {' or '.join(checks)}:")
             lines.append("        return False" if test else "        return U")
@@ -863,13 +876,17 @@ class TermCompiler:
                 lines.append(f"    if type({value}) is str and type({coll}) in {kinds}:")
                 lines.append(f"        return {value} in {coll}")
         call_line = f"        r = fn({', '.join(operands)})"
-        if builtin.name == "to_number" and builtin.fn is self.builtins["to_number"].fn:
-            # Numbers from text (money amounts) straight from the parser's cache.
-            env["parse_number"] = parse_number
-            (operand,) = operands
-            call_line = (
-                f"        r = parse_number({operand}) if type({operand}) is str else fn({operand})"
-            )
+        stock = BUILTINS.get(builtin.name)
+        on_text = (
+            _ON_TEXT.get(builtin.name) if stock is not None and stock.fn is builtin.fn else None
+        )
+        if on_text is not None:
+            # The common case, every operand a string, without the type checks.
+            template, helpers = on_text
+            env.update(helpers)
+            strings = " and ".join(f"type({o}) is str" for o in operands)
+            fast = template.format(*operands)
+            call_line = f"        r = {fast} if {strings} else fn({', '.join(operands)})"
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
             # The built-in's own fast path (no delimiters, two strings), inlined:
@@ -904,6 +921,18 @@ class TermCompiler:
 
 
 _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+# Built-ins on string operands as Python expressions (the same functions the
+# built-ins apply once their operands are checked), with the helpers they use.
+_ON_TEXT: dict[str, tuple[str, dict[str, Any]]] = {
+    "to_number": ("parse_number({0})", {"parse_number": parse_number}),
+    "contains": ("{1} in {0}", {}),
+    "startswith": ("{0}.startswith({1})", {}),
+    "endswith": ("{0}.endswith({1})", {}),
+    "lower": ("{0}.lower()", {}),
+    "upper": ("{0}.upper()", {}),
+    "split": ("split_text({0}, {1})", {"split_text": split_text}),
+}
 
 
 def member(v: Any, c: Any) -> bool:
