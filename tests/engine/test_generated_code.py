@@ -1,0 +1,197 @@
+"""Generated evaluators answer exactly as the closure form does.
+
+The tracing engine keeps every clause, loop and rule behind closures (and never
+inlines constant rules), so it is the reference: every rule below is evaluated
+on both, for many inputs, in normal and strict mode and under a small step
+limit, and the values or errors must be the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from policy_engine import Engine, EngineConfig, EvalError
+from policy_engine.tooling.trace import traced_engine
+
+POLICY = """package g
+
+import rego.v1
+
+globs := ["gpt-4", "gpt-4o*", "claude-?-*", "{a,b}x", "[m-n]ock*"]
+
+bad_globs := ["gpt-*", "[unclosed"]
+
+names := {"chat", "embed"}
+
+glob_allowed if {
+	some pattern in globs
+	glob.match(pattern, null, input.m)
+}
+
+glob_with_bad if {
+	some pattern in bad_globs
+	glob.match(pattern, null, input.m)
+}
+
+glob_from_input if {
+	some pattern in input.globs
+	glob.match(pattern, null, input.m)
+}
+
+guarded_loop if {
+	input.flag == true
+	some x in input.xs
+	x == 3
+}
+
+first_big := x if {
+	some x in input.xs
+	x > 1
+}
+
+key_of_b := i if {
+	some i, x in input.xs
+	x == "b"
+}
+
+loop_then_rule if {
+	some x in input.xs
+	x == input.want
+	not blocked
+}
+
+blocked if input.blocked
+
+negated if not blocked
+
+conflicting := 1 if input.c1
+
+conflicting := 2 if input.c2
+
+default defaulted := "none"
+
+defaulted := "one" if input.c1
+
+defaulted := "two" if input.c2
+
+default only_default := 5
+
+chain := "a" if input.k == "a"
+else := "b" if {
+	input.k == "b"
+	not blocked
+}
+else := input.k
+
+in_constant if input.s in names
+
+in_input := input.s in input.coll
+
+to_num := to_number(input.n)
+
+below if to_number(input.n) < to_number(input.limit)
+
+text_tests := [contains(input.s, "a"), startswith(input.s, "c"), endswith(input.s, "t")]
+
+cased := [lower(input.s), upper(input.s)]
+
+parts := split(input.s, input.sep)
+
+shaped := {"s": input.s, "chain": chain, "model": input.m}
+"""
+
+RULES = [
+    "glob_allowed", "glob_with_bad", "glob_from_input", "guarded_loop", "first_big",
+    "key_of_b", "loop_then_rule", "blocked", "negated", "conflicting", "defaulted",
+    "only_default", "chain", "in_constant", "in_input", "to_num", "below", "text_tests",
+    "cased", "parts", "shaped",
+]  # fmt: skip
+
+INPUTS: list[Any] = [
+    {},
+    {"m": "gpt-4"},
+    {"m": "gpt-4o-mini", "globs": ["x*", "gpt-4o*"]},
+    {"m": "claude-3-opus", "globs": ["[bad"]},
+    {"m": "bx", "globs": "not a list"},
+    {"m": "mock-model", "globs": [1, "mock*"]},
+    {"m": "gpt-5", "globs": []},
+    {"m": 42, "globs": ["*"]},
+    {"m": None},
+    {"flag": True, "xs": [1, 2, 3]},
+    {"flag": False, "xs": [3]},
+    {"xs": [0, 2, 2], "want": 2},
+    {"xs": [0, 2, 5], "want": 5, "blocked": True},
+    {"xs": ["a", "b", "c"], "want": "c"},
+    {"xs": {"k": "b", "j": "a"}, "want": "a"},
+    {"xs": ["b", "b"]},
+    {"xs": 7},
+    {"c1": True},
+    {"c2": True},
+    {"c1": True, "c2": True},
+    {"k": "a"},
+    {"k": "b"},
+    {"k": "b", "blocked": True},
+    {"k": 3},
+    {"s": "chat", "coll": ["chat"], "sep": "a"},
+    {"s": "embed", "coll": {"x": "embed"}, "sep": ""},
+    {"s": "cat", "coll": ["dog"], "sep": "/"},
+    {"s": 1, "coll": [1.0, 2], "sep": "a"},
+    {"s": ["chat"], "coll": [["chat"]]},
+    {"s": "x", "coll": "x", "sep": 1},
+    {"n": "250.50", "limit": "1000.00"},
+    {"n": "1000.00", "limit": "1000"},
+    {"n": "12abc", "limit": "1"},
+    {"n": 3, "limit": True},
+    {"n": None, "limit": "0.5"},
+    {"n": [1], "limit": 2},
+]
+
+
+def outcome(engine: Engine, rule: str, doc: Any) -> Any:
+    try:
+        return ("value", engine.prepare(f"data.g.{rule}")(doc))
+    except EvalError as exc:
+        return ("error", exc.code, exc.message)
+
+
+@pytest.mark.parametrize("config", [EngineConfig(), EngineConfig(strict=True)], ids=["", "strict"])
+def test_generated_code_matches_closures(config: EngineConfig) -> None:
+    fast = Engine.from_sources({"g.rego": POLICY}, config=config)
+    reference, _tracer = traced_engine({"g.rego": POLICY}, config=config)
+    for doc in INPUTS:
+        for rule in RULES:
+            assert outcome(fast, rule, doc) == outcome(reference, rule, doc), (rule, doc)
+
+
+def test_glob_allow_list_answers() -> None:
+    engine = Engine.from_sources({"g.rego": POLICY})
+    allowed = engine.prepare("data.g.glob_allowed")
+    assert allowed({"m": "gpt-4o-mini"}) is True
+    assert allowed({"m": "claude-3-opus"}) is True
+    assert allowed({"m": "bx"}) is True
+    assert allowed({"m": "nock"}) is True
+    assert allowed({"m": "gpt-4-turbo"}) is not True
+    assert allowed({"m": "claude-3"}) is not True
+
+
+def test_glob_allow_list_is_charged_to_the_step_limit() -> None:
+    globs = ", ".join(f'"m{i}*"' for i in range(50))
+    policy = (
+        f"package s\nimport rego.v1\nglobs := [{globs}]\n"
+        "ok if {\n\tsome p in globs\n\tglob.match(p, null, input.m)\n}\n"
+    )
+    engine = Engine.from_sources({"s.rego": policy}, config=EngineConfig(max_steps=20))
+    with pytest.raises(EvalError) as caught:
+        engine.prepare("data.s.ok")({"m": "m1"})
+    assert caught.value.code == "eval_limit_error"
+    assert Engine.from_sources({"s.rego": policy}).prepare("data.s.ok")({"m": "m49x"}) is True
+
+
+def test_loop_conflict_is_reported() -> None:
+    engine = Engine.from_sources({"g.rego": POLICY})
+    with pytest.raises(EvalError) as caught:
+        engine.prepare("data.g.first_big")({"xs": [2, 3]})
+    assert caught.value.code == "eval_conflict_error"
+    assert engine.prepare("data.g.first_big")({"xs": [0, 3, 3]}) == 3
