@@ -65,6 +65,10 @@ __all__ = ["Builder", "ClauseFn", "CompiledQuery", "Compiler", "FuncFn", "RuleFn
 # Statements of one clause nest one level each in generated code; longer bodies
 # run as one condition call (Python allows at most 100 levels of indentation).
 _MOST_INLINE_STATEMENTS = 24
+# A rule read by a bare reference runs inline at the reference, when it is at most
+# this many generated lines and this many references deep (code size stays linear).
+_MOST_INLINE_LINES = 40
+_MOST_INLINE_DEPTH = 2
 
 
 class CompiledQuery:
@@ -107,6 +111,7 @@ class Compiler(BodyCompiler):
             # which computes and caches without looking in the cache again.
             cache = "shared" if shared else "cache"
             fill = self.rule_source(rule_id, compute, cache, check=False)
+            self._fill_computes[fill] = compute
             self._known[id(evaluate)] = ("rule", (cache, rule_id, fill), evaluate)
         self._rules[path] = evaluate
         return evaluate
@@ -161,41 +166,61 @@ class Compiler(BodyCompiler):
         evaluate: RuleFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return evaluate
 
-    def group_lines(self, compute: RuleFn, env: dict[str, Any]) -> list[str] | None:
-        """Statements setting `value` to a complete rule's value (None unless every
-        clause of every definition is straight-line, see `_group_shapes`)."""
+    def group_lines(
+        self,
+        compute: RuleFn,
+        env: dict[str, Any],
+        name: str = "",
+        target: str = "value",
+        frame: str = "f",
+        depth: int = 0,
+    ) -> list[str] | None:
+        """Statements setting `target` to a complete rule's value (None unless every
+        clause of every definition is straight-line, see `_group_shapes`). Names in
+        `env` and locals start with `name`, so rules can be inlined into each other."""
         shape = self._group_shapes.get(compute)
         if shape is None:
             return None
         definitions, default, conflict = shape
-        env["equal"], env["conflict"] = equal, conflict
-        lines = ["value = U"]  # no definitions: only a default
+        env["U"], env["M"], env["equal"], env[f"{name}conflict"] = (
+            UNDEFINED,
+            MISSING,
+            equal,
+            conflict,
+        )
+        lines = [f"{target} = U"]  # no definitions: only a default
         for i, (clauses, size) in enumerate(definitions):
-            env[f"size{i}"] = size
-            lines.append(f"f = [None] * size{i}")
-            target = "value" if i == 0 else "v"
-            lines.extend(self.chain_lines(clauses, f"d{i}", env, target))
+            env[f"{name}size{i}"] = size
+            lines.append(f"{frame} = [None] * {name}size{i}")
+            found = target if i == 0 else f"{name}v"
+            lines.extend(self.chain_lines(clauses, f"{name}d{i}", env, found, frame, depth))
             if i:
-                lines.append("if v is not U:")
-                lines.append("    if value is U:")
-                lines.append("        value = v")
-                lines.append("    elif not equal(value, v):")
-                lines.append("        conflict()")
+                lines.append(f"if {found} is not U:")
+                lines.append(f"    if {target} is U:")
+                lines.append(f"        {target} = {found}")
+                lines.append(f"    elif not equal({target}, {found}):")
+                lines.append(f"        {name}conflict()")
         if default is not MISSING:
-            env["default"] = default
-            lines.append("if value is U:")
-            lines.append("    value = default")
+            env[f"{name}default"] = default
+            lines.append(f"if {target} is U:")
+            lines.append(f"    {target} = {name}default")
         return lines
 
     def chain_lines(
-        self, shapes: list[ClauseShape], name: str, env: dict[str, Any], target: str
+        self,
+        shapes: list[ClauseShape],
+        name: str,
+        env: dict[str, Any],
+        target: str,
+        frame: str = "f",
+        depth: int = 0,
     ) -> list[str]:
         """Statements setting `target` to the first defined value of an `else` chain of
-        straight-line clauses, run in frame `f` (their parts go in `env`)."""
+        straight-line clauses, run in `frame` (their parts go in `env`)."""
         env["U"], env["M"] = UNDEFINED, MISSING
         lines: list[str] = []
         for j, shape in enumerate(shapes):
-            clause = self.clause_lines(shape, f"{name}c{j}", env, target)
+            clause = self.clause_lines(shape, f"{name}c{j}", env, target, frame, depth)
             if j == 0:
                 lines.extend(clause)
             else:
@@ -204,37 +229,61 @@ class Compiler(BodyCompiler):
         return lines
 
     def clause_lines(
-        self, shape: ClauseShape, name: str, env: dict[str, Any], target: str
+        self,
+        shape: ClauseShape,
+        name: str,
+        env: dict[str, Any],
+        target: str,
+        frame: str = "f",
+        depth: int = 0,
     ) -> list[str]:
         """Statements setting `target` to a straight-line clause's value (U when its
         body fails): each statement is a test nesting the rest; bare rule references
         read the rule cache inline."""
         direct, kind, head, parts = shape
         env[f"{name}h"] = head
-        value = f"{name}h" if kind == "const" else f"{name}h(ctx, f)"
+        value = f"{name}h" if kind == "const" else f"{name}h(ctx, {frame})"
         if len(parts) > _MOST_INLINE_STATEMENTS:
             parts = [direct]
         lines = [f"{target} = U"] if parts else []
         indent = ""
         for k, part in enumerate(parts):
-            setup, holds = self.test_source(part, f"{name}p{k}", env)
+            setup, holds = self.test_source(part, f"{name}p{k}", env, frame, depth)
             lines.extend(indent + line for line in setup)
             lines.append(f"{indent}if {holds}:")
             indent += "    "
         lines.append(f"{indent}{target} = {value}")
         return lines
 
-    def test_source(self, test: Any, name: str, env: dict[str, Any]) -> tuple[list[str], str]:
-        """Statements and an expression for whether statement `test` holds in frame `f`;
-        a bare rule reference reads the rule cache inline (into `t`)."""
+    def test_source(
+        self, test: Any, name: str, env: dict[str, Any], frame: str = "f", depth: int = 0
+    ) -> tuple[list[str], str]:
+        """Statements and an expression for whether statement `test` holds in `frame`.
+
+        A bare rule reference reads the rule cache inline (into `{name}t`); on a miss
+        a small rule of straight-line clauses runs inline too (a few levels deep),
+        others through their `fill` function.
+        """
         rule_test = self._rule_tests.get(test)
         if rule_test is None:
             env[name] = test
-            return [], f"{name}(ctx, f)"
+            return [], f"{name}(ctx, {frame})"
         fill, cache, rule_id, negated = rule_test
         env[name], env[f"{name}r"] = fill, rule_id
-        setup = [f"t = ctx.{cache}.get({name}r, M)", "if t is M:", f"    t = {name}(ctx)"]
-        return setup, ("t is U or t is False" if negated else "t is not U and t is not False")
+        value = f"{name}t"
+        setup = [f"{value} = ctx.{cache}.get({name}r, M)", f"if {value} is M:"]
+        inner = None
+        compute = self._fill_computes.get(fill)
+        if compute is not None and depth < _MOST_INLINE_DEPTH:
+            inner = self.group_lines(compute, env, f"{name}_", value, f"{name}f", depth + 1)
+        if inner is not None and len(inner) <= _MOST_INLINE_LINES:
+            setup.extend("    " + line for line in inner)
+            setup.append(f"    ctx.{cache}[{name}r] = {value}")
+        else:
+            setup.append(f"    {value} = {name}(ctx)")
+        if negated:
+            return setup, f"{value} is U or {value} is False"
+        return setup, f"{value} is not U and {value} is not False"
 
     def iteration_clause(
         self,

@@ -97,6 +97,8 @@ class TermCompiler:
         # Bare rule references used as conditions (or under `not`):
         # test -> (fill, cache name, rule id, negated); `fill` computes and caches.
         self._rule_tests: dict[Any, tuple[ValueFn, str, int, bool]] = {}
+        # Each rule's `fill` (compute and cache) -> the rule's `compute`.
+        self._fill_computes: dict[Any, RuleFn] = {}
         # `glob.match(p, null, x)` conditions: test -> (pattern value, x value).
         self._glob_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}

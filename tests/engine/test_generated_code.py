@@ -100,13 +100,28 @@ cased := [lower(input.s), upper(input.s)]
 parts := split(input.s, input.sep)
 
 shaped := {"s": input.s, "chain": chain, "model": input.m}
+
+static_ok if count(globs) > 2
+
+conflict_free if conflicting
+
+uses_rules if {
+	static_ok
+	not blocked
+	conflict_free
+}
+
+deep if uses_rules
+
+deeper := "yes" if deep
+else := defaulted
 """
 
 RULES = [
     "glob_allowed", "glob_with_bad", "glob_from_input", "guarded_loop", "first_big",
     "key_of_b", "loop_then_rule", "blocked", "negated", "conflicting", "defaulted",
     "only_default", "chain", "in_constant", "in_input", "to_num", "below", "text_tests",
-    "cased", "parts", "shaped",
+    "cased", "parts", "shaped", "static_ok", "conflict_free", "uses_rules", "deep", "deeper",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
