@@ -65,6 +65,8 @@ __all__ = ["Builder", "ClauseFn", "CompiledQuery", "Compiler", "FuncFn", "RuleFn
 # Statements of one clause nest one level each in generated code; longer bodies
 # run as one condition call (Python allows at most 100 levels of indentation).
 _MOST_INLINE_STATEMENTS = 24
+_NO_SLOTS = (None,)
+
 # A rule read by a bare reference runs inline at the reference, when it is at most
 # this many generated lines and this many references deep (code size stays linear).
 _MOST_INLINE_LINES = 40
@@ -191,7 +193,13 @@ class Compiler(BodyCompiler):
         lines = [f"{target} = U"]  # no definitions: only a default
         for i, (clauses, size) in enumerate(definitions):
             env[f"{name}size{i}"] = size
-            lines.append(f"{frame} = [None] * {name}size{i}")
+            if size > 1:
+                lines.append(f"{frame} = [None] * {name}size{i}")
+            else:
+                # No variables: nothing reads or writes a slot (slot 0 only collects
+                # the values of clauses that enumerate), so one immutable frame will do.
+                env["NO_SLOTS"] = _NO_SLOTS
+                lines.append(f"{frame} = NO_SLOTS")
             found = target if i == 0 else f"{name}v"
             lines.extend(self.chain_lines(clauses, f"{name}d{i}", env, found, frame, depth))
             if i:

@@ -93,6 +93,11 @@ def public_value(value: Any) -> Any:
     if kind is dict:
         # The common decision shape: an object of scalars (and empty arrays, such
         # as no reasons); a shallow copy will do.
+        for item in value.values():
+            if type(item) not in _SCALARS:
+                break
+        else:
+            return value.copy()
         out = {}
         for key, item in value.items():
             if type(item) in _SCALARS:
