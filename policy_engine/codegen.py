@@ -7,6 +7,9 @@ through its globals.
 
 from __future__ import annotations
 
+import builtins
+import keyword
+import re
 from types import CodeType
 from typing import Any
 
@@ -25,6 +28,7 @@ __all__ = [
     "data_root",
     "dynamic_index",
     "generate",
+    "inline_body",
     "input_root",
     "key_step",
     "not_equal",
@@ -69,6 +73,46 @@ def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) 
     exec(code, env)  # noqa: S102 - our own template, see above
     (name,) = [key for key in env if key in ("call", "get")]
     return env[name]
+
+
+# Names an inlined body keeps: Python's own, the context, and the shared markers
+# (the same objects in every generated function's globals).
+_KEPT_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {"ctx", "U", "M"}
+_NAME = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
+
+
+def inline_body(
+    source: str, env: dict[str, Any], prefix: str, frame: str, out: str, into: dict[str, Any]
+) -> list[str]:
+    """Statements running generated function `source` (`def …(ctx, f):` and its body,
+    from our templates) inline: `out` is set to what it returns.
+
+    Its globals and locals are renamed with `prefix` (globals copied into `into`),
+    its frame is `frame`; the body runs in a one-pass loop, each `return` becoming an
+    assignment and a `break`.
+    """
+
+    def rename(match: re.Match[str]) -> str:
+        name = match.group(0)
+        if name == "f":
+            return frame
+        return name if name in _KEPT_NAMES else prefix + name
+
+    lines = ["while True:"]
+    for line in source.split("\n")[1:]:
+        text = line.lstrip()
+        if not text:
+            continue
+        indent = line[: len(line) - len(text)]
+        if text.startswith("return "):
+            lines.append(f"{indent}{out} = {_NAME.sub(rename, text[len('return ') :])}")
+            lines.append(f"{indent}break")
+        else:
+            lines.append(indent + _NAME.sub(rename, text))
+    lines.append("    break")
+    for key, value in env.items():
+        into[key if key in _KEPT_NAMES else prefix + key] = value
+    return lines
 
 
 def key_step(var: str, name: str, key: Any) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from policy_engine import ast
 from policy_engine.builtins import BuiltinError
 from policy_engine.builtins.regex_glob import compile_glob
-from policy_engine.codegen import generate
+from policy_engine.codegen import generate, inline_body
 from policy_engine.compile_body import BodyCompiler
 from policy_engine.compile_terms import ClauseShape
 from policy_engine.errors import COMPILE_ERROR, CONFLICT_ERROR, EvalError
@@ -273,6 +273,10 @@ class Compiler(BodyCompiler):
         others through their `fill` function.
         """
         rule_test = self._rule_tests.get(test)
+        inlined = self._test_sources.get(test)
+        if inlined is not None and inlined[0].count("\n") <= _MOST_INLINE_LINES:
+            source, test_env = inlined
+            return inline_body(source, test_env, f"{name}_", frame, name, env), name
         if rule_test is None:
             env[name] = test
             return [], f"{name}(ctx, {frame})"

@@ -97,6 +97,9 @@ class TermCompiler:
         # Bare rule references used as conditions (or under `not`):
         # test -> (fill, cache name, rule id, negated); `fill` computes and caches.
         self._rule_tests: dict[Any, tuple[ValueFn, str, int, bool]] = {}
+        # Generated conditions by their source and globals, so that generated rule
+        # code can run them inline: test -> (source, env).
+        self._test_sources: dict[Any, tuple[str, dict[str, Any]]] = {}
         # Each rule's `fill` (compute and cache) -> the rule's `compute`.
         self._fill_computes: dict[Any, RuleFn] = {}
         # `glob.match(p, null, x)` conditions: test -> (pattern value, x value).
@@ -840,6 +843,8 @@ class TermCompiler:
             if fast is not None:  # null, a boolean or a string: no equality function
                 source = "def call(ctx, f):\n" + "\n".join([*lines, f"    return {fast}"]) + "\n"
                 compared: ValueFn = generate(source, env, self._code_cache)
+                if test:
+                    self._test_sources[compared] = (source, env)
                 return compared
         if string_op is not None:  # `==`/`!=` on two strings needs no equality function
             a, b = operands
@@ -919,6 +924,8 @@ class TermCompiler:
         call: ValueFn = generate(source, env, self._code_cache)
         if "compile_glob" in env and test:
             self._glob_tests[call] = (args[0], args[2])
+        if test:
+            self._test_sources[call] = (source, env)
         return call
 
 
