@@ -82,15 +82,26 @@ _NAME = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
 
 
 def inline_body(
-    source: str, env: dict[str, Any], prefix: str, frame: str, out: str, into: dict[str, Any]
+    source: str,
+    env: dict[str, Any],
+    prefix: str,
+    frame: str,
+    out: str,
+    into: dict[str, Any],
+    done: dict[tuple[str, str, str, str], list[str]],
 ) -> list[str]:
     """Statements running generated function `source` (`def …(ctx, f):` and its body,
     from our templates) inline: `out` is set to what it returns.
 
     Its globals and locals are renamed with `prefix` (globals copied into `into`),
     its frame is `frame`; the body runs in a one-pass loop, each `return` becoming an
-    assignment and a `break`.
+    assignment and a `break`. `done` keeps the renamed statements per template.
     """
+    for key, value in env.items():
+        into[key if key in _KEPT_NAMES else prefix + key] = value
+    known = done.get((source, prefix, frame, out))
+    if known is not None:
+        return known
 
     def rename(match: re.Match[str]) -> str:
         name = match.group(0)
@@ -110,8 +121,7 @@ def inline_body(
         else:
             lines.append(indent + _NAME.sub(rename, text))
     lines.append("    break")
-    for key, value in env.items():
-        into[key if key in _KEPT_NAMES else prefix + key] = value
+    done[(source, prefix, frame, out)] = lines
     return lines
 
 

@@ -107,13 +107,15 @@ class Compiler(BodyCompiler):
             self._reads_input[path] = self._reading_input.pop()
         self.note_dependency(path)
         shared = self.share_static_rules and not self._reads_input[path]
-        evaluate = self.memoised(path, rule_id, compute, shared)
-        if not self.replaceable(path):
+        if self.replaceable(path):
+            evaluate = self.memoised(path, rule_id, compute, shared)
+        else:
             # Generated call sites read the cache themselves and on a miss call `fill`,
             # which computes and caches without looking in the cache again.
             cache = "shared" if shared else "cache"
             fill = self.rule_source(rule_id, compute, cache, check=False)
             self._fill_computes[fill] = compute
+            evaluate = self.cached(rule_id, fill, cache)
             self._known[id(evaluate)] = ("rule", (cache, rule_id, fill), evaluate)
         self._rules[path] = evaluate
         return evaluate
@@ -130,6 +132,20 @@ class Compiler(BodyCompiler):
         return self.rule_source(
             rule_id, compute, cache, check=True, path=path if self.replaceable(path) else None
         )
+
+    def cached(self, rule_id: int, fill: RuleFn, cache: str) -> RuleFn:
+        """The rule's cached value, else `fill`'s (it computes and caches)."""
+        source = (
+            "def get(ctx, _frame=None):\n"
+            f"    value = ctx.{cache}.get(rid, M)\n"
+            "    if value is M:\n"
+            "        value = fill(ctx)\n"
+            "    return value\n"
+        )
+        evaluate: RuleFn = generate(
+            source, {"M": MISSING, "rid": rule_id, "fill": fill}, self._code_cache
+        )
+        return evaluate
 
     def rule_source(
         self,
@@ -276,7 +292,10 @@ class Compiler(BodyCompiler):
         inlined = self._test_sources.get(test)
         if inlined is not None and inlined[0].count("\n") <= _MOST_INLINE_LINES:
             source, test_env = inlined
-            return inline_body(source, test_env, f"{name}_", frame, name, env), name
+            lines = inline_body(
+                source, test_env, f"{name}_", frame, name, env, self._inlined_sources
+            )
+            return lines, name
         if rule_test is None:
             env[name] = test
             return [], f"{name}(ctx, {frame})"
