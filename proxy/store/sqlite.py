@@ -6,21 +6,27 @@ inline on the event loop on a second connection instead: each is a few indexed
 statements and, in WAL mode with `synchronous=NORMAL`, a commit is a write into the
 OS page cache with no fsync, so tens of microseconds. Handing them to a thread cost
 more than that (a wake-up each way and GIL hand-overs that stretch to the 5 ms switch
-interval under load). The inline connection never waits for a lock
+interval under load).
+
+The writes (`reserve`, `settle`, `release`) that reach the store in the same turn of
+the event loop commit together in one transaction, each in its own savepoint (group
+commit, see `sqlite_batch`): under load that writes each hot page once per turn
+instead of once per request. The inline connection never waits for a lock
 (`busy_timeout=0`): when another connection holds the write lock (the admin CLI, a
-second process, this store's own worker) the call goes to the worker thread, which
-waits its turn there. WAL checkpoints (an fsync of the database file) are taken off
-the inline connection and run on the worker every `_CHECKPOINT_EVERY` inline commits.
-With `synchronous="FULL"` (an fsync per commit) or `:memory:` everything stays on the
-worker. Writes use `BEGIN IMMEDIATE`, which serialises them against every connection
-and process sharing the file.
+second process, this store's own worker) the batch goes to the worker thread, which
+waits its turn there. WAL checkpoints (an fsync of the database file) run on the
+worker every `_CHECKPOINT_EVERY` inline writes, and writes queue behind them there
+meanwhile, so each checkpoint completes and the next commit starts the WAL over
+instead of growing it. With `synchronous="FULL"` (an fsync per commit) or `:memory:`
+every call runs on the worker, writes still grouped. Writes use `BEGIN IMMEDIATE`,
+which serialises them against every connection and process sharing the file.
 
 Money is stored as decimal text and added up in Python with `Decimal`: exact. The
-database runs in WAL mode and each settlement commits on its own. With the default
-`synchronous="NORMAL"` a commit is in the WAL (the OS) before `settle` returns, so
-recorded usage survives a restart and `kill -9`; an OS crash or power loss may undo
-the last commits. `synchronous="FULL"` also survives those, at about ten times the
-latency per settlement (an fsync each; see docs/benchmarks.md).
+database runs in WAL mode and a call that writes returns only once its transaction
+has committed. With the default `synchronous="NORMAL"` a commit is in the WAL (the
+OS) before `settle` returns, so recorded usage survives a restart and `kill -9`; an
+OS crash or power loss may undo the last commits. `synchronous="FULL"` also survives
+those, at the cost of an fsync per commit (see docs/benchmarks.md).
 
 Reserved amounts are not kept as a counter: they are the sum of the unexpired rows
 of `reservations`, so an expired reservation stops counting the moment it expires,
@@ -74,6 +80,7 @@ from proxy.store.common import (
     project_from_row,
     rule_from_row,
 )
+from proxy.store.sqlite_batch import Outcome, PendingWrite, run_in_transaction
 from proxy.tokens import display_token, generate_token, hash_token, hashes_match
 
 __all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
@@ -81,8 +88,8 @@ __all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
 T = TypeVar("T")
 
 logger = logging.getLogger("gateway.store")
-# Inline commits between two WAL checkpoints on the worker thread (SQLite's own automatic
-# checkpoint comes every 1,000 pages; a settlement writes about three).
+# Inline writes between two WAL checkpoints on the worker thread (SQLite's own automatic
+# checkpoint comes every 1,000 pages; a write committed alone appends about six).
 _CHECKPOINT_EVERY = 300
 
 # Ordered; migration N (1-based) brings the schema from version N-1 to N.
@@ -161,8 +168,28 @@ def _sum(rows: list[tuple[Any, ...]]) -> Decimal:
     return sum(map(Decimal, [row[0] for row in rows]), Decimal(0))
 
 
+def _undo_reservation(
+    reservation: Reservation | None,
+) -> Callable[[sqlite3.Connection], None] | None:
+    if reservation is None:
+        return None
+
+    def delete(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+
+    return delete
+
+
+def _log_undo_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and (error := future.exception()) is not None:
+        logger.warning(
+            "could not release an abandoned reservation (it expires on its own): %s", error
+        )
+
+
 class SqliteStore:
-    """The `Store` on one SQLite file, all I/O on a single worker thread."""
+    """The `Store` on one SQLite file: administrative I/O on a single worker thread,
+    the request path inline on the event loop (see the module doc)."""
 
     def __init__(
         self,
@@ -186,7 +213,9 @@ class SqliteStore:
         self._inline_allowed = synchronous == "NORMAL" and path != ":memory:"
         self._inline: sqlite3.Connection | None = None
         self._inline_thread = 0
-        self._inline_commits = 0
+        self._inline_writes = 0
+        self._pending: list[PendingWrite[Any]] = []
+        self._worker_flushes: set[asyncio.Future[list[Outcome]]] = set()
         self._checkpointing: asyncio.Future[None] | None = None
 
     # -- plumbing -------------------------------------------------------------------
@@ -226,42 +255,118 @@ class SqliteStore:
             return None  # the store is used from another thread's loop: stay safe
         return self._inline
 
-    async def _request_path(
-        self, fn: Callable[[sqlite3.Connection], T], *, write: bool, transaction: bool = True
-    ) -> T:
-        """Run a request-path call inline when possible (see the module doc), else on the
-        worker. `write` takes the write lock first; `transaction` wraps it in one."""
+    async def _request_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a request-path read inline when possible (see the module doc), else on
+        the worker."""
         conn = self._inline_connection()
         if conn is None:
-            return await self._run(self._write(fn) if write and transaction else fn)
-        if write and transaction:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                return await self._run(self._write(fn))
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
+            return await self._run(fn)
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or conn.in_transaction:
                 raise
-            conn.execute("COMMIT")
-        else:
-            try:
-                result = fn(conn)
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or conn.in_transaction:
-                    raise
-                # Nothing was written (the statement could not start): do it on the worker.
-                return await self._run(self._write(fn) if write and transaction else fn)
-        if write:
-            self._count_inline_commit()
-        return result
+            return await self._run(fn)  # the statement could not start: wait on the worker
 
-    def _count_inline_commit(self) -> None:
-        self._inline_commits += 1
-        if self._inline_commits % _CHECKPOINT_EVERY or self._checkpointing is not None:
+    async def _request_write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        undo: Callable[[T], Callable[[sqlite3.Connection], None] | None] | None = None,
+    ) -> T:
+        """Queue a request-path write for this event-loop turn's group commit
+        (`sqlite_batch`); returns once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending.append(PendingWrite(fn, future, undo))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        """Commit the writes queued in the last turn: inline when the lock is free and no
+        checkpoint runs, else on the worker."""
+        batch = [write for write in self._pending if not write.future.cancelled()]
+        self._pending = []
+        if not batch:
+            return
+        conn = self._inline_connection()
+        if conn is None or self._checkpointing is not None:
+            # While a checkpoint runs, writes queue behind it on the worker: a checkpoint
+            # racing a stream of inline commits never catches up, and the WAL, never
+            # reset, grows without bound (and every page lookup slows down with it).
+            self._flush_on_worker(batch)
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):  # another connection writes: wait for the lock on the worker
+                self._flush_on_worker(batch)
+            else:
+                self._fail(batch, exc)
+            return
+        try:
+            outcomes = run_in_transaction(conn, [write.fn for write in batch])
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self._deliver(batch, outcomes)
+        self._count_inline_writes(len(batch))
+
+    def _flush_on_worker(self, batch: list[PendingWrite[Any]]) -> None:
+        fns = [write.fn for write in batch]
+
+        def run(conn: sqlite3.Connection) -> list[Outcome]:
+            conn.execute("BEGIN IMMEDIATE")
+            return run_in_transaction(conn, fns)
+
+        task = asyncio.ensure_future(self._run(run))
+        self._worker_flushes.add(task)
+
+        def done(finished: asyncio.Future[list[Outcome]]) -> None:
+            self._worker_flushes.discard(task)
+            if finished.cancelled():
+                self._fail(batch, StoreError("the store was closed before the write committed"))
+            elif (error := finished.exception()) is not None:
+                self._fail(batch, error)
+            else:
+                self._deliver(batch, finished.result())
+
+        task.add_done_callback(done)
+
+    def _deliver(self, batch: list[PendingWrite[Any]], outcomes: list[Outcome]) -> None:
+        for write, (ok, value) in zip(batch, outcomes, strict=True):
+            if not write.future.done():
+                if ok:
+                    write.future.set_result(value)
+                else:
+                    write.future.set_exception(value)
+            elif ok and write.undo is not None:
+                # The caller left (cancelled) while its write committed: take it back.
+                undo = write.undo(value)
+                if undo is not None:
+                    self._queue_undo(undo)
+
+    def _queue_undo(self, undo: Callable[[sqlite3.Connection], None]) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        # Nobody awaits an undo: read its outcome so a failure is logged, not lost.
+        future.add_done_callback(_log_undo_failure)
+        self._pending.append(PendingWrite(undo, future, None))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+
+    @staticmethod
+    def _fail(batch: list[PendingWrite[Any]], error: BaseException) -> None:
+        for write in batch:
+            if not write.future.done():
+                write.future.set_exception(error)
+
+    def _count_inline_writes(self, count: int) -> None:
+        before = self._inline_writes
+        self._inline_writes += count
+        if before // _CHECKPOINT_EVERY == self._inline_writes // _CHECKPOINT_EVERY:
+            return
+        if self._checkpointing is not None:
             return
 
         def checkpoint(conn: sqlite3.Connection) -> None:
@@ -301,6 +406,10 @@ class SqliteStore:
         def shut(conn: sqlite3.Connection) -> None:
             conn.close()
 
+        if self._pending:  # writes queued in this turn: commit them, nothing is lost
+            self._flush()
+        if self._worker_flushes:
+            await asyncio.wait(list(self._worker_flushes))
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
         if self._inline is not None:
@@ -389,7 +498,7 @@ class SqliteStore:
                 credits_reserved=credits_reserved,
             )
 
-        return await self._request_path(read, write=False)
+        return await self._request_read(read)
 
     @staticmethod
     def _key_reserved(conn: sqlite3.Connection, key_id: str, now: float) -> Decimal:
@@ -444,7 +553,7 @@ class SqliteStore:
             )
             return reservation
 
-        return await self._request_path(reserve, write=True)
+        return await self._request_write(reserve, _undo_reservation)
 
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         cost = parse_money(actual_cost, "actual cost")
@@ -472,13 +581,13 @@ class SqliteStore:
                         (str(Decimal(org[0]) - cost), reservation.organization_id),
                     )
 
-        await self._request_path(settle, write=True)
+        await self._request_write(settle)
 
     async def release(self, reservation: Reservation) -> None:
         def release(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
 
-        await self._request_path(release, write=True, transaction=False)
+        await self._request_write(release)
 
     async def reclaim_expired(self) -> int:
         def reclaim(conn: sqlite3.Connection) -> int:

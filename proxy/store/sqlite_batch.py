@@ -1,0 +1,84 @@
+"""Group commit for the SQLite request path: one transaction for many requests' writes.
+
+Every request writes twice (a reservation, a settlement). Committed one by one, each
+write appends its own copies of the same few pages (the key's row, the organization's
+row, the reservations table and its indexes) to the WAL: six pages and a commit
+record per write. Under load dozens of requests reach their write in the same turn of
+the event loop, so `WriteBatch` collects the writes of one turn and runs them in one
+`BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint so that one failing write
+(an unknown key, say) is rolled back alone. Every caller's future completes only
+after the COMMIT: usage still survives `kill -9` once a call has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Outcome", "PendingWrite", "run_in_transaction"]
+
+T = TypeVar("T")
+
+Outcome = tuple[bool, Any]
+"""(True, result) or (False, the exception the write raised)."""
+
+
+class PendingWrite(Generic[T]):
+    """One request's write waiting for the next group commit.
+
+    `undo` runs (as a write of its own) when the caller stopped waiting before the
+    result arrived, so that what the write created (a reservation) is not left
+    holding budget until it expires.
+    """
+
+    __slots__ = ("fn", "future", "undo")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        future: asyncio.Future[T],
+        undo: Callable[[T], Callable[[sqlite3.Connection], None] | None] | None,
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.undo = undo
+
+
+def run_in_transaction(
+    conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], Any]]
+) -> list[Outcome]:
+    """Run `writes` in the transaction `conn` has just begun, then commit.
+
+    A write that raises is rolled back to its savepoint and its exception becomes its
+    outcome; the others commit. If the commit itself fails, everything is rolled back
+    and the error propagates (no write took effect).
+    """
+    outcomes: list[Outcome] = []
+    try:
+        if len(writes) == 1:
+            # Alone, a failed write rolls back the whole transaction: no savepoint needed.
+            try:
+                outcomes.append((True, writes[0](conn)))
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                return [(False, exc)]
+        else:
+            for write in writes:
+                conn.execute("SAVEPOINT request_write")
+                try:
+                    result = write(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO request_write")
+                    conn.execute("RELEASE request_write")
+                    outcomes.append((False, exc))
+                else:
+                    conn.execute("RELEASE request_write")
+                    outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
