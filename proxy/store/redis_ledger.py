@@ -3,7 +3,8 @@
 Keys, projects, organizations and rules live in PostgreSQL (`PostgresStore`, read on
 every request, so revocations apply at once). The hot path — reserve, settle,
 release — is one Lua script each in Redis (`redis_scripts`), so admitting a request
-never contends on a PostgreSQL row lock.
+never contends on a PostgreSQL row lock; the calls made in one turn of the event loop
+go to Redis as one pipeline (`redis_batch`).
 
 Durability bound: settled usage and credit changes are written to PostgreSQL by a
 flush every `flush_interval` seconds (default 1 s) and on `close()`. Each flush is
@@ -47,6 +48,7 @@ from proxy.store.base import (
 )
 from proxy.store.common import DEFAULT_RESERVATION_TTL, new_id, parse_money
 from proxy.store.postgres import PostgresStore
+from proxy.store.redis_batch import ScriptBatcher
 
 __all__ = ["RedisLedgerStore", "default_prefix", "money_from_units", "units_from_money"]
 
@@ -110,6 +112,7 @@ class RedisLedgerStore:
         }
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._batch = ScriptBatcher(self._redis, self._scripts, self._prefix)
 
     async def _script(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](args=[self._prefix, *args])
@@ -147,6 +150,7 @@ class RedisLedgerStore:
                 await self._flusher
             self._flusher = None
         try:
+            await self._batch.aclose()
             await self.flush()
         finally:
             await self._redis.aclose()
@@ -260,13 +264,16 @@ class RedisLedgerStore:
         )
         for _ in range(3):
             outcome = self._text(
-                await self._script(
+                await self._batch.call(
                     "RESERVE",
                     reservation.id,
                     key_id,
                     organization_id or "",
                     units_from_money(amount),
                     self._ttl_ms,
+                    undo=lambda reply: (
+                        ("RELEASE", (reservation.id,)) if self._text(reply) == "ok" else None
+                    ),
                 )
             )
             if outcome == "ok":
@@ -284,7 +291,7 @@ class RedisLedgerStore:
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         cost = parse_money(actual_cost, "actual cost")
         self._start_flusher()
-        await self._script(
+        await self._batch.call(
             "SETTLE",
             reservation.id,
             reservation.key_id,
@@ -293,7 +300,7 @@ class RedisLedgerStore:
         )
 
     async def release(self, reservation: Reservation) -> None:
-        await self._script("RELEASE", reservation.id)
+        await self._batch.call("RELEASE", reservation.id)
 
     async def reclaim_expired(self) -> int:
         return int(await self._script("RECLAIM"))

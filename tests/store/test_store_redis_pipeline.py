@@ -1,0 +1,123 @@
+"""The Redis ledger sends the request path's script calls of one event-loop turn as
+one pipeline; each call still succeeds or fails on its own, a reservation whose
+caller left is released, and a Redis that lost its script cache is recovered from."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+from store_backends import REDIS_HOST, REDIS_PORT, Backend
+
+from proxy.store import redis_batch
+from proxy.store.base import NotFound, Reservation, Store
+
+COST = Decimal("0.01")
+
+
+async def _store_with_key(backend: Backend) -> tuple[Store, str, str]:
+    store = backend.open()
+    await store.migrate()
+    await store.ensure_defaults()
+    await store.set_credits("default", Decimal("1000"))
+    key, _ = await store.create_key("default", Decimal("100"), "pipeline")
+    return store, key.id, key.token_hash
+
+
+async def _reserved(store: Store, token_hash: str) -> tuple[Decimal, Decimal]:
+    context = await store.key_context(token_hash)
+    assert context is not None
+    return context.key.usage, context.reserved
+
+
+def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
+    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    original = redis_batch.ScriptBatcher._run
+
+    async def recording(self: redis_batch.ScriptBatcher, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await original(self, batch)
+
+    monkeypatch.setattr(redis_batch.ScriptBatcher, "_run", recording)
+
+    async def body() -> tuple[list[Any], Decimal, Decimal]:
+        store, key_id, token_hash = await _store_with_key(redis_backend)
+        try:
+            await _reserved(store, token_hash)  # loads the key into Redis
+            sizes.clear()
+            outcomes = await asyncio.gather(
+                *[store.reserve(key_id, "default", COST) for _ in range(10)],
+                store.reserve("no-such-key", None, COST),
+                return_exceptions=True,
+            )
+            reservations = [o for o in outcomes if isinstance(o, Reservation)]
+            await asyncio.gather(*[store.settle(r, COST) for r in reservations])
+            usage, reserved = await _reserved(store, token_hash)
+            return outcomes, usage, reserved
+        finally:
+            await store.close()
+
+    outcomes, usage, reserved = redis_backend.run(body)
+    assert sum(isinstance(o, Reservation) for o in outcomes) == 10
+    assert isinstance(outcomes[-1], NotFound)
+    assert usage == Decimal("0.10")
+    assert reserved == 0
+    # 11 reservations in one pipeline, 10 settlements in another.
+    assert sizes[:2] == [11, 10]
+
+
+def test_a_reservation_whose_caller_left_is_released(
+    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = redis_batch.ScriptBatcher._run
+
+    async def slow(self: redis_batch.ScriptBatcher, batch: list[Any]) -> None:
+        await asyncio.sleep(0.05)  # the pipeline is on its way when the caller leaves
+        await original(self, batch)
+
+    async def body() -> Decimal:
+        store, key_id, token_hash = await _store_with_key(redis_backend)
+        try:
+            await _reserved(store, token_hash)
+            monkeypatch.setattr(redis_batch.ScriptBatcher, "_run", slow)
+            task = asyncio.ensure_future(store.reserve(key_id, "default", COST))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.2)  # the reply arrives, then the release
+            monkeypatch.setattr(redis_batch.ScriptBatcher, "_run", original)
+            return (await _reserved(store, token_hash))[1]
+        finally:
+            await store.close()
+
+    assert redis_backend.run(body) == 0
+
+
+def test_a_redis_that_lost_its_scripts_still_reserves_and_settles(
+    redis_backend: Backend,
+) -> None:
+    async def body() -> tuple[Decimal, Decimal]:
+        store, key_id, token_hash = await _store_with_key(redis_backend)
+        try:
+            await _reserved(store, token_hash)
+            client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+            try:
+                client.script_flush()  # as after a Redis restart
+            finally:
+                client.close()
+            reservation = await store.reserve(key_id, "default", COST)
+            assert reservation is not None
+            await store.settle(reservation, COST)
+            return await _reserved(store, token_hash)
+        finally:
+            await store.close()
+
+    usage, reserved = redis_backend.run(body)
+    assert usage == COST
+    assert reserved == 0
