@@ -89,6 +89,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(args, problem)
     import uvicorn
 
+    from proxy.gc_tuning import tune_for_serving
+
+    tune_for_serving()
     logging.getLogger("gateway").info(
         "listening on http://%s:%d (policy %s)", config.host, config.port, config.policy_dir
     )

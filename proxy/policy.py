@@ -18,6 +18,7 @@ import msgspec
 
 from proxy.catalog import Catalog, CatalogError, load_catalog
 from proxy.documents import Decision, InputDocument, decision_from_value, input_value
+from proxy.gc_tuning import after_policy_reload
 
 __all__ = ["DecideFn", "LoadedPolicy", "PolicyHolder", "PolicyLoadError", "engine_loader"]
 
@@ -112,7 +113,10 @@ class PolicyHolder:
 
     async def reload_off_loop(self) -> bool:
         """`reload` on a worker thread, so compiling policies never stalls requests."""
-        return await asyncio.to_thread(self.reload)
+        reloaded = await asyncio.to_thread(self.reload)
+        if reloaded:
+            after_policy_reload(asyncio.get_running_loop())
+        return reloaded
 
     def changed(self) -> bool:
         return _snapshot(self._watched) != self._seen
