@@ -1,7 +1,7 @@
 """Where does the gateway spend its time? py-spy on `gateway serve` under load.
 
     .venv/bin/pip install py-spy   # a tool, not a dependency of the project
-    python -m bench.profile_gateway [--backend sqlite|postgres-redis] [--seconds 8]
+    python -m bench.profile_gateway [--backend sqlite|postgres-redis] [--seconds 8] [--gil]
 
 Starts the mocks and a real gateway exactly as `bench.run` does, samples the
 gateway with py-spy while 64 concurrent plain requests run, and prints the
@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples holding the GIL: Python CPU time, without waits in C or syscalls",
+    )
     args = parser.parse_args(argv)
     spy = _py_spy()
     pin_current_process(LOAD_CORE)
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         output = Path(tmp) / "profile.raw"
         record = [spy, "record", "-p", str(gateway.pid), "-d", str(args.seconds), "-r", "200"]
         record += ["--format", "raw", "-o", str(output), "--nonblocking"]
+        if args.gil:
+            record.append("--gil")
         sampler = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         load = uvloop.run(run_load(endpoint, 64, args.seconds + 1.0))
         _, errors = sampler.communicate(timeout=60)
