@@ -79,6 +79,7 @@ def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) 
 # (the same objects in every generated function's globals).
 _KEPT_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {"ctx", "U", "M"}
 _NAME = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
+_RETURN = re.compile(r"\breturn\b")
 
 
 def inline_body(
@@ -88,20 +89,30 @@ def inline_body(
     frame: str,
     out: str,
     into: dict[str, Any],
-    done: dict[tuple[str, str, str, str], list[str]],
-) -> list[str]:
+    done: dict[tuple[str, str, str, str], list[str] | None],
+) -> list[str] | None:
     """Statements running generated function `source` (`def …(ctx, f):` and its body,
     from our templates) inline: `out` is set to what it returns.
 
     Its globals and locals are renamed with `prefix` (globals copied into `into`),
     its frame is `frame`; the body runs in a one-pass loop, each `return` becoming an
-    assignment and a `break`. `done` keeps the renamed statements per template.
+    assignment and a `break`. Names are found by a pattern, so this is for templates
+    without string literals that name anything; a body with a loop or a `return`
+    inside a line cannot be inlined (None). `done` keeps the answer per template.
     """
-    for key, value in env.items():
-        into[key if key in _KEPT_NAMES else prefix + key] = value
-    known = done.get((source, prefix, frame, out))
+    key = (source, prefix, frame, out)
+    if key in done:
+        known = done[key]
+    else:
+        known = done[key] = _renamed_body(source, prefix, frame, out)
     if known is not None:
-        return known
+        for name, value in env.items():
+            into[name if name in _KEPT_NAMES else prefix + name] = value
+    return known
+
+
+def _renamed_body(source: str, prefix: str, frame: str, out: str) -> list[str] | None:
+    """See `inline_body`; the statements without their globals."""
 
     def rename(match: re.Match[str]) -> str:
         name = match.group(0)
@@ -114,6 +125,10 @@ def inline_body(
         text = line.lstrip()
         if not text:
             continue
+        if text.startswith(("for ", "while ")) or (
+            not text.startswith("return ") and _RETURN.search(text)
+        ):
+            return None
         indent = line[: len(line) - len(text)]
         if text.startswith("return "):
             lines.append(f"{indent}{out} = {_NAME.sub(rename, text[len('return ') :])}")
@@ -121,7 +136,6 @@ def inline_body(
         else:
             lines.append(indent + _NAME.sub(rename, text))
     lines.append("    break")
-    done[(source, prefix, frame, out)] = lines
     return lines
 
 

@@ -295,7 +295,8 @@ class Compiler(BodyCompiler):
             lines = inline_body(
                 source, test_env, f"{name}_", frame, name, env, self._inlined_sources
             )
-            return lines, name
+            if lines is not None:
+                return lines, name
         if rule_test is None:
             env[name] = test
             return [], f"{name}(ctx, {frame})"

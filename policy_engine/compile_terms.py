@@ -107,7 +107,7 @@ class TermCompiler:
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
         # Generated bodies renamed for inlining (see `codegen.inline_body`).
-        self._inlined_sources: dict[tuple[str, str, str, str], list[str]] = {}
+        self._inlined_sources: dict[tuple[str, str, str, str], list[str] | None] = {}
         # Whether each rule/function group reads `input` (itself or through what it
         # calls); the innermost group being compiled is last in `_reading_input`.
         self._reads_input: dict[tuple[str, ...], bool] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from policy_engine import Engine, EngineConfig, EvalError
+from policy_engine.codegen import inline_body
 from policy_engine.tooling.trace import traced_engine
 
 POLICY = """package g
@@ -210,3 +211,27 @@ def test_loop_conflict_is_reported() -> None:
         engine.prepare("data.g.first_big")({"xs": [2, 3]})
     assert caught.value.code == "eval_conflict_error"
     assert engine.prepare("data.g.first_big")({"xs": [0, 3, 3]}) == 3
+
+
+def test_inline_body_renames_and_refuses_what_it_cannot_inline() -> None:
+    source = (
+        "def call(ctx, f):\n    x0 = a0(ctx, f)\n    if x0 is U:\n        return False\n"
+        "    return x0.real > c1\n"
+    )
+    into: dict[str, Any] = {}
+    lines = inline_body(source, {"a0": abs, "c1": 2, "U": None}, "p_", "g", "out", into, {})
+    assert lines == [
+        "while True:",
+        "    p_x0 = p_a0(ctx, g)",
+        "    if p_x0 is U:",
+        "        out = False",
+        "        break",
+        "    out = p_x0.real > p_c1",
+        "    break",
+        "    break",
+    ]
+    assert into == {"p_a0": abs, "p_c1": 2, "U": None}
+    looping = "def call(ctx, f):\n    for x in f:\n        return x\n    return U\n"
+    assert inline_body(looping, {}, "p_", "f", "out", {}, {}) is None
+    one_line = "def call(ctx, f):\n    if f: return U\n    return M\n"
+    assert inline_body(one_line, {}, "p_", "f", "out", {}, {}) is None
