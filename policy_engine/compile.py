@@ -276,7 +276,17 @@ class Compiler(BodyCompiler):
             lines.extend(indent + line for line in setup)
             lines.append(f"{indent}if {holds}:")
             indent += "    "
-        lines.append(f"{indent}{target} = {value}")
+        inlined = self._value_sources.get(head) if kind == "value" else None
+        head_lines = None
+        if inlined is not None and inlined[0].count("\n") <= _MOST_INLINE_LINES:
+            source, head_env = inlined
+            head_lines = inline_body(
+                source, head_env, f"{name}h_", frame, target, env, self._inlined_sources
+            )
+        if head_lines is not None:
+            lines.extend(indent + line for line in head_lines)
+        else:
+            lines.append(f"{indent}{target} = {value}")
         return lines
 
     def test_source(

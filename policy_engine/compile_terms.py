@@ -21,6 +21,7 @@ from policy_engine.codegen import (
     data_root,
     dynamic_index,
     generate,
+    inline_body,
     input_root,
     key_step,
     not_equal,
@@ -100,6 +101,8 @@ class TermCompiler:
         # Generated conditions by their source and globals, so that generated rule
         # code can run them inline: test -> (source, env).
         self._test_sources: dict[Any, tuple[str, dict[str, Any]]] = {}
+        # The same for generated values (call sites, literals): value -> (source, env).
+        self._value_sources: dict[Any, tuple[str, dict[str, Any]]] = {}
         # Each rule's `fill` (compute and cache) -> the rule's `compute`.
         self._fill_computes: dict[Any, RuleFn] = {}
         # `glob.match(p, null, x)` conditions: test -> (pattern value, x value).
@@ -522,6 +525,12 @@ class TermCompiler:
                 env[f"p{i}_{j}"] = key
                 lines.append(key_step(x, f"p{i}_{j}", key))
             return lines, x, True
+        inlined = self._value_sources.get(fn)
+        if inlined is not None and inlined[0].count("\n") <= _MOST_INLINED_LINES:
+            source, value_env = inlined
+            body = inline_body(source, value_env, f"{x}_", "f", x, env, self._inlined_sources)
+            if body is not None:
+                return ["    " + line for line in body], x, True
         env[f"a{i}"] = fn
         return [f"    {x} = a{i}(ctx, f)"], x, True
 
@@ -662,6 +671,7 @@ class TermCompiler:
     def _generate_display(self, lines: list[str], display: str, env: dict[str, Any]) -> ValueFn:
         source = "def get(ctx, f):\n" + "\n".join([*lines, f"    return {display}"]) + "\n"
         make: ValueFn = generate(source, env, self._code_cache)
+        self._value_sources[make] = (source, env)
         return make
 
     def comprehension(self, term: ast.Term, scope: Scope) -> ValueFn:
@@ -845,8 +855,7 @@ class TermCompiler:
             if fast is not None:  # null, a boolean or a string: no equality function
                 source = "def call(ctx, f):\n" + "\n".join([*lines, f"    return {fast}"]) + "\n"
                 compared: ValueFn = generate(source, env, self._code_cache)
-                if test:
-                    self._test_sources[compared] = (source, env)
+                (self._test_sources if test else self._value_sources)[compared] = (source, env)
                 return compared
         if string_op is not None:  # `==`/`!=` on two strings needs no equality function
             a, b = operands
@@ -926,12 +935,14 @@ class TermCompiler:
         call: ValueFn = generate(source, env, self._code_cache)
         if "compile_glob" in env and test:
             self._glob_tests[call] = (args[0], args[2])
-        if test:
-            self._test_sources[call] = (source, env)
+        (self._test_sources if test else self._value_sources)[call] = (source, env)
         return call
 
 
 _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+# Generated code runs a generated operand inline up to this many lines of source.
+_MOST_INLINED_LINES = 40
 
 # Built-ins on string operands as Python expressions (the same functions the
 # built-ins apply once their operands are checked), with the helpers they use.
