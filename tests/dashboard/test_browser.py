@@ -2,7 +2,9 @@
 
 The path the documentation gives users: sign in, open API Keys, Create API Key,
 copy the key; then use it, watch usage appear, disable it, restrict it, sign out.
-Screenshots of the key list and the create dialog land in docs/screenshots/.
+Screenshots of the key list and the create dialog are taken on every run; they
+replace the ones in docs/screenshots/ only with `UPDATE_SCREENSHOTS=1`, so that an
+ordinary test run leaves the working tree clean.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ADMIN_TOKEN = "browser-admin-token-51c0e8"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOC_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 INVALID_KEY = (
     "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted "
     "or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
@@ -118,11 +120,12 @@ def _chat(gateway: Gateway, token: str) -> httpx.Response:
     )
 
 
-def test_operator_journey_in_chromium(gateway: Gateway) -> None:
+def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
     _require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    screenshots = DOC_SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    screenshots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -141,7 +144,7 @@ def test_operator_journey_in_chromium(gateway: Gateway) -> None:
             expect(dialog).to_be_visible()
             page.fill("#create-description", "browser test")
             page.fill("#create-limit", "5.00")
-            page.screenshot(path=str(SCREENSHOTS / "create-key-dialog.png"))
+            page.screenshot(path=str(screenshots / "create-key-dialog.png"))
             dialog.locator("button:has-text('Create')").click()
             expect(page.locator(".warning")).to_contain_text("It cannot be shown again.")
             token = page.input_value("#new-token")
@@ -158,7 +161,7 @@ def test_operator_journey_in_chromium(gateway: Gateway) -> None:
             expect(row.locator(".badge")).to_have_text("Active")
             expect(row.locator(".usage-text")).not_to_have_text("$0.00 / $5.00")
             expect(row.locator(".usage-text")).to_contain_text(" / $5.00")
-            page.screenshot(path=str(SCREENSHOTS / "api-keys.png"), full_page=True)
+            page.screenshot(path=str(screenshots / "api-keys.png"), full_page=True)
             assert token not in page.content()
 
             # Disable: the next request is refused with the documented message.
@@ -199,3 +202,5 @@ def test_operator_journey_in_chromium(gateway: Gateway) -> None:
         finally:
             browser.close()
     assert token not in gateway.log.read_text(), "the plain token never reaches the log"
+    for name in ("create-key-dialog.png", "api-keys.png"):
+        assert (screenshots / name).read_bytes().startswith(b"\x89PNG"), name
