@@ -26,7 +26,14 @@ from pathlib import Path
 import msgspec
 import yaml
 
-from bench.processes import GATEWAY_CORE, ProcessGroup, free_port, inherited_environment
+from bench.processes import (
+    GATEWAY_CORE,
+    LOAD_CORE,
+    ProcessGroup,
+    free_port,
+    inherited_environment,
+    python_module,
+)
 
 __all__ = [
     "BACKENDS",
@@ -37,6 +44,7 @@ __all__ = [
     "fetch_text",
     "gateway_command",
     "start_gateway",
+    "start_mocks",
 ]
 
 BACKENDS = ("sqlite", "postgres-redis")
@@ -128,6 +136,17 @@ def _wait_ready(base_url: str, timeout_s: float = 20.0) -> None:
             last = str(error)
         time.sleep(0.1)
     raise RuntimeError(f"{base_url}/readyz did not answer 200 within {timeout_s} s ({last})")
+
+
+def start_mocks(group: ProcessGroup) -> tuple[str, str]:
+    """Start the `instant` and `paced` mock upstreams on the load core; their base URLs."""
+    urls = []
+    for mode in ("instant", "paced"):
+        port = free_port()
+        module = python_module("bench.mock_upstream", "--port", str(port), "--mode", mode)
+        group.start(f"mock-{mode}", module, LOAD_CORE, port=port)
+        urls.append(f"http://127.0.0.1:{port}/v1")
+    return urls[0], urls[1]
 
 
 def start_gateway(

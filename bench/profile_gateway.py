@@ -20,9 +20,9 @@ from pathlib import Path
 
 import uvloop
 
-from bench.gateway_setup import BACKENDS, INSTANT_MODEL, start_gateway
+from bench.gateway_setup import BACKENDS, INSTANT_MODEL, start_gateway, start_mocks
 from bench.loadgen import Endpoint, chat_body, run_load
-from bench.processes import LOAD_CORE, ProcessGroup, free_port, pin_current_process, python_module
+from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process
 
 __all__ = ["inclusive_shares", "main"]
 
@@ -73,12 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     spy = _py_spy()
     pin_current_process(LOAD_CORE)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
-        urls = []
-        for mode in ("instant", "paced"):
-            port = free_port()
-            module = python_module("bench.mock_upstream", "--port", str(port), "--mode", mode)
-            group.start(f"mock-{mode}", module, LOAD_CORE, port=port)
-            urls.append(f"http://127.0.0.1:{port}/v1")
+        urls = start_mocks(group)
         gateway = start_gateway(group, Path(tmp), args.backend, urls[0], urls[1])
         endpoint = Endpoint.post_json(
             f"{gateway.base_url}/v1/chat/completions",

@@ -42,15 +42,14 @@ from bench.gateway_setup import (
     RunningGateway,
     fetch_text,
     start_gateway,
+    start_mocks,
 )
 from bench.loadgen import Endpoint, LoadResult, chat_body, interleaved, run_load
 from bench.processes import (
     LOAD_CORE,
     ProcessGroup,
-    free_port,
     machine_description,
     pin_current_process,
-    python_module,
     rss_mib,
 )
 
@@ -242,12 +241,7 @@ def _run_phases(plan: Plan, backends: tuple[str, ...], command: str) -> RunFigur
     measured: list[BackendFigures] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
-        urls = []
-        for mode in ("instant", "paced"):
-            port = free_port()
-            module = python_module("bench.mock_upstream", "--port", str(port), "--mode", mode)
-            group.start(f"mock-{mode}", module, LOAD_CORE, port=port)
-            urls.append(f"http://127.0.0.1:{port}/v1")
+        urls = start_mocks(group)
         for backend in backends:
             work = Path(tmp) / backend
             work.mkdir()
