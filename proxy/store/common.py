@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -42,6 +44,7 @@ __all__ = [
     "decode_values",
     "encode_json",
     "key_from_row",
+    "log_failed_release",
     "new_id",
     "now_epoch",
     "now_rfc3339",
@@ -193,3 +196,12 @@ def rule_from_row(row: Sequence[Any]) -> IamRule:
         values=decode_values(row[3]),
         status=status,
     )
+
+
+def log_failed_release(future: asyncio.Future[Any]) -> None:
+    """Done-callback for the release of a reservation whose caller left: nobody awaits
+    it, so a failure is logged here rather than lost (the reservation then expires)."""
+    if not future.cancelled() and (error := future.exception()) is not None:
+        logging.getLogger("gateway.store").warning(
+            "could not release an abandoned reservation (it expires on its own): %s", error
+        )

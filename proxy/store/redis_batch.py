@@ -12,7 +12,6 @@ Redis has run its script.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +19,10 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from proxy.store.common import log_failed_release
+
 __all__ = ["ScriptBatcher", "Undo"]
 
-_log = logging.getLogger("gateway.store")
 
 Undo = Callable[[Any], tuple[str, tuple[Any, ...]] | None]
 """Given a call's result, the script call (name, args) that takes it back, if any."""
@@ -107,7 +107,7 @@ class ScriptBatcher:
         if taken_back is not None:
             name, args = taken_back
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.add_done_callback(_log_undo_failure)
+            future.add_done_callback(log_failed_release)
             self._queue(_QueuedCall(name, args, future, None))
 
     async def aclose(self) -> None:
@@ -116,10 +116,3 @@ class ScriptBatcher:
             self._send()
         while self._in_flight:
             await asyncio.wait(list(self._in_flight))
-
-
-def _log_undo_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and (error := future.exception()) is not None:
-        _log.warning(
-            "could not release an abandoned reservation (it expires on its own): %s", error
-        )

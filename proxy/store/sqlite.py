@@ -72,6 +72,7 @@ from proxy.store.common import (
     decode_provider_keys,
     encode_json,
     key_from_row,
+    log_failed_release,
     new_id,
     now_epoch,
     now_rfc3339,
@@ -180,13 +181,6 @@ def _undo_reservation(
     return delete
 
 
-def _log_undo_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and (error := future.exception()) is not None:
-        logger.warning(
-            "could not release an abandoned reservation (it expires on its own): %s", error
-        )
-
-
 class SqliteStore:
     """The `Store` on one SQLite file: administrative I/O on a single worker thread,
     the request path inline on the event loop (see the module doc)."""
@@ -275,12 +269,14 @@ class SqliteStore:
     ) -> T:
         """Queue a request-path write for this event-loop turn's group commit
         (`sqlite_batch`); returns once it is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(PendingWrite(fn, future, undo))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue(PendingWrite(fn, future, undo))
         return await future
+
+    def _queue(self, write: PendingWrite[Any]) -> None:
+        self._pending.append(write)
+        if len(self._pending) == 1:  # the first of this turn: commit at the end of it
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Commit the writes queued in the last turn: inline when the lock is free and no
@@ -347,13 +343,10 @@ class SqliteStore:
                     self._queue_undo(undo)
 
     def _queue_undo(self, undo: Callable[[sqlite3.Connection], None]) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Nobody awaits an undo: read its outcome so a failure is logged, not lost.
-        future.add_done_callback(_log_undo_failure)
-        self._pending.append(PendingWrite(undo, future, None))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        future.add_done_callback(log_failed_release)
+        self._queue(PendingWrite(undo, future, None))
 
     @staticmethod
     def _fail(batch: list[PendingWrite[Any]], error: BaseException) -> None:
