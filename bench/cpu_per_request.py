@@ -20,8 +20,8 @@ from pathlib import Path
 
 import uvloop
 
-from bench.gateway_setup import BACKENDS, INSTANT_MODEL, start_gateway, start_mocks
-from bench.loadgen import Endpoint, chat_body, run_load
+from bench.gateway_setup import BACKENDS, start_gateway, start_mocks
+from bench.loadgen import run_load
 from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process
 
 __all__ = ["cpu_seconds", "main"]
@@ -55,11 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
         urls = start_mocks(group)
         gateway = start_gateway(group, Path(tmp), args.backend, urls[0], urls[1])
-        endpoint = Endpoint.post_json(
-            f"{gateway.base_url}/v1/chat/completions",
-            chat_body(False, INSTANT_MODEL),
-            [("Authorization", f"Bearer {gateway.token}")],
-        )
+        endpoint = gateway.plain_chat()
         uvloop.run(run_load(endpoint, args.concurrency, 1.5))  # warm-up
         print(f"backend {args.backend}, {args.concurrency} concurrent, gateway pid {gateway.pid}")
         for round_number in range(1, args.rounds + 1):

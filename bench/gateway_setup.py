@@ -26,6 +26,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from bench.loadgen import Endpoint, chat_body
 from bench.processes import (
     GATEWAY_CORE,
     LOAD_CORE,
@@ -65,6 +66,14 @@ class RunningGateway(msgspec.Struct, frozen=True):
     pid: int
     token: str
     log_path: str
+
+    def plain_chat(self) -> Endpoint:
+        """A non-streamed chat request to the instant mock through this gateway."""
+        return Endpoint.post_json(
+            f"{self.base_url}/v1/chat/completions",
+            chat_body(False, INSTANT_MODEL),
+            [("Authorization", f"Bearer {self.token}")],
+        )
 
 
 def backend_urls(backend: str, work_dir: Path) -> dict[str, str]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import uvloop
 
-from bench.gateway_setup import BACKENDS, INSTANT_MODEL, start_gateway, start_mocks
-from bench.loadgen import Endpoint, chat_body, run_load
+from bench.gateway_setup import BACKENDS, start_gateway, start_mocks
+from bench.loadgen import run_load
 from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process
 
 __all__ = ["inclusive_shares", "main"]
@@ -75,11 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProcessGroup(Path(tmp)) as group:
         urls = start_mocks(group)
         gateway = start_gateway(group, Path(tmp), args.backend, urls[0], urls[1])
-        endpoint = Endpoint.post_json(
-            f"{gateway.base_url}/v1/chat/completions",
-            chat_body(False, INSTANT_MODEL),
-            [("Authorization", f"Bearer {gateway.token}")],
-        )
+        endpoint = gateway.plain_chat()
         output = Path(tmp) / "profile.raw"
         record = [spy, "record", "-p", str(gateway.pid), "-d", str(args.seconds), "-r", "200"]
         record += ["--format", "raw", "-o", str(output), "--nonblocking"]
