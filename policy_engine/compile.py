@@ -38,6 +38,7 @@ from policy_engine.runtime import (
     Ctx,
     Frame,
     Step,
+    ValueFn,
     index_value,
     iterate,
 )
@@ -71,6 +72,9 @@ _NO_SLOTS = (None,)
 # this many generated lines and this many references deep (code size stays linear).
 _MOST_INLINE_LINES = 40
 _MOST_INLINE_DEPTH = 2
+
+# Value types whose Python equality and hashing are Rego's equality.
+_HASHED_AS_IN_REGO = frozenset({str, int, type(None)})
 
 
 class CompiledQuery:
@@ -379,8 +383,8 @@ class Compiler(BodyCompiler):
         lines.append("    if not isinstance(items, COLLECTIONS):\n        return U")
         lines.append("    ctx.steps -= len(items)")
         lines.append("    if ctx.steps < 0:\n        ctx.spend(0)")
-        if const is not MISSING and not loop.key_slot:
-            lines.extend(self.glob_any_source(loop, after, env))
+        if const is not MISSING:
+            lines.extend(self.constant_loop_source(loop, after, env))
         if const is MISSING:
             lines.append("    found = M")
         if loop.key_slot:
@@ -407,24 +411,46 @@ class Compiler(BodyCompiler):
         run: ClauseFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return run
 
-    def glob_any_source(self, loop: IterStmt, after: list[Any], env: dict[str, Any]) -> list[str]:
-        """`some p in <constant globs>; glob.match(p, null, x)` with a constant head:
-        one alternation of every pattern, matched once when `x` is a string (no
-        pattern can fail then, so no error or order is lost). Other cases loop."""
-        if len(after) != 1:
-            return []
-        glob = self._glob_tests.get(after[0])
+    def constant_loop_source(
+        self, loop: IterStmt, after: list[Any], env: dict[str, Any]
+    ) -> list[str]:
+        """Statements answering a loop over constant members at once (a constant head,
+        no key, one test after the loop, see `glob_any_source` and `equal_any_source`),
+        or falling through to the loop for the values they do not cover."""
         coll = self._known.get(id(loop.coll))
-        if glob is None or coll is None or coll[0] != "const":
+        if loop.key_slot or len(after) != 1 or coll is None or coll[0] != "const":
+            return []
+        members = coll[1]
+        if type(members) not in (tuple, frozenset):
+            return []
+        return self.glob_any_source(loop, after[0], members, env) or self.equal_any_source(
+            loop, after[0], members, env
+        )
+
+    def loop_invariant(self, fn: ValueFn, loop: IterStmt) -> bool:
+        """Whether `fn` is a constant, a constant path or another variable: the same
+        in every turn of `loop`, read without side effects or errors."""
+        known = self._known.get(id(fn))
+        if known is None or known[0] not in ("const", "path", "slot"):
+            return False
+        return known[:2] != ("slot", loop.val_slot)
+
+    def glob_any_source(
+        self, loop: IterStmt, test: Any, patterns: Any, env: dict[str, Any]
+    ) -> list[str]:
+        """`some p in <constant globs>; glob.match(p, null, x)`: one alternation of
+        every pattern, matched once when `x` is a string (no pattern can fail then, so
+        no error or order is lost). Other cases loop."""
+        glob = self._glob_tests.get(test)
+        if glob is None:
             return []
         pattern_fn, value_fn = glob
         pattern = self._known.get(id(pattern_fn))
-        value = self._known.get(id(value_fn))
-        if pattern is None or pattern[:2] != ("slot", loop.val_slot) or value is None:
+        if pattern is None or pattern[:2] != ("slot", loop.val_slot):
             return []
-        if value[0] not in ("const", "path", "slot") or value[:2] == ("slot", loop.val_slot):
+        if not self.loop_invariant(value_fn, loop):
             return []
-        matcher = glob_alternation(coll[1])
+        matcher = glob_alternation(patterns)
         if matcher is None:
             return []
         env["any_glob"] = matcher
@@ -433,6 +459,35 @@ class Compiler(BodyCompiler):
             *setup,
             f"    if type({text}) is str:",
             f"        return head if any_glob({text}) is not None else U",
+        ]
+
+    def equal_any_source(
+        self, loop: IterStmt, test: Any, members: Any, env: dict[str, Any]
+    ) -> list[str]:
+        """`some m in <constant members>; m == x` (either side, or `=` between bound
+        terms): one set lookup when every member and `x` is a string, an integer or
+        null, where Python's equality and hashing are Rego's (no booleans: Python's
+        `True == 1`). Other values (booleans, Decimals, floats, collections) loop, so
+        the answer is the loop's in every case."""
+        operands = self._equality_tests.get(test)
+        if operands is None or not all(type(m) in _HASHED_AS_IN_REGO for m in members):
+            return []
+        left, right = operands
+        member = ("slot", loop.val_slot)
+        if (self._known.get(id(left)) or ())[:2] == member:
+            value_fn = right
+        elif (self._known.get(id(right)) or ())[:2] == member:
+            value_fn = left
+        else:
+            return []
+        if not self.loop_invariant(value_fn, loop):
+            return []
+        env["equal_any"], env["hashed_as_in_rego"] = frozenset(members), _HASHED_AS_IN_REGO
+        setup, text, _undefined = self.operand_source(value_fn, 99, env)
+        return [
+            *setup,
+            f"    if type({text}) in hashed_as_in_rego:",
+            f"        return head if {text} in equal_any else U",
         ]
 
     def fresh_evaluator(self, fn: Any) -> RuleFn | None:

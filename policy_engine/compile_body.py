@@ -280,7 +280,9 @@ class BodyCompiler(TermCompiler):
                 a, b = left_fn(ctx, f), right_fn(ctx, f)
                 return a is not UNDEFINED and b is not UNDEFINED and equal(a, b)
 
-            return self.with_hoists(both, truthy_step(same))
+            compared = truthy_step(same)
+            self._equality_tests[compared.direct] = (left_fn, right_fn)
+            return self.with_hoists(both, compared)
         source, target = (right, left) if left_open else (left, right)
         hoists: list[Builder] = []
         fn = self.value(source, scope, hoists)

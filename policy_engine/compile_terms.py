@@ -107,6 +107,8 @@ class TermCompiler:
         self._fill_computes: dict[Any, RuleFn] = {}
         # `glob.match(p, null, x)` conditions: test -> (pattern value, x value).
         self._glob_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
+        # `a == b` conditions (and `a = b` between bound terms): test -> (a, b).
+        self._equality_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
         # Generated bodies renamed for inlining (see `codegen.inline_body`).
@@ -856,6 +858,8 @@ class TermCompiler:
                 source = "def call(ctx, f):\n" + "\n".join([*lines, f"    return {fast}"]) + "\n"
                 compared: ValueFn = generate(source, env, self._code_cache)
                 (self._test_sources if test else self._value_sources)[compared] = (source, env)
+                if test and string_op == "==":
+                    self._equality_tests[compared] = (args[0], args[1])
                 return compared
         if string_op is not None:  # `==`/`!=` on two strings needs no equality function
             a, b = operands
@@ -935,6 +939,8 @@ class TermCompiler:
         call: ValueFn = generate(source, env, self._code_cache)
         if "compile_glob" in env and test:
             self._glob_tests[call] = (args[0], args[2])
+        if test and string_op == "==":
+            self._equality_tests[call] = (args[0], args[1])
         (self._test_sources if test else self._value_sources)[call] = (source, env)
         return call
 

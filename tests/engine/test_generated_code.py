@@ -8,6 +8,7 @@ limit, and the values or errors must be the same.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -114,6 +115,85 @@ uses_rules if {
 
 deep if uses_rules
 
+exact_names := ["gpt-4", "claude-3", "1", "true", "null"]
+
+scalar_members := ["a", 1, null, 12345678901234567890]
+
+bool_members := [true, "a", false]
+
+number_members := [1.5, 2.0, 3]
+
+structured_members := [["a"], {"k": 1}, {"s"}, [true]]
+
+set_members := {"chat", "embed", 3}
+
+name_exact if {
+	some n in exact_names
+	n == input.m
+}
+
+name_exact_flipped if {
+	some n in exact_names
+	input.m == n
+}
+
+name_unified if {
+	some n in exact_names
+	n = input.m
+}
+
+name_unified_flipped := "found" if {
+	some n in exact_names
+	input.m = n
+}
+
+scalar_member if {
+	some n in scalar_members
+	n == input.m
+}
+
+bool_member if {
+	some n in bool_members
+	n == input.m
+}
+
+number_member if {
+	some n in number_members
+	input.m == n
+}
+
+structured_member if {
+	some n in structured_members
+	n == input.m
+}
+
+set_member if {
+	some n in set_members
+	input.m = n
+}
+
+guarded_member if {
+	input.flag == true
+	some n in scalar_members
+	n == input.m
+}
+
+member_of_var if {
+	wanted := input.m
+	some n in exact_names
+	wanted == n
+}
+
+member_is_const if {
+	some n in scalar_members
+	n == 1
+}
+
+member_is_itself if {
+	some n in exact_names
+	n == n
+}
+
 deeper := "yes" if deep
 else := defaulted
 """
@@ -123,6 +203,9 @@ RULES = [
     "key_of_b", "loop_then_rule", "blocked", "negated", "conflicting", "defaulted",
     "only_default", "chain", "in_constant", "in_input", "to_num", "below", "text_tests",
     "cased", "parts", "shaped", "static_ok", "conflict_free", "uses_rules", "deep", "deeper",
+    "name_exact", "name_exact_flipped", "name_unified", "name_unified_flipped", "scalar_member",
+    "bool_member", "number_member", "structured_member", "set_member", "guarded_member",
+    "member_of_var", "member_is_const", "member_is_itself",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
@@ -135,6 +218,27 @@ INPUTS: list[Any] = [
     {"m": "gpt-5", "globs": []},
     {"m": 42, "globs": ["*"]},
     {"m": None},
+    {"m": "claude-3"},
+    {"m": "null"},
+    {"m": True},
+    {"m": False},
+    {"m": 1},
+    {"m": 0},
+    {"m": 1.0},
+    {"m": Decimal("1.0")},
+    {"m": Decimal("2")},
+    {"m": 2.0},
+    {"m": 3},
+    {"m": 12345678901234567890},
+    {"m": "a", "flag": True},
+    {"m": None, "flag": True},
+    {"m": ["a"]},
+    {"m": [True]},
+    {"m": [1]},
+    {"m": {"k": 1}},
+    {"m": {"k": True}},
+    {"m": ["s"]},
+    {"m": "embed"},
     {"flag": True, "xs": [1, 2, 3]},
     {"flag": False, "xs": [3]},
     {"xs": [0, 2, 2], "want": 2},
@@ -165,9 +269,9 @@ INPUTS: list[Any] = [
 ]
 
 
-def outcome(engine: Engine, rule: str, doc: Any) -> Any:
+def outcome(engine: Engine, rule: str, doc: Any, package: str = "g") -> Any:
     try:
-        return ("value", engine.prepare(f"data.g.{rule}")(doc))
+        return ("value", engine.prepare(f"data.{package}.{rule}")(doc))
     except EvalError as exc:
         return ("error", exc.code, exc.message)
 
@@ -203,6 +307,32 @@ def test_glob_allow_list_is_charged_to_the_step_limit() -> None:
         engine.prepare("data.s.ok")({"m": "m1"})
     assert caught.value.code == "eval_limit_error"
     assert Engine.from_sources({"s.rego": policy}).prepare("data.s.ok")({"m": "m49x"}) is True
+
+
+def test_exact_allow_list_answers_and_is_charged_like_the_loop() -> None:
+    names = ", ".join(f'"m{i}"' for i in range(50))
+    policy = (
+        f"package s\nimport rego.v1\nnames := [{names}, 7, null]\n"
+        "ok if {\n\tsome n in names\n\tn == input.m\n}\n"
+    )
+    allowed = Engine.from_sources({"s.rego": policy}).prepare("data.s.ok")
+    assert allowed({"m": "m49"}) is True
+    assert allowed({"m": 7}) is True
+    assert allowed({"m": Decimal("7.0")}) is True
+    assert allowed({"m": None}) is True
+    assert allowed({"m": "m50"}) is not True
+    assert allowed({"m": True}) is not True
+    for limit in (20, 51, 52, 53, 60):
+        config = EngineConfig(max_steps=limit)
+        fast = Engine.from_sources({"s.rego": policy}, config=config)
+        reference, _tracer = traced_engine({"s.rego": policy}, config=config)
+        for doc in ({"m": "m0"}, {"m": "m49"}, {"m": "x"}, {"m": 7}, {}):
+            expected = outcome(reference, "ok", doc, "s")
+            assert outcome(fast, "ok", doc, "s") == expected, (limit, doc)
+    limited = Engine.from_sources({"s.rego": policy}, config=EngineConfig(max_steps=20))
+    with pytest.raises(EvalError) as caught:
+        limited.prepare("data.s.ok")({"m": "m0"})
+    assert caught.value.code == "eval_limit_error"
 
 
 def test_loop_conflict_is_reported() -> None:
