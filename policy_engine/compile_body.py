@@ -7,7 +7,7 @@ from typing import Any
 
 from policy_engine import ast
 from policy_engine.codegen import generate
-from policy_engine.compile_terms import TermCompiler
+from policy_engine.compile_calls import CallCompiler
 from policy_engine.errors import COMPILE_ERROR
 from policy_engine.runtime import (
     MISSING,
@@ -41,7 +41,7 @@ from policy_engine.values import UNDEFINED, equal, freeze
 __all__ = ["BodyCompiler"]
 
 
-class BodyCompiler(TermCompiler):
+class BodyCompiler(CallCompiler):
     """Compiles bodies into chains of statement builders."""
 
     # ---- bodies --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Compiling terms: values, patterns and calls (the base of the compiler).
+"""Compiling terms: values and patterns (the base of the compiler; calls are
+`compile_calls`).
 
 Values become `ValueFn(ctx, frame)` closures, patterns become matchers that
 bind frame slots, iteration needed inside a term (`xs[i]` with `i` unbound)
@@ -8,15 +9,11 @@ is hoisted into statements run before it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from types import CodeType
 from typing import Any
 
 from policy_engine import ast
-from policy_engine.builtins import BUILTINS, Builtin, BuiltinError
-from policy_engine.builtins.numbers import parse_number
-from policy_engine.builtins.regex_glob import compile_glob
-from policy_engine.builtins.strings import split as split_text
+from policy_engine.builtins import BUILTINS, Builtin
 from policy_engine.codegen import (
     data_root,
     dynamic_index,
@@ -24,7 +21,6 @@ from policy_engine.codegen import (
     inline_body,
     input_root,
     key_step,
-    not_equal,
     rule_walk,
     slot_reader_fn,
     str_terms,
@@ -44,7 +40,6 @@ from policy_engine.runtime import (
 )
 from policy_engine.source import Span
 from policy_engine.steps import (
-    OPERATORS,
     Builder,
     ClauseFn,
     FuncFn,
@@ -214,6 +209,20 @@ class TermCompiler:
 
     def constant_rule(self, path: tuple[str, ...]) -> Any:
         """A constant rule's value, or MISSING (`compile.Compiler`)."""
+        raise NotImplementedError
+
+    def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        """An operator's value (`compile_calls.CallCompiler`)."""
+        raise NotImplementedError
+
+    def call(self, term: ast.Call, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        """A call's value (`compile_calls.CallCompiler`)."""
+        raise NotImplementedError
+
+    def membership(
+        self, term: ast.Membership, scope: Scope, hoists: list[Builder], test: bool = False
+    ) -> ValueFn:
+        """`x in c` / `k, x in c` (`compile_calls.CallCompiler`)."""
         raise NotImplementedError
 
     # ---- patterns ------------------------------------------------------------------------
@@ -558,43 +567,6 @@ class TermCompiler:
             return rule_walk(cache, rule_id, fill, keys, self._code_cache)
         return walk(fn, keys, self._code_cache)
 
-    def binop(self, term: ast.BinOp, scope: Scope, hoists: list[Builder]) -> ValueFn:
-        left = self.value(term.left, scope, hoists)
-        right = self.value(term.right, scope, hoists)
-        if term.op in ("==", "!="):
-            return self.equality(term.op, [left, right], term.span, test=False)
-        return self.builtin_call(self.builtins[OPERATORS[term.op]], [left, right], term.span)
-
-    def equality(self, op: str, args: list[ValueFn], span: Span, test: bool) -> ValueFn:
-        """`==` / `!=`: strings compare inline, everything else by Rego equality."""
-        fn = equal if op == "==" else not_equal
-        return self.builtin_call(
-            Builtin(name=op, arity=2, fn=fn), args, span, test=test, string_op=op
-        )
-
-    def membership(
-        self, term: ast.Membership, scope: Scope, hoists: list[Builder], test: bool = False
-    ) -> ValueFn:
-        """`x in c` / `k, x in c`; with `test`, whether it is true (see `builtin_call`)."""
-        value = self.value(term.value, scope, hoists)
-        coll = self.value(term.collection, scope, hoists)
-        if term.key is None:
-            return self.builtin_call(_MEMBER, [value, coll], term.span, test=test)
-        key = self.value(term.key, scope, hoists)
-
-        def contains(ctx: Ctx, f: Frame) -> Any:
-            v = value(ctx, f)
-            c = coll(ctx, f)
-            if v is UNDEFINED or c is UNDEFINED:
-                return UNDEFINED
-            kv = key(ctx, f)
-            if kv is UNDEFINED:
-                return UNDEFINED
-            found = index_value(c, kv)
-            return found is not UNDEFINED and not isinstance(c, frozenset) and equal(found, v)
-
-        return contains
-
     def collection(
         self,
         term: ast.ArrayTerm | ast.SetTerm | ast.ObjectTerm,
@@ -640,7 +612,7 @@ class TermCompiler:
     def fixed_key_object(self, keys: list[Any], values: list[ValueFn]) -> ValueFn:
         """An object literal with distinct constant string keys, as a generated dict display."""
         env: dict[str, Any] = {"U": UNDEFINED}
-        lines, exprs = self._inline_elements(values, env)
+        lines, exprs = self.operands_source(values, env)
         for i, key in enumerate(keys):
             env[f"k{i}"] = key
         entries = ", ".join(f"k{i}: {expr}" for i, expr in enumerate(exprs))
@@ -649,14 +621,15 @@ class TermCompiler:
     def fixed_array(self, values: list[ValueFn]) -> ValueFn:
         """An array literal as a generated tuple display (constants and slots inline)."""
         env: dict[str, Any] = {"U": UNDEFINED}
-        lines, exprs = self._inline_elements(values, env)
+        lines, exprs = self.operands_source(values, env)
         return self._generate_display(lines, f"({', '.join(exprs)},)", env)
 
-    def _inline_elements(
-        self, values: list[ValueFn], env: dict[str, Any]
+    def operands_source(
+        self, values: list[ValueFn], env: dict[str, Any], undefined: str = "U"
     ) -> tuple[list[str], list[str]]:
-        """Source for the elements of a literal: constants and frame slots inline, other
-        values computed first into `x{i}` (the literal is undefined if any of them is)."""
+        """Source for the operands of a literal or call: constants and frame slots
+        inline, other values computed first into `x{i}`; if any of them is undefined,
+        the generated function returns `undefined`."""
         lines: list[str] = []
         checks: list[str] = []
         exprs: list[str] = []
@@ -667,7 +640,8 @@ class TermCompiler:
             if check:
                 checks.append(f"{expr} is U")
         if checks:
-            lines.append(f"    if {' or '.join(checks)}:\n        return U")
+            lines.append(f"    if {' or '.join(checks)}:")
+            lines.append(f"        return {undefined}")
         return lines, exprs
 
     def _generate_display(self, lines: list[str], display: str, env: dict[str, Any]) -> ValueFn:
@@ -741,263 +715,9 @@ class TermCompiler:
 
         return evaluate_object
 
-    # ---- calls ---------------------------------------------------------------------------
-
-    def resolve_call(self, name: tuple[str, ...], scope: Scope | None) -> tuple[str, Any]:
-        """("builtin", Builtin) | ("function", path) | ("unknown", None)."""
-        if scope is not None and name[0] in scope.globals and name[0] not in scope.bound:
-            full = (*scope.globals[name[0]], *name[1:])
-            if full in self.index.groups:
-                return ("function", full)
-        if name[0] == "data" and name in self.index.groups:
-            return ("function", name)
-        dotted = ".".join(name)
-        if dotted in self.builtins:
-            return ("builtin", self.builtins[dotted])
-        return ("unknown", None)
-
-    def call_arity(self, call: ast.Call, scope: Scope | None = None) -> int | None:
-        kind, target = self.resolve_call(call.name, scope)
-        if kind == "builtin":
-            arity: int = target.arity
-            return arity
-        if kind == "function":
-            return self.index.groups[target].arity
-        return None
-
-    def call(self, term: ast.Call, scope: Scope, hoists: list[Builder]) -> ValueFn:
-        kind, target = self.resolve_call(term.name, scope)
-        name = ".".join(term.name)
-        args = [self.value(a, scope, hoists) for a in term.args]
-        if kind == "unknown":
-            self.problem(TYPE_ERROR, f"unknown function `{name}`", term.span)
-            return lambda ctx, f: UNDEFINED
-        arity = target.arity if kind == "builtin" else self.index.groups[target].arity
-        if len(args) != arity:
-            self.problem(
-                TYPE_ERROR,
-                f"`{name}` takes {arity} argument{'s' if arity != 1 else ''} "
-                f"but is given {len(args)}",
-                term.span,
-            )
-            return lambda ctx, f: UNDEFINED
-        if kind == "builtin":
-            return self.builtin_call(target, args, term.span)
-        group = self.index.groups[target]
-        if group.kind != "function":
-            self.problem(TYPE_ERROR, f"`{name}` is a rule, not a function", term.span)
-            return lambda ctx, f: UNDEFINED
-        func = self.function(target)
-
-        if len(args) == 1:
-            (a0,) = args
-
-            def call_user1(ctx: Ctx, f: Frame) -> Any:
-                x = a0(ctx, f)
-                return UNDEFINED if x is UNDEFINED else func(ctx, (x,))
-
-            return call_user1
-        if len(args) == 2:
-            a0, a1 = args
-
-            def call_user2(ctx: Ctx, f: Frame) -> Any:
-                x, y = a0(ctx, f), a1(ctx, f)
-                if x is UNDEFINED or y is UNDEFINED:
-                    return UNDEFINED
-                return func(ctx, (x, y))
-
-            return call_user2
-
-        def call_user(ctx: Ctx, f: Frame) -> Any:
-            values = tuple([a(ctx, f) for a in args])
-            if any(v is UNDEFINED for v in values):
-                return UNDEFINED
-            return func(ctx, values)
-
-        return call_user
-
-    def builtin_call(
-        self,
-        builtin: Builtin,
-        args: list[ValueFn],
-        span: Span,
-        test: bool = False,
-        string_op: str | None = None,
-    ) -> ValueFn:
-        """A call site specialised by generated code: constant and variable
-        arguments are read inline, only other arguments cost a call.
-
-        With `test`, the function answers whether the call is true (defined and
-        not false), for statements used as conditions.
-        """
-
-        def failed(ctx: Ctx, exc: BuiltinError) -> Any:
-            if ctx.strict:
-                raise EvalError(exc.code, exc.message, span) from None
-            return UNDEFINED
-
-        env: dict[str, Any] = {
-            "fn": builtin.fn, "U": UNDEFINED, "failed": failed, "BuiltinError": BuiltinError,
-            "index_value": index_value,
-        }  # fmt: skip
-        lines: list[str] = []
-        checks: list[str] = []
-        operands: list[str] = []
-        for i, arg in enumerate(args):
-            setup, operand, check = self.operand_source(arg, i, env)
-            lines.extend(setup)
-            operands.append(operand)
-            if check:
-                checks.append(f"{operand} is U")
-        if checks:
-            lines.append(f"    if {' or '.join(checks)}:")
-            lines.append("        return False" if test else "        return U")
-        if string_op is not None:
-            fast = _equality_with_constant(string_op, operands, env)
-            if fast is not None:  # null, a boolean or a string: no equality function
-                source = "def call(ctx, f):\n" + "\n".join([*lines, f"    return {fast}"]) + "\n"
-                compared: ValueFn = generate(source, env, self._code_cache)
-                (self._test_sources if test else self._value_sources)[compared] = (source, env)
-                if test and string_op == "==":
-                    self._equality_tests[compared] = (args[0], args[1])
-                return compared
-        if string_op is not None:  # `==`/`!=` on two strings needs no equality function
-            a, b = operands
-            constants = [env[o] for o in operands if o in env and o.startswith("c")]
-            if constants and type(constants[0]) is int:
-                # Against an integer constant, an int operand compares with Python's ==.
-                other = b if a in env else a
-                lines.append(f"    if type({other}) is int:")
-                lines.append(f"        return {a} {string_op} {b}")
-            elif not constants:
-                lines.append(f"    if type({a}) is str and type({b}) is str:")
-                lines.append(f"        return {a} {string_op} {b}")
-        comparison = (
-            _COMPARISONS.get(builtin.name)
-            if builtin.fn is self.builtins.get(builtin.name, builtin).fn
-            else None
-        )
-        if comparison is not None:
-            # Two numbers (int or Decimal, exact either way) or two strings (code
-            # points) order the same in Python as in Rego.
-            a, b = operands
-            env["Decimal"] = Decimal
-            lines.append(
-                f"    if ((type({a}) is int or type({a}) is Decimal) and "
-                f"(type({b}) is int or type({b}) is Decimal)) or "
-                f"(type({a}) is str and type({b}) is str):"
-            )
-            lines.append(f"        return {a} {comparison} {b}")
-        if builtin is _MEMBER:
-            # A string in a set or array: Python's `in` (see `member`).
-            value, coll = operands
-            kinds = "(frozenset, tuple, list)"
-            if coll in env and type(env[coll]) in (frozenset, tuple, list):
-                lines.append(f"    if type({value}) is str:\n        return {value} in {coll}")
-            else:
-                lines.append(f"    if type({value}) is str and type({coll}) in {kinds}:")
-                lines.append(f"        return {value} in {coll}")
-        call_line = f"        r = fn({', '.join(operands)})"
-        stock = BUILTINS.get(builtin.name)
-        on_text = (
-            _ON_TEXT.get(builtin.name) if stock is not None and stock.fn is builtin.fn else None
-        )
-        if on_text is not None:
-            # The common case, every operand a string, without the type checks.
-            template, helpers = on_text
-            env.update(helpers)
-            strings = " and ".join(f"type({o}) is str" for o in operands)
-            fast = template.format(*operands)
-            call_line = f"        r = {fast} if {strings} else fn({', '.join(operands)})"
-        lines.append("    try:")
-        if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
-            # The built-in's own fast path (no delimiters, two strings), inlined:
-            # the same cached regex, one call less per pattern in allow-list loops.
-            # Each call site keeps the matchers of the patterns it met (bounded: patterns
-            # may come from input), so an allow-list loop costs one dict lookup per pattern.
-            pattern, _none, value = operands
-            env["compile_glob"], env["seen"], env["limit"] = compile_glob, {}, 256
-            lines.append(f"        if type({pattern}) is str and type({value}) is str:")
-            lines.append(f"            match = seen.get({pattern})")
-            lines.append("            if match is None:")
-            lines.append(f'                match = compile_glob({pattern}, "").fullmatch')
-            lines.append("                if len(seen) < limit:")
-            lines.append(f"                    seen[{pattern}] = match")
-            lines.append(f"            r = match({value}) is not None")
-            lines.append("        else:")
-            lines.append("    " + call_line)
-        else:
-            lines.append(call_line)
-        lines.append("    except BuiltinError as exc:")
-        lines.append(
-            "        return failed(ctx, exc) is not U"
-            if test
-            else "        return failed(ctx, exc)"
-        )
-        lines.append("    return r is not False and r is not U" if test else "    return r")
-        source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
-        call: ValueFn = generate(source, env, self._code_cache)
-        if "compile_glob" in env and test:
-            self._glob_tests[call] = (args[0], args[2])
-        if test and string_op == "==":
-            self._equality_tests[call] = (args[0], args[1])
-        (self._test_sources if test else self._value_sources)[call] = (source, env)
-        return call
-
-
-_COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 # Generated code runs a generated operand inline up to this many lines of source.
 _MOST_INLINED_LINES = 40
-
-# Built-ins on string operands as Python expressions (the same functions the
-# built-ins apply once their operands are checked), with the helpers they use.
-_ON_TEXT: dict[str, tuple[str, dict[str, Any]]] = {
-    "to_number": ("parse_number({0})", {"parse_number": parse_number}),
-    "contains": ("{1} in {0}", {}),
-    "startswith": ("{0}.startswith({1})", {}),
-    "endswith": ("{0}.endswith({1})", {}),
-    "lower": ("{0}.lower()", {}),
-    "upper": ("{0}.upper()", {}),
-    "split": ("split_text({0}, {1})", {"split_text": split_text}),
-}
-
-
-def member(v: Any, c: Any) -> bool:
-    """`v in c`: a member of a set, an element of an array, a value of an object."""
-    if type(v) is str:
-        # A string equals only an equal string, so Python's `in` is Rego's.
-        kind = type(c)
-        if kind is frozenset or kind is tuple or kind is list:
-            return v in c
-        if kind is dict:
-            return v in c.values()
-    if isinstance(c, frozenset):
-        try:
-            return freeze(v) in c
-        except TypeError:
-            return False
-    values = c.values() if isinstance(c, dict) else c if isinstance(c, ARRAYS) else ()
-    return any(equal(v, item) for item in values)
-
-
-_MEMBER = Builtin(name="internal.member", arity=2, fn=member)
-
-
-def _equality_with_constant(op: str, operands: list[str], env: dict[str, Any]) -> str | None:
-    """`x == c` / `x != c` as a Python expression when the constant `c` makes it
-    exact without Rego's equality: null and booleans by identity, strings by type
-    and `==` (a string equals only an equal string)."""
-    for const, other in ((operands[0], operands[1]), (operands[1], operands[0])):
-        if not const.startswith("c") or const not in env:
-            continue
-        value = env[const]
-        if value is None or type(value) is bool:
-            return f"{other} is {const}" if op == "==" else f"{other} is not {const}"
-        if type(value) is str:
-            same = f"(type({other}) is str and {other} == {const})"
-            return same if op == "==" else f"not {same}"
-    return None
 
 
 def replaces_data(node: object) -> bool:
