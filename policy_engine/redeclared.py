@@ -10,6 +10,7 @@ how each name was first met, and rejects a later `:=` to it:
 - `x == 1; x := 2`           -> `var x referenced above`
 - `f(x) if { x := 1 }`       -> `arg x redeclared`
 - `input := 1`, `data := 1`  -> `variables must not shadow input`
+- `not x := 1`               -> `not` cannot negate an assignment
 
 Only the innermost scope counts: a comprehension may declare a name its
 enclosing body already uses (it shadows it), exactly as in OPA. Rule names and
@@ -69,6 +70,14 @@ class _Checker:
 
     def body(self, body: ast.Body, scope: _Scope) -> None:
         for lit in body:
+            if lit.negated and isinstance(lit.expr, ast.Assign):
+                # OPA rejects it too (open-policy-agent/opa#9069): the name would be
+                # declared inside the negation yet visible after it.
+                self.problem(
+                    "`not` cannot negate an assignment; compare with `==` "
+                    "(`not x == 1`), or assign first and negate a test",
+                    lit.span,
+                )
             self.expr(lit.expr, scope)
             for modifier in lit.withs:
                 self.uses(modifier.value, scope)
