@@ -4,7 +4,7 @@
     python -m bench.profile_gateway [--backend sqlite|postgres-redis] [--seconds 8] [--gil]
 
 Starts the mocks and a real gateway exactly as `bench.run` does, samples the
-gateway with py-spy while 64 concurrent plain requests run, and prints the
+gateway with py-spy while 64 (`--concurrency`) concurrent plain requests run, and prints the
 functions holding the largest inclusive share of samples.
 """
 
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
         "--gil",
         action="store_true",
@@ -82,12 +83,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.gil:
             record.append("--gil")
         sampler = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        load = uvloop.run(run_load(endpoint, 64, args.seconds + 1.0))
+        load = uvloop.run(run_load(endpoint, args.concurrency, args.seconds + 1.0))
         _, errors = sampler.communicate(timeout=60)
         if not output.exists():
             raise SystemExit(f"py-spy wrote no profile: {errors.decode(errors='replace')[-800:]}")
         total, shares = inclusive_shares(output.read_text())
-    print(f"{load.rate_per_s:,.0f} req/s at 64 concurrent while sampling; {total} samples")
+    rate = f"{load.rate_per_s:,.0f} req/s at {args.concurrency} concurrent"
+    print(f"{rate} while sampling; {total} samples")
     for share, name in shares[: args.top]:
         print(f"{share:6.1%}  {name}")
 
