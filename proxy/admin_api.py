@@ -16,7 +16,11 @@ import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 
 from proxy.credentials import read_token
@@ -35,6 +39,7 @@ from proxy.store.base import (
     Store,
     StoreError,
 )
+from proxy.throttle import FailedAttempts
 
 __all__ = ["admin_router"]
 
@@ -177,13 +182,22 @@ def _money(value: Decimal | None, field: str) -> Decimal | None:
 # -- guard and errors -------------------------------------------------------------
 
 
-def _guard(admin_token: str) -> Any:
+def _guard(admin_token: str, attempts: FailedAttempts) -> Any:
     expected = admin_token.encode("utf-8")
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        client = connection.client.host if connection.client else ""
+        wait = attempts.retry_after(client)
+        if wait is not None:
+            raise TooManyRequestsException(
+                f"Too many requests with a wrong admin token from this address; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
         presented = read_token(connection.headers) or ""
         if not hmac.compare_digest(presented.encode("utf-8"), expected):
+            attempts.failed(client)
             raise NotAuthorizedException("Unauthorized: missing or wrong admin token")
+        attempts.succeeded(client)
 
     return guard
 
@@ -352,7 +366,7 @@ def admin_router(admin_token: str) -> Router:
             add_rule,
             remove_rule,
         ],
-        guards=[_guard(admin_token)],
+        guards=[_guard(admin_token, FailedAttempts())],
         exception_handlers={StoreError: _store_error},
         tags=["admin"],
     )

@@ -144,13 +144,17 @@ def _error_handler(config: GatewayConfig) -> Callable[..., Response[bytes]]:
     from proxy.errors import error_body
 
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        headers: dict[str, str] = {}
         if isinstance(exc, HTTPException):
             status, message = exc.status_code, str(exc.detail)
+            headers = dict(exc.headers or {})  # Allow on 405, Retry-After on 429
         else:
             logger.error("unhandled error on %s", request.url.path, exc_info=exc)
             status, message = 500, "Internal error: see the gateway log"
         body = error_body(status, message, config.error_format)
-        return Response(content=body, status_code=status, media_type="application/json")
+        return Response(
+            content=body, status_code=status, media_type="application/json", headers=headers
+        )
 
     return handle
 

@@ -3,7 +3,8 @@
 Every route not marked `opt={"public": True}` needs a valid session (else a 303 to
 the sign-in page) and every state-changing request needs the session's CSRF token
 in its form (else 403). The admin token is compared in constant time, and a wrong
-one gets the same answer whatever was typed.
+one gets the same answer whatever was typed. After repeated failures an address
+waits before it may try again (`proxy.throttle`, 429 with `Retry-After`).
 """
 
 from __future__ import annotations
@@ -76,12 +77,17 @@ def _expired(name: str, context: DashboardContext, request: AnyRequest) -> Cooki
 
 
 def _signin_page(
-    request: AnyRequest, context: DashboardContext, failed: bool, status_code: int = 200
+    request: AnyRequest,
+    context: DashboardContext,
+    failed: bool,
+    status_code: int = 200,
+    retry_after: int | None = None,
 ) -> Response[str]:
     cookie_value, form_value = context.signer.signin_nonce()
-    response = context.render(
-        request, "signin.html", {"signin_token": form_value, "failed": failed}, status_code
-    )
+    page = {"signin_token": form_value, "failed": failed, "retry_after": retry_after}
+    response = context.render(request, "signin.html", page, status_code)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     response.set_cookie(
         Cookie(
             key=SIGNIN_COOKIE,
@@ -105,6 +111,10 @@ def show_signin(request: AnyRequest, dashboard: DashboardContext) -> Response[st
 
 @post("/signin", opt=PUBLIC, status_code=303)
 async def sign_in(request: AnyRequest, dashboard: DashboardContext) -> Response[Any]:
+    client = request.client.host if request.client else ""
+    wait = dashboard.sign_in_attempts.retry_after(client)
+    if wait is not None:  # nothing is checked while the address waits
+        return _signin_page(request, dashboard, failed=False, status_code=429, retry_after=wait)
     form = await request.form()
     signin_token = form.get("signin_token")
     admin_token = form.get("admin_token")
@@ -114,7 +124,9 @@ async def sign_in(request: AnyRequest, dashboard: DashboardContext) -> Response[
     # Why both checks always run: the answer must not depend on which one failed.
     token_ok = isinstance(admin_token, str) and dashboard.signer.check_admin_token(admin_token)
     if not (nonce_ok and token_ok):
+        dashboard.sign_in_attempts.failed(client)
         return _signin_page(request, dashboard, failed=True, status_code=401)
+    dashboard.sign_in_attempts.succeeded(client)
     _session, cookie_value = dashboard.signer.issue()
     response = Redirect(dashboard.url("/keys"), status_code=303, headers=page_headers())
     response.set_cookie(

@@ -13,6 +13,7 @@ from litestar.enums import MediaType
 from proxy.dashboard.decision_log import DecisionLogReader
 from proxy.dashboard.session import Session, SessionSigner
 from proxy.store.base import Store
+from proxy.throttle import FailedAttempts
 
 __all__ = ["SESSION_STATE_KEY", "DashboardContext", "StoreProvider", "page_headers"]
 
@@ -40,7 +41,8 @@ def page_headers() -> dict[str, str]:
 
 
 class DashboardContext:
-    """The store, the session signer, the decision log and the templates of one mount."""
+    """The store, the session signer, the decision log, failed sign-ins and the templates
+    of one mount."""
 
     def __init__(
         self,
@@ -48,10 +50,12 @@ class DashboardContext:
         signer: SessionSigner,
         decision_log: DecisionLogReader,
         prefix: str,
+        sign_in_attempts: FailedAttempts | None = None,
     ) -> None:
         self.store_provider = store_provider
         self.signer = signer
         self.decision_log = decision_log
+        self.sign_in_attempts = sign_in_attempts or FailedAttempts()
         self.prefix = prefix.rstrip("/")
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATE_DIR),

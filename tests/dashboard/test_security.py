@@ -19,6 +19,7 @@ from dashboard.conftest import (
     signin_token,
 )
 from proxy.dashboard import ROUTE_HANDLERS, InMemoryDecisionLog
+from proxy.dashboard.session import SESSION_COOKIE
 from proxy.store import Store
 
 Client = TestClient[Litestar]
@@ -101,6 +102,17 @@ def test_a_wrong_admin_token_is_refused_revealing_nothing(client: Client, wrong:
     other = sign_in(client, "something else entirely")
     strip = re.compile(r'name="signin_token" value="[0-9a-f]+"')
     assert strip.sub("", response.text) == strip.sub("", other.text)
+    assert client.get("/dashboard/keys", follow_redirects=False).status_code == 303
+
+
+def test_repeated_failed_sign_ins_make_the_address_wait(client: Client) -> None:
+    for _ in range(10):
+        assert sign_in(client, "wrong-token").status_code == 401
+    waiting = sign_in(client)  # the right token is not even checked meanwhile
+    assert waiting.status_code == 429
+    assert 1 <= int(waiting.headers["retry-after"]) <= 300
+    assert "Too many failed sign-in attempts from this address" in waiting.text
+    assert SESSION_COOKIE not in waiting.cookies
     assert client.get("/dashboard/keys", follow_redirects=False).status_code == 303
 
 

@@ -55,6 +55,29 @@ def test_admin_requires_the_token(admin_client: TestClient[Any]) -> None:
         }
 
 
+def test_repeated_wrong_admin_tokens_make_the_address_wait(
+    admin_client: TestClient[Any],
+) -> None:
+    for _ in range(10):
+        assert admin_client.get("/admin/keys", headers=_admin("wrong")).status_code == 401
+    # Now even the right token is not checked until the wait is over.
+    refused = admin_client.get("/admin/keys", headers=_admin(ADMIN))
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 300
+    assert refused.json()["message"].startswith(
+        "Too many requests with a wrong admin token from this address"
+    )
+
+
+def test_a_right_admin_token_clears_earlier_failures(admin_client: TestClient[Any]) -> None:
+    for _ in range(9):
+        admin_client.get("/admin/keys", headers=_admin("wrong"))
+    assert admin_client.get("/admin/keys", headers=_admin(ADMIN)).status_code == 200
+    for _ in range(9):
+        admin_client.get("/admin/keys", headers=_admin("wrong"))
+    assert admin_client.get("/admin/keys", headers=_admin(ADMIN)).status_code == 200
+
+
 def test_admin_key_lifecycle_then_a_completion(admin_client: TestClient[Any]) -> None:
     created = admin_client.post(
         "/admin/keys",
