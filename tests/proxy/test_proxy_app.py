@@ -55,6 +55,13 @@ def test_admin_requires_the_token(admin_client: TestClient[Any]) -> None:
         }
 
 
+def test_a_wrong_method_is_answered_405_with_allow(admin_client: TestClient[Any]) -> None:
+    response = admin_client.post("/v1/models")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, OPTIONS"
+    assert response.json() == {"error": True, "status": 405, "message": "Method Not Allowed"}
+
+
 def test_repeated_wrong_admin_tokens_make_the_address_wait(
     admin_client: TestClient[Any],
 ) -> None:
