@@ -32,18 +32,26 @@ def tune_for_serving() -> None:
     gc.set_threshold(*_THRESHOLDS)
 
 
-def after_policy_reload(loop: asyncio.AbstractEventLoop, delay_s: float = REFREEZE_DELAY_S) -> None:
+def after_policy_reload(
+    loop: asyncio.AbstractEventLoop,
+    pending: asyncio.TimerHandle | None,
+    delay_s: float = REFREEZE_DELAY_S,
+) -> asyncio.TimerHandle | None:
     """Let the collector reach the old policy's objects, then freeze again later.
 
-    Does nothing in a process that never froze (tests, the library used in-process).
+    `pending` is what the previous reload returned: a reload during that wait
+    restarts it, so that requests on the policy replaced now also finish before the
+    freeze. Does nothing in a process that never froze (tests, the library used
+    in-process).
     """
-    if gc.get_freeze_count() == 0:
-        return
+    if pending is not None:
+        pending.cancel()
+    elif gc.get_freeze_count() == 0:
+        return None
     gc.unfreeze()
-    loop.call_later(delay_s, _refreeze)
+    return loop.call_later(delay_s, _refreeze)
 
 
 def _refreeze() -> None:
-    if gc.get_freeze_count() == 0:  # not refrozen by an earlier timer
-        gc.collect()
-        gc.freeze()
+    gc.collect()
+    gc.freeze()

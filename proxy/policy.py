@@ -88,6 +88,7 @@ class PolicyHolder:
         self._watched = [Path(policy_dir), Path(catalog_path)]
         self._seen = _snapshot(self._watched)
         self._reloading = threading.Lock()  # one build at a time (poll and SIGHUP may race)
+        self._refreeze: asyncio.TimerHandle | None = None  # see `gc_tuning`
         self.current = self._load()
 
     def _load(self) -> LoadedPolicy:
@@ -115,7 +116,7 @@ class PolicyHolder:
         """`reload` on a worker thread, so compiling policies never stalls requests."""
         reloaded = await asyncio.to_thread(self.reload)
         if reloaded:
-            after_policy_reload(asyncio.get_running_loop())
+            self._refreeze = after_policy_reload(asyncio.get_running_loop(), self._refreeze)
         return reloaded
 
     def changed(self) -> bool:

@@ -36,7 +36,7 @@ def test_serving_freezes_what_is_loaded_and_a_reload_refreezes_later() -> None:
         old = OldPolicy()
         gc.freeze()  # loaded before serving, like the first policy
         del old
-        after_policy_reload(asyncio.get_running_loop(), delay_s=0.05)
+        after_policy_reload(asyncio.get_running_loop(), None, delay_s=0.05)
         unfrozen = gc.get_freeze_count()
         gc.collect()
         old_survives = any(type(o) is OldPolicy for o in gc.get_objects())
@@ -53,8 +53,27 @@ def test_a_process_that_never_froze_is_left_alone() -> None:
     assert gc.get_freeze_count() == 0
 
     async def body() -> int:
-        after_policy_reload(asyncio.get_running_loop(), delay_s=0.01)
+        assert after_policy_reload(asyncio.get_running_loop(), None, delay_s=0.01) is None
         await asyncio.sleep(0.05)
         return gc.get_freeze_count()
 
     assert asyncio.run(body()) == 0
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_a_second_reload_during_the_wait_restarts_it() -> None:
+    tune_for_serving()
+
+    async def body() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        first = after_policy_reload(loop, None, delay_s=0.1)
+        await asyncio.sleep(0.05)
+        after_policy_reload(loop, first, delay_s=0.1)  # the wait starts again here
+        await asyncio.sleep(0.08)  # past the first deadline, before the second
+        still_unfrozen = gc.get_freeze_count()
+        await asyncio.sleep(0.1)
+        return still_unfrozen, gc.get_freeze_count()
+
+    still_unfrozen, refrozen = asyncio.run(body())
+    assert still_unfrozen == 0
+    assert refrozen > 0
