@@ -170,16 +170,17 @@ def _sum(rows: list[tuple[Any, ...]]) -> Decimal:
     return sum(map(Decimal, [row[0] for row in rows]), Decimal(0))
 
 
+def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
+    def release(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+
+    return release
+
+
 def _undo_reservation(
     reservation: Reservation | None,
 ) -> Callable[[sqlite3.Connection], None] | None:
-    if reservation is None:
-        return None
-
-    def delete(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
-
-    return delete
+    return None if reservation is None else _releasing(reservation)
 
 
 class SqliteStore:
@@ -578,10 +579,7 @@ class SqliteStore:
         await self._request_write(settle)
 
     async def release(self, reservation: Reservation) -> None:
-        def release(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
-
-        await self._request_write(release)
+        await self._request_write(_releasing(reservation))
 
     async def reclaim_expired(self) -> int:
         def reclaim(conn: sqlite3.Connection) -> int:
