@@ -149,9 +149,6 @@ class TermCompiler:
         if self._reads_input.get(path, True):
             self.note_input()
 
-    def reads_input(self, path: tuple[str, ...]) -> bool:
-        return self._reads_input.get(path, True)
-
     # ---- problems ------------------------------------------------------------------------
 
     def problem(self, code: str, message: str, span: Span) -> None:
