@@ -89,6 +89,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest request body accepted; bigger bodies get 413 before any other work."""
 
+    max_json_depth: int = 64
+    """Deepest nesting of arrays/objects accepted in a request body; deeper gets 400
+    before the body is decoded (a nesting bomb cannot exhaust the stack)."""
+
     upstream_connect_timeout: float = 10.0
     """Seconds to wait for a TCP/TLS connection to a provider before answering 502."""
 

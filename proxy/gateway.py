@@ -194,22 +194,7 @@ class Gateway:
         body: bytes,
         record: DecisionRecord,
     ) -> Reply:
-        token = read_token(headers)
-        context = None
-        if token is not None:
-            # The key cache serves only calls that reserve usage: there the atomic
-            # reservation re-checks the live figures. A models list reserves nothing, so
-            # it reads the live record.
-            context = await self._store.key_context(
-                self._store.hash_token(token), fresh=operation == "models.list"
-            )
-        asked = self._asked(operation, token is not None, client_ip, body, record)
-        decision = self._decide(asked, context)
-        if context is not None and decision is not None and not decision.allow:
-            # The record may come from the key cache: a refusal is always judged on the
-            # live one, so a limit raised or a key re-enabled elsewhere counts at once.
-            context = await self._store.key_context(context.key.token_hash, fresh=True)
-            decision = self._decide(asked, context)
+        asked, context, decision = await self._judge(operation, headers, client_ip, body, record)
         record.key_id = context.key.id if context else None
         if decision is None:
             return self._finish(record, self._no_decision())
@@ -224,16 +209,49 @@ class Gateway:
             return self._finish(record, self._models(decision, asked.policy.catalog))
         return self._finish(record, await self._reserve_and_forward(asked, context, decision))
 
+    async def _judge(
+        self,
+        operation: Operation,
+        headers: Mapping[str, str],
+        client_ip: str,
+        body: bytes,
+        record: DecisionRecord,
+    ) -> tuple[_Asked, KeyContext | None, Decision | None]:
+        """The policy's decision, with credentials checked before the body is read: a
+        request without a known key is judged with no body at all, so it always gets the
+        documented 401 and an anonymous caller cannot make the gateway parse anything."""
+        token = read_token(headers)
+        context = None
+        if token is not None:
+            # The key cache serves only calls that reserve usage: there the atomic
+            # reservation re-checks the live figures. A models list reserves nothing, so
+            # it reads the live record.
+            context = await self._store.key_context(
+                self._store.hash_token(token), fresh=operation == "models.list"
+            )
+        readable = context is not None and operation != "models.list"
+        asked = self._asked(operation, token is not None, client_ip, body, readable, record)
+        decision = self._decide(asked, context)
+        if context is not None and decision is not None and not decision.allow:
+            # The record may come from the key cache: a refusal is always judged on the
+            # live one, so a limit raised or a key re-enabled elsewhere counts at once.
+            context = await self._store.key_context(context.key.token_hash, fresh=True)
+            decision = self._decide(asked, context)
+        return asked, context, decision
+
     def _asked(
         self,
         operation: Operation,
         token_present: bool,
         client_ip: str,
         body: bytes,
+        readable: bool,
         record: DecisionRecord,
     ) -> _Asked:
         parsed = (
-            ParsedBody(payload=None) if operation == "models.list" else parse_body(operation, body)
+            parse_body(operation, body, self._config.max_json_depth)
+            if readable
+            else ParsedBody(payload=None)
         )
         record.model = parsed.model
         request = RequestDocument(

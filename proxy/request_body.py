@@ -14,8 +14,13 @@ from typing import Any
 import msgspec
 
 from proxy.documents import Operation
+from proxy.json_shape import DEFAULT_MAX_DEPTH, nesting_problem, utf8_problem
 
-__all__ = ["ParsedBody", "parse_body"]
+__all__ = ["MAX_EMBEDDING_INPUTS", "ParsedBody", "parse_body"]
+
+# OpenAI's documented limit of inputs per embeddings request; more is refused here
+# rather than forwarded to fail upstream after a reservation was made for it.
+MAX_EMBEDDING_INPUTS = 2048
 
 
 class ParsedBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,12 +71,19 @@ _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _decoder = msgspec.json.Decoder()
 
 
-def parse_body(operation: Operation, body: bytes) -> ParsedBody:
-    """Decode and type-check `body` for `operation` (not `models.list`)."""
+def parse_body(operation: Operation, body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> ParsedBody:
+    """Decode and type-check `body` for `operation` (not `models.list`).
+
+    Never raises: any bytes give either a usable body or one with `error` set."""
+    problem = nesting_problem(body, max_depth)
+    if problem is not None:
+        return ParsedBody(payload=None, error=problem)
     try:
         payload = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         return ParsedBody(payload=None, error=f"Invalid request body: not valid JSON ({exc})")
+    except UnicodeDecodeError:  # invalid UTF-8 inside a string
+        return ParsedBody(payload=None, error=utf8_problem(body) or "Invalid request body")
     if not isinstance(payload, dict):
         return ParsedBody(payload=None, error="Invalid request body: expected a JSON object")
     model = payload.get("model")
@@ -80,6 +92,9 @@ def parse_body(operation: Operation, body: bytes) -> ParsedBody:
         fields = msgspec.convert(payload, _FIELDS_BY_OPERATION[operation])
     except msgspec.ValidationError as exc:
         return ParsedBody(payload=payload, model=model, error=_explain(exc))
+    problem = _operation_problem(fields)
+    if problem is not None:
+        return ParsedBody(payload=payload, model=fields.model, error=problem)
     options = fields.stream_options
     return ParsedBody(
         payload=payload,
@@ -90,6 +105,22 @@ def parse_body(operation: Operation, body: bytes) -> ParsedBody:
         stream=bool(fields.stream),
         include_usage=bool(options and options.include_usage),
     )
+
+
+def _operation_problem(fields: _CommonFields) -> str | None:
+    """What the API refuses although every field has the right type."""
+    if isinstance(fields, _EmbeddingFields):
+        if fields.stream:
+            return (
+                "Invalid request body: field `stream`: embeddings cannot be streamed; "
+                "remove `stream` or set it to false"
+            )
+        if isinstance(fields.input, list) and len(fields.input) > MAX_EMBEDDING_INPUTS:
+            return (
+                f"Invalid request body: field `input`: at most {MAX_EMBEDDING_INPUTS} inputs "
+                f"per request, got {len(fields.input)}; split the request"
+            )
+    return None
 
 
 def _explain(exc: msgspec.ValidationError) -> str:
