@@ -78,34 +78,27 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     config = msgspec.structs.replace(config, **overrides)
     _configure_logging(config.log_level)
-    from proxy.app import create_app
+    from proxy import server
 
     try:
-        app = create_app(config)
-    except PolicyLoadError as exc:
-        return _fail(args, f"cannot load the policy:\n{exc}")
-    problem = _store_problem(config)
-    if problem is not None:
-        return _fail(args, problem)
-    import uvicorn
+        # Bound first: a port in use fails here, before anything says "listening".
+        sock = server.bind(config.host, config.port)
+    except server.PortUnavailable as exc:
+        return _fail(args, str(exc))
+    with sock:
+        from proxy.app import create_app
 
-    from proxy.gc_tuning import tune_for_serving
+        try:
+            app = create_app(config)
+        except PolicyLoadError as exc:
+            return _fail(args, f"cannot load the policy:\n{exc}")
+        problem = _store_problem(config)
+        if problem is not None:
+            return _fail(args, problem)
+        from proxy.gc_tuning import tune_for_serving
 
-    tune_for_serving()
-    logging.getLogger("gateway").info(
-        "listening on http://%s:%d (policy %s)", config.host, config.port, config.policy_dir
-    )
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,  # the decision log has one line per request already
-        lifespan="on",  # the store and upstream client open there: fail loudly if it cannot
-        log_config=None,
-        log_level=config.log_level,
-    )
+        tune_for_serving()
+        server.serve(app, config, sock)
     return 0
 
 

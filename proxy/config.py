@@ -93,6 +93,20 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Deepest nesting of arrays/objects accepted in a request body; deeper gets 400
     before the body is decoded (a nesting bomb cannot exhaust the stack)."""
 
+    header_read_timeout: float = 10.0
+    """Seconds a client has to send a request's headers, from connecting (or from the
+    first byte of a next request on a kept-alive connection): then 408, or the
+    connection is closed if nothing came."""
+
+    body_read_timeout: float = 30.0
+    """Seconds a client has to send a request's body once its headers came: then 408."""
+
+    keep_alive_timeout: float = 5.0
+    """Seconds an idle kept-alive connection stays open after a response."""
+
+    max_connections: int = 1000
+    """Client connections open at once; one more is answered 503 and closed."""
+
     upstream_connect_timeout: float = 10.0
     """Seconds to wait for a TCP/TLS connection to a provider before answering 502."""
 

@@ -139,7 +139,7 @@ def deployed(tmp: Path, **overrides: Any) -> Iterator[Deployment]:
     config = gateway_config(tmp, upstream, **overrides)
     inputs = ValidatingLoader()
     holder = PolicyHolder(config.policy_dir, config.catalog_path, loader=inputs)
-    gateway = GatewayServer(create_app(config, policy=holder))
+    gateway = GatewayServer(create_app(config, policy=holder), config)
     gateway.start()
     admin = AdminStore(str(tmp / "gateway.db"))
     try:

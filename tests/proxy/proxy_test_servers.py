@@ -18,6 +18,9 @@ import uvicorn
 from aiohttp import web
 from litestar import Litestar
 
+from proxy.config import GatewayConfig
+from proxy.server import uvicorn_config
+
 T = TypeVar("T")
 
 UPSTREAM_PROMPT_TOKENS = 5
@@ -210,21 +213,17 @@ def _event(payload: dict[str, Any]) -> bytes:
 
 
 class GatewayServer:
-    """The gateway app under uvicorn (asyncio loop, like production minus uvloop)."""
+    """The gateway app under uvicorn (asyncio loop, like production minus uvloop); with
+    the gateway's `config`, the same uvicorn settings as `gateway serve` (connection
+    deadlines, no proxy-header rewriting)."""
 
-    def __init__(self, app: Litestar) -> None:
+    def __init__(self, app: Litestar, config: GatewayConfig | None = None) -> None:
         self.app = app
         self.port = free_port()
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            loop="asyncio",
-            http="httptools",
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
+        if config is None:
+            config = GatewayConfig()
+        config = msgspec.structs.replace(config, host="127.0.0.1", port=self.port)
+        config = uvicorn_config(app, config, loop="asyncio", log_level="info")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

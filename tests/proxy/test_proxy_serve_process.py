@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -185,3 +186,33 @@ def test_migrate_creates_the_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"migrated": True}
     assert database.exists()
+
+
+def test_start_announces_the_url_and_whether_the_dashboard_is_on(served: Served) -> None:
+    _until(lambda: "listening on" in served.output, "the announcement", served.server)
+    line = next(line for line in served.lines if "listening on" in line)
+    assert f"listening on {served.url} (API {served.url}/v1" in line
+    assert "dashboard and admin API off (set GATEWAY_ADMIN_TOKEN to turn them on)" in line
+
+
+def test_a_busy_port_exits_2_with_one_clear_line(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = ["serve", "--config", str(workdir / "gateway.yaml"), "--port", str(port)]
+        result = subprocess.run(
+            [str(BIN / "gateway"), *command],
+            cwd=workdir,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"gateway: error: cannot listen on 127.0.0.1:{port}: the port is already in use; "
+        "stop the other server or choose another port with --port (or `port` in the config)\n"
+    )
+    assert result.stdout == ""

@@ -1,0 +1,170 @@
+"""Deadlines and a cap on client connections, below the ASGI app.
+
+uvicorn closes a connection that stays idle after a response (`timeout_keep_alive`)
+but puts no deadline on a new connection that never sends a byte, on request headers
+that trickle in one line at a time, or on a body that never finishes: each such
+connection holds a socket and memory for as long as the client likes. Its
+`limit_concurrency` answers 503 only once a request's headers are complete, so silent
+connections are never refused either.
+
+`deadline_protocol` returns uvicorn's httptools protocol with those gaps closed:
+
+- the request headers must be complete within `header_read_timeout` seconds of the
+  connection opening (or of the first byte of the next request on a kept-alive one):
+  otherwise 408 if part of a request came, else the connection is just closed;
+- the body must be complete within `body_read_timeout` seconds of the headers: 408,
+  and the app sees the client disconnect;
+- beyond `max_connections` open connections, a new one is answered 503 at once and
+  closed, whatever it sends.
+
+Time spent by the app answering is never limited here (an LLM call may take minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from proxy.errors import ErrorFormat, error_body
+
+__all__ = ["ConnectionLimits", "deadline_protocol"]
+
+logger = logging.getLogger("gateway")
+
+# How long a refused connection is kept half-closed so the client reads the 503
+# rather than a reset (closing with unread input makes the kernel send RST).
+_REFUSAL_LINGER_S = 1.0
+_REASONS = {408: b"Request Timeout", 503: b"Service Unavailable"}
+
+
+class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """The deadlines (seconds) and the cap, from the gateway's configuration."""
+
+    header_read_timeout: float
+    body_read_timeout: float
+    max_connections: int
+    error_format: ErrorFormat = "documented"
+
+
+def _raw_response(status: int, message: str, error_format: ErrorFormat) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection (written below the app)."""
+    body = error_body(status, message, error_format)
+    head = (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, _REASONS[status], len(body))
+    )
+    return head + body
+
+
+def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol class with `limits` enforced (pass as `http=`)."""
+    header_timeout = _raw_response(
+        408,
+        f"Request Timeout: the request headers did not arrive within "
+        f"{limits.header_read_timeout:g} seconds",
+        limits.error_format,
+    )
+    body_timeout = _raw_response(
+        408,
+        f"Request Timeout: the request body did not arrive within "
+        f"{limits.body_read_timeout:g} seconds",
+        limits.error_format,
+    )
+    refusal = _raw_response(
+        503,
+        f"Service Unavailable: the gateway has {limits.max_connections} connections open, "
+        "its limit (`max_connections`); retry shortly",
+        limits.error_format,
+    )
+
+    class DeadlineProtocol(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _request_begun = False
+        _refused = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            if len(self.connections) > limits.max_connections:
+                self._refuse()
+                return
+            self._arm(limits.header_read_timeout, self._headers_late)
+
+        def _refuse(self) -> None:
+            self._refused = True
+            logger.warning(
+                "connection refused: %d open, the limit is %d (max_connections)",
+                len(self.connections),
+                limits.max_connections,
+            )
+            self.transport.write(refusal)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self._arm(_REFUSAL_LINGER_S, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # read and dropped, so closing never resets the 503 away
+            super().data_received(data)
+
+        def eof_received(self) -> None:
+            if self._refused:
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        # -- parser callbacks ----------------------------------------------------------
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._request_begun = True
+            if self._deadline is None:  # the next request on a kept-alive connection
+                self._arm(limits.header_read_timeout, self._headers_late)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+            self._arm(limits.body_read_timeout, self._body_late)
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            self._request_begun = False
+            super().on_message_complete()
+
+        # -- deadlines -----------------------------------------------------------------
+
+        def _arm(self, seconds: float, callback: Any) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(seconds, callback)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _headers_late(self) -> None:
+            self._deadline = None
+            if self.transport.is_closing():
+                return
+            if self._request_begun:
+                self.transport.write(header_timeout)
+            self.transport.close()
+
+        def _body_late(self) -> None:
+            self._deadline = None
+            cycle = self.cycle
+            if self.transport.is_closing() or cycle is None:
+                return
+            # The app sees the client gone and nothing it sends is written after this.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if not cycle.response_started:
+                self.transport.write(body_timeout)
+            self.transport.close()
+
+    return DeadlineProtocol
