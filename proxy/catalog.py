@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -35,6 +35,14 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
     model_id: str
     input_price: Decimal = Decimal(0)
     output_price: Decimal = Decimal(0)
+    # Completion tokens assumed (and forwarded) when a request names no limit;
+    # None: the gateway's `default_max_tokens`.
+    max_output_tokens: int | None = None
+    # The most one image part can cost in prompt tokens here; None: images are refused.
+    image_input_tokens: int | None = None
+    # The body field that caps completion tokens at this provider (reasoning models
+    # accept only `max_completion_tokens`).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """USD for the given token counts (prices are per million tokens)."""

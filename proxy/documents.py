@@ -211,6 +211,15 @@ class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """USD per million input (prompt) tokens."""
     output_price: Money
     """USD per million output (completion) tokens."""
+    max_output_tokens: int | None = None
+    """Completion tokens the gateway assumes, and forwards, when a request names no
+    `max_tokens` / `max_completion_tokens`; None means the gateway's `default_max_tokens`."""
+    image_input_tokens: int | None = None
+    """The most prompt tokens one image part can cost at this provider; None means
+    requests with image parts are refused (400), since their cost cannot be bounded."""
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    """The body field that caps completion tokens here (reasoning models accept only
+    `max_completion_tokens`); used when the gateway forwards its default."""
 
 
 class CatalogModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import msgspec
 
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
+from proxy.cost_bound import CostBound, Unbounded, cost_bound
 from proxy.credentials import read_token
 from proxy.decision_log import DecisionRecord
 from proxy.documents import Decision, Operation, RequestDocument
@@ -47,10 +47,6 @@ __all__ = ["Gateway", "Reply", "utc_now"]
 logger = logging.getLogger("gateway")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
-_MILLION = Decimal(1_000_000)
-# Rough bytes per prompt token, used only to size the reservation before the
-# provider reports the real count.
-_BYTES_PER_TOKEN = 4
 # Reservation attempts while the policy keeps allowing. Under a burst the store refuses
 # while in-flight reservations (upper bounds) fill the limit, and by the time the key is
 # re-read settlements have freed room: admitting on a later attempt is then right, and
@@ -99,6 +95,7 @@ class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
     context: KeyContext
     body: ParsedBody
     price: ModelPrice | None
+    bound: CostBound
     reservation: Reservation
     route: Route
 
@@ -306,7 +303,13 @@ class Gateway:
         self, asked: _Asked, context: KeyContext, decision: Decision
     ) -> Reply:
         price = asked.policy.catalog.price(decision.model, decision.provider)
-        amount = self._reservation_amount(asked, price)
+        try:
+            bound = self._bound(asked, price)
+        except Unbounded as exc:
+            asked.record.allowed = False
+            asked.record.reason = str(exc)
+            return self.error(400, str(exc))
+        amount = bound.amount
         org_id = context.organization.id if decision.billing == "credits" else None
         reservation = await self._reserve(asked, context, amount, org_id)
         if not isinstance(reservation, Reservation):
@@ -326,21 +329,20 @@ class Gateway:
             context=context,
             body=asked.parsed,
             price=price,
+            bound=bound,
             reservation=reservation,
             route=route,
         )
         return await self._forward(allowed, asked.record)
 
-    def _reservation_amount(self, asked: _Asked, price: ModelPrice | None) -> Decimal:
-        """An upper bound of the cost: estimated prompt plus the most it may generate,
-        all at the higher of the two prices (the real cost replaces it when settled)."""
-        if price is None:
-            return Decimal(0)
-        completion = 0
-        if asked.operation != "embeddings":
-            completion = asked.parsed.max_tokens or self._config.default_max_tokens
-        tokens = math.ceil(asked.body_size / _BYTES_PER_TOKEN) + max(completion, 0)
-        return tokens * max(price.input_price, price.output_price) / _MILLION
+    def _bound(self, asked: _Asked, price: ModelPrice | None) -> CostBound:
+        """The most this request may cost (proxy/cost_bound.py); nothing for an offer
+        without a price."""
+        if price is None or asked.parsed.payload is None:
+            return CostBound(prompt_tokens=0, completion_tokens=0, amount=Decimal(0))
+        return cost_bound(
+            asked.operation, asked.parsed.payload, price, self._config.default_max_tokens
+        )
 
     async def _reserve(
         self, asked: _Asked, context: KeyContext, amount: Decimal, org_id: str | None
@@ -370,6 +372,10 @@ class Gateway:
     async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
         payload = dict(allowed.body.payload or {})
         payload["model"] = allowed.decision.provider_model_id or allowed.decision.model
+        if allowed.bound.default_max_tokens is not None and allowed.price is not None:
+            # The reservation assumed this many completion tokens: the provider must
+            # not generate more than the gateway holds.
+            payload[allowed.price.max_tokens_field] = allowed.bound.default_max_tokens
         if allowed.body.stream:
             options = payload.get("stream_options")
             payload["stream_options"] = {
@@ -445,7 +451,14 @@ class Gateway:
                 await self._store.release(allowed.reservation)
                 record.reason = f"upstream status {response.status}"
             else:
-                await self._settle(allowed, _usage_of(content), record)
+                answer = _json_object(content)
+                if answer is None:
+                    # Not an answer a client can use: a failed call, so it costs nothing.
+                    await self._store.release(allowed.reservation)
+                    return self._upstream_failed(
+                        record, 502, allowed.route.provider, "did not return a JSON object"
+                    )
+                await self._settle(allowed, usage_from(answer.get("usage")), record)
         return Reply(status=response.status, body=content, content_type=response.content_type)
 
     async def _abandon_stream(
@@ -516,9 +529,10 @@ def _stream_error(message: str) -> bytes:
     return b"data: " + _encoder.encode(error) + b"\n\n"
 
 
-def _usage_of(content: bytes) -> TokenUsage | None:
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    """The provider's answer when it is a JSON object, else None."""
     try:
         value = _decoder.decode(content)
     except msgspec.DecodeError:
         return None
-    return usage_from(value.get("usage")) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else None

@@ -9,18 +9,22 @@ only the model id (and the stream usage option) changed.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from proxy.documents import Operation
 from proxy.json_shape import DEFAULT_MAX_DEPTH, nesting_problem, utf8_problem
 
-__all__ = ["MAX_EMBEDDING_INPUTS", "ParsedBody", "parse_body"]
+__all__ = ["MAX_CHOICES", "MAX_EMBEDDING_INPUTS", "ParsedBody", "parse_body"]
 
 # OpenAI's documented limit of inputs per embeddings request; more is refused here
 # rather than forwarded to fail upstream after a reservation was made for it.
 MAX_EMBEDDING_INPUTS = 2048
+# OpenAI's range for `n`; `best_of` shares it. Both multiply the completion tokens the
+# gateway reserves, so an unbounded value could not be held against a usage limit.
+MAX_CHOICES = 128
+_Choices = Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)]
 
 
 class ParsedBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +50,8 @@ class _CommonFields(msgspec.Struct, frozen=True, kw_only=True):
     stream_options: _StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    n: int | None = None
+    n: _Choices | None = None
+    best_of: _Choices | None = None
 
 
 class _ChatFields(_CommonFields, frozen=True, kw_only=True):

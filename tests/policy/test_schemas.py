@@ -118,6 +118,8 @@ def test_catalog_content_the_contract_relies_on() -> None:
         "model_id": "mock-model",
         "input_price": "1.00",
         "output_price": "2.00",
+        # Images are bounded there (the e2e tests send one); the mock counts only words.
+        "image_input_tokens": 1000,
     }
     owners = {m["owned_by"] for m in models.values()}
     assert {"openai", "anthropic", "google", "mistral"} <= owners

@@ -66,8 +66,10 @@ class UpstreamServer:
 
     - `hang`: never answers (the gateway's read timeout must fire);
     - `fail`: answers 503 with an OpenAI error body (passed through);
+    - `notjson`: answers 200 with a body that is not JSON;
     - `wait` with `stream: true`: sends two chunks, then waits for `release_stream()`;
-    - anything else: a normal answer with fixed usage (5 prompt, 7 completion tokens).
+    - anything else: a normal answer with fixed usage (5 prompt, 7 completion tokens per
+      choice: `n` choices bill `7 * n`, as a provider does).
     """
 
     def __init__(self) -> None:
@@ -138,10 +140,13 @@ class UpstreamServer:
         if word == "fail":
             error = {"error": {"message": "upstream overloaded", "type": "server_error"}}
             return web.json_response(error, status=503)
+        if word == "notjson":
+            return web.Response(text="<html>gateway timeout</html>", content_type="text/html")
+        completion = UPSTREAM_COMPLETION_TOKENS * int(body.get("n") or 1)
         usage = {
             "prompt_tokens": UPSTREAM_PROMPT_TOKENS,
-            "completion_tokens": UPSTREAM_COMPLETION_TOKENS,
-            "total_tokens": UPSTREAM_PROMPT_TOKENS + UPSTREAM_COMPLETION_TOKENS,
+            "completion_tokens": completion,
+            "total_tokens": UPSTREAM_PROMPT_TOKENS + completion,
         }
         if body.get("stream"):
             return await self._stream(request, body, usage, wait=word == "wait")
