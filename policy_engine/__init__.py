@@ -24,10 +24,14 @@ Public API (stable)::
 - Limits (`EngineConfig`): `max_policy_bytes`, `max_steps`; `strict` turns
   built-in errors into `EvalError`.
 - The engine does no I/O except reading the files given to `from_paths`.
+  What an evaluation reads from the world (the clock of `time.now_ns`, the seed
+  of `rand.intn` / `uuid.rfc4122`, where `print` writes) comes from the
+  `EvalOptions` passed to that evaluation; there is no global state.
 """
 
 from policy_engine.engine import Engine, EngineConfig
 from policy_engine.errors import EvalError, PolicyError
+from policy_engine.runtime import EvalOptions
 from policy_engine.values import UNDEFINED
 
-__all__ = ["UNDEFINED", "Engine", "EngineConfig", "EvalError", "PolicyError"]
+__all__ = ["UNDEFINED", "Engine", "EngineConfig", "EvalError", "EvalOptions", "PolicyError"]

@@ -85,6 +85,8 @@ class CallCompiler(TermCompiler):
     def call_arity(self, call: ast.Call, scope: Scope | None = None) -> int | None:
         kind, target = self.resolve_call(call.name, scope)
         if kind == "builtin":
+            if target.signature is not None and target.signature.variadic:
+                return None  # `print(x)` is never the relational form of a call
             arity: int = target.arity
             return arity
         if kind == "function":
@@ -98,6 +100,8 @@ class CallCompiler(TermCompiler):
         if kind == "unknown":
             self.problem(TYPE_ERROR, f"unknown function `{name}`", term.span)
             return lambda ctx, f: UNDEFINED
+        if kind == "builtin" and target.signature is not None and target.signature.variadic:
+            return self.variadic_call(target, args)
         arity = target.arity if kind == "builtin" else self.index.groups[target].arity
         if len(args) != arity:
             self.problem(
@@ -141,6 +145,16 @@ class CallCompiler(TermCompiler):
             return func(ctx, values)
 
         return call_user
+
+    def variadic_call(self, builtin: Builtin, args: list[ValueFn]) -> ValueFn:
+        """`print(...)`: every operand is passed, an undefined one as UNDEFINED."""
+        self.note_input()  # prints per evaluation, so never cached engine-wide
+        fn = builtin.fn
+
+        def call(ctx: Ctx, f: Frame) -> Any:
+            return fn(ctx, *[arg(ctx, f) for arg in args])
+
+        return call
 
     def builtin_call(
         self,
@@ -212,6 +226,11 @@ class CallCompiler(TermCompiler):
             else:
                 lines.append(f"    if type({value}) is str and type({coll}) in {kinds}:")
                 lines.append(f"        return {value} in {coll}")
+        if builtin.context:
+            # The built-in reads the evaluation (clock, seed, hooks): its rule is
+            # evaluated per evaluation, never kept in the engine-wide cache.
+            self.note_input()
+            operands = ["ctx", *operands]
         call_line = f"        r = fn({', '.join(operands)})"
         stock = BUILTINS.get(builtin.name)
         on_text = (

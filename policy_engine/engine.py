@@ -28,7 +28,7 @@ from policy_engine.index import RuleIndex, build_index
 from policy_engine.loader import read_policy_files
 from policy_engine.parser import parse_module, parse_query
 from policy_engine.redeclared import check_redeclared
-from policy_engine.runtime import Ctx, Frame
+from policy_engine.runtime import DEFAULT_OPTIONS, Ctx, EvalOptions, Frame
 from policy_engine.source import Source
 from policy_engine.terms import NotReady
 from policy_engine.values import UNDEFINED, from_json, thaw
@@ -203,7 +203,13 @@ class Engine:
 
     # ---- evaluation ------------------------------------------------------------------------
 
-    def _context(self, input_: Any, data: Mapping[str, Any] | None, strict: bool) -> Ctx:
+    def _context(
+        self,
+        input_: Any,
+        data: Mapping[str, Any] | None,
+        strict: bool,
+        options: EvalOptions = DEFAULT_OPTIONS,
+    ) -> Ctx:
         merged = self._data if data is None else {**self._data, **from_json(dict(data))}
         own = data is None and (not strict or self._config.strict)
         return Ctx(
@@ -212,6 +218,7 @@ class Engine:
             steps=self._config.max_steps,
             strict=strict or self._config.strict,
             shared=self._shared if own else None,
+            options=options,
         )
 
     def compile_query(self, text: str) -> CompiledQuery:
@@ -247,10 +254,14 @@ class Engine:
         data: Mapping[str, Any] | None = None,
         *,
         strict: bool = False,
+        options: EvalOptions = DEFAULT_OPTIONS,
     ) -> list[dict[str, Any]]:
-        """OPA-style result set: one dict of bindings per solution, `[]` when undefined."""
+        """OPA-style result set: one dict of bindings per solution, `[]` when undefined.
+
+        `options` fixes what the evaluation reads from the world (clock, seed, print).
+        """
         compiled = self.compile_query(query_text)
-        ctx = self._context(UNDEFINED if input is None else input, data, strict)
+        ctx = self._context(UNDEFINED if input is None else input, data, strict, options)
         results: list[dict[str, Any]] = []
         outputs = compiled.outputs
 
@@ -263,7 +274,7 @@ class Engine:
         return results
 
     def prepare(self, ref_text: str) -> Prepared:
-        """Compile a reference such as `data.gateway.decision` into `fn(input, data=None)`."""
+        """Compile a reference such as `data.gateway.decision` into `fn(input, data, options)`."""
         body = parse_query(ref_text)
         if (
             len(body) != 1
@@ -312,23 +323,35 @@ class Engine:
         shared = self._shared
         fill = self._compiler.fresh_evaluator(fn)
 
-        def prepared(input: Any, data: Mapping[str, Any] | None = None) -> Any:
+        def prepared(
+            input: Any,
+            data: Mapping[str, Any] | None = None,
+            options: EvalOptions = DEFAULT_OPTIONS,
+        ) -> Any:
             if data is None:
-                ctx = Ctx(input, base, steps, strict, None, shared)
+                ctx = Ctx(input, base, steps, strict, None, shared, options)
             else:
-                ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict)
+                ctx = Ctx(
+                    input, {**base, **from_json(dict(data))}, steps, strict, None, None, options
+                )
             return public_value(value_fn(ctx, [None] * size))
 
         if fill is None:
             return prepared
         computed = fill
 
-        def prepared_rule(input: Any, data: Mapping[str, Any] | None = None) -> Any:
+        def prepared_rule(
+            input: Any,
+            data: Mapping[str, Any] | None = None,
+            options: EvalOptions = DEFAULT_OPTIONS,
+        ) -> Any:
             # A rule that reads `input`: its cache in a new context is empty, so its
             # value is computed without looking there first.
             if data is None:
-                return public_value(computed(Ctx(input, base, steps, strict, None, shared)))
-            ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict)
+                return public_value(
+                    computed(Ctx(input, base, steps, strict, None, shared, options))
+                )
+            ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict, None, None, options)
             return public_value(computed(ctx))
 
         return prepared_rule

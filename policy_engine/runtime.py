@@ -12,16 +12,20 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+import msgspec
+
 from policy_engine.errors import LIMIT_ERROR, EvalError
 from policy_engine.values import UNDEFINED, FrozenDict, freeze
 
 __all__ = [
     "ARRAYS",
     "COLLECTIONS",
+    "DEFAULT_OPTIONS",
     "MISSING",
     "SETS",
     "Cont",
     "Ctx",
+    "EvalOptions",
     "Frame",
     "Step",
     "ValueFn",
@@ -52,6 +56,28 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
+class EvalOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What one evaluation may read from outside its documents, passed per evaluation.
+
+    Built-ins that depend on the world read these only (never a global): the
+    clock (`time.now_ns`), the seed of `rand.intn` and `uuid.rfc4122`, and where
+    `print` and `trace` write. Each value is fixed for the whole evaluation, as
+    OPA fixes it per query.
+    """
+
+    now_ns: int | None = None
+    """Nanoseconds since the Unix epoch; None reads the clock once, at first use."""
+    seed: int | None = None
+    """Seed of the evaluation's random numbers; None draws one from the system."""
+    print_hook: Callable[[str], None] | None = None
+    """Receives each `print(...)` line; None discards them (a decision never depends on print)."""
+    trace_hook: Callable[[str], None] | None = None
+    """Receives each `trace(note)`; None discards them."""
+
+
+DEFAULT_OPTIONS: Final = EvalOptions()
+
+
 class Ctx:
     """One evaluation: input, data, the per-evaluation rule cache, limits, overrides.
 
@@ -61,7 +87,17 @@ class Ctx:
     Otherwise it is this evaluation's own `cache`.
     """
 
-    __slots__ = ("cache", "data", "input", "overrides", "shared", "steps", "strict")
+    __slots__ = (
+        "cache",
+        "data",
+        "input",
+        "memo",
+        "options",
+        "overrides",
+        "shared",
+        "steps",
+        "strict",
+    )
 
     def __init__(
         self,
@@ -71,6 +107,7 @@ class Ctx:
         strict: bool = False,
         overrides: Mapping[tuple[str, ...], Any] | None = None,
         shared: dict[int, Any] | None = None,
+        options: EvalOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.input = input_
         self.data = data
@@ -79,10 +116,24 @@ class Ctx:
         self.steps = steps
         self.strict = strict
         self.overrides = overrides
+        self.options = options
+        # What world-reading built-ins fixed for this evaluation: the clock, random draws.
+        self.memo: dict[Any, Any] = {}
 
     def child(self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None) -> Ctx:
-        """A context for a `with` modifier: same limits, fresh caches (data may differ)."""
-        ctx = Ctx(input_, data, steps=self.steps, strict=self.strict, overrides=overrides)
+        """A context for a `with` modifier: same limits, fresh caches (data may differ).
+
+        The clock and random draws stay the same as in the parent: one evaluation, one time.
+        """
+        ctx = Ctx(
+            input_,
+            data,
+            steps=self.steps,
+            strict=self.strict,
+            overrides=overrides,
+            options=self.options,
+        )
+        ctx.memo = self.memo
         return ctx
 
     def spend(self, amount: int = 1) -> None:

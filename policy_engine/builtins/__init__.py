@@ -16,8 +16,11 @@ from typing import Final
 from policy_engine.builtins import (
     aggregates,
     arrays,
+    bits,
     encoding,
     formatting,
+    graphs,
+    json_paths,
     net,
     numbers,
     objects,
@@ -25,8 +28,10 @@ from policy_engine.builtins import (
     regex_glob,
     sets,
     strings,
+    text,
     time,
     types,
+    units,
 )
 from policy_engine.builtins.base import BUILTIN_ERROR, EVAL_TYPE_ERROR, Builtin, BuiltinError
 
@@ -35,8 +40,11 @@ __all__ = ["BUILTINS", "BUILTIN_ERROR", "EVAL_TYPE_ERROR", "Builtin", "BuiltinEr
 _FAMILIES: Final = (
     aggregates,
     arrays,
+    bits,
     encoding,
     formatting,
+    graphs,
+    json_paths,
     net,
     numbers,
     objects,
@@ -44,8 +52,10 @@ _FAMILIES: Final = (
     regex_glob,
     sets,
     strings,
+    text,
     time,
     types,
+    units,
 )
 
 

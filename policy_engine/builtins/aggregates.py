@@ -69,10 +69,39 @@ def sort(collection: object) -> tuple[Any, ...]:
 
 
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("count", count, 1),
-    builtin("sum", total, 1),
-    builtin("product", product, 1),
-    builtin("max", maximum, 1),
-    builtin("min", minimum, 1),
-    builtin("sort", sort, 1),
+    builtin(
+        "count",
+        count,
+        "(collection: string | array[any] | object[any, any] | set[any]) -> number",
+        "count([1, 2, 3])",
+    ),
+    builtin(
+        "sum",
+        total,
+        "(collection: array[number] | set[number]) -> number",
+        "sum([1, 2.5])",
+        doc="The sum of an array or set of numbers.",
+    ),
+    builtin(
+        "product",
+        product,
+        "(collection: array[number] | set[number]) -> number",
+        "product([2, 3])",
+        doc="The product of an array or set of numbers.",
+    ),
+    builtin("max", maximum, "(collection: array[any] | set[any]) -> any", "max([1, 3, 2])"),
+    builtin(
+        "min",
+        minimum,
+        "(collection: array[any] | set[any]) -> any",
+        "min({1, 3, 2})",
+        doc="The smallest element of an array or set.",
+    ),
+    builtin(
+        "sort",
+        sort,
+        "(collection: array[any] | set[any]) -> array[any]",
+        "sort({3, 1, 2})",
+        doc="The elements of an array or set in ascending order.",
+    ),
 )

@@ -1,4 +1,4 @@
-"""Array built-ins: array.concat, array.slice."""
+"""Array built-ins: array.concat, array.slice, array.reverse, array.flatten."""
 
 from __future__ import annotations
 
@@ -21,7 +21,40 @@ def slice_(array: object, start: object, stop: object) -> tuple[Any, ...]:
     return tuple(items[first:last]) if first < last else ()
 
 
+def reverse(array: object) -> tuple[Any, ...]:
+    """The array's elements in reverse order."""
+    return tuple(reversed(want_array("array.reverse", 1, array)))
+
+
+def flatten(array: object) -> tuple[Any, ...]:
+    """The array with each element that is an array spliced in (one level deep)."""
+    flat: list[Any] = []
+    for item in want_array("array.flatten", 1, array):
+        if isinstance(item, (tuple, list)):
+            flat.extend(item)
+        else:
+            flat.append(item)
+    return tuple(flat)
+
+
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("array.concat", concat, 2),
-    builtin("array.slice", slice_, 3),
+    builtin(
+        "array.concat",
+        concat,
+        "(x: array[any], y: array[any]) -> array[any]",
+        "array.concat([1], [2, 3])",
+        doc="The elements of the first array followed by those of the second.",
+    ),
+    builtin(
+        "array.slice",
+        slice_,
+        "(arr: array[any], start: number, stop: number) -> array[any]",
+        "array.slice([1, 2, 3, 4], 1, 3)",
+    ),
+    builtin(
+        "array.reverse", reverse, "(arr: array[any]) -> array[any]", "array.reverse([1, 2, 3])"
+    ),
+    builtin(
+        "array.flatten", flatten, "(arr: array[any]) -> array[any]", "array.flatten([1, [2, [3]]])"
+    ),
 )

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
+from policy_engine.builtins.rego_types import Signature, parse_signature
 from policy_engine.values import is_number, type_name
 
 __all__ = [
@@ -50,11 +51,29 @@ MAX_INTEGER_DIGITS: Final = 400
 
 
 class Builtin(msgspec.Struct, frozen=True):
-    """One built-in function: its Rego name, how many operands it takes, and the code."""
+    """One built-in function: its Rego name, how many operands it takes, and the code.
+
+    `signature` holds OPA's declared types (None only for the engine's internal
+    helpers); `context` built-ins take the evaluation's `Ctx` before their
+    operands (the clock, the random seed, print); `example` is a call shown in
+    docs/builtins.md.
+    """
 
     name: str
     arity: int
     fn: Callable[..., object]
+    signature: Signature | None = None
+    context: bool = False
+    example: str = ""
+    doc: str = ""
+
+    @property
+    def description(self) -> str:
+        """One sentence for the reference: `doc`, else the docstring's first line."""
+        if self.doc:
+            return self.doc
+        text = (self.fn.__doc__ or "").strip()
+        return text.splitlines()[0] if text else ""
 
 
 class BuiltinError(Exception):
@@ -66,9 +85,26 @@ class BuiltinError(Exception):
         self.message = message
 
 
-def builtin(name: str, fn: Callable[..., object], arity: int) -> Builtin:
-    """Shorthand used by the family modules to declare their registry entries."""
-    return Builtin(name=name, arity=arity, fn=fn)
+def builtin(
+    name: str,
+    fn: Callable[..., object],
+    signature: str,
+    example: str,
+    *,
+    doc: str = "",
+    context: bool = False,
+) -> Builtin:
+    """A registry entry: `signature` in `rego_types` syntax, `example` a call that is defined."""
+    parsed = parse_signature(signature)
+    return Builtin(
+        name=name,
+        arity=parsed.arity,
+        fn=fn,
+        signature=parsed,
+        context=context,
+        example=example,
+        doc=doc,
+    )
 
 
 def operand_error(name: str, position: int, expected: str, value: object) -> BuiltinError:
@@ -99,7 +135,10 @@ def want_integer(name: str, position: int, value: object) -> int:
         return number
     if number == number.to_integral_value():
         return integral_int(name, position, number)
-    raise operand_error(name, position, "integer", value)
+    raise BuiltinError(
+        EVAL_TYPE_ERROR,
+        f"{name}: operand {position} must be integer number but got floating-point number",
+    )
 
 
 def integral_int(name: str, position: int, number: Decimal) -> int:

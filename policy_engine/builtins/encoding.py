@@ -54,6 +54,12 @@ def unmarshal(text: object) -> Any:
 
 
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("json.marshal", marshal, 1),
-    builtin("json.unmarshal", unmarshal, 1),
+    builtin("json.marshal", marshal, "(x: any) -> string", 'json.marshal({"a": [1, 2]})'),
+    builtin(
+        "json.unmarshal",
+        unmarshal,
+        "(x: string) -> any",
+        'json.unmarshal(`{"a": 1}`)',
+        doc="The value a JSON text encodes.",
+    ),
 )

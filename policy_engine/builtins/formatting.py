@@ -257,4 +257,12 @@ def rego_text(value: object) -> str:
     raise TypeError(f"not a policy value: {type(value).__name__}")
 
 
-BUILTINS: tuple[Builtin, ...] = (builtin("sprintf", sprintf, 2),)
+BUILTINS: tuple[Builtin, ...] = (
+    builtin(
+        "sprintf",
+        sprintf,
+        "(format: string, values: array[any]) -> string",
+        'sprintf("%s has %d tokens", ["gpt-4o", 128])',
+        doc="A string formatted from a Go-style template and an array of values.",
+    ),
+)

@@ -42,4 +42,11 @@ def cidr_contains(cidr: object, cidr_or_ip: object) -> bool:
     return inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
-BUILTINS: tuple[Builtin, ...] = (builtin("net.cidr_contains", cidr_contains, 2),)
+BUILTINS: tuple[Builtin, ...] = (
+    builtin(
+        "net.cidr_contains",
+        cidr_contains,
+        "(cidr: string, cidr_or_ip: string) -> boolean",
+        'net.cidr_contains("10.0.0.0/8", "10.1.2.3")',
+    ),
+)

@@ -112,11 +112,38 @@ def _truncate(number: Decimal) -> int:
 
 
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("abs", absolute, 1),
-    builtin("round", round_half_away, 1),
-    builtin("ceil", ceil, 1),
-    builtin("floor", floor, 1),
-    builtin("numbers.range", number_range, 2),
-    builtin("to_number", to_number, 1),
-    builtin("format_int", format_int, 2),
+    builtin(
+        "abs", absolute, "(x: number) -> number", "abs(-2.5)", doc="The absolute value of a number."
+    ),
+    builtin("round", round_half_away, "(x: number) -> number", "round(2.5)"),
+    builtin(
+        "ceil",
+        ceil,
+        "(x: number) -> number",
+        "ceil(1.2)",
+        doc="Rounds a number up to the nearest integer.",
+    ),
+    builtin(
+        "floor",
+        floor,
+        "(x: number) -> number",
+        "floor(1.8)",
+        doc="Rounds a number down to the nearest integer.",
+    ),
+    builtin(
+        "numbers.range",
+        number_range,
+        "(a: number, b: number) -> array[number]",
+        "numbers.range(1, 4)",
+    ),
+    builtin(
+        "to_number",
+        to_number,
+        "(x: null | boolean | number | string) -> number",
+        'to_number("42.5")',
+        doc="The number a string, boolean, null or number stands for.",
+    ),
+    builtin(
+        "format_int", format_int, "(number: number, base: number) -> string", "format_int(255, 16)"
+    ),
 )

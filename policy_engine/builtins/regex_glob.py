@@ -175,6 +175,17 @@ def glob_match(pattern: object, delimiters: object, value: object) -> bool:
 
 
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("regex.match", regex_match, 2),
-    builtin("glob.match", glob_match, 3),
+    builtin(
+        "regex.match",
+        regex_match,
+        "(pattern: string, value: string) -> boolean",
+        'regex.match("^gpt-4", "gpt-4o")',
+    ),
+    builtin(
+        "glob.match",
+        glob_match,
+        "(pattern: string, delimiters: null | array[string], match: string) -> boolean",
+        'glob.match("gpt-*", null, "gpt-4o")',
+        doc="Whether the string matches the glob pattern; delimiters (default `.`) bound `*`.",
+    ),
 )

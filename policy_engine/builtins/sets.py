@@ -39,6 +39,18 @@ def intersection(sets: object) -> frozenset[Any]:
 
 
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("union", union, 1),
-    builtin("intersection", intersection, 1),
+    builtin(
+        "union",
+        union,
+        "(xs: set[set[any]]) -> set[any]",
+        "union({{1}, {2}})",
+        doc="The union of a set of sets.",
+    ),
+    builtin(
+        "intersection",
+        intersection,
+        "(xs: set[set[any]]) -> set[any]",
+        "intersection({{1, 2}, {2, 3}})",
+        doc="The intersection of a set of sets.",
+    ),
 )

@@ -51,4 +51,11 @@ def _invalid(text: str) -> BuiltinError:
     )
 
 
-BUILTINS: tuple[Builtin, ...] = (builtin("time.parse_rfc3339_ns", parse_rfc3339_ns, 1),)
+BUILTINS: tuple[Builtin, ...] = (
+    builtin(
+        "time.parse_rfc3339_ns",
+        parse_rfc3339_ns,
+        "(value: string) -> number",
+        'time.parse_rfc3339_ns("2024-01-01T00:00:00Z")',
+    ),
+)

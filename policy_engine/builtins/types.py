@@ -22,12 +22,54 @@ def _is(rego_type: str) -> Callable[[object], bool]:
 
 
 BUILTINS: tuple[Builtin, ...] = (
-    builtin("is_string", _is("string"), 1),
-    builtin("is_number", _is("number"), 1),
-    builtin("is_boolean", _is("boolean"), 1),
-    builtin("is_array", _is("array"), 1),
-    builtin("is_object", _is("object"), 1),
-    builtin("is_set", _is("set"), 1),
-    builtin("is_null", _is("null"), 1),
-    builtin("type_name", type_name, 1),
+    builtin(
+        "is_string",
+        _is("string"),
+        "(x: any) -> boolean",
+        'is_string("a")',
+        doc="Whether the value is a string.",
+    ),
+    builtin(
+        "is_number",
+        _is("number"),
+        "(x: any) -> boolean",
+        "is_number(1)",
+        doc="Whether the value is a number.",
+    ),
+    builtin(
+        "is_boolean",
+        _is("boolean"),
+        "(x: any) -> boolean",
+        "is_boolean(true)",
+        doc="Whether the value is a boolean.",
+    ),
+    builtin(
+        "is_array",
+        _is("array"),
+        "(x: any) -> boolean",
+        "is_array([1])",
+        doc="Whether the value is an array.",
+    ),
+    builtin(
+        "is_object",
+        _is("object"),
+        "(x: any) -> boolean",
+        "is_object({})",
+        doc="Whether the value is an object.",
+    ),
+    builtin(
+        "is_set",
+        _is("set"),
+        "(x: any) -> boolean",
+        "is_set(set())",
+        doc="Whether the value is a set.",
+    ),
+    builtin(
+        "is_null",
+        _is("null"),
+        "(x: any) -> boolean",
+        "is_null(null)",
+        doc="Whether the value is null.",
+    ),
+    builtin("type_name", type_name, "(x: any) -> string", "type_name([1])"),
 )

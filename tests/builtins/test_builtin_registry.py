@@ -8,6 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from policy_engine.builtins import BUILTINS, Builtin
+from policy_engine.builtins.rego_types import parse_signature
 
 REQUIRED_ARITY = {
     "count": 1, "sum": 1, "product": 1, "max": 1, "min": 1, "sort": 1,
@@ -40,3 +41,29 @@ def test_registry_is_read_only() -> None:
     assert isinstance(BUILTINS, MappingProxyType)
     with pytest.raises(TypeError):
         BUILTINS["count"] = BUILTINS["sum"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_builtin_carries_a_signature_matching_its_function(name: str) -> None:
+    entry = BUILTINS[name]
+    assert entry.signature is not None, f"`{name}` has no declared type"
+    parameters = len(inspect.signature(entry.fn).parameters)
+    if entry.signature.variadic:
+        return
+    assert parameters == entry.signature.arity + (1 if entry.context else 0)
+    assert entry.example.startswith(f"{name}("), "the example calls the built-in itself"
+    assert entry.description, f"`{name}` needs a one-line description (docstring or doc=)"
+
+
+def test_signature_text_round_trips() -> None:
+    text = "(x: string, ys: array[number] | set[string], o: object[string, array<boolean, null>])"
+    signature = parse_signature(text + " -> set[any]")
+    assert signature.text("f") == "f" + text + " -> set[any]"
+    assert signature.arity == 3
+    assert parse_signature("(...) -> boolean").variadic
+
+
+@pytest.mark.parametrize("text", ["(x: strin) -> any", "(x: string -> any", "() -> array[]"])
+def test_a_malformed_signature_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="bad signature"):
+        parse_signature(text)
