@@ -25,6 +25,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from proxy.credentials import read_token
 from proxy.errors import error_body
+from proxy.forwarded import client_address
 from proxy.openapi_docs import admin_operation
 from proxy.store.base import (
     ApiKey,
@@ -186,7 +187,7 @@ def _guard(admin_token: str, attempts: FailedAttempts) -> Any:
     expected = admin_token.encode("utf-8")
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        client = connection.client.host if connection.client else ""
+        client = client_address(connection)
         wait = attempts.retry_after(client)
         if wait is not None:
             raise TooManyRequestsException(

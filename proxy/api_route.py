@@ -28,6 +28,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from proxy.documents import Operation
+from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway, Reply
 
 __all__ = ["OPERATION_OPT", "api_middleware"]
@@ -72,8 +73,9 @@ async def _answer(
             return gateway.error(413, f"Request body too large: the limit is {limit} bytes")
         body = read
     client = scope.get("client")
-    client_ip = client[0] if client else ""
     headers = Headers.from_scope(scope)
+    proxies: TrustedProxies = scope["app"].state.trusted_proxies
+    client_ip = proxies.client(client[0] if client else "", headers)
     return await _unless_client_leaves(receive, gateway.handle(operation, headers, client_ip, body))
 
 

@@ -24,6 +24,7 @@ from proxy.admin_api import admin_router
 from proxy.api_route import OPERATION_OPT, api_middleware
 from proxy.config import GatewayConfig
 from proxy.dashboard import DashboardPlugin
+from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
@@ -213,6 +214,7 @@ def create_app(
                 "upstream": upstream,
                 "policy": holder,
                 "error_format": config.error_format,
+                "trusted_proxies": TrustedProxies(config.trusted_proxies),
             }
         ),
         exception_handlers={HTTPException: handler, Exception: handler},

@@ -130,12 +130,23 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Seconds between checks of the policy files for changes (0 disables polling;
     SIGHUP always reloads)."""
 
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDR networks of the reverse proxies in front of the gateway. Only
+    a request from one of them has its `X-Forwarded-For` / `Forwarded` header believed
+    for the client address (throttle, decision log, policy input); by default none,
+    so the socket's peer is always the client. In the environment: comma-separated."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of the gateway's own logs (decision log lines are INFO)."""
 
     admin_token: str | None = None
     """Token for the `/admin` HTTP API; read only from `GATEWAY_ADMIN_TOKEN`. None
     disables the admin API."""
+
+    def __post_init__(self) -> None:
+        from proxy.forwarded import parse_networks
+
+        parse_networks(self.trusted_proxies)  # ValueError names the bad entry
 
     @property
     def catalog_path(self) -> str:
@@ -145,7 +156,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 _FIELDS: tuple[str, ...] = GatewayConfig.__struct_fields__
 # Fields whose environment value is itself YAML (a list), not a plain scalar.
-_STRUCTURED_FIELDS = frozenset({"providers"})
+_STRUCTURED_FIELDS = frozenset({"providers", "trusted_proxies"})
+# Of those, fields whose environment value may also be a plain comma-separated list.
+_LIST_FIELDS = frozenset({"trusted_proxies"})
 _ERROR_PATH = re.compile(r"at `\$\.(\w+)((?:\[\d+\]|\.\w+)*)`")
 
 
@@ -203,6 +216,8 @@ def _read_file(path: str) -> dict[str, Any]:
 
 
 def _parse_env_value(name: str, env_name: str, value: str) -> Any:
+    if name in _LIST_FIELDS and not value.lstrip().startswith("["):
+        return [item.strip() for item in value.split(",") if item.strip()]
     if name not in _STRUCTURED_FIELDS:
         return value
     try:

@@ -20,6 +20,7 @@ _encoder = msgspec.json.Encoder()
 
 class _Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     key_id: str | None
+    client: str | None = None  # the client's address (see proxy.forwarded)
     operation: str
     model: str | None
     provider: str | None
@@ -41,6 +42,7 @@ class DecisionRecord:
         self.started = time.perf_counter()
         self.operation = operation
         self.key_id: str | None = None
+        self.client: str | None = None
         self.model: str | None = None
         self.provider: str | None = None
         self.allowed = False
@@ -60,6 +62,7 @@ class DecisionRecord:
             return
         line = _Line(
             key_id=self.key_id,
+            client=self.client or None,
             operation=self.operation,
             model=self.model,
             provider=self.provider,

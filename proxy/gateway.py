@@ -168,6 +168,7 @@ class Gateway:
     ) -> Reply:
         """Answer one API request (`body` is empty for `models.list`)."""
         record = DecisionRecord(operation)
+        record.client = client_ip
         try:
             return await self._handle(operation, headers, client_ip, body, record)
         except asyncio.CancelledError:

@@ -18,6 +18,7 @@ from litestar.response import Redirect
 
 from proxy.dashboard.context import SESSION_STATE_KEY, DashboardContext, page_headers
 from proxy.dashboard.session import SESSION_COOKIE, SIGNIN_COOKIE
+from proxy.forwarded import client_address
 
 __all__ = ["session_guard", "show_signin", "sign_in", "sign_out"]
 
@@ -111,7 +112,7 @@ def show_signin(request: AnyRequest, dashboard: DashboardContext) -> Response[st
 
 @post("/signin", opt=PUBLIC, status_code=303)
 async def sign_in(request: AnyRequest, dashboard: DashboardContext) -> Response[Any]:
-    client = request.client.host if request.client else ""
+    client = client_address(request)
     wait = dashboard.sign_in_attempts.retry_after(client)
     if wait is not None:  # nothing is checked while the address waits
         return _signin_page(request, dashboard, failed=False, status_code=429, retry_after=wait)
