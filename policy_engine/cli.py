@@ -21,8 +21,11 @@ from typing import Any
 import msgspec
 import yaml
 
+from policy_engine import ast
 from policy_engine.engine import Engine
 from policy_engine.errors import EvalError, PolicyError
+from policy_engine.parser import parse_query
+from policy_engine.tooling.loading import load_policy_set
 from policy_engine.values import to_json_text
 
 __all__ = ["EXTENSIONS", "build_parser", "main"]
@@ -58,26 +61,62 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# The binding that carries the value of a query without variables (`eval data.p`).
+_VALUE_NAME = "value__"
+
+
+def _value_query(query: str) -> str | None:
+    """`value__ = (QUERY)` when QUERY is one plain term (its value is the answer), else None."""
+    try:
+        literals = parse_query(query)
+    except PolicyError:
+        return None  # reported when the query itself is compiled
+    if len(literals) != 1:
+        return None
+    (literal,) = literals
+    statement = (ast.Assign, ast.Unify, ast.SomeVars, ast.SomeIn, ast.Every)
+    if literal.negated or literal.withs or isinstance(literal.expr, statement):
+        return None
+    return f"{_VALUE_NAME} = ({query})"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a query with the documents the proxy loads (policies, catalog, `--data`).
+
+    A query that is a single term prints that term's value (OPA's `eval data.p`);
+    a query with variables prints its result set, one object of bindings per solution.
+    """
     if getattr(args, "explain", None):
         tooling = _extension(EXTENSIONS[0])
         assert tooling is not None
-        status: int = tooling.run_explain(args.data_paths, [args.data] if args.data else [],
-                                          args.input, args.query, args.explain)  # fmt: skip
+        status: int = tooling.run_explain(
+            args.data_paths, args.data, args.input, args.query, args.explain
+        )
         return status
     try:
-        data = read_document(args.data) if args.data else None
+        policies = load_policy_set(args.data_paths, args.data)
         document = read_document(args.input) if args.input else None
-        engine = Engine.from_paths(args.data_paths, data=data)
+        engine = Engine.from_sources(policies.sources, data=policies.data)
         rows = engine.query(args.query, input=document)
+        value_query = _value_query(args.query) if all(not row for row in rows) else None
+        if value_query is not None:
+            values = [row[_VALUE_NAME] for row in engine.query(value_query, input=document)]
+            if not values:
+                sys.stderr.write(f"undefined: `{args.query}` has no value\n")
+                return 0
+            return _print(values[0] if len(values) == 1 else values, args.format)
     except (PolicyError, EvalError) as exc:
         sys.stderr.write((exc.render() if isinstance(exc, PolicyError) else str(exc)) + "\n")
         return 1
     except (OSError, ValueError, yaml.YAMLError) as exc:
         sys.stderr.write(f"cannot read a document: {exc}\n")
         return 1
-    text = to_json_text(rows)
-    if args.format == "pretty":
+    return _print(rows, args.format)
+
+
+def _print(value: Any, output_format: str) -> int:
+    text = to_json_text(value)
+    if output_format == "pretty":
         text = msgspec.json.format(text, indent=2)
     sys.stdout.write(text + "\n")
     return 0
@@ -99,9 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a policy file or directory (repeatable)",
     )  # fmt: skip
     evaluate.add_argument("-i", "--input", metavar="FILE", help="the input document (JSON or YAML)")
-    evaluate.add_argument("--data", metavar="FILE", help="base data (JSON or YAML)")
+    evaluate.add_argument(
+        "--data", action="append", default=[], metavar="[NAME=]FILE",
+        help="a JSON/YAML file merged into `data`, or NAME=FILE to place it at `data.NAME` "
+        "(repeatable; a catalog.yaml in a policy directory is loaded as data.catalog)",
+    )  # fmt: skip
     evaluate.add_argument("--format", choices=["pretty", "json"], default="json")
-    evaluate.add_argument("query", metavar="QUERY", help='e.g. "data.gateway.decision = x"')
+    evaluate.add_argument(
+        "query",
+        metavar="QUERY",
+        help='e.g. "data.gateway.decision" (prints its value) or "data.p[k] = x" (bindings)',
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     for name in EXTENSIONS:

@@ -82,3 +82,52 @@ def test_eval_reports_evaluation_errors(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "c.rego").write_text("package c\np := 1\np := 2\n", encoding="utf-8")
     assert main(["eval", "-d", str(tmp_path), "data.c.p = x"]) == 1
     assert "eval_conflict_error" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_eval_of_a_term_prints_its_value(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # OPA's `eval data.p`: the value itself, not `[{}]`.
+    status = main(["eval", "-d", str(policy_dir / "demo.rego"), "data.demo.allow"])
+    assert status == 0
+    assert capsys.readouterr().out == "false\n"
+
+
+def test_eval_of_an_undefined_term_says_so(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", "-d", str(policy_dir / "demo.rego"), "data.demo.limit"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "undefined" in captured.err
+
+
+def test_eval_places_name_equals_file_data_under_the_name(
+    policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "limits.yaml").write_text("rpm: 7\n", encoding="utf-8")
+    status = main([
+        "eval", "-d", str(policy_dir / "demo.rego"),
+        "--data", f"limits={tmp_path / 'limits.yaml'}", "data.demo.limit",
+    ])  # fmt: skip
+    assert status == 0
+    assert capsys.readouterr().out == "7\n"
+
+
+def test_eval_decides_like_eval_explain_with_the_catalog(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The catalog beside the policies is data.catalog with and without --explain.
+    request = str(REPO / "tests" / "fixtures" / "allowed_request.json")
+    policies = str(REPO / "policies")
+    assert main(["eval", "-d", policies, "-i", request, "data.gateway.decision"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["allow"] is True
+    assert (
+        main(["eval", "-d", policies, "-i", request, "--explain", "notes", "data.gateway.decision"])
+        == 0
+    )
+    assert "allowed: status 200" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,21 @@ def test_standard_input_is_formatted_to_standard_output(monkeypatch: pytest.Monk
     assert result.out == (FIXTURES / "fmt" / "messy.formatted.rego").read_text(encoding="utf-8")
     monkeypatch.setattr("sys.stdin", io.StringIO(messy))
     assert run_cli(["fmt", "--check", "-"]).status == 1
+
+
+def _readme_examples() -> list[tuple[str, str]]:
+    examples = []
+    for readme in (REPO / "README.md", REPO / "policies" / "README.md"):
+        text = readme.read_text(encoding="utf-8")
+        for number, block in enumerate(re.findall(r"```rego\n(.*?)```", text, re.S)):
+            examples.append((f"{readme.relative_to(REPO)}#{number}", block))
+    return examples
+
+
+@pytest.mark.parametrize(("where", "text"), _readme_examples(), ids=lambda v: str(v)[:40])
+def test_readme_examples_pass_fmt_check(where: str, text: str, tmp_path: Path) -> None:
+    # What a user copies from the documentation is what `fmt --check` accepts.
+    file = tmp_path / "example.rego"
+    file.write_text(text, encoding="utf-8")
+    run = run_cli(["fmt", "--diff", str(file)])
+    assert run.status == 0, f"{where} is not formatted:\n{run.out}"
