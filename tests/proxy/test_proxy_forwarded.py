@@ -57,7 +57,7 @@ def test_the_client_address(
 
 
 def test_a_bad_entry_is_a_config_error_naming_it() -> None:
-    with pytest.raises(ConfigError, match="`trusted_proxies`: `10.0.0/33` is not an IP"):
+    with pytest.raises(ConfigError, match=r"`trusted_proxies`: `10\.0\.0/33` is not an IP"):
         load_config(None, {"GATEWAY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0/33"})
     config = load_config(None, {"GATEWAY_TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"})
     assert config.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
