@@ -16,7 +16,7 @@ from proxy_helpers import MSG_INVALID, MSG_LIMIT, MSG_NO_KEY
 
 from proxy.app import create_app, open_configured_store
 from proxy.config import GatewayConfig
-from proxy.mock_provider import MOCK_REPLY
+from proxy.mock_provider import mock_reply
 from proxy.policy import DecideFn, PolicyHolder
 from proxy.store.base import Store
 
@@ -109,7 +109,8 @@ def test_admin_key_lifecycle_then_a_completion(admin_client: TestClient[Any]) ->
         headers={"x-api-key": key["token"]},
     )
     assert answer.status_code == 200
-    assert answer.json()["choices"][0]["message"]["content"] == MOCK_REPLY
+    reply = mock_reply("chat.completions", {"messages": [{"role": "user", "content": "hi"}]})
+    assert answer.json()["choices"][0]["message"]["content"] == reply
     after = admin_client.get(f"/admin/keys/{key['id']}", headers=_admin()).json()
     assert Decimal(after["usage"]) > 0
     disabled = admin_client.post(f"/admin/keys/{key['id']}/disable", headers=_admin())
@@ -267,7 +268,10 @@ def test_a_stream_never_started_is_closed_and_released(tmp_path: Path) -> None:
             token = created.json()["token"]
             gateway = app.state.gateway
             store = app.state.store
-            body = b'{"model": "mock-model", "stream": true, "messages": []}'
+            body = (
+                b'{"model": "mock-model", "stream": true,'
+                b' "messages": [{"role": "user", "content": "hi"}]}'
+            )
             reply = await gateway.handle(
                 "chat.completions", {"authorization": f"Bearer {token}"}, "127.0.0.1", body
             )

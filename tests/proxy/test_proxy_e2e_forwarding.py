@@ -14,7 +14,7 @@ import pytest
 from proxy_deployment import BODY_LIMIT, UPSTREAM_KEY, Deployment
 from proxy_helpers import MSG_INVALID, Tenant, auth, chat, documented, make_tenant
 
-from proxy.mock_provider import MOCK_REPLY
+from proxy.mock_provider import mock_reply
 from proxy.tokens import generate_token
 
 # Every token this module hands out; the last test searches the logs for them.
@@ -68,7 +68,9 @@ def test_openai_chat_with_the_mock_provider(deployment: Deployment, tenant: Tena
     completion = _openai(deployment, tenant.token).chat.completions.create(
         model="mock-model", messages=[{"role": "user", "content": "three words here"}]
     )
-    assert completion.choices[0].message.content == MOCK_REPLY
+    assert completion.choices[0].message.content == (
+        "This is a mock response from the gateway. You said: three words here"
+    )
     assert completion.usage is not None and completion.usage.prompt_tokens == 3
     assert _usage(deployment, tenant) > 0
 
@@ -76,10 +78,11 @@ def test_openai_chat_with_the_mock_provider(deployment: Deployment, tenant: Tena
 def test_openai_completions_with_the_mock_provider(deployment: Deployment, tenant: Tenant) -> None:
     api = _openai(deployment, tenant.token)
     completion = api.completions.create(model="mock-model", prompt="two words")
-    assert completion.choices[0].text == MOCK_REPLY
+    reply = mock_reply("completions", {"prompt": "two words"})
+    assert completion.choices[0].text == reply
     assert completion.usage is not None and completion.usage.prompt_tokens == 2
     streamed = api.completions.create(model="mock-model", prompt="two words", stream=True)
-    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == MOCK_REPLY
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == reply
 
 
 def test_openai_stream_arrives_before_upstream_finishes(

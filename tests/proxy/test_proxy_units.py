@@ -12,7 +12,7 @@ from proxy.config import GatewayConfig, ProviderConfig
 from proxy.documents import Decision, RequestDocument
 from proxy.input_document import build_input, gateway_info
 from proxy.metrics import Metrics
-from proxy.mock_provider import MOCK_REPLY_WORDS, MockProvider
+from proxy.mock_provider import MockProvider, mock_reply
 from proxy.providers import ProviderDirectory, ProviderProblem
 from proxy.store.base import ApiKey, IamRule, KeyContext, Organization, Project
 
@@ -136,9 +136,10 @@ def test_metrics_text() -> None:
 
 
 def test_mock_usage_is_deterministic() -> None:
+    payload = {"model": "mock-model", "messages": [{"role": "user", "content": "a b c"}]}
+
     async def run() -> tuple[bytes, list[bytes]]:
         mock = MockProvider()
-        payload = {"model": "m", "messages": [{"role": "user", "content": "a b c"}]}
         whole = await (await mock.send("chat.completions", payload)).read()
         streamed = await mock.send(
             "chat.completions",
@@ -147,7 +148,7 @@ def test_mock_usage_is_deterministic() -> None:
         return whole, [chunk async for chunk in streamed.chunks()]
 
     whole, chunks = asyncio.run(run())
-    completion = len(MOCK_REPLY_WORDS)
+    completion = len(mock_reply("chat.completions", payload).split())
     assert f'"usage":{{"prompt_tokens":3,"completion_tokens":{completion}'.encode() in whole
     assert len(chunks) == completion + 2  # one per word, the usage chunk, [DONE]
     assert b'"choices":[],"usage":{"prompt_tokens":3' in chunks[-2]
