@@ -1,4 +1,5 @@
-"""The `gateway` command: `serve`, `migrate`, and the admin commands of `proxy.admin_cli`.
+"""The `gateway` command: `serve`, `quickstart`, `migrate`, and the admin commands of
+`proxy.admin_cli`.
 
 Every command takes `--config PATH` and `--json`. A bad configuration or policy is
 reported with its location and exits with status 2 before anything starts.
@@ -43,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (overrides `host`)")
     serve.add_argument("--port", type=int, help="listen port (overrides `port`)")
     serve.set_defaults(handler=_serve)
+    quickstart = subparsers.add_parser(
+        "quickstart",
+        parents=[common],
+        help="create the database and a first API key, print it with examples, then serve",
+    )
+    quickstart.add_argument("--host", help="listen address (overrides `host`)")
+    quickstart.add_argument("--port", type=int, help="listen port (overrides `port`)")
+    quickstart.set_defaults(handler=_quickstart)
     migrate = subparsers.add_parser(
         "migrate", parents=[common], help="create or upgrade the database"
     )
@@ -69,7 +78,10 @@ def _report(args: argparse.Namespace, payload: dict[str, Any], text: str) -> Non
     print(json.dumps(payload) if args.json else text)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(
+    args: argparse.Namespace, before_serving: Callable[[GatewayConfig], None] | None = None
+) -> int:
+    """Bind, build the app, check the store, then (after `before_serving`) serve."""
     import msgspec
 
     from proxy.policy import PolicyLoadError
@@ -97,9 +109,21 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail(args, problem)
         from proxy.gc_tuning import tune_for_serving
 
+        if before_serving is not None:
+            before_serving(config)
         tune_for_serving()
         server.serve(app, config, sock)
     return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from proxy import quickstart
+
+    def create_key_and_announce(config: GatewayConfig) -> None:
+        # The port is bound and the store checked: the key printed is usable right away.
+        quickstart.announce(config, quickstart.create_quickstart_key(config))
+
+    return _serve(args, before_serving=create_key_and_announce)
 
 
 def _store_problem(config: GatewayConfig) -> str | None:
