@@ -68,3 +68,33 @@ def test_every_runtime_import_is_a_declared_dependency() -> None:
             if not dists & declared:
                 missing.append(f"{package} imports {name} ({', '.join(sorted(dists))})")
     assert not missing, "not in [project.dependencies]: " + "; ".join(missing)
+
+
+# Declared dependencies that runtime code names rather than imports, and where.
+_LOADED_BY_NAME = {
+    "uvloop": ("proxy/server.py", '"uvloop"'),  # uvicorn's `loop="uvloop"`
+    "httptools": ("proxy/connection_deadlines.py", "httptools_impl"),  # uvicorn's protocol
+}
+
+
+def test_every_declared_dependency_is_used_at_run_time() -> None:
+    # httpx was declared for years while only the tests imported it (issue 16).
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    modules_of: dict[str, set[str]] = {}
+    for module, dists in packages_distributions().items():
+        for dist in dists:
+            modules_of.setdefault(_normalise(dist), set()).add(module)
+    imported = _imported_top_level_names(REPO / "policy_engine")
+    imported |= _imported_top_level_names(REPO / "proxy")
+    unused = []
+    for spec in project["dependencies"]:
+        match = re.match(r"\s*([A-Za-z0-9_.-]+)", spec)
+        assert match is not None, spec
+        name = _normalise(match.group(1))
+        if name in _LOADED_BY_NAME:
+            file, needle = _LOADED_BY_NAME[name]
+            assert needle in (REPO / file).read_text(encoding="utf-8"), f"{name}: {file}"
+            continue
+        if not modules_of.get(name, {name}) & imported:
+            unused.append(name)
+    assert not unused, f"declared in [project.dependencies] but never imported: {unused}"
