@@ -10,6 +10,7 @@ from policy_engine.codegen import generate
 from policy_engine.compile_calls import CallCompiler
 from policy_engine.errors import COMPILE_ERROR
 from policy_engine.runtime import (
+    COLLECTIONS,
     MISSING,
     Cont,
     Ctx,
@@ -84,6 +85,38 @@ class BodyCompiler(CallCompiler):
         return self.expr(lit.expr, scope)
 
     def negated(self, expr: ast.Expr, scope: Scope) -> Builder:
+        guards = self.negation_guards(expr, scope)
+        builder = self.negation(expr, scope)
+        if not guards:
+            return builder
+        holds = builder.direct
+
+        def guarded(ctx: Ctx, f: Frame) -> bool:
+            # OPA evaluates these terms before the `not`: one undefined fails the statement.
+            for guard in guards:
+                if guard(ctx, f) is UNDEFINED:
+                    return False
+            return holds(ctx, f)
+
+        return Stmt(guarded)
+
+    def negation_guards(self, expr: ast.Expr, scope: Scope) -> list[ValueFn]:
+        """The terms OPA's compiler moves out of a negated statement (see `hoisted_terms`)."""
+        guards: list[ValueFn] = []
+        for term in hoisted_terms(expr):
+            if isinstance(term, ast.Var) and (term.name in scope.bound or term.name == "_"):
+                continue  # a local variable's value is always defined
+            trial = scope.copy()
+            hoists: list[Builder] = []
+            try:
+                fn = self.value(term, trial, hoists)
+            except NotReady:
+                continue  # it iterates local variables: it stays under the `not`
+            if not hoists:
+                guards.append(fn)
+        return guards
+
+    def negation(self, expr: ast.Expr, scope: Scope) -> Stmt:
         inner_scope = scope.copy()
         builder = self.expr(expr, inner_scope)
         leaked = {
@@ -258,6 +291,17 @@ class BodyCompiler(CallCompiler):
             (left_open or right_open)
             and isinstance(left, ast.ArrayTerm)
             and isinstance(right, ast.ArrayTerm)
+            and len(left.items) != len(right.items)
+        ):
+            # Arrays of different lengths never unify, so nothing here binds (OPA: unsafe).
+            names = {
+                n for n in term_vars((left, right)) if n not in scope.bound and scope.is_local(n)
+            }
+            raise NotReady(names, left.span)
+        if (
+            (left_open or right_open)
+            and isinstance(left, ast.ArrayTerm)
+            and isinstance(right, ast.ArrayTerm)
             and len(left.items) == len(right.items)
         ):
             # Element by element, so an iterating element (`[x, a[i]] = [1, 2]`)
@@ -342,6 +386,14 @@ class BodyCompiler(CallCompiler):
         return self.with_hoists(hoists, build)
 
     def every(self, expr: ast.Every, scope: Scope) -> Builder:
+        used = set(term_vars(expr.body))
+        for declared in (expr.key, expr.value):
+            if declared is not None and declared.name != "_" and declared.name not in used:
+                self.problem(
+                    COMPILE_ERROR,
+                    f"declared var {declared.name} unused; use it in the body or write `_`",
+                    declared.span,
+                )
         hoists: list[Builder] = []
         domain = self.value(expr.domain, scope, hoists)
         inner = scope.copy()
@@ -350,7 +402,10 @@ class BodyCompiler(CallCompiler):
         body = chain(self.body(expr.body, inner, set()))
 
         def holds(ctx: Ctx, f: Frame) -> bool:
-            for key, val in iterate(domain(ctx, f)):
+            collection = domain(ctx, f)
+            if not isinstance(collection, COLLECTIONS):
+                return False  # OPA: `every` over undefined or a scalar does not hold
+            for key, val in iterate(collection):
                 if key_slot:
                     f[key_slot] = key
                 f[val_slot] = val
@@ -359,3 +414,56 @@ class BodyCompiler(CallCompiler):
             return True
 
         return self.with_hoists(hoists, Stmt(holds))
+
+
+_EQUALITY = ("==",)
+_DYNAMIC = (ast.Ref, ast.Var, ast.Call, ast.BinOp, ast.UnaryMinus, ast.Membership)
+
+
+def hoisted_terms(expr: ast.Expr) -> list[ast.Term]:
+    """Sub-terms that OPA evaluates before a `not` (its compiler rewrites them into
+    statements of their own, so an undefined one makes the whole statement undefined):
+    references passed to a call or operator other than `==`/`=`, nested calls, and
+    references or calls inside array/object/set literals. A bare reference compared
+    with `==`/`=` stays under the `not` (`not input.x == 1` holds when x is missing).
+    """
+    out: list[ast.Term] = []
+    if isinstance(expr, ast.Unify) or (isinstance(expr, ast.BinOp) and expr.op in _EQUALITY):
+        operands = (expr.left, expr.right)
+        for operand in operands:
+            if isinstance(operand, _DYNAMIC[2:]):
+                out.append(operand)
+            else:
+                _collect_nested(operand, out)
+        return out
+    if isinstance(expr, ast.BinOp):
+        args: tuple[ast.Term, ...] = (expr.left, expr.right)
+    elif isinstance(expr, ast.Call):
+        args = expr.args
+    elif isinstance(expr, ast.Membership):
+        args = tuple(t for t in (expr.key, expr.value, expr.collection) if t is not None)
+    elif isinstance(expr, ast.UnaryMinus):
+        args = (expr.operand,)
+    else:
+        return out
+    for arg in args:
+        if isinstance(arg, _DYNAMIC):
+            out.append(arg)
+        else:
+            _collect_nested(arg, out)
+    return out
+
+
+def _collect_nested(term: ast.Term, out: list[ast.Term]) -> None:
+    """References and calls inside collection literals (not inside comprehensions)."""
+    if isinstance(term, ast.ArrayTerm | ast.SetTerm):
+        items: tuple[ast.Term, ...] = term.items
+    elif isinstance(term, ast.ObjectTerm):
+        items = tuple(t for item in term.items for t in (item.key, item.value))
+    else:
+        return
+    for item in items:
+        if isinstance(item, _DYNAMIC):
+            out.append(item)
+        else:
+            _collect_nested(item, out)

@@ -575,7 +575,6 @@ class TermCompiler:
                 (self.value(i.key, scope, hoists), self.value(i.value, scope, hoists))
                 for i in term.items
             ]
-            span = term.span
             keys = [constant(i.key) for i in term.items]
             if all(type(k) is str for k in keys) and len(set(keys)) == len(keys):
                 return self.fixed_key_object(keys, [value for _key, value in pairs])
@@ -586,10 +585,8 @@ class TermCompiler:
                     key, val = key_fn(ctx, f), val_fn(ctx, f)
                     if key is UNDEFINED or val is UNDEFINED:
                         return UNDEFINED
-                    key = freeze(key)
-                    if key in out and not equal(out[key], val):
-                        raise EvalError(CONFLICT_ERROR, "object keys must be unique", span)
-                    out[key] = val
+                    # A key written twice keeps its last value, as OPA's literals do.
+                    out[freeze(key)] = val
                 return out
 
             return make_object

@@ -84,7 +84,8 @@ class Postlexer:
                 # separator, so it may not have recognised the keyword.
                 tok = Token.new_borrow_pos(KEYWORDS[tok.value], tok.value, tok)
             if pending is not None:
-                if tok.type not in _NO_SEP_BEFORE:
+                # As in OPA, a line starting with `-` continues the expression above.
+                if tok.type not in _NO_SEP_BEFORE and not (tok.type == "ADDOP" and tok == "-"):
                     yield Token.new_borrow_pos("_SEP", "\n", pending)
                     prev = "_SEP"
                 pending = None

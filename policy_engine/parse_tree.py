@@ -272,11 +272,28 @@ class ToAst(Transformer[Token, Any]):
 
     def unary(self, meta: Any, ch: list[Any]) -> ast.Term:
         op, operand = ch
+        # OPA's grammar: `-` prefixes a number, a variable, a reference or a call,
+        # nothing else (`+1`, `--1`, `-(1)`, `-"a"`, `-[1]` are parse errors).
         if str(op) == "+":
-            return operand  # type: ignore[no-any-return]
+            raise SyntaxProblem(
+                "unexpected `+`: a number is written without a sign", meta.line, meta.column
+            )
+        parenthesized = id(operand) in self.parenthesized
         if isinstance(operand, ast.NumberLit) and not operand.text.startswith("-"):
-            return ast.NumberLit(span=self._span(meta), text="-" + operand.text)
-        return ast.UnaryMinus(span=self._span(meta), operand=operand)
+            if not parenthesized:
+                return ast.NumberLit(span=self._span(meta), text="-" + operand.text)
+        elif (
+            isinstance(operand, ast.Var | ast.Ref | ast.Call)
+            and not parenthesized
+            and (not isinstance(operand, ast.Ref) or isinstance(operand.head, ast.Var))
+        ):
+            return ast.UnaryMinus(span=self._span(meta), operand=operand)
+        raise SyntaxProblem(
+            "unexpected term after `-`: it negates a number, a variable, a reference "
+            "or a call; write `0 - (…)` to negate anything else",
+            meta.line,
+            meta.column + 1,
+        )
 
     def _extend(self, meta: Any, base: ast.Term, item: ast.Term) -> ast.Ref:
         if isinstance(base, ast.Ref):
