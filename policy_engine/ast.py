@@ -15,7 +15,9 @@ Node set:
   `DefaultRule` (`default p := v`, `default f(_) := v`),
   `PartialSetRule` (`p contains x if {…}`),
   `PartialObjectRule` (`p[k] := v if {…}`),
-  `FunctionRule` (`f(x, [a, b]) := y if {…} else := …`).
+  `FunctionRule` (`f(x, [a, b]) := y if {…} else := …`),
+  `GeneralRule` (a general ref head: `p[q].r := v if {…}`, `p[q] contains x if {…}`;
+  `name` is the static prefix, `keys` the rest of the head's reference).
   An empty body (`()`) means "always"; a missing value means `true`.
 - `Literal(negated, expr, withs)` — one statement of a body; `expr` is an
   `Expr`: a term, `Assign` (`:=`), `Unify` (`=`), `SomeVars` (`some x, y`),
@@ -52,6 +54,7 @@ __all__ = [
     "Every",
     "Expr",
     "FunctionRule",
+    "GeneralRule",
     "Import",
     "Literal",
     "Membership",
@@ -284,7 +287,25 @@ class FunctionRule(_Node, frozen=True, kw_only=True, tag=True):
     elses: tuple[Else, ...] = ()
 
 
-Rule: TypeAlias = CompleteRule | DefaultRule | PartialSetRule | PartialObjectRule | FunctionRule
+class GeneralRule(_Node, frozen=True, kw_only=True, tag=True):
+    """A rule whose head reference has a variable or bracket before its last segment.
+
+    `p[q].r := i if …` is `name=("p",)`, `keys=(Var(q), StringLit(r))`, `value=i`.
+    Its group's value is the object built from every solution's key path.
+    """
+
+    name: tuple[str, ...]
+    keys: tuple[Term, ...]
+    value: Term | None
+    """None means `true`; the element for `contains`."""
+    contains: bool = False
+    """`p[q] contains x`: the leaf at the key path is a set collecting the values."""
+    body: Body
+
+
+Rule: TypeAlias = (
+    CompleteRule | DefaultRule | PartialSetRule | PartialObjectRule | FunctionRule | GeneralRule
+)
 
 
 class Import(_Node, frozen=True, kw_only=True, tag=True):

@@ -64,6 +64,9 @@ def _targets(index: RuleIndex, prefix: Path) -> Iterator[Path]:
     for i in range(len(prefix), 0, -1):
         if prefix[:i] in index.groups:
             yield prefix[:i]
+            if prefix[:i] in index.namespaces:
+                # A key-tree rule merges the rules under it (general ref heads).
+                yield from (group.path for group in index.groups_under(prefix))
             return
     for group in index.groups_under(prefix):
         yield group.path

@@ -29,7 +29,7 @@ from policy_engine import ast
 from policy_engine.codegen import generate
 from policy_engine.compile_rules import RuleSourceCompiler
 from policy_engine.errors import COMPILE_ERROR, CONFLICT_ERROR, EvalError
-from policy_engine.index import RuleGroup
+from policy_engine.index import TREE_KINDS, RuleGroup
 from policy_engine.runtime import (
     MISSING,
     Cont,
@@ -53,7 +53,7 @@ from policy_engine.steps import (
     go_on,
 )
 from policy_engine.terms import Layout, NotReady, Scope, term_vars
-from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
+from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze, to_json_text
 
 __all__ = ["Builder", "ClauseFn", "CompiledQuery", "Compiler", "FuncFn", "RuleFn"]
 
@@ -123,6 +123,8 @@ class Compiler(RuleSourceCompiler):
         return dict(value) if isinstance(value, FrozenDict) else value
 
     def compute_group(self, group: RuleGroup) -> RuleFn:
+        if group.kind == "general":
+            return self.compute_tree(group)
         definitions = [self.definition(module, rule) for module, rule in group.definitions]
         default = MISSING
         if group.default is not None:
@@ -214,6 +216,105 @@ class Compiler(RuleSourceCompiler):
             known = [shape for shape in shapes if shape is not None]
             self._group_shapes[chosen] = (known, default, conflict)
         return chosen
+
+    # ---- general reference heads ----------------------------------------------------------
+
+    def compute_tree(self, group: RuleGroup) -> RuleFn:
+        """A group of general ref-head rules: the object built from their key paths."""
+        parts = [self.tree_definition(module, rule) for module, rule in group.definitions]
+        self._tree_entries[group.path] = parts
+        name = "data." + ".".join(group.path[1:])
+
+        def compute(ctx: Ctx) -> Any:
+            entries: list[TreeEntry] = []
+            for part in parts:
+                entries += part(ctx)
+            return build_tree(entries, name)
+
+        return compute
+
+    def tree_definition(self, module: ast.Module, rule: ast.Rule) -> Callable[[Ctx], Any]:
+        """One rule's (key path, value, is-set) entries; `p[k] := v` is the path `(k,)`."""
+        if isinstance(rule, ast.PartialObjectRule):
+            rule = ast.GeneralRule(
+                span=rule.span, name=rule.name, keys=(rule.key,), value=rule.value, body=rule.body
+            )
+        if not isinstance(rule, ast.GeneralRule):
+            return lambda ctx: []
+        scope = self.module_scope(module)
+        value: ast.Term = (
+            rule.value if rule.value is not None else ast.BoolLit(span=rule.span, value=True)
+        )
+        terms = (*rule.keys, value)
+        builders = self.safe_body(rule.body, scope, set(term_vars(terms)))
+        hoists: list[Builder] = []
+        try:
+            fns = [self.value(t, scope, hoists) for t in terms]
+        except NotReady as exc:
+            self.unsafe(NotReady(exc.names, exc.span or rule.span))
+            return lambda ctx: []
+        is_set = rule.contains
+
+        def collect(ctx: Ctx, f: Frame, k: Cont) -> bool:
+            values = [fn(ctx, f) for fn in fns]
+            if any(v is UNDEFINED for v in values):
+                return False
+            value = frozenset((freeze(values[-1]),)) if is_set else values[-1]
+            f[0].append((tuple(freeze(v) for v in values[:-1]), value, is_set))
+            return False
+
+        run = chain(builders, chain(hoists, collect))
+        layout = scope.layout
+
+        def entries(ctx: Ctx) -> Any:
+            f: Frame = [None] * layout.size
+            f[0] = []
+            run(ctx, f, go_on)
+            return f[0]
+
+        return entries
+
+    def tree_namespace(self, path: tuple[str, ...]) -> RuleFn:
+        """A path holding a key-tree rule and other rules under it: one merged object."""
+        parts: list[tuple[tuple[Any, ...], str, Any]] = []
+        for group in self.index.groups_under(path):
+            if group.kind == "function":
+                continue
+            evaluate = self.rule(group.path)
+            relative = group.path[len(path) :]
+            if group.kind == "general":
+                parts.append((relative, "entries", self._tree_entries[group.path]))
+            else:
+                parts.append((relative, group.kind, evaluate))
+        name = "data." + ".".join(path[1:])
+        data_path = path[1:]
+
+        def evaluate_tree(ctx: Ctx, _frame: Frame | None = None) -> Any:
+            if ctx.overrides is not None and path in ctx.overrides:
+                return ctx.overrides[path]
+            entries: list[TreeEntry] = []
+            for relative, kind, fn in parts:
+                if kind == "entries":
+                    for definition in fn:
+                        for keys, value, is_set in definition(ctx):
+                            entries.append(((*relative, *keys), value, is_set))
+                    continue
+                value = fn(ctx)
+                if value is UNDEFINED:
+                    continue
+                if kind == "object":
+                    entries += (((*relative, key), item, False) for key, item in value.items())
+                else:
+                    entries.append((relative, value, kind == "set"))
+            tree = build_tree(entries, name)
+            base: Any = ctx.data
+            for key in data_path:
+                base = index_value(base, key)
+            if isinstance(base, dict):
+                return {**base, **tree}
+            return tree
+
+        return evaluate_tree
 
     def default_value(self, rule: ast.DefaultRule) -> Any:
         value = constant(rule.value)
@@ -556,14 +657,20 @@ class Compiler(RuleSourceCompiler):
         children: list[tuple[str, RuleFn]] = []
         self._reading_input.append(False)
         try:
+            own = self.index.groups.get(path)
+            if own is not None and own.kind in TREE_KINDS:
+                tree = self.tree_namespace(path)
+                self._namespaces[path] = tree
+                self.note_dependency(path)
+                return tree
             for name in sorted(self.index.children(path)):
                 child = (*path, name)
                 group = self.index.groups.get(child)
-                if group is not None:
+                if child in self.index.namespaces:
+                    children.append((name, self.namespace(child)))
+                elif group is not None:
                     if group.kind != "function":
                         children.append((name, self.rule(child)))
-                else:
-                    children.append((name, self.namespace(child)))
         finally:
             self._reads_input[path] = self._reading_input.pop()
         self.note_dependency(path)
@@ -637,6 +744,70 @@ def _first_defined(clauses: list[ClauseFn], size: int) -> RuleFn:
         return UNDEFINED
 
     return evaluate
+
+
+TreeEntry = tuple[tuple[Any, ...], Any, bool]
+"""A value at a key path under a rule tree, and whether it is a set to merge by union."""
+
+
+class _Leaf:
+    """A rule's value in a tree being built (not merged into, unlike the objects above it)."""
+
+    __slots__ = ("is_set", "value")
+
+    def __init__(self, value: Any, is_set: bool) -> None:
+        self.value = set(value) if is_set else value
+        self.is_set = is_set
+
+
+def build_tree(entries: list[TreeEntry], name: str) -> dict[Any, Any]:
+    """Nest `(keys, value)` entries into objects, as OPA merges general ref heads.
+
+    Two rules may give the same path the same value, and sets at the same path
+    merge; anything else at one path (different values, a value where another rule
+    goes deeper) is an `eval_conflict_error`.
+    """
+    root: dict[Any, Any] = {}
+    for keys, value, is_set in entries:
+        node = root
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            elif isinstance(child, _Leaf):
+                _tree_conflict(name, keys)
+            node = child
+        last = keys[-1]
+        existing = node.get(last)
+        if existing is None:
+            node[last] = _Leaf(value, is_set)
+        elif not isinstance(existing, _Leaf):
+            _tree_conflict(name, keys)
+        elif is_set and existing.is_set:
+            existing.value |= value
+        elif is_set or existing.is_set or not equal(existing.value, value):
+            _tree_conflict(name, keys)
+    return _tree_value(root)
+
+
+def _tree_value(node: dict[Any, Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for key, child in node.items():
+        if isinstance(child, _Leaf):
+            out[key] = frozenset(child.value) if child.is_set else child.value
+        else:
+            out[key] = _tree_value(child)
+    return out
+
+
+def _tree_conflict(name: str, keys: tuple[Any, ...]) -> None:
+    shown = "".join(f"[{to_json_text(k)}]" for k in keys)
+    raise EvalError(
+        CONFLICT_ERROR,
+        f"object keys must be unique (rules under {name} produced conflicting values "
+        f"at {name}{shown})",
+        None,
+    )
 
 
 def module_package(scope: Scope) -> tuple[str, ...]:

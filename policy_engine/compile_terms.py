@@ -73,6 +73,8 @@ class TermCompiler:
         self._rules: dict[tuple[str, ...], RuleFn] = {}
         self._funcs: dict[tuple[str, ...], FuncFn] = {}
         self._namespaces: dict[tuple[str, ...], RuleFn] = {}
+        # Each general ref-head group's per-definition entry functions (see compile_tree).
+        self._tree_entries: dict[tuple[str, ...], list[Any]] = {}
         self._ids = 0
         # What some value functions are, so generated call sites can inline them:
         # id(fn) -> ("const", value) | ("slot", index); the fn is kept alive by the entry.
@@ -381,6 +383,9 @@ class TermCompiler:
         node: tuple[Any, ...] = root
         position = 0
         while True:
+            if node in self.index.groups and node in self.index.namespaces:
+                # A key-tree rule with rules under it: the merged object of them all.
+                return self.apply_path(self.namespace(node), items[position:], scope, hoists)
             if node in self.index.groups:
                 group = self.index.groups[node]
                 if group.kind == "function":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from policy_engine import ast
 from policy_engine.errors import COMPILE_ERROR, Diagnostic
 
-__all__ = ["RuleGroup", "RuleIndex", "build_index"]
+__all__ = ["TREE_KINDS", "RuleGroup", "RuleIndex", "build_index"]
 
 Path = tuple[str, ...]
 
@@ -54,6 +54,8 @@ def _kind(rule: ast.Rule) -> str:
         return "set"
     if isinstance(rule, ast.PartialObjectRule):
         return "object"
+    if isinstance(rule, ast.GeneralRule):
+        return "general"
     if isinstance(rule, ast.DefaultRule):
         return "function" if rule.args is not None else "complete"
     return "complete"
@@ -72,7 +74,11 @@ _KIND_WORDS = {
     "set": "a partial set rule (`contains`)",
     "object": "a partial object rule",
     "function": "a function",
+    "general": "a rule with a general reference head",
 }
+# Kinds whose value is an object built from key paths: other rules may sit under them
+# (`p[q].r := 1` beside `p.a.r := 0`) and the object at that path merges them all.
+TREE_KINDS = frozenset({"object", "general"})
 
 
 def build_index(modules: Iterable[ast.Module]) -> tuple[RuleIndex, list[Diagnostic]]:
@@ -87,6 +93,8 @@ def build_index(modules: Iterable[ast.Module]) -> tuple[RuleIndex, list[Diagnost
             if group is None:
                 group = RuleGroup(path=path, kind=kind, package=module.package, arity=_arity(rule))
                 index.groups[path] = group
+            elif {group.kind, kind} == TREE_KINDS:
+                group.kind = "general"  # `p[k] := v` beside `p[k].r := w`: one key tree
             elif group.kind != kind or group.arity != _arity(rule):
                 problems.append(
                     Diagnostic.at(
@@ -113,7 +121,7 @@ def build_index(modules: Iterable[ast.Module]) -> tuple[RuleIndex, list[Diagnost
         for i in range(1, len(path)):
             index.namespaces.setdefault(path[:i], set()).add(path[i])
     for path, group in index.groups.items():
-        if path in index.namespaces:
+        if path in index.namespaces and group.kind not in TREE_KINDS:
             first = group.default or group.definitions[0][1]
             problems.append(
                 Diagnostic.at(

@@ -100,7 +100,13 @@ class ToAst(Transformer[Token, Any]):
         return tuple(_string_value(t) if t.type == "STRING" else str(t) for t in ch)
 
     def rule_ref(self, meta: Any, ch: list[Any]) -> list[Any]:
-        return [str(c) if isinstance(c, Token) else c for c in ch]
+        # `p["q"]` names the same rule as `p.q`, except in last position where a
+        # bracket keeps its partial-object reading (`p["k"] := 1`).
+        parts = [str(c) if isinstance(c, Token) else c for c in ch]
+        return [
+            p.value if isinstance(p, ast.StringLit) and i < len(parts) - 1 else p
+            for i, p in enumerate(parts)
+        ]
 
     def call_args(self, meta: Any, ch: list[Any]) -> tuple[ast.Term, ...]:
         return tuple(c for c in ch if c is not None)
@@ -144,7 +150,7 @@ class ToAst(Transformer[Token, Any]):
     def default_rule(self, meta: Any, ch: list[Any]) -> ast.DefaultRule:
         ref, args, _op, value = ch
         return ast.DefaultRule(
-            span=self._span(meta), name=self._rule_name(ref, meta), args=args, value=value
+            span=self._span(meta), name=self._rule_name(_named(ref), meta), args=args, value=value
         )
 
     def _rule_name(self, ref: list[Any], meta: Any) -> tuple[str, ...]:
@@ -156,23 +162,44 @@ class ToAst(Transformer[Token, Any]):
             )
         return tuple(ref)
 
+    @staticmethod
+    def _general_rule(
+        ref: list[Any], value: Any, contains: bool, body: ast.Body, span: Span
+    ) -> ast.GeneralRule:
+        prefix: list[str] = []
+        for part in ref:
+            if not isinstance(part, str):
+                break
+            prefix.append(part)
+        keys = tuple(
+            ast.StringLit(span=span, value=p) if isinstance(p, str) else p
+            for p in ref[len(prefix) :]
+        )
+        return ast.GeneralRule(
+            span=span, name=tuple(prefix), keys=keys, value=value, contains=contains, body=body
+        )
+
     def regular_rule(self, meta: Any, ch: list[Any]) -> ast.Rule:
         (kind, ref, args, value, _hspan), body, *elses = ch
         span = self._span(meta)
         body = body or ()
-        if elses and (kind != "value" or (ref and not isinstance(ref[-1], str))):
+        if elses and (kind != "value" or not all(isinstance(p, str) for p in ref)):
             raise SyntaxProblem(
                 "`else` can only follow a complete rule or a function", meta.line, meta.column
             )
         if kind == "contains":
+            if not all(isinstance(p, str) for p in ref):
+                return self._general_rule(ref, value, True, body, span)
             return ast.PartialSetRule(
                 span=span, name=self._rule_name(ref, meta), element=value, body=body
             )
         if args is not None:
-            name = self._rule_name(ref, meta)
+            name = self._rule_name(_named(ref), meta)
             return ast.FunctionRule(
                 span=span, name=name, args=args, value=value, body=body, elses=tuple(elses)
             )
+        if not all(isinstance(p, str) for p in ref[:-1]):
+            return self._general_rule(ref, value, False, body, span)
         if not isinstance(ref[-1], str):
             name = self._rule_name(ref[:-1], meta)
             key = ref[-1]
@@ -425,3 +452,8 @@ def _call_name(target: ast.Term) -> tuple[str, ...] | None:
             parts.append(item.value)
         return tuple(parts)
     return None
+
+
+def _named(ref: list[Any]) -> list[Any]:
+    """A function's or default's name: a bracketed string in any position is a name part."""
+    return [p.value if isinstance(p, ast.StringLit) else p for p in ref]

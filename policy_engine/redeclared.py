@@ -66,6 +66,8 @@ class _Checker:
             return (rule.element,)
         if isinstance(rule, ast.PartialObjectRule):
             return (rule.key, rule.value)
+        if isinstance(rule, ast.GeneralRule):
+            return (*rule.keys, rule.value)
         return (getattr(rule, "value", None),)
 
     def body(self, body: ast.Body, scope: _Scope) -> None:

@@ -216,7 +216,14 @@ class _Printer:
     # ---- rules -----------------------------------------------------------------------------
 
     def rule(self, rule: ast.Rule) -> str:
-        name = ".".join(rule.name)
+        name = _path(rule.name)
+        if isinstance(rule, ast.GeneralRule):
+            head = name + "".join(self.ref_key(key) for key in rule.keys)
+            if rule.contains:
+                head += f" contains {self.expr(rule.value, 0)}" if rule.value is not None else ""
+            else:
+                head += self.value_part(rule.value)
+            return head + self.body_of(rule.body, rule.span.line, rule.span.end_line)
         if isinstance(rule, ast.DefaultRule):
             args = f"({self.args(rule.args)})" if rule.args is not None else ""
             return f"default {name}{args} := {self.expr(rule.value, 0)}"
@@ -240,6 +247,16 @@ class _Printer:
             body, braced = self.clause_body(clause.body, clause.span.line, end)
             out += "else" + self.value_part(clause.value) + body
         return out
+
+    def ref_key(self, key: ast.Term) -> str:
+        """`.name` for a plain string key of a rule head, `[term]` for anything else."""
+        if (
+            isinstance(key, ast.StringLit)
+            and _IDENT.match(key.value)
+            and key.value not in _KEYWORDS
+        ):
+            return f".{key.value}"
+        return f"[{self.expr(key, 0)}]"
 
     def value_part(self, value: ast.Term | None) -> str:
         return "" if value is None else f" := {self.expr(value, 0)}"
