@@ -36,6 +36,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    RuleStatus,
     RuleType,
     Store,
     StoreError,
@@ -128,6 +129,14 @@ class SetLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class AddRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     type: RuleType
     values: list[str]
+
+
+class SetDescription(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    description: str
+
+
+class SetRuleStatus(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    status: RuleStatus
 
 
 # -- conversions --------------------------------------------------------------------
@@ -322,6 +331,11 @@ async def set_limit(state: State, key_id: str, data: SetLimit) -> KeyView:
     return KeyView(**_key_fields(await _store(state).set_usage_limit(key_id, limit)))
 
 
+@put("/keys/{key_id:str}/description", operation_class=_OP)
+async def rename_key(state: State, key_id: str, data: SetDescription) -> KeyView:
+    return KeyView(**_key_fields(await _store(state).rename_key(key_id, data.description)))
+
+
 @get("/keys/{key_id:str}/iam", operation_class=_OP)
 async def list_rules(state: State, key_id: str) -> list[RuleView]:
     return [_rule(rule) for rule in await _store(state).list_rules(key_id)]
@@ -338,6 +352,11 @@ async def add_rule(state: State, key_id: str, data: AddRule) -> RuleView:
 async def remove_rule(state: State, key_id: str, rule_id: str) -> dict[str, str]:
     await _store(state).remove_rule(key_id, rule_id)
     return {"removed": rule_id}
+
+
+@put("/keys/{key_id:str}/iam/{rule_id:str}/status", operation_class=_OP)
+async def set_rule_status(state: State, key_id: str, rule_id: str, data: SetRuleStatus) -> RuleView:
+    return _rule(await _store(state).set_rule_status(key_id, rule_id, data.status))
 
 
 def admin_router(admin_token: str) -> Router:
@@ -363,9 +382,11 @@ def admin_router(admin_token: str) -> Router:
             enable_key,
             delete_key,
             set_limit,
+            rename_key,
             list_rules,
             add_rule,
             remove_rule,
+            set_rule_status,
         ],
         guards=[_guard(admin_token, FailedAttempts())],
         exception_handlers={StoreError: _store_error},

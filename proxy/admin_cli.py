@@ -21,7 +21,15 @@ from typing import Any
 
 from proxy.config import ConfigError, load_config
 from proxy.store import open_store
-from proxy.store.base import ApiKey, IamRule, Organization, Project, Store, StoreError
+from proxy.store.base import (
+    ApiKey,
+    IamRule,
+    Organization,
+    Project,
+    RuleStatus,
+    Store,
+    StoreError,
+)
 from proxy.store.common import (
     PROJECT_MODES,
     RULE_TYPES,
@@ -177,6 +185,11 @@ async def _keys_set_limit(store: Store, args: argparse.Namespace) -> tuple[dict[
     return key_json(key), f"key {key.id} now has {shown}"
 
 
+async def _keys_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    key = await store.rename_key(args.id, args.description)
+    return key_json(key), f"key {key.id} is now called `{key.description}`"
+
+
 async def _iam_add(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     rule = await store.add_rule(args.id, check_rule_type(args.type), tuple(args.values))
     return rule_json(rule), rule.id
@@ -193,6 +206,14 @@ async def _iam_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, A
 async def _iam_remove(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     await store.remove_rule(args.id, args.rule_id)
     return {"key_id": args.id, "removed": args.rule_id}, f"rule {args.rule_id} removed"
+
+
+def _rule_status_action(status: RuleStatus) -> Action:
+    async def run(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+        rule = await store.set_rule_status(args.id, args.rule_id, status)
+        return rule_json(rule), f"rule {rule.id} {rule.status}"
+
+    return run
 
 
 # -- running a command --------------------------------------------------------------
@@ -306,6 +327,9 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     set_limit = _command(group, "set-limit", common, _keys_set_limit, "set a key's usage limit")
     set_limit.add_argument("id")
     set_limit.add_argument("limit", help="USD, e.g. 50.00, or `none` for unlimited")
+    rename = _command(group, "rename", common, _keys_rename, "change a key's description")
+    rename.add_argument("id")
+    rename.add_argument("description")
     iam = group.add_parser("iam", help="a key's IAM rules")
     iam_group = iam.add_subparsers(dest="iam_command", required=True)
     add = _command(iam_group, "add", common, _iam_add, "add a rule (prints its id)")
@@ -316,3 +340,13 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     remove = _command(iam_group, "remove", common, _iam_remove, "remove a rule")
     remove.add_argument("id")
     remove.add_argument("rule_id")
+    for name, status in (("disable", "inactive"), ("enable", "active")):
+        toggle = _command(
+            iam_group,
+            name,
+            common,
+            _rule_status_action("inactive" if status == "inactive" else "active"),
+            f"{name} a rule (kept, {'not ' if status == 'inactive' else ''}applied)",
+        )
+        toggle.add_argument("id")
+        toggle.add_argument("rule_id")

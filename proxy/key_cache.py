@@ -38,6 +38,7 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     Reservation,
+    RuleStatus,
     RuleType,
     Store,
 )
@@ -225,6 +226,9 @@ class KeyCachingStore:
         finally:
             self.invalidate()
 
+    async def rename_key(self, key_id: str, description: str) -> ApiKey:
+        return await self.inner.rename_key(key_id, description)  # not in the input document
+
     async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
         try:
             return await self.inner.add_rule(key_id, rule_type, values)
@@ -237,5 +241,11 @@ class KeyCachingStore:
     async def remove_rule(self, key_id: str, rule_id: str) -> None:
         try:
             await self.inner.remove_rule(key_id, rule_id)
+        finally:
+            self.invalidate()
+
+    async def set_rule_status(self, key_id: str, rule_id: str, status: RuleStatus) -> IamRule:
+        try:
+            return await self.inner.set_rule_status(key_id, rule_id, status)
         finally:
             self.invalidate()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import get_args
 
 from litestar.datastructures import FormMultiDict
@@ -20,11 +20,14 @@ __all__ = [
     "parse_rule_values",
     "parse_usd",
     "usd",
+    "usd_exact",
 ]
 
 RULE_TYPES: tuple[str, ...] = get_args(RuleType)
 STATUS_LABELS = {"active": "Active", "inactive": "Inactive", "deleted": "Deleted"}
-_CENT_PRECISION = Decimal("0.000001")
+_CENT = Decimal("0.01")
+# The smallest bar drawn for any usage above zero, in percent: visible, clearly small.
+MIN_VISIBLE_BAR = 2.0
 
 
 class FormError(ValueError):
@@ -66,12 +69,29 @@ def parse_rule_values(rule_type: str, text: str) -> tuple[RuleType, tuple[str, .
 
 
 def usd(amount: Decimal | None) -> str:
-    """`$1.50`, `$0.000123`: at least cents, more digits only when they carry value."""
+    """Money as people read it: `$1,234.50` from a cent up; below a cent two significant
+    digits (`$0.0021`, `$0.000085`), so a small cost is neither `$0.00` nor a long tail."""
     if amount is None:
         return "no limit"
-    text = f"{amount.quantize(_CENT_PRECISION):f}".rstrip("0")
-    whole, _, fraction = text.partition(".")
-    return f"${whole}.{fraction.ljust(2, '0')}"
+    sign = "-" if amount < 0 else ""
+    size = abs(amount)
+    if size == 0 or size >= _CENT:
+        return f"{sign}${size.quantize(_CENT, rounding=ROUND_HALF_UP):,.2f}"
+    digits = -size.adjusted() + 1  # two significant digits below the cent
+    shown = size.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    if shown >= _CENT:  # 0.009999 rounds up to a cent
+        return f"{sign}${_CENT}"
+    return f"{sign}${f'{shown:f}'.rstrip('0')}"
+
+
+def usd_exact(amount: Decimal | None) -> str:
+    """Every digit stored, for a tooltip next to `usd`: `$0.0000853`."""
+    if amount is None:
+        return "no limit"
+    text = f"{abs(amount):f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{'-' if amount < 0 else ''}${text}"
 
 
 def mask_secret(source: dict[str, str]) -> str:
@@ -94,9 +114,11 @@ class KeyRow:
         self.status = key.status
         self.status_label = STATUS_LABELS[key.status]
         self.usage = usd(key.usage)
+        self.usage_exact = usd_exact(key.usage)
         self.usage_limit = usd(key.usage_limit)
         self.usage_limit_input = "" if key.usage_limit is None else f"{key.usage_limit:f}"
         self.bar_percent = _bar_percent(key.usage, key.usage_limit)
+        self.used_label = _used_label(key.usage, key.usage_limit)
         self.created_at = key.created_at
 
 
@@ -104,9 +126,20 @@ def key_row(key: ApiKey) -> KeyRow:
     return KeyRow(key)
 
 
-def _bar_percent(usage: Decimal, limit: Decimal | None) -> int | None:
+def _used_label(usage: Decimal, limit: Decimal | None) -> str:
+    """`0.0085% of the usage limit used`: the true share, however small the bar."""
+    if limit is None or limit <= 0:
+        return "usage limit reached" if limit is not None else "no usage limit"
+    share = usage * 100 / limit
+    shown = "0" if share == 0 else f"{float(share):.2g}" if share < 1 else f"{share:.0f}"
+    return f"{shown}% of the usage limit used"
+
+
+def _bar_percent(usage: Decimal, limit: Decimal | None) -> float | None:
+    """How much of the bar to fill; any usage above zero shows (MIN_VISIBLE_BAR at least)."""
     if limit is None:
         return None
     if limit <= 0:
-        return 100
-    return int(min(Decimal(100), usage * 100 / limit))
+        return 100.0
+    percent = float(min(Decimal(100), usage * 100 / limit))
+    return max(percent, MIN_VISIBLE_BAR) if usage > 0 else 0.0

@@ -20,6 +20,7 @@ from proxy.dashboard.forms import (
     parse_rule_values,
     parse_usd,
     usd,
+    usd_exact,
 )
 from proxy.dashboard.usage_chart import daily_usage_svg
 from proxy.store.base import NotFound, StoreError
@@ -31,7 +32,9 @@ __all__ = [
     "delete_key",
     "list_keys",
     "remove_rule",
+    "rename_key",
     "set_limit",
+    "set_rule_status",
     "set_status",
     "show_key",
 ]
@@ -111,6 +114,7 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
             "rule_types": RULE_TYPES,
             "recent": recent,
             "usd": usd,
+            "usd_exact": usd_exact,
             "chart": daily_usage_svg(daily),
             "costs_reported": any(entry.cost is not None for entry in recent),
             "chart_days": CHART_DAYS,
@@ -175,6 +179,18 @@ async def set_limit(request: AnyRequest, dashboard: DashboardContext, key_id: st
     return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)
 
 
+@post("/keys/{key_id:str}/description", status_code=303)
+async def rename_key(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def change() -> object:
+        return await dashboard.store(request).rename_key(key_id, field(form, "description"))
+
+    return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)
+
+
 @post("/keys/{key_id:str}/rules", status_code=303)
 async def add_rule(request: AnyRequest, dashboard: DashboardContext, key_id: str) -> Response[Any]:
     form = await request.form()
@@ -195,3 +211,21 @@ async def remove_rule(
         return None
 
     return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), remove)
+
+
+@post("/keys/{key_id:str}/rules/{rule_id:str}/status", status_code=303)
+async def set_rule_status(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str, rule_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def change() -> object:
+        status = field(form, "status")
+        if status not in ("active", "inactive"):
+            raise FormError(f"Rule status: `{status}` is not one of `active`, `inactive`.")
+        store = dashboard.store(request)
+        return await store.set_rule_status(
+            key_id, rule_id, "active" if status == "active" else "inactive"
+        )
+
+    return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)

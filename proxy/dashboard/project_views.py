@@ -12,11 +12,13 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from proxy.dashboard.context import DashboardContext, page_headers
-from proxy.dashboard.forms import FormError, field, mask_secret, parse_usd, usd
+from proxy.dashboard.forms import FormError, field, mask_secret, parse_usd, usd, usd_exact
 from proxy.store.base import NotFound, ProjectMode, StoreError
 
 __all__ = [
     "MODE_EXPLANATIONS",
+    "archive_project",
+    "create_project",
     "list_projects",
     "remove_provider_key",
     "set_credits",
@@ -27,19 +29,20 @@ __all__ = [
 
 AnyRequest = Request[Any, Any, Any]
 
-# One line each, from the documentation users follow ("Project Modes").
+# One line each, for this self-hosted gateway: "the gateway's credentials" are the
+# `providers` of its own configuration, credits are the organization's balance here.
 MODE_EXPLANATIONS: dict[ProjectMode, str] = {
     "api-keys": (
-        "Requires provider API keys to be configured in your project settings. "
-        "The gateway uses your provider keys to make requests."
+        "Uses only the provider keys set on this project (below); a provider without "
+        "one is not available. Nothing is charged to the organization's credits."
     ),
     "credits": (
-        "Uses LLM Gateway's shared pool of provider keys. "
-        "Requests are billed against your account credits."
+        "Uses the provider credentials this gateway is configured with; each request "
+        "is charged to the organization's credits."
     ),
     "hybrid": (
-        "Attempts to use your provider API keys first, "
-        "then falls back to credits if no key is configured."
+        "Uses this project's provider key where one is set, otherwise the gateway's "
+        "own credentials, charged to the organization's credits."
     ),
 }
 
@@ -66,8 +69,58 @@ async def _act(
 
 @get("/projects")
 async def list_projects(request: AnyRequest, dashboard: DashboardContext) -> Response[str]:
-    projects = await dashboard.store(request).list_projects()
-    return dashboard.render(request, "projects.html", {"projects": projects})
+    store = dashboard.store(request)
+    projects = await store.list_projects()
+    organizations = await store.list_organizations()
+    return dashboard.render(
+        request,
+        "projects.html",
+        {"projects": projects, "organizations": organizations, "modes": MODE_EXPLANATIONS},
+    )
+
+
+def _mode(text: str) -> ProjectMode:
+    for known in MODE_EXPLANATIONS:
+        if text == known:
+            return known
+    raise FormError(f"Mode: `{text}` is not one of {', '.join(MODE_EXPLANATIONS)}.")
+
+
+@post("/projects", status_code=303)
+async def create_project(request: AnyRequest, dashboard: DashboardContext) -> Response[Any]:
+    form = await request.form()
+    project_id = field(form, "id")
+
+    async def create() -> object:
+        if not project_id:
+            raise FormError("Project id: enter a short id such as `research`.")
+        return await dashboard.store(request).create_project(
+            project_id, field(form, "organization"), _mode(field(form, "mode"))
+        )
+
+    try:
+        await create()
+    except (FormError, StoreError) as error:
+        return dashboard.error(request, str(error), back=dashboard.url("/projects"))
+    return Redirect(
+        dashboard.url(f"/projects/{project_id}"), status_code=303, headers=page_headers()
+    )
+
+
+@post("/projects/{project_id:str}/archive", status_code=303)
+async def archive_project(
+    request: AnyRequest, dashboard: DashboardContext, project_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def archive() -> object:
+        if field(form, "confirm") != "archive":
+            raise FormError(
+                "Archiving stops every key of the project for good: tick the box to confirm."
+            )
+        return await dashboard.store(request).archive_project(project_id)
+
+    return await _act(request, dashboard, project_id, archive)
 
 
 @get("/projects/{project_id:str}")
@@ -93,6 +146,7 @@ async def show_project(
             "project": project,
             "organization": organization,
             "credits": usd(organization.credits),
+            "credits_exact": usd_exact(organization.credits),
             "credits_input": f"{organization.credits:f}",
             "modes": MODE_EXPLANATIONS,
             "provider_keys": provider_keys,
@@ -107,11 +161,8 @@ async def set_mode(
     form = await request.form()
 
     async def change() -> object:
-        mode = field(form, "mode")
-        for known in MODE_EXPLANATIONS:
-            if mode == known:
-                return await dashboard.store(request).set_project_mode(project_id, known)
-        raise FormError(f"Mode: `{mode}` is not one of {', '.join(MODE_EXPLANATIONS)}.")
+        mode = _mode(field(form, "mode"))
+        return await dashboard.store(request).set_project_mode(project_id, mode)
 
     return await _act(request, dashboard, project_id, change)
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 from html import escape
 
 from proxy.dashboard.decision_log import DailyUsage
+from proxy.dashboard.forms import usd
 
 __all__ = ["daily_usage_svg"]
 
@@ -31,7 +32,7 @@ def daily_usage_svg(days: list[DailyUsage]) -> str:
         bar_height = round(ratio * plot_height, 1)
         x = round(index * slot + slot * 0.15, 1)
         y = round(TOP_MARGIN + plot_height - bar_height, 1)
-        label = escape(f"{day.day.isoformat()}: ${day.cost:.4f}")
+        label = escape(f"{day.day.isoformat()}: {usd(day.cost)}")
         parts.append(
             f'<rect x="{x}" y="{y}" width="{round(slot * 0.7, 1)}" height="{bar_height}">'
             f"<title>{label}</title></rect>"
@@ -40,6 +41,6 @@ def daily_usage_svg(days: list[DailyUsage]) -> str:
             f'<text x="{round(index * slot + slot / 2, 1)}" y="{HEIGHT - 4}" '
             f'text-anchor="middle">{day.day.strftime("%d")}</text>'
         )
-    parts.append(f'<text x="2" y="10" class="peak">peak ${peak:.4f}</text>')
+    parts.append(f'<text x="2" y="10" class="peak">peak {escape(usd(peak))}</text>')
     parts.append("</svg>")
     return "".join(parts)

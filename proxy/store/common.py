@@ -35,9 +35,11 @@ __all__ = [
     "KEY_STATUSES",
     "PROJECT_MODES",
     "RULE_TYPES",
+    "check_description",
     "check_key_status",
     "check_mode",
     "check_provider_source",
+    "check_rule_status",
     "check_rule_type",
     "check_status_change",
     "decode_provider_keys",
@@ -122,6 +124,25 @@ def check_rule_type(rule_type: str) -> RuleType:
     if rule_type not in RULE_TYPES:
         raise StoreError(f"rule type `{rule_type}` is unknown; use one of {', '.join(RULE_TYPES)}")
     return rule_type
+
+
+MAX_DESCRIPTION = 200
+
+
+def check_description(description: str) -> str:
+    """A key's description, trimmed; at most MAX_DESCRIPTION characters."""
+    text = description.strip()
+    if len(text) > MAX_DESCRIPTION:
+        raise StoreError(
+            f"the description has {len(text)} characters; shorten it to {MAX_DESCRIPTION}"
+        )
+    return text
+
+
+def check_rule_status(status: str) -> RuleStatus:
+    if status not in ("active", "inactive"):
+        raise StoreError(f"rule status `{status}` is unknown; use `active` or `inactive`")
+    return "active" if status == "active" else "inactive"
 
 
 def check_provider_source(provider: str, source: dict[str, str] | None) -> None:

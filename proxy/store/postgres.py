@@ -35,6 +35,7 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     Reservation,
+    RuleStatus,
     RuleType,
     StoreError,
 )
@@ -44,9 +45,11 @@ from proxy.store.common import (
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    check_description,
     check_key_status,
     check_mode,
     check_provider_source,
+    check_rule_status,
     check_rule_type,
     check_status_change,
     decode_provider_keys,
@@ -541,6 +544,13 @@ class PostgresStore:
         )
         return self._key_or_raise(row, key_id)
 
+    async def rename_key(self, key_id: str, description: str) -> ApiKey:
+        row = await self._fetchone(
+            f"UPDATE api_keys SET description = %s WHERE id = %s RETURNING {KEY_COLUMNS}",  # noqa: S608
+            (check_description(description), key_id),
+        )
+        return self._key_or_raise(row, key_id)
+
     # -- IAM rules ------------------------------------------------------------------
     async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
         checked = check_rule_type(rule_type)
@@ -570,3 +580,13 @@ class PostgresStore:
         )
         if row is None:
             raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
+
+    async def set_rule_status(self, key_id: str, rule_id: str, status: RuleStatus) -> IamRule:
+        row = await self._fetchone(
+            "UPDATE iam_rules SET status = %s WHERE id = %s AND key_id = %s "
+            'RETURNING id, key_id, type, "values", status',
+            (check_rule_status(status), rule_id, key_id),
+        )
+        if row is None:
+            raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
+        return rule_from_row(row)

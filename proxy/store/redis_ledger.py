@@ -44,6 +44,7 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     Reservation,
+    RuleStatus,
     RuleType,
 )
 from proxy.store.common import DEFAULT_RESERVATION_TTL, new_id, parse_money
@@ -407,6 +408,9 @@ class RedisLedgerStore:
         )
         return await self._overlay_key(key)
 
+    async def rename_key(self, key_id: str, description: str) -> ApiKey:
+        return await self._overlay_key(await self._pg.rename_key(key_id, description))
+
     # -- IAM rules: PostgreSQL only ---------------------------------------------------
     async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
         return await self._pg.add_rule(key_id, rule_type, values)
@@ -416,6 +420,9 @@ class RedisLedgerStore:
 
     async def remove_rule(self, key_id: str, rule_id: str) -> None:
         await self._pg.remove_rule(key_id, rule_id)
+
+    async def set_rule_status(self, key_id: str, rule_id: str, status: RuleStatus) -> IamRule:
+        return await self._pg.set_rule_status(key_id, rule_id, status)
 
 
 def _with_usage(key: ApiKey, usage: Decimal) -> ApiKey:

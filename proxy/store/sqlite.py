@@ -55,6 +55,7 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     Reservation,
+    RuleStatus,
     RuleType,
     StoreError,
 )
@@ -64,9 +65,11 @@ from proxy.store.common import (
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    check_description,
     check_key_status,
     check_mode,
     check_provider_source,
+    check_rule_status,
     check_rule_type,
     check_status_change,
     decode_provider_keys,
@@ -805,6 +808,16 @@ class SqliteStore:
 
         return await self._run(self._write(update))
 
+    async def rename_key(self, key_id: str, description: str) -> ApiKey:
+        text = check_description(description)
+
+        def update(conn: sqlite3.Connection) -> ApiKey:
+            self._key(conn, key_id)
+            conn.execute("UPDATE api_keys SET description = ? WHERE id = ?", (text, key_id))
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
     # -- IAM rules ------------------------------------------------------------------
     async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
         checked = check_rule_type(rule_type)
@@ -844,3 +857,22 @@ class SqliteStore:
                 raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
 
         await self._run(self._write(remove))
+
+    async def set_rule_status(self, key_id: str, rule_id: str, status: RuleStatus) -> IamRule:
+        checked = check_rule_status(status)
+
+        def update(conn: sqlite3.Connection) -> IamRule:
+            conn.execute(
+                "UPDATE iam_rules SET status = ? WHERE id = ? AND key_id = ?",
+                (checked, rule_id, key_id),
+            )
+            row = conn.execute(
+                'SELECT id, key_id, type, "values", status FROM iam_rules '
+                "WHERE id = ? AND key_id = ?",
+                (rule_id, key_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
+            return rule_from_row(row)
+
+        return await self._run(self._write(update))

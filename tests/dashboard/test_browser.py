@@ -1,7 +1,9 @@
 """The dashboard in headless Chromium against the real `gateway serve` process.
 
 The path the documentation gives users: sign in, open API Keys, Create API Key,
-copy the key; then use it, watch usage appear, disable it, restrict it, sign out.
+copy the key; then use it, watch usage appear, disable it, restrict it, read why a
+request was denied, deactivate the rule, rename the key, create an organization and a
+project and archive it, sign out.
 Screenshots of the key list and the create dialog are taken on every run; they
 replace the ones in docs/screenshots/ only with `UPDATE_SCREENSHOTS=1`, so that an
 ordinary test run leaves the working tree clean.
@@ -192,7 +194,40 @@ def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
             )
             page.reload()
             expect(page.locator("table.activity")).to_contain_text("403")
+            # The denial's reason is on the page, not only its status.
+            expect(page.locator("table.activity .reason").first).to_have_text(
+                "Access denied: Model mock-model is in the denied models list"
+            )
             assert token not in page.content()
+
+            # Deactivating the rule keeps it listed but lets the model through again.
+            page.click("table.rules button:has-text('Deactivate')")
+            expect(page.locator("table.rules")).to_contain_text("Inactive (not applied)")
+            assert _chat(gateway, token).status_code == 200
+
+            # Rename the key.
+            page.fill("#key-description", "renamed in browser")
+            page.click("button:has-text('Rename')")
+            expect(page.locator("h1")).to_contain_text("renamed in browser")
+            page.screenshot(path=str(screenshots / "key.png"), full_page=True)
+
+            # Organizations and projects: create both, then archive the project.
+            page.click("nav a:has-text('Organizations')")
+            page.fill("#org-id", "acme")
+            page.fill("#org-credits", "25")
+            page.click("button:has-text('Create organization')")
+            expect(page.locator("tr[data-org-id=acme]")).to_contain_text("$25.00")
+            page.screenshot(path=str(screenshots / "organizations.png"), full_page=True)
+            page.click("nav a:has-text('Projects')")
+            page.fill("#project-id", "research")
+            page.select_option("#project-org", "acme")
+            page.select_option("#project-mode", "credits")
+            page.click("button:has-text('Create project')")
+            expect(page.locator("h1")).to_contain_text("Project research")
+            expect(page.locator("input[name=mode][value=credits]")).to_be_checked()
+            page.check("input[name=confirm][value=archive]")
+            page.click("button:has-text('Archive project')")
+            expect(page.locator("h1 .badge")).to_have_text("Archived")
 
             # Sign out: the dashboard is closed again.
             page.click("button:has-text('Sign out')")
@@ -202,5 +237,5 @@ def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert token not in gateway.log.read_text(), "the plain token never reaches the log"
-    for name in ("create-key-dialog.png", "api-keys.png"):
+    for name in ("create-key-dialog.png", "api-keys.png", "key.png", "organizations.png"):
         assert (screenshots / name).read_bytes().startswith(b"\x89PNG"), name

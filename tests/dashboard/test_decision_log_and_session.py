@@ -66,7 +66,7 @@ def test_chart_bar_heights_are_proportional() -> None:
     heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', svg)]
     assert len(heights) == 3
     assert heights[0] == 0 and heights[2] == 2 * heights[1] > 0
-    assert "2026-11-27: $1.0000" in svg
+    assert "2026-11-27: $1.00" in svg
 
 
 def test_sessions_expire_and_signatures_bind_to_the_admin_token() -> None:

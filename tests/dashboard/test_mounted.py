@@ -80,7 +80,7 @@ def test_mounted_dashboard_shows_usage_and_activity_of_real_requests(
     )
     assert answer.status_code == 200, answer.text
     listed = gateway.get("/dashboard/keys").text
-    usage = re.search(r'<span class="usage-text">\$([0-9.]+) / no limit</span>', listed)
+    usage = re.search(r'<span class="usage-text"[^>]*>\$([0-9.]+) / no limit</span>', listed)
     assert usage and float(usage.group(1)) > 0, "the request's cost shows as usage"
     page = gateway.get(f"/dashboard/keys/{key_id.group(1)}").text
     rows = re.findall(r'<tr class="ok">(.*?)</tr>', page, re.S)

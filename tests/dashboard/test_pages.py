@@ -138,8 +138,54 @@ def test_iam_rules_add_list_and_remove(signed_in: Client, store: Store) -> None:
     )
     assert unknown.status_code == 400 and "`allow_everything` is unknown" in unknown.text
 
+    _post(signed_in, f"/dashboard/keys/{key.id}/rules/{rules[0].id}/status", status="inactive")
+    assert run(store.list_rules(key.id))[0].status == "inactive"
+    assert "Inactive (not applied)" in signed_in.get(f"/dashboard/keys/{key.id}").text
+    _post(signed_in, f"/dashboard/keys/{key.id}/rules/{rules[0].id}/status", status="active")
+    assert run(store.list_rules(key.id))[0].status == "active"
+
     _post(signed_in, f"/dashboard/keys/{key.id}/rules/{rules[0].id}/remove")
     assert run(store.list_rules(key.id)) == []
+
+
+def test_rename_a_key(signed_in: Client, store: Store) -> None:
+    key, _ = run(store.create_key(PROJECT, None, "old name"))
+    _post(signed_in, f"/dashboard/keys/{key.id}/description", description="billing service")
+    assert run(store.get_key(key.id)).description == "billing service"
+    assert "billing service" in signed_in.get("/dashboard/keys").text
+
+
+def test_organizations_and_projects_created_and_archived(signed_in: Client, store: Store) -> None:
+    _post(signed_in, "/dashboard/orgs", id="globex", credits="3.5")
+    assert run(store.get_organization("globex")).credits == Decimal("3.5")
+    orgs = signed_in.get("/dashboard/orgs").text
+    assert 'data-org-id="globex"' in orgs and "$3.50" in orgs
+    _post(signed_in, "/dashboard/projects", id="research", organization="globex", mode="credits")
+    project = run(store.get_project("research"))
+    assert (project.organization_id, project.mode) == ("globex", "credits")
+    assert 'href="/dashboard/projects/research"' in signed_in.get("/dashboard/orgs").text
+    unconfirmed = signed_in.post(
+        "/dashboard/projects/research/archive", data={"csrf_token": csrf_of(signed_in)}
+    )
+    assert unconfirmed.status_code == 400 and run(store.get_project("research")).status == "active"
+    _post(signed_in, "/dashboard/projects/research/archive", confirm="archive")
+    assert run(store.get_project("research")).status == "deleted"
+    taken = signed_in.post(
+        "/dashboard/orgs", data={"csrf_token": csrf_of(signed_in), "id": "globex"}
+    )
+    assert taken.status_code == 400
+
+
+def test_small_usage_is_readable_and_its_bar_visible(signed_in: Client, store: Store) -> None:
+    key, _ = run(store.create_key(PROJECT, Decimal("10.00"), "tiny"))
+    reservation = run(store.reserve(key.id, None, Decimal("0.001")))
+    assert reservation is not None
+    run(store.settle(reservation, Decimal("0.0000853")))
+    row = _row(signed_in.get("/dashboard/keys").text, key.id)
+    assert 'title="$0.0000853 used">$0.000085 / $10.00' in row
+    assert 'aria-label="0.00085% of the usage limit used"' in row
+    width = re.search(r'class="fill" width="([\d.]+)"', row)
+    assert width is not None and float(width.group(1)) >= 2
 
 
 def test_unknown_key_is_a_404_page_not_a_crash(signed_in: Client) -> None:
@@ -150,9 +196,11 @@ def test_unknown_key_is_a_404_page_not_a_crash(signed_in: Client) -> None:
 
 def test_project_mode_with_documented_explanations(signed_in: Client, store: Store) -> None:
     page = signed_in.get(f"/dashboard/projects/{PROJECT}").text
-    assert "then falls back to credits if no key is configured." in page
-    assert "Requests are billed against your account credits." in page
-    assert "The gateway uses your provider keys to make requests." in page
+    # Self-hosted wording: the gateway's own credentials, the organization's credits.
+    assert "otherwise the gateway&#39;s own credentials" in page
+    assert "Uses the provider credentials this gateway is configured with" in page
+    assert "Uses only the provider keys set on this project" in page
+    assert "shared pool" not in page
     assert re.search(r'value="hybrid" checked', page)
     _post(signed_in, f"/dashboard/projects/{PROJECT}/mode", mode="credits")
     assert run(store.get_project(PROJECT)).mode == "credits"
@@ -202,10 +250,11 @@ def test_provider_keys_are_never_shown_in_full(signed_in: Client, store: Store) 
 
 def test_organization_credits(signed_in: Client, store: Store) -> None:
     page = signed_in.get(f"/dashboard/projects/{PROJECT}").text
-    assert '<strong id="org-credits">$10.00</strong>' in page
+    assert '<strong id="org-credits" title="$10">$10.00</strong>' in page
     _post(signed_in, f"/dashboard/projects/{PROJECT}/credits", credits="42.125")
     assert run(store.get_organization("acme")).credits == Decimal("42.125")
-    assert "$42.125" in signed_in.get(f"/dashboard/projects/{PROJECT}").text
+    page = signed_in.get(f"/dashboard/projects/{PROJECT}").text
+    assert '<strong id="org-credits" title="$42.125">$42.13</strong>' in page
 
 
 def test_activity_shows_recent_requests_and_daily_usage(
@@ -239,6 +288,7 @@ def test_activity_shows_recent_requests_and_daily_usage(
     rows = re.findall(r"<tr class=\"(ok|refused)\">(.*?)</tr>", page, re.S)
     assert [cls for cls, _ in rows] == ["refused", "ok"], "newest first"
     assert "gpt-4" in rows[0][1] and "403" in rows[0][1]
+    assert "Access denied: Model gpt-4 is in the denied models list" in rows[0][1]
     assert "mock-model" in rows[1][1] and "$0.25" in rows[1][1]
     bars = re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="([\d.]+)">', page)
     assert len(bars) == 14

@@ -103,6 +103,16 @@ def test_admin_key_lifecycle_then_a_completion(admin_client: TestClient[Any]) ->
     ).json()
     rules = admin_client.get(f"/admin/keys/{key['id']}/iam", headers=_admin()).json()
     assert [r["id"] for r in rules] == [rule["id"]]
+    toggled = admin_client.put(
+        f"/admin/keys/{key['id']}/iam/{rule['id']}/status",
+        json={"status": "inactive"},
+        headers=_admin(),
+    )
+    assert toggled.json()["status"] == "inactive"
+    renamed = admin_client.put(
+        f"/admin/keys/{key['id']}/description", json={"description": "ci runner"}, headers=_admin()
+    )
+    assert renamed.json()["description"] == "ci runner"
     answer = admin_client.post(
         "/v1/chat/completions",
         json={"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]},

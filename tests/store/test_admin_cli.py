@@ -112,8 +112,12 @@ def test_iam_rules(cli_backend: Backend, tmp_path: Path) -> None:
     ]
     removed = ok(cli_backend, tmp_path, "keys", "iam", "remove", key["id"], rule_id)
     assert removed == {"key_id": key["id"], "removed": rule_id}
+    disabled = ok(cli_backend, tmp_path, "keys", "iam", "disable", key["id"], second["id"])
+    assert (disabled["id"], disabled["status"]) == (second["id"], "inactive")
+    renamed = ok(cli_backend, tmp_path, "keys", "rename", key["id"], "nightly batch")
+    assert renamed["description"] == "nightly batch"
     listed = ok(cli_backend, tmp_path, "keys", "iam", "list", key["id"])
-    assert [r["id"] for r in listed["rules"]] == [second["id"]]
+    assert [(r["id"], r["status"]) for r in listed["rules"]] == [(second["id"], "inactive")]
 
 
 @pytest.mark.parametrize(

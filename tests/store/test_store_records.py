@@ -144,6 +144,15 @@ def test_key_status_limit_and_rules(backend: Backend) -> None:
             assert context is not None
             assert context.rules[0].values == ("gpt-4*", "o1")
             assert context.rules[0].type == "deny_models"
+            assert (await store.set_rule_status(key.id, rule.id, "inactive")).status == "inactive"
+            context = await store.key_context(store.hash_token(token))
+            assert context is not None and context.rules[0].status == "inactive"
+            assert (await store.set_rule_status(key.id, rule.id, "active")).status == "active"
+            with pytest.raises(NotFound):
+                await store.set_rule_status(key.id, "rule_missing", "active")
+            assert (await store.rename_key(key.id, "  batch jobs ")).description == "batch jobs"
+            with pytest.raises(StoreError, match="shorten it to 200"):
+                await store.rename_key(key.id, "x" * 201)
             await store.remove_rule(key.id, rule.id)
             assert [r.id for r in await store.list_rules(key.id)] == [other.id]
             with pytest.raises(NotFound):
