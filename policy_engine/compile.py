@@ -668,9 +668,8 @@ class Compiler(RuleSourceCompiler):
                 group = self.index.groups.get(child)
                 if child in self.index.namespaces:
                     children.append((name, self.namespace(child)))
-                elif group is not None:
-                    if group.kind != "function":
-                        children.append((name, self.rule(child)))
+                elif group is not None and group.kind != "function":
+                    children.append((name, self.rule(child)))
         finally:
             self._reads_input[path] = self._reading_input.pop()
         self.note_dependency(path)

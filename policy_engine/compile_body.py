@@ -3,12 +3,14 @@ unification, `some … in`, `every`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from policy_engine import ast
+from policy_engine.builtins import Builtin, BuiltinError
 from policy_engine.codegen import generate
-from policy_engine.compile_calls import CallCompiler
-from policy_engine.errors import COMPILE_ERROR
+from policy_engine.compile_calls import MOCK_ROOTS, CallCompiler
+from policy_engine.compile_terms import ref_name
+from policy_engine.errors import COMPILE_ERROR, EvalError
 from policy_engine.runtime import (
     COLLECTIONS,
     MISSING,
@@ -141,9 +143,13 @@ class BodyCompiler(CallCompiler):
         targets: list[tuple[str, tuple[Any, ...]]] = []
         values: list[ValueFn] = []
         for modifier in lit.withs:
-            targets.append(self.with_target(modifier))
+            target = self.with_target(modifier, scope)
+            targets.append(target)
             hoists: list[Builder] = []
-            values.append(self.value(modifier.value, scope, hoists))
+            if target[0] == "mock":
+                values.append(self.replacement(modifier.value, scope, hoists))
+            else:
+                values.append(self.value(modifier.value, scope, hoists))
             if hoists:
                 raise NotReady({"_"}, modifier.span)
         plain = ast.Literal(span=lit.span, negated=lit.negated, expr=lit.expr)
@@ -159,7 +165,7 @@ class BodyCompiler(CallCompiler):
                         return False
                     if root == "input":
                         new_input = set_path(new_input, path, v)
-                    elif root == "rule":
+                    elif root == "rule" or root == "mock":
                         overrides[path] = v
                     else:
                         new_data = set_path(new_data, path, v)
@@ -174,15 +180,25 @@ class BodyCompiler(CallCompiler):
 
         return build
 
-    def with_target(self, modifier: ast.With) -> tuple[str, tuple[Any, ...]]:
+    def with_target(self, modifier: ast.With, scope: Scope) -> tuple[str, tuple[Any, ...]]:
+        """("input" | "data" | "rule", path) or ("mock", the function's override key)."""
         target = modifier.target
         head = target.head if isinstance(target, ast.Ref) else target
         path_terms = target.path if isinstance(target, ast.Ref) else ()
         path = tuple(constant(p) for p in path_terms)
+        name = ref_name(target)
+        if name is not None and name[0] != "input":
+            kind, found = self.resolve_call(name, scope)
+            if kind == "function" and self.index.groups[found].kind != "function":
+                kind = "rule"
+            key = self.mock_key(kind, found) if kind in ("builtin", "function") else None
+            if key is not None:
+                return ("mock", key)
         if not isinstance(head, ast.Var) or head.name not in ("input", "data") or MISSING in path:
             self.problem(
                 COMPILE_ERROR,
-                "`with` can only replace `input`, `input.<path>` or `data.<path>`",
+                "`with` can only replace `input`, `input.<path>`, `data.<path>` or a "
+                "function (a built-in or one of the policy's)",
                 modifier.span,
             )
             return ("input", ())
@@ -193,6 +209,49 @@ class BodyCompiler(CallCompiler):
             if full[:i] in self.index.groups or (i == len(full) and full in self.index.namespaces):
                 return ("rule", full)
         return ("data", path)
+
+    def replacement(self, term: ast.Term, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        """What `with <function> as <term>` puts in place of the function: a call of
+        another function (a built-in or the policy's) or a value returned for any arguments.
+
+        A replacing function runs without any function replacement in force, as in OPA
+        (it may call the function it replaces and get the original).
+        """
+        name = ref_name(term)
+        kind, found = self.resolve_call(name, scope) if name is not None else ("unknown", None)
+        if (
+            kind == "function"
+            and self.index.groups[cast(tuple[str, ...], found)].kind == "function"
+        ):
+            func = self.function(cast(tuple[str, ...], found))
+
+            def call_function(ctx: Ctx, values: tuple[Any, ...]) -> Any:
+                return func(without_mocks(ctx), values)
+
+            return lambda ctx, f: call_function
+        if kind == "builtin" and name is not None and name[0] not in scope.bound:
+            builtin = cast(Builtin, found)
+
+            def call_builtin(ctx: Ctx, values: tuple[Any, ...]) -> Any:
+                try:
+                    if builtin.context:
+                        return builtin.fn(without_mocks(ctx), *values)
+                    return builtin.fn(*values)
+                except BuiltinError as exc:
+                    if ctx.strict:
+                        raise EvalError(exc.code, exc.message, term.span) from None
+                    return UNDEFINED
+
+            return lambda ctx, f: call_builtin
+        value = self.value(term, scope, hoists)
+
+        def replace_with_value(ctx: Ctx, f: Frame) -> Any:
+            v = value(ctx, f)
+            if v is UNDEFINED:
+                return UNDEFINED
+            return lambda _ctx, _values: v
+
+        return replace_with_value
 
     def expr(self, expr: ast.Expr, scope: Scope) -> Builder:
         if isinstance(expr, ast.SomeVars):
@@ -229,7 +288,8 @@ class BodyCompiler(CallCompiler):
             return self.membership(term, scope, hoists, test=True)
         if isinstance(term, ast.Call):
             kind, target = self.resolve_call(term.name, scope)
-            if kind == "builtin" and len(term.args) == target.arity:
+            mocked = self.mock_key(kind, target) is not None
+            if kind == "builtin" and len(term.args) == target.arity and not mocked:
                 args = [self.value(a, scope, hoists) for a in term.args]
                 return self.builtin_call(target, args, term.span, test=True)
         fn = self.value(term, scope, hoists)
@@ -418,6 +478,15 @@ class BodyCompiler(CallCompiler):
 
 _EQUALITY = ("==",)
 _DYNAMIC = (ast.Ref, ast.Var, ast.Call, ast.BinOp, ast.UnaryMinus, ast.Membership)
+
+
+def without_mocks(ctx: Ctx) -> Ctx:
+    """The context a replacing function runs in: every function replacement lifted."""
+    overrides = ctx.overrides
+    if not overrides or not any(key[0] in MOCK_ROOTS for key in overrides):
+        return ctx
+    kept = {key: value for key, value in overrides.items() if key[0] not in MOCK_ROOTS}
+    return ctx.child(ctx.input, ctx.data, kept or None)
 
 
 def hoisted_terms(expr: ast.Expr) -> list[ast.Term]:

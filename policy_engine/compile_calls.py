@@ -26,7 +26,10 @@ from policy_engine.steps import OPERATORS, Builder
 from policy_engine.terms import Scope
 from policy_engine.values import UNDEFINED, equal, freeze
 
-__all__ = ["CallCompiler", "member"]
+__all__ = ["MOCK_ROOTS", "CallCompiler", "member"]
+
+# First element of the `ctx.overrides` keys of function replacements (rule paths start "data").
+MOCK_ROOTS = frozenset({"<builtin>", "<function>"})
 
 
 class CallCompiler(TermCompiler):
@@ -93,10 +96,43 @@ class CallCompiler(TermCompiler):
             return self.index.groups[target].arity
         return None
 
+    def mock_key(self, kind: str, target: Any) -> tuple[str, ...] | None:
+        """The `ctx.overrides` key under which a `with` replaces this function, if any may."""
+        if kind == "builtin":
+            name = tuple(target.name.split("."))
+            return ("<builtin>", *name) if name in self.mocked_names else None
+        # A policy function: replaced by its name in the package or by its `data` path.
+        if kind == "function" and (
+            target in self.mocked_names or target[-1] in self._mocked_last_names
+        ):
+            return ("<function>", *target)
+        return None
+
     def call(self, term: ast.Call, scope: Scope, hoists: list[Builder]) -> ValueFn:
+        args = [self.value(a, scope, hoists) for a in term.args]
+        original = self.direct_call(term, scope, args)
+        kind, target = self.resolve_call(term.name, scope)
+        key = self.mock_key(kind, target)
+        if key is None:
+            return original
+        self.note_input()  # what it returns depends on the `with` in force
+
+        def mockable(ctx: Ctx, f: Frame) -> Any:
+            overrides = ctx.overrides
+            if overrides is not None:
+                mock = overrides.get(key)
+                if mock is not None:
+                    values = tuple([a(ctx, f) for a in args])
+                    if any(v is UNDEFINED for v in values):
+                        return UNDEFINED
+                    return mock(ctx, values)
+            return original(ctx, f)
+
+        return mockable
+
+    def direct_call(self, term: ast.Call, scope: Scope, args: list[ValueFn]) -> ValueFn:
         kind, target = self.resolve_call(term.name, scope)
         name = ".".join(term.name)
-        args = [self.value(a, scope, hoists) for a in term.args]
         if kind == "unknown":
             self.problem(TYPE_ERROR, f"unknown function `{name}`", term.span)
             return lambda ctx, f: UNDEFINED

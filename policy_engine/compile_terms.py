@@ -119,6 +119,10 @@ class TermCompiler:
         # The `data` paths some `with` replaces (None: one is not constant, so any).
         # Only a rule whose own path is among them checks `ctx.overrides`.
         self.replaced_paths = replaced_data_paths(list(modules.values()))
+        # Names some `with` may replace as a function (`with count as f`), so that only
+        # the call sites of those functions look for a replacement.
+        self.mocked_names = mocked_names(list(modules.values()))
+        self._mocked_last_names = {name[-1] for name in self.mocked_names}
 
     def replaceable(self, path: tuple[str, ...]) -> bool:
         """Whether a `with data.…` statement may replace the rule at exactly `path`."""
@@ -756,3 +760,27 @@ def replaced_data_paths(modules: list[ast.Module]) -> set[tuple[Any, ...]] | Non
             return None
         paths.add(("data", *keys))
     return paths
+
+
+def ref_name(term: ast.Term) -> tuple[str, ...] | None:
+    """`count` -> ("count",), `time.now_ns` -> ("time", "now_ns"); None for other terms."""
+    if isinstance(term, ast.Var):
+        return (term.name,)
+    if isinstance(term, ast.Ref) and isinstance(term.head, ast.Var):
+        parts = [term.head.name]
+        for item in term.path:
+            if not isinstance(item, ast.StringLit):
+                return None
+            parts.append(item.value)
+        return tuple(parts)
+    return None
+
+
+def mocked_names(modules: list[ast.Module]) -> frozenset[tuple[str, ...]]:
+    """Every name a `with` statement replaces other than `input…` (functions among them)."""
+    names: set[tuple[str, ...]] = set()
+    for modifier in _withs(modules):
+        name = ref_name(modifier.target)
+        if name is not None and name[0] != "input":
+            names.add(name)
+    return frozenset(names)
