@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-from proxy.config import ConfigError, load_config
+from proxy.config import SECRET_KEY_ENV, ConfigError, GatewayConfig, load_config
+from proxy.secret_box import box_for
 from proxy.store import open_store
 from proxy.store.base import (
     ApiKey,
@@ -217,14 +218,21 @@ def _rule_status_action(status: RuleStatus) -> Action:
 
 
 # -- running a command --------------------------------------------------------------
-def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
+def _handler(action: Action, needs_secret: bool = False) -> Callable[[argparse.Namespace], int]:
     def handle(args: argparse.Namespace) -> int:
         try:
             config = load_config(args.config)
         except ConfigError as exc:
             return _fail(args, str(exc), EXIT_USAGE)
+        if needs_secret and not config.secret_key:
+            return _fail(
+                args,
+                f"{SECRET_KEY_ENV} is not set; set it to 32+ random characters (the value "
+                "every gateway process will use) and run this again",
+                EXIT_USAGE,
+            )
         try:
-            payload, text = asyncio.run(_run(config.database, config.usage_store, action, args))
+            payload, text = asyncio.run(_run(config, action, args))
         except StoreError as exc:
             return _fail(args, str(exc), EXIT_NOT_DONE)
         print(json.dumps(payload) if args.json else text)
@@ -234,9 +242,9 @@ def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
 
 
 async def _run(
-    database: str, usage_store: str | None, action: Action, args: argparse.Namespace
+    config: GatewayConfig, action: Action, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
-    store = open_store(database, usage_store)
+    store = open_store(config.database, config.usage_store, secrets=box_for(config.secret_key))
     try:
         await store.migrate()
         await store.ensure_defaults()
@@ -254,7 +262,7 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
 
 # -- the argument parsers -----------------------------------------------------------
 def add_commands(subparsers: Any, common: argparse.ArgumentParser | None = None) -> None:
-    """Register `orgs`, `projects` and `keys` on the `gateway` subparsers."""
+    """Register `orgs`, `projects`, `keys` and `secrets` on the `gateway` subparsers."""
     if common is None:
         common = argparse.ArgumentParser(add_help=False)
         common.add_argument("--config", help="YAML config file")
@@ -262,14 +270,39 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser | None = None)
     _add_orgs(subparsers, common)
     _add_projects(subparsers, common)
     _add_keys(subparsers, common)
+    _add_secrets(subparsers, common)
 
 
 def _command(
-    group: Any, name: str, common: argparse.ArgumentParser, action: Action, help_text: str
+    group: Any,
+    name: str,
+    common: argparse.ArgumentParser,
+    action: Action,
+    help_text: str,
+    needs_secret: bool = False,
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, parents=[common], help=help_text)
-    parser.set_defaults(handler=_handler(action))
+    parser.set_defaults(handler=_handler(action, needs_secret))
     return parser
+
+
+def _add_secrets(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    secrets = subparsers.add_parser("secrets", help="secrets at rest (GATEWAY_SECRET_KEY)")
+    group = secrets.add_subparsers(dest="secrets_command", required=True)
+    _command(
+        group,
+        "migrate",
+        common,
+        _secrets_migrate,
+        "key every token hash and encrypt every provider key stored by value",
+        needs_secret=True,
+    )
+
+
+async def _secrets_migrate(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    hashes, values = await store.protect_secrets()
+    text = f"{hashes} token hashes keyed, {values} provider keys encrypted"
+    return {"token_hashes_keyed": hashes, "provider_keys_encrypted": values}, text
 
 
 def _add_orgs(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -300,7 +333,10 @@ def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
     provider_key.add_argument("provider")
     source = provider_key.add_mutually_exclusive_group(required=True)
     source.add_argument("--env", help="name of the environment variable holding the key")
-    source.add_argument("--value", help="the key itself (stored in the database)")
+    source.add_argument(
+        "--value",
+        help="the key itself (stored in the database, encrypted when GATEWAY_SECRET_KEY is set)",
+    )
     archive = _command(group, "archive", common, _projects_archive, "archive a project")
     archive.add_argument("project")
     _command(group, "list", common, _projects_list, "list projects")

@@ -22,7 +22,7 @@ from litestar.response import Stream
 
 from proxy.admin_api import admin_router
 from proxy.api_route import OPERATION_OPT, api_middleware
-from proxy.config import GatewayConfig
+from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
 from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway
@@ -36,6 +36,7 @@ from proxy.openapi_docs import (
 )
 from proxy.policy import PolicyHolder
 from proxy.providers import ProviderDirectory
+from proxy.secret_box import box_for
 from proxy.store.base import Store
 from proxy.upstream import AiohttpUpstream
 
@@ -51,10 +52,21 @@ async def open_configured_store(config: GatewayConfig) -> Store:
     from proxy.store import open_store
 
     store = open_store(
-        config.database, config.usage_store, reservation_ttl=config.reservation_ttl_seconds
+        config.database,
+        config.usage_store,
+        reservation_ttl=config.reservation_ttl_seconds,
+        secrets=box_for(config.secret_key),
     )
     await store.migrate()
     await store.ensure_defaults()
+    if config.secret_key:
+        hashes, values = await store.protect_secrets()
+        if hashes or values:
+            logger.info(
+                "secrets at rest: %d token hashes keyed, %d provider keys encrypted",
+                hashes,
+                values,
+            )
     return store
 
 
@@ -174,6 +186,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if not config.secret_key:
+            logger.warning(
+                "%s is not set: provider keys given by value are stored in plain text and "
+                "token hashes are unkeyed; set it (32+ random characters) and restart, "
+                "see README.md, Secrets at rest",
+                SECRET_KEY_ENV,
+            )
         store = KeyCachingStore(await store_factory(config))
         await upstream.start()
         app.state.store = store

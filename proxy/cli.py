@@ -155,12 +155,13 @@ def _redacted(url: str) -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from proxy.secret_box import box_for
     from proxy.store import open_store
 
     config = _load(args)
 
     async def run() -> None:
-        store = open_store(config.database, config.usage_store)
+        store = open_store(config.database, config.usage_store, secrets=box_for(config.secret_key))
         try:
             await store.migrate()
         finally:

@@ -31,6 +31,8 @@ __all__ = [
 
 ENV_PREFIX = "GATEWAY_"
 ADMIN_TOKEN_ENV = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 - a variable name, not a secret
+SECRET_KEY_ENV = "GATEWAY_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+MIN_SECRET_KEY_LENGTH = 32
 CONFIG_PATH_ENV = "GATEWAY_CONFIG"
 
 # Providers the gateway serves without any configuration; `mock` answers locally.
@@ -139,6 +141,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of the gateway's own logs (decision log lines are INFO)."""
 
+    secret_key: str | None = None
+    """Key for secrets at rest; read only from `GATEWAY_SECRET_KEY` (32+ characters).
+    Set: token hashes are keyed (HMAC) and provider keys given by value are encrypted
+    (`proxy.secret_box`); unset: the gateway warns at start."""
+
     admin_token: str | None = None
     """Token for the `/admin` HTTP API; read only from `GATEWAY_ADMIN_TOKEN`. None
     disables the admin API."""
@@ -147,6 +154,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         from proxy.forwarded import parse_networks
 
         parse_networks(self.trusted_proxies)  # ValueError names the bad entry
+        if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"{SECRET_KEY_ENV} must be at least {MIN_SECRET_KEY_LENGTH} characters; generate "
+                "one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
 
     @property
     def catalog_path(self) -> str:
@@ -207,11 +219,12 @@ def _read_file(path: str) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: unknown field `{unknown[0]}`; known fields are: {', '.join(_FIELDS)}"
         )
-    if "admin_token" in data:
-        raise ConfigError(
-            f"{path}: field `admin_token` is not allowed in a file; "
-            f"set the environment variable {ADMIN_TOKEN_ENV} instead"
-        )
+    for field, variable in (("admin_token", ADMIN_TOKEN_ENV), ("secret_key", SECRET_KEY_ENV)):
+        if field in data:
+            raise ConfigError(
+                f"{path}: field `{field}` is not allowed in a file; "
+                f"set the environment variable {variable} instead"
+            )
     return data
 
 

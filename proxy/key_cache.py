@@ -197,6 +197,12 @@ class KeyCachingStore:
         finally:
             self.invalidate()
 
+    async def protect_secrets(self) -> tuple[int, int]:
+        try:
+            return await self.inner.protect_secrets()
+        finally:
+            self.invalidate()
+
     async def archive_project(self, project_id: str) -> Project:
         try:
             return await self.inner.archive_project(project_id)

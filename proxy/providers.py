@@ -15,6 +15,7 @@ import msgspec
 from proxy.catalog import Catalog
 from proxy.config import BUILTIN_PROVIDERS, GatewayConfig
 from proxy.documents import Decision, Operation
+from proxy.secret_box import SecretUnavailable, box_for, open_source
 from proxy.store.base import Project
 
 __all__ = ["ProviderDirectory", "ProviderProblem", "Route"]
@@ -45,6 +46,7 @@ class ProviderDirectory:
     def __init__(self, config: GatewayConfig, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self._environ = env
+        self._secrets = box_for(config.secret_key)
         self._base_urls: dict[str, str] = {}
         self._gateway_keys: dict[str, str] = {}
         for provider in config.providers:
@@ -79,8 +81,14 @@ class ProviderDirectory:
 
     def _project_key(self, project: Project, provider: str) -> str:
         source = project.provider_keys.get(provider, {})
-        if "value" in source:
-            return source["value"]
+        try:
+            literal = open_source(source, self._secrets)
+        except SecretUnavailable as exc:
+            raise ProviderProblem(
+                f"Provider key for {provider} in project {project.id}: {exc}"
+            ) from None
+        if literal is not None:
+            return literal
         variable = source.get("env", "")
         secret = self._environ.get(variable, "") if variable else ""
         if not secret:

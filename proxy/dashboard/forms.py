@@ -98,6 +98,8 @@ def mask_secret(source: dict[str, str]) -> str:
     """How a project's provider key is shown: the variable name, or the last four only."""
     if "env" in source:
         return f"from environment variable {source['env']}"
+    if "encrypted" in source:
+        return "stored value (encrypted)"
     secret = source.get("value", "")
     tail = secret[-4:] if len(secret) >= 12 else ""
     return f"stored value ••••{tail}"

@@ -122,8 +122,16 @@ class Store(Protocol):
         ...
 
     def hash_token(self, token: str) -> str:
-        """The stored form of `token` (SHA-256, or HMAC-SHA256 with the store's secret):
-        the proxy hashes the presented token with this before `key_context`."""
+        """The lookup handle of `token` (its SHA-256 hex digest): the proxy hashes the
+        presented token with this before `key_context`, which finds the key whether it
+        is stored under that digest or, with `GATEWAY_SECRET_KEY`, its keyed form
+        (`proxy.secret_box`)."""
+        ...
+
+    async def protect_secrets(self) -> tuple[int, int]:
+        """With a secret key: convert every plain token hash to its keyed form and encrypt
+        every provider key stored by value; returns (hashes converted, keys encrypted).
+        Idempotent; a no-op without a secret key."""
         ...
 
     async def reclaim_expired(self) -> int:

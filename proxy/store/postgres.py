@@ -23,8 +23,17 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import psycopg
 
+from proxy.secret_box import (
+    KEYED_PREFIX,
+    SecretBox,
+    lookup_forms,
+    protected_provider_keys,
+    stored_hash,
+    stored_source,
+)
 from proxy.store.base import (
     ApiKey,
     IamRule,
@@ -229,7 +238,7 @@ SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
   FROM api_keys k
   JOIN projects p ON p.id = k.project
   JOIN organizations o ON o.id = p.organization
- WHERE k.token_hash = %s"""  # noqa: S608 - constant column list
+ WHERE k.token_hash IN (%s, %s)"""  # noqa: S608 - constant column list
 
 _PROJECT_COLUMNS = "id, organization, mode, status, provider_keys"
 
@@ -242,12 +251,12 @@ class PostgresStore:
         url: str,
         *,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
-        token_secret: bytes | None = None,
+        secrets: SecretBox | None = None,
         pool_size: int = 10,
     ) -> None:
         self._url = url
         self._ttl = reservation_ttl
-        self._secret = token_secret
+        self._secrets = secrets
         self._pool = ConnectionPool(url, pool_size)
         # Expired reservations are reclaimed by the first reserve after this many seconds.
         self._reclaim_every = min(1.0, reservation_ttl / 4)
@@ -257,7 +266,34 @@ class PostgresStore:
         await self._pool.close()
 
     def hash_token(self, token: str) -> str:
-        return hash_token(token, self._secret)
+        return hash_token(token)
+
+    async def protect_secrets(self) -> tuple[int, int]:
+        box = self._secrets
+        if box is None:
+            return 0, 0
+        async with self._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT id, token_hash FROM api_keys WHERE token_hash NOT LIKE %s FOR UPDATE",
+                (KEYED_PREFIX + "%",),
+            )
+            plain = await cursor.fetchall()
+            for key_id, token_hash in plain:
+                await conn.execute(
+                    "UPDATE api_keys SET token_hash = %s WHERE id = %s",
+                    (box.keyed(str(token_hash)), key_id),
+                )
+            cursor = await conn.execute("SELECT id, provider_keys FROM projects FOR UPDATE")
+            sealed = 0
+            for project_id, text in await cursor.fetchall():
+                protected, count = protected_provider_keys(decode_provider_keys(str(text)), box)
+                if count:
+                    sealed += count
+                    await conn.execute(
+                        "UPDATE projects SET provider_keys = %s WHERE id = %s",
+                        (encode_json(protected), project_id),
+                    )
+        return len(plain), sealed
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
@@ -319,12 +355,22 @@ class PostgresStore:
         # refuses on that figure never reaches `reserve`, so reclaim here too.
         if time.monotonic() - self._last_reclaim >= self._reclaim_every:
             await self.reclaim_expired()
-        row = await self._fetchone(_CONTEXT_QUERY, (token_hash,))
-        if row is None or not hashes_match(row[1], token_hash):
+        keyed, plain = lookup_forms(token_hash, self._secrets)
+        row = await self._fetchone(_CONTEXT_QUERY, (keyed, plain))
+        if row is None or not (hashes_match(row[1], keyed) or hashes_match(row[1], plain)):
             return None
         n = len(KEY_COLUMNS.split(","))
+        key = key_from_row(row[:n])
+        if key.token_hash != keyed:
+            # Stored by a process without the secret: converted on first use.
+            async with self.transaction() as conn:
+                await conn.execute(
+                    "UPDATE api_keys SET token_hash = %s WHERE id = %s AND token_hash = %s",
+                    (keyed, key.id, key.token_hash),
+                )
+            key = msgspec.structs.replace(key, token_hash=keyed)
         return KeyContext(
-            key=key_from_row(row[:n]),
+            key=key,
             reserved=row[n],
             project=project_from_row(row[n + 1 : n + 6]),
             organization=organization_from_row(row[n + 6 : n + 8]),
@@ -462,7 +508,7 @@ class PostgresStore:
             if source is None:
                 keys.pop(provider, None)
             else:
-                keys[provider] = dict(source)
+                keys[provider] = stored_source(source, self._secrets)
             cursor = await conn.execute(
                 "UPDATE projects SET provider_keys = %s WHERE id = %s "  # noqa: S608 - constant column list
                 f"RETURNING {_PROJECT_COLUMNS}",
@@ -491,7 +537,7 @@ class PostgresStore:
             f"RETURNING {KEY_COLUMNS}",
             (
                 new_id("key"),
-                self.hash_token(token),
+                stored_hash(hash_token(token), self._secrets),
                 display_token(token),
                 project_id,
                 "active",

@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from proxy.secret_box import SecretBox
 from proxy.store import redis_scripts
 from proxy.store.base import (
     ApiKey,
@@ -87,7 +88,7 @@ class RedisLedgerStore:
         usage_store_url: str,
         *,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
-        token_secret: bytes | None = None,
+        secrets: SecretBox | None = None,
         pool_size: int = 10,
         flush_interval: float = 1.0,
         redis_prefix: str | None = None,
@@ -96,7 +97,7 @@ class RedisLedgerStore:
         self._pg = PostgresStore(
             database_url,
             reservation_ttl=reservation_ttl,
-            token_secret=token_secret,
+            secrets=secrets,
             pool_size=pool_size,
         )
         # Blocking pool: a burst waits for a free connection instead of failing.
@@ -367,6 +368,9 @@ class RedisLedgerStore:
         self, project_id: str, provider: str, source: dict[str, str] | None
     ) -> Project:
         return await self._pg.set_provider_key(project_id, provider, source)
+
+    async def protect_secrets(self) -> tuple[int, int]:
+        return await self._pg.protect_secrets()
 
     async def archive_project(self, project_id: str) -> Project:
         return await self._pg.archive_project(project_id)

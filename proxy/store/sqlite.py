@@ -45,6 +45,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import msgspec
+
+from proxy.secret_box import (
+    KEYED_PREFIX,
+    SecretBox,
+    lookup_forms,
+    protected_provider_keys,
+    stored_hash,
+    stored_source,
+)
 from proxy.store.base import (
     ApiKey,
     IamRule,
@@ -195,7 +205,7 @@ class SqliteStore:
         path: str,
         *,
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
-        token_secret: bytes | None = None,
+        secrets: SecretBox | None = None,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
@@ -203,7 +213,7 @@ class SqliteStore:
         self._synchronous = synchronous
         self._path = path
         self._ttl = reservation_ttl
-        self._secret = token_secret
+        self._secrets = secrets
         self._conn: sqlite3.Connection | None = None
         # INVARIANT: one thread, so the connection is only ever touched by its owner thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -420,7 +430,38 @@ class SqliteStore:
         self._executor.shutdown(wait=True)
 
     def hash_token(self, token: str) -> str:
-        return hash_token(token, self._secret)
+        return hash_token(token)
+
+    def _stored_hash(self, token: str) -> str:
+        return stored_hash(hash_token(token), self._secrets)
+
+    async def protect_secrets(self) -> tuple[int, int]:
+        box = self._secrets
+        if box is None:
+            return 0, 0
+
+        def protect(conn: sqlite3.Connection) -> tuple[int, int]:
+            plain = conn.execute(
+                "SELECT id, token_hash FROM api_keys WHERE token_hash NOT LIKE ?",
+                (KEYED_PREFIX + "%",),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE api_keys SET token_hash = ? WHERE id = ?",
+                [(box.keyed(token_hash), key_id) for key_id, token_hash in plain],
+            )
+            sealed = 0
+            projects = conn.execute("SELECT id, provider_keys FROM projects").fetchall()
+            for project_id, text in projects:
+                protected, count = protected_provider_keys(decode_provider_keys(text), box)
+                if count:
+                    sealed += count
+                    conn.execute(
+                        "UPDATE projects SET provider_keys = ? WHERE id = ?",
+                        (encode_json(protected), project_id),
+                    )
+            return len(plain), sealed
+
+        return await self._run(self._write(protect))
 
     # -- schema ---------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -461,16 +502,18 @@ class SqliteStore:
 
     # -- request path ---------------------------------------------------------------
     async def key_context(self, token_hash: str) -> KeyContext | None:
+        keyed, plain = lookup_forms(token_hash, self._secrets)
+
         def read(conn: sqlite3.Connection) -> KeyContext | None:
             now = now_epoch()
             # One read transaction, so key, project, organization and sums agree.
             conn.execute("BEGIN")
             try:
                 row = conn.execute(
-                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE token_hash = ?",  # noqa: S608
-                    (token_hash,),
+                    f"SELECT {KEY_COLUMNS} FROM api_keys WHERE token_hash IN (?, ?)",  # noqa: S608
+                    (keyed, plain),
                 ).fetchone()
-                if row is None or not hashes_match(row[1], token_hash):
+                if row is None or not (hashes_match(row[1], keyed) or hashes_match(row[1], plain)):
                     return None
                 key = key_from_row(row)
                 project = self._project(conn, key.project_id)
@@ -496,7 +539,22 @@ class SqliteStore:
                 credits_reserved=credits_reserved,
             )
 
-        return await self._request_read(read)
+        context = await self._request_read(read)
+        if context is not None and context.key.token_hash != keyed:
+            # Stored by a process without the secret: converted on first use.
+            await self._replace_token_hash(context.key.id, context.key.token_hash, keyed)
+            key = msgspec.structs.replace(context.key, token_hash=keyed)
+            context = msgspec.structs.replace(context, key=key)
+        return context
+
+    async def _replace_token_hash(self, key_id: str, old: str, new: str) -> None:
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE api_keys SET token_hash = ? WHERE id = ? AND token_hash = ?",
+                (new, key_id, old),
+            )
+
+        await self._run(self._write(update))
 
     @staticmethod
     def _key_reserved(conn: sqlite3.Connection, key_id: str, now: float) -> Decimal:
@@ -707,7 +765,7 @@ class SqliteStore:
             if source is None:
                 keys.pop(provider, None)
             else:
-                keys[provider] = dict(source)
+                keys[provider] = stored_source(source, self._secrets)
             conn.execute(
                 "UPDATE projects SET provider_keys = ? WHERE id = ?",
                 (encode_json(keys), project_id),
@@ -739,7 +797,7 @@ class SqliteStore:
         token = generate_token()
         key = ApiKey(
             id=new_id("key"),
-            token_hash=self.hash_token(token),
+            token_hash=self._stored_hash(token),
             display=display_token(token),
             project_id=project_id,
             status="active",

@@ -16,6 +16,7 @@ from proxy_test_servers import GatewayServer, LoopThread, UpstreamServer, free_p
 from proxy.app import create_app
 from proxy.config import GatewayConfig, ProviderConfig, default_policy_dir
 from proxy.policy import DecideFn, PolicyHolder, engine_loader
+from proxy.secret_box import SecretBox, box_for
 from proxy.store.base import Store
 from proxy.store.sqlite import SqliteStore
 
@@ -31,10 +32,10 @@ BODY_LIMIT = 64 * 1024
 class AdminStore:
     """A second store on the gateway's database, for arranging keys and reading usage."""
 
-    def __init__(self, database_path: str) -> None:
+    def __init__(self, database_path: str, secrets: SecretBox | None = None) -> None:
         self._thread = LoopThread()
         self.path = database_path
-        self.store: Store = SqliteStore(database_path)
+        self.store: Store = SqliteStore(database_path, secrets=secrets)
 
     def __call__(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._thread.run(coro)
@@ -141,7 +142,7 @@ def deployed(tmp: Path, **overrides: Any) -> Iterator[Deployment]:
     holder = PolicyHolder(config.policy_dir, config.catalog_path, loader=inputs)
     gateway = GatewayServer(create_app(config, policy=holder), config)
     gateway.start()
-    admin = AdminStore(str(tmp / "gateway.db"))
+    admin = AdminStore(str(tmp / "gateway.db"), box_for(config.secret_key))
     try:
         yield Deployment(gateway, upstream, admin, logs, inputs)
     finally:

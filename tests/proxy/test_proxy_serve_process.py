@@ -193,6 +193,7 @@ def test_start_announces_the_url_and_whether_the_dashboard_is_on(served: Served)
     line = next(line for line in served.lines if "listening on" in line)
     assert f"listening on {served.url} (API {served.url}/v1" in line
     assert "dashboard and admin API off (set GATEWAY_ADMIN_TOKEN to turn them on)" in line
+    _until(lambda: "GATEWAY_SECRET_KEY is not set" in served.output, "the warning", served.server)
 
 
 def test_a_busy_port_exits_2_with_one_clear_line(workdir: Path) -> None:
