@@ -12,6 +12,7 @@
 #   6. model not in the catalog            400
 #   7. IAM rules deny                      403
 #   7b. a custom rule denies (custom_deny) 403 unless the rule says otherwise
+#   7c. no allowed provider serves the request's API   400
 #   8. no usable credential for any allowed provider   400 / 402
 #
 # Inputs: `input` (schemas/input.schema.json), `data.catalog`
@@ -45,6 +46,8 @@ decision := denied(401, "Unauthorized: No API key provided. Expected 'Authorizat
 	count(iam_reasons) > 0
 } else := denied(custom_denial.status, custom_denial.message, custom_reasons) if {
 	custom_denial
+} else := denied(400, unserved_api_message, []) if {
+	unserved_api_message
 } else := denied(400, no_provider_message, []) if {
 	no_provider_message
 } else := denied(402, insufficient_credits_message, []) if {
@@ -339,10 +342,44 @@ requested_providers := {explicit_provider} if explicit_provider != null
 
 else := permitted_model_providers
 
+# Check 7c: a provider serves only the APIs the catalog lists for it (`apis`;
+# without the field, the OpenAI-compatible ones), so an Anthropic Messages request
+# goes only to a provider that speaks that API natively.
+default_apis := ["chat.completions", "completions", "embeddings"]
+
+provider_apis(provider) := data.catalog.providers[provider].apis if {
+	data.catalog.providers[provider].apis
+} else := default_apis
+
+api_providers := {provider |
+	some provider in requested_providers
+	input.request.operation in provider_apis(provider)
+}
+
+api_paths := {
+	"chat.completions": "/v1/chat/completions",
+	"completions": "/v1/completions",
+	"embeddings": "/v1/embeddings",
+	"responses": "/v1/responses",
+	"messages": "/v1/messages",
+}
+
+unserved_api_message := sprintf("Model %s is not served through %s by any of its allowed providers; they serve %s", [model_id, api_paths[input.request.operation], served_paths]) if {
+	model_id != null
+	count(requested_providers) > 0
+	count(api_providers) == 0
+}
+
+served_paths := concat(", ", sort({api_paths[operation] |
+	some provider in requested_providers
+	some operation in provider_apis(provider)
+	api_paths[operation]
+}))
+
 # Candidates as [preference, price, provider, billing]: project keys first, then
 # the cheapest, then by name, so the choice is stable.
 candidates := sort([[billing_rank[billing], price(model_id, provider), provider, billing] |
-	some provider in requested_providers
+	some provider in api_providers
 	billing := billing_for(provider)
 ])
 

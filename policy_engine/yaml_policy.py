@@ -85,7 +85,7 @@ class PolicyRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """These providers may not serve requests."""
     allow_operations: Values | None = None
     """Only these operations (`chat.completions`, `completions`, `embeddings`,
-    `models.list`) may be called."""
+    `models.list`, `responses`, `messages`) may be called."""
     deny_operations: Values | None = None
     """These operations may not be called."""
 

@@ -1,7 +1,7 @@
 """The API routes' request path as plain ASGI, below Litestar's handler machinery.
 
 Litestar still routes the request (and answers 404/405), documents the operations in
-OpenAPI, and runs the app's middleware; but for the four API operations the work per
+OpenAPI, and runs the app's middleware; but for the API operations the work per
 request is done here, straight on the ASGI scope: read the body, hand it to
 `Gateway.handle`, send the reply with Litestar's own `ASGIResponse` /
 `ASGIStreamingResponse` (same headers, same disconnect handling for streams). Skipped:
@@ -56,9 +56,10 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception:
         # What Litestar's exception handler would answer, in the configured format.
         logger.exception("unhandled error on %s", scope.get("path", ""))
-        reply = gateway.error(500, "Internal error: see the gateway log")
+        reply = gateway.error(500, "Internal error: see the gateway log", operation)
     if reply is None:
-        reply = gateway.error(400, "Client closed the request")  # never sent: nobody listens
+        # Never sent: nobody listens.
+        reply = gateway.error(400, "Client closed the request", operation)
     await _response(reply)(scope, receive, send)
 
 
@@ -70,7 +71,8 @@ async def _answer(
         limit = gateway.max_body_bytes
         read = await _read_limited(scope, receive, limit)
         if read is None:
-            return gateway.error(413, f"Request body too large: the limit is {limit} bytes")
+            message = f"Request body too large: the limit is {limit} bytes"
+            return gateway.error(413, message, operation)
         body = read
     client = scope.get("client")
     headers = Headers.from_scope(scope)

@@ -33,6 +33,8 @@ from proxy.openapi_docs import (
     chat_request_schema,
     completion_request_schema,
     embedding_request_schema,
+    messages_request_schema,
+    responses_request_schema,
 )
 from proxy.policy import PolicyHolder
 from proxy.providers import ProviderDirectory
@@ -71,7 +73,7 @@ async def open_configured_store(config: GatewayConfig) -> Store:
 
 
 def _api_routes() -> list[Any]:
-    """The four API operations: declared here for routing and OpenAPI, answered by
+    """The API operations: declared here for routing and OpenAPI, answered by
     `proxy.api_route.api_middleware` (plain ASGI; see that module for why)."""
 
     def unreachable() -> RuntimeError:
@@ -110,6 +112,30 @@ def _api_routes() -> list[Any]:
     async def embeddings() -> Response[bytes] | Stream:
         raise unreachable()
 
+    @post(
+        "/v1/responses",
+        operation_class=api_operation(responses_request_schema(), streams=True),
+        summary="OpenAI Responses API, streamed with `stream: true`",
+        status_code=200,
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "responses"},
+    )
+    async def responses() -> Response[bytes] | Stream:
+        raise unreachable()
+
+    @post(
+        "/v1/messages",
+        operation_class=api_operation(
+            messages_request_schema(), streams=True, anthropic_errors=True
+        ),
+        summary="Anthropic Messages API (`x-api-key` or Bearer), streamed with `stream: true`",
+        status_code=200,
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "messages"},
+    )
+    async def messages() -> Response[bytes] | Stream:
+        raise unreachable()
+
     @get(
         "/v1/models",
         operation_class=api_operation(None),
@@ -120,7 +146,7 @@ def _api_routes() -> list[Any]:
     async def models() -> Response[bytes] | Stream:
         raise unreachable()
 
-    return [chat_completions, completions, embeddings, models]
+    return [chat_completions, completions, embeddings, responses, messages, models]
 
 
 @get("/healthz", summary="Liveness: the process answers")

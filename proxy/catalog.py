@@ -13,6 +13,9 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
+from proxy.documents import Operation
+from proxy.usage import TokenUsage, uncached_tokens
+
 __all__ = [
     "Catalog",
     "CatalogError",
@@ -43,10 +46,35 @@ class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
     # The body field that caps completion tokens at this provider (reasoning models
     # accept only `max_completion_tokens`).
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Prompt-cache prices (None: the input price; the 1-hour write: the 5-minute one).
+    cache_read_price: Decimal | None = None
+    cache_write_price: Decimal | None = None
+    cache_write_1h_price: Decimal | None = None
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """USD for the given token counts (prices are per million tokens)."""
         total = prompt_tokens * self.input_price + completion_tokens * self.output_price
+        return total / _PER_TOKEN
+
+    def bound_cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """The most `prompt_tokens` and `completion_tokens` can cost here, whichever way
+        the provider splits the prompt between plain input and cache reads and writes."""
+        write = self.cache_write_price or self.input_price
+        highest = max(self.input_price, write, self.cache_write_1h_price or write)
+        return (prompt_tokens * highest + completion_tokens * self.output_price) / _PER_TOKEN
+
+    def usage_cost(self, usage: TokenUsage) -> Decimal:
+        """USD for what the provider reported, each kind of prompt token at its price."""
+        write = self.cache_write_price if self.cache_write_price is not None else self.input_price
+        write_1h = self.cache_write_1h_price if self.cache_write_1h_price is not None else write
+        read = self.cache_read_price if self.cache_read_price is not None else self.input_price
+        total = (
+            uncached_tokens(usage) * self.input_price
+            + usage.cache_read_tokens * read
+            + usage.cache_write_tokens * write
+            + usage.cache_write_1h_tokens * write_1h
+            + usage.completion_tokens * self.output_price
+        )
         return total / _PER_TOKEN
 
 
@@ -59,6 +87,8 @@ class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):
 class CatalogProvider(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     base_url: str | None = None
+    # The operations served natively at `base_url` (the policy routes by this too).
+    apis: tuple[Operation, ...] = ("chat.completions", "completions", "embeddings")
 
 
 class Catalog(msgspec.Struct, frozen=True, kw_only=True):

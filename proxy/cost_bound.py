@@ -20,8 +20,23 @@ must hold for every billed dimension:
   it cannot generate past the bound; times `n` and `best_of` (the provider bills
   every candidate), times the number of prompts of a batched completions request.
 - embeddings: every input of the array, with a per-input allowance; no completion.
+- responses (OpenAI Responses API): `instructions` and every `input` item count as
+  messages; an item or part is bounded by the bytes of its JSON text (its keys are
+  rendered too), images as above. Completion: `max_output_tokens`, else the offer's
+  `max_output_tokens`, else `default_max_tokens`, forwarded as `max_output_tokens`.
+- messages (Anthropic Messages API): `system` and every message likewise; completion:
+  `max_tokens`, which that API requires (thinking budgets are part of it).
+- tools of both: the JSON text of each definition plus its allowance; a provider-defined
+  tool (e.g. Anthropic's `bash_20250124`, OpenAI's `local_shell`) also brings a
+  definition the provider writes itself, and any tools a tool-use preamble: each gets
+  `BUILTIN_TOOL_ALLOWANCE`. Tools the provider runs itself (web search, code execution,
+  file search, MCP servers) read and bill content the gateway never sees, and state
+  stored at the provider (`previous_response_id`, `conversation`, stored prompts, item
+  references, uploaded files, PDFs and audio) has a size the gateway cannot know: such
+  requests are refused with a 400 naming the field.
 
-Cost bound = prompt bound x input price + completion bound x output price.
+Cost bound = prompt bound x the highest prompt price of the offer (input, cache write)
++ completion bound x output price.
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ from proxy.catalog import ModelPrice
 from proxy.documents import Operation
 
 __all__ = [
+    "BUILTIN_TOOL_ALLOWANCE",
     "MESSAGE_ALLOWANCE",
     "REQUEST_ALLOWANCE",
     "TOOL_ALLOWANCE",
@@ -50,6 +66,9 @@ MESSAGE_ALLOWANCE = 16
 REQUEST_ALLOWANCE = 16
 # Tokens a provider may add around one tool or function definition it renders.
 TOOL_ALLOWANCE = 32
+# Tokens of a definition or preamble the provider writes itself (Anthropic documents
+# 245 to 735 tokens per built-in tool and ~350 for the tool-use system prompt).
+BUILTIN_TOOL_ALLOWANCE = 1024
 
 _encoder = msgspec.json.Encoder()
 # Chat fields, besides `messages`, whose text the provider renders into the prompt.
@@ -80,6 +99,14 @@ def cost_bound(
     if operation == "embeddings":
         prompt = _inputs_bound(payload.get("input"))
         return _bound(price, prompt, 0, None)
+    if operation == "messages":
+        return _bound(price, _messages_bound(payload, price), payload["max_tokens"], None)
+    if operation == "responses":
+        limit = payload.get("max_output_tokens")
+        if isinstance(limit, int):
+            return _bound(price, _responses_bound(payload, price), limit, None)
+        fallback = price.max_output_tokens or default_max_tokens
+        return _bound(price, _responses_bound(payload, price), fallback, fallback)
     if operation == "chat.completions":
         prompt, prompts = _chat_bound(payload, price), 1
     else:
@@ -98,7 +125,7 @@ def _bound(price: ModelPrice, prompt: int, completion: int, default: int | None)
     return CostBound(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        amount=price.cost(prompt, completion),
+        amount=price.bound_cost(prompt, completion),
         default_max_tokens=default,
     )
 
@@ -209,3 +236,133 @@ def _one_input(value: Any) -> int:
 
 def _is_token_ids(value: list[Any]) -> bool:
     return all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+
+
+# --- Responses and Messages ---------------------------------------------------------
+
+# Fields naming state kept at the provider, whose size the gateway cannot see.
+_STORED_STATE = {
+    "responses": ("previous_response_id", "conversation", "prompt"),
+    "messages": ("mcp_servers", "container"),
+}
+# Part or item types that are images, and those whose cost has no byte bound.
+_IMAGE_TYPES = frozenset({"image", "input_image", "computer_screenshot"})
+_UNBOUNDED_TYPES = frozenset(
+    {"input_file", "input_audio", "item_reference", "document", "container_upload", "file"}
+)
+# Tool types that are plain client-side definitions (the gateway sees all of them).
+_PLAIN_TOOLS = frozenset({"function", "custom"})
+# Tools the provider runs itself: what they read and cost is never seen here.
+_PROVIDER_RUN_TOOLS = (
+    "web_search",
+    "web_fetch",
+    "code_execution",
+    "code_interpreter",
+    "file_search",
+    "mcp",
+    "image_generation",
+)
+
+
+def _responses_bound(payload: Mapping[str, Any], price: ModelPrice) -> int:
+    _refuse_stored_state(payload, "responses")
+    tokens = REQUEST_ALLOWANCE + _tools_bound(payload.get("tools"))
+    instructions = payload.get("instructions")
+    if isinstance(instructions, str):
+        tokens += MESSAGE_ALLOWANCE + len(instructions.encode("utf-8"))
+    items = payload.get("input")
+    if isinstance(items, str):
+        return tokens + MESSAGE_ALLOWANCE + len(items.encode("utf-8"))
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        tokens += MESSAGE_ALLOWANCE + _block_bound(item, f"input[{index}]", price)
+    return tokens + _rendered_bound(payload, ("text", "tool_choice"))
+
+
+def _messages_bound(payload: Mapping[str, Any], price: ModelPrice) -> int:
+    _refuse_stored_state(payload, "messages")
+    tokens = REQUEST_ALLOWANCE + _tools_bound(payload.get("tools"))
+    system = payload.get("system")
+    if system is not None:
+        tokens += MESSAGE_ALLOWANCE + _block_bound(system, "system", price)
+    for index, message in enumerate(payload.get("messages") or ()):
+        tokens += MESSAGE_ALLOWANCE + _block_bound(message, f"messages[{index}]", price)
+    return tokens + _rendered_bound(payload, ("tool_choice",))
+
+
+def _refuse_stored_state(payload: Mapping[str, Any], operation: str) -> None:
+    for field in _STORED_STATE[operation]:
+        if payload.get(field) is not None:
+            raise Unbounded(
+                f"Invalid request body: field `{field}`: it refers to state kept at the "
+                "provider, whose size the gateway cannot see, so it cannot hold the "
+                "request's cost; send the whole conversation instead"
+            )
+
+
+def _tools_bound(tools: Any) -> int:
+    if not isinstance(tools, list):
+        return 0
+    tokens = BUILTIN_TOOL_ALLOWANCE if tools else 0  # the tool-use preamble
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith(_PROVIDER_RUN_TOOLS):
+            raise Unbounded(
+                f"Invalid request body: field `tools[{index}]`: a `{kind}` tool runs at the "
+                "provider, which bills what it reads, so the gateway cannot hold its "
+                "cost; define the tool as a function and run it yourself"
+            )
+        tokens += len(_encoder.encode(tool)) + TOOL_ALLOWANCE
+        if kind is not None and kind not in _PLAIN_TOOLS:
+            tokens += BUILTIN_TOOL_ALLOWANCE
+    return tokens
+
+
+def _rendered_bound(payload: Mapping[str, Any], fields: tuple[str, ...]) -> int:
+    return sum(len(_encoder.encode(payload[f])) for f in fields if payload.get(f) is not None)
+
+
+def _block_bound(value: Any, where: str, price: ModelPrice) -> int:
+    """A message, item or content block: the bytes of its JSON text, with image parts
+    at the catalog's price and unboundable parts refused. Strings count their UTF-8
+    bytes, which the JSON text of a container always exceeds."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, list):
+        return sum(_block_bound(item, f"{where}[{n}]", price) for n, item in enumerate(value))
+    if not isinstance(value, dict):
+        return len(_encoder.encode(value))
+    kind = value.get("type")
+    if kind in _IMAGE_TYPES:
+        return _image_bound(where, price)
+    if kind in _UNBOUNDED_TYPES and not _is_text_document(value):
+        raise Unbounded(
+            f"Invalid request body: field `{where}`: a `{kind}` part cannot be bounded, so "
+            "the gateway cannot hold its cost; send its text instead"
+        )
+    tokens = 2  # the braces
+    for field, item in value.items():
+        if isinstance(item, (list, dict)):
+            tokens += len(field) + 4 + _block_bound(item, f"{where}.{field}", price)
+        else:
+            tokens += len(field) + 4 + len(_encoder.encode(item))
+    return tokens
+
+
+def _is_text_document(block: dict[str, Any]) -> bool:
+    """An Anthropic `document` whose source is plain text: bounded by its bytes."""
+    source = block.get("source")
+    return (
+        block.get("type") == "document"
+        and isinstance(source, dict)
+        and source.get("type") in ("text", "content")
+    )
+
+
+def _image_bound(where: str, price: ModelPrice) -> int:
+    if price.image_input_tokens is None:
+        raise Unbounded(
+            f"Invalid request body: field `{where}`: an image part cannot be bounded "
+            f"for model `{price.model_id}`; set `image_input_tokens` for this provider "
+            "in the catalog to accept images"
+        )
+    return price.image_input_tokens

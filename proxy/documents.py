@@ -43,7 +43,9 @@ __all__ = [
     "input_value",
 ]
 
-Operation = Literal["chat.completions", "completions", "embeddings", "models.list"]
+Operation = Literal[
+    "chat.completions", "completions", "embeddings", "models.list", "responses", "messages"
+]
 KeyStatus = Literal["active", "inactive", "deleted"]
 ProjectStatus = Literal["active", "deleted"]
 ProjectMode = Literal["api-keys", "credits", "hybrid"]
@@ -82,7 +84,9 @@ class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """What the client asked for, as far as the policy needs to know."""
 
     operation: Operation
-    """The OpenAI-compatible operation the route maps to."""
+    """The operation the route maps to: the OpenAI-compatible `chat.completions`,
+    `completions`, `embeddings`, `models.list` and `responses` (`/v1/responses`), or the
+    Anthropic `messages` (`/v1/messages`)."""
     token_present: bool
     """True when a non-empty token came in `Authorization: Bearer` or `x-api-key` (check 1)."""
     model: str | None = None
@@ -92,7 +96,8 @@ class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """A message naming the problem with the body (check 5), or None when the body is fine.
     The proxy parses; the policy decides where in the order of checks this answers."""
     max_tokens: int | None = None
-    """The body's `max_tokens` (or `max_completion_tokens`) when given."""
+    """The body's completion limit when given: `max_tokens` (or `max_completion_tokens`),
+    `max_output_tokens` on `responses`."""
     stream: bool = False
     """True when the client asked for a streamed response."""
     time: str
@@ -220,6 +225,15 @@ class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     """The body field that caps completion tokens here (reasoning models accept only
     `max_completion_tokens`); used when the gateway forwards its default."""
+    cache_read_price: Money | None = None
+    """USD per million prompt tokens read from the provider's prompt cache (Anthropic's
+    `cache_read_input_tokens`, OpenAI's `cached_tokens`); None: the input price."""
+    cache_write_price: Money | None = None
+    """USD per million prompt tokens written to the prompt cache (Anthropic's
+    `cache_creation_input_tokens`, 5-minute cache); None: the input price."""
+    cache_write_1h_price: Money | None = None
+    """USD per million prompt tokens written to the 1-hour prompt cache (Anthropic's
+    `cache_creation.ephemeral_1h_input_tokens`); None: the 5-minute write price."""
 
 
 class CatalogModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -239,7 +253,11 @@ class CatalogProvider(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     name: str
     """Display name."""
     base_url: str | None = None
-    """Default OpenAI-compatible base URL; None for the built-in `mock` provider."""
+    """Default base URL (up to the API version); None for the built-in `mock` provider."""
+    apis: tuple[Operation, ...] = ("chat.completions", "completions", "embeddings")
+    """The operations this provider serves natively at `base_url` (`responses`: the OpenAI
+    Responses API, `messages`: the Anthropic Messages API); a request is routed only to
+    a provider that serves its operation."""
 
 
 class CatalogDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

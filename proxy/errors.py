@@ -1,4 +1,13 @@
-"""The gateway's own error bodies (contract §1): the documented shape or the OpenAI one.
+"""The gateway's own error bodies (contract §1): the documented shape or the OpenAI one,
+and on the Anthropic Messages API (`/v1/messages`) always Anthropic's.
+
+Why Anthropic's envelope there whatever `error_format` says: Anthropic clients (the
+`anthropic` SDKs, Claude Code) read `error.type` and `error.message` from
+`{"type": "error", "error": {...}}` and show nothing useful for another shape, and no
+client of that API expects the documented `{"error": true, ...}`. The message text is
+the documented one either way; the SDK picks its exception class from the status
+(401 `AuthenticationError`, 403 `PermissionDeniedError`, ...). The OpenAI-compatible
+routes, `/v1/responses` included, follow `error_format` as before.
 
 Only rejections by the gateway use these; an upstream provider's error status and
 body are passed through untouched.
@@ -10,7 +19,16 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["DocumentedError", "ErrorFormat", "OpenAIError", "OpenAIErrorBody", "error_body"]
+__all__ = [
+    "AnthropicError",
+    "AnthropicErrorBody",
+    "DocumentedError",
+    "ErrorFormat",
+    "OpenAIError",
+    "OpenAIErrorBody",
+    "anthropic_error_body",
+    "error_body",
+]
 
 ErrorFormat = Literal["documented", "openai"]
 
@@ -50,6 +68,34 @@ _OPENAI_KINDS: dict[int, tuple[str, str | None]] = {
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
 
+
+class AnthropicErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The inner object of Anthropic's error envelope."""
+
+    type: str
+    message: str
+
+
+class AnthropicError(msgspec.Struct, frozen=True, kw_only=True):
+    """`{"type": "error", "error": {"type", "message"}}` (Anthropic's documented errors)."""
+
+    type: str = "error"
+    error: AnthropicErrorBody
+
+
+# status -> Anthropic's error type (docs.anthropic.com, "Errors"); 5xx are api_error.
+_ANTHROPIC_KINDS: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    410: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -57,6 +103,12 @@ def _openai_kind(status: int) -> tuple[str, str | None]:
     if status >= 500:
         return ("api_error", "api_error")
     return _OPENAI_KINDS.get(status, ("invalid_request_error", None))
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    """A gateway rejection on the Messages API, in Anthropic's envelope."""
+    kind = _ANTHROPIC_KINDS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return _encoder.encode(AnthropicError(error=AnthropicErrorBody(type=kind, message=message)))
 
 
 def error_body(status: int, message: str, error_format: ErrorFormat = "documented") -> bytes:

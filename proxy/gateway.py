@@ -18,13 +18,22 @@ from typing import Any
 import anyio
 import msgspec
 
+from proxy.api_families import (
+    asks_stream_usage,
+    auth_header,
+    max_tokens_field,
+    stream_error_event,
+    stream_usage_reader,
+    upstream_headers,
+    whole_usage,
+)
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
 from proxy.credentials import read_token
 from proxy.decision_log import DecisionRecord
 from proxy.documents import Decision, Operation, RequestDocument
-from proxy.errors import error_body
+from proxy.errors import anthropic_error_body, error_body
 from proxy.input_document import build_input, gateway_info
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
@@ -32,7 +41,7 @@ from proxy.mock_provider import MockProvider
 from proxy.policy import LoadedPolicy, PolicyHolder
 from proxy.providers import ProviderDirectory, ProviderProblem, Route
 from proxy.request_body import ParsedBody, parse_body
-from proxy.sse import SseRelay, TokenUsage, usage_from
+from proxy.sse import SseRelay, TokenUsage
 from proxy.store.base import KeyContext, Reservation
 from proxy.upstream import (
     AiohttpUpstream,
@@ -98,6 +107,7 @@ class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
     bound: CostBound
     reservation: Reservation
     route: Route
+    headers: tuple[tuple[str, str], ...]  # the client's headers that go upstream
 
 
 class _Asked(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,6 +117,7 @@ class _Asked(msgspec.Struct, frozen=True, kw_only=True):
     request: RequestDocument
     parsed: ParsedBody
     body_size: int
+    headers: tuple[tuple[str, str], ...]  # the client's headers that go upstream
     policy: LoadedPolicy
     record: DecisionRecord  # mutable on purpose: filled in as the request goes
 
@@ -151,8 +162,11 @@ class Gateway:
 
     # -- replies -------------------------------------------------------------------
 
-    def error(self, status: int, message: str) -> Reply:
-        """A gateway rejection in the configured error format."""
+    def error(self, status: int, message: str, operation: Operation | None = None) -> Reply:
+        """A gateway rejection in the configured error format; on the Messages API in
+        Anthropic's (proxy/errors.py says why)."""
+        if operation == "messages":
+            return Reply(status=status, body=anthropic_error_body(status, message))
         return Reply(status=status, body=error_body(status, message, self._config.error_format))
 
     def _finish(self, record: DecisionRecord, reply: Reply) -> Reply:
@@ -195,12 +209,12 @@ class Gateway:
         asked, context, decision = await self._judge(operation, headers, client_ip, body, record)
         record.key_id = context.key.id if context else None
         if decision is None:
-            return self._finish(record, self._no_decision())
+            return self._finish(record, self._no_decision(operation))
         if not decision.allow:
             record.reason = decision.message
-            return self._finish(record, self.error(decision.status, decision.message))
+            return self._finish(record, self.error(decision.status, decision.message, operation))
         if context is None:  # a policy that allows an unknown key is broken
-            return self._finish(record, self._no_decision())
+            return self._finish(record, self._no_decision(operation))
         record.allowed = True
         record.provider = decision.provider
         if operation == "models.list":
@@ -229,6 +243,8 @@ class Gateway:
             )
         readable = context is not None and operation != "models.list"
         asked = self._asked(operation, token is not None, client_ip, body, readable, record)
+        if readable:
+            asked = msgspec.structs.replace(asked, headers=upstream_headers(operation, headers))
         decision = self._decide(asked, context)
         if context is not None and decision is not None and not decision.allow:
             # The record may come from the key cache: a refusal is always judged on the
@@ -268,6 +284,7 @@ class Gateway:
             request=request,
             parsed=parsed,
             body_size=len(body),
+            headers=(),
             policy=self._policy.current,
             record=record,
         )
@@ -281,8 +298,9 @@ class Gateway:
         self._metrics.decision_latency(elapsed)
         return decision
 
-    def _no_decision(self) -> Reply:
-        return self.error(500, "Internal error: the policy gave no decision; see the gateway log")
+    def _no_decision(self, operation: Operation) -> Reply:
+        message = "Internal error: the policy gave no decision; see the gateway log"
+        return self.error(500, message, operation)
 
     def _models(self, decision: Decision, catalog: Catalog) -> Reply:
         data = []
@@ -309,7 +327,7 @@ class Gateway:
         except Unbounded as exc:
             asked.record.allowed = False
             asked.record.reason = str(exc)
-            return self.error(400, str(exc))
+            return self.error(400, str(exc), asked.operation)
         amount = bound.amount
         org_id = context.organization.id if decision.billing == "credits" else None
         reservation = await self._reserve(asked, context, amount, org_id)
@@ -323,7 +341,7 @@ class Gateway:
         except ProviderProblem as exc:
             await self._store.release(reservation)
             asked.record.reason = str(exc)
-            return self.error(502, str(exc))
+            return self.error(502, str(exc), asked.operation)
         allowed = _Allowed(
             operation=asked.operation,
             decision=decision,
@@ -333,6 +351,7 @@ class Gateway:
             bound=bound,
             reservation=reservation,
             route=route,
+            headers=asked.headers,
         )
         return await self._forward(allowed, asked.record)
 
@@ -363,21 +382,24 @@ class Gateway:
             )
             decision = self._decide(asked, counted)
             if decision is None:
-                return self._no_decision()
+                return self._no_decision(asked.operation)
             if not decision.allow:
                 asked.record.reason = decision.message
-                return self.error(decision.status, decision.message)
+                return self.error(decision.status, decision.message, asked.operation)
         asked.record.reason = "usage reservation refused"
-        return self.error(429, "Too many concurrent requests for this key's usage limit; retry")
+        message = "Too many concurrent requests for this key's usage limit; retry"
+        return self.error(429, message, asked.operation)
 
     async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
+        operation = allowed.operation
         payload = dict(allowed.body.payload or {})
         payload["model"] = allowed.decision.provider_model_id or allowed.decision.model
         if allowed.bound.default_max_tokens is not None and allowed.price is not None:
             # The reservation assumed this many completion tokens: the provider must
             # not generate more than the gateway holds.
-            payload[allowed.price.max_tokens_field] = allowed.bound.default_max_tokens
-        if allowed.body.stream:
+            field = max_tokens_field(operation, allowed.price)
+            payload[field] = allowed.bound.default_max_tokens
+        if allowed.body.stream and asks_stream_usage(operation):
             options = payload.get("stream_options")
             payload["stream_options"] = {
                 **(options if isinstance(options, dict) else {}),
@@ -388,10 +410,10 @@ class Gateway:
             response = await self._send(allowed, payload)
         except UpstreamConnectError:
             await self._store.release(allowed.reservation)
-            return self._upstream_failed(record, 502, allowed.route.provider, "could not connect")
+            return self._upstream_failed(record, 502, allowed, "could not connect")
         except UpstreamTimeout:
             await self._store.release(allowed.reservation)
-            return self._upstream_failed(record, 504, allowed.route.provider, "timed out")
+            return self._upstream_failed(record, 504, allowed, "timed out")
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._store.release(allowed.reservation)
@@ -412,17 +434,21 @@ class Gateway:
         return await self._whole(allowed, response, record)
 
     def _upstream_failed(
-        self, record: DecisionRecord, status: int, provider: str, what: str
+        self, record: DecisionRecord, status: int, allowed: _Allowed, what: str
     ) -> Reply:
-        message = f"Upstream provider {provider} {what}"
+        message = f"Upstream provider {allowed.route.provider} {what}"
         record.reason = message
-        return self.error(status, message)
+        return self.error(status, message, allowed.operation)
 
     async def _send(self, allowed: _Allowed, payload: dict[str, Any]) -> UpstreamResponse:
         if allowed.route.url is None:
             return await self._mock.send(allowed.operation, payload)
         call = UpstreamCall(
-            url=allowed.route.url, body=_encoder.encode(payload), api_key=allowed.route.api_key
+            url=allowed.route.url,
+            body=_encoder.encode(payload),
+            api_key=allowed.route.api_key,
+            auth=auth_header(allowed.operation),
+            headers=allowed.headers,
         )
         return await self._upstream.send(call)
 
@@ -437,7 +463,7 @@ class Gateway:
                 await self._store.release(allowed.reservation)
             status = 504 if isinstance(exc, UpstreamTimeout) else 502
             what = "timed out" if status == 504 else "dropped the connection"
-            return self._upstream_failed(record, status, allowed.route.provider, what)
+            return self._upstream_failed(record, status, allowed, what)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await response.close()
@@ -457,9 +483,9 @@ class Gateway:
                     # Not an answer a client can use: a failed call, so it costs nothing.
                     await self._store.release(allowed.reservation)
                     return self._upstream_failed(
-                        record, 502, allowed.route.provider, "did not return a JSON object"
+                        record, 502, allowed, "did not return a JSON object"
                     )
-                await self._settle(allowed, usage_from(answer.get("usage")), record)
+                await self._settle(allowed, whole_usage(allowed.operation, answer), record)
         return Reply(status=response.status, body=content, content_type=response.content_type)
 
     async def _abandon_stream(
@@ -478,7 +504,11 @@ class Gateway:
         iteration: _Iteration,
     ) -> AsyncIterator[bytes]:
         iteration.began = True
-        relay = SseRelay(keep_usage_chunk=allowed.body.include_usage)
+        operation = allowed.operation
+        relay = SseRelay(
+            keep_usage_chunk=allowed.body.include_usage or not asks_stream_usage(operation),
+            reader=stream_usage_reader(operation),
+        )
         failed = finished = False
         try:
             async for chunk in response.chunks():
@@ -493,7 +523,8 @@ class Gateway:
             # Headers are sent: tell the client in the stream, as OpenAI does, and end it.
             failed = True
             record.reason = f"upstream stream failed: {exc}"
-            yield _stream_error(f"Upstream provider {allowed.route.provider} failed mid-stream")
+            message = f"Upstream provider {allowed.route.provider} failed mid-stream"
+            yield stream_error_event(operation, message, relay.events)
         finally:
             with anyio.CancelScope(shield=True):
                 await response.close()
@@ -502,11 +533,7 @@ class Gateway:
                 else:
                     if not finished:
                         record.reason = "client disconnected mid-stream"
-                    # A client that left early still pays for what was generated.
-                    usage = relay.usage or TokenUsage(
-                        prompt_tokens=0, completion_tokens=relay.events
-                    )
-                    await self._settle(allowed, usage, record)
+                    await self._settle(allowed, _relayed_usage(relay), record)
                 record.emit(200)
                 self._metrics.request(record.operation, 200)
 
@@ -518,16 +545,22 @@ class Gateway:
             prompt = completion = 0
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
-            cost = allowed.price.cost(prompt, completion)
+            cost = allowed.price.usage_cost(usage)
         await self._store.settle(allowed.reservation, cost)
         record.prompt_tokens, record.completion_tokens, record.cost = prompt, completion, cost
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
 
 
-def _stream_error(message: str) -> bytes:
-    error = {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
-    return b"data: " + _encoder.encode(error) + b"\n\n"
+def _relayed_usage(relay: SseRelay) -> TokenUsage:
+    """What a stream costs: the provider's final usage, or, for a stream cut before it
+    (a client that left early still pays for what was generated), one completion token
+    per relayed event on top of any prompt figures already reported."""
+    if relay.usage is not None and relay.final:
+        return relay.usage
+    reported = relay.usage or TokenUsage()
+    completion = max(reported.completion_tokens, relay.events)
+    return msgspec.structs.replace(reported, completion_tokens=completion)
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

@@ -23,12 +23,11 @@ from typing import Any
 import msgspec
 
 from proxy.documents import Operation
+from proxy.mock_agent_apis import messages_answer, reply_quoting, responses_answer
 from proxy.mock_validation import validate
 
 __all__ = ["MockProvider", "mock_reply", "prompt_tokens"]
 
-_REPLY = "This is a mock response from the gateway."
-_QUOTED_WORDS = 12
 _EMBEDDING_DIMENSIONS = 8
 _encoder = msgspec.json.Encoder()
 
@@ -69,11 +68,7 @@ def mock_reply(operation: Operation, payload: dict[str, Any]) -> str:
         said = _text_of(users[-1].get("content")) if users else ""
     else:
         said = _text_of(payload.get("prompt"))
-    words = said.split()
-    if not words:
-        return _REPLY
-    quoted = " ".join(words[:_QUOTED_WORDS]) + (" …" if len(words) > _QUOTED_WORDS else "")
-    return f"{_REPLY} You said: {quoted}"
+    return reply_quoting(said)
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -129,9 +124,13 @@ class _Answer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MockProvider:
-    """Answers chat, completions and embeddings requests for the mock's own models."""
+    """Answers chat, completions, embeddings, Responses and Messages requests for the
+    mock's own models."""
 
     async def send(self, operation: Operation, payload: dict[str, Any]) -> _MockResponse:
+        if operation in ("responses", "messages"):
+            agent = (responses_answer if operation == "responses" else messages_answer)(payload)
+            return _MockResponse(status=agent.status, body=agent.body, events=agent.events)
         rejection = validate(operation, payload)
         if rejection is not None:
             return _MockResponse(status=rejection.status, body=rejection.body())

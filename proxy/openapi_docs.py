@@ -28,6 +28,8 @@ __all__ = [
     "chat_request_schema",
     "completion_request_schema",
     "embedding_request_schema",
+    "messages_request_schema",
+    "responses_request_schema",
 ]
 
 _STRING = Schema(type=OpenAPIType.STRING)
@@ -52,6 +54,19 @@ OPENAI_ERROR_SCHEMA = Schema(
     },
 )
 ERROR_SCHEMA = Schema(one_of=[DOCUMENTED_ERROR_SCHEMA, OPENAI_ERROR_SCHEMA])
+# The Messages API's errors are always in Anthropic's envelope (proxy/errors.py).
+ANTHROPIC_ERROR_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["type", "error"],
+    properties={
+        "type": _STRING,
+        "error": Schema(
+            type=OpenAPIType.OBJECT,
+            required=["type", "message"],
+            properties={"type": _STRING, "message": _STRING},
+        ),
+    },
+)
 
 _ERROR_STATUSES = {
     "400": "Bad request: the body is not usable, or the model cannot be served",
@@ -73,9 +88,11 @@ def _json(schema: Schema) -> dict[str, OpenAPIMediaType]:
     return {"application/json": OpenAPIMediaType(schema=schema)}
 
 
-def _error_responses(statuses: dict[str, str]) -> dict[str, OpenAPIResponse | object]:
+def _error_responses(
+    statuses: dict[str, str], schema: Schema = ERROR_SCHEMA
+) -> dict[str, OpenAPIResponse | object]:
     return {
-        code: OpenAPIResponse(description=text, content=_json(ERROR_SCHEMA))
+        code: OpenAPIResponse(description=text, content=_json(schema))
         for code, text in statuses.items()
     }
 
@@ -116,8 +133,54 @@ def embedding_request_schema() -> Schema:
     return _body_schema(["model", "input"], {"input": _STRING}, example)
 
 
-def api_operation(request_schema: Schema | None, streams: bool = False) -> type[Operation]:
-    """An Operation class for a `/v1` route: its body schema and all its responses."""
+def responses_request_schema() -> Schema:
+    example = {"model": "mock-model", "input": "Hello!", "max_output_tokens": 256}
+    properties: dict[str, Schema | Reference] = {
+        "model": _STRING,
+        "input": Schema(one_of=[_STRING, Schema(type=OpenAPIType.ARRAY, items=_OBJECT)]),
+        "instructions": _STRING,
+        "max_output_tokens": _INTEGER,
+        "stream": _BOOLEAN,
+    }
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["model", "input"],
+        properties=properties,
+        examples=[example],
+    )
+
+
+def messages_request_schema() -> Schema:
+    message = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["role", "content"],
+        properties={"role": _STRING, "content": _STRING},
+    )
+    example = {
+        "model": "mock-model",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Hello!"}],
+    }
+    properties: dict[str, Schema | Reference] = {
+        "model": _STRING,
+        "messages": Schema(type=OpenAPIType.ARRAY, items=message),
+        "max_tokens": _INTEGER,
+        "system": _STRING,
+        "stream": _BOOLEAN,
+    }
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["model", "messages", "max_tokens"],
+        properties=properties,
+        examples=[example],
+    )
+
+
+def api_operation(
+    request_schema: Schema | None, streams: bool = False, anthropic_errors: bool = False
+) -> type[Operation]:
+    """An Operation class for a `/v1` route: its body schema and all its responses
+    (errors in Anthropic's envelope for the Messages API)."""
     ok: dict[str, OpenAPIMediaType] = _json(_OBJECT)
     if streams:
         ok["text/event-stream"] = OpenAPIMediaType(schema=_STRING)
@@ -127,7 +190,8 @@ def api_operation(request_schema: Schema | None, streams: bool = False) -> type[
         def __post_init__(self) -> None:
             if request_schema is not None:
                 self.request_body = RequestBody(content=_json(request_schema), required=True)
-            responses = _error_responses(_ERROR_STATUSES)
+            error_schema = ANTHROPIC_ERROR_SCHEMA if anthropic_errors else ERROR_SCHEMA
+            responses = _error_responses(_ERROR_STATUSES, error_schema)
             responses["200"] = OpenAPIResponse(description="The provider's answer", content=ok)
             # An upstream error status is passed through with the provider's own body.
             responses["default"] = OpenAPIResponse(

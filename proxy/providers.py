@@ -25,6 +25,8 @@ _PATHS: dict[Operation, str] = {
     "completions": "/completions",
     "embeddings": "/embeddings",
     "models.list": "/models",
+    "responses": "/responses",
+    "messages": "/messages",
 }
 
 

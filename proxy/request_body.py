@@ -42,11 +42,16 @@ class _StreamOptions(msgspec.Struct, frozen=True, kw_only=True):
     include_usage: bool | None = None
 
 
-class _CommonFields(msgspec.Struct, frozen=True, kw_only=True):
+class _ModelFields(msgspec.Struct, frozen=True, kw_only=True):
     """Fields whose type the gateway relies on; anything else passes through unchecked."""
 
     model: str
     stream: bool | None = None
+
+
+class _CommonFields(_ModelFields, frozen=True, kw_only=True):
+    """The OpenAI-compatible chat, completions and embeddings fields."""
+
     stream_options: _StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
@@ -66,10 +71,33 @@ class _EmbeddingFields(_CommonFields, frozen=True, kw_only=True):
     input: str | list[Any]
 
 
-_FIELDS_BY_OPERATION: dict[Operation, type[_CommonFields]] = {
+_Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _ResponsesFields(_ModelFields, frozen=True, kw_only=True):
+    """OpenAI Responses API (`/v1/responses`)."""
+
+    input: str | list[Any]
+    instructions: str | None = None
+    max_output_tokens: _Positive | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class _MessagesFields(_ModelFields, frozen=True, kw_only=True):
+    """Anthropic Messages API (`/v1/messages`): `max_tokens` is required there."""
+
+    messages: list[dict[str, Any]]
+    max_tokens: _Positive
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+_FIELDS_BY_OPERATION: dict[Operation, type[_ModelFields]] = {
     "chat.completions": _ChatFields,
     "completions": _CompletionFields,
     "embeddings": _EmbeddingFields,
+    "responses": _ResponsesFields,
+    "messages": _MessagesFields,
 }
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -100,19 +128,27 @@ def parse_body(operation: Operation, body: bytes, max_depth: int = DEFAULT_MAX_D
     problem = _operation_problem(fields)
     if problem is not None:
         return ParsedBody(payload=payload, model=fields.model, error=problem)
-    options = fields.stream_options
     return ParsedBody(
         payload=payload,
         model=fields.model,
-        max_tokens=fields.max_tokens
-        if fields.max_tokens is not None
-        else fields.max_completion_tokens,
+        max_tokens=_max_tokens(fields),
         stream=bool(fields.stream),
-        include_usage=bool(options and options.include_usage),
+        include_usage=isinstance(fields, _CommonFields)
+        and bool(fields.stream_options and fields.stream_options.include_usage),
     )
 
 
-def _operation_problem(fields: _CommonFields) -> str | None:
+def _max_tokens(fields: _ModelFields) -> int | None:
+    """The completion limit the client set, in its API's own field."""
+    if isinstance(fields, _ResponsesFields):
+        return fields.max_output_tokens
+    if isinstance(fields, _MessagesFields):
+        return fields.max_tokens
+    assert isinstance(fields, _CommonFields)
+    return fields.max_tokens if fields.max_tokens is not None else fields.max_completion_tokens
+
+
+def _operation_problem(fields: _ModelFields) -> str | None:
     """What the API refuses although every field has the right type."""
     if isinstance(fields, _EmbeddingFields):
         if fields.stream:

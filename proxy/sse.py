@@ -1,47 +1,87 @@
-"""Relaying a provider's server-sent events while watching for the usage chunk.
+"""Relaying a provider's server-sent events while watching for the usage they report.
 
-The gateway always asks the provider for `stream_options.include_usage` (it needs the
-final usage to settle the cost); when the client did not ask for it, that extra chunk
-is dropped here. Everything else is passed through event by event, never buffered
-beyond one incomplete event.
+Chat and completions: the gateway always asks the provider for
+`stream_options.include_usage` (it needs the final usage to settle the cost); when the
+client did not ask for it, that extra chunk is dropped here. Responses and Messages
+streams always carry their usage (`response.completed`; `message_start` and
+`message_delta`): nothing is dropped. Everything else is passed through event by
+event, never buffered beyond one incomplete event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-__all__ = ["SseRelay", "TokenUsage"]
+from proxy.usage import TokenUsage, chat_usage, messages_usage, responses_usage
+
+__all__ = [
+    "SseRelay",
+    "StreamUsageReader",
+    "TokenUsage",
+    "chat_stream_usage",
+    "messages_stream_usage",
+    "responses_stream_usage",
+]
 
 _SEPARATOR = b"\n\n"
 _decoder = msgspec.json.Decoder()
 
+# (event payload, usage read so far) -> (usage now, whether it is the final figure)
+StreamUsageReader = Callable[[dict[str, Any], TokenUsage | None], tuple[TokenUsage | None, bool]]
 
-class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """The provider's `usage` object, as far as cost needs it."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+_RESPONSE_ENDINGS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-def usage_from(value: Any) -> TokenUsage | None:
-    """Read a `usage` object; None when absent or malformed."""
-    if not isinstance(value, dict):
-        return None
-    try:
-        return msgspec.convert(value, TokenUsage, strict=False)
-    except msgspec.ValidationError:
-        return None
+def chat_stream_usage(
+    payload: dict[str, Any], earlier: TokenUsage | None
+) -> tuple[TokenUsage | None, bool]:
+    """The usage chunk of a chat or completions stream (`include_usage`)."""
+    usage = chat_usage(payload.get("usage"))
+    return (usage, True) if usage is not None else (earlier, False)
+
+
+def responses_stream_usage(
+    payload: dict[str, Any], earlier: TokenUsage | None
+) -> tuple[TokenUsage | None, bool]:
+    """`response.completed` (or `.incomplete` / `.failed`) carries the response's usage."""
+    response = payload.get("response")
+    if payload.get("type") in _RESPONSE_ENDINGS and isinstance(response, dict):
+        usage = responses_usage(response.get("usage"))
+        if usage is not None:
+            return usage, True
+    return earlier, False
+
+
+def messages_stream_usage(
+    payload: dict[str, Any], earlier: TokenUsage | None
+) -> tuple[TokenUsage | None, bool]:
+    """`message_start` reports the input, `message_delta` the final output tokens."""
+    kind = payload.get("type")
+    if kind == "message_start":
+        message = payload.get("message")
+        usage = message.get("usage") if isinstance(message, dict) else None
+        return messages_usage(usage, earlier), False
+    if kind == "message_delta" and isinstance(payload.get("usage"), dict):
+        return messages_usage(payload["usage"], earlier), True
+    return earlier, False
 
 
 class SseRelay:
     """Feed upstream chunks in, get the bytes to send to the client out."""
 
-    def __init__(self, keep_usage_chunk: bool) -> None:
+    def __init__(
+        self, keep_usage_chunk: bool, reader: StreamUsageReader = chat_stream_usage
+    ) -> None:
         self._keep_usage_chunk = keep_usage_chunk
+        self._reader = reader
         self._pending = b""
         self.usage: TokenUsage | None = None
+        # True once the provider's final usage figure was seen (a stream cut before it
+        # is charged for what was relayed instead).
+        self.final = False
         self.events = 0
 
     def feed(self, chunk: bytes) -> bytes:
@@ -72,10 +112,11 @@ class SseRelay:
         payload = _event_json(event)
         if payload is None:
             return True
-        usage = usage_from(payload.get("usage"))
-        if usage is None:
+        usage, final = self._reader(payload, self.usage)
+        if usage is None or usage is self.usage:
             return True
         self.usage = usage
+        self.final = self.final or final
         # The usage-only chunk has no choices; chunks that also carry content stay.
         return self._keep_usage_chunk or bool(payload.get("choices"))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import aiohttp
 import msgspec
@@ -46,6 +46,11 @@ class UpstreamCall(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     body: bytes
     api_key: str | None
+    # How the credential is sent: `Authorization: Bearer` (OpenAI) or `x-api-key`
+    # (Anthropic's Messages API).
+    auth: Literal["authorization", "x-api-key"] = "authorization"
+    # Client headers that select the API's behaviour (e.g. `anthropic-version`).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class UpstreamResponse(Protocol):
@@ -137,8 +142,10 @@ class AiohttpUpstream:
         """POST `call.body`; raises UpstreamConnectError / UpstreamTimeout."""
         if self._session is None:
             raise RuntimeError("the upstream client is not started (lifespan not run)")
-        headers = {"Content-Type": "application/json", "Accept": "*/*"}
-        if call.api_key:
+        headers = {"Content-Type": "application/json", "Accept": "*/*", **dict(call.headers)}
+        if call.api_key and call.auth == "x-api-key":
+            headers["x-api-key"] = call.api_key
+        elif call.api_key:
             headers["Authorization"] = f"Bearer {call.api_key}"
         try:
             response = await self._session.post(call.url, data=call.body, headers=headers)
