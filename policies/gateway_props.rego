@@ -147,6 +147,10 @@ documented(400, message) if message == sprintf("No available provider could be f
 
 documented(402, message) if message == sprintf("Organization %s has insufficient credits", [input.organization.id])
 
+# The gateway's own check 7c (README, "Responses and Messages APIs"): no allowed
+# provider of the model serves the request's API.
+documented(400, message) if startswith(message, sprintf("Model %s is not served through /v1/", [decision.model]))
+
 fixed_messages := [
 	[401, "Unauthorized: No API key provided. Expected 'Authorization: Bearer your-api-token' header or 'x-api-key: your-api-token' header"],
 	[401, "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."],
