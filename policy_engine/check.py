@@ -1,27 +1,33 @@
-"""Static checks that need the whole rule tree, before compilation.
+"""Static checks that need the whole rule tree, run as named stages before compilation.
 
-Passes, in order (OPA's compile stage list, reduced):
+`check_modules` runs, in order (OPA's compile stage list, reduced to what this
+engine checks):
 
-1. `build_index` (in `index.py`): file rules by path; kind and default clashes.
-2. `check_recursion`: a rule may not depend on itself, directly or not.
+1. `index` (`index.build_index`): file rules by path; kind and default clashes.
+2. the `STAGES` below, each a `Stage(name, run)` over the modules and the index:
+   `recursion` (a rule may not depend on itself, directly or not) and
+   `redeclared` (`redeclared.check_redeclared`: a name declared twice in a scope).
 
-Unsafe variables, unknown functions and arity errors are found while
-compiling bodies (`compile.py`), because deciding them needs the same
-statement ordering the compiler does; `engine.load` merges all diagnostics
-and sorts them by position.
+Every stage runs even when an earlier one found problems, so one load reports
+them all. Unsafe variables, unknown functions and arity errors are found while
+compiling bodies (`compile.py`), because deciding them needs the same statement
+ordering the compiler does; `engine.load` merges all diagnostics and sorts them
+by position. A new static check (a type checker, say) is one more `Stage`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from policy_engine import ast
 from policy_engine.errors import RECURSION_ERROR, Diagnostic
-from policy_engine.index import RuleIndex
+from policy_engine.index import RuleIndex, build_index
+from policy_engine.redeclared import check_redeclared
 from policy_engine.source import Span
 from policy_engine.terms import term_vars
 
-__all__ = ["check_recursion", "dependencies"]
+__all__ = ["STAGES", "Stage", "check_modules", "check_recursion", "dependencies"]
 
 Path = tuple[str, ...]
 
@@ -144,3 +150,25 @@ def _cycle_from(graph: dict[Path, set[Path]], start: Path) -> list[Path] | None:
                 seen.add(nxt)
                 stack.append((nxt, [*trail, nxt]))
     return None
+
+
+class Stage(NamedTuple):
+    """One static check: its name (as in diagnostics and docs) and what it runs."""
+
+    name: str
+    run: Callable[[list[ast.Module], RuleIndex], list[Diagnostic]]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("recursion", lambda _modules, index: check_recursion(index)),
+    Stage("redeclared", lambda modules, _index: check_redeclared(modules)),
+)
+"""The checks after `index`, in the order they run."""
+
+
+def check_modules(modules: list[ast.Module]) -> tuple[RuleIndex, list[Diagnostic]]:
+    """The rule index and every problem the stages find (empty when the policy is sound)."""
+    index, problems = build_index(modules)
+    for stage in STAGES:
+        problems += stage.run(modules, index)
+    return index, problems

@@ -21,13 +21,12 @@ from typing import Any
 import msgspec
 
 from policy_engine import ast
-from policy_engine.check import check_recursion
+from policy_engine.check import check_modules
 from policy_engine.compile import CompiledQuery, Compiler
 from policy_engine.errors import COMPILE_ERROR, Diagnostic, PolicyError
-from policy_engine.index import RuleIndex, build_index
+from policy_engine.index import RuleIndex
 from policy_engine.loader import read_policy_files
 from policy_engine.parser import parse_module, parse_query
-from policy_engine.redeclared import check_redeclared
 from policy_engine.runtime import DEFAULT_OPTIONS, Ctx, EvalOptions, Frame
 from policy_engine.source import Source
 from policy_engine.terms import NotReady
@@ -159,10 +158,8 @@ class Engine:
                 ]
             )
         modules, problems = _parse_all(sources)
-        index, index_problems = build_index(modules)
-        problems += index_problems
-        problems += check_recursion(index)
-        problems += check_redeclared(modules)
+        index, check_problems = check_modules(modules)
+        problems += check_problems
         if problems:
             raise PolicyError(problems, sources)
         compiler = Compiler(index)

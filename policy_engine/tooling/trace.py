@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 
 from policy_engine import ast
-from policy_engine.check import check_recursion
+from policy_engine.check import check_modules
 from policy_engine.compile import Builder, Compiler, FuncFn, RuleFn
 from policy_engine.engine import Engine, EngineConfig, _parse_all
 from policy_engine.errors import PolicyError
-from policy_engine.index import RuleGroup, build_index
+from policy_engine.index import RuleGroup
 from policy_engine.runtime import MISSING, Cont, Ctx, Frame, Step
 from policy_engine.source import Span
 from policy_engine.terms import Scope
@@ -313,9 +313,8 @@ def traced_engine(
 ) -> tuple[Engine, Tracer]:
     """An `Engine` over `sources` whose evaluations report to the returned `Tracer`."""
     modules, problems = _parse_all(sources)
-    index, index_problems = build_index(modules)
-    problems += index_problems
-    problems += check_recursion(index)
+    index, check_problems = check_modules(modules)
+    problems += check_problems
     if problems:
         raise PolicyError(problems, sources)
     tracer = Tracer()

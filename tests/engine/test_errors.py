@@ -94,3 +94,16 @@ def test_habits_from_other_languages_get_a_hint(condition: str, hint: str) -> No
     problem = _problem(f"package p\nallow if {{\n  {condition}\n}}\n")
     assert hint in problem.diagnostics[0].message
     assert problem.diagnostics[0].line == 3
+
+
+def test_static_checks_are_named_stages_shared_by_every_engine() -> None:
+    # The tracing engine behind `eval --explain` runs the same stages as the engine.
+    from policy_engine.check import STAGES
+    from policy_engine.tooling.trace import traced_engine
+
+    assert [stage.name for stage in STAGES] == ["recursion", "redeclared"]
+    source = {"p.rego": "package p\n\nf(x) := 1 if {\n\tx := 1\n}\n"}
+    with pytest.raises(PolicyError, match="redeclared"):
+        Engine.from_sources(source)
+    with pytest.raises(PolicyError, match="redeclared"):
+        traced_engine(source)
