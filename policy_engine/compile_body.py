@@ -11,6 +11,7 @@ from policy_engine.codegen import generate
 from policy_engine.compile_calls import MOCK_ROOTS, CallCompiler
 from policy_engine.compile_terms import ref_name
 from policy_engine.errors import COMPILE_ERROR, EvalError
+from policy_engine.relations import RELATIONS
 from policy_engine.runtime import (
     COLLECTIONS,
     MISSING,
@@ -327,14 +328,59 @@ class BodyCompiler(CallCompiler):
         all_builders = [*hoists, last]
         return lambda nxt: chain(all_builders, nxt)
 
+    def relation_of(self, term: ast.Term, scope: Scope, operands: int = 1) -> Any:
+        """The results of a built-in relation called with `operands` operands, else None."""
+        if not isinstance(term, ast.Call) or len(term.args) != operands:
+            return None
+        relation = RELATIONS.get(".".join(term.name))
+        if relation is None or self.resolve_call(term.name, scope)[0] == "function":
+            return None  # the policy's own function of that name
+        return relation
+
     def relational_call(self, call: ast.Call, scope: Scope) -> Builder | None:
+        relation = self.relation_of(call, scope, operands=2)
+        if relation is not None:
+            return self.relation(relation, call, scope)
         arity = self.call_arity(call, scope)
         if arity is None or len(call.args) != arity + 1:
             return None
         head = ast.Call(span=call.span, name=call.name, args=call.args[:-1])
         return self.unify(head, call.args[-1], scope)
 
+    def relation(self, results: Any, call: ast.Call, scope: Scope) -> Builder:
+        """`walk(x, out)`: one solution per result of the relation that matches `out`."""
+        hoists: list[Builder] = []
+        source = self.value(call.args[0], scope, hoists)
+        matcher = self.pattern(call.args[1], scope)
+
+        def build(nxt: Step) -> Step:
+            def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
+                x = source(ctx, f)
+                if x is UNDEFINED:
+                    return False
+                for path, node in results(x):
+                    ctx.steps -= 1
+                    if ctx.steps < 0:
+                        ctx.spend(0)
+                    if matcher(ctx, f, (path, node)) and nxt(ctx, f, k):
+                        return True
+                return False
+
+            return step
+
+        return self.with_hoists(hoists, build)
+
     def assign(self, expr: ast.Assign, scope: Scope) -> Builder:
+        value = expr.value
+        relation = self.relation_of(value, scope)
+        if relation is not None and isinstance(value, ast.Call):
+            # `[p, v] := walk(x)` is `walk(x, [p, v])` with fresh variables.
+            for name in term_vars(expr.target):
+                if name != "_":
+                    scope.bound.pop(name, None)
+                    scope.declared.add(name)
+            whole = ast.Call(span=value.span, name=value.name, args=(*value.args, expr.target))
+            return self.relation(relation, whole, scope)
         hoists: list[Builder] = []
         fn = self.value(expr.value, scope, hoists)
         for name in term_vars(expr.target):
