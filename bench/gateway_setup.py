@@ -6,7 +6,8 @@ provider entries of the catalog, so the measured path is the production one
 the shared upstream client, settlement):
 
 - ``openai`` → the instant mock (plain requests, c=1 TTFT),
-- ``openrouter`` → the paced mock (100 concurrent paced streams).
+- ``openrouter`` → the paced mock (100 concurrent paced streams),
+- ``anthropic`` → the instant mock (the Messages API, `bench.agent_apis`).
 
 Both providers get a dummy gateway credential, so requests are billed to the
 ``default`` organization's credits, which are raised so a soak cannot run dry.
@@ -104,6 +105,8 @@ def _write_config(work_dir: Path, backend: str, port: int, instant: str, paced: 
         "providers": [
             {"id": "openai", "base_url": instant, "api_key_env": UPSTREAM_KEY_ENV},
             {"id": "openrouter", "base_url": paced, "api_key_env": UPSTREAM_KEY_ENV},
+            # The Messages API (bench.agent_apis) at the instant mock.
+            {"id": "anthropic", "base_url": instant, "api_key_env": UPSTREAM_KEY_ENV},
         ],
     }
     path = work_dir / "gateway.yaml"

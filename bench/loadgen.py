@@ -35,6 +35,10 @@ __all__ = [
     "run_load",
 ]
 
+# What ends a complete stream: chat's terminator, the Responses API's last event, the
+# Messages API's last event.
+_STREAM_ENDS = (b"[DONE]", b"event: response.completed", b"event: message_stop")
+
 
 class Endpoint(msgspec.Struct, frozen=True):
     """Where to send one kind of request, with the request pre-encoded."""
@@ -90,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self._started = 0
         self._first_byte = 0
         self._tail = b""
+        self._stream_ended = False
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -113,11 +118,15 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._first_byte = 0
         self._tail = b""
+        self._stream_ended = False
 
     def on_body(self, body: bytes) -> None:
         if not self._first_byte:
             self._first_byte = time.perf_counter_ns()
-        self._tail = (self._tail + body)[-32:]
+        window = self._tail + body
+        if not self._stream_ended:
+            self._stream_ended = any(end in window for end in _STREAM_ENDS)
+        self._tail = window[-32:]
 
     def on_message_complete(self) -> None:
         now = time.perf_counter_ns()
@@ -126,7 +135,7 @@ class _Connection(asyncio.Protocol):
         if done is None or done.done():
             return
         is_sse = b"data:" in self._tail or self._tail.endswith(b"\n\n")
-        complete = not is_sse or b"[DONE]" in self._tail
+        complete = not is_sse or self._stream_ended
         status = self._parser.get_status_code()
         done.set_result(Sample(status, first - self._started, now - self._started, complete))
 

@@ -5,7 +5,8 @@ benchmark the mock shares a core with the load generator, so every
 microsecond it spends is a microsecond the gateway measurement loses.
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``,
-``POST /v1/embeddings``, ``GET /v1/models``. Usage is deterministic: prompt
+``POST /v1/embeddings``, ``POST /v1/responses`` (OpenAI Responses API),
+``POST /v1/messages`` (Anthropic Messages API), ``GET /v1/models``. Usage is deterministic: prompt
 tokens are the number of whitespace-separated words in the prompt (at least
 1) and a completion is always ``COMPLETION_TOKENS`` tokens.
 
@@ -65,6 +66,7 @@ _SSE_HEADERS = (
     b"Transfer-Encoding: chunked\r\n\r\n"
 )
 _ENCODER = msgspec.json.Encoder()
+_AGENT_PATHS = frozenset({b"/v1/responses", b"/v1/messages"})
 
 
 class _Usage(msgspec.Struct, frozen=True):
@@ -146,6 +148,48 @@ def _completion(body: dict[str, Any], chat: bool) -> bytes:
     kind = "chat.completion" if chat else "text_completion"
     payload = {"id": "mock-1", "object": kind, "created": CREATED, "model": model}
     return _response(200, "OK", _ENCODER.encode({**payload, "choices": [choice], "usage": usage}))
+
+
+def _named_chunk(kind: str, payload: dict[str, Any]) -> bytes:
+    """One HTTP chunk holding one named SSE event (Responses and Messages streams)."""
+    event = b"event: " + kind.encode() + b"\ndata: " + _ENCODER.encode(payload) + b"\n\n"
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
+def _agent_answer(path: bytes, body: dict[str, Any]) -> bytes | list[bytes]:
+    """A Responses or Messages answer: the whole response, or its stream's HTTP chunks."""
+    model = str(body.get("model", "mock-model"))
+    words = [f"tok{index}" for index in range(COMPLETION_TOKENS)]
+    usage = {"input_tokens": _prompt_tokens(body), "output_tokens": COMPLETION_TOKENS}
+    done: dict[str, Any] = {"id": "msg_1", "model": model, "usage": usage}
+    Event = tuple[str, dict[str, Any]]
+    if path == b"/v1/responses":
+        part = {"type": "output_text", "text": " ".join(words), "annotations": []}
+        item = {"id": "msg_1", "type": "message", "role": "assistant", "content": [part]}
+        done |= {"id": "resp_1", "object": "response", "status": "completed"}
+        done |= {"created_at": CREATED, "output": [item]}
+        first: Event = ("response.created", {"response": {**done, "output": [], "usage": None}})
+        deltas: list[Event] = [
+            ("response.output_text.delta", {"delta": word + " "}) for word in words
+        ]
+        last: Event = ("response.completed", {"response": done})
+    else:
+        done |= {"type": "message", "role": "assistant", "stop_sequence": None}
+        done |= {"content": [{"type": "text", "text": " ".join(words)}], "stop_reason": "end_turn"}
+        first = ("message_start", {"message": {**done, "content": [], "stop_reason": None}})
+        deltas = [
+            ("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w + " "}})
+            for w in words
+        ]
+        last = ("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": usage})
+    if body.get("stream") is not True:
+        return _response(200, "OK", _ENCODER.encode(done))
+    events = [_named_chunk(kind, {"type": kind, **fields}) for kind, fields in (first, *deltas)]
+    events[-1] += _named_chunk(last[0], {"type": last[0], **last[1]})
+    if path == b"/v1/messages":
+        events[-1] += _named_chunk("message_stop", {"type": "message_stop"})
+    events[-1] += b"0\r\n\r\n"
+    return events
 
 
 def _embeddings(body: dict[str, Any]) -> bytes:
@@ -242,7 +286,13 @@ class _Connection(asyncio.Protocol):
         if method == b"GET" and path == b"/v1/models":
             self._write(_MODELS_RESPONSE)
             return
-        routes = {b"/v1/chat/completions", b"/v1/completions", b"/v1/embeddings"}
+        routes = {
+            b"/v1/chat/completions",
+            b"/v1/completions",
+            b"/v1/embeddings",
+            b"/v1/responses",
+            b"/v1/messages",
+        }
         if path not in routes:
             self._write(_error(404, "Not Found", f"no route {path.decode(errors='replace')}"))
             return
@@ -261,10 +311,14 @@ class _Connection(asyncio.Protocol):
             self._write(_embeddings(body))
             return
         chat = path == b"/v1/chat/completions"
-        if body.get("stream") is not True:
+        answer = _agent_answer(path, body) if path in _AGENT_PATHS else None
+        if isinstance(answer, bytes):
+            self._write(answer)
+            return
+        if answer is None and body.get("stream") is not True:
             self._write(_completion(body, chat))
             return
-        events = _stream_events(body, chat)
+        events = answer if answer is not None else _stream_events(body, chat)
         if self._mode == "instant":
             self._write(_SSE_HEADERS + b"".join(events))
             return
