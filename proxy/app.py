@@ -38,8 +38,8 @@ from proxy.openapi_docs import (
 )
 from proxy.policy import PolicyHolder
 from proxy.providers import ProviderDirectory
-from proxy.secret_box import box_for
-from proxy.store.base import Store
+from proxy.secret_box import KEYED_PREFIX, box_for
+from proxy.store.base import Store, StoreError
 from proxy.upstream import AiohttpUpstream
 
 __all__ = ["StoreFactory", "create_app", "open_configured_store"]
@@ -69,7 +69,31 @@ async def open_configured_store(config: GatewayConfig) -> Store:
                 hashes,
                 values,
             )
+    else:
+        try:
+            await _refuse_protected_secrets(store)
+        except StoreError:
+            await store.close()
+            raise
     return store
+
+
+async def _refuse_protected_secrets(store: Store) -> None:
+    """Without the secret key, a database written with one would answer every request
+    with 401 (keyed hashes never match) and fail every stored provider key: say so at
+    start instead."""
+    keyed = sum(key.token_hash.startswith(KEYED_PREFIX) for key in await store.list_keys())
+    encrypted = sum(
+        "encrypted" in source
+        for project in await store.list_projects()
+        for source in project.provider_keys.values()
+    )
+    if keyed or encrypted:
+        raise StoreError(
+            f"the database holds {keyed} keyed token hashes and {encrypted} encrypted "
+            f"provider keys, written with {SECRET_KEY_ENV}; set {SECRET_KEY_ENV} to the "
+            "value they were written with"
+        )
 
 
 def _api_routes() -> list[Any]:

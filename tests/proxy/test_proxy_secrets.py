@@ -5,6 +5,7 @@ hashes are keyed, a key written without the secret still works (and is converted
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sqlite3
@@ -16,8 +17,11 @@ import pytest
 from proxy_deployment import Deployment, LoopThread, deployed
 from proxy_helpers import auth, chat, make_tenant
 
+from proxy.app import open_configured_store
 from proxy.cli import main
+from proxy.config import GatewayConfig
 from proxy.secret_box import KEYED_PREFIX
+from proxy.store.base import StoreError
 from proxy.store.sqlite import SqliteStore
 
 SECRET = secrets.token_urlsafe(32)
@@ -93,3 +97,20 @@ def test_gateway_secrets_migrate(
     assert json.loads(lines[-1]) == {"token_hashes_keyed": 0, "provider_keys_encrypted": 0}
     stored = _column(str(database), "SELECT provider_keys FROM projects WHERE id = 'default'")
     assert "sk-old" not in stored
+
+
+def test_a_protected_database_without_the_key_is_refused_at_start(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'protected.db'}"
+
+    async def scenario() -> str:
+        store = await open_configured_store(GatewayConfig(database=database, secret_key=SECRET))
+        await store.create_key("default", None, "keyed")
+        await store.close()
+        with pytest.raises(StoreError) as refused:
+            await open_configured_store(GatewayConfig(database=database))
+        return str(refused.value)
+
+    assert asyncio.run(scenario()) == (
+        "the database holds 1 keyed token hashes and 0 encrypted provider keys, written with "
+        "GATEWAY_SECRET_KEY; set GATEWAY_SECRET_KEY to the value they were written with"
+    )
