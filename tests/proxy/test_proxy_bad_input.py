@@ -18,7 +18,13 @@ from proxy.documents import Operation
 from proxy.json_shape import nesting_problem
 from proxy.request_body import MAX_EMBEDDING_INPUTS, parse_body
 
-OPERATIONS: list[Operation] = ["chat.completions", "completions", "embeddings"]
+OPERATIONS: list[Operation] = [
+    "chat.completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "messages",
+]
 BOMB = b"[" * 100_000 + b"]" * 100_000
 BAD_UTF8 = b'{"model": "gpt-4", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
 
