@@ -70,6 +70,26 @@ def number_range(a: object, b: object) -> tuple[int, ...]:
     return tuple(range(start, stop + step, step))
 
 
+def range_step(a: object, b: object, step: object) -> tuple[int, ...]:
+    """Integers from a towards b (b included when reached), `step` apart."""
+    start = want_integer("numbers.range_step", 1, a)
+    stop = want_integer("numbers.range_step", 2, b)
+    stride = want_integer("numbers.range_step", 3, step)
+    if stride <= 0:
+        raise BuiltinError(
+            BUILTIN_ERROR, "numbers.range_step: step must be a positive number above zero"
+        )
+    if abs(stop - start) // stride >= MAX_RANGE_LENGTH:
+        raise BuiltinError(
+            BUILTIN_ERROR,
+            f"numbers.range_step: more than the limit of {MAX_RANGE_LENGTH} numbers; "
+            "iterate over a smaller range",
+        )
+    if stop < start:
+        stride = -stride
+    return tuple(range(start, stop + (1 if stride > 0 else -1), stride))
+
+
 def to_number(x: object) -> Number:
     if x is None:
         return 0
@@ -112,6 +132,12 @@ def _truncate(number: Decimal) -> int:
 
 
 BUILTINS: tuple[Builtin, ...] = (
+    builtin(
+        "numbers.range_step",
+        range_step,
+        "(a: number, b: number, step: number) -> array[number]",
+        "numbers.range_step(0, 10, 5)",
+    ),
     builtin(
         "abs", absolute, "(x: number) -> number", "abs(-2.5)", doc="The absolute value of a number."
     ),
