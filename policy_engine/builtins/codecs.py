@@ -11,7 +11,6 @@ import binascii
 import codecs
 import re
 from typing import Any, Final
-from urllib.parse import quote_plus, unquote_plus
 
 from policy_engine.builtins.base import (
     BUILTIN_ERROR,
@@ -118,11 +117,38 @@ def hex_decode(value: object) -> str:
 
 
 _ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_UNRESERVED: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+)
+_PERCENT_OR_PLUS: Final = re.compile(r"(?:%[0-9A-Fa-f]{2})+|\+")
+
+
+def quote_plus(text: str) -> str:
+    """Go's url.QueryEscape: unreserved bytes stay, space is `+`, the rest `%XX`."""
+    out: list[str] = []
+    for byte in _bytes(text):
+        if byte in _UNRESERVED:
+            out.append(chr(byte))
+        elif byte == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def unquote_plus(text: str) -> str:
+    """Go's url.QueryUnescape, once escapes are known to be well formed."""
+
+    def decode(match: re.Match[str]) -> str:
+        run = match.group(0)
+        return " " if run == "+" else go_text(bytes.fromhex(run.replace("%", "")))
+
+    return _PERCENT_OR_PLUS.sub(decode, text)
 
 
 def url_encode(value: object) -> str:
     """The string escaped for a URL query (space as `+`)."""
-    return quote_plus(want_string("urlquery.encode", 1, value), safe="-_.~")
+    return quote_plus(want_string("urlquery.encode", 1, value))
 
 
 def url_decode(value: object) -> str:
@@ -132,7 +158,7 @@ def url_decode(value: object) -> str:
     if bad is not None:
         escape = text[bad.start() : bad.start() + 3]
         raise BuiltinError(BUILTIN_ERROR, f'urlquery.decode: invalid URL escape "{escape}"')
-    return unquote_plus(text, errors="rego-go-runes")
+    return unquote_plus(text)
 
 
 def _query_values(key: str, value: Any) -> list[str]:
@@ -159,7 +185,7 @@ def url_encode_object(value: object) -> str:
                 EVAL_TYPE_ERROR, "urlquery.encode_object: operand 1 must have string keys"
             )
         for item in _query_values(key, mapping[key]):
-            parts.append(f"{quote_plus(key, safe='-_.~')}={quote_plus(item, safe='-_.~')}")
+            parts.append(f"{quote_plus(key)}={quote_plus(item)}")
     return "&".join(parts)
 
 
