@@ -36,6 +36,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    ProjectRule,
     RuleStatus,
     RuleType,
     Store,
@@ -54,6 +55,7 @@ _MAX_MONEY = Decimal(10) ** 15
 class OrganizationView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     credits: str
+    name: str
 
 
 class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +65,7 @@ class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     provider_keys: dict[str, str]
     """provider -> `env:VAR` or `value` (a literal secret is never shown)."""
+    name: str
 
 
 class KeyView(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,11 +142,23 @@ class SetRuleStatus(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     status: RuleStatus
 
 
+class SetName(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+
+
+class ProjectRuleView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    project_id: str
+    type: RuleType
+    values: list[str]
+    status: str
+
+
 # -- conversions --------------------------------------------------------------------
 
 
 def _org(org: Organization) -> OrganizationView:
-    return OrganizationView(id=org.id, credits=str(org.credits))
+    return OrganizationView(id=org.id, credits=str(org.credits), name=org.name)
 
 
 def _project(project: Project) -> ProjectView:
@@ -157,6 +172,17 @@ def _project(project: Project) -> ProjectView:
         mode=project.mode,
         status=project.status,
         provider_keys=keys,
+        name=project.name,
+    )
+
+
+def _project_rule(rule: ProjectRule) -> ProjectRuleView:
+    return ProjectRuleView(
+        id=rule.id,
+        project_id=rule.project_id,
+        type=rule.type,
+        values=list(rule.values),
+        status=rule.status,
     )
 
 
@@ -251,6 +277,11 @@ async def set_credits(state: State, org_id: str, data: SetCredits) -> Organizati
     return _org(await _store(state).set_credits(org_id, credits))
 
 
+@put("/orgs/{org_id:str}/name", operation_class=_OP)
+async def rename_org(state: State, org_id: str, data: SetName) -> OrganizationView:
+    return _org(await _store(state).rename_organization(org_id, data.name))
+
+
 @get("/projects", operation_class=_OP)
 async def list_projects(state: State) -> list[ProjectView]:
     return [_project(p) for p in await _store(state).list_projects()]
@@ -291,6 +322,38 @@ async def remove_provider_key(state: State, project_id: str, provider: str) -> P
 @post("/projects/{project_id:str}/archive", operation_class=_OP)
 async def archive_project(state: State, project_id: str) -> ProjectView:
     return _project(await _store(state).archive_project(project_id))
+
+
+@put("/projects/{project_id:str}/name", operation_class=_OP)
+async def rename_project(state: State, project_id: str, data: SetName) -> ProjectView:
+    return _project(await _store(state).rename_project(project_id, data.name))
+
+
+@get("/projects/{project_id:str}/iam", operation_class=_OP)
+async def list_project_rules(state: State, project_id: str) -> list[ProjectRuleView]:
+    return [_project_rule(rule) for rule in await _store(state).list_project_rules(project_id)]
+
+
+@post("/projects/{project_id:str}/iam", operation_class=_OP)
+async def add_project_rule(state: State, project_id: str, data: AddRule) -> ProjectRuleView:
+    if not data.values:
+        raise ValidationException("field `values` must list at least one value")
+    rule = await _store(state).add_project_rule(project_id, data.type, tuple(data.values))
+    return _project_rule(rule)
+
+
+@put("/projects/{project_id:str}/iam/{rule_id:str}/status", operation_class=_OP)
+async def set_project_rule_status(
+    state: State, project_id: str, rule_id: str, data: SetRuleStatus
+) -> ProjectRuleView:
+    rule = await _store(state).set_project_rule_status(project_id, rule_id, data.status)
+    return _project_rule(rule)
+
+
+@delete("/projects/{project_id:str}/iam/{rule_id:str}", operation_class=_OP, status_code=200)
+async def remove_project_rule(state: State, project_id: str, rule_id: str) -> dict[str, str]:
+    await _store(state).remove_project_rule(project_id, rule_id)
+    return {"removed": rule_id}
 
 
 @get("/keys", operation_class=_OP)
@@ -368,6 +431,7 @@ def admin_router(admin_token: str) -> Router:
             create_org,
             show_org,
             set_credits,
+            rename_org,
             list_projects,
             create_project,
             show_project,
@@ -375,6 +439,11 @@ def admin_router(admin_token: str) -> Router:
             set_provider_key,
             remove_provider_key,
             archive_project,
+            rename_project,
+            list_project_rules,
+            add_project_rule,
+            set_project_rule_status,
+            remove_project_rule,
             list_keys,
             create_key,
             show_key,

@@ -27,6 +27,7 @@ from proxy.store.base import (
     IamRule,
     Organization,
     Project,
+    ProjectRule,
     RuleStatus,
     Store,
     StoreError,
@@ -56,7 +57,7 @@ def _money(amount: Decimal | None) -> str | None:
 
 
 def org_json(org: Organization) -> dict[str, Any]:
-    return {"id": org.id, "credits": _money(org.credits)}
+    return {"id": org.id, "credits": _money(org.credits), "name": org.name}
 
 
 def project_json(project: Project) -> dict[str, Any]:
@@ -71,6 +72,7 @@ def project_json(project: Project) -> dict[str, Any]:
         "mode": project.mode,
         "status": project.status,
         "provider_keys": keys,
+        "name": project.name,
     }
 
 
@@ -87,10 +89,11 @@ def key_json(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def rule_json(rule: IamRule) -> dict[str, Any]:
+def rule_json(rule: IamRule | ProjectRule) -> dict[str, Any]:
+    owner = {"key_id": rule.key_id} if isinstance(rule, IamRule) else {"project": rule.project_id}
     return {
         "id": rule.id,
-        "key_id": rule.key_id,
+        **owner,
         "type": rule.type,
         "values": list(rule.values),
         "status": rule.status,
@@ -117,7 +120,44 @@ async def _orgs_credits(store: Store, args: argparse.Namespace) -> tuple[dict[st
     return org_json(org), f"organization {org.id} now has credits {org.credits}"
 
 
+async def _orgs_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    org = await store.rename_organization(args.org, args.name)
+    return org_json(org), f"organization {org.id} is now called `{org.name}`"
+
+
 # -- projects -----------------------------------------------------------------------
+async def _projects_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    project = await store.rename_project(args.project, args.name)
+    return project_json(project), f"project {project.id} is now called `{project.name}`"
+
+
+async def _project_iam_add(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    rule = await store.add_project_rule(
+        args.project, check_rule_type(args.type), tuple(args.values)
+    )
+    return rule_json(rule), rule.id
+
+
+async def _project_iam_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    rules = await store.list_project_rules(args.project)
+    lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
+    payload = {"project": args.project, "rules": [rule_json(r) for r in rules]}
+    return payload, "\n".join(lines) or "no rules"
+
+
+async def _project_iam_remove(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    await store.remove_project_rule(args.project, args.rule_id)
+    return {"project": args.project, "removed": args.rule_id}, f"rule {args.rule_id} removed"
+
+
+def _project_rule_status_action(status: RuleStatus) -> Action:
+    async def run(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+        rule = await store.set_project_rule_status(args.project, args.rule_id, status)
+        return rule_json(rule), f"rule {rule.id} {rule.status}"
+
+    return run
+
+
 async def _projects_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     project = await store.create_project(args.project, args.org, check_mode(args.mode))
     return project_json(project), f"project {project.id} created (mode {project.mode})"
@@ -314,6 +354,9 @@ def _add_orgs(subparsers: Any, common: argparse.ArgumentParser) -> None:
     credits = _command(group, "credits", common, _orgs_credits, "set an organization's credits")
     credits.add_argument("org")
     credits.add_argument("credits", help="new credits in USD, e.g. 25.00")
+    rename = _command(group, "rename", common, _orgs_rename, "change an organization's name")
+    rename.add_argument("org")
+    rename.add_argument("name")
 
 
 def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -340,6 +383,31 @@ def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
     archive = _command(group, "archive", common, _projects_archive, "archive a project")
     archive.add_argument("project")
     _command(group, "list", common, _projects_list, "list projects")
+    rename = _command(group, "rename", common, _projects_rename, "change a project's name")
+    rename.add_argument("project")
+    rename.add_argument("name")
+    iam = group.add_parser("iam", help="a project's IAM rules (a ceiling for all its keys)")
+    iam_group = iam.add_subparsers(dest="project_iam_command", required=True)
+    add = _command(iam_group, "add", common, _project_iam_add, "add a rule (prints its id)")
+    add.add_argument("project")
+    add.add_argument("type", choices=RULE_TYPES)
+    add.add_argument("values", nargs="+", metavar="VALUE")
+    _command(iam_group, "list", common, _project_iam_list, "list a project's rules").add_argument(
+        "project"
+    )
+    remove = _command(iam_group, "remove", common, _project_iam_remove, "remove a rule")
+    remove.add_argument("project")
+    remove.add_argument("rule_id")
+    for name, verb in (("disable", "inactive"), ("enable", "active")):
+        toggle = _command(
+            iam_group,
+            name,
+            common,
+            _project_rule_status_action("inactive" if verb == "inactive" else "active"),
+            f"{name} a rule",
+        )
+        toggle.add_argument("project")
+        toggle.add_argument("rule_id")
 
 
 def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from proxy.documents import (
     ProjectDocument,
     RequestDocument,
 )
-from proxy.store.base import IamRule, KeyContext
+from proxy.store.base import IamRule, KeyContext, ProjectRule
 
 __all__ = ["build_input", "gateway_info"]
 
@@ -53,6 +53,7 @@ def build_input(
             status=project.status,
             mode=project.mode,
             provider_keys=tuple(sorted(project.provider_keys)),
+            iam_rules=tuple(_rule(rule) for rule in context.project_rules),
         ),
         organization=OrganizationDocument(
             id=organization.id,
@@ -62,5 +63,5 @@ def build_input(
     )
 
 
-def _rule(rule: IamRule) -> IamRuleDocument:
+def _rule(rule: IamRule | ProjectRule) -> IamRuleDocument:
     return IamRuleDocument(id=rule.id, type=rule.type, values=rule.values, status=rule.status)

@@ -37,6 +37,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    ProjectRule,
     Reservation,
     RuleStatus,
     RuleType,
@@ -206,6 +207,37 @@ class KeyCachingStore:
     async def archive_project(self, project_id: str) -> Project:
         try:
             return await self.inner.archive_project(project_id)
+        finally:
+            self.invalidate()
+
+    async def rename_organization(self, org_id: str, name: str) -> Organization:
+        return await self.inner.rename_organization(org_id, name)  # not in the input document
+
+    async def rename_project(self, project_id: str, name: str) -> Project:
+        return await self.inner.rename_project(project_id, name)  # not in the input document
+
+    async def add_project_rule(
+        self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
+    ) -> ProjectRule:
+        try:
+            return await self.inner.add_project_rule(project_id, rule_type, values)
+        finally:
+            self.invalidate()
+
+    async def list_project_rules(self, project_id: str) -> list[ProjectRule]:
+        return await self.inner.list_project_rules(project_id)
+
+    async def set_project_rule_status(
+        self, project_id: str, rule_id: str, status: RuleStatus
+    ) -> ProjectRule:
+        try:
+            return await self.inner.set_project_rule_status(project_id, rule_id, status)
+        finally:
+            self.invalidate()
+
+    async def remove_project_rule(self, project_id: str, rule_id: str) -> None:
+        try:
+            await self.inner.remove_project_rule(project_id, rule_id)
         finally:
             self.invalidate()
 

@@ -21,15 +21,23 @@ from proxy.dashboard.keys_views import (
     set_status,
     show_key,
 )
-from proxy.dashboard.org_views import create_organization, list_organizations
+from proxy.dashboard.org_views import (
+    create_organization,
+    list_organizations,
+    rename_organization,
+)
 from proxy.dashboard.pages import index, static_file
 from proxy.dashboard.project_views import (
+    add_project_rule,
     archive_project,
     create_project,
     list_projects,
+    remove_project_rule,
     remove_provider_key,
+    rename_project,
     set_credits,
     set_mode,
+    set_project_rule_status,
     set_provider_key,
     show_project,
 )
@@ -58,10 +66,15 @@ ROUTE_HANDLERS = [
     set_rule_status,
     list_organizations,
     create_organization,
+    rename_organization,
     list_projects,
     create_project,
     show_project,
     archive_project,
+    rename_project,
+    add_project_rule,
+    set_project_rule_status,
+    remove_project_rule,
     set_mode,
     set_provider_key,
     remove_provider_key,

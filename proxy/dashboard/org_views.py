@@ -13,9 +13,9 @@ from litestar.response import Redirect
 
 from proxy.dashboard.context import DashboardContext, page_headers
 from proxy.dashboard.forms import FormError, field, parse_usd, usd
-from proxy.store.base import StoreError
+from proxy.store.base import NotFound, StoreError
 
-__all__ = ["create_organization", "list_organizations"]
+__all__ = ["create_organization", "list_organizations", "rename_organization"]
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -48,5 +48,20 @@ async def create_organization(request: AnyRequest, dashboard: DashboardContext) 
             org_id, Decimal(0) if credits is None else credits
         )
     except (FormError, StoreError) as error:
+        return dashboard.error(request, str(error), back=back)
+    return Redirect(back, status_code=303, headers=page_headers())
+
+
+@post("/orgs/{org_id:str}/name", status_code=303)
+async def rename_organization(
+    request: AnyRequest, dashboard: DashboardContext, org_id: str
+) -> Response[Any]:
+    form = await request.form()
+    back = dashboard.url("/orgs")
+    try:
+        await dashboard.store(request).rename_organization(org_id, field(form, "name"))
+    except NotFound as error:
+        return dashboard.error(request, str(error), back=back, status_code=404)
+    except StoreError as error:
         return dashboard.error(request, str(error), back=back)
     return Redirect(back, status_code=303, headers=page_headers())

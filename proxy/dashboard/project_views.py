@@ -12,17 +12,30 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from proxy.dashboard.context import DashboardContext, page_headers
-from proxy.dashboard.forms import FormError, field, mask_secret, parse_usd, usd, usd_exact
+from proxy.dashboard.forms import (
+    RULE_TYPES,
+    FormError,
+    field,
+    mask_secret,
+    parse_rule_values,
+    parse_usd,
+    usd,
+    usd_exact,
+)
 from proxy.store.base import NotFound, ProjectMode, StoreError
 
 __all__ = [
     "MODE_EXPLANATIONS",
+    "add_project_rule",
     "archive_project",
     "create_project",
     "list_projects",
+    "remove_project_rule",
     "remove_provider_key",
+    "rename_project",
     "set_credits",
     "set_mode",
+    "set_project_rule_status",
     "set_provider_key",
     "show_project",
 ]
@@ -131,6 +144,7 @@ async def show_project(
     try:
         project = await store.get_project(project_id)
         organization = await store.get_organization(project.organization_id)
+        rules = await store.list_project_rules(project_id)
     except NotFound as error:
         return dashboard.error(
             request, str(error), back=dashboard.url("/projects"), status_code=404
@@ -150,6 +164,8 @@ async def show_project(
             "credits_input": f"{organization.credits:f}",
             "modes": MODE_EXPLANATIONS,
             "provider_keys": provider_keys,
+            "rules": rules,
+            "rule_types": RULE_TYPES,
         },
     )
 
@@ -210,3 +226,56 @@ async def set_credits(
         return await dashboard.store(request).set_credits(project.organization_id, amount)
 
     return await _act(request, dashboard, project_id, change)
+
+
+@post("/projects/{project_id:str}/name", status_code=303)
+async def rename_project(
+    request: AnyRequest, dashboard: DashboardContext, project_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def change() -> object:
+        return await dashboard.store(request).rename_project(project_id, field(form, "name"))
+
+    return await _act(request, dashboard, project_id, change)
+
+
+@post("/projects/{project_id:str}/rules", status_code=303)
+async def add_project_rule(
+    request: AnyRequest, dashboard: DashboardContext, project_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def add() -> object:
+        rule_type, values = parse_rule_values(field(form, "type"), field(form, "values"))
+        return await dashboard.store(request).add_project_rule(project_id, rule_type, values)
+
+    return await _act(request, dashboard, project_id, add)
+
+
+@post("/projects/{project_id:str}/rules/{rule_id:str}/status", status_code=303)
+async def set_project_rule_status(
+    request: AnyRequest, dashboard: DashboardContext, project_id: str, rule_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def change() -> object:
+        status = field(form, "status")
+        if status not in ("active", "inactive"):
+            raise FormError(f"Rule status: `{status}` is not one of `active`, `inactive`.")
+        return await dashboard.store(request).set_project_rule_status(
+            project_id, rule_id, "active" if status == "active" else "inactive"
+        )
+
+    return await _act(request, dashboard, project_id, change)
+
+
+@post("/projects/{project_id:str}/rules/{rule_id:str}/remove", status_code=303)
+async def remove_project_rule(
+    request: AnyRequest, dashboard: DashboardContext, project_id: str, rule_id: str
+) -> Response[Any]:
+    async def remove() -> object:
+        await dashboard.store(request).remove_project_rule(project_id, rule_id)
+        return None
+
+    return await _act(request, dashboard, project_id, remove)

@@ -21,6 +21,7 @@ __all__ = [
     "Organization",
     "Project",
     "ProjectMode",
+    "ProjectRule",
     "Reservation",
     "RuleStatus",
     "RuleType",
@@ -57,6 +58,7 @@ class Conflict(StoreError):
 class Organization(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     credits: Decimal
+    name: str = ""  # what people call it; the id never changes, the name may
 
 
 class Project(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,11 +69,22 @@ class Project(msgspec.Struct, frozen=True, kw_only=True):
     # provider id -> where the secret comes from: {"env": "VAR"} or {"value": "sk-..."}.
     # INVARIANT: never rendered back in full to any client.
     provider_keys: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    name: str = ""  # what people call it; the id never changes, the name may
 
 
 class IamRule(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     key_id: str
+    type: RuleType
+    values: tuple[str, ...]
+    status: RuleStatus = "active"
+
+
+class ProjectRule(msgspec.Struct, frozen=True, kw_only=True):
+    """An IAM rule of a whole project: a ceiling every key of the project stays under."""
+
+    id: str
+    project_id: str
     type: RuleType
     values: tuple[str, ...]
     status: RuleStatus = "active"
@@ -98,6 +111,7 @@ class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
     project: Project
     organization: Organization
     credits_reserved: Decimal
+    project_rules: tuple[ProjectRule, ...] = ()
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,6 +183,7 @@ class Store(Protocol):
     async def set_credits(self, org_id: str, credits: Decimal) -> Organization: ...
     async def get_organization(self, org_id: str) -> Organization: ...
     async def list_organizations(self) -> list[Organization]: ...
+    async def rename_organization(self, org_id: str, name: str) -> Organization: ...
     async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project: ...
     async def get_project(self, project_id: str) -> Project: ...
     async def list_projects(self) -> list[Project]: ...
@@ -177,6 +192,18 @@ class Store(Protocol):
         self, project_id: str, provider: str, source: dict[str, str] | None
     ) -> Project: ...
     async def archive_project(self, project_id: str) -> Project: ...
+    async def rename_project(self, project_id: str, name: str) -> Project: ...
+    async def add_project_rule(
+        self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
+    ) -> ProjectRule:
+        """A rule for every key of the project (the keys' own rules can only narrow it)."""
+        ...
+
+    async def list_project_rules(self, project_id: str) -> list[ProjectRule]: ...
+    async def set_project_rule_status(
+        self, project_id: str, rule_id: str, status: RuleStatus
+    ) -> ProjectRule: ...
+    async def remove_project_rule(self, project_id: str, rule_id: str) -> None: ...
     async def create_key(
         self, project_id: str, usage_limit: Decimal | None, description: str
     ) -> tuple[ApiKey, str]:

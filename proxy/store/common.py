@@ -21,6 +21,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    ProjectRule,
     RuleStatus,
     RuleType,
     StoreError,
@@ -38,6 +39,7 @@ __all__ = [
     "check_description",
     "check_key_status",
     "check_mode",
+    "check_name",
     "check_provider_source",
     "check_rule_status",
     "check_rule_type",
@@ -53,6 +55,7 @@ __all__ = [
     "organization_from_row",
     "parse_money",
     "project_from_row",
+    "project_rule_from_row",
     "rule_from_row",
 ]
 
@@ -172,19 +175,40 @@ def decode_values(text: str) -> tuple[str, ...]:
 
 
 def organization_from_row(row: Sequence[Any]) -> Organization:
-    """Row order: id, credits."""
-    return Organization(id=row[0], credits=Decimal(str(row[1])))
+    """Row order: id, credits[, name]."""
+    name = row[2] if len(row) > 2 else ""
+    return Organization(id=row[0], credits=Decimal(str(row[1])), name=name)
 
 
 def project_from_row(row: Sequence[Any]) -> Project:
-    """Row order: id, organization, mode, status, provider_keys (JSON text)."""
+    """Row order: id, organization, mode, status, provider_keys (JSON text)[, name]."""
     return Project(
         id=row[0],
         organization_id=row[1],
         mode=check_mode(row[2]),
         status="deleted" if row[3] == "deleted" else "active",
         provider_keys=decode_provider_keys(row[4]),
+        name=row[5] if len(row) > 5 else "",
     )
+
+
+def project_rule_from_row(row: Sequence[Any]) -> ProjectRule:
+    """Row order: id, project_id, type, values (JSON text), status."""
+    rule = rule_from_row(row)
+    return ProjectRule(
+        id=rule.id, project_id=rule.key_id, type=rule.type, values=rule.values, status=rule.status
+    )
+
+
+MAX_NAME = 100
+
+
+def check_name(name: str, what: str) -> str:
+    """A display name, trimmed; at most MAX_NAME characters."""
+    text = name.strip()
+    if len(text) > MAX_NAME:
+        raise StoreError(f"the {what} name has {len(text)} characters; shorten it to {MAX_NAME}")
+    return text
 
 
 KEY_COLUMNS = (

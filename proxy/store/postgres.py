@@ -43,6 +43,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    ProjectRule,
     Reservation,
     RuleStatus,
     RuleType,
@@ -57,6 +58,7 @@ from proxy.store.common import (
     check_description,
     check_key_status,
     check_mode,
+    check_name,
     check_provider_source,
     check_rule_status,
     check_rule_type,
@@ -69,6 +71,7 @@ from proxy.store.common import (
     organization_from_row,
     parse_money,
     project_from_row,
+    project_rule_from_row,
     rule_from_row,
 )
 from proxy.store.pg_pool import ConnectionPool
@@ -226,6 +229,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _async_commit(_RELEASE),
         _async_commit(_RECLAIM),
     ),
+    (
+        # Display names people can change (ids never change), and project-wide IAM rules.
+        "ALTER TABLE organizations ADD COLUMN name text NOT NULL DEFAULT ''",
+        "ALTER TABLE projects ADD COLUMN name text NOT NULL DEFAULT ''",
+        """CREATE TABLE project_rules (
+            seq bigserial,
+            id text PRIMARY KEY,
+            project_id text NOT NULL REFERENCES projects(id),
+            type text NOT NULL,
+            "values" text NOT NULL,
+            status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')))""",
+        "CREATE INDEX project_rules_project ON project_rules(project_id, seq)",
+    ),
 )
 
 _CONTEXT_QUERY = f"""
@@ -234,13 +250,18 @@ SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
        o.id, o.credits, o.credits_reserved,
        coalesce((SELECT json_agg(json_build_array(r.id, r.key_id, r.type, r."values", r.status)
                                  ORDER BY r.seq)
-                   FROM iam_rules r WHERE r.key_id = k.id), '[]')
+                   FROM iam_rules r WHERE r.key_id = k.id), '[]'),
+       coalesce((SELECT json_agg(json_build_array(pr.id, pr.project_id, pr.type, pr."values",
+                                                  pr.status) ORDER BY pr.seq)
+                   FROM project_rules pr WHERE pr.project_id = p.id), '[]')
   FROM api_keys k
   JOIN projects p ON p.id = k.project
   JOIN organizations o ON o.id = p.organization
  WHERE k.token_hash IN (%s, %s)"""  # noqa: S608 - constant column list
 
-_PROJECT_COLUMNS = "id, organization, mode, status, provider_keys"
+_PROJECT_COLUMNS = "id, organization, mode, status, provider_keys, name"
+_ORG_COLUMNS = "id, credits, name"
+_PROJECT_RULE_COLUMNS = 'id, project_id, type, "values", status'
 
 
 class PostgresStore:
@@ -376,6 +397,7 @@ class PostgresStore:
             organization=organization_from_row(row[n + 6 : n + 8]),
             credits_reserved=row[n + 8],
             rules=tuple(rule_from_row(r) for r in row[n + 9]),
+            project_rules=tuple(project_rule_from_row(r) for r in row[n + 10]),
         )
 
     async def reserve(
@@ -419,8 +441,8 @@ class PostgresStore:
         if not org_id:
             raise StoreError("organization id is empty")
         row = await self._fetchone(
-            "INSERT INTO organizations (id, credits, created_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id, credits",
+            "INSERT INTO organizations (id, credits, created_at) VALUES (%s, %s, %s) "  # noqa: S608 - constant column list
+            f"ON CONFLICT (id) DO NOTHING RETURNING {_ORG_COLUMNS}",
             (org_id, amount, now_rfc3339()),
         )
         if row is None:
@@ -430,7 +452,7 @@ class PostgresStore:
     async def set_credits(self, org_id: str, credits: Decimal) -> Organization:
         amount = parse_money(credits, "credits", allow_negative=True)
         row = await self._fetchone(
-            "UPDATE organizations SET credits = %s WHERE id = %s RETURNING id, credits",
+            f"UPDATE organizations SET credits = %s WHERE id = %s RETURNING {_ORG_COLUMNS}",  # noqa: S608
             (amount, org_id),
         )
         return self._org_or_raise(row, org_id)
@@ -442,12 +464,22 @@ class PostgresStore:
         return organization_from_row(row)
 
     async def get_organization(self, org_id: str) -> Organization:
-        row = await self._fetchone("SELECT id, credits FROM organizations WHERE id = %s", (org_id,))
+        row = await self._fetchone(
+            f"SELECT {_ORG_COLUMNS} FROM organizations WHERE id = %s",  # noqa: S608
+            (org_id,),
+        )
         return self._org_or_raise(row, org_id)
 
     async def list_organizations(self) -> list[Organization]:
-        rows = await self._fetchall("SELECT id, credits FROM organizations ORDER BY id")
+        rows = await self._fetchall(f"SELECT {_ORG_COLUMNS} FROM organizations ORDER BY id")  # noqa: S608
         return [organization_from_row(r) for r in rows]
+
+    async def rename_organization(self, org_id: str, name: str) -> Organization:
+        row = await self._fetchone(
+            f"UPDATE organizations SET name = %s WHERE id = %s RETURNING {_ORG_COLUMNS}",  # noqa: S608
+            (check_name(name, "organization"), org_id),
+        )
+        return self._org_or_raise(row, org_id)
 
     # -- projects -------------------------------------------------------------------
     @staticmethod
@@ -518,6 +550,56 @@ class PostgresStore:
 
     async def archive_project(self, project_id: str) -> Project:
         return await self._update_project(project_id, "status", "deleted")
+
+    async def rename_project(self, project_id: str, name: str) -> Project:
+        return await self._update_project(project_id, "name", check_name(name, "project"))
+
+    # -- project IAM rules ------------------------------------------------------------
+    async def add_project_rule(
+        self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
+    ) -> ProjectRule:
+        checked = check_rule_type(rule_type)
+        if not values or any(not v for v in values):
+            raise StoreError(f"rule `{rule_type}` needs at least one non-empty value")
+        await self.get_project(project_id)
+        rule = ProjectRule(
+            id=new_id("prule"), project_id=project_id, type=checked, values=tuple(values)
+        )
+        await self._fetchone(
+            'INSERT INTO project_rules (id, project_id, type, "values", status) '
+            "VALUES (%s, %s, %s, %s, 'active') RETURNING id",
+            (rule.id, project_id, checked, encode_json(list(rule.values))),
+        )
+        return rule
+
+    async def list_project_rules(self, project_id: str) -> list[ProjectRule]:
+        await self.get_project(project_id)
+        rows = await self._fetchall(
+            f"SELECT {_PROJECT_RULE_COLUMNS} FROM project_rules "  # noqa: S608
+            "WHERE project_id = %s ORDER BY seq",
+            (project_id,),
+        )
+        return [project_rule_from_row(r) for r in rows]
+
+    async def set_project_rule_status(
+        self, project_id: str, rule_id: str, status: RuleStatus
+    ) -> ProjectRule:
+        row = await self._fetchone(
+            "UPDATE project_rules SET status = %s WHERE id = %s AND project_id = %s "  # noqa: S608
+            f"RETURNING {_PROJECT_RULE_COLUMNS}",
+            (check_rule_status(status), rule_id, project_id),
+        )
+        if row is None:
+            raise NotFound(f"rule `{rule_id}` does not exist on project `{project_id}`")
+        return project_rule_from_row(row)
+
+    async def remove_project_rule(self, project_id: str, rule_id: str) -> None:
+        row = await self._fetchone(
+            "DELETE FROM project_rules WHERE id = %s AND project_id = %s RETURNING id",
+            (rule_id, project_id),
+        )
+        if row is None:
+            raise NotFound(f"rule `{rule_id}` does not exist on project `{project_id}`")
 
     # -- keys -----------------------------------------------------------------------
     @staticmethod

@@ -44,6 +44,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    ProjectRule,
     Reservation,
     RuleStatus,
     RuleType,
@@ -250,10 +251,11 @@ class RedisLedgerStore:
             reserved=money_from_units(key_fields[1]),
             rules=context.rules,
             project=context.project,
-            organization=Organization(
-                id=context.organization.id, credits=money_from_units(org_fields[0])
+            organization=msgspec.structs.replace(
+                context.organization, credits=money_from_units(org_fields[0])
             ),
             credits_reserved=money_from_units(org_fields[1]),
+            project_rules=context.project_rules,
         )
 
     async def reserve(
@@ -320,7 +322,7 @@ class RedisLedgerStore:
             )
             if outcome == "ok":
                 await self.flush()  # an admin change is durable when the command returns
-                return Organization(id=org_id, credits=amount)
+                return msgspec.structs.replace(org, credits=amount)
             await self._load_org(org)
         raise NotFound(f"organization `{org_id}` could not be loaded into the Redis ledger")
 
@@ -342,14 +344,17 @@ class RedisLedgerStore:
             pending = await self._redis.hget(f"{self._prefix}pend:o", org.id)
             if pending is None:
                 return org
-            return Organization(id=org.id, credits=org.credits + money_from_units(pending))
-        return Organization(id=org.id, credits=money_from_units(credits))
+            return msgspec.structs.replace(org, credits=org.credits + money_from_units(pending))
+        return msgspec.structs.replace(org, credits=money_from_units(credits))
 
     async def get_organization(self, org_id: str) -> Organization:
         return await self._overlay_org(await self._pg.get_organization(org_id))
 
     async def list_organizations(self) -> list[Organization]:
         return [await self._overlay_org(o) for o in await self._pg.list_organizations()]
+
+    async def rename_organization(self, org_id: str, name: str) -> Organization:
+        return await self._overlay_org(await self._pg.rename_organization(org_id, name))
 
     # -- projects: PostgreSQL only ----------------------------------------------------
     async def create_project(self, project_id: str, org_id: str, mode: ProjectMode) -> Project:
@@ -374,6 +379,25 @@ class RedisLedgerStore:
 
     async def archive_project(self, project_id: str) -> Project:
         return await self._pg.archive_project(project_id)
+
+    async def rename_project(self, project_id: str, name: str) -> Project:
+        return await self._pg.rename_project(project_id, name)
+
+    async def add_project_rule(
+        self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
+    ) -> ProjectRule:
+        return await self._pg.add_project_rule(project_id, rule_type, values)
+
+    async def list_project_rules(self, project_id: str) -> list[ProjectRule]:
+        return await self._pg.list_project_rules(project_id)
+
+    async def set_project_rule_status(
+        self, project_id: str, rule_id: str, status: RuleStatus
+    ) -> ProjectRule:
+        return await self._pg.set_project_rule_status(project_id, rule_id, status)
+
+    async def remove_project_rule(self, project_id: str, rule_id: str) -> None:
+        await self._pg.remove_project_rule(project_id, rule_id)
 
     # -- keys (usage lives in the ledger) ---------------------------------------------
     async def _overlay_key(self, key: ApiKey) -> ApiKey:

@@ -64,6 +64,7 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectMode,
+    ProjectRule,
     Reservation,
     RuleStatus,
     RuleType,
@@ -78,6 +79,7 @@ from proxy.store.common import (
     check_description,
     check_key_status,
     check_mode,
+    check_name,
     check_provider_source,
     check_rule_status,
     check_rule_type,
@@ -92,6 +94,7 @@ from proxy.store.common import (
     organization_from_row,
     parse_money,
     project_from_row,
+    project_rule_from_row,
     rule_from_row,
 )
 from proxy.store.sqlite_batch import Outcome, PendingWrite, run_in_transaction
@@ -150,7 +153,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX reservations_org ON reservations(org_id, expires_at)",
         "CREATE INDEX reservations_expiry ON reservations(expires_at)",
     ),
+    (
+        # Display names people can change (ids never change), and project-wide IAM rules.
+        "ALTER TABLE organizations ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE projects ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+        """CREATE TABLE project_rules (
+            id TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL REFERENCES projects(id),
+            type TEXT NOT NULL,
+            "values" TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')))""",
+        "CREATE INDEX project_rules_project ON project_rules(project_id)",
+    ),
 )
+
+_PROJECT_COLUMNS = "id, organization, mode, status, provider_keys, name"
+_PROJECT_RULE_COLUMNS = 'id, project_id, type, "values", status'
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -526,6 +544,7 @@ class SqliteStore:
                         (key.id,),
                     )
                 )
+                project_rules = self._project_rules(conn, project.id)
                 reserved = self._key_reserved(conn, key.id, now)
                 credits_reserved = self._org_reserved(conn, organization.id, now)
             finally:
@@ -537,6 +556,7 @@ class SqliteStore:
                 project=project,
                 organization=organization,
                 credits_reserved=credits_reserved,
+                project_rules=project_rules,
             )
 
         context = await self._request_read(read)
@@ -654,7 +674,7 @@ class SqliteStore:
     @staticmethod
     def _organization(conn: sqlite3.Connection, org_id: str) -> Organization:
         row = conn.execute(
-            "SELECT id, credits FROM organizations WHERE id = ?", (org_id,)
+            "SELECT id, credits, name FROM organizations WHERE id = ?", (org_id,)
         ).fetchone()
         if row is None:
             raise NotFound(f"organization `{org_id}` does not exist; create it with `orgs create`")
@@ -683,7 +703,7 @@ class SqliteStore:
         def update(conn: sqlite3.Connection) -> Organization:
             self._organization(conn, org_id)
             conn.execute("UPDATE organizations SET credits = ? WHERE id = ?", (str(amount), org_id))
-            return Organization(id=org_id, credits=amount)
+            return self._organization(conn, org_id)
 
         return await self._run(self._write(update))
 
@@ -692,16 +712,28 @@ class SqliteStore:
 
     async def list_organizations(self) -> list[Organization]:
         def read(conn: sqlite3.Connection) -> list[Organization]:
-            rows = conn.execute("SELECT id, credits FROM organizations ORDER BY id").fetchall()
+            rows = conn.execute(
+                "SELECT id, credits, name FROM organizations ORDER BY id"
+            ).fetchall()
             return [organization_from_row(r) for r in rows]
 
         return await self._run(read)
+
+    async def rename_organization(self, org_id: str, name: str) -> Organization:
+        text = check_name(name, "organization")
+
+        def update(conn: sqlite3.Connection) -> Organization:
+            self._organization(conn, org_id)
+            conn.execute("UPDATE organizations SET name = ? WHERE id = ?", (text, org_id))
+            return self._organization(conn, org_id)
+
+        return await self._run(self._write(update))
 
     # -- projects -------------------------------------------------------------------
     @staticmethod
     def _project(conn: sqlite3.Connection, project_id: str) -> Project:
         row = conn.execute(
-            "SELECT id, organization, mode, status, provider_keys FROM projects WHERE id = ?",
+            f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?",  # noqa: S608 - constant columns
             (project_id,),
         ).fetchone()
         if row is None:
@@ -734,7 +766,7 @@ class SqliteStore:
     async def list_projects(self) -> list[Project]:
         def read(conn: sqlite3.Connection) -> list[Project]:
             rows = conn.execute(
-                "SELECT id, organization, mode, status, provider_keys FROM projects ORDER BY id"
+                f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY id"  # noqa: S608 - constant columns
             ).fetchall()
             return [project_from_row(r) for r in rows]
 
@@ -781,6 +813,85 @@ class SqliteStore:
             return self._project(conn, project_id)
 
         return await self._run(self._write(update))
+
+    async def rename_project(self, project_id: str, name: str) -> Project:
+        text = check_name(name, "project")
+
+        def update(conn: sqlite3.Connection) -> Project:
+            self._project(conn, project_id)
+            conn.execute("UPDATE projects SET name = ? WHERE id = ?", (text, project_id))
+            return self._project(conn, project_id)
+
+        return await self._run(self._write(update))
+
+    # -- project IAM rules ------------------------------------------------------------
+    @staticmethod
+    def _project_rules(conn: sqlite3.Connection, project_id: str) -> tuple[ProjectRule, ...]:
+        rows = conn.execute(
+            f"SELECT {_PROJECT_RULE_COLUMNS} FROM project_rules "  # noqa: S608 - constant columns
+            "WHERE project_id = ? ORDER BY rowid",
+            (project_id,),
+        )
+        return tuple(project_rule_from_row(r) for r in rows)
+
+    async def add_project_rule(
+        self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
+    ) -> ProjectRule:
+        checked = check_rule_type(rule_type)
+        if not values or any(not v for v in values):
+            raise StoreError(f"rule `{rule_type}` needs at least one non-empty value")
+        rule = ProjectRule(
+            id=new_id("prule"), project_id=project_id, type=checked, values=tuple(values)
+        )
+
+        def add(conn: sqlite3.Connection) -> ProjectRule:
+            self._project(conn, project_id)
+            conn.execute(
+                'INSERT INTO project_rules (id, project_id, type, "values", status) '
+                "VALUES (?, ?, ?, ?, 'active')",
+                (rule.id, project_id, checked, encode_json(list(rule.values))),
+            )
+            return rule
+
+        return await self._run(self._write(add))
+
+    async def list_project_rules(self, project_id: str) -> list[ProjectRule]:
+        def read(conn: sqlite3.Connection) -> list[ProjectRule]:
+            self._project(conn, project_id)
+            return list(self._project_rules(conn, project_id))
+
+        return await self._run(read)
+
+    async def set_project_rule_status(
+        self, project_id: str, rule_id: str, status: RuleStatus
+    ) -> ProjectRule:
+        checked = check_rule_status(status)
+
+        def update(conn: sqlite3.Connection) -> ProjectRule:
+            conn.execute(
+                "UPDATE project_rules SET status = ? WHERE id = ? AND project_id = ?",
+                (checked, rule_id, project_id),
+            )
+            row = conn.execute(
+                f"SELECT {_PROJECT_RULE_COLUMNS} FROM project_rules "  # noqa: S608 - constant columns
+                "WHERE id = ? AND project_id = ?",
+                (rule_id, project_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"rule `{rule_id}` does not exist on project `{project_id}`")
+            return project_rule_from_row(row)
+
+        return await self._run(self._write(update))
+
+    async def remove_project_rule(self, project_id: str, rule_id: str) -> None:
+        def remove(conn: sqlite3.Connection) -> None:
+            deleted = conn.execute(
+                "DELETE FROM project_rules WHERE id = ? AND project_id = ?", (rule_id, project_id)
+            ).rowcount
+            if deleted == 0:
+                raise NotFound(f"rule `{rule_id}` does not exist on project `{project_id}`")
+
+        await self._run(self._write(remove))
 
     # -- keys -----------------------------------------------------------------------
     @staticmethod

@@ -2,8 +2,9 @@
 
 The path the documentation gives users: sign in, open API Keys, Create API Key,
 copy the key; then use it, watch usage appear, disable it, restrict it, read why a
-request was denied, deactivate the rule, rename the key, create an organization and a
-project and archive it, sign out.
+request was denied, deactivate the rule, rename the key, restrict the whole project
+and deactivate that rule, rename the project, create and rename an organization,
+create a project and archive it, sign out.
 Screenshots of the key list and the create dialog are taken on every run; they
 replace the ones in docs/screenshots/ only with `UPDATE_SCREENSHOTS=1`, so that an
 ordinary test run leaves the working tree clean.
@@ -211,12 +212,30 @@ def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
             expect(page.locator("h1")).to_contain_text("renamed in browser")
             page.screenshot(path=str(screenshots / "key.png"), full_page=True)
 
+            # A project rule applies to every key of the project; deactivated, it does not.
+            page.click("dd a:has-text('default')")
+            page.fill("#project-name", "Default project")
+            page.click("form.rename-form button:has-text('Rename')")
+            expect(page.locator("h1")).to_contain_text("Default project")
+            page.select_option("#project-rule-type", "deny_models")
+            page.fill("#project-rule-values", "mock-*")
+            page.click("button:has-text('Add project rule')")
+            expect(page.locator("table.project-rules")).to_contain_text("mock-*")
+            assert _chat(gateway, token).status_code == 403
+            page.screenshot(path=str(screenshots / "project.png"), full_page=True)
+            page.click("table.project-rules button:has-text('Deactivate')")
+            expect(page.locator("table.project-rules")).to_contain_text("Inactive")
+            assert _chat(gateway, token).status_code == 200
+
             # Organizations and projects: create both, then archive the project.
             page.click("nav a:has-text('Organizations')")
             page.fill("#org-id", "acme")
             page.fill("#org-credits", "25")
             page.click("button:has-text('Create organization')")
             expect(page.locator("tr[data-org-id=acme]")).to_contain_text("$25.00")
+            page.fill("input[aria-label='Name of acme']", "Acme Inc")
+            page.click("tr[data-org-id=acme] button:has-text('Rename')")
+            expect(page.locator("input[aria-label='Name of acme']")).to_have_value("Acme Inc")
             page.screenshot(path=str(screenshots / "organizations.png"), full_page=True)
             page.click("nav a:has-text('Projects')")
             page.fill("#project-id", "research")
@@ -237,5 +256,6 @@ def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert token not in gateway.log.read_text(), "the plain token never reaches the log"
-    for name in ("create-key-dialog.png", "api-keys.png", "key.png", "organizations.png"):
+    shots = ("create-key-dialog.png", "api-keys.png", "key.png", "project.png", "organizations.png")
+    for name in shots:
         assert (screenshots / name).read_bytes().startswith(b"\x89PNG"), name

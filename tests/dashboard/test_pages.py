@@ -293,3 +293,22 @@ def test_activity_shows_recent_requests_and_daily_usage(
     bars = re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="([\d.]+)">', page)
     assert len(bars) == 14
     assert [float(h) > 0 for h in bars] == [False] * 12 + [True, False]
+
+
+def test_project_rules_and_names(signed_in: Client, store: Store) -> None:
+    page = f"/dashboard/projects/{PROJECT}"
+    _post(signed_in, f"{page}/rules", type="allow_models", values="mock-*")
+    (rule,) = run(store.list_project_rules(PROJECT))
+    assert (rule.type, rule.values, rule.status) == ("allow_models", ("mock-*",), "active")
+    shown = signed_in.get(page).text
+    assert f'data-rule-id="{rule.id}"' in shown and "<code>mock-*</code>" in shown
+    _post(signed_in, f"{page}/rules/{rule.id}/status", status="inactive")
+    assert run(store.list_project_rules(PROJECT))[0].status == "inactive"
+    _post(signed_in, f"{page}/rules/{rule.id}/remove")
+    assert run(store.list_project_rules(PROJECT)) == []
+    _post(signed_in, f"{page}/name", name="Research team")
+    assert run(store.get_project(PROJECT)).name == "Research team"
+    assert "Research team" in signed_in.get("/dashboard/keys").text
+    _post(signed_in, "/dashboard/orgs/acme/name", name="Acme Inc")
+    assert run(store.get_organization("acme")).name == "Acme Inc"
+    assert 'value="Acme Inc"' in signed_in.get("/dashboard/orgs").text

@@ -11,6 +11,7 @@ from litestar.testing import TestClient
 
 from dashboard.conftest import (
     ADMIN_TOKEN,
+    ORG,
     PROJECT,
     csrf_of,
     make_app,
@@ -33,7 +34,13 @@ def _ids(store: Store) -> tuple[str, str]:
 
 def _protected_routes(app: Litestar, key_id: str, rule_id: str) -> list[tuple[str, str]]:
     """Every dashboard route except sign-in and static files, with real ids filled in."""
-    filled = {"key_id": key_id, "rule_id": rule_id, "project_id": PROJECT, "provider": "openai"}
+    filled = {
+        "key_id": key_id,
+        "rule_id": rule_id,
+        "project_id": PROJECT,
+        "provider": "openai",
+        "org_id": ORG,
+    }
     routes: list[tuple[str, str]] = []
     for route in app.routes:
         path = route.path

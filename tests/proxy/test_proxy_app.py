@@ -127,6 +127,31 @@ def test_admin_key_lifecycle_then_a_completion(admin_client: TestClient[Any]) ->
     assert disabled.json()["status"] == "inactive"
 
 
+def test_a_project_rule_applies_to_every_key_of_the_project(
+    admin_client: TestClient[Any],
+) -> None:
+    token = admin_client.post("/admin/keys", json={"project": "default"}, headers=_admin())
+    rule = admin_client.post(
+        "/admin/projects/default/iam",
+        json={"type": "deny_models", "values": ["mock-*"]},
+        headers=_admin(),
+    ).json()
+    chat = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-api-key": token.json()["token"]}
+    denied = admin_client.post("/v1/chat/completions", json=chat, headers=headers)
+    assert denied.status_code == 403, denied.text
+    admin_client.put(
+        f"/admin/projects/default/iam/{rule['id']}/status",
+        json={"status": "inactive"},
+        headers=_admin(),
+    )
+    assert admin_client.post("/v1/chat/completions", json=chat, headers=headers).status_code == 200
+    renamed = admin_client.put(
+        "/admin/projects/default/name", json={"name": "Default"}, headers=_admin()
+    )
+    assert renamed.json()["name"] == "Default"
+
+
 def test_admin_hides_literal_provider_secrets(admin_client: TestClient[Any]) -> None:
     by_env = admin_client.put(
         "/admin/projects/default/provider-keys/openai", json={"env": "OPENAI_KEY"}, headers=_admin()

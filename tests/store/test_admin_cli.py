@@ -69,8 +69,10 @@ def test_orgs_projects_and_key_lifecycle(cli_backend: Backend, tmp_path: Path) -
     def run(*args: str) -> dict[str, Any]:
         return ok(cli_backend, tmp_path, *args)
 
-    assert run("orgs", "create", "acme", "--credits", "25.50") == {"id": "acme", "credits": "25.50"}
+    created = run("orgs", "create", "acme", "--credits", "25.50")
+    assert created == {"id": "acme", "credits": "25.50", "name": ""}
     assert run("orgs", "credits", "acme", "3.00")["credits"] == "3.00"
+    assert run("orgs", "rename", "acme", "Acme Inc")["name"] == "Acme Inc"
     project = run("projects", "create", "web", "--org", "acme", "--mode", "credits")
     assert (project["organization"], project["mode"], project["status"]) == (
         "acme",
@@ -78,6 +80,7 @@ def test_orgs_projects_and_key_lifecycle(cli_backend: Backend, tmp_path: Path) -
         "active",
     )
     assert run("projects", "set-mode", "web", "api-keys")["mode"] == "api-keys"
+    assert run("projects", "rename", "web", "Website")["name"] == "Website"
     keyed = run("projects", "provider-key", "web", "openai", "--value", "sk-very-secret")
     assert keyed["provider_keys"] == {"openai": {"value": "***"}}
     keyed = run("projects", "provider-key", "web", "azure", "--env", "AZURE_KEY")
@@ -118,6 +121,12 @@ def test_iam_rules(cli_backend: Backend, tmp_path: Path) -> None:
     assert renamed["description"] == "nightly batch"
     listed = ok(cli_backend, tmp_path, "keys", "iam", "list", key["id"])
     assert [(r["id"], r["status"]) for r in listed["rules"]] == [(second["id"], "inactive")]
+    project_rule = ok(
+        cli_backend, tmp_path, "projects", "iam", "add", "default", "deny_providers", "openai"
+    )
+    assert (project_rule["project"], project_rule["values"]) == ("default", ["openai"])
+    listed = ok(cli_backend, tmp_path, "projects", "iam", "list", "default")
+    assert [r["id"] for r in listed["rules"]] == [project_rule["id"]]
 
 
 @pytest.mark.parametrize(

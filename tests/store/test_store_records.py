@@ -218,3 +218,43 @@ def test_money_is_exact(backend: Backend) -> None:
             await store.close()
 
     backend.run(body)
+
+
+def test_names_and_project_rules(backend: Backend) -> None:
+    async def body() -> None:
+        store = backend.open()
+        try:
+            await store.migrate()
+            await store.ensure_defaults()
+            assert (await store.rename_organization("default", " Acme Inc ")).name == "Acme Inc"
+            assert (await store.get_organization("default")).name == "Acme Inc"
+            assert (await store.rename_project("default", "Research")).name == "Research"
+            assert [p.name for p in await store.list_projects()] == ["Research"]
+            with pytest.raises(StoreError, match="shorten it to 100"):
+                await store.rename_project("default", "x" * 101)
+            _, token = await store.create_key("default", None, "")
+            rule = await store.add_project_rule("default", "deny_models", ("gpt-4*",))
+            other = await store.add_project_rule("default", "allow_providers", ("mock",))
+            listed = await store.list_project_rules("default")
+            assert [(r.id, r.type, r.values) for r in listed] == [
+                (rule.id, "deny_models", ("gpt-4*",)),
+                (other.id, "allow_providers", ("mock",)),
+            ]
+            off = await store.set_project_rule_status("default", rule.id, "inactive")
+            assert off.status == "inactive"
+            context = await store.key_context(store.hash_token(token))
+            assert context is not None
+            assert [(r.id, r.status) for r in context.project_rules] == [
+                (rule.id, "inactive"),
+                (other.id, "active"),
+            ]
+            await store.remove_project_rule("default", rule.id)
+            assert [r.id for r in await store.list_project_rules("default")] == [other.id]
+            with pytest.raises(NotFound):
+                await store.remove_project_rule("default", rule.id)
+            with pytest.raises(NotFound, match="project `ghost`"):
+                await store.add_project_rule("ghost", "deny_models", ("x",))
+        finally:
+            await store.close()
+
+    backend.run(body)
