@@ -24,7 +24,7 @@ from policy_engine.runtime import ARRAYS, Ctx, Frame, ValueFn, index_value
 from policy_engine.source import Span
 from policy_engine.steps import OPERATORS, Builder
 from policy_engine.terms import Scope
-from policy_engine.values import UNDEFINED, equal, freeze
+from policy_engine.values import UNDEFINED, confusable, equal, freeze, holds_exactly
 
 __all__ = ["MOCK_ROOTS", "CallCompiler", "member"]
 
@@ -341,9 +341,12 @@ def member(v: Any, c: Any) -> bool:
             return v in c.values()
     if isinstance(c, frozenset):
         try:
-            return freeze(v) in c
+            frozen = freeze(v)
+            found = frozen in c
         except TypeError:
             return False
+        # Python finds 1 in {true}: confirm such a hit the Rego way.
+        return found and (not confusable(frozen) or holds_exactly(c, frozen))
     values = c.values() if isinstance(c, dict) else c if isinstance(c, ARRAYS) else ()
     return any(equal(v, item) for item in values)
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from policy_engine.errors import LIMIT_ERROR, EvalError
-from policy_engine.values import UNDEFINED, FrozenDict, freeze
+from policy_engine.values import UNDEFINED, FrozenDict, confusable, freeze, holds_exactly
 
 __all__ = [
     "ARRAYS",
@@ -152,9 +152,14 @@ def index_value(collection: Any, key: Any) -> Any:
         if type(key) is float:
             key = freeze(key)
         try:
-            return collection.get(key, UNDEFINED)
+            found = collection.get(key, UNDEFINED)
         except TypeError:  # unhashable key (a list): look it up frozen
-            return collection.get(freeze(key), UNDEFINED)
+            key = freeze(key)
+            found = collection.get(key, UNDEFINED)
+        if found is not UNDEFINED and type(key) is not str and confusable(key):
+            # Python finds key 1 under `true`: confirm the stored key is Rego-equal.
+            return found if holds_exactly(collection, key) else UNDEFINED
+        return found
     if isinstance(collection, ARRAYS):
         kind = type(key)
         if kind is int:
@@ -169,9 +174,12 @@ def index_value(collection: Any, key: Any) -> Any:
     if isinstance(collection, SETS):
         try:
             member = freeze(key)
-            return member if member in collection else UNDEFINED
+            found = member in collection
         except TypeError:
             return UNDEFINED
+        if found and confusable(member) and not holds_exactly(collection, member):
+            return UNDEFINED
+        return member if found else UNDEFINED
     return UNDEFINED
 
 

@@ -16,9 +16,11 @@ Python's own `==` is wrong for Rego in a few places (`True == 1`,
 (+ - *, exact to 1,000 digits) and `DECIMAL_CONTEXT` (division, 34 digits), so results never
 depend on the thread's current decimal context.
 
-Known limit: Python sets and dicts hash `True` and `1` alike, so a set built
-from both `true` and `1` keeps only one of them (`equal` itself is exact).
-Policies practically never mix them.
+Python sets and dicts hash `True` and `1` alike (and `False` and `0`). Lookups
+are exact: `index_value` and membership confirm a hit with `equal` when the key
+could be confused (`confusable`), so `1 in {true}` is false and `{1: "a"}[true]`
+undefined. Known limit: a set or object *built* from both `true` and `1` keeps
+only one of them; policies practically never mix them (docs/opa-differences.md).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ __all__ = [
     "FrozenDict",
     "Undefined",
     "compare",
+    "confusable",
     "equal",
     "freeze",
     "from_json",
+    "holds_exactly",
     "int_text",
     "is_number",
     "normalize_number",
@@ -264,6 +268,33 @@ def _equal_sets(a: frozenset[object], b: frozenset[object]) -> bool:
     if len(a) != len(b) or a != b:
         return False
     return all(type(member) is str for member in a) or sort_key(a) == sort_key(b)
+
+
+def confusable(value: object) -> bool:
+    """Whether Python's `==` could match `value` with a different Rego value
+    (`true`/`1`, `false`/`0`, also inside arrays, objects and sets)."""
+    kind = type(value)
+    if kind is str or value is None:
+        return False
+    if kind is bool:
+        return True
+    if kind is int or kind is Decimal or kind is float:
+        return value == 0 or value == 1
+    if kind is tuple or kind is list:
+        return any(confusable(item) for item in value)  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        return any(confusable(k) or confusable(v) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        return any(confusable(member) for member in value)
+    return False
+
+
+def holds_exactly(stored: Iterable[object], key: object) -> bool:
+    """Whether one of `stored` (a dict's keys, a set's members) is Rego-equal to `key`.
+
+    For confirming a Python hit when `confusable(key)`: scans, so only then.
+    """
+    return any(equal(item, key) for item in stored)
 
 
 # ---------------------------------------------------------------- ordering
