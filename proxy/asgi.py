@@ -3,7 +3,10 @@
 `gateway serve` is the usual way; this factory reads the same configuration (from
 `$GATEWAY_CONFIG` and `GATEWAY_*` variables) for servers that import an app, e.g.
 `uvicorn --factory proxy.asgi:create_from_env` or
-`granian --interface asgi --factory proxy.asgi:create_from_env`.
+`granian --interface asgi --factory proxy.asgi:create_from_env`. The connection
+deadlines of `gateway serve` (`proxy.connection_deadlines`) are then the server's own
+settings, and its proxy-header handling must be off (`uvicorn --no-proxy-headers`) so
+that only `trusted_proxies` decides the client address.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -91,22 +91,22 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest request body accepted; bigger bodies get 413 before any other work."""
 
-    max_json_depth: int = 64
+    max_json_depth: Annotated[int, msgspec.Meta(ge=1)] = 64
     """Deepest nesting of arrays/objects accepted in a request body; deeper gets 400
     before the body is decoded (a nesting bomb cannot exhaust the stack)."""
 
-    header_read_timeout: float = 10.0
+    header_read_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """Seconds a client has to send a request's headers, from connecting (or from the
     first byte of a next request on a kept-alive connection): then 408, or the
     connection is closed if nothing came."""
 
-    body_read_timeout: float = 30.0
+    body_read_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     """Seconds a client has to send a request's body once its headers came: then 408."""
 
-    keep_alive_timeout: float = 5.0
+    keep_alive_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     """Seconds an idle kept-alive connection stays open after a response."""
 
-    max_connections: int = 1000
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
     """Client connections open at once; one more is answered 503 and closed."""
 
     upstream_connect_timeout: float = 10.0

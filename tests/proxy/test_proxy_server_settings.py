@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
 
 from proxy.app import create_app
-from proxy.config import GatewayConfig
+from proxy.config import ConfigError, GatewayConfig, load_config
 from proxy.server import PortUnavailable, announcement, bind, uvicorn_config
 
 
@@ -40,3 +41,18 @@ def test_bind_refuses_a_port_in_use() -> None:
         taken.listen()
         with pytest.raises(PortUnavailable, match="already in use"):
             bind("127.0.0.1", taken.getsockname()[1]).close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("GATEWAY_MAX_CONNECTIONS", "0", "field `max_connections`: Expected `int` >= 1"),
+        ("GATEWAY_HEADER_READ_TIMEOUT", "0", "field `header_read_timeout`: Expected `float` > 0.0"),
+        ("GATEWAY_MAX_JSON_DEPTH", "0", "field `max_json_depth`: Expected `int` >= 1"),
+    ],
+)
+def test_limits_that_would_refuse_everything_are_config_errors(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(None, {variable: value})
