@@ -81,8 +81,13 @@ def _message(error: openai.APIStatusError, error_format: ErrorFormat) -> str:
             openai.PermissionDeniedError,
             "Access denied: Model mock-model is in the denied models list",
         ),
+        (
+            lambda api: api.responses.create(model="mock-model", input="hi"),
+            openai.PermissionDeniedError,
+            "Access denied: Model mock-model is in the denied models list",
+        ),
     ],
-    ids=["401", "400", "403"],
+    ids=["401", "400", "403", "403-responses"],
 )
 def test_rejections_are_the_sdk_exception_with_the_documented_message(
     client: TestClient[Any],
@@ -111,3 +116,18 @@ def test_the_mock_answers_the_sdk_and_refuses_as_a_provider(client: TestClient[A
     with pytest.raises(openai.BadRequestError) as info:
         api.chat.completions.create(model="mock-model", messages=[])
     assert info.value.code == "empty_array" and info.value.param == "messages"
+
+
+def test_the_messages_api_answers_in_anthropics_envelope_in_either_format(
+    client: TestClient[Any],
+) -> None:
+    """`error_format` is for OpenAI clients; the Messages API always uses Anthropic's shape
+    (the `anthropic` SDK itself is run against it in test_proxy_agent_apis.py)."""
+    headers = {"x-api-key": _new_key(client, deny="mock-model")}
+    body = {"model": "mock-model", "max_tokens": 10, "messages": HI}
+    answer = client.post("/v1/messages", json=body, headers=headers)
+    message = "Access denied: Model mock-model is in the denied models list"
+    assert (answer.status_code, answer.json()) == (
+        403,
+        {"type": "error", "error": {"type": "permission_error", "message": message}},
+    )
