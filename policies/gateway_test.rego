@@ -227,6 +227,23 @@ test_custom_rule_denies_with_its_status if {
 	count(d.reasons) == 2
 }
 
+# ---- check 7c: the provider must serve the request's API -----------------------------------
+
+test_messages_go_only_to_a_provider_serving_that_api if {
+	d := decide({
+		"request": {"operation": "messages", "model": "claude-sonnet-4"},
+		"gateway": {"credentialed_providers": ["anthropic", "openrouter"]},
+	})
+	d.allow
+	d.provider == "anthropic"
+}
+
+test_a_model_no_provider_serves_through_the_api_is_400 if {
+	d := decide({"request": {"operation": "messages", "model": "gpt-4"}})
+	d.status == 400
+	d.message == "Model gpt-4 is not served through /v1/messages by any of its allowed providers; they serve /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses"
+}
+
 # ---- check 8: credentials ---------------------------------------------------------------
 
 test_api_keys_mode_without_a_key_is_400 if {
