@@ -2,8 +2,9 @@
 
 SLOW (about 30 s, most of it `pip install`): one test, on purpose. It creates a new
 venv, installs the checkout with plain `pip install -e .` (no dev extras, as the README
-says), runs `gateway quickstart` in an empty directory, then pastes the `curl` command
-and the Python SDK snippet it printed, exactly as printed.
+says), checks that `policy-engine prop` runs there, runs `gateway quickstart` in an empty
+directory, then pastes the `curl` command and the Python SDK snippet it printed, exactly
+as printed.
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def test_readme_first_command_in_a_fresh_venv(tmp_path: Path) -> None:
         check=False,
     )
     assert install.returncode == 0, install.stderr
+    # The policy tooling works after the plain install too (`prop` needs hypothesis).
+    prop = subprocess.run(
+        [
+            *(str(venv / "bin" / "policy-engine"), "prop", "policies/", "--max-examples", "10"),
+            *("--seed", "1", "--database", str(tmp_path / "hypothesis")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert prop.returncode == 0 and "properties hold" in prop.stdout, prop.stdout + prop.stderr
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
