@@ -38,6 +38,7 @@ from policy_engine.builtins import (
     types,
     units,
     versions,
+    world,
 )
 from policy_engine.builtins.base import BUILTIN_ERROR, EVAL_TYPE_ERROR, Builtin, BuiltinError
 
@@ -68,6 +69,7 @@ _FAMILIES: Final = (
     types,
     units,
     versions,
+    world,
 )
 
 

@@ -6,7 +6,7 @@ Nodes missing from the graph and malformed neighbour lists are skipped, as OPA d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from policy_engine.builtins.base import Builtin, builtin, operand_error, want_object
 from policy_engine.values import freeze, sort_key
@@ -22,13 +22,22 @@ def _nodes(name: str, position: int, value: object) -> list[Any]:
     raise operand_error(name, position, "one of {set, array}", value)
 
 
-def _neighbours(graph: Any, node: Any) -> list[Any] | None:
-    edges = graph.get(freeze(node))
+_ABSENT: Final = object()
+
+
+def _neighbours(graph: Any, node: Any) -> Any:
+    """The node's neighbours in order; `_ABSENT` when the node is not in the graph.
+
+    A node whose entry is not an array or set (null, say) has none.
+    """
+    edges = graph.get(freeze(node), _ABSENT)
+    if edges is _ABSENT:
+        return _ABSENT
     if isinstance(edges, frozenset):
         return sorted(edges, key=sort_key)
     if isinstance(edges, (tuple, list)):
         return list(edges)
-    return None
+    return []
 
 
 def reachable(graph: object, initial: object) -> frozenset[Any]:
@@ -41,7 +50,7 @@ def reachable(graph: object, initial: object) -> frozenset[Any]:
         if node in seen:
             continue
         neighbours = _neighbours(edges, node)
-        if neighbours is None:
+        if neighbours is _ABSENT:
             continue
         seen.add(node)
         pending.extend(neighbours)
@@ -49,33 +58,45 @@ def reachable(graph: object, initial: object) -> frozenset[Any]:
 
 
 def reachable_paths(graph: object, initial: object) -> frozenset[Any]:
-    """Every path from an initial node to a node with no way further (cycles cut)."""
+    """Every path from an initial node until a node with no way further or a cycle."""
     edges = want_object("graph.reachable_paths", 1, graph)
     paths: set[tuple[Any, ...]] = set()
     for root in _nodes("graph.reachable_paths", 2, initial):
-        _paths_from(edges, freeze(root), (), paths, set())
+        node = freeze(root)
+        neighbours = _neighbours(edges, node)
+        if neighbours is _ABSENT:
+            continue
+        if not neighbours:
+            paths.add((node,))
+        for neighbour in neighbours:
+            _paths_from(edges, freeze(neighbour), (node,), paths, frozenset({node}))
     return frozenset(paths)
 
 
 def _paths_from(
-    graph: Any, node: Any, path: tuple[Any, ...], paths: set[tuple[Any, ...]], reached: set[Any]
+    graph: Any,
+    node: Any,
+    path: tuple[Any, ...],
+    paths: set[tuple[Any, ...]],
+    on_path: frozenset[Any],
 ) -> None:
+    # A path ends before a node missing from the graph, at a node without
+    # neighbours, and before a node already on it (a cycle).
     neighbours = _neighbours(graph, node)
-    if neighbours is None:
-        if path:
-            paths.add(path)
+    if neighbours is _ABSENT:
+        paths.add(path)
         return
     path = (*path, node)
-    reached.add(node)
     if not neighbours:
         paths.add(path)
         return
+    on_path = on_path | {node}
     for neighbour in neighbours:
         neighbour = freeze(neighbour)
-        if neighbour in reached:
+        if neighbour in on_path:
             paths.add(path)
         else:
-            _paths_from(graph, neighbour, path, paths, reached)
+            _paths_from(graph, neighbour, path, paths, on_path)
 
 
 _GRAPH = "object[any, array[any] | set[any]]"

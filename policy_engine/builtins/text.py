@@ -98,18 +98,14 @@ def _any_match(name: str, test: Callable[[str, str], bool]) -> Callable[..., obj
 
 
 def split_n(value: object, delimiter: object, n: object) -> tuple[str, ...]:
-    """Go's strings.SplitN: at most n parts, the last holding the rest; n < 0 means all."""
+    """The first n parts of the split string, or the last -n parts when n is negative."""
     text = want_string("strings.split_n", 1, value)
     separator = want_string("strings.split_n", 2, delimiter)
-    limit = want_integer("strings.split_n", 3, n)
-    if limit == 0:
-        return ()
-    if separator == "":
-        characters = list(text)
-        if 0 < limit < len(characters):
-            return (*characters[: limit - 1], "".join(characters[limit - 1 :]))
-        return tuple(characters)
-    return tuple(text.split(separator, -1 if limit < 0 else limit - 1))
+    count = want_integer("strings.split_n", 3, n)
+    parts = list(text) if separator == "" else text.split(separator)
+    if count >= 0:
+        return tuple(parts[:count])
+    return tuple(parts[count:])
 
 
 def render_template(template: object, variables: object) -> str:

@@ -91,7 +91,13 @@ def test_parse_rfc3339_ns_rejects_other_text(text: str) -> None:
     assert text in raised.value.message
 
 
-@given(st.datetimes(timezones=st.just(UTC)))
+@given(
+    st.datetimes(
+        min_value=datetime(1678, 1, 1),  # nanoseconds since 1970 must fit an int64, as in OPA
+        max_value=datetime(2261, 12, 31),
+        timezones=st.just(UTC),
+    )
+)
 def test_parse_rfc3339_ns_agrees_with_datetime(moment: datetime) -> None:
     text = moment.isoformat().replace("+00:00", "Z")
     expected = round(moment.timestamp()) if moment.microsecond == 0 else None
@@ -100,6 +106,14 @@ def test_parse_rfc3339_ns_agrees_with_datetime(moment: datetime) -> None:
     if expected is not None:
         assert nanoseconds == expected * 10**9
     assert nanoseconds // 1000 == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
+
+
+@pytest.mark.parametrize(
+    "text", ["1677-09-21T00:12:43.145224191Z", "2262-04-11T23:47:16.854775808Z"]
+)
+def test_parse_rfc3339_ns_refuses_times_beyond_int64_nanoseconds(text: str) -> None:
+    with pytest.raises(BuiltinError, match="time outside of valid range"):
+        call("time.parse_rfc3339_ns", text)
 
 
 _MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)

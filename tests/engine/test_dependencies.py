@@ -74,6 +74,7 @@ def test_every_runtime_import_is_a_declared_dependency() -> None:
 _LOADED_BY_NAME = {
     "uvloop": ("proxy/server.py", '"uvloop"'),  # uvicorn's `loop="uvloop"`
     "httptools": ("proxy/connection_deadlines.py", "httptools_impl"),  # uvicorn's protocol
+    "tzdata": ("policy_engine/builtins/time.py", "ZoneInfo("),  # zoneinfo's fallback database
 }
 
 
