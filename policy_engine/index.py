@@ -85,7 +85,8 @@ def build_index(modules: Iterable[ast.Module]) -> tuple[RuleIndex, list[Diagnost
     """File every rule under `("data", *package, *name)`; report kind clashes."""
     index = RuleIndex()
     problems: list[Diagnostic] = []
-    for module in modules:
+    modules_seen = list(modules)
+    for module in modules_seen:
         for rule in module.rules:
             path = ("data", *module.package, *rule.name)
             kind = _kind(rule)
@@ -120,6 +121,12 @@ def build_index(modules: Iterable[ast.Module]) -> tuple[RuleIndex, list[Diagnost
     for path in index.groups:
         for i in range(1, len(path)):
             index.namespaces.setdefault(path[:i], set()).add(path[i])
+    for module in modules_seen:
+        # A package exists even without rules: `data.a.b` is `{}` for an empty `package a.b`.
+        package = ("data", *module.package)
+        index.namespaces.setdefault(package, set())
+        for i in range(1, len(package)):
+            index.namespaces.setdefault(package[:i], set()).add(package[i])
     for path, group in index.groups.items():
         if path in index.namespaces and group.kind not in TREE_KINDS:
             first = group.default or group.definitions[0][1]
