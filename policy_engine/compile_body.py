@@ -195,6 +195,15 @@ class BodyCompiler(CallCompiler):
             key = self.mock_key(kind, found) if kind in ("builtin", "function") else None
             if key is not None:
                 return ("mock", key)
+            if kind in ("builtin", "function"):
+                self.problem(
+                    COMPILE_ERROR,
+                    f"`with {'.'.join(name)}` here replaces a function no policy module "
+                    "replaces; write this `with` in a module (only the call sites of "
+                    "functions some module replaces can be replaced)",
+                    modifier.span,
+                )
+                return ("input", ())
         if not isinstance(head, ast.Var) or head.name not in ("input", "data") or MISSING in path:
             self.problem(
                 COMPILE_ERROR,
