@@ -180,6 +180,12 @@ provider_allow_layers := allow_layers("allow_providers")
 
 operation_allow_layers := allow_layers("allow_operations")
 
+# The operation IAM rules and API routing know a request by: counting the tokens of a
+# Messages request (free) is part of the Messages API.
+rule_operation := "messages" if {
+	input.request.operation == "messages.count_tokens"
+} else := input.request.operation
+
 allow_layers(type) := {layer: rules |
 	some allow in active_rules
 	allow.type == type
@@ -263,14 +269,14 @@ rule_reason_entries contains [10 + layer_rank[rule.layer], sprintf("Model %s is 
 	model_matches(rule, model_id)
 }
 
-rule_reason_entries contains [20 + layer_rank[layer], sprintf("Operation %s is not in the allowed operations list", [input.request.operation]), single_rule_id(rules), "allow_operations"] if {
+rule_reason_entries contains [20 + layer_rank[layer], sprintf("Operation %s is not in the allowed operations list", [rule_operation]), single_rule_id(rules), "allow_operations"] if {
 	some layer, rules in operation_allow_layers
-	not any_value(rules, input.request.operation)
+	not any_value(rules, rule_operation)
 }
 
-rule_reason_entries contains [30 + layer_rank[rule.layer], sprintf("Operation %s is in the denied operations list", [input.request.operation]), rule.id, "deny_operations"] if {
+rule_reason_entries contains [30 + layer_rank[rule.layer], sprintf("Operation %s is in the denied operations list", [rule_operation]), rule.id, "deny_operations"] if {
 	some rule in operation_deny_rules
-	input.request.operation in rule.values
+	rule_operation in rule.values
 }
 
 rule_reason_entries contains [40 + layer_rank[layer], sprintf("Provider %s is not in the allowed providers list", [explicit_provider]), single_rule_id(rules), "allow_providers"] if {
@@ -353,7 +359,7 @@ provider_apis(provider) := data.catalog.providers[provider].apis if {
 
 api_providers := {provider |
 	some provider in requested_providers
-	input.request.operation in provider_apis(provider)
+	rule_operation in provider_apis(provider)
 }
 
 api_paths := {
@@ -364,7 +370,7 @@ api_paths := {
 	"messages": "/v1/messages",
 }
 
-unserved_api_message := sprintf("Model %s is not served through %s by any of its allowed providers; they serve %s", [model_id, api_paths[input.request.operation], served_paths]) if {
+unserved_api_message := sprintf("Model %s is not served through %s by any of its allowed providers; they serve %s", [model_id, api_paths[rule_operation], served_paths]) if {
 	model_id != null
 	count(requested_providers) > 0
 	count(api_providers) == 0

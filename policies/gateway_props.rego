@@ -164,8 +164,8 @@ fixed_messages := [
 iam_reason_messages := {
 	sprintf("Model %s is not in the allowed models list", [decision.model]),
 	sprintf("Model %s is in the denied models list", [decision.model]),
-	sprintf("Operation %s is not in the allowed operations list", [input.request.operation]),
-	sprintf("Operation %s is in the denied operations list", [input.request.operation]),
+	sprintf("Operation %s is not in the allowed operations list", [data.gateway.rule_operation]),
+	sprintf("Operation %s is in the denied operations list", [data.gateway.rule_operation]),
 	sprintf("Provider %s is not in the allowed providers list", [explicit_provider]),
 	sprintf("Provider %s is in the denied providers list", [explicit_provider]),
 	sprintf("No providers are allowed for model %s after applying IAM rules.", [decision.model]),

@@ -238,6 +238,15 @@ test_messages_go_only_to_a_provider_serving_that_api if {
 	d.provider == "anthropic"
 }
 
+test_counting_tokens_is_governed_as_the_messages_operation if {
+	d := decide({
+		"request": {"operation": "messages.count_tokens", "model": "mock-model"},
+		"key": {"iam_rules": [rule("no-claude-code", "deny_operations", ["messages"])]},
+	})
+	d.status == 403
+	d.message == "Access denied: Operation messages is in the denied operations list"
+}
+
 test_a_model_no_provider_serves_through_the_api_is_400 if {
 	d := decide({"request": {"operation": "messages", "model": "gpt-4"}})
 	d.status == 400

@@ -33,6 +33,7 @@ from proxy.sse import (
 from proxy.usage import TokenUsage, chat_usage, messages_usage, responses_usage
 
 __all__ = [
+    "ANTHROPIC_OPERATIONS",
     "ANTHROPIC_VERSION",
     "AuthHeader",
     "asks_stream_usage",
@@ -51,11 +52,15 @@ AuthHeader = Literal["authorization", "x-api-key"]
 ANTHROPIC_VERSION = "2023-06-01"
 # Client headers that select the Messages API's behaviour and so must reach the provider.
 _ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
+# The operations of Anthropic's Messages API (its headers, credential and error shape).
+ANTHROPIC_OPERATIONS: frozenset[Operation] = frozenset({"messages", "messages.count_tokens"})
 _encoder = msgspec.json.Encoder()
 
 
 def whole_usage(operation: Operation, answer: dict[str, Any]) -> TokenUsage | None:
-    """The usage of a whole (non-streamed) answer."""
+    """The usage of a whole (non-streamed) answer; counting tokens is free."""
+    if operation == "messages.count_tokens":
+        return None
     value = answer.get("usage")
     if operation == "responses":
         return responses_usage(value)
@@ -89,14 +94,14 @@ def max_tokens_field(operation: Operation, price: ModelPrice) -> str:
 
 def auth_header(operation: Operation) -> AuthHeader:
     """How the provider's credential is sent: Anthropic's API takes `x-api-key`."""
-    return "x-api-key" if operation == "messages" else "authorization"
+    return "x-api-key" if operation in ANTHROPIC_OPERATIONS else "authorization"
 
 
 def upstream_headers(
     operation: Operation, headers: Mapping[str, str]
 ) -> tuple[tuple[str, str], ...]:
     """The client's headers that go upstream with the body (never its credentials)."""
-    if operation != "messages":
+    if operation not in ANTHROPIC_OPERATIONS:
         return ()
     kept = [(name, headers[name]) for name in _ANTHROPIC_HEADERS if headers.get(name)]
     if not any(name == "anthropic-version" for name, _ in kept):
@@ -106,7 +111,7 @@ def upstream_headers(
 
 def stream_error_event(operation: Operation, message: str, events_sent: int) -> bytes:
     """The event that ends a stream the provider broke off, in the API's own shape."""
-    if operation == "messages":
+    if operation in ANTHROPIC_OPERATIONS:
         error = {"type": "error", "error": {"type": "api_error", "message": message}}
         return b"event: error\ndata: " + _encoder.encode(error) + b"\n\n"
     if operation == "responses":

@@ -32,6 +32,7 @@ from proxy.openapi_docs import (
     api_operation,
     chat_request_schema,
     completion_request_schema,
+    count_tokens_request_schema,
     embedding_request_schema,
     messages_request_schema,
     responses_request_schema,
@@ -160,6 +161,17 @@ def _api_routes() -> list[Any]:
     async def messages() -> Response[bytes] | Stream:
         raise unreachable()
 
+    @post(
+        "/v1/messages/count_tokens",
+        operation_class=api_operation(count_tokens_request_schema(), anthropic_errors=True),
+        summary="Anthropic token counting for a Messages request (free; IAM operation `messages`)",
+        status_code=200,
+        middleware=[api_middleware],
+        opt={OPERATION_OPT: "messages.count_tokens"},
+    )
+    async def count_tokens() -> Response[bytes] | Stream:
+        raise unreachable()
+
     @get(
         "/v1/models",
         operation_class=api_operation(None),
@@ -170,7 +182,7 @@ def _api_routes() -> list[Any]:
     async def models() -> Response[bytes] | Stream:
         raise unreachable()
 
-    return [chat_completions, completions, embeddings, responses, messages, models]
+    return [chat_completions, completions, embeddings, responses, messages, count_tokens, models]
 
 
 @get("/healthz", summary="Liveness: the process answers")

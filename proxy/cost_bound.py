@@ -101,6 +101,8 @@ def cost_bound(
         return _bound(price, prompt, 0, None)
     if operation == "messages":
         return _bound(price, _messages_bound(payload, price), payload["max_tokens"], None)
+    if operation == "messages.count_tokens":  # free at the provider
+        return CostBound(prompt_tokens=0, completion_tokens=0, amount=Decimal(0))
     if operation == "responses":
         limit = payload.get("max_output_tokens")
         if isinstance(limit, int):

@@ -44,7 +44,13 @@ __all__ = [
 ]
 
 Operation = Literal[
-    "chat.completions", "completions", "embeddings", "models.list", "responses", "messages"
+    "chat.completions",
+    "completions",
+    "embeddings",
+    "models.list",
+    "responses",
+    "messages",
+    "messages.count_tokens",
 ]
 KeyStatus = Literal["active", "inactive", "deleted"]
 ProjectStatus = Literal["active", "deleted"]
@@ -86,7 +92,8 @@ class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     operation: Operation
     """The operation the route maps to: the OpenAI-compatible `chat.completions`,
     `completions`, `embeddings`, `models.list` and `responses` (`/v1/responses`), or the
-    Anthropic `messages` (`/v1/messages`)."""
+    Anthropic `messages` (`/v1/messages`) and `messages.count_tokens`
+    (`/v1/messages/count_tokens`, free; IAM operation rules name it `messages`)."""
     token_present: bool
     """True when a non-empty token came in `Authorization: Bearer` or `x-api-key` (check 1)."""
     model: str | None = None

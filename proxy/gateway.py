@@ -19,6 +19,7 @@ import anyio
 import msgspec
 
 from proxy.api_families import (
+    ANTHROPIC_OPERATIONS,
     asks_stream_usage,
     auth_header,
     max_tokens_field,
@@ -165,7 +166,7 @@ class Gateway:
     def error(self, status: int, message: str, operation: Operation | None = None) -> Reply:
         """A gateway rejection in the configured error format; on the Messages API in
         Anthropic's (proxy/errors.py says why)."""
-        if operation == "messages":
+        if operation in ANTHROPIC_OPERATIONS:
             return Reply(status=status, body=anthropic_error_body(status, message))
         return Reply(status=status, body=error_body(status, message, self._config.error_format))
 

@@ -19,7 +19,13 @@ import msgspec
 
 from proxy.mock_validation import MOCK_CHAT_MODELS
 
-__all__ = ["MockAnswer", "messages_answer", "reply_quoting", "responses_answer"]
+__all__ = [
+    "MockAnswer",
+    "count_tokens_answer",
+    "messages_answer",
+    "reply_quoting",
+    "responses_answer",
+]
 
 _REPLY = "This is a mock response from the gateway."
 _QUOTED_WORDS = 12
@@ -263,3 +269,14 @@ def messages_answer(payload: dict[str, Any]) -> MockAnswer:
         ("message_stop", {}),
     ]
     return MockAnswer(events=tuple(_sse(kind, {"type": kind, **fields}) for kind, fields in steps))
+
+
+def count_tokens_answer(payload: dict[str, Any]) -> MockAnswer:
+    """`/v1/messages/count_tokens`: the prompt tokens the same Messages request would use."""
+    if payload["model"] not in MOCK_CHAT_MODELS:
+        error = {"type": "not_found_error", "message": f"model: {payload['model']}"}
+        return _invalid(404, {"type": "error", "error": error})
+    words = len(_text_of(payload.get("system")).split()) + len(
+        _text_of(payload.get("messages")).split()
+    )
+    return MockAnswer(body=_encoder.encode({"input_tokens": max(words, 1)}))

@@ -23,7 +23,12 @@ from typing import Any
 import msgspec
 
 from proxy.documents import Operation
-from proxy.mock_agent_apis import messages_answer, reply_quoting, responses_answer
+from proxy.mock_agent_apis import (
+    count_tokens_answer,
+    messages_answer,
+    reply_quoting,
+    responses_answer,
+)
 from proxy.mock_validation import validate
 
 __all__ = ["MockProvider", "mock_reply", "prompt_tokens"]
@@ -123,13 +128,20 @@ class _Answer(msgspec.Struct, frozen=True, kw_only=True):
         return _usage(self.prompt, len(self.words) * self.choices)
 
 
+_AGENT_ANSWERS = {
+    "responses": responses_answer,
+    "messages": messages_answer,
+    "messages.count_tokens": count_tokens_answer,
+}
+
+
 class MockProvider:
     """Answers chat, completions, embeddings, Responses and Messages requests for the
     mock's own models."""
 
     async def send(self, operation: Operation, payload: dict[str, Any]) -> _MockResponse:
-        if operation in ("responses", "messages"):
-            agent = (responses_answer if operation == "responses" else messages_answer)(payload)
+        if operation in ("responses", "messages", "messages.count_tokens"):
+            agent = _AGENT_ANSWERS[operation](payload)
             return _MockResponse(status=agent.status, body=agent.body, events=agent.events)
         rejection = validate(operation, payload)
         if rejection is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "api_operation",
     "chat_request_schema",
     "completion_request_schema",
+    "count_tokens_request_schema",
     "embedding_request_schema",
     "messages_request_schema",
     "responses_request_schema",
@@ -171,6 +172,26 @@ def messages_request_schema() -> Schema:
     return Schema(
         type=OpenAPIType.OBJECT,
         required=["model", "messages", "max_tokens"],
+        properties=properties,
+        examples=[example],
+    )
+
+
+def count_tokens_request_schema() -> Schema:
+    example = {"model": "mock-model", "messages": [{"role": "user", "content": "Hello!"}]}
+    message = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["role", "content"],
+        properties={"role": _STRING, "content": _STRING},
+    )
+    properties: dict[str, Schema | Reference] = {
+        "model": _STRING,
+        "messages": Schema(type=OpenAPIType.ARRAY, items=message),
+        "system": _STRING,
+    }
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["model", "messages"],
         properties=properties,
         examples=[example],
     )

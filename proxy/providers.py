@@ -27,6 +27,7 @@ _PATHS: dict[Operation, str] = {
     "models.list": "/models",
     "responses": "/responses",
     "messages": "/messages",
+    "messages.count_tokens": "/messages/count_tokens",
 }
 
 

@@ -92,12 +92,22 @@ class _MessagesFields(_ModelFields, frozen=True, kw_only=True):
     tools: list[dict[str, Any]] | None = None
 
 
+class _CountTokensFields(_ModelFields, frozen=True, kw_only=True):
+    """Anthropic's token counting (`/v1/messages/count_tokens`): a Messages request
+    without `max_tokens`."""
+
+    messages: list[dict[str, Any]]
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
 _FIELDS_BY_OPERATION: dict[Operation, type[_ModelFields]] = {
     "chat.completions": _ChatFields,
     "completions": _CompletionFields,
     "embeddings": _EmbeddingFields,
     "responses": _ResponsesFields,
     "messages": _MessagesFields,
+    "messages.count_tokens": _CountTokensFields,
 }
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -144,8 +154,10 @@ def _max_tokens(fields: _ModelFields) -> int | None:
         return fields.max_output_tokens
     if isinstance(fields, _MessagesFields):
         return fields.max_tokens
-    assert isinstance(fields, _CommonFields)
-    return fields.max_tokens if fields.max_tokens is not None else fields.max_completion_tokens
+    if isinstance(fields, _CommonFields):
+        limit = fields.max_tokens
+        return limit if limit is not None else fields.max_completion_tokens
+    return None  # counting tokens generates none
 
 
 def _operation_problem(fields: _ModelFields) -> str | None:

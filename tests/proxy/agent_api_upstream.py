@@ -39,7 +39,8 @@ _HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta")
 
 
 class AgentApiUpstream:
-    """Serves `/v1/responses` and `/v1/messages`; `requests` records what arrived."""
+    """Serves `/v1/responses`, `/v1/messages` and `/v1/messages/count_tokens` (always 42
+    tokens); `requests` records what arrived."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -63,6 +64,7 @@ class AgentApiUpstream:
         app = web.Application()
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -149,6 +151,10 @@ class AgentApiUpstream:
             ("message_stop", {}),
         ]
         return await _stream(request, [(kind, {"type": kind, **f}) for kind, f in events])
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.json_response({"input_tokens": 42})
 
 
 def _response(

@@ -202,6 +202,23 @@ def test_messages_forwarded_natively(
     assert sent["headers"]["anthropic-beta"] == "beta-x"
 
 
+def test_counting_tokens_is_forwarded_and_free(
+    deployment: Deployment, upstream: AgentApiUpstream, tenant: Tenant
+) -> None:
+    """Claude Code counts tokens through `/v1/messages/count_tokens` (Anthropic bills
+    nothing for it): the mock and a provider answer, the key is charged nothing."""
+    api = _anthropic(deployment, tenant.token)
+    hi: Any = [{"role": "user", "content": PROMPT}]
+    assert api.messages.count_tokens(model="mock-model", messages=hi).input_tokens == 3
+    counted = api.messages.count_tokens(model="claude-sonnet-4", messages=hi, system="be brief")
+    assert counted.input_tokens == 42
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1/messages/count_tokens"
+    assert sent["body"]["model"] == "claude-sonnet-4-20250514"
+    assert sent["headers"]["x-api-key"] == UPSTREAM_KEY
+    assert _charged(deployment, tenant) == 0
+
+
 def test_provider_error_passes_through_to_the_anthropic_sdk(
     deployment: Deployment, tenant: Tenant
 ) -> None:
