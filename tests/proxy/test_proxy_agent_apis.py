@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 from agent_api_upstream import MESSAGES_USAGE, UPSTREAM_TEXT, AgentApiUpstream
-from proxy_deployment import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Deployment, deployed
+from proxy_deployment import BODY_LIMIT, UPSTREAM_KEY, UPSTREAM_KEY_ENV, Deployment, deployed
 from proxy_helpers import MSG_ARCHIVED, MSG_INVALID, MSG_LIMIT, MSG_NO_KEY, Tenant, make_tenant
 
 from proxy.config import ProviderConfig
@@ -310,6 +310,25 @@ def test_every_documented_error_through_the_openai_sdk(deployment: Deployment) -
             "status": status,
             "message": message.format(op="responses", model="gpt-4o"),
         }
+
+
+def test_a_body_over_the_limit_is_413_in_each_family(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    big = "x" * (BODY_LIMIT + 1)
+    message = f"Request body too large: the limit is {BODY_LIMIT} bytes"
+    with pytest.raises(anthropic.ContentTooLargeError) as messages:
+        _anthropic(deployment, tenant.token).messages.create(
+            model="mock-model", max_tokens=10, messages=[{"role": "user", "content": big}]
+        )
+    assert messages.value.response.json()["error"] == {
+        "type": "request_too_large",
+        "message": message,
+    }
+    with pytest.raises(openai.APIStatusError) as responses:
+        _openai(deployment, tenant.token).responses.create(model="mock-model", input=big)
+    assert responses.value.status_code == 413
+    assert responses.value.response.json() == {"error": True, "status": 413, "message": message}
 
 
 def test_a_body_error_names_the_field_in_each_family(
