@@ -30,6 +30,7 @@ from policy_engine.parser import parse_module, parse_query
 from policy_engine.runtime import DEFAULT_OPTIONS, Ctx, EvalOptions, Frame
 from policy_engine.source import Source
 from policy_engine.terms import NotReady
+from policy_engine.typecheck import check_types
 from policy_engine.values import UNDEFINED, from_json, thaw
 
 __all__ = ["Engine", "EngineConfig", "Prepared"]
@@ -186,6 +187,11 @@ class Engine:
             ) from None
         if compiler.diagnostics:
             raise PolicyError(compiler.diagnostics, sources)
+        # After the safety checks compilation makes, as in OPA: a type error is
+        # reported only for a policy that is otherwise sound.
+        type_problems = check_types(modules, index)
+        if type_problems:
+            raise PolicyError(type_problems, sources)
         return cls(index, compiler, from_json(dict(data or {})), config, sources)
 
     @classmethod
