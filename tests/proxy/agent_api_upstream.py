@@ -7,7 +7,8 @@ check what the gateway charges to the catalog's prices:
 - Messages: 5 uncached input tokens, 20 cache-read, 10 cache-written (6 to the
   5-minute cache, 4 to the 1-hour cache), 7 output tokens.
 
-A user message `fail` gets the provider's own 529 `overloaded_error` (passed through).
+A user message `fail` gets the provider's own 529 `overloaded_error` (passed through);
+`cut`, streamed, gets two events and then a dropped connection.
 """
 
 from __future__ import annotations
@@ -150,7 +151,10 @@ class AgentApiUpstream:
             ),
             ("message_stop", {}),
         ]
-        return await _stream(request, [(kind, {"type": kind, **f}) for kind, f in events])
+        numbered = [(kind, {"type": kind, **f}) for kind, f in events]
+        if body["messages"][-1].get("content") == "cut":
+            return await _stream(request, numbered[:3], cut=True)
+        return await _stream(request, numbered)
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -175,11 +179,14 @@ def _response(
 
 
 async def _stream(
-    request: web.Request, events: list[tuple[str, dict[str, Any]]]
+    request: web.Request, events: list[tuple[str, dict[str, Any]]], cut: bool = False
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     for kind, payload in events:
         await response.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
+    if cut and request.transport is not None:
+        request.transport.close()  # the provider goes away mid-stream
+        return response
     await response.write_eof()
     return response

@@ -230,6 +230,22 @@ def test_provider_error_passes_through_to_the_anthropic_sdk(
     assert _charged(deployment, tenant) == 0
 
 
+def test_a_provider_lost_mid_stream_ends_it_with_an_anthropic_error_event(
+    deployment: Deployment, tenant: Tenant
+) -> None:
+    api = _anthropic(deployment, tenant.token)
+    cut: Any = [{"role": "user", "content": "cut"}]
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,
+        api.messages.stream(model="claude-sonnet-4", max_tokens=10, messages=cut) as stream,
+    ):
+        stream.until_done()
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "Upstream provider anthropic failed mid-stream"},
+    }
+
+
 # -- the documented errors through each SDK -----------------------------------------------
 
 
