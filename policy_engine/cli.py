@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from policy_engine import ast
 from policy_engine.engine import Engine
 from policy_engine.errors import EvalError, PolicyError
 from policy_engine.parser import parse_query
+from policy_engine.runtime import EvalOptions
 from policy_engine.tooling.loading import load_policy_set
 from policy_engine.values import to_json_text
 
@@ -97,10 +99,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         policies = load_policy_set(args.data_paths, args.data)
         document = read_document(args.input) if args.input else None
         engine = Engine.from_sources(policies.sources, data=policies.data)
-        rows = engine.query(args.query, input=document)
+        # One clock reading for the whole command; the print(...) lines of the query whose
+        # answer is shown go to stderr, as in `opa eval`.
+        now = time.time_ns()
+        printed: list[str] = []
+        options = EvalOptions(now_ns=now, print_hook=printed.append)
+        rows = engine.query(args.query, input=document, options=options)
         value_query = _value_query(args.query) if all(not row for row in rows) else None
         if value_query is not None:
-            values = [row[_VALUE_NAME] for row in engine.query(value_query, input=document)]
+            printed.clear()
+            rows_of_value = engine.query(value_query, input=document, options=options)
+            _print_lines(printed)
+            values = [row[_VALUE_NAME] for row in rows_of_value]
             if not values:
                 sys.stderr.write(f"undefined: `{args.query}` has no value\n")
                 return 0
@@ -111,7 +121,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         sys.stderr.write(f"cannot read a document: {exc}\n")
         return 1
+    _print_lines(printed)
     return _print(rows, args.format)
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        sys.stderr.write(line + "\n")
 
 
 def _print(value: Any, output_format: str) -> int:

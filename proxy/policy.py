@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,31 @@ class PolicyLoadError(Exception):
     """Policies or catalog could not be loaded; the message carries file:line:col."""
 
 
+def _policy_print(line: str) -> None:
+    """Where the policy's `print(...)` lines go: the gateway's log, never the response."""
+    logger.info("policy print: %s", line)
+
+
 def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
-    """The real loader: policy_engine, prepared once for `data.gateway.decision`."""
-    from policy_engine import Engine, PolicyError
+    """The real loader: policy_engine, prepared once for `data.gateway.decision`.
+
+    Each decision gets its own EvalOptions: the request's time for `time.now_ns`
+    (one reading per decision), a seed for `rand.intn` / `uuid.rfc4122` derived
+    from that time (so a logged time reproduces the draws), and print to the log.
+    """
+    from policy_engine import Engine, EvalOptions, PolicyError
 
     try:
         engine = Engine.from_paths([policy_dir], data=data)
-        prepared: DecideFn = engine.prepare("data.gateway.decision")
+        prepared = engine.prepare("data.gateway.decision")
     except PolicyError as exc:
         raise PolicyLoadError(str(exc)) from None
-    return prepared
+
+    def decide(document: dict[str, Any]) -> object:
+        now = time.time_ns()
+        return prepared(document, None, EvalOptions(now_ns=now, seed=now, print_hook=_policy_print))
+
+    return decide
 
 
 class LoadedPolicy:

@@ -19,6 +19,7 @@ import msgspec
 from policy_engine import ast
 from policy_engine.engine import Engine, _parse_all
 from policy_engine.errors import EvalError, PolicyError
+from policy_engine.runtime import EvalOptions
 from policy_engine.tooling.coverage import FileCoverage, coverage_of
 from policy_engine.tooling.explain import Explainer
 from policy_engine.tooling.loading import PolicySet
@@ -131,17 +132,30 @@ def _rego_test(
     explainer: list[Explainer],
 ) -> TestOutcome:
     started = time.perf_counter()
+    printed: list[str] = []
+    options = _options(printed)
     try:
         prepared = engine.prepare(test.name)
-        value = run(lambda: prepared(UNDEFINED))
+        value = run(lambda: prepared(UNDEFINED, None, options))
     except EvalError as exc:
-        return _outcome(test.name, test.file, test.line, "error", str(exc), started)
+        detail = _with_prints(str(exc), printed)
+        return _outcome(test.name, test.file, test.line, "error", detail, started)
     if value is not UNDEFINED and value is not False:
-        return _outcome(test.name, test.file, test.line, "pass", "", started)
+        detail = _with_prints("", printed)
+        return _outcome(test.name, test.file, test.line, "pass", detail, started)
     if not explainer:
         explainer.append(Explainer.from_sources(policies.sources, policies.data))
-    detail = _why_failed(explainer[0], test.name, value)
+    detail = _with_prints(_why_failed(explainer[0], test.name, value), printed)
     return _outcome(test.name, test.file, test.line, "fail", detail, started)
+
+
+def _options(printed: list[str]) -> EvalOptions:
+    """Each test reads the clock once (time.now_ns) and keeps what it prints."""
+    return EvalOptions(now_ns=time.time_ns(), print_hook=printed.append)
+
+
+def _with_prints(detail: str, printed: list[str]) -> str:
+    return "\n".join([*([detail] if detail else []), *(f"print: {line}" for line in printed)])
 
 
 def _why_failed(explainer: Explainer, name: str, value: Any) -> str:
@@ -161,16 +175,20 @@ def _yaml_case(
     engine: Engine, case: YamlCase, run: Callable[[Callable[[], Any]], Any]
 ) -> TestOutcome:
     started = time.perf_counter()
+    printed: list[str] = []
+    options = _options(printed)
     try:
         prepared = engine.prepare(case.query)
-        value = run(lambda: prepared(case.input))
+        value = run(lambda: prepared(case.input, None, options))
     except (EvalError, PolicyError) as exc:
-        return _outcome(case.name, case.file, case.line, "error", str(exc), started)
+        detail = _with_prints(str(exc), printed)
+        return _outcome(case.name, case.file, case.line, "error", detail, started)
     if value is not UNDEFINED and matches(value, case.want):
-        return _outcome(case.name, case.file, case.line, "pass", "", started)
+        detail = _with_prints("", printed)
+        return _outcome(case.name, case.file, case.line, "pass", detail, started)
     got = "undefined" if value is UNDEFINED else to_json_text(value)
     detail = f"{case.file}:{case.line}: want {to_json_text(case.want)}, got {got}"
-    return _outcome(case.name, case.file, case.line, "fail", detail, started)
+    return _outcome(case.name, case.file, case.line, "fail", _with_prints(detail, printed), started)
 
 
 def _outcome(
@@ -195,7 +213,7 @@ def render_results(report: TestReport, verbose: bool = True) -> str:
             lines.append(
                 f"{r.file}:{r.line}: {r.outcome.upper()} {r.name} ({r.duration_ms:.1f} ms)"
             )
-        if r.detail:
+        if r.detail and (verbose or r.outcome != "pass"):
             lines += [f"    {line}" for line in r.detail.splitlines()]
     if not report.results:
         lines.append("no tests found")

@@ -131,3 +131,18 @@ def test_eval_decides_like_eval_explain_with_the_catalog(
         == 0
     )
     assert "allowed: status 200" in capsys.readouterr().out
+
+
+def test_eval_reads_the_clock_and_shows_print_output_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "w.rego").write_text(
+        'package w\n\nnow := time.now_ns()\n\nx := 1 if print("x is", 1, input.absent)\n',
+        encoding="utf-8",
+    )
+    assert main(["eval", "-d", str(tmp_path), "data.w.now > 1700000000000000000"]) == 0
+    assert capsys.readouterr().out == "true\n"
+    assert main(["eval", "-d", str(tmp_path), "data.w.x"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "1\n"
+    assert captured.err == "x is 1 <undefined>\n"  # once, although eval asks twice

@@ -152,3 +152,17 @@ def test_coverage_without_policy_files_says_so(tmp_path: Path) -> None:
     result = run_cli(["test", str(tmp_path), "--coverage"])
     assert result.status == 0
     assert "coverage: no policy files besides the tests" in result.out
+
+
+def test_print_output_is_shown_with_a_failing_test_and_time_is_defined(tmp_path: Path) -> None:
+    (tmp_path / "p_test.rego").write_text(
+        "package p_test\n\n"
+        'test_fails if { print("seen", 42); false }\n\n'
+        'test_passes if { print("hidden"); time.now_ns() > 0 }\n',
+        encoding="utf-8",
+    )
+    result = run_cli(["test", str(tmp_path)])
+    assert result.status == 1
+    assert "    print: seen 42" in result.out.splitlines()
+    assert "    print: hidden" in result.out.splitlines()  # under its PASS line
+    assert result.out.splitlines()[-1] == "1 passed, 1 failed"
