@@ -243,9 +243,8 @@ class Gateway:
                 self._store.hash_token(token), fresh=operation == "models.list"
             )
         readable = context is not None and operation != "models.list"
-        asked = self._asked(operation, token is not None, client_ip, body, readable, record)
-        if readable:
-            asked = msgspec.structs.replace(asked, headers=upstream_headers(operation, headers))
+        forwarded = upstream_headers(operation, headers) if readable else None
+        asked = self._asked(operation, token is not None, client_ip, body, forwarded, record)
         decision = self._decide(asked, context)
         if context is not None and decision is not None and not decision.allow:
             # The record may come from the key cache: a refusal is always judged on the
@@ -260,12 +259,14 @@ class Gateway:
         token_present: bool,
         client_ip: str,
         body: bytes,
-        readable: bool,
+        forwarded: tuple[tuple[str, str], ...] | None,
         record: DecisionRecord,
     ) -> _Asked:
+        """`forwarded` is None when the body must not be read (no known key, or nothing
+        to read), else the client headers that go upstream with it."""
         parsed = (
             parse_body(operation, body, self._config.max_json_depth)
-            if readable
+            if forwarded is not None
             else ParsedBody(payload=None)
         )
         record.model = parsed.model
@@ -285,7 +286,7 @@ class Gateway:
             request=request,
             parsed=parsed,
             body_size=len(body),
-            headers=(),
+            headers=forwarded or (),
             policy=self._policy.current,
             record=record,
         )
