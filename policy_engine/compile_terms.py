@@ -55,7 +55,7 @@ from policy_engine.steps import (
 from policy_engine.terms import Layout, NotReady, Scope, term_vars
 from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
 
-__all__ = ["ClauseShape", "GroupShape", "TermCompiler", "replaced_data_paths", "replaces_data"]
+__all__ = ["ClauseShape", "GroupShape", "TermCompiler", "mocked_names", "replaced_data_paths"]
 
 ClauseShape = tuple[Any, str, Any, list[Any]]
 """A straight-line clause: (condition, "const" | "value", head, the condition's statements)."""
@@ -115,13 +115,15 @@ class TermCompiler:
         self._reads_input: dict[tuple[str, ...], bool] = {}
         self._reading_input: list[bool] = []
         modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
-        self.rules_replaceable = any(replaces_data(m) for m in modules.values())
+        # One walk over every module finds its `with` statements (a big policy has none).
+        withs = _withs(list(modules.values()))
+        self.rules_replaceable = any(_replaces_data(w) for w in withs)
         # The `data` paths some `with` replaces (None: one is not constant, so any).
         # Only a rule whose own path is among them checks `ctx.overrides`.
-        self.replaced_paths = replaced_data_paths(list(modules.values()))
+        self.replaced_paths = replaced_data_paths(withs)
         # Names some `with` may replace as a function (`with count as f`), so that only
         # the call sites of those functions look for a replacement.
-        self.mocked_names = mocked_names(list(modules.values()))
+        self.mocked_names = mocked_names(withs)
         self._mocked_last_names = {name[-1] for name in self.mocked_names}
 
     def replaceable(self, path: tuple[str, ...]) -> bool:
@@ -723,19 +725,6 @@ class TermCompiler:
 _MOST_INLINED_LINES = 40
 
 
-def replaces_data(node: object) -> bool:
-    """Whether a `with data.…` statement occurs anywhere under the node."""
-    if isinstance(node, ast.With):
-        target = node.target.head if isinstance(node.target, ast.Ref) else node.target
-        return isinstance(target, ast.Var) and target.name == "data"
-    if isinstance(node, tuple):
-        return any(replaces_data(item) for item in node)
-    fields = getattr(node, "__struct_fields__", None)
-    if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
-        return False
-    return any(replaces_data(getattr(node, name)) for name in fields if name != "span")
-
-
 def _withs(node: object) -> list[ast.With]:
     if isinstance(node, ast.With):
         return [node]
@@ -747,10 +736,15 @@ def _withs(node: object) -> list[ast.With]:
     return [w for name in fields if name != "span" for w in _withs(getattr(node, name))]
 
 
-def replaced_data_paths(modules: list[ast.Module]) -> set[tuple[Any, ...]] | None:
-    """Every `data.…` path a `with` statement replaces, or None if one is not constant."""
+def _replaces_data(modifier: ast.With) -> bool:
+    target = modifier.target.head if isinstance(modifier.target, ast.Ref) else modifier.target
+    return isinstance(target, ast.Var) and target.name == "data"
+
+
+def replaced_data_paths(withs: list[ast.With]) -> set[tuple[Any, ...]] | None:
+    """Every `data.…` path these `with` statements replace, or None if one is not constant."""
     paths: set[tuple[Any, ...]] = set()
-    for modifier in _withs(modules):
+    for modifier in withs:
         target = modifier.target
         head = target.head if isinstance(target, ast.Ref) else target
         if not isinstance(head, ast.Var) or head.name != "data":
@@ -776,10 +770,10 @@ def ref_name(term: ast.Term) -> tuple[str, ...] | None:
     return None
 
 
-def mocked_names(modules: list[ast.Module]) -> frozenset[tuple[str, ...]]:
-    """Every name a `with` statement replaces other than `input…` (functions among them)."""
+def mocked_names(withs: list[ast.With]) -> frozenset[tuple[str, ...]]:
+    """Every name these `with` statements replace other than `input…` (functions among them)."""
     names: set[tuple[str, ...]] = set()
-    for modifier in _withs(modules):
+    for modifier in withs:
         name = ref_name(modifier.target)
         if name is not None and name[0] != "input":
             names.add(name)
