@@ -12,7 +12,12 @@ Every stage runs even when an earlier one found problems, so one load reports
 them all. Unsafe variables, unknown functions and arity errors are found while
 compiling bodies (`compile.py`), because deciding them needs the same statement
 ordering the compiler does; `engine.load` merges all diagnostics and sorts them
-by position. A new static check (a type checker, say) is one more `Stage`.
+by position. A new static check is one more `Stage`.
+
+3. `types` (`typecheck`, run by `check_types_stage` once compilation found the
+   policy safe): OPA's `rego_type_error`s, with `input` typed by an input schema
+   when one is given. OPA type-checks after its safety checks too: a type error
+   in an unsafe body would only hide the real problem.
 """
 
 from __future__ import annotations
@@ -26,8 +31,16 @@ from policy_engine.index import RuleIndex, build_index
 from policy_engine.redeclared import check_redeclared
 from policy_engine.source import Span
 from policy_engine.terms import term_vars
+from policy_engine.typecheck import InputSchema, check_types
 
-__all__ = ["STAGES", "Stage", "check_modules", "check_recursion", "dependencies"]
+__all__ = [
+    "STAGES",
+    "Stage",
+    "check_modules",
+    "check_recursion",
+    "check_types_stage",
+    "dependencies",
+]
 
 Path = tuple[str, ...]
 
@@ -172,3 +185,12 @@ def check_modules(modules: list[ast.Module]) -> tuple[RuleIndex, list[Diagnostic
     for stage in STAGES:
         problems += stage.run(modules, index)
     return index, problems
+
+
+def check_types_stage(
+    modules: list[ast.Module], index: RuleIndex, input_schema: InputSchema | None = None
+) -> list[Diagnostic]:
+    """The `types` stage: every `rego_type_error`, `input` typed by `input_schema` if given."""
+    if input_schema is None:
+        return check_types(modules, index)
+    return check_types(modules, index, input_schema.type, input_schema.source)

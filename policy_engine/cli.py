@@ -28,6 +28,7 @@ from policy_engine.errors import EvalError, PolicyError
 from policy_engine.parser import parse_query
 from policy_engine.runtime import EvalOptions
 from policy_engine.tooling.loading import load_policy_set
+from policy_engine.typecheck import parse_input_schema
 from policy_engine.values import to_json_text
 
 __all__ = ["EXTENSIONS", "build_parser", "main"]
@@ -55,9 +56,17 @@ def read_document(path: str) -> Any:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        engine = Engine.from_paths(args.paths)
+        schema = (
+            parse_input_schema(Path(args.schema).read_text(encoding="utf-8"), args.schema)
+            if args.schema
+            else None
+        )
+        engine = Engine.from_paths(args.paths, input_schema=schema)
     except PolicyError as exc:
         sys.stderr.write(exc.render() + "\n")
+        return 1
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.stderr.write(f"cannot read the input schema: {exc}\n")
         return 1
     sys.stdout.write(f"ok: {len(engine.rule_paths)} rules\n")
     return 0
@@ -145,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = subparsers.add_parser("check", help="parse, check and compile policies")
     check.add_argument(
         "paths", nargs="+", metavar="PATH", help=".rego/.iam.yaml files or directories"
+    )
+    check.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="a JSON Schema of the input document: every input.… reference is type-checked "
+        "against it (as `opa check --schema`), e.g. schemas/input.schema.json",
     )
     check.set_defaults(func=cmd_check)
 

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from policy_engine import ast
-from policy_engine.check import check_modules
+from policy_engine.check import check_modules, check_types_stage
 from policy_engine.compile import CompiledQuery, Compiler
 from policy_engine.errors import COMPILE_ERROR, Diagnostic, PolicyError
 from policy_engine.index import RuleIndex
@@ -30,7 +30,7 @@ from policy_engine.parser import parse_module, parse_query
 from policy_engine.runtime import DEFAULT_OPTIONS, Ctx, EvalOptions, Frame
 from policy_engine.source import Source
 from policy_engine.terms import NotReady
-from policy_engine.typecheck import check_types
+from policy_engine.typecheck import InputSchema
 from policy_engine.values import UNDEFINED, from_json, thaw
 
 __all__ = ["Engine", "EngineConfig", "Prepared"]
@@ -141,8 +141,13 @@ class Engine:
         sources: Mapping[str, str],
         data: Mapping[str, Any] | None = None,
         config: EngineConfig | None = None,
+        input_schema: InputSchema | None = None,
     ) -> Engine:
-        """Parse, check and compile `{file name: policy text}`; raises `PolicyError`."""
+        """Parse, check and compile `{file name: policy text}`; raises `PolicyError`.
+
+        With `input_schema` (`typecheck.parse_input_schema`), every `input.…`
+        reference is type-checked against it, as `opa check --schema` does.
+        """
         config = config or EngineConfig()
         size = sum(len(text) for text in sources.values())
         if size > config.max_policy_bytes:
@@ -189,7 +194,7 @@ class Engine:
             raise PolicyError(compiler.diagnostics, sources)
         # After the safety checks compilation makes, as in OPA: a type error is
         # reported only for a policy that is otherwise sound.
-        type_problems = check_types(modules, index)
+        type_problems = check_types_stage(modules, index, input_schema)
         if type_problems:
             raise PolicyError(type_problems, sources)
         return cls(index, compiler, from_json(dict(data or {})), config, sources)
@@ -200,9 +205,10 @@ class Engine:
         paths: Iterable[str | Path],
         data: Mapping[str, Any] | None = None,
         config: EngineConfig | None = None,
+        input_schema: InputSchema | None = None,
     ) -> Engine:
         """Load `.rego` and `.iam.yaml` files (directories non-recursively)."""
-        return cls.from_sources(read_policy_files(paths), data, config)
+        return cls.from_sources(read_policy_files(paths), data, config, input_schema)
 
     # ---- evaluation ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from policy_engine import ast
-from policy_engine.check import check_modules
+from policy_engine.check import check_modules, check_types_stage
 from policy_engine.compile import Builder, Compiler, FuncFn, RuleFn
 from policy_engine.engine import Engine, EngineConfig, _parse_all
 from policy_engine.errors import PolicyError
@@ -326,5 +326,8 @@ def traced_engine(
             compiler.rule(path)
     if compiler.diagnostics:
         raise PolicyError(compiler.diagnostics, sources)
+    type_problems = check_types_stage(modules, index)
+    if type_problems:
+        raise PolicyError(type_problems, sources)
     engine = Engine(index, compiler, from_json(dict(data or {})), config or EngineConfig(), sources)
     return engine, tracer

@@ -6,9 +6,10 @@ from policy_engine import ast
 from policy_engine.errors import Diagnostic
 from policy_engine.index import RuleIndex
 from policy_engine.typecheck.checker import TypeChecker
+from policy_engine.typecheck.schema import InputSchema, parse_input_schema
 from policy_engine.typecheck.types import ANY, Type
 
-__all__ = ["check_types"]
+__all__ = ["InputSchema", "check_types", "parse_input_schema"]
 
 
 def check_types(
