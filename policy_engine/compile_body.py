@@ -287,12 +287,11 @@ class BodyCompiler(CallCompiler):
     def test(self, term: ast.Term, scope: Scope, hoists: list[Builder]) -> Direct:
         """A condition: true when the term is defined and not `false`."""
         if isinstance(term, ast.BinOp) and term.op not in ("==", "!="):
-            left = self.value(term.left, scope, hoists)
-            right = self.value(term.right, scope, hoists)
+            left, right = self.operand_pair(term, scope, hoists)
             op = self.builtins[OPERATORS[term.op]]
             return self.builtin_call(op, [left, right], term.span, test=True)
         if isinstance(term, ast.BinOp) and term.op in ("==", "!="):
-            args = [self.value(term.left, scope, hoists), self.value(term.right, scope, hoists)]
+            args = list(self.operand_pair(term, scope, hoists))
             return self.equality(term.op, args, term.span, test=True)
         if isinstance(term, ast.Membership) and term.key is None:
             return self.membership(term, scope, hoists, test=True)
@@ -313,6 +312,26 @@ class BodyCompiler(CallCompiler):
             return v is not UNDEFINED and v is not False
 
         return holds
+
+    def operand_pair(
+        self, term: ast.BinOp, scope: Scope, hoists: list[Builder]
+    ) -> tuple[ValueFn, ValueFn]:
+        """Both operands; the right one first when only it can bind what the left reads
+        (`foo == input.foos[foo]` iterates the array, then compares, as in OPA)."""
+        trial, trial_hoists = scope.copy(), list(hoists)
+        try:
+            left = self.value(term.left, trial, trial_hoists)
+            right = self.value(term.right, trial, trial_hoists)
+        except NotReady as first:
+            trial, trial_hoists = scope.copy(), list(hoists)
+            try:
+                right = self.value(term.right, trial, trial_hoists)
+                left = self.value(term.left, trial, trial_hoists)
+            except NotReady:
+                raise first from None
+        scope.bound, scope.declared = trial.bound, trial.declared
+        hoists[:] = trial_hoists
+        return left, right
 
     def rule_test(self, fill: ValueFn, cache: str, rule_id: int, negated: bool = False) -> Direct:
         """A bare rule reference as a condition (or `not` it), its cache read inline;
