@@ -67,7 +67,9 @@ Serving on http://{host}:{config.port} (Ctrl-C stops it; `gateway serve` starts 
 """
 
 
-def announce(config: GatewayConfig, token: str, out: TextIO = sys.stdout) -> None:
-    """Print the banner now, before the server's log lines start on stderr."""
-    out.write(banner(config, token))
-    out.flush()
+def announce(config: GatewayConfig, token: str, out: TextIO | None = None) -> None:
+    """Print the banner now (to stdout by default), before the server's log lines start
+    on stderr."""
+    stream = sys.stdout if out is None else out
+    stream.write(banner(config, token))
+    stream.flush()

@@ -22,7 +22,9 @@ from typing import IO
 import pytest
 from proxy_test_servers import free_port
 
+from proxy.config import GatewayConfig
 from proxy.mock_provider import mock_reply
+from proxy.quickstart import banner
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_COMMAND = (
@@ -127,3 +129,12 @@ def test_readme_first_command_in_a_fresh_venv(tmp_path: Path) -> None:
     assert (home / "gateway.db").exists()
     token = re.search(r"llmgtwy_\S+", banner)
     assert token is not None and token.group(0) not in log  # the log never shows it
+
+
+def test_readme_shows_what_quickstart_prints() -> None:
+    """The README's first screen is the banner of the default configuration, verbatim."""
+    shown = re.search(r"```text\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert shown is not None, "README.md shows the quickstart output in a text block"
+    token = re.search(r"llmgtwy_\S+", shown.group(1))
+    assert token is not None
+    assert shown.group(1) == banner(GatewayConfig(), token.group(0))
