@@ -2,8 +2,9 @@
 
 A key with limit 1.00; each chat request costs exactly 0.01 (`mock-model` costs 1.00
 per million prompt tokens and 2.00 per million completion tokens; the mock counts
-one prompt token per word and answers 8 completion tokens, so 9,984 words + 8
-completion tokens = 9,984 * 1 + 8 * 2 = 10,000 millionths of a dollar). 200
+one prompt token per word and one completion token per word of its reply, 23 for a
+long prompt, so 9,954 words + 23 completion tokens = 9,954 * 1 + 23 * 2 = 10,000
+millionths of a dollar). 200
 concurrent requests, then one at a time until refused: exactly 100 succeed, usage
 is 1.00, every refusal carries the documented usage-limit message. With two
 servers on PostgreSQL (and Redis) the requests are spread over both. Finally a key
@@ -29,13 +30,24 @@ import httpx
 import pytest
 from store_backends import Backend, make_backend
 
+from proxy.mock_provider import mock_reply
+
 REPO = Path(__file__).resolve().parents[2]
 LIMIT_MESSAGE = "Unauthorized: LLMGateway API key reached its usage limit."
 INVALID_MESSAGE = (
     "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted "
     "or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
 )
-PROMPT = " ".join(["word"] * 9984)  # 9,984 prompt tokens for the mock
+
+
+def _prompt_costing_a_cent() -> str:
+    """A prompt whose request costs exactly 10,000 millionths of a dollar on `mock-model`."""
+    long_prompt = {"messages": [{"role": "user", "content": "word " * 100}]}
+    completion = len(mock_reply("chat.completions", long_prompt).split())  # fixed past 12 words
+    return " ".join(["word"] * (10_000 - 2 * completion))
+
+
+PROMPT = _prompt_costing_a_cent()
 BODY = {"model": "mock-model", "messages": [{"role": "user", "content": PROMPT}]}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
