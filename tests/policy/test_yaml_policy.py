@@ -10,7 +10,7 @@ import jsonschema
 import msgspec
 import pytest
 import yaml
-from policy_harness import POLICY_DIR, REPO, schema
+from policy_harness import POLICY_DIR, REPO, build_input, decide, engine_with, schema
 
 from policy_engine.errors import PolicyError
 from policy_engine.parser import parse_module
@@ -104,3 +104,16 @@ def test_the_readme_yaml_example_loads_and_validates() -> None:
         (module,) = lower(Source(name="README.md", text=block))
         assert len(module.rules) == 3
         jsonschema.validate(yaml.safe_load(block), schema("policy.schema.json"))
+
+
+def test_yaml_policies_name_the_agent_api_operations() -> None:
+    text = (POLICY_DIR / "examples" / "coding-agents.iam.yaml").read_text(encoding="utf-8")
+    engine = engine_with({"policies/coding-agents.iam.yaml": text})
+    project = {"project": {"id": "coding-agents"}, "key": {"project_id": "coding-agents"}}
+    request = {"operation": "messages", "model": "mock-model"}
+    assert decide(engine, build_input({**project, "request": request})).allow
+    chat = decide(
+        engine, build_input({**project, "request": {**request, "operation": "chat.completions"}})
+    )
+    expected = "Access denied: Operation chat.completions is not in the allowed operations list"
+    assert (chat.status, chat.message) == (403, expected)
