@@ -3,6 +3,10 @@
 The engine is built once from the policy directory and the catalog and swapped as a
 single reference when a file changes (polled mtimes) or on SIGHUP. A reload that
 fails keeps the previous policy serving and logs the error with file:line:col.
+
+Every load type-checks the policy against the shipped input schema
+(`schemas/input.schema.json`, the contract of the document this proxy builds), so a
+misspelt `input.…` path fails the load instead of quietly denying every request.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from proxy.catalog import Catalog, CatalogError, load_catalog
 from proxy.documents import Decision, InputDocument, decision_from_value, input_value
 from proxy.gc_tuning import after_policy_reload
 
-__all__ = ["DecideFn", "LoadedPolicy", "PolicyHolder", "PolicyLoadError", "engine_loader"]
+__all__ = [
+    "INPUT_SCHEMA_FILE",
+    "DecideFn",
+    "LoadedPolicy",
+    "PolicyHolder",
+    "PolicyLoadError",
+    "engine_loader",
+    "input_schema_text",
+]
 
 logger = logging.getLogger("gateway.policy")
 
@@ -40,6 +52,21 @@ def _policy_print(line: str) -> None:
     logger.info("policy print: %s", line)
 
 
+INPUT_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "input.schema.json"
+
+
+def input_schema_text() -> tuple[str, str]:
+    """(schema text, name) of the input schema the policy is checked against.
+
+    The file in the repository; an install without it (a wheel) uses the schema
+    written from `InputDocument`, the types that file is generated from."""
+    try:
+        return INPUT_SCHEMA_FILE.read_text(encoding="utf-8"), str(INPUT_SCHEMA_FILE)
+    except FileNotFoundError:
+        schema = msgspec.json.schema(InputDocument)
+        return msgspec.json.encode(schema).decode(), "the InputDocument schema (proxy.documents)"
+
+
 def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
     """The real loader: policy_engine, prepared once for `data.gateway.decision`.
 
@@ -48,9 +75,11 @@ def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
     from that time (so a logged time reproduces the draws), and print to the log.
     """
     from policy_engine import Engine, EvalOptions, PolicyError
+    from policy_engine.typecheck import parse_input_schema
 
     try:
-        engine = Engine.from_paths([policy_dir], data=data)
+        schema = parse_input_schema(*input_schema_text())
+        engine = Engine.from_paths([policy_dir], data=data, input_schema=schema)
         prepared = engine.prepare("data.gateway.decision")
     except PolicyError as exc:
         raise PolicyLoadError(str(exc)) from None

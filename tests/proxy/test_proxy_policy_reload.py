@@ -53,6 +53,22 @@ def test_bad_policy_keeps_the_old_one_and_logs_the_location(
     assert _no_token_decision(holder)[0] == 401
 
 
+def test_a_misspelt_input_path_fails_the_reload_against_the_input_schema(
+    policy_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = PolicyHolder(str(policy_dir), str(policy_dir / "catalog.yaml"))
+    before = holder.current
+    rego = policy_dir / "gateway.rego"
+    rego.write_text(rego.read_text().replace("input.request.model", "input.reqest.model", 1))
+    with caplog.at_level(logging.ERROR, logger="gateway.policy"):
+        assert holder.reload() is False
+    assert holder.current is before
+    assert re.search(
+        r"gateway\.rego:\d+:\d+: rego_type_error: undefined ref: input\.reqest", caplog.text
+    ), caplog.text
+    assert "input.schema.json" in caplog.text
+
+
 def test_good_change_is_swapped_in(policy_dir: Path) -> None:
     holder = PolicyHolder(str(policy_dir), str(policy_dir / "catalog.yaml"))
     rego = policy_dir / "gateway.rego"
@@ -103,3 +119,17 @@ def test_watch_reloads_on_file_change(policy_dir: Path) -> None:
     asyncio.run(scenario())
     assert holder.current is not before
     assert _no_token_decision(holder)[1].startswith("Unauthorized: Key needed.")
+
+
+def test_without_the_schema_file_the_input_document_types_are_the_schema(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import proxy.policy
+    from policy_engine.typecheck import parse_input_schema
+    from policy_engine.typecheck.types import Obj
+
+    monkeypatch.setattr(proxy.policy, "INPUT_SCHEMA_FILE", tmp_path / "absent.json")
+    text, name = proxy.policy.input_schema_text()
+    assert "InputDocument" in name
+    kind = parse_input_schema(text, name).type
+    assert isinstance(kind, Obj) and kind.prop("request") is not None

@@ -146,6 +146,23 @@ def test_broken_policy_at_start_exits_2(workdir: Path) -> None:
     assert re.search(r"broken\.rego:\d+:\d+", result.stderr), result.stderr
 
 
+def test_a_policy_with_a_misspelt_input_path_at_start_exits_2(workdir: Path) -> None:
+    rego = workdir / "policies" / "gateway.rego"
+    rego.write_text(rego.read_text().replace("input.request.model", "input.reqest.model", 1))
+    result = subprocess.run(
+        [str(BIN / "gateway"), "serve", "--config", str(workdir / "gateway.yaml")],
+        cwd=workdir,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert re.search(r"gateway\.rego:\d+:\d+: rego_type_error: .*reqest", result.stderr)
+    assert "input.schema.json" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("database", "expected"),
     [
