@@ -24,6 +24,7 @@ from policy_engine.builtins import (
     graphs,
     hashing,
     json_paths,
+    jwt,
     net,
     networks,
     numbers,
@@ -39,6 +40,7 @@ from policy_engine.builtins import (
     units,
     versions,
     world,
+    x509,
 )
 from policy_engine.builtins.base import BUILTIN_ERROR, EVAL_TYPE_ERROR, Builtin, BuiltinError
 
@@ -55,6 +57,7 @@ _FAMILIES: Final = (
     graphs,
     hashing,
     json_paths,
+    jwt,
     net,
     networks,
     numbers,
@@ -70,6 +73,7 @@ _FAMILIES: Final = (
     units,
     versions,
     world,
+    x509,
 )
 
 

@@ -33,6 +33,8 @@ LEFT_OUT: Mapping[str, str] = {
 # A fixed clock (2024-01-01T00:00:00Z) and seed: the examples print the same every time.
 _EXAMPLE_OPTIONS = EvalOptions(now_ns=1_704_067_200_000_000_000, seed=0)
 
+_LONGEST_RESULT = 240
+
 # Family headings by name prefix; names without a dot are grouped by their module.
 _OPERATORS = frozenset(
     {"plus", "minus", "mul", "div", "rem", "lt", "lte", "gt", "gte", "equal", "neq", "and", "or"}
@@ -59,7 +61,9 @@ def _example_result(entry: Builtin) -> str:
     engine = Engine.from_sources({"example.rego": f"package example\n\nx := {entry.example}\n"})
     rows = engine.query("x = data.example.x", options=_EXAMPLE_OPTIONS)
     value = rows[0]["x"] if rows else UNDEFINED
-    return "undefined" if value is UNDEFINED else to_json_text(value)
+    text = "undefined" if value is UNDEFINED else to_json_text(value)
+    # A certificate's description runs to kilobytes; its start shows the shape.
+    return text if len(text) <= _LONGEST_RESULT else text[:_LONGEST_RESULT] + "…"
 
 
 def render() -> str:
