@@ -125,6 +125,9 @@ class Compiler(RuleSourceCompiler):
     def compute_group(self, group: RuleGroup) -> RuleFn:
         if group.kind == "general":
             return self.compute_tree(group)
+        computed = self.computed_default(group)
+        if computed is not None:
+            return computed
         definitions = [self.definition(module, rule) for module, rule in group.definitions]
         default = MISSING
         if group.default is not None:
@@ -316,10 +319,43 @@ class Compiler(RuleSourceCompiler):
 
         return evaluate_tree
 
+    def computed_default(self, group: RuleGroup) -> RuleFn | None:
+        """A complete rule whose default is a comprehension (`default p := [x | …]`):
+        the rule without its default, then the comprehension's value when undefined.
+        None when the default is a constant (the usual case, compiled inline)."""
+        rule = group.default
+        if rule is None or rule.args is not None or constant(rule.value) is not MISSING:
+            return None
+        if not isinstance(rule.value, ast.ArrayCompr | ast.SetCompr | ast.ObjectCompr):
+            return None  # reported by `default_value`
+        scope = self.module_scope(group.default_module)
+        hoists: list[Builder] = []
+        try:
+            value = self.value(rule.value, scope, hoists)
+        except NotReady as exc:
+            self.unsafe(exc)
+            return None
+        without = RuleGroup(
+            path=group.path, kind=group.kind, package=group.package,
+            definitions=group.definitions, default=None, arity=group.arity,
+        )  # fmt: skip
+        compute = self.compute_group(without)
+        size = scope.layout.size
+
+        def compute_or_computed_default(ctx: Ctx) -> Any:
+            v = compute(ctx)
+            return value(ctx, [None] * size) if v is UNDEFINED else v
+
+        return compute_or_computed_default
+
     def default_value(self, rule: ast.DefaultRule) -> Any:
         value = constant(rule.value)
         if value is MISSING:
-            self.problem(COMPILE_ERROR, "a default value must be a constant", rule.value.span)
+            self.problem(
+                COMPILE_ERROR,
+                "a default value must be a constant or a comprehension",
+                rule.value.span,
+            )
             return UNDEFINED
         return dict(value) if isinstance(value, FrozenDict) else value
 

@@ -28,6 +28,8 @@ class RuleGroup:
     definitions: list[tuple[ast.Module, ast.Rule]] = field(default_factory=list)
     default: ast.DefaultRule | None = None
     arity: int = 0
+    default_module: ast.Module | None = None
+    """The module the `default` is written in (its imports resolve its names)."""
 
 
 @dataclass(eq=False)
@@ -116,6 +118,7 @@ def build_index(modules: Iterable[ast.Module]) -> tuple[RuleIndex, list[Diagnost
                         )
                     )
                 group.default = rule
+                group.default_module = module
             else:
                 group.definitions.append((module, rule))
     for path in index.groups:

@@ -28,6 +28,8 @@ def _opa_answer(case: dict[str, Any]) -> tuple[str, Any]:
     engine = opa.OpaEngine()
     try:
         try:
+            if case.get("data"):
+                engine.add_data(case["data"])
             for number, text in enumerate(case["modules"]):
                 engine.add_policy(f"module{number}.rego", text)
             rows = engine.eval_query(case["query"], case.get("input") or {})
