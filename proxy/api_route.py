@@ -90,7 +90,12 @@ def _response(reply: Reply) -> ASGIResponse:
             headers=_STREAM_HEADERS,
             background=BackgroundTask(reply.cleanup) if reply.cleanup else None,
         )
-    return ASGIResponse(body=reply.body, status_code=reply.status, media_type=reply.content_type)
+    return ASGIResponse(
+        body=reply.body,
+        status_code=reply.status,
+        media_type=reply.content_type,
+        headers=reply.headers or None,
+    )
 
 
 async def _read_limited(scope: Scope, receive: Receive, limit: int) -> bytes | None:

@@ -128,6 +128,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     (and its organization's credits) before it is reclaimed; bounds what a crashed
     gateway holds back. Longer than the slowest request you expect."""
 
+    admission_wait_seconds: float = 10.0
+    """Longest a request waits for other requests' in-flight reservations to settle when
+    only they keep it from fitting a key's usage limit or the organization's credits;
+    then it gets 429 with `Retry-After`. Settled figures alone answer 401 / 402 at once."""
+
     reload_interval: float = 1.0
     """Seconds between checks of the policy files for changes (0 disables polling;
     SIGHUP always reloads)."""

@@ -122,7 +122,11 @@ class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     status: KeyStatus
     """Only `active` keys pass check 2."""
     usage: Money
-    """Settled usage plus the cost reserved by requests still in flight."""
+    """Settled usage: the cost of the requests that completed. The usage-limit check
+    (401) compares this alone, so in-flight requests never cause a refusal."""
+    reserved: Money = Decimal(0)
+    """Cost held by this key's requests still in flight (upper bounds, replaced by the
+    real cost when they settle); admission waits for them instead of refusing."""
     usage_limit: Money | None = None
     """The key's usage limit; None means unlimited, `"0"` blocks every request."""
     project_id: str
@@ -152,7 +156,9 @@ class OrganizationDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     id: str
     """The organization's id (appears in the 402 insufficient-credits message)."""
     credits: Money
-    """Remaining credits minus the credits reserved by requests in flight."""
+    """Remaining settled credits (the 402 check compares this alone)."""
+    credits_reserved: Money = Decimal(0)
+    """Credits held by requests billed to them that are still in flight."""
 
 
 class GatewayInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from proxy.admission import Admission, TimedOut
 from proxy.api_families import (
     ANTHROPIC_OPERATIONS,
     asks_stream_usage,
@@ -43,7 +44,7 @@ from proxy.policy import LoadedPolicy, PolicyHolder
 from proxy.providers import ProviderDirectory, ProviderProblem, Route
 from proxy.request_body import ParsedBody, parse_body
 from proxy.sse import SseRelay, TokenUsage
-from proxy.store.base import KeyContext, Reservation
+from proxy.store.base import Claim, KeyContext, Reservation
 from proxy.upstream import (
     AiohttpUpstream,
     UpstreamCall,
@@ -57,12 +58,10 @@ __all__ = ["Gateway", "Reply", "utc_now"]
 logger = logging.getLogger("gateway")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
-# Reservation attempts while the policy keeps allowing. Under a burst the store refuses
-# while in-flight reservations (upper bounds) fill the limit, and by the time the key is
-# re-read settlements have freed room: admitting on a later attempt is then right, and
-# every attempt either admits or ends with the policy's documented message (measured:
-# 200 concurrent requests against a 1.00 limit never needed the 429 below).
-_RESERVE_ATTEMPTS = 20
+# Admissions tried while the store refuses on settled figures the policy accepts (only
+# when a limit or the credits change during the request).
+_ADMIT_ATTEMPTS = 3
+_BUSY_MESSAGE = "Too many requests in flight for this key's usage limit; retry after 1 second"
 
 
 class _SecondClock:
@@ -95,6 +94,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
     stream: AsyncIterator[bytes] | None = None
     # Run after the response, sent or not: closes a stream that was never iterated.
     cleanup: Callable[[], Awaitable[None]] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,6 +148,7 @@ class Gateway:
     ) -> None:
         self._config = config
         self._store = store
+        self._admission = Admission(store, wait_seconds=config.admission_wait_seconds)
         self._policy = policy
         self._upstream = upstream
         self._providers = providers
@@ -341,7 +342,7 @@ class Gateway:
                 decision, context.project, asked.operation, asked.policy.catalog
             )
         except ProviderProblem as exc:
-            await self._store.release(reservation)
+            await self._admission.release(reservation)
             asked.record.reason = str(exc)
             return self.error(502, str(exc), asked.operation)
         allowed = _Allowed(
@@ -369,28 +370,28 @@ class Gateway:
     async def _reserve(
         self, asked: _Asked, context: KeyContext, amount: Decimal, org_id: str | None
     ) -> Reservation | Reply:
-        """Hold `amount`; when the store refuses, the policy answers with that cost counted
-        (the documented usage-limit or credits message). If the policy still allows, a
-        settlement freed room meanwhile, so reserving is simply tried again."""
-        for _ in range(_RESERVE_ATTEMPTS):
-            reservation = await self._store.reserve(context.key.id, org_id, amount)
-            if reservation is not None:
-                return reservation
+        """Hold `amount`, waiting while only in-flight reservations stand in the way
+        (proxy/admission.py). A refusal comes from the settled figures alone, and the
+        policy, given the fresh ones, answers it with the documented message."""
+        claim = Claim(key_id=context.key.id, organization_id=org_id, amount=amount)
+        for _ in range(_ADMIT_ATTEMPTS):
+            outcome = await self._admission.reserve(claim)
+            if isinstance(outcome, Reservation):
+                return outcome
+            if isinstance(outcome, TimedOut):
+                break
             fresh = await self._store.key_context(context.key.token_hash, fresh=True) or context
-            counted = msgspec.structs.replace(
-                fresh,
-                reserved=fresh.reserved + amount,
-                credits_reserved=fresh.credits_reserved + (amount if org_id else Decimal(0)),
-            )
-            decision = self._decide(asked, counted)
+            decision = self._decide(asked, fresh)
             if decision is None:
                 return self._no_decision(asked.operation)
             if not decision.allow:
                 asked.record.reason = decision.message
                 return self.error(decision.status, decision.message, asked.operation)
-        asked.record.reason = "usage reservation refused"
-        message = "Too many concurrent requests for this key's usage limit; retry"
-        return self.error(429, message, asked.operation)
+            # The store refused on figures the policy, a moment later, accepts (a limit
+            # raised or credits added meanwhile): ask the store again.
+        asked.record.reason = "admission wait ran out"
+        reply = self.error(429, _BUSY_MESSAGE, asked.operation)
+        return msgspec.structs.replace(reply, headers=(("retry-after", "1"),))
 
     async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
         operation = allowed.operation
@@ -411,14 +412,14 @@ class Gateway:
         try:
             response = await self._send(allowed, payload)
         except UpstreamConnectError:
-            await self._store.release(allowed.reservation)
+            await self._admission.release(allowed.reservation)
             return self._upstream_failed(record, 502, allowed, "could not connect")
         except UpstreamTimeout:
-            await self._store.release(allowed.reservation)
+            await self._admission.release(allowed.reservation)
             return self._upstream_failed(record, 504, allowed, "timed out")
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._store.release(allowed.reservation)
+                await self._admission.release(allowed.reservation)
             raise
         record.upstream_seconds = time.perf_counter() - started
         self._metrics.upstream_latency(allowed.route.provider, record.upstream_seconds)
@@ -462,14 +463,14 @@ class Gateway:
         except (UpstreamConnectError, UpstreamTimeout) as exc:
             with anyio.CancelScope(shield=True):
                 await response.close()
-                await self._store.release(allowed.reservation)
+                await self._admission.release(allowed.reservation)
             status = 504 if isinstance(exc, UpstreamTimeout) else 502
             what = "timed out" if status == 504 else "dropped the connection"
             return self._upstream_failed(record, status, allowed, what)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await response.close()
-                await self._store.release(allowed.reservation)
+                await self._admission.release(allowed.reservation)
             raise
         # One shielded scope for both (each scope costs a task lookup): a held
         # reservation must always be closed, and so must the upstream response.
@@ -477,13 +478,13 @@ class Gateway:
             await response.close()
             if response.status >= 400:
                 # The provider's own error passes through; a failed call costs nothing.
-                await self._store.release(allowed.reservation)
+                await self._admission.release(allowed.reservation)
                 record.reason = f"upstream status {response.status}"
             else:
                 answer = _json_object(content)
                 if answer is None:
                     # Not an answer a client can use: a failed call, so it costs nothing.
-                    await self._store.release(allowed.reservation)
+                    await self._admission.release(allowed.reservation)
                     return self._upstream_failed(
                         record, 502, allowed, "did not return a JSON object"
                     )
@@ -495,7 +496,7 @@ class Gateway:
     ) -> None:
         with anyio.CancelScope(shield=True):
             await response.close()
-            await self._store.release(allowed.reservation)
+            await self._admission.release(allowed.reservation)
         self._abandoned(record, 499, "client disconnected before the stream started")
 
     async def _relay(
@@ -531,7 +532,7 @@ class Gateway:
             with anyio.CancelScope(shield=True):
                 await response.close()
                 if failed:
-                    await self._store.release(allowed.reservation)
+                    await self._admission.release(allowed.reservation)
                 else:
                     if not finished:
                         record.reason = "client disconnected mid-stream"
@@ -548,7 +549,7 @@ class Gateway:
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
             cost = allowed.price.usage_cost(usage)
-        await self._store.settle(allowed.reservation, cost)
+        await self._admission.settle(allowed.reservation, cost)
         record.prompt_tokens, record.completion_tokens, record.cost = prompt, completion, cost
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)

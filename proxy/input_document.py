@@ -41,9 +41,11 @@ def build_input(
         key=KeyDocument(
             id=key.id,
             status=key.status,
-            # INVARIANT: usage includes in-flight reservations, so concurrent requests
-            # see each other's spending before it is settled (contract §6).
-            usage=key.usage + context.reserved,
+            # INVARIANT: the settled figures: the documented 401 / 402 answer only when
+            # they alone decide; in-flight reservations are the store's admission's
+            # business (contract §6), shown here for policies that want them.
+            usage=key.usage,
+            reserved=context.reserved,
             usage_limit=key.usage_limit,
             project_id=key.project_id,
             iam_rules=tuple(_rule(rule) for rule in context.rules),
@@ -57,7 +59,8 @@ def build_input(
         ),
         organization=OrganizationDocument(
             id=organization.id,
-            credits=organization.credits - context.credits_reserved,
+            credits=organization.credits,
+            credits_reserved=context.credits_reserved,
         ),
         gateway=gateway,
     )

@@ -11,13 +11,13 @@ Why this honours the contract:
   second gateway) is re-read at most `ttl` (≤ 0.5 s) later. A change made through this
   process (admin API, dashboard: they use this same object as `app.state.store`) drops
   the whole cache at once.
-- Usage stays exact: the cached `usage`/`reserved` figures only feed the policy's
-  pre-check. The atomic `reserve` reads the live figures and is the authority: a
-  stale figure that says "room left" is corrected by the store refusing the
-  reservation (the gateway then re-reads the key bypassing this cache and the policy
-  answers with the documented message), so a cached figure can never admit a request
-  the store would not. A stale figure that says "limit reached" is re-checked live
-  too (`key_context(..., fresh=True)` on every denial), so it cannot refuse wrongly.
+- Usage stays exact: the cached settled figures only feed the policy's pre-check.
+  The atomic `admit` reads the live figures and is the authority: a stale figure
+  that says "room left" is corrected by the store refusing (the gateway then re-reads
+  the key bypassing this cache and the policy answers with the documented message),
+  so a cached figure can never admit a request the store would not. A stale figure
+  that says "limit reached" is re-checked live too (`key_context(..., fresh=True)` on
+  every denial), so it cannot refuse wrongly.
 
 Unknown tokens are never cached, so a key created elsewhere works at once.
 """
@@ -30,7 +30,9 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from proxy.store.base import (
+    Admitted,
     ApiKey,
+    Claim,
     IamRule,
     KeyContext,
     KeyStatus,
@@ -38,6 +40,8 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
+    Queued,
+    Refused,
     Reservation,
     RuleStatus,
     RuleType,
@@ -137,6 +141,15 @@ class KeyCachingStore:
         self, key_id: str, organization_id: str | None, amount: Decimal
     ) -> Reservation | None:
         return await self.inner.reserve(key_id, organization_id, amount)
+
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
+        return await self.inner.admit(claim, ticket)
+
+    async def withdraw(self, claim: Claim, ticket: str) -> None:
+        await self.inner.withdraw(claim, ticket)
+
+    def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
+        self.inner.subscribe(wake)
 
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         await self.inner.settle(reservation, actual_cost)

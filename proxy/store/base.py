@@ -6,13 +6,16 @@ interchangeable behind it (see `open_store`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal, Protocol
 
 import msgspec
 
 __all__ = [
+    "Admitted",
     "ApiKey",
+    "Claim",
     "Conflict",
     "IamRule",
     "KeyContext",
@@ -22,6 +25,8 @@ __all__ = [
     "Project",
     "ProjectMode",
     "ProjectRule",
+    "Queued",
+    "Refused",
     "Reservation",
     "RuleStatus",
     "RuleType",
@@ -121,6 +126,33 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True):
     amount: Decimal
 
 
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """What one request asks to hold: `amount` against the key's limit, and against the
+    organization's credits when `organization_id` is set (billed to credits)."""
+
+    key_id: str
+    organization_id: str | None
+    amount: Decimal
+
+
+class Admitted(msgspec.Struct, frozen=True, kw_only=True):
+    """The claim is held: forward the request, then settle or release this."""
+
+    reservation: Reservation
+
+
+class Queued(msgspec.Struct, frozen=True, kw_only=True):
+    """The claim does not fit only because of in-flight reservations (or earlier
+    waiters): the ticket is in line; ask again with the same ticket after a settlement."""
+
+
+class Refused(msgspec.Struct, frozen=True, kw_only=True):
+    """The settled figures alone refuse the claim: usage reached the limit (`limit`) or
+    the organization's credits are used up (`credits`)."""
+
+    reason: Literal["limit", "credits"]
+
+
 class Store(Protocol):
     """The proxy's single view of keys, projects, organizations and usage."""
 
@@ -167,6 +199,32 @@ class Store(Protocol):
         rule with in-flight requests counted). None when refused. Raises NotFound for
         an unknown key or organization. Unsettled reservations expire after the
         store's `reservation_ttl` and stop counting."""
+        ...
+
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
+        """Admit `claim` fairly, atomically across every process sharing the store.
+
+        Refused when the settled figures alone decide (`usage >= usage_limit`, or,
+        billed to credits, `credits <= 0`); the ticket, if in line, leaves it. Admitted
+        when `usage + in-flight reservations < usage_limit` (and, billed to credits,
+        `credits - in-flight credit reservations > 0`) and no unexpired ticket of the
+        key or organization is ahead of `ticket` (FIFO by a global sequence); the new
+        amount itself is not part of the check, so a burst overshoots by at most one
+        request's bound. Otherwise Queued: `ticket` (any unique string; the caller
+        keeps it while it waits) joins the line, or keeps its place, for
+        `ADMISSION_TICKET_TTL` seconds, so a waiter that died never blocks the line.
+        Raises NotFound for an unknown key or organization."""
+        ...
+
+    async def withdraw(self, claim: Claim, ticket: str) -> None:
+        """Take `ticket` out of the line (its request stopped waiting)."""
+        ...
+
+    def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
+        """From now on call `wake(key_id, organization_id)` when another process
+        sharing the store settles or releases a reservation while requests wait on that
+        key or organization (PostgreSQL LISTEN/NOTIFY, Redis pub/sub). Call from the
+        event loop; idempotent. SQLite has no notifications: its waiters poll."""
         ...
 
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:

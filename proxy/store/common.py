@@ -14,20 +14,27 @@ from typing import Any
 import msgspec
 
 from proxy.store.base import (
+    Admitted,
     ApiKey,
+    Claim,
     Conflict,
     IamRule,
     KeyStatus,
+    NotFound,
     Organization,
     Project,
     ProjectMode,
     ProjectRule,
+    Queued,
+    Refused,
+    Reservation,
     RuleStatus,
     RuleType,
     StoreError,
 )
 
 __all__ = [
+    "ADMISSION_TICKET_TTL",
     "DEFAULT_ORG_CREDITS",
     "DEFAULT_ORG_ID",
     "DEFAULT_PROJECT_ID",
@@ -36,6 +43,7 @@ __all__ = [
     "KEY_STATUSES",
     "PROJECT_MODES",
     "RULE_TYPES",
+    "admission_outcome",
     "check_description",
     "check_key_status",
     "check_mode",
@@ -64,6 +72,9 @@ DEFAULT_PROJECT_ID = "default"
 DEFAULT_ORG_CREDITS = Decimal("10.00")
 # A request that never settles (crash, lost connection) holds its reservation this long.
 DEFAULT_RESERVATION_TTL = 600.0
+# A request waiting for admission refreshes its place in line at least this often; a
+# ticket not refreshed (its gateway died) stops counting after this many seconds.
+ADMISSION_TICKET_TTL = 2.0
 
 PROJECT_MODES: tuple[ProjectMode, ...] = ("api-keys", "credits", "hybrid")
 KEY_STATUSES: tuple[KeyStatus, ...] = ("active", "inactive", "deleted")
@@ -241,6 +252,22 @@ def rule_from_row(row: Sequence[Any]) -> IamRule:
         values=decode_values(row[3]),
         status=status,
     )
+
+
+def admission_outcome(
+    outcome: str, claim: Claim, reservation: Reservation
+) -> Admitted | Queued | Refused:
+    """A backend's admission answer (`ok`, `queued`, `limit`, `credits`, `no_key`,
+    `no_org`) as the Store interface gives it."""
+    if outcome == "ok":
+        return Admitted(reservation=reservation)
+    if outcome == "queued":
+        return Queued()
+    if outcome in ("limit", "credits"):
+        return Refused(reason="limit" if outcome == "limit" else "credits")
+    if outcome == "no_org":
+        raise NotFound(f"organization `{claim.organization_id}` does not exist")
+    raise NotFound(f"key `{claim.key_id}` does not exist")
 
 
 def log_failed_release(future: asyncio.Future[Any]) -> None:

@@ -17,8 +17,11 @@ so a key disabled by any instance is refused by every instance at once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -35,7 +38,9 @@ from proxy.secret_box import (
     stored_source,
 )
 from proxy.store.base import (
+    Admitted,
     ApiKey,
+    Claim,
     IamRule,
     KeyContext,
     KeyStatus,
@@ -44,17 +49,21 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
+    Queued,
+    Refused,
     Reservation,
     RuleStatus,
     RuleType,
     StoreError,
 )
 from proxy.store.common import (
+    ADMISSION_TICKET_TTL,
     DEFAULT_ORG_CREDITS,
     DEFAULT_ORG_ID,
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    admission_outcome,
     check_description,
     check_key_status,
     check_mode,
@@ -78,6 +87,8 @@ from proxy.store.pg_pool import ConnectionPool
 from proxy.tokens import display_token, generate_token, hash_token, hashes_match
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
+
+_log = logging.getLogger("gateway.store")
 
 _RESERVE = """
 CREATE FUNCTION gw_reserve(p_id text, p_key text, p_org text, p_amount numeric, p_ttl float8)
@@ -167,6 +178,105 @@ def _async_commit(body: str) -> str:
     return f"{head}{sep}    PERFORM set_config('synchronous_commit', 'off', true);\n{rest}"
 
 
+# Fair admission (Store.admit). The key row (then the organization row) is locked, so
+# admissions of one key are serialised across instances; tickets of waiting requests
+# are ordered by a global sequence. `queue_until` is the latest expiry of any ticket of
+# the key (organization): while it is past, nobody waits and the ticket table is skipped.
+_ADMIT = """
+CREATE FUNCTION gw_admit(p_ticket text, p_id text, p_key text, p_org text, p_amount numeric,
+                         p_ttl float8, p_ticket_ttl float8)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k api_keys%ROWTYPE;
+    o organizations%ROWTYPE;
+    mine bigint;
+    fits boolean;
+    ahead boolean := false;
+    until timestamptz;
+BEGIN
+    SELECT * INTO k FROM api_keys WHERE id = p_key FOR UPDATE;
+    IF NOT FOUND THEN RETURN 'no_key'; END IF;
+    IF p_org IS NOT NULL THEN
+        SELECT * INTO o FROM organizations WHERE id = p_org FOR UPDATE;
+        IF NOT FOUND THEN RETURN 'no_org'; END IF;
+    END IF;
+    -- The settled figures alone decide a refusal.
+    IF k.usage_limit IS NOT NULL AND k.usage >= k.usage_limit THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        RETURN 'limit';
+    END IF;
+    IF p_org IS NOT NULL AND o.credits <= 0 THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        RETURN 'credits';
+    END IF;
+    -- INVARIANT: admitted only while usage + in-flight reservations < limit (and
+    -- credits - in-flight credit reservations > 0), in ticket order.
+    fits := (k.usage_limit IS NULL OR k.usage + k.reserved < k.usage_limit)
+            AND (p_org IS NULL OR o.credits - o.credits_reserved > 0);
+    IF fits AND (k.queue_until > now() OR (p_org IS NOT NULL AND o.queue_until > now())) THEN
+        SELECT seq INTO mine FROM admission_tickets WHERE id = p_ticket;
+        mine := coalesce(mine, 9223372036854775807);
+        ahead := EXISTS (SELECT 1 FROM admission_tickets
+                          WHERE key_id = p_key AND seq < mine AND expires_at > now())
+              OR (p_org IS NOT NULL AND EXISTS (SELECT 1 FROM admission_tickets
+                          WHERE org_id = p_org AND seq < mine AND expires_at > now()));
+    END IF;
+    IF fits AND NOT ahead THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        UPDATE api_keys SET reserved = reserved + p_amount WHERE id = p_key;
+        IF p_org IS NOT NULL THEN
+            UPDATE organizations SET credits_reserved = credits_reserved + p_amount
+             WHERE id = p_org;
+        END IF;
+        INSERT INTO reservations (id, key_id, org_id, amount, expires_at)
+        VALUES (p_id, p_key, p_org, p_amount, now() + make_interval(secs => p_ttl));
+        RETURN 'ok';
+    END IF;
+    until := now() + make_interval(secs => p_ticket_ttl);
+    INSERT INTO admission_tickets (id, seq, key_id, org_id, expires_at)
+    VALUES (p_ticket, nextval('admission_seq'), p_key, p_org, until)
+    ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at;
+    UPDATE api_keys SET queue_until = greatest(queue_until, until) WHERE id = p_key;
+    IF p_org IS NOT NULL THEN
+        UPDATE organizations SET queue_until = greatest(queue_until, until) WHERE id = p_org;
+    END IF;
+    RETURN 'queued';
+END $$"""
+
+# Tell waiting requests of every instance that room may have been freed (only when
+# someone waits: otherwise a notification per request would be pure overhead).
+_WAKE = """
+CREATE FUNCTION gw_wake(p_key text, p_org text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM api_keys WHERE id = p_key AND queue_until > now())
+       OR (p_org IS NOT NULL
+           AND EXISTS (SELECT 1 FROM organizations WHERE id = p_org AND queue_until > now()))
+    THEN
+        PERFORM pg_notify('gw_admission',
+                          concat_ws(chr(9), current_schema(), p_key, coalesce(p_org, '')));
+    END IF;
+END $$"""
+
+_SETTLE_WAKING = _SETTLE.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1).replace(
+    "         WHERE id = p_org;\n    END IF;\nEND $$",
+    "         WHERE id = p_org;\n    END IF;\n    PERFORM gw_wake(p_key, p_org);\nEND $$",
+)
+
+_RELEASE_WAKING = _async_commit(
+    _RELEASE.replace(
+        "             WHERE id = r.org_id;\n        END IF;\n    END IF;",
+        "             WHERE id = r.org_id;\n        END IF;\n"
+        "        PERFORM gw_wake(r.key_id, r.org_id);\n    END IF;",
+    )
+)
+
+_RECLAIM_TICKETS = """
+CREATE FUNCTION gw_reclaim_tickets() RETURNS integer LANGUAGE sql AS $$
+    WITH gone AS (DELETE FROM admission_tickets WHERE expires_at <= now() RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$"""
+
+
 # Ordered; migration N (1-based) brings the schema from version N-1 to N.
 # INVARIANT: never edit a shipped migration, append a new one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -242,6 +352,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')))""",
         "CREATE INDEX project_rules_project ON project_rules(project_id, seq)",
     ),
+    (
+        # Fair admission (Store.admit, gw_admit above): tickets of waiting requests and
+        # the latest expiry of any ticket per key and organization.
+        "CREATE SEQUENCE admission_seq",
+        """CREATE TABLE admission_tickets (
+            id text PRIMARY KEY,
+            seq bigint NOT NULL,
+            key_id text NOT NULL,
+            org_id text,
+            expires_at timestamptz NOT NULL)""",
+        "CREATE INDEX admission_tickets_key ON admission_tickets(key_id, seq)",
+        "CREATE INDEX admission_tickets_org ON admission_tickets(org_id, seq)",
+        "ALTER TABLE api_keys ADD COLUMN queue_until timestamptz NOT NULL DEFAULT '-infinity'",
+        "ALTER TABLE organizations ADD COLUMN queue_until timestamptz NOT NULL DEFAULT '-infinity'",
+        _async_commit(_ADMIT),
+        _WAKE,
+        _SETTLE_WAKING,
+        _RELEASE_WAKING,
+        _RECLAIM_TICKETS,
+    ),
 )
 
 _CONTEXT_QUERY = f"""
@@ -282,8 +412,14 @@ class PostgresStore:
         # Expired reservations are reclaimed by the first reserve after this many seconds.
         self._reclaim_every = min(1.0, reservation_ttl / 4)
         self._last_reclaim = 0.0
+        self._listener: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         await self._pool.close()
 
     def hash_token(self, token: str) -> str:
@@ -420,6 +556,56 @@ class PostgresStore:
             raise NotFound(f"organization `{organization_id}` does not exist")
         return reservation if outcome == "ok" else None
 
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
+        amount = parse_money(claim.amount, "reservation amount")
+        if time.monotonic() - self._last_reclaim >= self._reclaim_every:
+            await self.reclaim_expired()
+        reservation = Reservation(
+            id=new_id("res"),
+            key_id=claim.key_id,
+            organization_id=claim.organization_id,
+            amount=amount,
+        )
+        row = await self._fetchone(
+            "SELECT gw_admit(%s, %s, %s, %s, %s, %s, %s)",
+            (
+                ticket,
+                reservation.id,
+                claim.key_id,
+                claim.organization_id,
+                amount,
+                self._ttl,
+                ADMISSION_TICKET_TTL,
+            ),
+        )
+        return admission_outcome(row[0] if row else "no_key", claim, reservation)
+
+    async def withdraw(self, claim: Claim, ticket: str) -> None:
+        await self._fetchone("DELETE FROM admission_tickets WHERE id = %s RETURNING id", (ticket,))
+
+    def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen(wake))
+
+    async def _listen(self, wake: Callable[[str, str | None], None]) -> None:
+        """Relay `gw_admission` notifications of this schema to `wake`, reconnecting
+        after a failure (waiters poll meanwhile, so nothing is lost but latency)."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                async with conn:
+                    cursor = await conn.execute("SELECT current_schema()")
+                    row = await cursor.fetchone()
+                    schema = str(row[0]) if row else ""
+                    await conn.execute("LISTEN gw_admission")
+                    async for notice in conn.notifies():
+                        parts = notice.payload.split("\t")
+                        if len(parts) == 3 and parts[0] == schema:
+                            wake(parts[1], parts[2] or None)
+            except (psycopg.Error, OSError) as exc:
+                _log.warning("admission notifications from PostgreSQL stopped: %s", exc)
+                await asyncio.sleep(1.0)
+
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         cost = parse_money(actual_cost, "actual cost")
         await self._fetchone(
@@ -432,7 +618,7 @@ class PostgresStore:
 
     async def reclaim_expired(self) -> int:
         self._last_reclaim = time.monotonic()
-        row = await self._fetchone("SELECT gw_reclaim()")
+        row = await self._fetchone("SELECT gw_reclaim(), gw_reclaim_tickets()")
         return int(row[0]) if row else 0
 
     # -- organizations --------------------------------------------------------------

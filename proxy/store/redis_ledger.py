@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -36,7 +37,9 @@ import redis.asyncio as aioredis
 from proxy.secret_box import SecretBox
 from proxy.store import redis_scripts
 from proxy.store.base import (
+    Admitted,
     ApiKey,
+    Claim,
     IamRule,
     KeyContext,
     KeyStatus,
@@ -45,11 +48,19 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
+    Queued,
+    Refused,
     Reservation,
     RuleStatus,
     RuleType,
 )
-from proxy.store.common import DEFAULT_RESERVATION_TTL, new_id, parse_money
+from proxy.store.common import (
+    ADMISSION_TICKET_TTL,
+    DEFAULT_RESERVATION_TTL,
+    admission_outcome,
+    new_id,
+    parse_money,
+)
 from proxy.store.postgres import PostgresStore
 from proxy.store.redis_batch import ScriptBatcher
 
@@ -114,6 +125,7 @@ class RedisLedgerStore:
             for name in redis_scripts.__all__
         }
         self._flusher: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._batch = ScriptBatcher(self._redis, self._scripts, self._prefix)
 
@@ -147,6 +159,11 @@ class RedisLedgerStore:
                 _log.warning("usage flush to PostgreSQL failed, will retry: %s", exc)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -291,6 +308,66 @@ class RedisLedgerStore:
             )
             await self._load(await self._pg.get_key(key_id), org)
         raise NotFound(f"key `{key_id}` could not be loaded into the Redis ledger")
+
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
+        amount = parse_money(claim.amount, "reservation amount")
+        self._start_flusher()
+        reservation = Reservation(
+            id=new_id("res"),
+            key_id=claim.key_id,
+            organization_id=claim.organization_id,
+            amount=amount,
+        )
+        org = claim.organization_id or ""
+
+        def undo(reply: Any) -> tuple[str, tuple[Any, ...]] | None:
+            outcome = self._text(reply)
+            if outcome == "ok":
+                return ("RELEASE", (reservation.id,))
+            return ("WITHDRAW", (ticket, claim.key_id, org)) if outcome == "queued" else None
+
+        for _ in range(3):
+            outcome = self._text(
+                await self._batch.call(
+                    "ADMIT",
+                    ticket,
+                    reservation.id,
+                    claim.key_id,
+                    org,
+                    units_from_money(amount),
+                    self._ttl_ms,
+                    round(ADMISSION_TICKET_TTL * 1000),
+                    undo=undo,
+                )
+            )
+            if outcome != "load":
+                return admission_outcome(outcome, claim, reservation)
+            owner = None if not org else await self._pg.get_organization(org)
+            await self._load(await self._pg.get_key(claim.key_id), owner)
+        raise NotFound(f"key `{claim.key_id}` could not be loaded into the Redis ledger")
+
+    async def withdraw(self, claim: Claim, ticket: str) -> None:
+        await self._batch.call("WITHDRAW", ticket, claim.key_id, claim.organization_id or "")
+
+    def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen(wake))
+
+    async def _listen(self, wake: Callable[[str, str | None], None]) -> None:
+        """Relay the ledger's `wake` messages (other instances' settlements while someone
+        waits) to `wake`, resubscribing after a failure (waiters poll meanwhile)."""
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._prefix + "wake")
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if isinstance(data, bytes):
+                            key, _, org = data.decode("utf-8").partition("\t")
+                            wake(key, org or None)
+            except (aioredis.RedisError, OSError) as exc:
+                _log.warning("admission notifications from Redis stopped: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         cost = parse_money(actual_cost, "actual cost")

@@ -16,11 +16,20 @@ Layout under the prefix P (default `gw:`):
     P pend:o      hash org -> credits change, not yet in PostgreSQL
     P flushing:k / flushing:o / flushing:id   the batch being written to PostgreSQL
     P gen         bumped after every completed flush
+    P seq         the admission ticket sequence
+    P q:k:<key> / q:o:<org>   zset ticket -> seq: requests waiting for admission, in order
+    P tx          hash ticket -> expiry (ms): a ticket not refreshed stops counting
+    P wake        pub/sub channel: "<key>\t<org>" when room may have been freed
+
+A key's and an organization's ledger also hold `qu`: the latest expiry of any of
+their tickets; while it is past nobody waits, so admission skips the line and
+settlements publish nothing.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ADMIT",
     "FLUSH_DONE",
     "FLUSH_START",
     "LEDGER",
@@ -30,6 +39,7 @@ __all__ = [
     "RESERVE",
     "SETTLE",
     "SET_CREDITS",
+    "WITHDRAW",
 ]
 
 # Shared helpers: negate an integer string; drop one reservation (amount back to key, org).
@@ -60,6 +70,19 @@ local function drop(p, rid)
         end
     end
     return fields[3]
+end
+local function wake(p, key, org)
+    local now = now_ms()
+    local waiting = tonumber(redis.call('HGET', p .. 'k:' .. key, 'qu') or '0') > now
+    if not waiting and org ~= '' then
+        waiting = tonumber(redis.call('HGET', p .. 'o:' .. org, 'qu') or '0') > now
+    end
+    if waiting then redis.call('PUBLISH', p .. 'wake', key .. '\t' .. org) end
+end
+local function leave(p, tid, key, org)
+    redis.call('ZREM', p .. 'q:k:' .. key, tid)
+    if org ~= '' then redis.call('ZREM', p .. 'q:o:' .. org, tid) end
+    redis.call('HDEL', p .. 'tx', tid)
 end
 local function reclaim(p, max)
     local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now_ms(), 'LIMIT', 0, max)
@@ -112,6 +135,7 @@ if org ~= '' then
     if redis.call('EXISTS', o) == 1 then redis.call('HINCRBY', o, 'credits', neg(cost)) end
     redis.call('HINCRBY', p .. 'pend:o', org, neg(cost))
 end
+wake(p, key, org)
 return 'ok'
 """
 )
@@ -120,7 +144,88 @@ return 'ok'
 RELEASE = (
     _DROP
     + """
+local fields = redis.call('HMGET', ARGV[1] .. 'r:' .. ARGV[2], 'key', 'org')
 drop(ARGV[1], ARGV[2])
+if fields[1] then wake(ARGV[1], fields[1], fields[2]) end
+return 'ok'
+"""
+)
+
+# Fair admission (Store.admit). ARGV: prefix, ticket, reservation id, key id, org id or
+# '', amount, reservation ttl ms, ticket ttl ms.
+# Returns 'ok' | 'queued' | 'limit' | 'credits' | 'load'.
+ADMIT = (
+    _DROP
+    + """
+local p, tid, rid, key, org, amount, ttl, tttl =
+    ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+reclaim(p, 100)
+local k = p .. 'k:' .. key
+local o = p .. 'o:' .. org
+if redis.call('EXISTS', k) == 0 or (org ~= '' and redis.call('EXISTS', o) == 0) then
+    return 'load'
+end
+-- Whether a live ticket other than `tid` is ahead of it in line `q` (expired ones go).
+local function ahead_in(q, now)
+    for _, other in ipairs(redis.call('ZRANGE', q, 0, -1)) do
+        if other == tid then return false end
+        local expiry = redis.call('HGET', p .. 'tx', other)
+        if expiry and tonumber(expiry) > now then return true end
+        redis.call('ZREM', q, other)
+        redis.call('HDEL', p .. 'tx', other)  -- its other line drops it on sight
+    end
+    return false
+end
+local kv = redis.call('HMGET', k, 'usage', 'reserved', 'limit', 'qu')
+-- The settled figures alone decide a refusal.
+if kv[3] ~= '' and tonumber(kv[1]) >= tonumber(kv[3]) then
+    leave(p, tid, key, org)
+    return 'limit'
+end
+local ov = {'0', '0', '0'}
+if org ~= '' then
+    ov = redis.call('HMGET', o, 'credits', 'reserved', 'qu')
+    if tonumber(ov[1]) <= 0 then
+        leave(p, tid, key, org)
+        return 'credits'
+    end
+end
+-- INVARIANT: admitted only while usage + in-flight reservations < limit (and
+-- credits - in-flight credit reservations > 0), in ticket order.
+local fits = (kv[3] == '' or tonumber(kv[1]) + tonumber(kv[2]) < tonumber(kv[3]))
+    and (org == '' or tonumber(ov[1]) - tonumber(ov[2]) > 0)
+local now = now_ms()
+local ahead = false
+if fits and tonumber(kv[4] or '0') > now then ahead = ahead_in(p .. 'q:k:' .. key, now) end
+if fits and not ahead and org ~= '' and tonumber(ov[3] or '0') > now then
+    ahead = ahead_in(p .. 'q:o:' .. org, now)
+end
+if fits and not ahead then
+    leave(p, tid, key, org)
+    if org ~= '' then redis.call('HINCRBY', o, 'reserved', amount) end
+    redis.call('HINCRBY', k, 'reserved', amount)
+    redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)
+    redis.call('ZADD', p .. 'exp', now + tonumber(ttl), rid)
+    return 'ok'
+end
+local expiry = now + tonumber(tttl)
+if not redis.call('HGET', p .. 'tx', tid) then
+    local seq = redis.call('INCR', p .. 'seq')
+    redis.call('ZADD', p .. 'q:k:' .. key, seq, tid)
+    if org ~= '' then redis.call('ZADD', p .. 'q:o:' .. org, seq, tid) end
+end
+redis.call('HSET', p .. 'tx', tid, expiry)
+if tonumber(kv[4] or '0') < expiry then redis.call('HSET', k, 'qu', expiry) end
+if org ~= '' and tonumber(ov[3] or '0') < expiry then redis.call('HSET', o, 'qu', expiry) end
+return 'queued'
+"""
+)
+
+# Take a ticket out of line. ARGV: prefix, ticket, key id, org id or ''.
+WITHDRAW = (
+    _DROP
+    + """
+leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 'ok'
 """
 )

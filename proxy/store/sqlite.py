@@ -56,7 +56,9 @@ from proxy.secret_box import (
     stored_source,
 )
 from proxy.store.base import (
+    Admitted,
     ApiKey,
+    Claim,
     IamRule,
     KeyContext,
     KeyStatus,
@@ -65,12 +67,15 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
+    Queued,
+    Refused,
     Reservation,
     RuleStatus,
     RuleType,
     StoreError,
 )
 from proxy.store.common import (
+    ADMISSION_TICKET_TTL,
     DEFAULT_ORG_CREDITS,
     DEFAULT_ORG_ID,
     DEFAULT_PROJECT_ID,
@@ -165,6 +170,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive')))""",
         "CREATE INDEX project_rules_project ON project_rules(project_id)",
     ),
+    (
+        # Fair admission (Store.admit): requests waiting for in-flight reservations to
+        # settle hold a ticket; `seq` orders them (FIFO), `queue_until` on the key and
+        # organization is the latest expiry of any of their tickets, so while it is in
+        # the past nobody waits and admission skips the ticket table altogether.
+        """CREATE TABLE admission_tickets (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            key_id TEXT NOT NULL,
+            org_id TEXT,
+            expires_at REAL NOT NULL)""",
+        "CREATE INDEX admission_tickets_key ON admission_tickets(key_id, seq)",
+        "CREATE INDEX admission_tickets_org ON admission_tickets(org_id, seq)",
+        "ALTER TABLE api_keys ADD COLUMN queue_until REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE organizations ADD COLUMN queue_until REAL NOT NULL DEFAULT 0",
+    ),
 )
 
 _PROJECT_COLUMNS = "id, organization, mode, status, provider_keys, name"
@@ -206,6 +227,73 @@ def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]
         conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
 
     return release
+
+
+def _withdrawing(ticket: str) -> Callable[[sqlite3.Connection], None]:
+    def withdraw(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
+
+    return withdraw
+
+
+def _admission_row(
+    conn: sqlite3.Connection, table: Literal["api_keys", "organizations"], row_id: str, columns: str
+) -> tuple[Any, ...]:
+    """The settled figures of a key or organization, then its id and `queue_until`."""
+    row: tuple[Any, ...] | None = conn.execute(
+        f"SELECT {columns}, id, queue_until FROM {table} WHERE id = ?",  # noqa: S608 - constants
+        (row_id,),
+    ).fetchone()
+    if row is None:
+        what = "key" if table == "api_keys" else "organization"
+        raise NotFound(f"{what} `{row_id}` does not exist")
+    return row
+
+
+def _settled_refusal(
+    usage: Decimal, limit: Decimal | None, credits: Decimal | None
+) -> Refused | None:
+    if limit is not None and usage >= limit:
+        return Refused(reason="limit")
+    if credits is not None and credits <= 0:
+        return Refused(reason="credits")
+    return None
+
+
+def _ticket_ahead(conn: sqlite3.Connection, claim: Claim, ticket: str, now: float) -> bool:
+    """Whether an unexpired ticket of the key or organization is ahead of `ticket` (any
+    unexpired ticket, when `ticket` is not in line yet)."""
+    mine = conn.execute("SELECT seq FROM admission_tickets WHERE id = ?", (ticket,)).fetchone()
+    before = mine[0] if mine is not None else 1 << 62
+    row = conn.execute(
+        "SELECT 1 FROM admission_tickets WHERE key_id = ? AND seq < ? AND expires_at > ? LIMIT 1",
+        (claim.key_id, before, now),
+    ).fetchone()
+    if row is None and claim.organization_id is not None:
+        row = conn.execute(
+            "SELECT 1 FROM admission_tickets WHERE org_id = ? AND seq < ? AND expires_at > ? "
+            "LIMIT 1",
+            (claim.organization_id, before, now),
+        ).fetchone()
+    return row is not None
+
+
+def _queue_ticket(conn: sqlite3.Connection, claim: Claim, ticket: str, expires: float) -> None:
+    """Put `ticket` in line, or keep its place and push its expiry forward."""
+    conn.execute(
+        "INSERT INTO admission_tickets (id, key_id, org_id, expires_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+        (ticket, claim.key_id, claim.organization_id, expires),
+    )
+    conn.execute(
+        "UPDATE api_keys SET queue_until = max(queue_until, ?) WHERE id = ?",
+        (expires, claim.key_id),
+    )
+    if claim.organization_id is not None:
+        conn.execute(
+            "UPDATE organizations SET queue_until = max(queue_until, ?) WHERE id = ?",
+            (expires, claim.organization_id),
+        )
 
 
 def _undo_reservation(
@@ -662,8 +750,62 @@ class SqliteStore:
     async def release(self, reservation: Reservation) -> None:
         await self._request_write(_releasing(reservation))
 
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
+        amount = parse_money(claim.amount, "reservation amount")
+        ttl = self._ttl
+
+        def admit(conn: sqlite3.Connection) -> Admitted | Queued | Refused:
+            now = now_epoch()
+            conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
+            key = _admission_row(conn, "api_keys", claim.key_id, "usage, usage_limit")
+            usage, limit = Decimal(key[0]), None if key[1] is None else Decimal(key[1])
+            org = None
+            if claim.organization_id is not None:
+                org = _admission_row(conn, "organizations", claim.organization_id, "credits")
+            refused = _settled_refusal(usage, limit, None if org is None else Decimal(org[0]))
+            if refused is not None:
+                conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
+                return refused
+            # INVARIANT: admitted only while usage + in-flight reservations < limit (and
+            # credits - in-flight credit reservations > 0), in ticket order.
+            fits = limit is None or usage + self._key_reserved(conn, claim.key_id, now) < limit
+            if fits and org is not None:
+                reserved = self._org_reserved(conn, org[1], now)
+                fits = Decimal(org[0]) - reserved > 0
+            waiting = key[-1] > now or (org is not None and org[-1] > now)
+            if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):
+                conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
+                reservation = Reservation(
+                    id=new_id("res"),
+                    key_id=claim.key_id,
+                    organization_id=claim.organization_id,
+                    amount=amount,
+                )
+                conn.execute(
+                    "INSERT INTO reservations (id, key_id, org_id, amount, expires_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (reservation.id, claim.key_id, claim.organization_id, str(amount), now + ttl),
+                )
+                return Admitted(reservation=reservation)
+            _queue_ticket(conn, claim, ticket, now + ADMISSION_TICKET_TTL)
+            return Queued()
+
+        def undo(outcome: Admitted | Queued | Refused) -> Callable[[sqlite3.Connection], None]:
+            if isinstance(outcome, Admitted):
+                return _releasing(outcome.reservation)
+            return _withdrawing(ticket)
+
+        return await self._request_write(admit, undo)
+
+    async def withdraw(self, claim: Claim, ticket: str) -> None:
+        await self._request_write(_withdrawing(ticket))
+
+    def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
+        """SQLite has no notifications: waiters in other processes poll."""
+
     async def reclaim_expired(self) -> int:
         def reclaim(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM admission_tickets WHERE expires_at <= ?", (now_epoch(),))
             return conn.execute(
                 "DELETE FROM reservations WHERE expires_at <= ?", (now_epoch(),)
             ).rowcount

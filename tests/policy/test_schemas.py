@@ -51,7 +51,7 @@ def test_schemas_are_valid_draft_2020_12(name: str) -> None:
 
 def test_field_docstrings_reach_the_schema() -> None:
     usage = schema("input.schema.json")["$defs"]["KeyDocument"]["properties"]["usage"]
-    assert "in flight" in usage["description"]
+    assert "Settled usage" in usage["description"]
     assert usage["type"] == "string"
 
 

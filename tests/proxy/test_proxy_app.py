@@ -12,13 +12,13 @@ from typing import Any, cast
 import openai
 import pytest
 from litestar.testing import AsyncTestClient, TestClient
-from proxy_helpers import MSG_INVALID, MSG_LIMIT, MSG_NO_KEY
+from proxy_helpers import MSG_INVALID, MSG_NO_KEY
 
 from proxy.app import create_app, open_configured_store
 from proxy.config import GatewayConfig
 from proxy.mock_provider import mock_reply
 from proxy.policy import DecideFn, PolicyHolder
-from proxy.store.base import Store
+from proxy.store.base import Admitted, Claim, Queued, Refused, Store
 
 ADMIN = "admin-test-token"
 
@@ -239,42 +239,44 @@ class RefusingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def reserve(self, key_id: str, organization_id: str | None, amount: Decimal) -> None:
-        return None
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
+        return self.outcome
+
+    outcome: Admitted | Queued | Refused = Refused(reason="limit")
 
 
-@pytest.mark.parametrize(
-    ("usage_limit", "status", "message"),
-    [
-        # The refused cost counted in, the policy answers its own usage-limit message.
-        (Decimal("0.005"), 401, MSG_LIMIT),
-        # The policy would still allow: the gateway asks the client to retry.
-        (None, 429, "Too many concurrent requests for this key's usage limit; retry"),
-    ],
-)
-def test_refused_reservation_asks_the_policy_again(
-    tmp_path: Path, usage_limit: Decimal | None, status: int, message: str
+class QueueingStore(RefusingStore):
+    outcome = Queued()
+
+
+BUSY = "Too many requests in flight for this key's usage limit; retry after 1 second"
+
+
+@pytest.mark.parametrize("store_type", [RefusingStore, QueueingStore])
+def test_admission_that_never_comes_is_429_with_retry_after(
+    tmp_path: Path, store_type: type[RefusingStore]
 ) -> None:
-    async def refusing(config: GatewayConfig) -> Store:
-        return cast(Store, RefusingStore(await open_configured_store(config)))
+    """A store that keeps refusing while the policy, on the fresh settled figures, keeps
+    allowing (a limit changing under the request), or keeps the request in line past
+    `admission_wait_seconds`: 429 with Retry-After, never a 401 the figures do not show."""
 
-    app = create_app(_config(tmp_path, admin_token=ADMIN), store_factory=refusing)
+    async def refusing(config: GatewayConfig) -> Store:
+        return cast(Store, store_type(await open_configured_store(config)))
+
+    config = _config(tmp_path, admin_token=ADMIN, admission_wait_seconds=0.2)
+    app = create_app(config, store_factory=refusing)
     with TestClient(app) as client:
         key = client.post(
-            "/admin/keys",
-            json={
-                "project": "default",
-                "usage_limit": None if usage_limit is None else str(usage_limit),
-            },
-            headers=_admin(),
+            "/admin/keys", json={"project": "default", "usage_limit": "1.00"}, headers=_admin()
         ).json()
         response = client.post(
             "/v1/chat/completions",
             json={"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]},
             headers={"x-api-key": key["token"]},
         )
-        assert response.status_code == status
-        assert response.json() == {"error": True, "status": status, "message": message}
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "1"
+        assert response.json() == {"error": True, "status": 429, "message": BUSY}
 
 
 def test_openai_client_reads_the_message_in_openai_error_format(tmp_path: Path) -> None:

@@ -3,6 +3,10 @@ through both `Authorization: Bearer` and `x-api-key`, against the real server.""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -289,32 +293,49 @@ def _finish(deployment: Deployment, response: httpx.Response) -> None:
     response.close()
 
 
-def test_in_flight_reservations_count_against_the_limit(
+def _waiting_tickets(deployment: Deployment, key_id: str) -> int:
+    with contextlib.closing(sqlite3.connect(deployment.admin.path)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM admission_tickets WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        return int(row[0])
+
+
+def _second_waits_for_the_first(deployment: Deployment, client: httpx.Client, tenant: Any) -> None:
+    """With the first request's reservation (an upper bound, far above its real cost)
+    filling the limit, a second request waits in line instead of being refused, and is
+    served once the first settles."""
+    held = _hold_a_reservation(deployment, client, tenant.token)
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        httpx.Client(base_url=deployment.url, timeout=30) as other,
+    ):
+        try:
+            second = pool.submit(_call, other, "/v1/chat/completions", tenant.token, "bearer")
+            deadline = time.monotonic() + 10
+            while _waiting_tickets(deployment, tenant.key.id) == 0:
+                assert time.monotonic() < deadline, "the second request never queued"
+                time.sleep(0.01)
+            assert not second.done()  # no refusal while only a reservation is in the way
+        finally:
+            _finish(deployment, held)
+        assert second.result().status_code == 200
+
+
+def test_in_flight_reservations_make_requests_wait_not_fail(
     deployment: Deployment, client: httpx.Client
 ) -> None:
     tenant = make_tenant(deployment.admin, usage_limit="0.01")
-    held = _hold_a_reservation(deployment, client, tenant.token)
-    try:
-        # The first request's reservation (an upper bound of its cost) fills the limit.
-        second = _call(client, "/v1/chat/completions", tenant.token, "bearer")
-        _assert_error(second, 401, MSG_LIMIT)
-    finally:
-        _finish(deployment, held)
-    # Settled at its real, much smaller cost: the key is usable again.
-    assert Decimal(0) < deployment.admin(deployment.admin.store.get_key(tenant.key.id)).usage
-    assert _call(client, "/v1/chat/completions", tenant.token, "bearer").status_code == 200
+    _second_waits_for_the_first(deployment, client, tenant)
+    usage = deployment.admin(deployment.admin.store.get_key(tenant.key.id)).usage
+    assert Decimal(0) < usage < Decimal("0.01")
 
 
-def test_in_flight_reservations_count_against_credits(
+def test_in_flight_credit_reservations_make_requests_wait_not_fail(
     deployment: Deployment, client: httpx.Client
 ) -> None:
     tenant = make_tenant(deployment.admin, mode="credits", credits="0.01")
-    held = _hold_a_reservation(deployment, client, tenant.token)
-    try:
-        second = _call(client, "/v1/chat/completions", tenant.token, "bearer")
-        _assert_error(second, 402, f"Organization {tenant.org_id} has insufficient credits")
-    finally:
-        _finish(deployment, held)
+    _second_waits_for_the_first(deployment, client, tenant)
     org = deployment.admin(deployment.admin.store.get_organization(tenant.org_id))
     assert Decimal(0) < org.credits < Decimal("0.01")
 

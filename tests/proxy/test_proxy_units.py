@@ -54,14 +54,16 @@ def test_input_for_unknown_token_has_no_key() -> None:
     assert document.gateway.credentialed_providers == ("mock",)
 
 
-def test_input_counts_in_flight_reservations() -> None:
+def test_input_gives_settled_figures_and_in_flight_reservations_apart() -> None:
     context = _context(provider_keys={"openai": {"value": "sk-x"}}, mode="api-keys")
     document = build_input(REQUEST, context, gateway_info(["openai"]))
     assert document.key is not None and document.organization is not None
     assert document.project is not None
-    assert document.key.usage == Decimal("250.75")
+    # Settled figures decide the documented 401 / 402; reservations only make requests wait.
+    assert (document.key.usage, document.key.reserved) == (Decimal("250.50"), Decimal("0.25"))
     assert document.key.usage_limit == Decimal("1000.00")
-    assert document.organization.credits == Decimal("8.50")
+    assert document.organization.credits == Decimal("10.00")
+    assert document.organization.credits_reserved == Decimal("1.50")
     assert document.project.provider_keys == ("openai",)  # names only, never secrets
     assert document.project.mode == "api-keys"
     assert document.key.iam_rules[0].values == ("gpt-4",)

@@ -1,0 +1,135 @@
+"""Admitting requests against usage limits and credits: fair waiting instead of false refusals.
+
+A request's reservation is an upper bound of its cost, often several times the real
+cost, so under a burst the in-flight reservations fill a key's limit long before its
+settled usage does. Refusing then would be false: those requests would have fitted.
+So a request that does not fit only because of other requests' reservations waits in
+line (`Store.admit` keeps the line, FIFO per key and organization, atomically across
+every instance sharing the store) until settlements free room, and is then admitted,
+or refused once the settled figures alone decide (the documented 401 / 402). The wait
+is bounded by `admission_wait_seconds`; when it runs out the request gets a 429.
+
+Waiters sleep until a settlement or release of their key or organization wakes them:
+in this process directly, from other instances through the store's notifications
+(PostgreSQL LISTEN/NOTIFY, Redis pub/sub), and in any case after `poll_interval`
+(which also keeps their ticket alive, and is all SQLite shared by several processes
+has).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import anyio
+
+from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation, Store
+from proxy.store.common import ADMISSION_TICKET_TTL, new_id
+
+__all__ = ["DEFAULT_ADMISSION_WAIT", "Admission", "TimedOut"]
+
+DEFAULT_ADMISSION_WAIT = 10.0
+# Well inside the ticket TTL, so a live waiter's ticket never expires.
+_POLL_INTERVAL = ADMISSION_TICKET_TTL / 8
+
+
+class TimedOut:
+    """The wait for admission ran out (answer 429 with Retry-After)."""
+
+    __slots__ = ()
+
+
+class Admission:
+    """Reserve, settle and release through the store, waking whoever waits on a ledger."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        wait_seconds: float = DEFAULT_ADMISSION_WAIT,
+        poll_interval: float = _POLL_INTERVAL,
+    ) -> None:
+        self._store = store
+        self._wait = wait_seconds
+        self._poll = poll_interval
+        # ledger ("k:<key>" / "o:<org>") -> futures of the requests waiting on it
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._subscribed = False
+
+    async def reserve(self, claim: Claim) -> Reservation | Refused | TimedOut:
+        """Hold `claim`, waiting in line while only in-flight reservations stand in the way."""
+        ticket = new_id("tkt")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        queued = False
+        try:
+            while True:
+                woken = self._listen(claim)
+                try:
+                    outcome = await self._store.admit(claim, ticket)
+                    if not isinstance(outcome, Queued):
+                        if queued:  # left the line: whoever is next may fit now
+                            self.wake(claim.key_id, claim.organization_id)
+                        return outcome.reservation if isinstance(outcome, Admitted) else outcome
+                    queued = True
+                    if not self._subscribed:  # other instances' settlements wake us too
+                        self._store.subscribe(self.wake)
+                        self._subscribed = True
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    await asyncio.wait([woken], timeout=min(remaining, self._poll))
+                finally:
+                    self._forget(claim, woken)
+        except BaseException:
+            if queued:
+                with anyio.CancelScope(shield=True):
+                    await self._leave(claim, ticket)
+            raise
+        await self._leave(claim, ticket)
+        return TimedOut()
+
+    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+        try:
+            await self._store.settle(reservation, actual_cost)
+        finally:
+            self.wake(reservation.key_id, reservation.organization_id)
+
+    async def release(self, reservation: Reservation) -> None:
+        try:
+            await self._store.release(reservation)
+        finally:
+            self.wake(reservation.key_id, reservation.organization_id)
+
+    def wake(self, key_id: str | None, organization_id: str | None = None) -> None:
+        """Wake the requests of this process waiting on the key or organization (also
+        called for another instance's settlements, from the store's notifications)."""
+        for ledger in _ledgers(key_id, organization_id):
+            for future in self._waiters.pop(ledger, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _leave(self, claim: Claim, ticket: str) -> None:
+        await self._store.withdraw(claim, ticket)
+        self.wake(claim.key_id, claim.organization_id)
+
+    def _listen(self, claim: Claim) -> asyncio.Future[None]:
+        # Registered before asking the store, so a settlement in between is not missed.
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for ledger in _ledgers(claim.key_id, claim.organization_id):
+            self._waiters.setdefault(ledger, set()).add(future)
+        return future
+
+    def _forget(self, claim: Claim, future: asyncio.Future[None]) -> None:
+        for ledger in _ledgers(claim.key_id, claim.organization_id):
+            waiting = self._waiters.get(ledger)
+            if waiting is not None:
+                waiting.discard(future)
+                if not waiting:
+                    del self._waiters[ledger]
+
+
+def _ledgers(key_id: str | None, organization_id: str | None) -> tuple[str, ...]:
+    if organization_id is None:
+        return () if key_id is None else (f"k:{key_id}",)
+    return (f"o:{organization_id}",) if key_id is None else (f"k:{key_id}", f"o:{organization_id}")

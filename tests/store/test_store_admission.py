@@ -1,0 +1,181 @@
+"""Fair admission (`Store.admit`, proxy/admission.py) on every backend: settled figures
+alone refuse, in-flight reservations make a request wait, the line is FIFO, a dead
+waiter's ticket expires, and a property over random costs, limits and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from store_backends import Backend
+
+from proxy.admission import Admission, TimedOut
+from proxy.store import Store
+from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation
+
+
+async def _key(store: Store, limit: str | None, credits: str = "10.00") -> tuple[str, str]:
+    """A fresh organization (with `credits`), project and key (with `limit`)."""
+    suffix = secrets.token_hex(5)
+    await store.create_organization(f"org-{suffix}", Decimal(credits))
+    await store.create_project(f"proj-{suffix}", f"org-{suffix}", "credits")
+    key, _ = await store.create_key(
+        f"proj-{suffix}", None if limit is None else Decimal(limit), "admission test"
+    )
+    return key.id, f"org-{suffix}"
+
+
+def _run(backend: Backend, body: object) -> None:
+    async def wrapped() -> None:
+        store = backend.open()
+        try:
+            await store.migrate()
+            await body(store)  # type: ignore[operator]
+        finally:
+            await store.close()
+
+    backend.run(wrapped)
+
+
+def test_in_flight_reservations_queue_and_settled_usage_refuses(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        key_id, _ = await _key(store, "1.00")
+        big = Claim(key_id=key_id, organization_id=None, amount=Decimal("5.00"))
+        first = await store.admit(big, "t1")
+        assert isinstance(first, Admitted)
+        # Only the reservation stands in the way: wait, do not refuse.
+        assert isinstance(await store.admit(big, "t2"), Queued)
+        await store.settle(first.reservation, Decimal("0.40"))
+        second = await store.admit(big, "t2")
+        assert isinstance(second, Admitted)
+        await store.settle(second.reservation, Decimal("0.60"))
+        # Settled usage reached the limit: refused, whatever is in flight.
+        assert await store.admit(big, "t3") == Refused(reason="limit")
+
+    _run(backend, body)
+
+
+def test_credits_refuse_only_on_the_settled_figure(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        key_id, org = await _key(store, None, credits="1.00")
+        claim = Claim(key_id=key_id, organization_id=org, amount=Decimal("3.00"))
+        first = await store.admit(claim, "t1")
+        assert isinstance(first, Admitted)
+        assert isinstance(await store.admit(claim, "t2"), Queued)
+        await store.settle(first.reservation, Decimal("1.00"))
+        assert await store.admit(claim, "t2") == Refused(reason="credits")
+
+    _run(backend, body)
+
+
+def test_the_line_is_first_in_first_out(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        key_id, _ = await _key(store, "1.00")
+        claim = Claim(key_id=key_id, organization_id=None, amount=Decimal("2.00"))
+        held = await store.admit(claim, "t0")
+        assert isinstance(held, Admitted)
+        assert isinstance(await store.admit(claim, "early"), Queued)
+        assert isinstance(await store.admit(claim, "late"), Queued)
+        await store.release(held.reservation)
+        # Room now, but `early` is ahead: a newcomer and `late` keep waiting.
+        assert isinstance(await store.admit(claim, "newcomer"), Queued)
+        assert isinstance(await store.admit(claim, "late"), Queued)
+        assert isinstance(await store.admit(claim, "early"), Admitted)
+        await store.withdraw(claim, "newcomer")  # gave up: out of line
+        assert isinstance(await store.admit(claim, "t9"), Queued)  # `early` holds the room
+
+    _run(backend, body)
+
+
+def test_a_dead_waiters_ticket_expires(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("proxy.store.sqlite.ADMISSION_TICKET_TTL", 0.2)
+    monkeypatch.setattr("proxy.store.postgres.ADMISSION_TICKET_TTL", 0.2)
+    monkeypatch.setattr("proxy.store.redis_ledger.ADMISSION_TICKET_TTL", 0.2)
+
+    async def body(store: Store) -> None:
+        key_id, _ = await _key(store, "1.00")
+        claim = Claim(key_id=key_id, organization_id=None, amount=Decimal("2.00"))
+        held = await store.admit(claim, "t0")
+        assert isinstance(held, Admitted)
+        assert isinstance(await store.admit(claim, "dead"), Queued)  # never asks again
+        assert isinstance(await store.admit(claim, "alive"), Queued)
+        await store.release(held.reservation)
+        assert isinstance(await store.admit(claim, "alive"), Queued)  # `dead` is ahead
+        await asyncio.sleep(0.3)
+        assert isinstance(await store.admit(claim, "alive"), Admitted)
+
+    _run(backend, body)
+
+
+async def _burst(
+    store: Store, claims: list[tuple[Claim, Decimal]], concurrency: int, wait: float
+) -> list[Reservation | Refused | TimedOut]:
+    """Run reserve -> settle for every (claim, real cost), `concurrency` at a time."""
+    admission = Admission(store, wait_seconds=wait, poll_interval=0.05)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(claim: Claim, cost: Decimal) -> Reservation | Refused | TimedOut:
+        async with gate:
+            outcome = await admission.reserve(claim)
+            if isinstance(outcome, Reservation):
+                await asyncio.sleep(0)
+                await admission.settle(outcome, cost)
+            return outcome
+
+    return await asyncio.gather(*(one(claim, cost) for claim, cost in claims))
+
+
+def test_property_never_past_the_limit_by_more_than_one_bound_nor_refused_below(
+    backend: Backend,
+) -> None:
+    """Random limits, bounds, real costs (each at most its bound) and concurrency: usage
+    ends at most one bound past the limit, every refusal came with settled usage at the
+    limit, and nobody waited out the admission time. One store for every example (each
+    gets a fresh key), so the property stays cheap on every backend."""
+
+    async def check(
+        store: Store, limit: Decimal, runs: list[tuple[Decimal, Decimal]], concurrency: int
+    ) -> None:
+        key_id, _ = await _key(store, str(limit))
+        claims = [
+            (Claim(key_id=key_id, organization_id=None, amount=bound), cost) for bound, cost in runs
+        ]
+        outcomes = await _burst(store, claims, concurrency, wait=30)
+        usage = (await store.get_key(key_id)).usage
+        assert usage <= limit + max(bound for bound, _ in runs)
+        assert not any(isinstance(o, TimedOut) for o in outcomes)
+        if any(isinstance(o, Refused) for o in outcomes):
+            assert usage >= limit
+        charged = [
+            cost
+            for (_, cost), o in zip(claims, outcomes, strict=True)
+            if isinstance(o, Reservation)
+        ]
+        assert usage == sum(charged, Decimal(0))
+
+    cents = st.integers(min_value=1, max_value=60).map(lambda c: Decimal(c) / 100)
+    share = st.sampled_from([Decimal(0), Decimal("0.5"), Decimal(1)])
+    run = st.tuples(cents, share).map(lambda pair: (pair[0], pair[0] * pair[1]))
+
+    async def body(store: Store) -> None:
+        loop = asyncio.get_running_loop()
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(
+            limit=st.integers(min_value=0, max_value=300).map(lambda c: Decimal(c) / 100),
+            runs=st.lists(run, min_size=1, max_size=30),
+            concurrency=st.integers(min_value=1, max_value=30),
+        )
+        def example(limit: Decimal, runs: list[tuple[Decimal, Decimal]], concurrency: int) -> None:
+            # Hypothesis drives a synchronous function: each example runs on the store's
+            # own event loop, submitted from this worker thread.
+            future = asyncio.run_coroutine_threadsafe(check(store, limit, runs, concurrency), loop)
+            future.result(timeout=120)
+
+        await asyncio.to_thread(example)
+
+    _run(backend, body)
