@@ -6,6 +6,7 @@ IAM, and the refusals of what cannot be bounded."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -41,7 +42,11 @@ def deployment(
         ProviderConfig(id=provider, base_url=upstream.base_url, api_key_env=UPSTREAM_KEY_ENV)
         for provider in ("openai", "anthropic")
     )
-    with deployed(tmp_path_factory.mktemp("agent-apis"), providers=providers) as running:
+    # The burst's last requests wait for the first ones to settle: on a loaded machine
+    # that may take longer than the default 10 s, and a 429 is not what it tests.
+    with deployed(
+        tmp_path_factory.mktemp("agent-apis"), providers=providers, admission_wait_seconds=60.0
+    ) as running:
         yield running
 
 
@@ -430,3 +435,37 @@ def test_what_cannot_be_bounded_is_refused_for_free(
 def test_schema_files_list_the_new_operations() -> None:
     schema = (Path(__file__).parents[2] / "schemas" / "input.schema.json").read_text()
     assert '"responses"' in schema and '"messages"' in schema
+
+
+# -- spend caps: the exact-N burst on /v1/messages -----------------------------------------
+
+# 984 prompt words and `max_tokens: 8` (the mock's reply cut to 8 words): 984 x 1.00 +
+# 8 x 2.00 = 1,000 millionths, exactly 0.001 per request at mock-model's prices, while
+# the gateway reserves several times that (its bound counts the prompt's bytes).
+BURST_BODY = {
+    "model": "mock-model",
+    "max_tokens": 8,
+    "messages": [{"role": "user", "content": " ".join(["word"] * 984)}],
+}
+BURST_N = 20
+
+
+async def _burst(url: str, token: str) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    headers = {"x-api-key": token, "anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        return await asyncio.gather(
+            *(
+                client.post(f"{url}/v1/messages", json=BURST_BODY, headers=headers)
+                for _ in range(200)
+            )
+        )
+
+
+def test_the_exact_n_burst_holds_on_messages(deployment: Deployment) -> None:
+    limited = make_tenant(deployment.admin, usage_limit=str(BURST_N * Decimal("0.001")))
+    answers = asyncio.run(_burst(deployment.url, limited.token))
+    assert sum(answer.status_code == 200 for answer in answers) == BURST_N
+    refusal = {"type": "error", "error": {"type": "authentication_error", "message": MSG_LIMIT}}
+    assert all(a.json() == refusal for a in answers if a.status_code != 200)
+    assert _charged(deployment, limited) == BURST_N * Decimal("0.001")
