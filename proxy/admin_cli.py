@@ -120,6 +120,12 @@ async def _orgs_credits(store: Store, args: argparse.Namespace) -> tuple[dict[st
     return org_json(org), f"organization {org.id} now has credits {org.credits}"
 
 
+async def _orgs_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    orgs = await store.list_organizations()
+    lines = [f"{o.id}  credits {o.credits}  {o.name}".rstrip() for o in orgs]
+    return {"organizations": [org_json(o) for o in orgs]}, "\n".join(lines) or "no organizations"
+
+
 async def _orgs_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     org = await store.rename_organization(args.org, args.name)
     return org_json(org), f"organization {org.id} is now called `{org.name}`"
@@ -184,7 +190,10 @@ async def _projects_archive(store: Store, args: argparse.Namespace) -> tuple[dic
 
 async def _projects_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     projects = await store.list_projects()
-    lines = [f"{p.id}  org {p.organization_id}  {p.mode}  {p.status}" for p in projects]
+    lines = [
+        f"{p.id}  org {p.organization_id}  {p.mode}  {p.status}  {p.name}".rstrip()
+        for p in projects
+    ]
     return {"projects": [project_json(p) for p in projects]}, "\n".join(lines) or "no projects"
 
 
@@ -354,6 +363,7 @@ def _add_orgs(subparsers: Any, common: argparse.ArgumentParser) -> None:
     credits = _command(group, "credits", common, _orgs_credits, "set an organization's credits")
     credits.add_argument("org")
     credits.add_argument("credits", help="new credits in USD, e.g. 25.00")
+    _command(group, "list", common, _orgs_list, "list organizations")
     rename = _command(group, "rename", common, _orgs_rename, "change an organization's name")
     rename.add_argument("org")
     rename.add_argument("name")

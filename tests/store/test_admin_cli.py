@@ -73,6 +73,8 @@ def test_orgs_projects_and_key_lifecycle(cli_backend: Backend, tmp_path: Path) -
     assert created == {"id": "acme", "credits": "25.50", "name": ""}
     assert run("orgs", "credits", "acme", "3.00")["credits"] == "3.00"
     assert run("orgs", "rename", "acme", "Acme Inc")["name"] == "Acme Inc"
+    listed_orgs = run("orgs", "list")["organizations"]
+    assert ("acme", "Acme Inc") in [(o["id"], o["name"]) for o in listed_orgs]
     project = run("projects", "create", "web", "--org", "acme", "--mode", "credits")
     assert (project["organization"], project["mode"], project["status"]) == (
         "acme",
