@@ -29,6 +29,12 @@ def _integer(name: str, position: int, value: object) -> int:
                 f"{name}: operand {position} must be integer number but got floating-point number",
             )
         return int(number)
+    if not -(2**63) <= number < 2**63:
+        # OPA reads integers beyond int64 as floating-point numbers here (issue 18).
+        raise BuiltinError(
+            EVAL_TYPE_ERROR,
+            f"{name}: operand {position} must be integer number but got floating-point number",
+        )
     return number
 
 

@@ -119,8 +119,13 @@ def _format(spec: _Spec, arg: _GoArg) -> str:
     else:
         body = _format_string(spec, arg.value)  # type: ignore[arg-type]
     if body is None:
+        # Go's bad-verb form prints the value as %v with the same precision ("%.2f" of
+        # "null" shows `nu`).
         type_label = "big.Int" if arg.go_type == "*big.Int" else arg.go_type
-        return f"%!{spec.verb}({type_label}={_plain(arg)})"
+        shown = _plain(arg)
+        if arg.go_type == "string" and spec.precision is not None:
+            shown = shown[: spec.precision]
+        return f"%!{spec.verb}({type_label}={shown})"
     return body
 
 
@@ -134,10 +139,13 @@ _INT_BASES: Final = {"d": "d", "v": "d", "s": "d", "b": "b", "o": "o", "x": "x",
 
 
 def _format_int(spec: _Spec, number: int) -> str | None:
-    if spec.verb == "c":
-        return _pad(chr(number), spec)
-    if spec.verb == "q":
-        return _pad("'" + chr(number) + "'", spec)
+    if spec.verb in ("c", "q"):
+        if not -(2**63) <= number < 2**63:
+            return None  # a *big.Int is no rune: `%!q(big.Int=…)`
+        # Go prints a number that is no valid code point as U+FFFD.
+        valid = 0 <= number <= 0x10FFFF and not 0xD800 <= number <= 0xDFFF
+        rune = chr(number) if valid else "\ufffd"
+        return _pad(rune if spec.verb == "c" else f"'{rune}'", spec)
     base = _INT_BASES.get(spec.verb)
     if base is None or (spec.verb == "s" and -(2**63) <= number < 2**63):
         return None  # plain Go ints have no %s; only *big.Int does

@@ -82,11 +82,11 @@ def substring(text: object, start: object, length: object) -> str:
     """`length` code points from `start`; a negative length means "to the end"."""
     characters = want_string("substring", 1, text)
     offset = want_integer("substring", 2, start)
+    count = want_integer("substring", 3, length)  # every operand is checked, as in OPA
     if offset >= len(characters):
         return ""
     if offset < 0:
         raise BuiltinError(BUILTIN_ERROR, "substring: negative offset")
-    count = want_integer("substring", 3, length)
     return characters[offset:] if count < 0 else characters[offset : offset + count]
 
 

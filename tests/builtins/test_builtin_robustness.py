@@ -89,3 +89,27 @@ def test_integers_past_pythons_str_limit_still_print() -> None:
         BUILTINS["format_int"].fn(5, Decimal("1e999999999"))
     assert BUILTINS["json.unmarshal"].fn(str(10**400)) == Decimal(10**400)
     assert BUILTINS["json.unmarshal"].fn("1" + "0" * 5000) == Decimal("1e5000")
+
+
+_VERBS = st.sampled_from(list("vdsqxXobcTeEfFgG%"))
+_FLAGS = st.text(alphabet="+-# 0", max_size=2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    verbs=st.lists(st.tuples(_FLAGS, st.integers(0, 12) | st.none(), _VERBS), max_size=3),
+    args=st.lists(values | st.integers(-(2**70), 2**70) | st.integers(-5, 0x110005), max_size=3),
+)
+def test_sprintf_answers_every_verb_on_every_value(
+    verbs: list[tuple[str, int | None, str]], args: list[Any]
+) -> None:
+    # %q of -1 and of a *big.Int once escaped as ValueError / OverflowError (issue 18).
+    template = "".join(
+        f"%{flags}{'' if precision is None else f'.{precision}'}{verb}"
+        for flags, precision, verb in verbs
+    )
+    try:
+        result = BUILTINS["sprintf"].fn(template, tuple(args))
+    except BuiltinError:
+        return
+    assert isinstance(result, str)
