@@ -42,6 +42,7 @@ from proxy.providers import ProviderDirectory
 from proxy.secret_box import KEYED_PREFIX, box_for
 from proxy.store.base import Store, StoreError
 from proxy.upstream import AiohttpUpstream
+from proxy.worker_metrics import PUBLISH_INTERVAL, WorkerShare
 
 __all__ = ["StoreFactory", "create_app", "open_configured_store"]
 
@@ -199,6 +200,19 @@ async def readyz(state: State) -> Response[dict[str, str]]:
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
 async def metrics_endpoint(state: State) -> str:
+    text = _render_metrics(state)
+    share: WorkerShare | None = state.worker_share
+    if share is None:
+        return text
+
+    def publish_and_collect() -> str:
+        share.publish(text)
+        return share.collect()
+
+    return await asyncio.to_thread(publish_and_collect)
+
+
+def _render_metrics(state: State) -> str:
     metrics: Metrics = state.metrics
     upstream: AiohttpUpstream = state.upstream
     gauges = {
@@ -208,6 +222,17 @@ async def metrics_endpoint(state: State) -> str:
         )
     }
     return metrics.render(gauges)
+
+
+async def _publish_metrics(state: State, share: WorkerShare) -> None:
+    """A worker's series reach the other workers' scrapes (see `proxy.worker_metrics`)."""
+    while True:
+        text = _render_metrics(state)
+        try:
+            await asyncio.to_thread(share.publish, text)
+        except OSError as exc:
+            logger.warning("worker %s: cannot publish metrics: %s", share.worker, exc)
+        await asyncio.sleep(PUBLISH_INTERVAL)
 
 
 def _provide_gateway(state: State) -> Gateway:
@@ -239,10 +264,12 @@ def create_app(
     *,
     policy: PolicyHolder | None = None,
     store_factory: StoreFactory = open_configured_store,
+    worker_share: WorkerShare | None = None,
 ) -> Litestar:
-    """The app; loading the policy here means a bad policy fails before serving."""
+    """The app; loading the policy here means a bad policy fails before serving.
+    `worker_share` is set in the processes of `gateway serve --workers N`."""
     holder = policy or PolicyHolder(config.policy_dir, config.catalog_path)
-    metrics = Metrics()
+    metrics = Metrics((("worker", worker_share.worker),) if worker_share else ())
     upstream = AiohttpUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
     providers = ProviderDirectory(config)
 
@@ -271,13 +298,16 @@ def create_app(
             watcher = asyncio.create_task(holder.watch(config.reload_interval))
         reloads: set[asyncio.Task[bool]] = set()
         _listen_for_sighup(holder, reloads)
+        background = [watcher] if watcher is not None else []
+        if worker_share is not None:
+            background.append(asyncio.create_task(_publish_metrics(app.state, worker_share)))
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    await task
             await upstream.stop()
             await store.close()
 
@@ -296,6 +326,7 @@ def create_app(
                 "policy": holder,
                 "error_format": config.error_format,
                 "trusted_proxies": TrustedProxies(config.trusted_proxies),
+                "worker_share": worker_share,
             }
         ),
         exception_handlers={HTTPException: handler, Exception: handler},

@@ -20,7 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 from proxy.config import ConfigError, GatewayConfig, load_config
 from proxy.store.base import StoreError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "configure_logging", "main"]
+
+logger = logging.getLogger("gateway")
 
 EXIT_USAGE = 2
 
@@ -43,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = subparsers.add_parser("serve", parents=[common], help="run the HTTP server")
     serve.add_argument("--host", help="listen address (overrides `host`)")
     serve.add_argument("--port", type=int, help="listen port (overrides `port`)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="processes serving the port (default 1; `auto`: one per core)",
+    )
     serve.set_defaults(handler=_serve)
     quickstart = subparsers.add_parser(
         "quickstart",
@@ -70,6 +79,15 @@ def _add_admin_commands(subparsers: Any, common: argparse.ArgumentParser) -> Non
     admin_cli.add_commands(subparsers, common)
 
 
+def _workers(text: str) -> int:
+    from proxy.workers import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _load(args: argparse.Namespace) -> GatewayConfig:
     return load_config(args.config)
 
@@ -89,7 +107,7 @@ def _serve(
     config = _load(args)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     config = msgspec.structs.replace(config, **overrides)
-    _configure_logging(config.log_level)
+    configure_logging(config.log_level)
     from proxy import server
 
     try:
@@ -111,6 +129,13 @@ def _serve(
 
         if before_serving is not None:
             before_serving(config)
+        workers: int = getattr(args, "workers", 1)
+        if workers > 1:
+            from proxy.workers import supervise
+
+            del app  # each worker builds its own; this one only proved the policy loads
+            logger.info("%s; %d workers", server.announcement(config, sock), workers)
+            return supervise(config, sock, workers)
         tune_for_serving()
         server.serve(app, config, sock)
     return 0
@@ -189,7 +214,8 @@ class _SecondCachedFormatter(logging.Formatter):
         return f"{self._date},{int(record.msecs):03d}"
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
+    """The log format of `gateway serve` (and of its workers), on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_SecondCachedFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])

@@ -2,6 +2,8 @@
 
 Written here rather than pulling in prometheus_client: five series, one process, and
 no global registry (each app owns its `Metrics`). Labels never carry a token or key.
+Under `gateway serve --workers N` every series also carries `worker="k"` (see
+`proxy.worker_metrics`, which merges the workers' texts into one answer).
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ class _Histogram:
 class Metrics:
     """Every series the gateway exports; updated on the request path, rendered on scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, constant_labels: Labels = ()) -> None:
+        # Added to every series, e.g. (("worker", "1"),) in a worker process.
+        self._constant = constant_labels
         self._requests: defaultdict[Labels, int] = defaultdict(int)
         self._decision = _Histogram(_LATENCY_BUCKETS)
         self._upstream: dict[Labels, _Histogram] = {}
@@ -88,28 +92,38 @@ class Metrics:
             "# HELP gateway_requests_total Requests answered, by operation and HTTP status.",
             "# TYPE gateway_requests_total counter",
         ]
+        const = self._constant
         lines += [
-            f"gateway_requests_total{_render_labels(k)} {v}" for k, v in self._requests.items()
+            f"gateway_requests_total{_render_labels(k, const)} {v}"
+            for k, v in self._requests.items()
         ]
         lines += [
             "# HELP gateway_decision_seconds Time spent evaluating the policy per request.",
             "# TYPE gateway_decision_seconds histogram",
-            *self._decision.render("gateway_decision_seconds", ()),
+            *self._decision.render("gateway_decision_seconds", const),
             "# HELP gateway_upstream_seconds Time to the upstream's response headers.",
             "# TYPE gateway_upstream_seconds histogram",
         ]
         for labels, histogram in self._upstream.items():
-            lines += histogram.render("gateway_upstream_seconds", labels)
+            lines += histogram.render("gateway_upstream_seconds", labels + const)
         lines += [
             "# HELP gateway_tokens_total Tokens reported by providers.",
             "# TYPE gateway_tokens_total counter",
         ]
-        lines += [f"gateway_tokens_total{_render_labels(k)} {v}" for k, v in self._tokens.items()]
+        lines += [
+            f"gateway_tokens_total{_render_labels(k, const)} {v}" for k, v in self._tokens.items()
+        ]
         lines += [
             "# HELP gateway_cost_usd_total Usage cost charged, in USD.",
             "# TYPE gateway_cost_usd_total counter",
         ]
-        lines += [f"gateway_cost_usd_total{_render_labels(k)} {v}" for k, v in self._cost.items()]
+        lines += [
+            f"gateway_cost_usd_total{_render_labels(k, const)} {v}" for k, v in self._cost.items()
+        ]
         for name, (help_text, value) in (extra_gauges or {}).items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+            lines += [
+                f"# HELP {name} {help_text}",
+                f"# TYPE {name} gauge",
+                f"{name}{_render_labels(const)} {value}",
+            ]
         return "\n".join(lines) + "\n"

@@ -102,8 +102,12 @@ def announcement(config: GatewayConfig, sock: socket.socket) -> str:
     return f"listening on {url} (API {url}/v1, policy {config.policy_dir}); {extras}"
 
 
-def serve(app: Litestar, config: GatewayConfig, sock: socket.socket) -> None:
-    """Serve `app` on the already bound `sock` until interrupted."""
-    logger.info("%s", announcement(config, sock))
+def serve(
+    app: Litestar, config: GatewayConfig, sock: socket.socket, *, announce: bool = True
+) -> None:
+    """Serve `app` on the already bound `sock` until interrupted (`announce`: log where;
+    the workers of `gateway serve --workers N` leave that to their supervisor)."""
+    if announce:
+        logger.info("%s", announcement(config, sock))
     server = uvicorn.Server(uvicorn_config(app, config))
     server.run(sockets=[sock])
