@@ -11,16 +11,18 @@ It reports only what OPA reports, and when in doubt it accepts: an unknown
 type is `any`, which unifies with everything; a variable seen before the
 statement that binds it (the compiler reorders statements, this checker reads
 them in order) stays unknown; a statement with `with` is not checked (what it
-replaces may change any type); calls of policy functions are not checked
-against the types OPA infers for their arguments. A rule with an error gets
+replaces may change any type), nor is the body of `every` (OPA does not check
+it either); calls of policy functions are not checked against the types OPA
+infers for their arguments. A rule with an error gets
 type `any`, so one mistake is reported once, where it is.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
+from typing import Any
 
 from policy_engine import ast
 from policy_engine.builtins import BUILTINS
@@ -70,11 +72,20 @@ OPERATORS: Mapping[str, str] = {
 
 _NOT_CONSTANT = object()
 
+_SCALAR_TERMS: Mapping[type, Type] = {
+    ast.StringLit: STRING,
+    ast.NumberLit: NUMBER,
+    ast.BoolLit: BOOLEAN,
+    ast.NullLit: NULL,
+}
+
 
 def _constant_key(term: ast.Term) -> object:
     """A scalar term's value as a key (`_NOT_CONSTANT` for anything else)."""
     if isinstance(term, ast.StringLit):
         return term.value
+    if isinstance(term, ast.Var | ast.Ref):
+        return _NOT_CONSTANT
     if isinstance(term, ast.BoolLit):
         return term.value
     if isinstance(term, ast.NullLit):
@@ -190,6 +201,23 @@ class TypeChecker:
         self._names: dict[int, dict[str, Path]] = {}
         self._quiet = 0
         self._failed = False
+        self._signatures: dict[str, Func] = {}
+        # One handler per kind of term (scalars are `_SCALAR_TERMS`): a dict lookup,
+        # not a chain of isinstance tests, since every term of every rule comes here.
+        self._handlers: dict[type, Callable[[Any, _Env, ast.Module | None], Type | None]] = {
+            ast.Var: self.var,
+            ast.Ref: self.ref,
+            ast.Call: self.call,
+            ast.BinOp: self._binop,
+            ast.ArrayTerm: self._array,
+            ast.SetTerm: self._set,
+            ast.ObjectTerm: self._object,
+            ast.ArrayCompr: self._collection,
+            ast.SetCompr: self._collection,
+            ast.ObjectCompr: self._object_compr,
+            ast.UnaryMinus: self._minus,
+            ast.Membership: self._membership,
+        }
 
     # ---- driving ---------------------------------------------------------------------
 
@@ -208,6 +236,8 @@ class TypeChecker:
         self._typing.add(path)
         group = self.index.groups[path]
         failed_before, self._failed = self._failed, False
+        # A rule first reached from a quiet statement is still checked in full.
+        quiet_before, self._quiet = self._quiet, 0
         kinds: list[Type | None] = []
         for module, rule in group.definitions:
             kinds.extend(self._rule_types(module, rule))
@@ -225,6 +255,7 @@ class TypeChecker:
         ):
             result = ANY  # errors stay where they are; merged key trees are not typed
         self._failed = failed_before or self._failed
+        self._quiet = quiet_before
         self._types[path] = result
         self._typing.discard(path)
         return result
@@ -327,7 +358,12 @@ class TypeChecker:
             inner.vars[expr.value.name] = _or_any(values_of(domain))
             if expr.key is not None:
                 inner.vars[expr.key.name] = _or_any(keys_of(domain))
-            self.body(expr.body, inner, module)
+            # OPA does not type-check the body of `every` (its errors are evaluation errors).
+            self._quiet += 1
+            try:
+                self.body(expr.body, inner, module)
+            finally:
+                self._quiet -= 1
         else:
             self.term(expr, env, module)
 
@@ -401,57 +437,56 @@ class TypeChecker:
 
     def term(self, term: ast.Term, env: _Env, module: ast.Module | None) -> Type | None:
         """The term's type; None while a variable in it is still unbound."""
-        if isinstance(term, ast.StringLit):
-            return STRING
-        if isinstance(term, ast.NumberLit):
-            return NUMBER
-        if isinstance(term, ast.BoolLit):
-            return BOOLEAN
-        if isinstance(term, ast.NullLit):
-            return NULL
-        if isinstance(term, ast.Var):
-            return self.var(term, env, module)
-        if isinstance(term, ast.Ref):
-            return self.ref(term, env, module)
-        if isinstance(term, ast.ArrayTerm):
-            if not term.items:
-                return Arr((), ANY)  # OPA looks anything up in `[]` and `{}` without an error
-            items = [self.term(item, env, module) for item in term.items]
-            if any(item is None for item in items):
-                return None
-            return Arr(tuple(item for item in items if item is not None), None)
-        if isinstance(term, ast.SetTerm):
-            items = [self.term(item, env, module) for item in term.items]
-            if any(item is None for item in items):
-                return None
-            return SetOf(join(*items)) if items else SetOf(ANY)
-        if isinstance(term, ast.ObjectTerm):
-            return self._object(term, env, module)
-        if isinstance(term, ast.ArrayCompr | ast.SetCompr):
-            inner = _Env(env, _declared(term.body))
-            self.body(term.body, inner, module)
-            of = join(self.term(term.term, inner, module))
-            return Arr((), of) if isinstance(term, ast.ArrayCompr) else SetOf(of)
-        if isinstance(term, ast.ObjectCompr):
-            inner = _Env(env, _declared(term.body))
-            self.body(term.body, inner, module)
-            key = join(self.term(term.key, inner, module))
-            return Obj((), key, join(self.term(term.value, inner, module)))
-        if isinstance(term, ast.Call):
-            return self.call(term, env, module)
-        if isinstance(term, ast.BinOp):
-            return self.builtin_call(
-                OPERATORS[term.op], (term.left, term.right), env, module, term.span, term.op
-            )
-        if isinstance(term, ast.UnaryMinus):
-            self.term(term.operand, env, module)
-            return NUMBER
-        if isinstance(term, ast.Membership):
-            for part in (term.key, term.value, term.collection):
-                if part is not None:
-                    self.term(part, env, module)
-            return BOOLEAN
-        raise AssertionError(f"unknown term {type(term).__name__}")
+        scalar = _SCALAR_TERMS.get(type(term))
+        if scalar is not None:
+            return scalar
+        handler = self._handlers.get(type(term))
+        if handler is None:
+            raise AssertionError(f"the type checker does not know {type(term).__name__} terms")
+        return handler(term, env, module)
+
+    def _array(self, term: ast.ArrayTerm, env: _Env, module: ast.Module | None) -> Type | None:
+        if not term.items:
+            return Arr((), ANY)  # OPA looks anything up in `[]` and `{}` without an error
+        items = [self.term(item, env, module) for item in term.items]
+        if any(item is None for item in items):
+            return None
+        return Arr(tuple(item for item in items if item is not None), None)
+
+    def _set(self, term: ast.SetTerm, env: _Env, module: ast.Module | None) -> Type | None:
+        items = [self.term(item, env, module) for item in term.items]
+        if any(item is None for item in items):
+            return None
+        return SetOf(join(*items)) if items else SetOf(ANY)
+
+    def _collection(
+        self, term: ast.ArrayCompr | ast.SetCompr, env: _Env, module: ast.Module | None
+    ) -> Type:
+        inner = _Env(env, _declared(term.body))
+        self.body(term.body, inner, module)
+        of = join(self.term(term.term, inner, module))
+        return Arr((), of) if isinstance(term, ast.ArrayCompr) else SetOf(of)
+
+    def _object_compr(self, term: ast.ObjectCompr, env: _Env, module: ast.Module | None) -> Type:
+        inner = _Env(env, _declared(term.body))
+        self.body(term.body, inner, module)
+        key = join(self.term(term.key, inner, module))
+        return Obj((), key, join(self.term(term.value, inner, module)))
+
+    def _binop(self, term: ast.BinOp, env: _Env, module: ast.Module | None) -> Type | None:
+        return self.builtin_call(
+            OPERATORS[term.op], (term.left, term.right), env, module, term.span, term.op
+        )
+
+    def _minus(self, term: ast.UnaryMinus, env: _Env, module: ast.Module | None) -> Type:
+        self.term(term.operand, env, module)
+        return NUMBER
+
+    def _membership(self, term: ast.Membership, env: _Env, module: ast.Module | None) -> Type:
+        for part in (term.key, term.value, term.collection):
+            if part is not None:
+                self.term(part, env, module)
+        return BOOLEAN
 
     def _object(self, term: ast.ObjectTerm, env: _Env, module: ast.Module | None) -> Type | None:
         props: dict[str, Type] = {}
@@ -568,12 +603,17 @@ class TypeChecker:
         current: Type = kind
         for i in range(start, len(path)):
             item = path[i]
-            if current == ANY:
+            if current is ANY:
                 for rest in path[i:]:
                     self._key_term(rest, ANY, env, module)
                 return ANY
             if isinstance(current, Func):
                 return ANY
+            key = _constant_key(item)
+            found = None if key is _NOT_CONSTANT else select(current, key)
+            if found is not None:
+                current = found
+                continue
             keys = keys_of(current)
             if keys is None:
                 self.error(
@@ -583,14 +623,9 @@ class TypeChecker:
                     item.span,
                 )
                 return ANY
-            key = _constant_key(item)
             if key is not _NOT_CONSTANT:
-                found = select(current, key)
-                if found is None:
-                    self._undefined_key(current, key, head_name, path, i, input_ref)
-                    return ANY
-                current = found
-                continue
+                self._undefined_key(current, key, head_name, path, i, input_ref)
+                return ANY
             item_type = self._key_term(item, keys, env, module)
             if item_type is not None and not unifies(item_type, keys):
                 self.error(
@@ -684,7 +719,9 @@ class TypeChecker:
                 if self.term(arg, env, module) is None:
                     self.bind(arg, ANY, env)
             return ANY
-        signature = from_signature(builtin.signature)
+        signature = self._signatures.get(name)
+        if signature is None:
+            signature = self._signatures[name] = from_signature(builtin.signature)
         if signature.variadic:
             for arg in args:
                 if self.term(arg, env, module) is None:
@@ -694,8 +731,8 @@ class TypeChecker:
         have = [self.term(arg, env, module) for arg in args[:arity]]
         for position, (arg, kind) in enumerate(zip(args[:arity], have, strict=True)):
             want = signature.args[position]
-            if kind is None:
-                continue  # bound later (the compiler reorders) or a pattern: unknown
+            if kind is None or kind is ANY or want is ANY:
+                continue  # unknown: bound later (the compiler reorders) or a pattern
             if not unifies(kind, want):
                 shown = operator or name
                 params = ", ".join(

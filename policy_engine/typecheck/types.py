@@ -18,7 +18,6 @@ A union unifies when any option does, so doubt always resolves to "yes".
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Final
 
 import msgspec
@@ -91,12 +90,13 @@ NULL: Final = Scalar("null")
 BOOLEAN: Final = Scalar("boolean")
 NUMBER: Final = Scalar("number")
 STRING: Final = Scalar("string")
+_SCALAR_NAMES: Final = {kind.name: kind for kind in (ANY, NULL, BOOLEAN, NUMBER, STRING)}
 
 
 def from_rego_type(kind: rt.RegoType) -> Type:
     """A registry type (`builtins.rego_types`) as a checker type."""
     if isinstance(kind, rt.Scalar):
-        return Scalar(kind.name)
+        return _SCALAR_NAMES[kind.name]
     if isinstance(kind, rt.ArrayType):
         return Arr((), from_rego_type(kind.of))
     if isinstance(kind, rt.TupleType):
@@ -108,7 +108,6 @@ def from_rego_type(kind: rt.RegoType) -> Type:
     return join(*(from_rego_type(option) for option in kind.options))
 
 
-@cache
 def from_signature(signature: rt.Signature) -> Func:
     return Func(
         tuple(from_rego_type(param.type) for param in signature.params),

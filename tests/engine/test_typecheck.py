@@ -43,6 +43,12 @@ REJECTED = {
     "function result": ('f(x) := "s"\nr := f(1) + 1', 4, 6, "+: invalid argument(s)"),
     "comprehension result": ("r := count([x | x := 1][0])", 3, 12, "count: invalid"),
     "match error": ('r if { x := [1]; x = "a" }', 3, 18, "match error"),
+    "a rule reached only from an every body": (
+        "r if { every x in [1] { q > x } }\nq := count(1)",
+        4,
+        12,
+        "count: invalid",
+    ),
 }
 
 
@@ -68,6 +74,7 @@ ACCEPTED = {
     "with replaces input": "r if { count(input.x) == 1 with input.x as [1] }",
     "union result": 'q := 1 if input.a\nq := "s" if not input.a\nr := count(q)',
     "every over a number": "r if { every v in 1 { v > 0 } }",
+    "every bodies are not checked": 'r if { every x in ["a"] { x % 2 == 0 } }',
     "data outside the rules": "r if { data.catalog.models[m].x == 1; m != 2 }",
     "object key type": 'r := {k: v | some k, v in {"a": 1}; k == "a"}',
     "set membership": 'r if { "a" in {"a", "b"} }',
