@@ -11,7 +11,6 @@ import json
 from decimal import Decimal
 from typing import Any, Final
 
-import jsonschema
 import yaml
 
 from policy_engine.builtins.base import (
@@ -117,6 +116,8 @@ def _schema(name: str, position: int, value: object) -> Any:
 
 
 def _check_schema(schema: Any) -> str | None:
+    import jsonschema  # imported on first use: it takes a fifth of a second
+
     try:
         validator = jsonschema.validators.validator_for(schema)
         validator.check_schema(schema)
@@ -137,6 +138,8 @@ def match_schema(document: object, schema: object) -> tuple[bool, tuple[Any, ...
     problem = _check_schema(loaded)
     if problem is not None:
         raise BuiltinError(BUILTIN_ERROR, f"json.match_schema: invalid schema: {problem}")
+    import jsonschema
+
     validator = jsonschema.validators.validator_for(loaded)(loaded)
     errors = []
     for error in sorted(validator.iter_errors(_plain(thaw(document))), key=lambda e: e.path):

@@ -9,20 +9,13 @@ verify_* answer false for a token whose signature does not match and fail
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 from policy_engine.builtins.base import (
     BUILTIN_ERROR,
@@ -34,23 +27,25 @@ from policy_engine.builtins.base import (
     want_string,
 )
 from policy_engine.builtins.encoding import parse_json
-from policy_engine.builtins.keys import (
-    b64url_decode,
-    b64url_encode,
-    private_key_from_jwk,
-    public_keys,
-)
 from policy_engine.builtins.x509_examples import EC_PUBLIC_JWK, RSA_PUBLIC_JWK
 from policy_engine.runtime import Ctx
 from policy_engine.values import thaw, to_json_text
 
 __all__ = ["BUILTINS"]
 
-_HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
-    "256": hashes.SHA256,
-    "384": hashes.SHA384,
-    "512": hashes.SHA512,
-}
+# `cryptography` takes a fifth of a second to import: only the calls that need a key
+# import policy_engine.builtins.keys (and so it), so loading a policy does not pay.
+
+
+def b64url_decode(text: str) -> bytes:
+    """Base64url with or without padding (JWTs omit it)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url_encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 _HMAC_DIGESTS: Final = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 _SUPPORTED: Final = frozenset(
     f"{family}{bits}" for family in ("HS", "RS", "PS", "ES") for bits in ("256", "384", "512")
@@ -84,36 +79,17 @@ class _Token:
         return payload
 
 
-def _verify_with_key(alg: str, key: Any, signed: bytes, signature: bytes) -> bool:
-    try:
-        if alg.startswith("RS") and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, signed, padding.PKCS1v15(), _HASHES[alg[2:]]())
-        elif alg.startswith("PS") and isinstance(key, rsa.RSAPublicKey):
-            digest = _HASHES[alg[2:]]()
-            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
-            key.verify(signature, signed, pss, digest)
-        elif alg.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey):
-            half = len(signature) // 2
-            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(_HASHES[alg[2:]]()))
-        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, signed)
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
-
-
 def _verify_token(name: str, alg: str, token: _Token, key_text: str) -> bool:
     if alg.startswith("HS"):
         expected = hmac.new(key_text.encode(), token.signed, _HMAC_DIGESTS[alg[2:]]).digest()
         return hmac.compare_digest(expected, token.signature)
+    from policy_engine.builtins.keys import public_keys, verify_signature
+
     try:
         keys = public_keys(key_text)
     except ValueError as problem:
         raise BuiltinError(BUILTIN_ERROR, f"{name}: {problem}") from None
-    return any(_verify_with_key(alg, key, token.signed, token.signature) for key in keys)
+    return any(verify_signature(alg, key, token.signed, token.signature) for key in keys)
 
 
 def _verifier(alg: str) -> Callable[..., object]:
@@ -189,27 +165,9 @@ def _claims_hold(ctx: Ctx, payload: dict[str, Any], wanted: Any) -> bool:
 # ---------------------------------------------------------------- signing
 
 
-def _sign(name: str, alg: str, key: Any, signing_input: bytes) -> bytes:
-    if alg.startswith("HS"):
-        if not isinstance(key, bytes):
-            raise BuiltinError(BUILTIN_ERROR, f"{name}: {alg} needs an `oct` JWK")
-        return hmac.new(key, signing_input, _HMAC_DIGESTS[alg[2:]]).digest()
-    if alg.startswith(("RS", "PS")) and isinstance(key, rsa.RSAPrivateKey):
-        digest = _HASHES[alg[2:]]()
-        if alg.startswith("RS"):
-            return key.sign(signing_input, padding.PKCS1v15(), digest)
-        pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.DIGEST_LENGTH)
-        return key.sign(signing_input, pss, digest)
-    if alg.startswith("ES") and isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(_HASHES[alg[2:]]())))
-        size = (key.curve.key_size + 7) // 8
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(signing_input)
-    raise BuiltinError(BUILTIN_ERROR, f"{name}: the key does not fit algorithm {alg}")
-
-
 def _encode(name: str, header_text: str, payload_text: str, jwk: Any) -> str:
+    from policy_engine.builtins.keys import private_key_from_jwk, sign
+
     try:
         header = json.loads(header_text)
         key = private_key_from_jwk(jwk)
@@ -219,7 +177,15 @@ def _encode(name: str, header_text: str, payload_text: str, jwk: Any) -> str:
     if alg not in _SUPPORTED:
         raise BuiltinError(BUILTIN_ERROR, f"{name}: unsupported signature algorithm {alg!r}")
     signing_input = f"{b64url_encode(header_text.encode())}.{b64url_encode(payload_text.encode())}"
-    signature = _sign(name, str(alg), key, signing_input.encode())
+    if str(alg).startswith("HS"):
+        if not isinstance(key, bytes):
+            raise BuiltinError(BUILTIN_ERROR, f"{name}: {alg} needs an `oct` JWK")
+        signature = hmac.new(key, signing_input.encode(), _HMAC_DIGESTS[str(alg)[2:]]).digest()
+    else:
+        signed = sign(str(alg), key, signing_input.encode())
+        if signed is None:
+            raise BuiltinError(BUILTIN_ERROR, f"{name}: the key does not fit algorithm {alg}")
+        signature = signed
     return f"{signing_input}.{b64url_encode(signature)}"
 
 

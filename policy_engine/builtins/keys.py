@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 __all__ = [
     "PrivateKey",
@@ -25,7 +30,15 @@ __all__ = [
     "jwk_of_private_key",
     "private_key_from_jwk",
     "public_keys",
+    "sign",
+    "verify_signature",
 ]
+
+_HASHES: Final[Mapping[str, Callable[[], hashes.HashAlgorithm]]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -164,3 +177,42 @@ def public_keys(text: str) -> list[PublicKey]:
     ):
         raise ValueError("unsupported public key type")
     return [found]
+
+
+def verify_signature(alg: str, key: Any, signed: bytes, signature: bytes) -> bool:
+    """Whether `signature` over `signed` verifies with `key` under JWS algorithm `alg`."""
+    try:
+        if alg.startswith("RS") and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signed, padding.PKCS1v15(), _HASHES[alg[2:]]())
+        elif alg.startswith("PS") and isinstance(key, rsa.RSAPublicKey):
+            digest = _HASHES[alg[2:]]()
+            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
+            key.verify(signature, signed, pss, digest)
+        elif alg.startswith("ES") and isinstance(key, ec.EllipticCurvePublicKey):
+            half = len(signature) // 2
+            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(_HASHES[alg[2:]]()))
+        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, signed)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def sign(alg: str, key: Any, signing_input: bytes) -> bytes | None:
+    """The JWS signature of `signing_input` with a private key; None if the key does not fit."""
+    if alg.startswith(("RS", "PS")) and isinstance(key, rsa.RSAPrivateKey):
+        digest = _HASHES[alg[2:]]()
+        if alg.startswith("RS"):
+            return key.sign(signing_input, padding.PKCS1v15(), digest)
+        pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.DIGEST_LENGTH)
+        return key.sign(signing_input, pss, digest)
+    if alg.startswith("ES") and isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(_HASHES[alg[2:]]())))
+        size = (key.curve.key_size + 7) // 8
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(signing_input)
+    return None
