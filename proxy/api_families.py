@@ -25,9 +25,13 @@ import msgspec
 from proxy.catalog import ModelPrice
 from proxy.documents import Operation
 from proxy.sse import (
+    StreamTextReader,
     StreamUsageReader,
+    chat_stream_text,
     chat_stream_usage,
+    messages_stream_text,
     messages_stream_usage,
+    responses_stream_text,
     responses_stream_usage,
 )
 from proxy.usage import TokenUsage, chat_usage, messages_usage, responses_usage
@@ -40,6 +44,7 @@ __all__ = [
     "auth_header",
     "max_tokens_field",
     "stream_error_event",
+    "stream_text_reader",
     "stream_usage_reader",
     "upstream_headers",
     "whole_usage",
@@ -75,6 +80,14 @@ def stream_usage_reader(operation: Operation) -> StreamUsageReader:
     if operation == "messages":
         return messages_stream_usage
     return chat_stream_usage
+
+
+def stream_text_reader(operation: Operation) -> StreamTextReader:
+    if operation == "responses":
+        return responses_stream_text
+    if operation == "messages":
+        return messages_stream_text
+    return chat_stream_text
 
 
 def asks_stream_usage(operation: Operation) -> bool:

@@ -25,6 +25,7 @@ from proxy.api_families import (
     auth_header,
     max_tokens_field,
     stream_error_event,
+    stream_text_reader,
     stream_usage_reader,
     upstream_headers,
     whole_usage,
@@ -511,6 +512,7 @@ class Gateway:
         relay = SseRelay(
             keep_usage_chunk=allowed.body.include_usage or not asks_stream_usage(operation),
             reader=stream_usage_reader(operation),
+            text_reader=stream_text_reader(operation),
         )
         failed = finished = False
         try:
@@ -531,17 +533,34 @@ class Gateway:
         finally:
             with anyio.CancelScope(shield=True):
                 await response.close()
-                if failed:
-                    await self._admission.release(allowed.reservation)
-                else:
-                    if not finished:
-                        record.reason = "client disconnected mid-stream"
-                    await self._settle(allowed, _relayed_usage(relay), record)
+                if not finished and not failed:
+                    record.reason = "client disconnected mid-stream"
+                await self._settle_stream(allowed, relay, record)
                 record.emit(200)
                 self._metrics.request(record.operation, 200)
 
+    async def _settle_stream(
+        self, allowed: _Allowed, relay: SseRelay, record: DecisionRecord
+    ) -> None:
+        """The one stream charging rule (README "Streams"): the provider's final usage
+        when it reported one; else, once content was relayed (the provider bills what it
+        generated, whether the upstream or the client cut the stream), the prompt's
+        bound plus one token per UTF-8 byte of generated text relayed, never more than
+        the reservation; a stream that ended before any content costs nothing."""
+        if relay.usage is not None and relay.final:
+            await self._settle(allowed, relay.usage, record)
+        elif relay.text_bytes == 0:
+            await self._admission.release(allowed.reservation)
+        else:
+            await self._settle(allowed, _cut_stream_usage(relay, allowed.bound), record, cap=True)
+
     async def _settle(
-        self, allowed: _Allowed, usage: TokenUsage | None, record: DecisionRecord
+        self,
+        allowed: _Allowed,
+        usage: TokenUsage | None,
+        record: DecisionRecord,
+        *,
+        cap: bool = False,
     ) -> None:
         if usage is None or allowed.price is None:
             cost = Decimal(0)
@@ -549,20 +568,23 @@ class Gateway:
         else:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
             cost = allowed.price.usage_cost(usage)
+            if cap:  # an estimate is never charged past what was reserved
+                cost = min(cost, allowed.reservation.amount)
         await self._admission.settle(allowed.reservation, cost)
         record.prompt_tokens, record.completion_tokens, record.cost = prompt, completion, cost
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
 
 
-def _relayed_usage(relay: SseRelay) -> TokenUsage:
-    """What a stream costs: the provider's final usage, or, for a stream cut before it
-    (a client that left early still pays for what was generated), one completion token
-    per relayed event on top of any prompt figures already reported."""
-    if relay.usage is not None and relay.final:
-        return relay.usage
+def _cut_stream_usage(relay: SseRelay, bound: CostBound) -> TokenUsage:
+    """A stream cut before its final usage: prompt tokens as far as the provider reported
+    them (Messages reports them first), else the prompt's bound; completion tokens as
+    reported, or one per UTF-8 byte of generated text relayed if that is more (a
+    byte-level tokenizer never makes more tokens than bytes)."""
     reported = relay.usage or TokenUsage()
-    completion = max(reported.completion_tokens, relay.events)
+    if reported.prompt_tokens == 0:
+        reported = msgspec.structs.replace(reported, prompt_tokens=bound.prompt_tokens)
+    completion = max(reported.completion_tokens, relay.text_bytes)
     return msgspec.structs.replace(reported, completion_tokens=completion)
 
 

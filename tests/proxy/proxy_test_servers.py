@@ -68,6 +68,8 @@ class UpstreamServer:
     - `fail`: answers 503 with an OpenAI error body (passed through);
     - `notjson`: answers 200 with a body that is not JSON;
     - `wait` with `stream: true`: sends two chunks, then waits for `release_stream()`;
+    - `stall` with `stream: true`: sends the headers, then waits before any chunk;
+    - `nousage` with `stream: true`: a whole stream that never reports its usage;
     - anything else: a normal answer with fixed usage (5 prompt, 7 completion tokens per
       choice: `n` choices bill `7 * n`, as a provider does).
     """
@@ -149,7 +151,10 @@ class UpstreamServer:
             "total_tokens": UPSTREAM_PROMPT_TOKENS + completion,
         }
         if body.get("stream"):
-            return await self._stream(request, body, usage, wait=word == "wait")
+            wait_at = {"wait": 2, "stall": 0}.get(word)
+            if word == "nousage":
+                body = {**body, "stream_options": {}}
+            return await self._stream(request, body, usage, wait_at=wait_at)
         answer = {
             "id": "up-1",
             "object": "chat.completion",
@@ -167,14 +172,18 @@ class UpstreamServer:
         return web.json_response(answer)
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], usage: dict[str, int], wait: bool
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        usage: dict[str, int],
+        wait_at: int | None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         self.active_streams += 1
         self._streaming.append(request)
         try:
-            await self._write_stream(response, body, usage, wait)
+            await self._write_stream(response, body, usage, wait_at)
             self.finished_streams += 1
         except ConnectionError:
             pass  # the gateway went away mid-stream: what the disconnect test expects
@@ -184,11 +193,15 @@ class UpstreamServer:
         return response
 
     async def _write_stream(
-        self, response: web.StreamResponse, body: dict[str, Any], usage: dict[str, int], wait: bool
+        self,
+        response: web.StreamResponse,
+        body: dict[str, Any],
+        usage: dict[str, int],
+        wait_at: int | None,
     ) -> None:
         base = {"id": "up-2", "object": "chat.completion.chunk", "model": body["model"]}
         for index, text in enumerate(("one", " two", " three")):
-            if index == 2 and wait and self._release is not None:
+            if index == wait_at and self._release is not None:
                 await self._release.wait()
                 self._release.clear()
             choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
