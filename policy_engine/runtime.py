@@ -117,8 +117,9 @@ class Ctx:
         self.strict = strict
         self.overrides = overrides
         self.options = options
-        # What world-reading built-ins fixed for this evaluation: the clock, random draws.
-        self.memo: dict[Any, Any] = {}
+        # What world-reading built-ins fixed for this evaluation (the clock, random
+        # draws); made on first use, so evaluations that read none do not pay for it.
+        self.memo: dict[Any, Any] | None = None
 
     def child(self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None) -> Ctx:
         """A context for a `with` modifier: same limits, fresh caches (data may differ).
@@ -133,8 +134,15 @@ class Ctx:
             overrides=overrides,
             options=self.options,
         )
-        ctx.memo = self.memo
+        ctx.memo = self.fixed()
         return ctx
+
+    def fixed(self) -> dict[Any, Any]:
+        """This evaluation's memo of world-reading answers, shared with its `with` children."""
+        memo = self.memo
+        if memo is None:
+            memo = self.memo = {}
+        return memo
 
     def spend(self, amount: int = 1) -> None:
         self.steps -= amount

@@ -99,9 +99,9 @@ def now_ns(ctx: Ctx) -> int:
     fixed = ctx.options.now_ns
     if fixed is not None:
         return fixed
-    found = ctx.memo.get("time.now_ns")
+    found = ctx.fixed().get("time.now_ns")
     if found is None:
-        found = ctx.memo["time.now_ns"] = time_ns()
+        found = ctx.fixed()["time.now_ns"] = time_ns()
     return int(found)
 
 

@@ -24,12 +24,12 @@ __all__ = ["BUILTINS"]
 
 
 def _generator(ctx: Ctx) -> random.Random:
-    found = ctx.memo.get("random")
+    found = ctx.fixed().get("random")
     if found is None:
         seed = ctx.options.seed
         # Not for secrets: reproducible draws for policies (S311 is about cryptography).
         found = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))  # noqa: S311
-        ctx.memo["random"] = found
+        ctx.fixed()["random"] = found
     assert isinstance(found, random.Random)
     return found
 
@@ -41,9 +41,9 @@ def rand_intn(ctx: Ctx, key: object, n: object) -> int:
     if bound == 0:
         return 0
     memo_key = ("rand.intn", name, bound)
-    found = ctx.memo.get(memo_key)
+    found = ctx.fixed().get(memo_key)
     if found is None:
-        found = ctx.memo[memo_key] = _generator(ctx).randrange(bound)
+        found = ctx.fixed()[memo_key] = _generator(ctx).randrange(bound)
     return int(found)
 
 
@@ -51,10 +51,10 @@ def uuid_rfc4122(ctx: Ctx, key: object) -> str:
     """A version 4 UUID, the same for the same key within one evaluation."""
     name = want_string("uuid.rfc4122", 1, key)
     memo_key = ("uuid.rfc4122", name)
-    found = ctx.memo.get(memo_key)
+    found = ctx.fixed().get(memo_key)
     if found is None:
         raw = _generator(ctx).getrandbits(128).to_bytes(16, "big")
-        found = ctx.memo[memo_key] = str(uuid.UUID(bytes=raw, version=4))
+        found = ctx.fixed()[memo_key] = str(uuid.UUID(bytes=raw, version=4))
     return str(found)
 
 
