@@ -14,10 +14,16 @@ commit, see `sqlite_batch`): under load that writes each hot page once per turn
 instead of once per request. The inline connection never waits for a lock
 (`busy_timeout=0`): when another connection holds the write lock (the admin CLI, a
 second process, this store's own worker) the batch goes to the worker thread, which
-waits its turn there. WAL checkpoints (an fsync of the database file) run on the
-worker every `_CHECKPOINT_EVERY` inline writes, and writes queue behind them there
-meanwhile, so each checkpoint completes and the next commit starts the WAL over
-instead of growing it. With `synchronous="FULL"` (an fsync per commit) or `:memory:`
+waits its turn there. WAL checkpoints (fsyncs of the WAL and the database file, tens
+of milliseconds on a busy disk) run on the worker every `_CHECKPOINT_EVERY` inline
+writes, PASSIVE and off the request path: writes go on inline meanwhile, so no request
+waits for the disk. A checkpoint that copied the whole WAL lets the next commit start
+the WAL over; one that writes arriving meanwhile kept from finishing (steady load)
+leaves it growing, so once the WAL holds `_WAL_BOUND_FRAMES` frames the next
+checkpoint is a blocking one: writes queue behind it on the worker, it completes, and
+the WAL starts over (and is cut back to `_WAL_KEEP_BYTES`). At one request at a time
+that is one wait per ~1,500 requests instead of one per 500, so it leaves the p99 (the
+c=1 p99 stall of issue 15). With `synchronous="FULL"` (an fsync per commit) or `:memory:`
 every call runs on the worker, writes still grouped. Writes use `BEGIN IMMEDIATE`,
 which serialises them against every connection and process sharing the file.
 
@@ -110,10 +116,14 @@ __all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
 T = TypeVar("T")
 
 logger = logging.getLogger("gateway.store")
-# Inline writes between two WAL checkpoints on the worker thread. A write committed alone
-# appends about six pages, so the WAL stays under ~25 MB; the writes that arrive during a
-# checkpoint wait 1-2 ms for it, and at 300 that was one request in 150 (the c=1 p99).
+# Inline writes between two WAL checkpoints on the worker thread (a write committed alone
+# appends about six pages, ~24 KB).
 _CHECKPOINT_EVERY = 1000
+# The WAL size (frames, 4 KB each: 64 MB) at which the next checkpoint makes writes wait
+# for it to complete, so that the WAL starts over; below it, checkpoints never block.
+_WAL_BOUND_FRAMES = 16_384
+# What is kept of the WAL file once it starts over (SQLite reuses the file).
+_WAL_KEEP_BYTES = 16 * 1024 * 1024
 
 # Ordered; migration N (1-based) brings the schema from version N-1 to N.
 # INVARIANT: never edit a shipped migration, append a new one.
@@ -331,7 +341,8 @@ class SqliteStore:
         self._inline_writes = 0
         self._pending: list[PendingWrite[Any]] = []
         self._worker_flushes: set[asyncio.Future[list[Outcome]]] = set()
-        self._checkpointing: asyncio.Future[None] | None = None
+        self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
+        self._writes_wait_for_checkpoint = False
 
     # -- plumbing -------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -351,6 +362,9 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Checkpoints are `_checkpoint`'s; an automatic one here would run on every commit
+        # of this connection while the WAL is over 1,000 pages, i.e. most of the time.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
     def _inline_connection(self) -> sqlite3.Connection | None:
@@ -365,6 +379,7 @@ class SqliteStore:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the event loop
             conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on the worker
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_KEEP_BYTES}")
             self._inline, self._inline_thread = conn, threading.get_ident()
         elif self._inline_thread != threading.get_ident():
             return None  # the store is used from another thread's loop: stay safe
@@ -407,10 +422,9 @@ class SqliteStore:
         if not batch:
             return
         conn = self._inline_connection()
-        if conn is None or self._checkpointing is not None:
-            # While a checkpoint runs, writes queue behind it on the worker: a checkpoint
-            # racing a stream of inline commits never catches up, and the WAL, never
-            # reset, grows without bound (and every page lookup slows down with it).
+        if conn is None or self._writes_wait_for_checkpoint:
+            # A blocking checkpoint runs (see the module doc): queue behind it on the
+            # worker, or the WAL, racing a stream of inline commits, never starts over.
             self._flush_on_worker(batch)
             return
         try:
@@ -478,26 +492,36 @@ class SqliteStore:
     def _count_inline_writes(self, count: int) -> None:
         before = self._inline_writes
         self._inline_writes += count
-        if before // _CHECKPOINT_EVERY == self._inline_writes // _CHECKPOINT_EVERY:
-            return
+        if before // _CHECKPOINT_EVERY != self._inline_writes // _CHECKPOINT_EVERY:
+            self._checkpoint(blocking=False)
+
+    def _checkpoint(self, *, blocking: bool) -> None:
+        """A PASSIVE checkpoint on the worker (it copies what it can without waiting for,
+        or blocking, any writer); with `blocking`, inline writes queue behind it."""
         if self._checkpointing is not None:
             return
 
-        def checkpoint(conn: sqlite3.Connection) -> None:
-            # PASSIVE: copies what it can without waiting for, or blocking, any writer.
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        def checkpoint(conn: sqlite3.Connection) -> tuple[int, int]:
+            _, wal_frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(wal_frames), int(copied)
 
         future = asyncio.ensure_future(self._run(checkpoint))
         self._checkpointing = future
+        self._writes_wait_for_checkpoint = blocking
 
-        def done(finished: asyncio.Future[None]) -> None:
+        def done(finished: asyncio.Future[tuple[int, int]]) -> None:
             self._checkpointing = None
-            if not finished.cancelled() and finished.exception() is not None:
-                logger.warning(
-                    "%s: WAL checkpoint failed (retried later): %s",
-                    self._path,
-                    finished.exception(),
-                )
+            self._writes_wait_for_checkpoint = False
+            if finished.cancelled():
+                return
+            if (error := finished.exception()) is not None:
+                logger.warning("%s: WAL checkpoint failed (retried later): %s", self._path, error)
+                return
+            wal_frames, _copied = finished.result()
+            # "Copied everything" only covers the frames present when it started; a WAL
+            # this large has not started over for a while, whatever the checkpoint copied.
+            if wal_frames >= _WAL_BOUND_FRAMES and not blocking:
+                self._checkpoint(blocking=True)
 
         future.add_done_callback(done)
 

@@ -1,6 +1,6 @@
 """SQLite request-path writes of one event-loop turn commit together (group commit),
-each still succeeding or failing on its own, and the WAL stays bounded under a
-steady stream of writes (its checkpoints complete)."""
+each still succeeding or failing on its own, writes never wait for an ordinary WAL
+checkpoint, and the WAL stays bounded under a steady stream of writes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from proxy.store import sqlite as sqlite_module
 from proxy.store import sqlite_batch
 from proxy.store.base import NotFound, Reservation
 from proxy.store.sqlite import SqliteStore
@@ -143,9 +144,60 @@ def test_writes_queued_when_the_store_closes_are_committed(tmp_path: Path) -> No
     assert Decimal(usage) == Decimal("0.25")
 
 
-def test_the_wal_stays_bounded_under_a_steady_stream_of_writes(tmp_path: Path) -> None:
+def _writes_on_the_worker(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches that went to the worker thread instead of inline."""
+    sizes: list[int] = []
+    original = SqliteStore._flush_on_worker
+
+    def recording(self: SqliteStore, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        original(self, batch)
+
+    monkeypatch.setattr(SqliteStore, "_flush_on_worker", recording)
+    return sizes
+
+
+def test_writes_go_on_inline_while_an_ordinary_checkpoint_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint every 10 writes, one at a time: before, every write arriving during
+    # a checkpoint waited for it (fsyncs) on the worker: the c=1 p99 stall of issue 15.
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 10)
+    on_worker = _writes_on_the_worker(monkeypatch)
+    checkpoints: list[bool] = []
+    original = SqliteStore._checkpoint
+
+    def recording(self: SqliteStore, *, blocking: bool) -> None:
+        checkpoints.append(blocking)
+        original(self, blocking=blocking)
+
+    monkeypatch.setattr(SqliteStore, "_checkpoint", recording)
+
+    async def body() -> None:
+        store, key_id = await _store_with_key(str(tmp_path / "gateway.db"))
+        try:
+            for _ in range(300):
+                reservation = await store.reserve(key_id, "default", COST)
+                assert reservation is not None
+                await store.settle(reservation, COST)
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+    assert len(checkpoints) >= 50
+    assert not any(checkpoints)  # a small WAL: never a blocking one
+    assert on_worker == []
+
+
+def test_the_wal_stays_bounded_under_a_steady_stream_of_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "gateway.db"
     wal = path.with_name("gateway.db-wal")
+    # Scaled down from 1,000 writes and 64 MB, so that 12,800 writes cross the bound
+    # several times.
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 100)
+    monkeypatch.setattr(sqlite_module, "_WAL_BOUND_FRAMES", 2048)
 
     async def body() -> int:
         store, key_id = await _store_with_key(str(path))
@@ -162,7 +214,7 @@ def test_the_wal_stays_bounded_under_a_steady_stream_of_writes(tmp_path: Path) -
         finally:
             await store.close()
 
-    # 12,800 writes, mostly committed one or a few at a time: when checkpoints raced
-    # the inline commits they never completed, the WAL was never started over and
-    # kept every write's pages (about 80 MB here); now it is a few MB.
+    # 12,800 writes, mostly committed one or a few at a time: ordinary checkpoints race
+    # the inline commits and never start the WAL over, so without the blocking one at
+    # the bound it would keep every write's pages (about 80 MB here).
     assert asyncio.run(body()) < 16 * 1024 * 1024
