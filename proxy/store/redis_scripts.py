@@ -176,32 +176,32 @@ local function ahead_in(q, now)
     end
     return false
 end
+local now = now_ms()
 local kv = redis.call('HMGET', k, 'usage', 'reserved', 'limit', 'qu')
+local ov = {'0', '0', '0'}
+if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'reserved', 'qu') end
+-- A ticket only exists while the key's (organization's) line is open.
+local waiting = tonumber(kv[4] or '0') > now or (org ~= '' and tonumber(ov[3] or '0') > now)
 -- The settled figures alone decide a refusal.
 if kv[3] ~= '' and tonumber(kv[1]) >= tonumber(kv[3]) then
-    leave(p, tid, key, org)
+    if waiting then leave(p, tid, key, org) end
     return 'limit'
 end
-local ov = {'0', '0', '0'}
-if org ~= '' then
-    ov = redis.call('HMGET', o, 'credits', 'reserved', 'qu')
-    if tonumber(ov[1]) <= 0 then
-        leave(p, tid, key, org)
-        return 'credits'
-    end
+if org ~= '' and tonumber(ov[1]) <= 0 then
+    if waiting then leave(p, tid, key, org) end
+    return 'credits'
 end
 -- INVARIANT: admitted only while usage + in-flight reservations < limit (and
 -- credits - in-flight credit reservations > 0), in ticket order.
 local fits = (kv[3] == '' or tonumber(kv[1]) + tonumber(kv[2]) < tonumber(kv[3]))
     and (org == '' or tonumber(ov[1]) - tonumber(ov[2]) > 0)
-local now = now_ms()
 local ahead = false
 if fits and tonumber(kv[4] or '0') > now then ahead = ahead_in(p .. 'q:k:' .. key, now) end
 if fits and not ahead and org ~= '' and tonumber(ov[3] or '0') > now then
     ahead = ahead_in(p .. 'q:o:' .. org, now)
 end
 if fits and not ahead then
-    leave(p, tid, key, org)
+    if waiting then leave(p, tid, key, org) end
     if org ~= '' then redis.call('HINCRBY', o, 'reserved', amount) end
     redis.call('HINCRBY', k, 'reserved', amount)
     redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)

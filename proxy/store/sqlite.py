@@ -786,9 +786,13 @@ class SqliteStore:
             org = None
             if claim.organization_id is not None:
                 org = _admission_row(conn, "organizations", claim.organization_id, "credits")
+            # A ticket only exists while its key's (organization's) line is open: with
+            # nobody waiting there is no ticket to drop and no line to respect.
+            waiting = key[-1] > now or (org is not None and org[-1] > now)
             refused = _settled_refusal(usage, limit, None if org is None else Decimal(org[0]))
             if refused is not None:
-                conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
+                if waiting:
+                    conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
                 return refused
             # INVARIANT: admitted only while usage + in-flight reservations < limit (and
             # credits - in-flight credit reservations > 0), in ticket order.
@@ -796,9 +800,9 @@ class SqliteStore:
             if fits and org is not None:
                 reserved = self._org_reserved(conn, org[1], now)
                 fits = Decimal(org[0]) - reserved > 0
-            waiting = key[-1] > now or (org is not None and org[-1] > now)
             if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):
-                conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
+                if waiting:
+                    conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
                 reservation = Reservation(
                     id=new_id("res"),
                     key_id=claim.key_id,
