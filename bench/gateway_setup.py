@@ -162,12 +162,17 @@ def start_mocks(group: ProcessGroup) -> tuple[str, str]:
 
 
 def start_gateway(
-    group: ProcessGroup, work_dir: Path, backend: str, instant_url: str, paced_url: str
+    group: ProcessGroup,
+    work_dir: Path,
+    backend: str,
+    instant_url: str,
+    paced_url: str,
+    extra_env: dict[str, str] | None = None,
 ) -> RunningGateway:
     """Start `gateway serve` pinned to the gateway core, then create a key for it."""
     port = free_port()
     config = _write_config(work_dir, backend, port, instant_url, paced_url)
-    env = {UPSTREAM_KEY_ENV: "sk-bench-not-a-secret"}
+    env = {UPSTREAM_KEY_ENV: "sk-bench-not-a-secret", **(extra_env or {})}
     command = [*gateway_command(), "serve", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     process = group.start(f"gateway-{backend}", command, GATEWAY_CORE, env=env, port=port)
