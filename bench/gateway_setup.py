@@ -168,14 +168,18 @@ def start_gateway(
     instant_url: str,
     paced_url: str,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> RunningGateway:
-    """Start `gateway serve` pinned to the gateway core, then create a key for it."""
+    """Start `gateway serve` pinned to the gateway core (with several `workers`, free on
+    every core), then create a key for it."""
     port = free_port()
     config = _write_config(work_dir, backend, port, instant_url, paced_url)
     env = {UPSTREAM_KEY_ENV: "sk-bench-not-a-secret", **(extra_env or {})}
     command = [*gateway_command(), "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    process = group.start(f"gateway-{backend}", command, GATEWAY_CORE, env=env, port=port)
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    core = GATEWAY_CORE if workers == 1 else None
+    name = f"gateway-{backend}" if workers == 1 else f"gateway-{backend}-{workers}-workers"
+    process = group.start(name, command, core, env=env, port=port)
     base_url = f"http://127.0.0.1:{port}"
     _wait_ready(base_url)
     # `gateway serve` has created org and project `default` on a fresh database.

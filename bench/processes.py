@@ -54,9 +54,10 @@ def pin_current_process(core: int) -> None:
         os.sched_setaffinity(0, {core})
 
 
-def _pinned(command: Sequence[str], core: int) -> list[str]:
+def _pinned(command: Sequence[str], core: int | None) -> list[str]:
+    """`command` pinned to `core` (None: free to use every core)."""
     taskset = shutil.which("taskset")
-    if taskset is None or core >= _cpu_count():
+    if taskset is None or core is None or core >= _cpu_count():
         return list(command)
     return [taskset, "-c", str(core), *command]
 
@@ -149,7 +150,7 @@ class ProcessGroup:
         self,
         name: str,
         command: Sequence[str],
-        core: int,
+        core: int | None,
         env: Mapping[str, str] | None = None,
         port: int | None = None,
     ) -> subprocess.Popen[bytes]:

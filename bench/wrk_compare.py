@@ -156,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="sqlite")
     parser.add_argument("--before", type=Path, help="a checkout whose gateway runs too (SQLite)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also a SQLite gateway with this many workers, free on every core (scaling)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
@@ -179,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
             backend_dir.mkdir()
             gateway = start_gateway(group, backend_dir, backend, instant, paced)
             targets[f"gateway, {backend}"] = (
+                f"{gateway.base_url}/v1/chat/completions",
+                _script(work, gateway.token),
+            )
+        if args.workers > 1:
+            directory = work / f"workers-{args.workers}"
+            directory.mkdir()
+            gateway = start_gateway(
+                group, directory, "sqlite", instant, paced, workers=args.workers
+            )
+            targets[f"gateway, sqlite, {args.workers} workers on every core"] = (
                 f"{gateway.base_url}/v1/chat/completions",
                 _script(work, gateway.token),
             )
