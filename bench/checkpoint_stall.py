@@ -3,8 +3,8 @@
 Issue 15 found the gateway's c=1 p99 at 14 ms on SQLite, from the writes queued
 behind a WAL checkpoint every 1,000 writes. This loop measures the store alone (no
 HTTP, so far less noise than `wrk` on a shared machine): `key_context`, `reserve`,
-`settle` one after another, `--requests` times, each iteration timed. Checkpoints
-start every `_CHECKPOINT_EVERY / 2` iterations (two inline writes each), so besides the distribution it
+`settle` one after another, `--requests` times, each iteration timed. Checkpoints start
+every `_CHECKPOINT_EVERY / 2` iterations (two inline writes each), so besides the distribution it
 prints the worst iteration around each of those points ("checkpoint windows") next to
 the worst of as many windows half-way between them, and the largest WAL seen.
 
@@ -45,7 +45,7 @@ async def _loop(path: Path, requests: int) -> tuple[list[float], int]:
             start = time.perf_counter()
             await store.key_context(token_hash)
             reservation = await store.reserve(key.id, "default", COST)
-            assert reservation is not None  # noqa: S101 - no limit on this key
+            assert reservation is not None
             await store.settle(reservation, COST)
             latencies.append((time.perf_counter() - start) * 1e3)
             if i % 100 == 0:
