@@ -345,6 +345,18 @@ class TypeChecker:
             self.unify(expr.target, expr.value, env, module, expr.span)
         elif isinstance(expr, ast.Unify):
             self.unify(expr.left, expr.right, env, module, expr.span)
+        elif isinstance(expr, ast.BinOp) and expr.op == "==":
+            # OPA rewrites a statement `a == b` into `a = b` (its RewriteEquals stage)
+            # and type-checks that unification: two known types that cannot be equal
+            # are a match error. `==` inside a value (`x := a == b`) stays a call.
+            left = self.term(expr.left, env, module)
+            right = self.term(expr.right, env, module)
+            if left is not None and right is not None and not unifies(left, right):
+                self.error(
+                    f"match error: the left side is {show(left)}, the right side "
+                    f"{show(right)}; these can never be equal",
+                    expr.span,
+                )
         elif isinstance(expr, ast.SomeVars):
             return
         elif isinstance(expr, ast.SomeIn):

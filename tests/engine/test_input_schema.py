@@ -59,6 +59,7 @@ def test_a_misspelt_input_path_in_a_copy_of_the_gateway_policy_is_caught(
     ("text", "message"),
     [
         ("r if { input.key.usage = 1 }", "match error"),
+        ("r if { input.key.usage == 1 }", "match error"),  # OPA checks a == b as a = b
         ("r := input.key.usage + 1", "+: invalid argument(s)"),
         ("r if { input.request.max_tokens.x }", "undefined ref: input.request.max_tokens.x"),
         ("r if { input.key.iam_rules[0].valus }", "did you mean `values`?"),
@@ -75,7 +76,8 @@ def test_wrong_types_and_names_under_input_are_type_errors(text: str, message: s
 @pytest.mark.parametrize(
     "text",
     [
-        "r if { input.key.usage == 1 }",  # == and < take any types, as in OPA
+        "r if { input.key.usage < 1 }",  # < and != take any types, as in OPA
+        "r := input.key.usage == 1",  # and so does == inside a value
         'r if { some rule in input.key.iam_rules; rule.type == "deny_models" }',
         "r := count(input.gateway.credentialed_providers)",
         "r if { input.request.model == null }",

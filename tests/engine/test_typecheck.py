@@ -43,6 +43,8 @@ REJECTED = {
     "function result": ('f(x) := "s"\nr := f(1) + 1', 4, 6, "+: invalid argument(s)"),
     "comprehension result": ("r := count([x | x := 1][0])", 3, 12, "count: invalid"),
     "match error": ('r if { x := [1]; x = "a" }', 3, 18, "match error"),
+    "a statement == is a unification": ('r if { x := "a"; x == 1 }', 3, 18, "match error"),
+    "in a comprehension too": ('r if { [x | some x in ["a"]; x == 1] }', 3, 30, "match error"),
     "a rule reached only from an every body": (
         "r if { every x in [1] { q > x } }\nq := count(1)",
         4,
@@ -68,7 +70,9 @@ def test_ill_typed_policies_are_rejected_where_the_mistake_is(
 
 ACCEPTED = {
     "unknown input": "r if { input.a.b[0] + 1 > count(input.c) }",
-    "comparisons take any types": 'r if { 1 < "a" }',
+    "comparisons take any types": 'r if { 1 < "a"; 1 != "a" }',
+    "== inside a value is a call": 'r := "b" == null',
+    "== with a side still unbound": "r if { x == 1; x = input.a }",
     "variable used before its binding": "r if { count(x) > 0; x = [1] }",
     "with replaces a function": ('f(_) := 1\nr if { f(1) + 1 == 2 with f as g }\ng(_) := "s"'),
     "with replaces input": "r if { count(input.x) == 1 with input.x as [1] }",
