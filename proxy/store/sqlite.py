@@ -365,6 +365,8 @@ class SqliteStore:
         # Checkpoints are `_checkpoint`'s; an automatic one here would run on every commit
         # of this connection while the WAL is over 1,000 pages, i.e. most of the time.
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        # The writes queued behind a blocking checkpoint start the WAL over from here.
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_KEEP_BYTES}")
         return conn
 
     def _inline_connection(self) -> sqlite3.Connection | None:

@@ -197,7 +197,7 @@ def test_the_wal_stays_bounded_under_a_steady_stream_of_writes(
     # Scaled down from 1,000 writes and 64 MB, so that 12,800 writes cross the bound
     # several times.
     monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 100)
-    monkeypatch.setattr(sqlite_module, "_WAL_BOUND_FRAMES", 2048)
+    monkeypatch.setattr(sqlite_module, "_WAL_BOUND_FRAMES", 1024)
 
     async def body() -> int:
         store, key_id = await _store_with_key(str(path))
