@@ -6,6 +6,7 @@
 #
 #   1. no token                            401
 #   2. unknown or disabled key             401
+#   2b. expired key, or a rotated-out token past its grace period   401 (same message)
 #   3. usage limit reached                 401
 #   4. project archived                    410
 #   5. request body invalid                400
@@ -34,6 +35,10 @@ decision := denied(401, "Unauthorized: No API key provided. Expected 'Authorizat
 	no_token
 } else := denied(401, "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token.", []) if {
 	key_unusable
+} else := denied(401, invalid_token_message, [{"code": "expired", "rule_id": null, "message": sprintf("key %s expired at %s", [input.key.id, input.key.expires_at])}]) if {
+	key_expired
+} else := denied(401, invalid_token_message, [{"code": "token_rotated", "rule_id": null, "message": sprintf("the token was rotated out of key %s; its grace period ended at %s", [input.key.id, input.key.token_expires_at])}]) if {
+	rotated_token_expired
 } else := denied(401, "Unauthorized: LLMGateway API key reached its usage limit.", []) if {
 	usage_limit_reached
 } else := denied(410, "Project has been archived and is no longer accessible", []) if {
@@ -89,6 +94,27 @@ no_token if not input.request.token_present
 key_unusable if input.key == null
 
 key_unusable if input.key.status != "active"
+
+# Check 2b: an expired key is refused exactly like a disabled one (the same
+# documented message; the decision's reason, and so the decision log, says
+# "expired"). The key expires at `expires_at`: a request at that second or later
+# is refused. A time that cannot be read counts as expired (fail closed).
+key_expired if {
+	input.key.expires_at != null
+	not earlier(input.request.time, input.key.expires_at)
+}
+
+# Check 2b': after `gateway keys rotate`, the previous token works only until its
+# grace period ends (`token_expires_at`, set only when that token was presented).
+rotated_token_expired if {
+	input.key.token_expires_at != null
+	not earlier(input.request.time, input.key.token_expires_at)
+}
+
+# Two RFC 3339 times compared as instants (not as text: offsets may differ).
+earlier(a, b) if time.parse_rfc3339_ns(a) < time.parse_rfc3339_ns(b)
+
+invalid_token_message := "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
 
 # Check 3: a key with a usage limit is blocked once usage reaches it. Money is
 # compared as exact decimals; a limit of "0" blocks everything, no limit never blocks.

@@ -56,6 +56,19 @@ example_near_denials := object.union(example_allowed_request, {
 	},
 })
 
+# ...and requests right at the boundary of the checks that compare (where `>`
+# written for `>=` goes wrong): usage equal to the limit, and the request at the
+# second the key expires. Each is refused by its own check; the search changes
+# a part or two from there.
+example_at_usage_limit := object.union(example_allowed_request, {"key": {"usage": "100", "usage_limit": "100.00"}})
+
+example_at_expiry := object.union(example_allowed_request, {
+	"key": {
+		"expires_at": "2026-11-27T10:00:00Z",
+		"token_expires_at": "2026-11-27T10:00:01Z",
+	},
+})
+
 # The policy answers every request.
 prop_decision_is_always_defined if {
 	is_boolean(decision.allow)
@@ -69,6 +82,33 @@ prop_disabled_key_is_never_allowed if not disabled_key_allowed
 disabled_key_allowed if {
 	input.key.status in {"inactive", "deleted"}
 	decision.allow == true
+}
+
+# An expired key is never allowed, nor a rotated-out token after its grace
+# period: a request at or after the moment is refused (issue 13).
+prop_expired_key_is_never_allowed if not expired_key_allowed
+
+expired_key_allowed if {
+	decision.allow == true
+	expired
+}
+
+# The key, or the token presented, has expired at the request's time.
+expired if {
+	some moment in [object.get(input.key, "expires_at", null), object.get(input.key, "token_expires_at", null)]
+	moment != null
+	not time.parse_rfc3339_ns(moment) > time.parse_rfc3339_ns(input.request.time)
+}
+
+# ...and it is refused with the documented invalid-token answer, right after the
+# token check (before the usage limit and everything else).
+prop_expired_key_answers_invalid_token if not expired_key_misanswered
+
+expired_key_misanswered if {
+	input.request.token_present == true
+	input.key.status == "active"
+	expired
+	decision.message != "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
 }
 
 # A model denied by an active deny_models rule is never allowed, whatever the
@@ -108,6 +148,7 @@ prop_usage_at_limit_answers_first if not usage_limit_message_missing
 usage_limit_message_missing if {
 	input.request.token_present == true
 	input.key.status == "active"
+	not expired
 	limit_reached
 	decision.message != "Unauthorized: LLMGateway API key reached its usage limit."
 }

@@ -110,6 +110,41 @@ test_inactive_key_is_401 if {
 	startswith(d.message, "Unauthorized: Invalid LLMGateway API token.")
 }
 
+test_key_at_its_expiry_is_401_expired if {
+	d := decide({"key": {"expires_at": "2026-11-27T10:00:00Z", "usage": "10", "usage_limit": "10"}})
+	d.status == 401
+	startswith(d.message, "Unauthorized: Invalid LLMGateway API token.")
+	d.reasons[0].code == "expired"
+}
+
+# 10:30 at UTC+1 is 09:30Z, before the request's 10:00Z: compared as instants.
+test_expiry_with_an_offset_compares_as_an_instant if {
+	d := decide({"key": {"expires_at": "2026-11-27T10:30:00+01:00"}})
+	d.reasons[0].code == "expired"
+}
+
+test_key_one_second_before_its_expiry_passes if {
+	d := decide({"key": {"expires_at": "2026-11-27T10:00:01Z"}})
+	d.allow == true
+}
+
+test_unreadable_expiry_counts_as_expired if {
+	d := decide({"key": {"expires_at": "tomorrow"}})
+	d.reasons[0].code == "expired"
+}
+
+test_rotated_token_in_its_grace_period_passes if {
+	d := decide({"key": {"token_expires_at": "2026-11-27T10:05:00Z"}})
+	d.allow == true
+}
+
+test_rotated_token_after_its_grace_period_is_401 if {
+	d := decide({"key": {"token_expires_at": "2026-11-27T10:00:00Z"}})
+	d.status == 401
+	startswith(d.message, "Unauthorized: Invalid LLMGateway API token.")
+	d.reasons[0].code == "token_rotated"
+}
+
 test_usage_at_the_limit_is_401 if {
 	d := decide({"key": {"usage": "10", "usage_limit": "10.00"}})
 	d.status == 401

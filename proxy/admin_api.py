@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
 from litestar.exceptions import (
     NotAuthorizedException,
     TooManyRequestsException,
@@ -23,14 +22,17 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 
+from proxy.audit import Actor, AuditedAdmin, audit_json
 from proxy.credentials import read_token
 from proxy.errors import error_body
 from proxy.forwarded import client_address
+from proxy.key_activity import ActivityRecorder
 from proxy.openapi_docs import admin_operation
 from proxy.store.base import (
     ApiKey,
     Conflict,
     IamRule,
+    KeyActivity,
     KeyStatus,
     NotFound,
     Organization,
@@ -42,11 +44,13 @@ from proxy.store.base import (
     Store,
     StoreError,
 )
+from proxy.store.common import parse_expiry
 from proxy.throttle import FailedAttempts
 
 __all__ = ["admin_router"]
 
 _MAX_MONEY = Decimal(10) ** 15
+_MAX_AUDIT_ROWS = 10_000
 
 
 # -- views: what the API returns (money as decimal strings) -----------------------
@@ -77,6 +81,12 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
     usage_limit: str | None
     description: str
     created_at: str
+    expires_at: str | None = None
+    last_used_at: str | None = None
+    """When a request last presented the key (flushed from each instance every 2 s)."""
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class CreatedKeyView(KeyView, frozen=True, kw_only=True):
@@ -123,6 +133,24 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     project: str
     usage_limit: Decimal | None = None
     description: str = ""
+    expires_at: str | None = None
+    """RFC 3339, e.g. `2027-01-01T00:00:00Z`; None: never expires."""
+
+
+class SetExpiry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    expires_at: str | None
+    """RFC 3339, e.g. `2027-01-01T00:00:00Z`; null clears the expiry."""
+
+
+class Rotate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    grace_seconds: float = 0
+    """How long the old token keeps working; 0 stops it at once."""
+
+
+class RotatedKeyView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    token: str
+    """The new plain token: shown this once, never stored."""
 
 
 class SetLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -196,6 +224,7 @@ def _key_fields(key: ApiKey) -> dict[str, Any]:
         "usage_limit": None if key.usage_limit is None else str(key.usage_limit),
         "description": key.description,
         "created_at": key.created_at,
+        "expires_at": key.expires_at,
     }
 
 
@@ -213,6 +242,9 @@ def _money(value: Decimal | None, field: str) -> Decimal | None:
             f'field `{field}` must be a non-negative decimal below 10^15, e.g. "10.00"'
         )
     return value
+
+
+AnyRequest = Request[Any, Any, Any]
 
 
 # -- guard and errors -------------------------------------------------------------
@@ -245,9 +277,10 @@ def _store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[by
     return Response(content=body, status_code=status, media_type="application/json")
 
 
-def _store(state: State) -> Store:
-    store: Store = state.store
-    return store
+def _admin(request: AnyRequest) -> AuditedAdmin:
+    """The app's store, each change recorded as made by the admin API from this client."""
+    store: Store = request.app.state.store
+    return AuditedAdmin(store, Actor(kind="admin-api", client=client_address(request)))
 
 
 # -- handlers ---------------------------------------------------------------------
@@ -256,170 +289,222 @@ _OP = admin_operation()
 
 
 @get("/orgs", operation_class=_OP)
-async def list_orgs(state: State) -> list[OrganizationView]:
-    return [_org(org) for org in await _store(state).list_organizations()]
+async def list_orgs(request: AnyRequest) -> list[OrganizationView]:
+    return [_org(org) for org in await _admin(request).list_organizations()]
 
 
 @post("/orgs", operation_class=_OP)
-async def create_org(state: State, data: CreateOrganization) -> OrganizationView:
+async def create_org(request: AnyRequest, data: CreateOrganization) -> OrganizationView:
     credits = _money(data.credits, "credits") or Decimal(0)
-    return _org(await _store(state).create_organization(data.id, credits))
+    return _org(await _admin(request).create_organization(data.id, credits))
 
 
 @get("/orgs/{org_id:str}", operation_class=_OP)
-async def show_org(state: State, org_id: str) -> OrganizationView:
-    return _org(await _store(state).get_organization(org_id))
+async def show_org(request: AnyRequest, org_id: str) -> OrganizationView:
+    return _org(await _admin(request).get_organization(org_id))
 
 
 @put("/orgs/{org_id:str}/credits", operation_class=_OP)
-async def set_credits(state: State, org_id: str, data: SetCredits) -> OrganizationView:
+async def set_credits(request: AnyRequest, org_id: str, data: SetCredits) -> OrganizationView:
     credits = _money(data.credits, "credits") or Decimal(0)
-    return _org(await _store(state).set_credits(org_id, credits))
+    return _org(await _admin(request).set_credits(org_id, credits))
 
 
 @put("/orgs/{org_id:str}/name", operation_class=_OP)
-async def rename_org(state: State, org_id: str, data: SetName) -> OrganizationView:
-    return _org(await _store(state).rename_organization(org_id, data.name))
+async def rename_org(request: AnyRequest, org_id: str, data: SetName) -> OrganizationView:
+    return _org(await _admin(request).rename_organization(org_id, data.name))
 
 
 @get("/projects", operation_class=_OP)
-async def list_projects(state: State) -> list[ProjectView]:
-    return [_project(p) for p in await _store(state).list_projects()]
+async def list_projects(request: AnyRequest) -> list[ProjectView]:
+    return [_project(p) for p in await _admin(request).list_projects()]
 
 
 @post("/projects", operation_class=_OP)
-async def create_project(state: State, data: CreateProject) -> ProjectView:
-    return _project(await _store(state).create_project(data.id, data.organization, data.mode))
+async def create_project(request: AnyRequest, data: CreateProject) -> ProjectView:
+    return _project(await _admin(request).create_project(data.id, data.organization, data.mode))
 
 
 @get("/projects/{project_id:str}", operation_class=_OP)
-async def show_project(state: State, project_id: str) -> ProjectView:
-    return _project(await _store(state).get_project(project_id))
+async def show_project(request: AnyRequest, project_id: str) -> ProjectView:
+    return _project(await _admin(request).get_project(project_id))
 
 
 @put("/projects/{project_id:str}/mode", operation_class=_OP)
-async def set_mode(state: State, project_id: str, data: SetMode) -> ProjectView:
-    return _project(await _store(state).set_project_mode(project_id, data.mode))
+async def set_mode(request: AnyRequest, project_id: str, data: SetMode) -> ProjectView:
+    return _project(await _admin(request).set_project_mode(project_id, data.mode))
 
 
 @put("/projects/{project_id:str}/provider-keys/{provider:str}", operation_class=_OP)
 async def set_provider_key(
-    state: State, project_id: str, provider: str, data: ProviderKeySource
+    request: AnyRequest, project_id: str, provider: str, data: ProviderKeySource
 ) -> ProjectView:
     if (data.env is None) == (data.value is None):
         raise ValidationException("give exactly one of `env` (a variable name) or `value`")
     source = {"env": data.env} if data.env is not None else {"value": data.value or ""}
-    return _project(await _store(state).set_provider_key(project_id, provider, source))
+    return _project(await _admin(request).set_provider_key(project_id, provider, source))
 
 
 @delete(
     "/projects/{project_id:str}/provider-keys/{provider:str}", operation_class=_OP, status_code=200
 )
-async def remove_provider_key(state: State, project_id: str, provider: str) -> ProjectView:
-    return _project(await _store(state).set_provider_key(project_id, provider, None))
+async def remove_provider_key(request: AnyRequest, project_id: str, provider: str) -> ProjectView:
+    return _project(await _admin(request).set_provider_key(project_id, provider, None))
 
 
 @post("/projects/{project_id:str}/archive", operation_class=_OP)
-async def archive_project(state: State, project_id: str) -> ProjectView:
-    return _project(await _store(state).archive_project(project_id))
+async def archive_project(request: AnyRequest, project_id: str) -> ProjectView:
+    return _project(await _admin(request).archive_project(project_id))
+
+
+async def _activity(request: AnyRequest, key_ids: list[str] | None) -> dict[str, KeyActivity]:
+    """The keys' activity totals, this instance's latest counts included."""
+    recorder: ActivityRecorder | None = getattr(request.app.state, "activity", None)
+    if recorder is not None:
+        await recorder.flush()
+    return await _admin(request).key_activity(key_ids)
+
+
+def _with_activity(key: ApiKey, activity: dict[str, KeyActivity]) -> KeyView:
+    seen = activity.get(key.id)
+    if seen is None:
+        return KeyView(**_key_fields(key))
+    return KeyView(
+        **_key_fields(key),
+        last_used_at=seen.last_used_at,
+        requests=seen.requests,
+        prompt_tokens=seen.prompt_tokens,
+        completion_tokens=seen.completion_tokens,
+    )
 
 
 @put("/projects/{project_id:str}/name", operation_class=_OP)
-async def rename_project(state: State, project_id: str, data: SetName) -> ProjectView:
-    return _project(await _store(state).rename_project(project_id, data.name))
+async def rename_project(request: AnyRequest, project_id: str, data: SetName) -> ProjectView:
+    return _project(await _admin(request).rename_project(project_id, data.name))
 
 
 @get("/projects/{project_id:str}/iam", operation_class=_OP)
-async def list_project_rules(state: State, project_id: str) -> list[ProjectRuleView]:
-    return [_project_rule(rule) for rule in await _store(state).list_project_rules(project_id)]
+async def list_project_rules(request: AnyRequest, project_id: str) -> list[ProjectRuleView]:
+    return [_project_rule(rule) for rule in await _admin(request).list_project_rules(project_id)]
 
 
 @post("/projects/{project_id:str}/iam", operation_class=_OP)
-async def add_project_rule(state: State, project_id: str, data: AddRule) -> ProjectRuleView:
+async def add_project_rule(request: AnyRequest, project_id: str, data: AddRule) -> ProjectRuleView:
     if not data.values:
         raise ValidationException("field `values` must list at least one value")
-    rule = await _store(state).add_project_rule(project_id, data.type, tuple(data.values))
+    rule = await _admin(request).add_project_rule(project_id, data.type, tuple(data.values))
     return _project_rule(rule)
 
 
 @put("/projects/{project_id:str}/iam/{rule_id:str}/status", operation_class=_OP)
 async def set_project_rule_status(
-    state: State, project_id: str, rule_id: str, data: SetRuleStatus
+    request: AnyRequest, project_id: str, rule_id: str, data: SetRuleStatus
 ) -> ProjectRuleView:
-    rule = await _store(state).set_project_rule_status(project_id, rule_id, data.status)
+    rule = await _admin(request).set_project_rule_status(project_id, rule_id, data.status)
     return _project_rule(rule)
 
 
 @delete("/projects/{project_id:str}/iam/{rule_id:str}", operation_class=_OP, status_code=200)
-async def remove_project_rule(state: State, project_id: str, rule_id: str) -> dict[str, str]:
-    await _store(state).remove_project_rule(project_id, rule_id)
+async def remove_project_rule(request: AnyRequest, project_id: str, rule_id: str) -> dict[str, str]:
+    await _admin(request).remove_project_rule(project_id, rule_id)
     return {"removed": rule_id}
 
 
 @get("/keys", operation_class=_OP)
-async def list_keys(state: State, project: str | None = None) -> list[KeyView]:
-    return [KeyView(**_key_fields(k)) for k in await _store(state).list_keys(project)]
+async def list_keys(request: AnyRequest, project: str | None = None) -> list[KeyView]:
+    keys = await _admin(request).list_keys(project)
+    activity = await _activity(request, None)
+    return [_with_activity(k, activity) for k in keys]
 
 
 @post("/keys", operation_class=_OP)
-async def create_key(state: State, data: CreateKey) -> CreatedKeyView:
+async def create_key(request: AnyRequest, data: CreateKey) -> CreatedKeyView:
     limit = _money(data.usage_limit, "usage_limit")
-    key, token = await _store(state).create_key(data.project, limit, data.description)
+    key, token = await _admin(request).create_key(
+        data.project, limit, data.description, expires_at=data.expires_at
+    )
     return CreatedKeyView(**_key_fields(key), token=token)
 
 
 @get("/keys/{key_id:str}", operation_class=_OP)
-async def show_key(state: State, key_id: str) -> KeyView:
-    return KeyView(**_key_fields(await _store(state).get_key(key_id)))
+async def show_key(request: AnyRequest, key_id: str) -> KeyView:
+    key = await _admin(request).get_key(key_id)
+    return _with_activity(key, await _activity(request, [key_id]))
 
 
 @post("/keys/{key_id:str}/disable", operation_class=_OP)
-async def disable_key(state: State, key_id: str) -> KeyView:
-    return KeyView(**_key_fields(await _store(state).set_key_status(key_id, "inactive")))
+async def disable_key(request: AnyRequest, key_id: str) -> KeyView:
+    return KeyView(**_key_fields(await _admin(request).set_key_status(key_id, "inactive")))
 
 
 @post("/keys/{key_id:str}/enable", operation_class=_OP)
-async def enable_key(state: State, key_id: str) -> KeyView:
-    return KeyView(**_key_fields(await _store(state).set_key_status(key_id, "active")))
+async def enable_key(request: AnyRequest, key_id: str) -> KeyView:
+    return KeyView(**_key_fields(await _admin(request).set_key_status(key_id, "active")))
 
 
 @delete("/keys/{key_id:str}", operation_class=_OP, status_code=200)
-async def delete_key(state: State, key_id: str) -> KeyView:
-    return KeyView(**_key_fields(await _store(state).set_key_status(key_id, "deleted")))
+async def delete_key(request: AnyRequest, key_id: str) -> KeyView:
+    return KeyView(**_key_fields(await _admin(request).set_key_status(key_id, "deleted")))
 
 
 @put("/keys/{key_id:str}/usage-limit", operation_class=_OP)
-async def set_limit(state: State, key_id: str, data: SetLimit) -> KeyView:
+async def set_limit(request: AnyRequest, key_id: str, data: SetLimit) -> KeyView:
     limit = _money(data.usage_limit, "usage_limit")
-    return KeyView(**_key_fields(await _store(state).set_usage_limit(key_id, limit)))
+    return KeyView(**_key_fields(await _admin(request).set_usage_limit(key_id, limit)))
+
+
+@put("/keys/{key_id:str}/expires-at", operation_class=_OP)
+async def set_expiry(request: AnyRequest, key_id: str, data: SetExpiry) -> KeyView:
+    return KeyView(**_key_fields(await _admin(request).set_key_expiry(key_id, data.expires_at)))
+
+
+@post("/keys/{key_id:str}/rotate", operation_class=_OP)
+async def rotate_key(request: AnyRequest, key_id: str, data: Rotate) -> RotatedKeyView:
+    key, token = await _admin(request).rotate_key(key_id, data.grace_seconds)
+    return RotatedKeyView(id=key.id, token=token)
 
 
 @put("/keys/{key_id:str}/description", operation_class=_OP)
-async def rename_key(state: State, key_id: str, data: SetDescription) -> KeyView:
-    return KeyView(**_key_fields(await _store(state).rename_key(key_id, data.description)))
+async def rename_key(request: AnyRequest, key_id: str, data: SetDescription) -> KeyView:
+    return KeyView(**_key_fields(await _admin(request).rename_key(key_id, data.description)))
 
 
 @get("/keys/{key_id:str}/iam", operation_class=_OP)
-async def list_rules(state: State, key_id: str) -> list[RuleView]:
-    return [_rule(rule) for rule in await _store(state).list_rules(key_id)]
+async def list_rules(request: AnyRequest, key_id: str) -> list[RuleView]:
+    return [_rule(rule) for rule in await _admin(request).list_rules(key_id)]
 
 
 @post("/keys/{key_id:str}/iam", operation_class=_OP)
-async def add_rule(state: State, key_id: str, data: AddRule) -> RuleView:
+async def add_rule(request: AnyRequest, key_id: str, data: AddRule) -> RuleView:
     if not data.values:
         raise ValidationException("field `values` must list at least one value")
-    return _rule(await _store(state).add_rule(key_id, data.type, tuple(data.values)))
+    return _rule(await _admin(request).add_rule(key_id, data.type, tuple(data.values)))
 
 
 @delete("/keys/{key_id:str}/iam/{rule_id:str}", operation_class=_OP, status_code=200)
-async def remove_rule(state: State, key_id: str, rule_id: str) -> dict[str, str]:
-    await _store(state).remove_rule(key_id, rule_id)
+async def remove_rule(request: AnyRequest, key_id: str, rule_id: str) -> dict[str, str]:
+    await _admin(request).remove_rule(key_id, rule_id)
     return {"removed": rule_id}
 
 
 @put("/keys/{key_id:str}/iam/{rule_id:str}/status", operation_class=_OP)
-async def set_rule_status(state: State, key_id: str, rule_id: str, data: SetRuleStatus) -> RuleView:
-    return _rule(await _store(state).set_rule_status(key_id, rule_id, data.status))
+async def set_rule_status(
+    request: AnyRequest, key_id: str, rule_id: str, data: SetRuleStatus
+) -> RuleView:
+    return _rule(await _admin(request).set_rule_status(key_id, rule_id, data.status))
+
+
+@get("/audit", operation_class=_OP)
+async def list_audit(
+    request: AnyRequest, since: str | None = None, object: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The audit log, oldest first: `since` (RFC 3339), `object` (a type, an id or
+    `type:id`), at most `limit` of the newest entries."""
+    if not 1 <= limit <= _MAX_AUDIT_ROWS:
+        raise ValidationException(f"query `limit` must be between 1 and {_MAX_AUDIT_ROWS}")
+    moment = parse_expiry(since, "query `since`") if since else None
+    entries = await _admin(request).list_audit(moment, object, limit)
+    return [audit_json(entry) for entry in entries]
 
 
 def admin_router(admin_token: str) -> Router:
@@ -456,6 +541,12 @@ def admin_router(admin_token: str) -> Router:
             add_rule,
             remove_rule,
             set_rule_status,
+            set_expiry,
+            rotate_key,
+            list_rules,
+            add_rule,
+            remove_rule,
+            list_audit,
         ],
         guards=[_guard(admin_token, FailedAttempts())],
         exception_handlers={StoreError: _store_error},

@@ -19,17 +19,18 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+from proxy.audit import AuditedAdmin, audit_json, cli_actor
 from proxy.config import SECRET_KEY_ENV, ConfigError, GatewayConfig, load_config
 from proxy.secret_box import box_for
 from proxy.store import open_store
 from proxy.store.base import (
     ApiKey,
     IamRule,
+    KeyActivity,
     Organization,
     Project,
     ProjectRule,
     RuleStatus,
-    Store,
     StoreError,
 )
 from proxy.store.common import (
@@ -38,6 +39,8 @@ from proxy.store.common import (
     check_key_status,
     check_mode,
     check_rule_type,
+    parse_expiry,
+    parse_grace,
     parse_money,
 )
 
@@ -48,7 +51,7 @@ EXIT_USAGE = 2
 
 # A command body: given the open store and the parsed arguments, returns the JSON
 # payload and the text line to print.
-Action = Callable[[Store, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
+Action = Callable[[AuditedAdmin, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
 
 
 # -- rendering ----------------------------------------------------------------------
@@ -76,7 +79,8 @@ def project_json(project: Project) -> dict[str, Any]:
     }
 
 
-def key_json(key: ApiKey) -> dict[str, Any]:
+def key_json(key: ApiKey, activity: KeyActivity | None = None) -> dict[str, Any]:
+    seen = activity or KeyActivity(key_id=key.id)
     return {
         "id": key.id,
         "display": key.display,
@@ -86,6 +90,11 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "usage_limit": _money(key.usage_limit),
         "description": key.description,
         "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "last_used_at": seen.last_used_at,
+        "requests": seen.requests,
+        "prompt_tokens": seen.prompt_tokens,
+        "completion_tokens": seen.completion_tokens,
     }
 
 
@@ -100,82 +109,103 @@ def rule_json(rule: IamRule | ProjectRule) -> dict[str, Any]:
     }
 
 
-def _key_line(key: ApiKey) -> str:
+def _key_line(key: ApiKey, activity: KeyActivity | None = None) -> str:
     limit = "unlimited" if key.usage_limit is None else f"limit {key.usage_limit}"
+    expiry = f"  expires {key.expires_at}" if key.expires_at else ""
     return (
         f"{key.id}  {key.display}  project {key.project_id}  {key.status}  "
-        f"usage {key.usage}  {limit}"
+        f"usage {key.usage}  {limit}{expiry}{_activity_text(activity)}"
     )
 
 
+def _activity_text(activity: KeyActivity | None) -> str:
+    if activity is None or activity.last_used_at is None:
+        return "  never used"
+    return f"  {activity.requests} requests, last used {activity.last_used_at}"
+
+
 # -- organizations ------------------------------------------------------------------
-async def _orgs_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _orgs_create(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     org = await store.create_organization(args.org, parse_money(args.credits, "--credits"))
     return org_json(org), f"organization {org.id} created with credits {org.credits}"
 
 
-async def _orgs_credits(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _orgs_credits(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     amount = parse_money(args.credits, "credits", allow_negative=True)
     org = await store.set_credits(args.org, amount)
     return org_json(org), f"organization {org.id} now has credits {org.credits}"
 
 
-async def _orgs_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _orgs_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     orgs = await store.list_organizations()
     lines = [f"{o.id}  credits {o.credits}  {o.name}".rstrip() for o in orgs]
     return {"organizations": [org_json(o) for o in orgs]}, "\n".join(lines) or "no organizations"
 
 
-async def _orgs_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _orgs_rename(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     org = await store.rename_organization(args.org, args.name)
     return org_json(org), f"organization {org.id} is now called `{org.name}`"
 
 
 # -- projects -----------------------------------------------------------------------
-async def _projects_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _projects_rename(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     project = await store.rename_project(args.project, args.name)
     return project_json(project), f"project {project.id} is now called `{project.name}`"
 
 
-async def _project_iam_add(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _project_iam_add(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     rule = await store.add_project_rule(
         args.project, check_rule_type(args.type), tuple(args.values)
     )
     return rule_json(rule), rule.id
 
 
-async def _project_iam_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _project_iam_list(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     rules = await store.list_project_rules(args.project)
     lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
     payload = {"project": args.project, "rules": [rule_json(r) for r in rules]}
     return payload, "\n".join(lines) or "no rules"
 
 
-async def _project_iam_remove(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _project_iam_remove(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     await store.remove_project_rule(args.project, args.rule_id)
     return {"project": args.project, "removed": args.rule_id}, f"rule {args.rule_id} removed"
 
 
 def _project_rule_status_action(status: RuleStatus) -> Action:
-    async def run(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async def run(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         rule = await store.set_project_rule_status(args.project, args.rule_id, status)
         return rule_json(rule), f"rule {rule.id} {rule.status}"
 
     return run
 
 
-async def _projects_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _projects_create(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     project = await store.create_project(args.project, args.org, check_mode(args.mode))
     return project_json(project), f"project {project.id} created (mode {project.mode})"
 
 
-async def _projects_set_mode(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _projects_set_mode(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     project = await store.set_project_mode(args.project, check_mode(args.mode))
     return project_json(project), f"project {project.id} now in mode {project.mode}"
 
 
 async def _projects_provider_key(
-    store: Store, args: argparse.Namespace
+    store: AuditedAdmin, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     source = {"env": args.env} if args.env is not None else {"value": args.value}
     project = await store.set_provider_key(args.project, args.provider, source)
@@ -183,12 +213,16 @@ async def _projects_provider_key(
     return project_json(project), f"project {project.id}: {args.provider} key from {where}"
 
 
-async def _projects_archive(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _projects_archive(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     project = await store.archive_project(args.project)
     return project_json(project), f"project {project.id} archived"
 
 
-async def _projects_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _projects_list(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     projects = await store.list_projects()
     lines = [
         f"{p.id}  org {p.organization_id}  {p.mode}  {p.status}  {p.name}".rstrip()
@@ -198,9 +232,11 @@ async def _projects_list(store: Store, args: argparse.Namespace) -> tuple[dict[s
 
 
 # -- keys ---------------------------------------------------------------------------
-async def _keys_create(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _keys_create(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     limit = None if args.usage_limit is None else parse_money(args.usage_limit, "--usage-limit")
-    key, token = await store.create_key(args.project, limit, args.description)
+    key, token = await store.create_key(
+        args.project, limit, args.description, expires_at=args.expires_at
+    )
     text = (
         f"{token}\n"
         f"key {key.id} created in project {key.project_id}; "
@@ -209,25 +245,32 @@ async def _keys_create(store: Store, args: argparse.Namespace) -> tuple[dict[str
     return {**key_json(key), "token": token}, text
 
 
-async def _keys_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _keys_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     keys = await store.list_keys(args.project)
-    return {"keys": [key_json(k) for k in keys]}, "\n".join(map(_key_line, keys)) or "no keys"
+    activity = await store.key_activity(None)
+    lines = [_key_line(k, activity.get(k.id)) for k in keys]
+    return {"keys": [key_json(k, activity.get(k.id)) for k in keys]}, "\n".join(lines) or (
+        "no keys"
+    )
 
 
-async def _keys_show(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _keys_show(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     key = await store.get_key(args.id)
-    return key_json(key), _key_line(key)
+    seen = (await store.key_activity([key.id])).get(key.id)
+    return key_json(key, seen), _key_line(key, seen)
 
 
 def _status_action(status: str, verb: str) -> Action:
-    async def run(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async def run(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         key = await store.set_key_status(args.id, check_key_status(status))
         return key_json(key), f"key {key.id} {verb}"
 
     return run
 
 
-async def _keys_set_limit(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _keys_set_limit(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     raw: str = args.limit
     limit = None if raw.strip().lower() == "none" else parse_money(raw, "usage limit")
     key = await store.set_usage_limit(args.id, limit)
@@ -235,17 +278,36 @@ async def _keys_set_limit(store: Store, args: argparse.Namespace) -> tuple[dict[
     return key_json(key), f"key {key.id} now has {shown}"
 
 
-async def _keys_rename(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _keys_rename(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     key = await store.rename_key(args.id, args.description)
     return key_json(key), f"key {key.id} is now called `{key.description}`"
 
 
-async def _iam_add(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _keys_set_expiry(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    raw: str = args.expires_at
+    key = await store.set_key_expiry(args.id, None if raw.strip().lower() == "none" else raw)
+    shown = f"expires at {key.expires_at}" if key.expires_at else "never expires"
+    return key_json(key), f"key {key.id} now {shown}"
+
+
+async def _keys_rotate(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    key, token = await store.rotate_key(args.id, parse_grace(args.grace))
+    old = "stops working now" if args.grace == 0 else f"works for {args.grace:g} more seconds"
+    text = (
+        f"{token}\n"
+        f"key {key.id} has a new token (shown only once, store it now); the old token {old}"
+    )
+    return {"id": key.id, "token": token}, text
+
+
+async def _iam_add(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     rule = await store.add_rule(args.id, check_rule_type(args.type), tuple(args.values))
     return rule_json(rule), rule.id
 
 
-async def _iam_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _iam_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     rules = await store.list_rules(args.id)
     lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
     return {"key_id": args.id, "rules": [rule_json(r) for r in rules]}, "\n".join(lines) or (
@@ -253,17 +315,29 @@ async def _iam_list(store: Store, args: argparse.Namespace) -> tuple[dict[str, A
     )
 
 
-async def _iam_remove(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _iam_remove(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     await store.remove_rule(args.id, args.rule_id)
     return {"key_id": args.id, "removed": args.rule_id}, f"rule {args.rule_id} removed"
 
 
 def _rule_status_action(status: RuleStatus) -> Action:
-    async def run(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    async def run(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         rule = await store.set_rule_status(args.id, args.rule_id, status)
         return rule_json(rule), f"rule {rule.id} {rule.status}"
 
     return run
+
+
+# -- audit log ----------------------------------------------------------------------
+async def _audit_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    since = parse_expiry(args.since, "--since") if args.since else None
+    entries = await store.list_audit(since, args.object, args.limit)
+    lines = [
+        f"{e.time}  {e.actor} {e.client}  {e.action} {e.object_type} {e.object_id}  "
+        f"{json.dumps(e.before)} -> {json.dumps(e.after)}"
+        for e in entries
+    ]
+    return {"entries": [audit_json(e) for e in entries]}, "\n".join(lines) or "no entries"
 
 
 # -- running a command --------------------------------------------------------------
@@ -297,7 +371,7 @@ async def _run(
     try:
         await store.migrate()
         await store.ensure_defaults()
-        return await action(store, args)
+        return await action(AuditedAdmin(store, cli_actor()), args)
     finally:
         await store.close()
 
@@ -320,6 +394,7 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser | None = None)
     _add_projects(subparsers, common)
     _add_keys(subparsers, common)
     _add_secrets(subparsers, common)
+    _add_audit(subparsers, common)
 
 
 def _command(
@@ -348,7 +423,9 @@ def _add_secrets(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-async def _secrets_migrate(store: Store, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _secrets_migrate(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
     hashes, values = await store.protect_secrets()
     text = f"{hashes} token hashes keyed, {values} provider keys encrypted"
     return {"token_hashes_keyed": hashes, "provider_keys_encrypted": values}, text
@@ -427,6 +504,9 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("--project", required=True)
     create.add_argument("--usage-limit", help="USD, e.g. 100.00 (default: unlimited)")
     create.add_argument("--description", default="")
+    create.add_argument(
+        "--expires-at", help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z (default: never)"
+    )
     listing = _command(group, "list", common, _keys_list, "list keys")
     listing.add_argument("--project")
     _command(group, "show", common, _keys_show, "show one key").add_argument("id")
@@ -444,6 +524,22 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     rename = _command(group, "rename", common, _keys_rename, "change a key's description")
     rename.add_argument("id")
     rename.add_argument("description")
+    set_expiry = _command(
+        group, "set-expiry", common, _keys_set_expiry, "set or clear a key's expiry"
+    )
+    set_expiry.add_argument("id")
+    set_expiry.add_argument(
+        "expires_at", help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z, or `none`"
+    )
+    rotate = _command(group, "rotate", common, _keys_rotate, "give a key a new token (shown once)")
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the old token keeps working (default 0: it stops at once)",
+    )
     iam = group.add_parser("iam", help="a key's IAM rules")
     iam_group = iam.add_subparsers(dest="iam_command", required=True)
     add = _command(iam_group, "add", common, _iam_add, "add a rule (prints its id)")
@@ -464,3 +560,14 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
         )
         toggle.add_argument("id")
         toggle.add_argument("rule_id")
+
+
+def _add_audit(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    audit = subparsers.add_parser("audit", help="the audit log of administrative changes")
+    group = audit.add_subparsers(dest="audit_command", required=True)
+    listing = _command(group, "list", common, _audit_list, "list audit entries, oldest first")
+    listing.add_argument("--since", help="RFC 3339 time, e.g. 2026-12-01T00:00:00Z")
+    listing.add_argument(
+        "--object", help="an object type (key, project, organization, rule), an id, or type:id"
+    )
+    listing.add_argument("--limit", type=int, default=1000, help="the newest N (default 1000)")

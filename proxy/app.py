@@ -25,7 +25,8 @@ from proxy.api_route import OPERATION_OPT, api_middleware
 from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
 from proxy.forwarded import TrustedProxies
-from proxy.gateway import Gateway
+from proxy.gateway import Gateway, utc_now
+from proxy.key_activity import DEFAULT_ACTIVITY_INTERVAL, ActivityRecorder
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
 from proxy.openapi_docs import (
@@ -265,9 +266,11 @@ def create_app(
     policy: PolicyHolder | None = None,
     store_factory: StoreFactory = open_configured_store,
     worker_share: WorkerShare | None = None,
+    clock: Callable[[], str] | None = None,
 ) -> Litestar:
     """The app; loading the policy here means a bad policy fails before serving.
-    `worker_share` is set in the processes of `gateway serve --workers N`."""
+    `worker_share` is set in the processes of `gateway serve --workers N`; `clock`
+    (tests) is the request time the policy sees, RFC 3339 UTC."""
     holder = policy or PolicyHolder(config.policy_dir, config.catalog_path)
     metrics = Metrics((("worker", worker_share.worker),) if worker_share else ())
     upstream = AiohttpUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
@@ -285,6 +288,9 @@ def create_app(
         store = KeyCachingStore(await store_factory(config))
         await upstream.start()
         app.state.store = store
+        activity = ActivityRecorder(store, clock or utc_now)
+        app.state.activity = activity
+        recording = asyncio.create_task(activity.run(DEFAULT_ACTIVITY_INTERVAL))
         app.state.gateway = Gateway(
             config=config,
             store=store,
@@ -292,6 +298,8 @@ def create_app(
             upstream=upstream,
             providers=providers,
             metrics=metrics,
+            clock=clock,
+            activity=activity,
         )
         watcher = None
         if config.reload_interval > 0:
@@ -308,6 +316,9 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            recording.cancel()  # flushes what is left before it ends
+            with contextlib.suppress(asyncio.CancelledError):
+                await recording
             await upstream.stop()
             await store.close()
 

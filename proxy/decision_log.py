@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -27,6 +28,8 @@ class _Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     decision: str
     status: int
     reason: str | None = None
+    # The decision's first reason code: `expired`, `token_rotated`, an IAM rule type...
+    reason_code: str | None = None
     policy_ms: float | None = None
     upstream_ms: float | None = None
     total_ms: float
@@ -38,8 +41,11 @@ class _Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class DecisionRecord:
     """Collects the facts of one request as it goes; `emit` writes the line once."""
 
-    def __init__(self, operation: str) -> None:
+    def __init__(
+        self, operation: str, on_emit: Callable[[DecisionRecord], None] | None = None
+    ) -> None:
         self.started = time.perf_counter()
+        self._on_emit = on_emit
         self.operation = operation
         self.key_id: str | None = None
         self.client: str | None = None
@@ -47,6 +53,7 @@ class DecisionRecord:
         self.provider: str | None = None
         self.allowed = False
         self.reason: str | None = None
+        self.reason_code: str | None = None
         self.policy_seconds: float | None = None
         self.upstream_seconds: float | None = None
         self.prompt_tokens: int | None = None
@@ -58,6 +65,8 @@ class DecisionRecord:
         if self._emitted:
             return
         self._emitted = True
+        if self._on_emit is not None:
+            self._on_emit(self)
         if not logger.isEnabledFor(logging.INFO):
             return
         line = _Line(
@@ -69,6 +78,7 @@ class DecisionRecord:
             decision="allow" if self.allowed else "deny",
             status=status,
             reason=self.reason,
+            reason_code=self.reason_code,
             policy_ms=_ms(self.policy_seconds),
             upstream_ms=_ms(self.upstream_seconds),
             total_ms=round((time.perf_counter() - self.started) * 1000, 3),

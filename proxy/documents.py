@@ -66,6 +66,15 @@ RuleType = Literal[
 RuleStatus = Literal["active", "inactive"]
 BillingMode = Literal["provider-key", "credits"]
 
+# A moment as the proxy writes it: RFC 3339, UTC, whole seconds (`2027-01-01T00:00:00Z`).
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        description="RFC 3339 in UTC to the second, e.g. `2027-01-01T00:00:00Z`.",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
 # Money: a non-negative-or-negative USD amount, exact, carried as a decimal string.
 Money = Annotated[
     Decimal,
@@ -107,7 +116,7 @@ class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     `max_output_tokens` on `responses`."""
     stream: bool = False
     """True when the client asked for a streamed response."""
-    time: str
+    time: Timestamp
     """When the request arrived, RFC 3339 in UTC (e.g. `2026-11-27T10:00:00Z`); policies
     read the clock only through this field."""
     client_ip: str
@@ -133,6 +142,12 @@ class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """The project the key belongs to."""
     iam_rules: tuple[IamRuleDocument, ...] = ()
     """The key's own IAM rules from the key store."""
+    expires_at: Timestamp | None = None
+    """When the key expires (from then on it is refused like a disabled key, check 2);
+    None when it never does."""
+    token_expires_at: Timestamp | None = None
+    """Set when the token presented is the key's previous one, kept for a grace period
+    after a rotation: when that grace period ends. None for the key's current token."""
 
 
 class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -38,6 +38,7 @@ from proxy.decision_log import DecisionRecord
 from proxy.documents import Decision, Operation, RequestDocument
 from proxy.errors import anthropic_error_body, error_body
 from proxy.input_document import build_input, gateway_info
+from proxy.key_activity import ActivityRecorder
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
 from proxy.mock_provider import MockProvider
@@ -120,6 +121,7 @@ class _Asked(msgspec.Struct, frozen=True, kw_only=True):
     parsed: ParsedBody
     body_size: int
     headers: tuple[tuple[str, str], ...]  # the client's headers that go upstream
+    token_hash: str  # of the token presented ("" for none)
     policy: LoadedPolicy
     record: DecisionRecord  # mutable on purpose: filled in as the request goes
 
@@ -146,6 +148,7 @@ class Gateway:
         providers: ProviderDirectory,
         metrics: Metrics,
         clock: Callable[[], str] | None = None,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -156,6 +159,7 @@ class Gateway:
         self._metrics = metrics
         self._mock = MockProvider()
         self._clock = clock or _SecondClock()
+        self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
 
     @property
@@ -184,7 +188,7 @@ class Gateway:
         self, operation: Operation, headers: Mapping[str, str], client_ip: str, body: bytes
     ) -> Reply:
         """Answer one API request (`body` is empty for `models.list`)."""
-        record = DecisionRecord(operation)
+        record = DecisionRecord(operation, self._note_activity)
         record.client = client_ip
         try:
             return await self._handle(operation, headers, client_ip, body, record)
@@ -195,6 +199,10 @@ class Gateway:
         except Exception:
             self._abandoned(record, 500, "gateway error (see the traceback)")
             raise
+
+    def _note_activity(self, record: DecisionRecord) -> None:
+        if record.key_id is not None and self._activity is not None:
+            self._activity.note(record.key_id, record.prompt_tokens, record.completion_tokens)
 
     def _abandoned(self, record: DecisionRecord, status: int, reason: str) -> None:
         record.reason = record.reason or reason
@@ -215,6 +223,7 @@ class Gateway:
             return self._finish(record, self._no_decision(operation))
         if not decision.allow:
             record.reason = decision.message
+            record.reason_code = decision.reasons[0].code if decision.reasons else None
             return self._finish(record, self.error(decision.status, decision.message, operation))
         if context is None:  # a policy that allows an unknown key is broken
             return self._finish(record, self._no_decision(operation))
@@ -237,28 +246,30 @@ class Gateway:
         documented 401 and an anonymous caller cannot make the gateway parse anything."""
         token = read_token(headers)
         context = None
+        # INVARIANT: every re-read uses the hash of the token presented, not the key's
+        # current hash: after a rotation they differ, and only the former carries the
+        # presented token's own expiry (`token_expires_at`).
+        token_hash = "" if token is None else self._store.hash_token(token)
         if token is not None:
             # The key cache serves only calls that reserve usage: there the atomic
             # reservation re-checks the live figures. A models list reserves nothing, so
             # it reads the live record.
-            context = await self._store.key_context(
-                self._store.hash_token(token), fresh=operation == "models.list"
-            )
+            context = await self._store.key_context(token_hash, fresh=operation == "models.list")
         readable = context is not None and operation != "models.list"
         forwarded = upstream_headers(operation, headers) if readable else None
-        asked = self._asked(operation, token is not None, client_ip, body, forwarded, record)
+        asked = self._asked(operation, token_hash, client_ip, body, forwarded, record)
         decision = self._decide(asked, context)
         if context is not None and decision is not None and not decision.allow:
             # The record may come from the key cache: a refusal is always judged on the
             # live one, so a limit raised or a key re-enabled elsewhere counts at once.
-            context = await self._store.key_context(context.key.token_hash, fresh=True)
+            context = await self._store.key_context(token_hash, fresh=True)
             decision = self._decide(asked, context)
         return asked, context, decision
 
     def _asked(
         self,
         operation: Operation,
-        token_present: bool,
+        token_hash: str,
         client_ip: str,
         body: bytes,
         forwarded: tuple[tuple[str, str], ...] | None,
@@ -274,7 +285,7 @@ class Gateway:
         record.model = parsed.model
         request = RequestDocument(
             operation=operation,
-            token_present=token_present,
+            token_present=bool(token_hash),
             model=parsed.model,
             body_error=parsed.error,
             max_tokens=parsed.max_tokens,
@@ -289,6 +300,7 @@ class Gateway:
             parsed=parsed,
             body_size=len(body),
             headers=forwarded or (),
+            token_hash=token_hash,
             policy=self._policy.current,
             record=record,
         )
@@ -381,7 +393,7 @@ class Gateway:
                 return outcome
             if isinstance(outcome, TimedOut):
                 break
-            fresh = await self._store.key_context(context.key.token_hash, fresh=True) or context
+            fresh = await self._store.key_context(asked.token_hash, fresh=True) or context
             decision = self._decide(asked, fresh)
             if decision is None:
                 return self._no_decision(asked.operation)

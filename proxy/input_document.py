@@ -49,6 +49,8 @@ def build_input(
             usage_limit=key.usage_limit,
             project_id=key.project_id,
             iam_rules=tuple(_rule(rule) for rule in context.rules),
+            expires_at=key.expires_at,
+            token_expires_at=context.token_expires_at,
         ),
         project=ProjectDocument(
             id=project.id,

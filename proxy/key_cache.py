@@ -32,8 +32,10 @@ from decimal import Decimal
 from proxy.store.base import (
     Admitted,
     ApiKey,
+    AuditEntry,
     Claim,
     IamRule,
+    KeyActivity,
     KeyContext,
     KeyStatus,
     Organization,
@@ -255,9 +257,28 @@ class KeyCachingStore:
             self.invalidate()
 
     async def create_key(
-        self, project_id: str, usage_limit: Decimal | None, description: str
+        self,
+        project_id: str,
+        usage_limit: Decimal | None,
+        description: str,
+        *,
+        expires_at: str | None = None,
     ) -> tuple[ApiKey, str]:
-        return await self.inner.create_key(project_id, usage_limit, description)
+        return await self.inner.create_key(
+            project_id, usage_limit, description, expires_at=expires_at
+        )
+
+    async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
+        try:
+            return await self.inner.set_key_expiry(key_id, expires_at)
+        finally:
+            self.invalidate()
+
+    async def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[ApiKey, str]:
+        try:
+            return await self.inner.rotate_key(key_id, grace_seconds)
+        finally:
+            self.invalidate()
 
     async def get_key(self, key_id: str) -> ApiKey:
         return await self.inner.get_key(key_id)
@@ -300,3 +321,18 @@ class KeyCachingStore:
             return await self.inner.set_rule_status(key_id, rule_id, status)
         finally:
             self.invalidate()
+
+    # -- audit log ---------------------------------------------------------------------
+    async def add_key_activity(self, rows: list[KeyActivity]) -> None:
+        await self.inner.add_key_activity(rows)
+
+    async def key_activity(self, key_ids: list[str] | None = None) -> dict[str, KeyActivity]:
+        return await self.inner.key_activity(key_ids)
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self.inner.record_audit(entry)
+
+    async def list_audit(
+        self, since: str | None, object_filter: str | None, limit: int
+    ) -> list[AuditEntry]:
+        return await self.inner.list_audit(since, object_filter, limit)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,6 +78,33 @@ def _decimal_strings() -> st.SearchStrategy[str]:
     # draws take the shared amount.
     shared = st.shared(pool, key="policy_engine.tooling.schema_strategy.decimal")
     return _weighted([(2, shared), (1, pool), (1, amounts.map(lambda d: format(d, "f")))])
+
+
+_RFC3339_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _date_time_strings(local_words: Sequence[str] = ()) -> st.SearchStrategy[str]:
+    """RFC 3339 UTC times. Expiry checks go wrong at the tie, so, as with amounts, half the
+    draws share one time per document and many are a second away from it; near a seed,
+    the times are mostly the seed's own times or a second away from one of them."""
+    moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(
+        lambda t: t.replace(microsecond=0)
+    )
+    local = [t for t in map(_parsed_time, local_words) if t is not None]
+    if local:
+        moments = _weighted([(3, st.sampled_from(local)), (1, moments)])
+    shared = st.shared(moments, key="policy_engine.tooling.schema_strategy.date-time")
+    near = st.tuples(_weighted([(1, shared), (1, moments)]), st.sampled_from((-1, 1))).map(
+        lambda pair: pair[0] + timedelta(seconds=pair[1])
+    )
+    return _weighted([(2, shared), (2, near), (1, moments)]).map(lambda t: t.strftime(_RFC3339_UTC))
+
+
+def _parsed_time(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, _RFC3339_UTC)
+    except ValueError:
+        return None
 
 
 def _weighted(options: Sequence[tuple[int, st.SearchStrategy[Any]]]) -> st.SearchStrategy[Any]:
@@ -200,7 +228,7 @@ class _Builder:
                 return _decimal_strings().filter(lambda a: bool(pattern.fullmatch(a)))
             return st.from_regex(pattern, fullmatch=True)
         if schema.get("format") == "date-time":
-            return st.datetimes().map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            return _date_time_strings(self.local_words)
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if low == 0 and high is None:
             return _free_strings(self.dictionary, self.local_words)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Router
 from litestar.di import Provide
 
+from proxy.dashboard.audit_views import list_audit
 from proxy.dashboard.auth import session_guard, show_signin, sign_in, sign_out
 from proxy.dashboard.context import DashboardContext, StoreProvider
 from proxy.dashboard.decision_log import DecisionLogReader
@@ -16,6 +17,8 @@ from proxy.dashboard.keys_views import (
     list_keys,
     remove_rule,
     rename_key,
+    rotate_key,
+    set_expiry,
     set_limit,
     set_rule_status,
     set_status,
@@ -59,6 +62,8 @@ ROUTE_HANDLERS = [
     set_status,
     confirm_delete,
     delete_key,
+    rotate_key,
+    set_expiry,
     set_limit,
     rename_key,
     add_rule,
@@ -79,6 +84,7 @@ ROUTE_HANDLERS = [
     set_provider_key,
     remove_provider_key,
     set_credits,
+    list_audit,
 ]
 
 

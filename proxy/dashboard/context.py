@@ -10,8 +10,10 @@ import jinja2
 from litestar import Request, Response
 from litestar.enums import MediaType
 
+from proxy.audit import Actor, AuditedAdmin
 from proxy.dashboard.decision_log import DecisionLogReader
 from proxy.dashboard.session import Session, SessionSigner
+from proxy.forwarded import client_address
 from proxy.store.base import Store
 from proxy.throttle import FailedAttempts
 
@@ -63,8 +65,10 @@ class DashboardContext:
             undefined=jinja2.StrictUndefined,
         )
 
-    def store(self, request: AnyRequest) -> Store:
-        return self.store_provider(request)
+    def store(self, request: AnyRequest) -> AuditedAdmin:
+        """The app's store; every change through it is audited as the dashboard's."""
+        actor = Actor(kind="dashboard", client=client_address(request))
+        return AuditedAdmin(self.store_provider(request), actor)
 
     def url(self, path: str) -> str:
         return f"{self.prefix}{path}"

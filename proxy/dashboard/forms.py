@@ -8,7 +8,7 @@ from typing import get_args
 
 from litestar.datastructures import FormMultiDict
 
-from proxy.store.base import ApiKey, RuleType
+from proxy.store.base import ApiKey, KeyActivity, RuleType
 
 __all__ = [
     "RULE_TYPES",
@@ -108,7 +108,7 @@ def mask_secret(source: dict[str, str]) -> str:
 class KeyRow:
     """One key as the pages show it."""
 
-    def __init__(self, key: ApiKey) -> None:
+    def __init__(self, key: ApiKey, activity: KeyActivity | None = None) -> None:
         self.id = key.id
         self.project_id = key.project_id
         self.description = key.description
@@ -122,10 +122,16 @@ class KeyRow:
         self.bar_percent = _bar_percent(key.usage, key.usage_limit)
         self.used_label = _used_label(key.usage, key.usage_limit)
         self.created_at = key.created_at
+        self.expires_at = key.expires_at
+        seen = activity or KeyActivity(key_id=key.id)
+        self.last_used_at = seen.last_used_at
+        self.requests = seen.requests
+        self.prompt_tokens = seen.prompt_tokens
+        self.completion_tokens = seen.completion_tokens
 
 
-def key_row(key: ApiKey) -> KeyRow:
-    return KeyRow(key)
+def key_row(key: ApiKey, activity: KeyActivity | None = None) -> KeyRow:
+    return KeyRow(key, activity)
 
 
 def _used_label(usage: Decimal, limit: Decimal | None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
+from proxy.audit import AuditedAdmin
 from proxy.dashboard.context import DashboardContext, page_headers
 from proxy.dashboard.forms import (
     RULE_TYPES,
@@ -23,7 +24,9 @@ from proxy.dashboard.forms import (
     usd_exact,
 )
 from proxy.dashboard.usage_chart import daily_usage_svg
-from proxy.store.base import NotFound, StoreError
+from proxy.key_activity import ActivityRecorder
+from proxy.store.base import KeyActivity, NotFound, StoreError
+from proxy.store.common import parse_grace
 
 __all__ = [
     "add_rule",
@@ -33,6 +36,8 @@ __all__ = [
     "list_keys",
     "remove_rule",
     "rename_key",
+    "rotate_key",
+    "set_expiry",
     "set_limit",
     "set_rule_status",
     "set_status",
@@ -62,6 +67,17 @@ async def _act(
     return Redirect(back, status_code=303, headers=page_headers())
 
 
+async def _activity(
+    request: AnyRequest, store: AuditedAdmin, key_ids: list[str] | None
+) -> dict[str, KeyActivity]:
+    """The keys' activity, this instance's latest counts included (when served by the
+    gateway app, which records them)."""
+    recorder: ActivityRecorder | None = getattr(request.app.state, "activity", None)
+    if recorder is not None:
+        await recorder.flush()
+    return await store.key_activity(key_ids)
+
+
 @get("/keys")
 async def list_keys(
     request: AnyRequest, dashboard: DashboardContext, project: str | None = None
@@ -70,8 +86,13 @@ async def list_keys(
     projects = await store.list_projects()
     shown = [p for p in projects if project in (None, "", p.id)]
     keys = await store.list_keys(project or None)
+    activity = await _activity(request, store, None)
     sections = [
-        {"project": p, "rows": [key_row(k) for k in keys if k.project_id == p.id]} for p in shown
+        {
+            "project": p,
+            "rows": [key_row(k, activity.get(k.id)) for k in keys if k.project_id == p.id],
+        }
+        for p in shown
     ]
     return dashboard.render(
         request,
@@ -92,7 +113,9 @@ async def create_key(request: AnyRequest, dashboard: DashboardContext) -> Respon
     except (FormError, StoreError) as error:
         return dashboard.error(request, str(error), back=back)
     # INVARIANT: the plain token exists only in this one response body.
-    return dashboard.render(request, "key_created.html", {"key": key_row(key), "token": token})
+    return dashboard.render(
+        request, "key_created.html", {"key": key_row(key), "token": token, "rotated": False}
+    )
 
 
 @get("/keys/{key_id:str}")
@@ -109,7 +132,7 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
         request,
         "key.html",
         {
-            "key": key_row(key),
+            "key": key_row(key, (await _activity(request, store, [key.id])).get(key.id)),
             "rules": rules,
             "rule_types": RULE_TYPES,
             "recent": recent,
@@ -189,6 +212,38 @@ async def rename_key(
         return await dashboard.store(request).rename_key(key_id, field(form, "description"))
 
     return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)
+
+
+@post("/keys/{key_id:str}/expiry", status_code=303)
+async def set_expiry(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str
+) -> Response[Any]:
+    form = await request.form()
+
+    async def change() -> object:
+        return await dashboard.store(request).set_key_expiry(
+            key_id, field(form, "expires_at") or None
+        )
+
+    return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)
+
+
+@post("/keys/{key_id:str}/rotate", status_code=200)
+async def rotate_key(
+    request: AnyRequest, dashboard: DashboardContext, key_id: str
+) -> Response[Any]:
+    form = await request.form()
+    back = dashboard.url(f"/keys/{key_id}")
+    try:
+        key, token = await dashboard.store(request).rotate_key(
+            key_id, parse_grace(field(form, "grace_seconds") or "0")
+        )
+    except StoreError as error:
+        return dashboard.error(request, str(error), back=back)
+    # INVARIANT: the plain token exists only in this one response body.
+    return dashboard.render(
+        request, "key_created.html", {"key": key_row(key), "token": token, "rotated": True}
+    )
 
 
 @post("/keys/{key_id:str}/rules", status_code=303)

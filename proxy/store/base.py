@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 __all__ = [
     "Admitted",
     "ApiKey",
+    "AuditEntry",
     "Claim",
     "Conflict",
     "IamRule",
+    "KeyActivity",
     "KeyContext",
     "KeyStatus",
     "NotFound",
@@ -105,6 +107,8 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     usage: Decimal  # settled usage only
     description: str
     created_at: str  # RFC 3339, UTC
+    # RFC 3339 UTC (`2027-01-01T00:00:00Z`); from then on the key is refused (check 2).
+    expires_at: str | None = None
 
 
 class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +121,9 @@ class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
     organization: Organization
     credits_reserved: Decimal
     project_rules: tuple[ProjectRule, ...] = ()
+    # Set when the token presented is the key's previous one, kept after a rotation:
+    # the end of its grace period (RFC 3339 UTC). None for the key's current token.
+    token_expires_at: str | None = None
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,6 +158,30 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True):
     the organization's credits are used up (`credits`)."""
 
     reason: Literal["limit", "credits"]
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One administrative change (`proxy.audit`). INVARIANT: no token, hash or secret."""
+
+    time: str  # RFC 3339, UTC
+    actor: str  # `cli`, `admin-api` or `dashboard`
+    client: str  # the client's address, or `user@host` for the CLI
+    action: str  # e.g. `create`, `set_usage_limit`, `rotate`
+    object_type: str  # `organization`, `project`, `key` or `rule`
+    object_id: str
+    before: dict[str, Any] | None  # the fields that changed, as they were (None: created)
+    after: dict[str, Any] | None  # ... and as they are now (None: removed)
+    seq: int = 0  # the store's order of recording; 0 until recorded
+
+
+class KeyActivity(msgspec.Struct, frozen=True, kw_only=True):
+    """How much a key was used (requests whose key was known, allowed or not)."""
+
+    key_id: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_used_at: str | None = None  # RFC 3339 UTC
 
 
 class Store(Protocol):
@@ -263,9 +294,15 @@ class Store(Protocol):
     ) -> ProjectRule: ...
     async def remove_project_rule(self, project_id: str, rule_id: str) -> None: ...
     async def create_key(
-        self, project_id: str, usage_limit: Decimal | None, description: str
+        self,
+        project_id: str,
+        usage_limit: Decimal | None,
+        description: str,
+        *,
+        expires_at: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """Returns the key record and the plain token (shown once, never stored)."""
+        """Returns the key record and the plain token (shown once, never stored).
+        `expires_at` is normalised with `common.parse_expiry`."""
         ...
 
     async def get_key(self, key_id: str) -> ApiKey: ...
@@ -274,6 +311,15 @@ class Store(Protocol):
     async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey: ...
     async def rename_key(self, key_id: str, description: str) -> ApiKey:
         """Change the key's description, the name people know it by (deleted keys too)."""
+
+    async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
+        """Set (RFC 3339, normalised to UTC seconds) or clear the key's expiry."""
+        ...
+
+    async def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[ApiKey, str]:
+        """A new token for the same key record (usage, limits, rules kept). The previous
+        token keeps working for `grace_seconds` (0: refused at once); a token rotated out
+        earlier stops at once. Raises Conflict for a deleted key."""
         ...
 
     async def add_rule(
@@ -283,4 +329,25 @@ class Store(Protocol):
     async def remove_rule(self, key_id: str, rule_id: str) -> None: ...
     async def set_rule_status(self, key_id: str, rule_id: str, status: RuleStatus) -> IamRule:
         """Turn a rule off (`inactive`: kept, but not applied) or on again."""
+
+    # -- key activity ---------------------------------------------------------------
+    async def add_key_activity(self, rows: list[KeyActivity]) -> None:
+        """Add each row's counts to the key's totals; `last_used_at` keeps the later."""
+        ...
+
+    async def key_activity(self, key_ids: list[str] | None = None) -> dict[str, KeyActivity]:
+        """The totals of the keys named (every key with activity when None)."""
+        ...
+
+    # -- audit log ------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> None:
+        """Append one entry (its `seq` is assigned by the store)."""
+        ...
+
+    async def list_audit(
+        self, since: str | None, object_filter: str | None, limit: int
+    ) -> list[AuditEntry]:
+        """Entries in the order recorded, oldest first: at or after `since` (RFC 3339)
+        when given; `object_filter` is an object type (`key`), an id (`key_3f…`) or both
+        (`key:key_3f…`). At most `limit`, the newest ones."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -16,9 +17,11 @@ import msgspec
 from proxy.store.base import (
     Admitted,
     ApiKey,
+    AuditEntry,
     Claim,
     Conflict,
     IamRule,
+    KeyActivity,
     KeyStatus,
     NotFound,
     Organization,
@@ -35,6 +38,7 @@ from proxy.store.base import (
 
 __all__ = [
     "ADMISSION_TICKET_TTL",
+    "AUDIT_COLUMNS",
     "DEFAULT_ORG_CREDITS",
     "DEFAULT_ORG_ID",
     "DEFAULT_PROJECT_ID",
@@ -43,12 +47,16 @@ __all__ = [
     "KEY_STATUSES",
     "PROJECT_MODES",
     "RULE_TYPES",
+    "activity_from_row",
     "admission_outcome",
+    "audit_entry_from_row",
+    "audit_filter",
     "check_description",
     "check_key_status",
     "check_mode",
     "check_name",
     "check_provider_source",
+    "check_rotation",
     "check_rule_status",
     "check_rule_type",
     "check_status_change",
@@ -61,9 +69,12 @@ __all__ = [
     "now_epoch",
     "now_rfc3339",
     "organization_from_row",
+    "parse_expiry",
+    "parse_grace",
     "parse_money",
     "project_from_row",
     "project_rule_from_row",
+    "rfc3339_after",
     "rule_from_row",
 ]
 
@@ -75,6 +86,7 @@ DEFAULT_RESERVATION_TTL = 600.0
 # A request waiting for admission refreshes its place in line at least this often; a
 # ticket not refreshed (its gateway died) stops counting after this many seconds.
 ADMISSION_TICKET_TTL = 2.0
+_MAX_GRACE_SECONDS = 30 * 24 * 3600
 
 PROJECT_MODES: tuple[ProjectMode, ...] = ("api-keys", "credits", "hybrid")
 KEY_STATUSES: tuple[KeyStatus, ...] = ("active", "inactive", "deleted")
@@ -132,6 +144,51 @@ def check_status_change(key_id: str, current: KeyStatus, new: KeyStatus) -> None
     """Deletion is permanent (contract: "Key has been permanently removed")."""
     if current == "deleted" and new != "deleted":
         raise Conflict(f"key `{key_id}` is deleted and cannot be re-enabled; create a new key")
+
+
+def parse_expiry(value: str | None, what: str = "expires_at") -> str | None:
+    """An RFC 3339 time (`2027-01-01T00:00:00Z`, or with an offset) as UTC seconds
+    `YYYY-MM-DDTHH:MM:SSZ`, the one form the store, the input document and the policy
+    compare; None or an empty string means "never expires"."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise StoreError(
+            f"{what}: `{value}` is not an RFC 3339 time; write it like `2027-01-01T00:00:00Z`"
+        ) from None
+    if parsed.tzinfo is None:
+        raise StoreError(
+            f"{what}: `{value}` has no time zone; add `Z` for UTC, e.g. `2027-01-01T00:00:00Z`"
+        )
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_grace(seconds: float | int | str) -> float:
+    """A rotation's grace period in seconds: zero or more, at most 30 days."""
+    try:
+        grace = float(seconds)
+    except (TypeError, ValueError):
+        raise StoreError(f"grace: `{seconds}` is not a number of seconds, e.g. `3600`") from None
+    if not 0 <= grace <= _MAX_GRACE_SECONDS:
+        raise StoreError(
+            f"grace: `{seconds}` is outside 0..{_MAX_GRACE_SECONDS} seconds (30 days); "
+            "the old token must stop working eventually"
+        )
+    return grace
+
+
+def rfc3339_after(seconds: float) -> str:
+    """Now plus `seconds`, as UTC seconds (rounded up: a grace period is never shorter)."""
+    moment = math.ceil(now_epoch() + seconds)
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_rotation(key_id: str, status: KeyStatus) -> None:
+    if status == "deleted":
+        raise Conflict(f"key `{key_id}` is deleted; a deleted key cannot get a new token")
 
 
 def check_rule_type(rule_type: str) -> RuleType:
@@ -223,7 +280,8 @@ def check_name(name: str, what: str) -> str:
 
 
 KEY_COLUMNS = (
-    "id, token_hash, display, project, status, usage_limit, usage, description, created_at"
+    "id, token_hash, display, project, status, usage_limit, usage, description, created_at, "
+    "expires_at"
 )
 
 
@@ -239,6 +297,7 @@ def key_from_row(row: Sequence[Any]) -> ApiKey:
         usage=Decimal(str(row[6])),
         description=row[7],
         created_at=str(row[8]),
+        expires_at=row[9],
     )
 
 
@@ -268,6 +327,50 @@ def admission_outcome(
     if outcome == "no_org":
         raise NotFound(f"organization `{claim.organization_id}` does not exist")
     raise NotFound(f"key `{claim.key_id}` does not exist")
+
+
+AUDIT_COLUMNS = "seq, time, actor, client, action, object_type, object_id, before, after"
+
+
+def audit_entry_from_row(row: Sequence[Any]) -> AuditEntry:
+    """Row order: AUDIT_COLUMNS (before/after as JSON text or null)."""
+    return AuditEntry(
+        seq=int(row[0]),
+        time=str(row[1]),
+        actor=row[2],
+        client=row[3],
+        action=row[4],
+        object_type=row[5],
+        object_id=row[6],
+        before=None if row[7] is None else msgspec.json.decode(row[7]),
+        after=None if row[8] is None else msgspec.json.decode(row[8]),
+    )
+
+
+def activity_from_row(row: Sequence[Any]) -> KeyActivity:
+    """Row order: key_id, requests, prompt_tokens, completion_tokens, last_used_at."""
+    return KeyActivity(
+        key_id=row[0],
+        requests=int(row[1]),
+        prompt_tokens=int(row[2]),
+        completion_tokens=int(row[3]),
+        last_used_at=row[4] or None,
+    )
+
+
+def audit_filter(object_filter: str | None) -> tuple[str | None, str | None]:
+    """`key` -> (type, None); `key:key_3f…` -> (type, id); anything else is an id."""
+    if not object_filter:
+        return None, None
+    kind, sep, ident = object_filter.partition(":")
+    if sep:
+        return kind, ident
+    if object_filter in AUDIT_OBJECT_TYPES:
+        return object_filter, None
+    return None, object_filter
+
+
+AUDIT_OBJECT_TYPES = ("organization", "project", "project_rule", "key", "rule", "gateway")
 
 
 def log_failed_release(future: asyncio.Future[Any]) -> None:

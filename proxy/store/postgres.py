@@ -40,8 +40,10 @@ from proxy.secret_box import (
 from proxy.store.base import (
     Admitted,
     ApiKey,
+    AuditEntry,
     Claim,
     IamRule,
+    KeyActivity,
     KeyContext,
     KeyStatus,
     NotFound,
@@ -58,17 +60,22 @@ from proxy.store.base import (
 )
 from proxy.store.common import (
     ADMISSION_TICKET_TTL,
+    AUDIT_COLUMNS,
     DEFAULT_ORG_CREDITS,
     DEFAULT_ORG_ID,
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    activity_from_row,
     admission_outcome,
+    audit_entry_from_row,
+    audit_filter,
     check_description,
     check_key_status,
     check_mode,
     check_name,
     check_provider_source,
+    check_rotation,
     check_rule_status,
     check_rule_type,
     check_status_change,
@@ -78,9 +85,12 @@ from proxy.store.common import (
     new_id,
     now_rfc3339,
     organization_from_row,
+    parse_expiry,
+    parse_grace,
     parse_money,
     project_from_row,
     project_rule_from_row,
+    rfc3339_after,
     rule_from_row,
 )
 from proxy.store.pg_pool import ConnectionPool
@@ -372,9 +382,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _RELEASE_WAKING,
         _RECLAIM_TICKETS,
     ),
+    (
+        # Key expiry, and the previous token a rotation keeps for its grace period.
+        "ALTER TABLE api_keys ADD COLUMN expires_at text",
+        "ALTER TABLE api_keys ADD COLUMN previous_token_hash text UNIQUE",
+        "ALTER TABLE api_keys ADD COLUMN previous_token_until text",
+    ),
+    (
+        # The audit log of administrative changes (proxy.audit); never a token or secret.
+        """CREATE TABLE audit_log (
+            seq bigserial PRIMARY KEY,
+            time text NOT NULL,
+            actor text NOT NULL,
+            client text NOT NULL,
+            action text NOT NULL,
+            object_type text NOT NULL,
+            object_id text NOT NULL,
+            before text,
+            after text)""",
+        "CREATE INDEX audit_log_time ON audit_log(time)",
+        "CREATE INDEX audit_log_object ON audit_log(object_id)",
+    ),
+    (
+        # Per-key totals added by each instance's activity flush (proxy.key_activity).
+        """CREATE TABLE key_activity (
+            key_id text PRIMARY KEY,
+            requests bigint NOT NULL DEFAULT 0,
+            prompt_tokens bigint NOT NULL DEFAULT 0,
+            completion_tokens bigint NOT NULL DEFAULT 0,
+            last_used_at text)""",
+    ),
 )
 
-_CONTEXT_QUERY = f"""
+
+def _context_query(token_column: str) -> str:
+    """The key's whole context in one round trip, found by `token_column`; the last two
+    columns are that column's hash and the previous token's grace end."""
+    return f"""
 SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
        k.reserved, p.id, p.organization, p.mode, p.status, p.provider_keys,
        o.id, o.credits, o.credits_reserved,
@@ -383,11 +427,17 @@ SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
                    FROM iam_rules r WHERE r.key_id = k.id), '[]'),
        coalesce((SELECT json_agg(json_build_array(pr.id, pr.project_id, pr.type, pr."values",
                                                   pr.status) ORDER BY pr.seq)
-                   FROM project_rules pr WHERE pr.project_id = p.id), '[]')
+                   FROM project_rules pr WHERE pr.project_id = p.id), '[]'),
+       k.{token_column}, k.previous_token_until
   FROM api_keys k
   JOIN projects p ON p.id = k.project
   JOIN organizations o ON o.id = p.organization
- WHERE k.token_hash IN (%s, %s)"""  # noqa: S608 - constant column list
+ WHERE k.{token_column} IN (%s, %s)"""  # noqa: S608 - constant column names
+
+
+_CONTEXT_QUERY = _context_query("token_hash")
+# A token rotated out and still in its grace period (asked only when the first misses).
+_PREVIOUS_CONTEXT_QUERY = _context_query("previous_token_hash")
 
 _PROJECT_COLUMNS = "id, organization, mode, status, provider_keys, name"
 _ORG_COLUMNS = "id, credits, name"
@@ -514,11 +564,14 @@ class PostgresStore:
             await self.reclaim_expired()
         keyed, plain = lookup_forms(token_hash, self._secrets)
         row = await self._fetchone(_CONTEXT_QUERY, (keyed, plain))
-        if row is None or not (hashes_match(row[1], keyed) or hashes_match(row[1], plain)):
+        previous = row is None
+        if previous:
+            row = await self._fetchone(_PREVIOUS_CONTEXT_QUERY, (keyed, plain))
+        if row is None or not (hashes_match(row[-2], keyed) or hashes_match(row[-2], plain)):
             return None
         n = len(KEY_COLUMNS.split(","))
         key = key_from_row(row[:n])
-        if key.token_hash != keyed:
+        if not previous and key.token_hash != keyed:
             # Stored by a process without the secret: converted on first use.
             async with self.transaction() as conn:
                 await conn.execute(
@@ -534,6 +587,7 @@ class PostgresStore:
             credits_reserved=row[n + 8],
             rules=tuple(rule_from_row(r) for r in row[n + 9]),
             project_rules=tuple(project_rule_from_row(r) for r in row[n + 10]),
+            token_expires_at=row[-1] if previous else None,
         )
 
     async def reserve(
@@ -795,13 +849,20 @@ class PostgresStore:
         return key_from_row(row)
 
     async def create_key(
-        self, project_id: str, usage_limit: Decimal | None, description: str
+        self,
+        project_id: str,
+        usage_limit: Decimal | None,
+        description: str,
+        *,
+        expires_at: str | None = None,
     ) -> tuple[ApiKey, str]:
         limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
+        expiry = parse_expiry(expires_at)
         await self.get_project(project_id)
         token = generate_token()
         row = await self._fetchone(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s) "  # noqa: S608
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s, %s) "
             f"RETURNING {KEY_COLUMNS}",
             (
                 new_id("key"),
@@ -812,6 +873,7 @@ class PostgresStore:
                 limit,
                 description,
                 now_rfc3339(),
+                expiry,
             ),
         )
         assert row is not None  # INSERT … RETURNING always returns the row
@@ -865,6 +927,36 @@ class PostgresStore:
         )
         return self._key_or_raise(row, key_id)
 
+    async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
+        expiry = parse_expiry(expires_at)
+        row = await self._fetchone(
+            f"UPDATE api_keys SET expires_at = %s WHERE id = %s RETURNING {KEY_COLUMNS}",  # noqa: S608
+            (expiry, key_id),
+        )
+        return self._key_or_raise(row, key_id)
+
+    async def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[ApiKey, str]:
+        grace = parse_grace(grace_seconds)
+        token = generate_token()
+        keep = grace > 0
+        # One statement: the old hash moves to previous_token_hash as the new one lands,
+        # and a deleted key is left alone (its status is checked in the same row lock).
+        row = await self._fetchone(
+            "UPDATE api_keys SET previous_token_hash = CASE WHEN %s THEN token_hash END, "  # noqa: S608
+            "previous_token_until = %s, token_hash = %s, display = %s "
+            f"WHERE id = %s AND status <> 'deleted' RETURNING {KEY_COLUMNS}",
+            (
+                keep,
+                rfc3339_after(grace) if keep else None,
+                stored_hash(hash_token(token), self._secrets),
+                display_token(token),
+                key_id,
+            ),
+        )
+        if row is None:
+            check_rotation(key_id, (await self.get_key(key_id)).status)  # NotFound or Conflict
+        return self._key_or_raise(row, key_id), token
+
     # -- IAM rules ------------------------------------------------------------------
     async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
         checked = check_rule_type(rule_type)
@@ -904,3 +996,60 @@ class PostgresStore:
         if row is None:
             raise NotFound(f"rule `{rule_id}` does not exist on key `{key_id}`")
         return rule_from_row(row)
+
+    # -- key activity ---------------------------------------------------------------
+    async def add_key_activity(self, rows: list[KeyActivity]) -> None:
+        async with self.transaction() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO key_activity AS a (key_id, requests, prompt_tokens, "
+                "completion_tokens, last_used_at) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (key_id) DO UPDATE SET "
+                "requests = a.requests + excluded.requests, "
+                "prompt_tokens = a.prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = a.completion_tokens + excluded.completion_tokens, "
+                "last_used_at = greatest(a.last_used_at, excluded.last_used_at)",
+                [
+                    (r.key_id, r.requests, r.prompt_tokens, r.completion_tokens, r.last_used_at)
+                    for r in sorted(rows, key=lambda row: row.key_id)  # one lock order
+                ],
+            )
+
+    async def key_activity(self, key_ids: list[str] | None = None) -> dict[str, KeyActivity]:
+        query = (
+            "SELECT key_id, requests, prompt_tokens, completion_tokens, last_used_at "
+            "FROM key_activity"
+        )
+        if key_ids is None:
+            rows = await self._fetchall(query)
+        else:
+            rows = await self._fetchall(query + " WHERE key_id = ANY(%s)", (key_ids,))
+        return {row[0]: activity_from_row(row) for row in rows}
+
+    # -- audit log ------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self._fetchone(
+            "INSERT INTO audit_log (time, actor, client, action, object_type, object_id, "
+            "before, after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq",
+            (
+                entry.time,
+                entry.actor,
+                entry.client,
+                entry.action,
+                entry.object_type,
+                entry.object_id,
+                None if entry.before is None else encode_json(entry.before),
+                None if entry.after is None else encode_json(entry.after),
+            ),
+        )
+
+    async def list_audit(
+        self, since: str | None, object_filter: str | None, limit: int
+    ) -> list[AuditEntry]:
+        kind, ident = audit_filter(object_filter)
+        rows = await self._fetchall(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log "  # noqa: S608 - constant column list
+            "WHERE (%s::text IS NULL OR time >= %s) AND (%s::text IS NULL OR object_type = %s) "
+            "AND (%s::text IS NULL OR object_id = %s) ORDER BY seq DESC LIMIT %s",
+            (since, since, kind, kind, ident, ident, limit),
+        )
+        return [audit_entry_from_row(row) for row in reversed(rows)]

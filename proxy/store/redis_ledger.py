@@ -39,8 +39,10 @@ from proxy.store import redis_scripts
 from proxy.store.base import (
     Admitted,
     ApiKey,
+    AuditEntry,
     Claim,
     IamRule,
+    KeyActivity,
     KeyContext,
     KeyStatus,
     NotFound,
@@ -273,6 +275,7 @@ class RedisLedgerStore:
             ),
             credits_reserved=money_from_units(org_fields[1]),
             project_rules=context.project_rules,
+            token_expires_at=context.token_expires_at,
         )
 
     async def reserve(
@@ -487,9 +490,23 @@ class RedisLedgerStore:
         return _with_usage(key, money_from_units(usage))
 
     async def create_key(
-        self, project_id: str, usage_limit: Decimal | None, description: str
+        self,
+        project_id: str,
+        usage_limit: Decimal | None,
+        description: str,
+        *,
+        expires_at: str | None = None,
     ) -> tuple[ApiKey, str]:
-        return await self._pg.create_key(project_id, usage_limit, description)
+        return await self._pg.create_key(
+            project_id, usage_limit, description, expires_at=expires_at
+        )
+
+    async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
+        return await self._overlay_key(await self._pg.set_key_expiry(key_id, expires_at))
+
+    async def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[ApiKey, str]:
+        key, token = await self._pg.rotate_key(key_id, grace_seconds)
+        return await self._overlay_key(key), token
 
     async def get_key(self, key_id: str) -> ApiKey:
         return await self._overlay_key(await self._pg.get_key(key_id))
@@ -528,6 +545,21 @@ class RedisLedgerStore:
 
     async def set_rule_status(self, key_id: str, rule_id: str, status: RuleStatus) -> IamRule:
         return await self._pg.set_rule_status(key_id, rule_id, status)
+
+    # -- audit log: PostgreSQL only ---------------------------------------------------
+    async def add_key_activity(self, rows: list[KeyActivity]) -> None:
+        await self._pg.add_key_activity(rows)
+
+    async def key_activity(self, key_ids: list[str] | None = None) -> dict[str, KeyActivity]:
+        return await self._pg.key_activity(key_ids)
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self._pg.record_audit(entry)
+
+    async def list_audit(
+        self, since: str | None, object_filter: str | None, limit: int
+    ) -> list[AuditEntry]:
+        return await self._pg.list_audit(since, object_filter, limit)
 
 
 def _with_usage(key: ApiKey, usage: Decimal) -> ApiKey:

@@ -64,8 +64,10 @@ from proxy.secret_box import (
 from proxy.store.base import (
     Admitted,
     ApiKey,
+    AuditEntry,
     Claim,
     IamRule,
+    KeyActivity,
     KeyContext,
     KeyStatus,
     NotFound,
@@ -82,16 +84,21 @@ from proxy.store.base import (
 )
 from proxy.store.common import (
     ADMISSION_TICKET_TTL,
+    AUDIT_COLUMNS,
     DEFAULT_ORG_CREDITS,
     DEFAULT_ORG_ID,
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    activity_from_row,
+    audit_entry_from_row,
+    audit_filter,
     check_description,
     check_key_status,
     check_mode,
     check_name,
     check_provider_source,
+    check_rotation,
     check_rule_status,
     check_rule_type,
     check_status_change,
@@ -103,9 +110,12 @@ from proxy.store.common import (
     now_epoch,
     now_rfc3339,
     organization_from_row,
+    parse_expiry,
+    parse_grace,
     parse_money,
     project_from_row,
     project_rule_from_row,
+    rfc3339_after,
     rule_from_row,
 )
 from proxy.store.sqlite_batch import Outcome, PendingWrite, run_in_transaction
@@ -195,6 +205,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX admission_tickets_org ON admission_tickets(org_id, seq)",
         "ALTER TABLE api_keys ADD COLUMN queue_until REAL NOT NULL DEFAULT 0",
         "ALTER TABLE organizations ADD COLUMN queue_until REAL NOT NULL DEFAULT 0",
+    ),
+    (
+        # Key expiry, and the previous token a rotation keeps for its grace period.
+        "ALTER TABLE api_keys ADD COLUMN expires_at TEXT",
+        "ALTER TABLE api_keys ADD COLUMN previous_token_hash TEXT",
+        "ALTER TABLE api_keys ADD COLUMN previous_token_until TEXT",
+        "CREATE UNIQUE INDEX api_keys_previous_token ON api_keys(previous_token_hash)",
+    ),
+    (
+        # The audit log of administrative changes (proxy.audit); never a token or secret.
+        """CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            time TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            client TEXT NOT NULL,
+            action TEXT NOT NULL,
+            object_type TEXT NOT NULL,
+            object_id TEXT NOT NULL,
+            before TEXT,
+            after TEXT)""",
+        "CREATE INDEX audit_log_time ON audit_log(time)",
+        "CREATE INDEX audit_log_object ON audit_log(object_id)",
+    ),
+    (
+        # Per-key totals added by each instance's activity flush (proxy.key_activity).
+        """CREATE TABLE key_activity (
+            key_id TEXT PRIMARY KEY,
+            requests INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            last_used_at TEXT)""",
     ),
 )
 
@@ -645,7 +686,19 @@ class SqliteStore:
                     f"SELECT {KEY_COLUMNS} FROM api_keys WHERE token_hash IN (?, ?)",  # noqa: S608
                     (keyed, plain),
                 ).fetchone()
-                if row is None or not (hashes_match(row[1], keyed) or hashes_match(row[1], plain)):
+                token_expires_at = None
+                if row is None:  # perhaps a token rotated out, still in its grace period
+                    row = conn.execute(
+                        f"SELECT {KEY_COLUMNS}, previous_token_hash, previous_token_until "  # noqa: S608
+                        "FROM api_keys WHERE previous_token_hash IN (?, ?)",
+                        (keyed, plain),
+                    ).fetchone()
+                    if row is None or not (
+                        hashes_match(row[-2], keyed) or hashes_match(row[-2], plain)
+                    ):
+                        return None
+                    token_expires_at = row[-1]
+                elif not (hashes_match(row[1], keyed) or hashes_match(row[1], plain)):
                     return None
                 key = key_from_row(row)
                 project = self._project(conn, key.project_id)
@@ -671,10 +724,15 @@ class SqliteStore:
                 organization=organization,
                 credits_reserved=credits_reserved,
                 project_rules=project_rules,
+                token_expires_at=token_expires_at,
             )
 
         context = await self._request_read(read)
-        if context is not None and context.key.token_hash != keyed:
+        if (
+            context is not None
+            and context.token_expires_at is None  # the key's current token, not a previous one
+            and context.key.token_hash != keyed
+        ):
             # Stored by a process without the secret: converted on first use.
             await self._replace_token_hash(context.key.id, context.key.token_hash, keyed)
             key = msgspec.structs.replace(context.key, token_hash=keyed)
@@ -1074,9 +1132,15 @@ class SqliteStore:
         return key_from_row(row)
 
     async def create_key(
-        self, project_id: str, usage_limit: Decimal | None, description: str
+        self,
+        project_id: str,
+        usage_limit: Decimal | None,
+        description: str,
+        *,
+        expires_at: str | None = None,
     ) -> tuple[ApiKey, str]:
         limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
+        expiry = parse_expiry(expires_at)
         token = generate_token()
         key = ApiKey(
             id=new_id("key"),
@@ -1088,12 +1152,13 @@ class SqliteStore:
             usage=Decimal("0.00"),
             description=description,
             created_at=now_rfc3339(),
+            expires_at=expiry,
         )
 
         def create(conn: sqlite3.Connection) -> ApiKey:
             self._project(conn, project_id)
             conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant column list
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant column list
                 (
                     key.id,
                     key.token_hash,
@@ -1104,6 +1169,7 @@ class SqliteStore:
                     "0.00",
                     description,
                     key.created_at,
+                    expiry,
                 ),
             )
             return key
@@ -1158,6 +1224,39 @@ class SqliteStore:
             return self._key(conn, key_id)
 
         return await self._run(self._write(update))
+
+    async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
+        expiry = parse_expiry(expires_at)
+
+        def update(conn: sqlite3.Connection) -> ApiKey:
+            self._key(conn, key_id)
+            conn.execute("UPDATE api_keys SET expires_at = ? WHERE id = ?", (expiry, key_id))
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
+    async def rotate_key(self, key_id: str, grace_seconds: float) -> tuple[ApiKey, str]:
+        grace = parse_grace(grace_seconds)
+        token = generate_token()
+
+        def rotate(conn: sqlite3.Connection) -> ApiKey:
+            current = self._key(conn, key_id)
+            check_rotation(key_id, current.status)
+            keep = grace > 0
+            conn.execute(
+                "UPDATE api_keys SET token_hash = ?, display = ?, previous_token_hash = ?, "
+                "previous_token_until = ? WHERE id = ?",
+                (
+                    self._stored_hash(token),
+                    display_token(token),
+                    current.token_hash if keep else None,
+                    rfc3339_after(grace) if keep else None,
+                    key_id,
+                ),
+            )
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(rotate)), token
 
     # -- IAM rules ------------------------------------------------------------------
     async def add_rule(self, key_id: str, rule_type: RuleType, values: tuple[str, ...]) -> IamRule:
@@ -1217,3 +1316,70 @@ class SqliteStore:
             return rule_from_row(row)
 
         return await self._run(self._write(update))
+
+    # -- key activity ---------------------------------------------------------------
+    async def add_key_activity(self, rows: list[KeyActivity]) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO key_activity (key_id, requests, prompt_tokens, completion_tokens, "
+                "last_used_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET "
+                "requests = requests + excluded.requests, "
+                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = completion_tokens + excluded.completion_tokens, "
+                "last_used_at = max(coalesce(last_used_at, ''), excluded.last_used_at)",
+                [
+                    (r.key_id, r.requests, r.prompt_tokens, r.completion_tokens, r.last_used_at)
+                    for r in rows
+                ],
+            )
+
+        await self._run(self._write(add))
+
+    async def key_activity(self, key_ids: list[str] | None = None) -> dict[str, KeyActivity]:
+        def read(conn: sqlite3.Connection) -> dict[str, KeyActivity]:
+            rows = conn.execute(
+                "SELECT key_id, requests, prompt_tokens, completion_tokens, last_used_at "
+                "FROM key_activity"
+            ).fetchall()
+            wanted = None if key_ids is None else set(key_ids)
+            return {
+                row[0]: activity_from_row(row) for row in rows if wanted is None or row[0] in wanted
+            }
+
+        return await self._run(read)
+
+    # -- audit log ------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO audit_log (time, actor, client, action, object_type, object_id, "
+                "before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.time,
+                    entry.actor,
+                    entry.client,
+                    entry.action,
+                    entry.object_type,
+                    entry.object_id,
+                    None if entry.before is None else encode_json(entry.before),
+                    None if entry.after is None else encode_json(entry.after),
+                ),
+            )
+
+        await self._run(self._write(insert))
+
+    async def list_audit(
+        self, since: str | None, object_filter: str | None, limit: int
+    ) -> list[AuditEntry]:
+        kind, ident = audit_filter(object_filter)
+
+        def read(conn: sqlite3.Connection) -> list[AuditEntry]:
+            rows = conn.execute(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log "  # noqa: S608 - constant column list
+                "WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR object_type = ?) "
+                "AND (? IS NULL OR object_id = ?) ORDER BY seq DESC LIMIT ?",
+                (since, since, kind, kind, ident, ident, limit),
+            ).fetchall()
+            return [audit_entry_from_row(row) for row in reversed(rows)]
+
+        return await self._run(read)

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,7 +125,9 @@ def gateway_config(tmp: Path, upstream: UpstreamServer, **overrides: Any) -> Gat
 
 
 @contextlib.contextmanager
-def deployed(tmp: Path, **overrides: Any) -> Iterator[Deployment]:
+def deployed(
+    tmp: Path, clock: Callable[[], str] | None = None, **overrides: Any
+) -> Iterator[Deployment]:
     """Upstream + gateway (real engine, shipped policy) + admin store, all stopped after."""
     logs = LogCapture()
     root = logging.getLogger()
@@ -140,7 +142,7 @@ def deployed(tmp: Path, **overrides: Any) -> Iterator[Deployment]:
     config = gateway_config(tmp, upstream, **overrides)
     inputs = ValidatingLoader()
     holder = PolicyHolder(config.policy_dir, config.catalog_path, loader=inputs)
-    gateway = GatewayServer(create_app(config, policy=holder), config)
+    gateway = GatewayServer(create_app(config, policy=holder, clock=clock), config)
     gateway.start()
     admin = AdminStore(str(tmp / "gateway.db"), box_for(config.secret_key))
     try:

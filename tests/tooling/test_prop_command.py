@@ -162,7 +162,7 @@ def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) ->
         ]
     )
     assert result.status == 0, result.out
-    assert result.out.startswith("6 properties hold over ")
+    assert result.out.startswith("8 properties hold over ")
     assert "prop_denied_model_is_never_allowed" in result.out
 
 
