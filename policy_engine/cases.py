@@ -51,7 +51,8 @@ def _input(case: Mapping[str, Any]) -> Any:
 
 
 def _load(case: Mapping[str, Any]) -> Engine:
-    sources = {f"module{i}.rego": text for i, text in enumerate(case.get("modules") or [])}
+    # OPA's runner names the modules test-0.rego, test-1.rego, ...: its error texts say so.
+    sources = {f"test-{i}.rego": text for i, text in enumerate(case.get("modules") or [])}
     return Engine.from_sources(sources, data=case.get("data") or {}, config=EngineConfig())
 
 
@@ -65,7 +66,10 @@ def case_failure(case: Mapping[str, Any]) -> str | None:
     except PolicyError as exc:
         return _expected_error(case, exc.code, str(exc), exc)
     except EvalError as exc:
-        return _expected_error(case, exc.code, exc.message, None)
+        message = exc.message
+        if exc.span is not None:  # OPA's eval errors read `test-0.rego:4: <code>: <message>`
+            message = f"{exc.span.file}:{exc.span.line}: {exc.code}: {message}"
+        return _expected_error(case, exc.code, message, None)
     if "want_errors" in case or "want_error_code" in case:
         return f"expected an error, got result {rows!r}"
     if "want_result" not in case:
