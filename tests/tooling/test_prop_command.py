@@ -11,7 +11,16 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
-from tooling_helpers import CATALOG, FIXTURES, GATEWAY_REGO, INPUT_SCHEMA, POLICIES, Run, run_cli
+from tooling_helpers import (
+    CATALOG,
+    FIXTURES,
+    GATEWAY_REGO,
+    INPUT_SCHEMA,
+    POLICIES,
+    Run,
+    run_cli,
+    run_cli_in_fresh_process,
+)
 
 from policy_engine.tooling.loading import read_document
 from policy_engine.tooling.schema_strategy import DECIMAL_POOL, dictionary_of, schema_strategy
@@ -42,7 +51,7 @@ def _counterexample(run: Run) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def first_run(broken_policies: Path) -> Run:
     database = broken_policies / "db"
-    return run_cli(
+    return run_cli_in_fresh_process(
         [
             "prop",
             str(broken_policies),
@@ -75,7 +84,7 @@ def test_broken_usage_check_is_caught_with_usage_equal_to_the_limit(first_run: R
 def test_same_seed_finds_the_same_counterexample(
     broken_policies: Path, first_run: Run, tmp_path: Path
 ) -> None:
-    again = run_cli(
+    again = run_cli_in_fresh_process(
         [
             "prop",
             str(broken_policies),
@@ -96,7 +105,7 @@ def test_same_seed_finds_the_same_counterexample(
 def test_saved_failure_is_replayed_first(broken_policies: Path, first_run: Run) -> None:
     database = broken_policies / "db"
     assert any(p.is_file() for p in database.rglob("*")), "no failing example was saved"
-    replay = run_cli(
+    replay = run_cli_in_fresh_process(
         [
             "prop",
             str(broken_policies),
@@ -122,7 +131,7 @@ def test_a_deny_rule_that_never_applies_is_caught(tmp_path: Path) -> None:
     (tmp_path / "gateway.rego").write_text(text.replace(deny_rules, 'rule.type == "deny_modelz"]'))
     shutil.copy(POLICIES / "gateway_props.rego", tmp_path)
     shutil.copy(CATALOG, tmp_path)
-    result = run_cli(
+    result = run_cli_in_fresh_process(
         [
             "prop",
             str(tmp_path),
@@ -147,7 +156,7 @@ def test_a_deny_rule_that_never_applies_is_caught(tmp_path: Path) -> None:
 
 
 def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_cli_in_fresh_process(
         [
             "prop",
             str(POLICIES),
@@ -225,7 +234,7 @@ NUMBERS = FIXTURES / "props"
 
 
 def test_counterexample_is_shrunk_to_the_boundary(tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_cli_in_fresh_process(
         [
             "prop",
             str(NUMBERS),
