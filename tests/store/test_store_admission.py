@@ -16,6 +16,8 @@ from store_backends import Backend
 from proxy.admission import Admission, TimedOut
 from proxy.store import Store
 from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation
+from proxy.store.postgres import PostgresStore
+from proxy.store.redis_ledger import RedisLedgerStore
 
 
 async def _key(store: Store, limit: str | None, credits: str = "10.00") -> tuple[str, str]:
@@ -179,3 +181,42 @@ def test_property_never_past_the_limit_by_more_than_one_bound_nor_refused_below(
         await asyncio.to_thread(example)
 
     _run(backend, body)
+
+
+def test_another_instances_settlement_wakes_a_waiter(shared_backend: Backend) -> None:
+    """Two stores on one database (two gateway instances): a request waiting in one is
+    woken through the other's notifications (LISTEN/NOTIFY, Redis pub/sub). Its poll
+    comes only after its whole wait, so only a notification can admit it."""
+
+    async def body() -> None:
+        first, second = shared_backend.open(), shared_backend.open()
+        try:
+            await first.migrate()
+            await second.migrate()
+            key_id, _ = await _key(first, "1.00")
+            claim = Claim(key_id=key_id, organization_id=None, amount=Decimal("5.00"))
+            held = await first.admit(claim, "t0")
+            assert isinstance(held, Admitted)
+            waiter = Admission(second, wait_seconds=30, poll_interval=60)
+            waiting = asyncio.create_task(waiter.reserve(claim))
+            await asyncio.sleep(0.1)
+            await first.settle(held.reservation, Decimal("0.10"))  # notifies once
+            # The waiter's listener starts with its first wait: until it is up, a
+            # notification can pass it by, so notify again (as another settlement would).
+            while not (await asyncio.wait({waiting}, timeout=0.2))[0]:
+                await _notify(first, key_id)
+            assert isinstance(waiting.result(), Reservation)
+        finally:
+            await first.close()
+            await second.close()
+
+    shared_backend.run(body)
+
+
+async def _notify(store: Store, key_id: str) -> None:
+    """What a settlement in another instance sends while someone waits on `key_id`."""
+    if isinstance(store, RedisLedgerStore):
+        await store._redis.publish(store._prefix + "wake", f"{key_id}\t")
+    else:
+        assert isinstance(store, PostgresStore)
+        await store._fetchone("SELECT gw_wake(%s, NULL)", (key_id,))
