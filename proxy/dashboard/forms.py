@@ -8,7 +8,7 @@ from typing import get_args
 
 from litestar.datastructures import FormMultiDict
 
-from proxy.store.base import ApiKey, KeyActivity, RuleType
+from proxy.store.base import ApiKey, KeyActivity, RuleStatus, RuleType
 
 __all__ = [
     "RULE_TYPES",
@@ -17,6 +17,7 @@ __all__ = [
     "field",
     "key_row",
     "mask_secret",
+    "parse_rule_status",
     "parse_rule_values",
     "parse_usd",
     "usd",
@@ -66,6 +67,12 @@ def parse_rule_values(rule_type: str, text: str) -> tuple[RuleType, tuple[str, .
     if not values:
         raise FormError("Rule values: enter at least one value, separated by commas or spaces.")
     return rule_type, values  # type: ignore[return-value]  # checked against RULE_TYPES above
+
+
+def parse_rule_status(status: str) -> RuleStatus:
+    if status not in ("active", "inactive"):
+        raise FormError(f"Rule status: `{status}` is not one of `active`, `inactive`.")
+    return "active" if status == "active" else "inactive"
 
 
 def usd(amount: Decimal | None) -> str:

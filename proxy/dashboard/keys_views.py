@@ -18,6 +18,7 @@ from proxy.dashboard.forms import (
     FormError,
     field,
     key_row,
+    parse_rule_status,
     parse_rule_values,
     parse_usd,
     usd,
@@ -275,12 +276,7 @@ async def set_rule_status(
     form = await request.form()
 
     async def change() -> object:
-        status = field(form, "status")
-        if status not in ("active", "inactive"):
-            raise FormError(f"Rule status: `{status}` is not one of `active`, `inactive`.")
-        store = dashboard.store(request)
-        return await store.set_rule_status(
-            key_id, rule_id, "active" if status == "active" else "inactive"
-        )
+        status = parse_rule_status(field(form, "status"))
+        return await dashboard.store(request).set_rule_status(key_id, rule_id, status)
 
     return await _act(request, dashboard, dashboard.url(f"/keys/{key_id}"), change)

@@ -17,6 +17,7 @@ from proxy.dashboard.forms import (
     FormError,
     field,
     mask_secret,
+    parse_rule_status,
     parse_rule_values,
     parse_usd,
     usd,
@@ -260,12 +261,8 @@ async def set_project_rule_status(
     form = await request.form()
 
     async def change() -> object:
-        status = field(form, "status")
-        if status not in ("active", "inactive"):
-            raise FormError(f"Rule status: `{status}` is not one of `active`, `inactive`.")
-        return await dashboard.store(request).set_project_rule_status(
-            project_id, rule_id, "active" if status == "active" else "inactive"
-        )
+        status = parse_rule_status(field(form, "status"))
+        return await dashboard.store(request).set_project_rule_status(project_id, rule_id, status)
 
     return await _act(request, dashboard, project_id, change)
 
