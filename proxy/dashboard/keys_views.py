@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.response import Redirect
 
 from proxy.audit import AuditedAdmin
-from proxy.dashboard.context import DashboardContext, page_headers
+from proxy.dashboard.actions import run_form_action
+from proxy.dashboard.context import DashboardContext
 from proxy.dashboard.forms import (
     RULE_TYPES,
     FormError,
@@ -57,15 +57,7 @@ async def _act(
     action: Callable[[], Awaitable[object]],
 ) -> Response[Any]:
     """Run one store action; on success go back (303), on a refusal explain it."""
-    try:
-        await action()
-    except FormError as error:
-        return dashboard.error(request, str(error), back=back)
-    except NotFound as error:
-        return dashboard.error(request, str(error), back=dashboard.url("/keys"), status_code=404)
-    except StoreError as error:
-        return dashboard.error(request, str(error), back=back)
-    return Redirect(back, status_code=303, headers=page_headers())
+    return await run_form_action(request, dashboard, action, back, dashboard.url("/keys"))
 
 
 async def _activity(

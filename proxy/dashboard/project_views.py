@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
+from proxy.dashboard.actions import run_form_action
 from proxy.dashboard.context import DashboardContext, page_headers
 from proxy.dashboard.forms import (
     RULE_TYPES,
@@ -68,17 +69,7 @@ async def _act(
     action: Callable[[], Awaitable[object]],
 ) -> Response[Any]:
     back = dashboard.url(f"/projects/{project_id}")
-    try:
-        await action()
-    except FormError as error:
-        return dashboard.error(request, str(error), back=back)
-    except NotFound as error:
-        return dashboard.error(
-            request, str(error), back=dashboard.url("/projects"), status_code=404
-        )
-    except StoreError as error:
-        return dashboard.error(request, str(error), back=back)
-    return Redirect(back, status_code=303, headers=page_headers())
+    return await run_form_action(request, dashboard, action, back, dashboard.url("/projects"))
 
 
 @get("/projects")
