@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -118,6 +118,12 @@ def _key_line(key: ApiKey, activity: KeyActivity | None = None) -> str:
     )
 
 
+def _rules_text(rules: Sequence[IamRule | ProjectRule]) -> str:
+    """A key's or a project's rules, one a line: id, type, values, status."""
+    lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
+    return "\n".join(lines) or "no rules"
+
+
 def _activity_text(activity: KeyActivity | None) -> str:
     if activity is None or activity.last_used_at is None:
         return "  never used"
@@ -170,9 +176,8 @@ async def _project_iam_list(
     store: AuditedAdmin, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     rules = await store.list_project_rules(args.project)
-    lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
     payload = {"project": args.project, "rules": [rule_json(r) for r in rules]}
-    return payload, "\n".join(lines) or "no rules"
+    return payload, _rules_text(rules)
 
 
 async def _project_iam_remove(
@@ -309,10 +314,7 @@ async def _iam_add(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[
 
 async def _iam_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     rules = await store.list_rules(args.id)
-    lines = [f"{r.id}  {r.type}  {' '.join(r.values)}  {r.status}" for r in rules]
-    return {"key_id": args.id, "rules": [rule_json(r) for r in rules]}, "\n".join(lines) or (
-        "no rules"
-    )
+    return {"key_id": args.id, "rules": [rule_json(r) for r in rules]}, _rules_text(rules)
 
 
 async def _iam_remove(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
