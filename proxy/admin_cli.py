@@ -448,6 +448,10 @@ def _add_orgs(subparsers: Any, common: argparse.ArgumentParser) -> None:
     rename.add_argument("name")
 
 
+# The `iam disable` and `iam enable` commands of keys and projects, with the status each sets.
+_RULE_TOGGLES: tuple[tuple[str, RuleStatus], ...] = (("disable", "inactive"), ("enable", "active"))
+
+
 def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
     projects = subparsers.add_parser("projects", help="projects, modes and provider keys")
     group = projects.add_subparsers(dest="projects_command", required=True)
@@ -487,13 +491,9 @@ def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
     remove = _command(iam_group, "remove", common, _project_iam_remove, "remove a rule")
     remove.add_argument("project")
     remove.add_argument("rule_id")
-    for name, verb in (("disable", "inactive"), ("enable", "active")):
+    for name, status in _RULE_TOGGLES:
         toggle = _command(
-            iam_group,
-            name,
-            common,
-            _project_rule_status_action("inactive" if verb == "inactive" else "active"),
-            f"{name} a rule",
+            iam_group, name, common, _project_rule_status_action(status), f"{name} a rule"
         )
         toggle.add_argument("project")
         toggle.add_argument("rule_id")
@@ -552,12 +552,12 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     remove = _command(iam_group, "remove", common, _iam_remove, "remove a rule")
     remove.add_argument("id")
     remove.add_argument("rule_id")
-    for name, status in (("disable", "inactive"), ("enable", "active")):
+    for name, status in _RULE_TOGGLES:
         toggle = _command(
             iam_group,
             name,
             common,
-            _rule_status_action("inactive" if status == "inactive" else "active"),
+            _rule_status_action(status),
             f"{name} a rule (kept, {'not ' if status == 'inactive' else ''}applied)",
         )
         toggle.add_argument("id")
