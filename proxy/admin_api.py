@@ -204,6 +204,13 @@ def _project(project: Project) -> ProjectView:
     )
 
 
+def _rule_values(data: AddRule) -> tuple[str, ...]:
+    """The values of a rule to add, of a key or a project; a rule needs at least one."""
+    if not data.values:
+        raise ValidationException("field `values` must list at least one value")
+    return tuple(data.values)
+
+
 def _project_rule(rule: ProjectRule) -> ProjectRuleView:
     return ProjectRuleView(
         id=rule.id,
@@ -390,9 +397,7 @@ async def list_project_rules(request: AnyRequest, project_id: str) -> list[Proje
 
 @post("/projects/{project_id:str}/iam", operation_class=_OP)
 async def add_project_rule(request: AnyRequest, project_id: str, data: AddRule) -> ProjectRuleView:
-    if not data.values:
-        raise ValidationException("field `values` must list at least one value")
-    rule = await _admin(request).add_project_rule(project_id, data.type, tuple(data.values))
+    rule = await _admin(request).add_project_rule(project_id, data.type, _rule_values(data))
     return _project_rule(rule)
 
 
@@ -476,9 +481,7 @@ async def list_rules(request: AnyRequest, key_id: str) -> list[RuleView]:
 
 @post("/keys/{key_id:str}/iam", operation_class=_OP)
 async def add_rule(request: AnyRequest, key_id: str, data: AddRule) -> RuleView:
-    if not data.values:
-        raise ValidationException("field `values` must list at least one value")
-    return _rule(await _admin(request).add_rule(key_id, data.type, tuple(data.values)))
+    return _rule(await _admin(request).add_rule(key_id, data.type, _rule_values(data)))
 
 
 @delete("/keys/{key_id:str}/iam/{rule_id:str}", operation_class=_OP, status_code=200)
