@@ -69,12 +69,18 @@ def _merge(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> dict[Any, Any]:
     return merged
 
 
+def _listed_keys(name: str, keys: object) -> set[Any]:
+    """Operand 2 of object.remove and object.filter: the keys listed in an array, a set,
+    or the keys of an object."""
+    if not isinstance(keys, (tuple, list, frozenset, dict)):
+        raise operand_error(name, 2, "one of {object, set, array}", keys)
+    return {freeze(key) for key in keys}
+
+
 def remove(obj: object, to_remove: object) -> dict[Any, Any]:
     """obj without the keys listed in an array, a set, or the keys of an object."""
     mapping = want_object("object.remove", 1, obj)
-    if not isinstance(to_remove, (tuple, list, frozenset, dict)):
-        raise operand_error("object.remove", 2, "one of {object, set, array}", to_remove)
-    dropped = {freeze(key) for key in to_remove}
+    dropped = _listed_keys("object.remove", to_remove)
     return {key: value for key, value in mapping.items() if key not in dropped}
 
 
@@ -96,9 +102,7 @@ def union_n(objects: object) -> dict[Any, Any]:
 def filter_keys(obj: object, to_keep: object) -> dict[Any, Any]:
     """obj with only the keys listed in an array, a set, or the keys of an object."""
     mapping = want_object("object.filter", 1, obj)
-    if not isinstance(to_keep, (tuple, list, frozenset, dict)):
-        raise operand_error("object.filter", 2, "one of {object, set, array}", to_keep)
-    kept = {freeze(key) for key in to_keep}
+    kept = _listed_keys("object.filter", to_keep)
     return {key: value for key, value in mapping.items() if key in kept}
 
 
