@@ -2,9 +2,10 @@
 
 The path the documentation gives users: sign in, open API Keys, Create API Key,
 copy the key; then use it, watch usage appear, disable it, restrict it, read why a
-request was denied, deactivate the rule, rename the key, restrict the whole project
-and deactivate that rule, rename the project, create and rename an organization,
-create a project and archive it, sign out.
+request was denied, deactivate the rule, rename the key, set and clear its expiry,
+rotate its token, restrict the whole project and deactivate that rule, rename the
+project, create and rename an organization, create a project and archive it, read
+the audit log, sign out.
 Screenshots of the key list and the create dialog are taken on every run; they
 replace the ones in docs/screenshots/ only with `UPDATE_SCREENSHOTS=1`, so that an
 ordinary test run leaves the working tree clean.
@@ -212,6 +213,33 @@ def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
             expect(page.locator("h1")).to_contain_text("renamed in browser")
             page.screenshot(path=str(screenshots / "key.png"), full_page=True)
 
+            # Expiry: past its expires_at the key gets the documented invalid-token 401;
+            # cleared, it works again.
+            page.fill("#expires-at", "2020-01-01T00:00:00Z")
+            page.click("button:has-text('Save expiry')")
+            expect(page.locator("#key-expiry")).to_contain_text("2020-01-01T00:00:00Z")
+            expired = _chat(gateway, token)
+            assert (expired.status_code, expired.json()) == (
+                401,
+                {"error": True, "status": 401, "message": INVALID_KEY},
+            )
+            page.fill("#expires-at", "")
+            page.click("button:has-text('Save expiry')")
+            expect(page.locator("#key-expiry")).to_have_text("never")
+            assert _chat(gateway, token).status_code == 200
+
+            # Rotation without a grace period: the new token works, the old one is refused.
+            page.fill("#grace", "0")
+            page.click("button:has-text('Rotate token')")
+            expect(page.locator("h1")).to_contain_text("New token for this API key")
+            old_token, token = token, page.input_value("#new-token")
+            assert token != old_token
+            assert _chat(gateway, token).status_code == 200
+            assert _chat(gateway, old_token).status_code == 401
+            page.click("text=I have stored the key")
+            page.locator("tr", has_text="renamed in browser").locator("a").first.click()
+            expect(page.locator("h1")).to_contain_text("renamed in browser")
+
             # A project rule applies to every key of the project; deactivated, it does not.
             page.click("dd a:has-text('default')")
             page.fill("#project-name", "Default project")
@@ -249,6 +277,15 @@ def test_operator_journey_in_chromium(gateway: Gateway, tmp_path: Path) -> None:
             expect(page.locator("h1 .badge")).to_have_text("Archived")
 
             # Sign out: the dashboard is closed again.
+            # The audit log lists the dashboard's changes, and never a token.
+            page.click("nav a:has-text('Audit log')")
+            audit = page.locator("table.audit")
+            for action in ("rotate", "set_expiry", "create"):
+                expect(audit).to_contain_text(action)
+            expect(audit).to_contain_text("dashboard")
+            assert token not in page.content() and old_token not in page.content()
+            page.screenshot(path=str(screenshots / "audit.png"), full_page=True)
+
             page.click("button:has-text('Sign out')")
             expect(page).to_have_url(f"{gateway.url}/dashboard/signin")
             page.goto(f"{gateway.url}/dashboard/keys")
