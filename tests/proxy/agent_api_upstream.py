@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from aiohttp import web
-from proxy_test_servers import LoopThread
+from proxy_test_servers import LocalAiohttpServer
 
 __all__ = ["MESSAGES_USAGE", "RESPONSES_USAGE", "UPSTREAM_TEXT", "AgentApiUpstream"]
 
@@ -39,38 +39,20 @@ MESSAGES_USAGE = {
 _HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta")
 
 
-class AgentApiUpstream:
+class AgentApiUpstream(LocalAiohttpServer):
     """Serves `/v1/responses`, `/v1/messages` and `/v1/messages/count_tokens` (always 42
     tokens); `requests` records what arrived."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
-        self._thread = LoopThread()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> None:
-        self._thread.run(self._start())
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            self._thread.run(self._runner.cleanup())
-        self._thread.stop()
 
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        await self._listen(app)
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()

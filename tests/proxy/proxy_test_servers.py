@@ -61,27 +61,13 @@ async def _cancel_pending() -> None:
     await asyncio.gather(*pending, return_exceptions=True)
 
 
-class UpstreamServer:
-    """A small OpenAI-compatible provider (aiohttp) whose behaviour the last message picks:
+class LocalAiohttpServer:
+    """An aiohttp app on 127.0.0.1, on a free port, served from its own loop thread.
 
-    - `hang`: never answers (the gateway's read timeout must fire);
-    - `fail`: answers 503 with an OpenAI error body (passed through);
-    - `notjson`: answers 200 with a body that is not JSON;
-    - `wait` with `stream: true`: sends two chunks, then waits for `release_stream()`;
-    - `stall` with `stream: true`: sends the headers, then waits before any chunk;
-    - `nousage` with `stream: true`: a whole stream that never reports its usage;
-    - anything else: a normal answer with fixed usage (5 prompt, 7 completion tokens per
-      choice: `n` choices bill `7 * n`, as a provider does).
-    """
+    Subclasses build their app in `_start` and hand it to `_listen`."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.active_streams = 0
-        self.finished_streams = 0
-        self._streaming: list[web.Request] = []
-        self._hanging: list[web.Request] = []
         self._thread = LoopThread()
-        self._release: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -96,6 +82,39 @@ class UpstreamServer:
         if self._runner is not None:
             self._thread.run(self._runner.cleanup())
         self._thread.stop()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _listen(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+
+class UpstreamServer(LocalAiohttpServer):
+    """A small OpenAI-compatible provider (aiohttp) whose behaviour the last message picks:
+
+    - `hang`: never answers (the gateway's read timeout must fire);
+    - `fail`: answers 503 with an OpenAI error body (passed through);
+    - `notjson`: answers 200 with a body that is not JSON;
+    - `wait` with `stream: true`: sends two chunks, then waits for `release_stream()`;
+    - `stall` with `stream: true`: sends the headers, then waits before any chunk;
+    - `nousage` with `stream: true`: a whole stream that never reports its usage;
+    - anything else: a normal answer with fixed usage (5 prompt, 7 completion tokens per
+      choice: `n` choices bill `7 * n`, as a provider does).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, Any]] = []
+        self.active_streams = 0
+        self.finished_streams = 0
+        self._streaming: list[web.Request] = []
+        self._hanging: list[web.Request] = []
+        self._release: asyncio.Event | None = None
 
     @property
     def stream_clients_gone(self) -> bool:
@@ -120,11 +139,7 @@ class UpstreamServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        await self._listen(app)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
