@@ -18,6 +18,7 @@ from proxy_helpers import auth, chat, make_tenant
 SILENT = 150
 SLOW = 150
 CAP = SILENT + SLOW + 20
+SMALL_CAP = 20
 GENEROUS_S = 20.0
 
 
@@ -136,11 +137,26 @@ def test_an_idle_kept_alive_connection_is_closed(deployment: Deployment) -> None
     assert rest == b'{"status":"ok"}'
 
 
-def test_connections_beyond_the_cap_get_a_clear_503(deployment: Deployment) -> None:
+@pytest.fixture(scope="module")
+def small_cap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A low cap and a header deadline long enough that none of the held connections is
+    closed before the one beyond the cap arrives, however slowly a loaded machine opens
+    them (with the 320-connection cap and a 1 s deadline above, the first ones could be
+    closed already, and the extra connection then fit under the cap)."""
+    with deployed(
+        tmp_path_factory.mktemp("connection_cap"),
+        header_read_timeout=3.0,
+        max_connections=SMALL_CAP,
+    ) as running:
+        yield running
+
+
+def test_connections_beyond_the_cap_get_a_clear_503(small_cap: Deployment) -> None:
+    deployment = small_cap
     port = deployment.gateway.port
 
     async def scenario() -> tuple[bytes, int]:
-        held = [await _connect(port) for _ in range(CAP)]
+        held = [await _connect(port) for _ in range(SMALL_CAP)]
         reader, writer = await _connect(port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         refused = await _answer(reader)
