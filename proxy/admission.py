@@ -14,6 +14,9 @@ in this process directly, from other instances through the store's notifications
 (PostgreSQL LISTEN/NOTIFY, Redis pub/sub), and in any case after `poll_interval`
 (which also keeps their ticket alive, and is all SQLite shared by several processes
 has).
+
+A request held back by its project's period budget waits in its key's line: it is woken
+by this process's settlements of any key of the project, and otherwise by the poll.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ class Admission:
                     outcome = await self._store.admit(claim, ticket)
                     if not isinstance(outcome, Queued):
                         if queued:  # left the line: whoever is next may fit now
-                            self.wake(claim.key_id, claim.organization_id)
+                            self.wake(claim.key_id, claim.organization_id, _project(claim))
                         return outcome.reservation if isinstance(outcome, Admitted) else outcome
                     queued = True
                     if not self._subscribed:  # other instances' settlements wake us too
@@ -93,35 +96,38 @@ class Admission:
         try:
             await self._store.settle(reservation, actual_cost)
         finally:
-            self.wake(reservation.key_id, reservation.organization_id)
+            self.wake(reservation.key_id, reservation.organization_id, reservation.project_id)
 
     async def release(self, reservation: Reservation) -> None:
         try:
             await self._store.release(reservation)
         finally:
-            self.wake(reservation.key_id, reservation.organization_id)
+            self.wake(reservation.key_id, reservation.organization_id, reservation.project_id)
 
-    def wake(self, key_id: str | None, organization_id: str | None = None) -> None:
-        """Wake the requests of this process waiting on the key or organization (also
-        called for another instance's settlements, from the store's notifications)."""
-        for ledger in _ledgers(key_id, organization_id):
+    def wake(
+        self, key_id: str | None, organization_id: str | None = None, project_id: str | None = None
+    ) -> None:
+        """Wake the requests of this process waiting on the key, organization or project
+        budget (also called for another instance's settlements, from the store's
+        notifications, which name the key and organization)."""
+        for ledger in _ledgers(key_id, organization_id, project_id):
             for future in self._waiters.pop(ledger, ()):
                 if not future.done():
                     future.set_result(None)
 
     async def _leave(self, claim: Claim, ticket: str) -> None:
         await self._store.withdraw(claim, ticket)
-        self.wake(claim.key_id, claim.organization_id)
+        self.wake(claim.key_id, claim.organization_id, _project(claim))
 
     def _listen(self, claim: Claim) -> asyncio.Future[None]:
         # Registered before asking the store, so a settlement in between is not missed.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for ledger in _ledgers(claim.key_id, claim.organization_id):
+        for ledger in _ledgers(claim.key_id, claim.organization_id, _project(claim)):
             self._waiters.setdefault(ledger, set()).add(future)
         return future
 
     def _forget(self, claim: Claim, future: asyncio.Future[None]) -> None:
-        for ledger in _ledgers(claim.key_id, claim.organization_id):
+        for ledger in _ledgers(claim.key_id, claim.organization_id, _project(claim)):
             waiting = self._waiters.get(ledger)
             if waiting is not None:
                 waiting.discard(future)
@@ -129,7 +135,23 @@ class Admission:
                     del self._waiters[ledger]
 
 
-def _ledgers(key_id: str | None, organization_id: str | None) -> tuple[str, ...]:
-    if organization_id is None:
-        return () if key_id is None else (f"k:{key_id}",)
-    return (f"o:{organization_id}",) if key_id is None else (f"k:{key_id}", f"o:{organization_id}")
+def _project(claim: Claim) -> str | None:
+    """The project whose budget the claim is held against, if any."""
+    return claim.project_id if claim.project_budget is not None else None
+
+
+def _ledgers(
+    key_id: str | None, organization_id: str | None, project_id: str | None = None
+) -> tuple[str, ...]:
+    if project_id is None:
+        if organization_id is None:
+            return () if key_id is None else (f"k:{key_id}",)
+        if key_id is None:
+            return (f"o:{organization_id}",)
+        return (f"k:{key_id}", f"o:{organization_id}")
+    ledgers = [f"p:{project_id}"]
+    if key_id is not None:
+        ledgers.append(f"k:{key_id}")
+    if organization_id is not None:
+        ledgers.append(f"o:{organization_id}")
+    return tuple(ledgers)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from proxy.budgets import Budget
 from proxy.store.base import (
     Admitted,
     ApiKey,
@@ -48,6 +49,7 @@ from proxy.store.base import (
     RuleStatus,
     RuleType,
     Store,
+    WindowUsage,
 )
 
 __all__ = ["DEFAULT_KEY_CACHE_TTL", "KeyCachingStore"]
@@ -147,6 +149,11 @@ class KeyCachingStore:
     async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
         return await self.inner.admit(claim, ticket)
 
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        return await self.inner.budget_usage(key, project)
+
     async def withdraw(self, claim: Claim, ticket: str) -> None:
         await self.inner.withdraw(claim, ticket)
 
@@ -231,6 +238,12 @@ class KeyCachingStore:
     async def rename_project(self, project_id: str, name: str) -> Project:
         return await self.inner.rename_project(project_id, name)  # not in the input document
 
+    async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
+        try:
+            return await self.inner.set_project_budget(project_id, budget)
+        finally:
+            self.invalidate()
+
     async def add_project_rule(
         self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
     ) -> ProjectRule:
@@ -295,6 +308,12 @@ class KeyCachingStore:
     async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey:
         try:
             return await self.inner.set_usage_limit(key_id, usage_limit)
+        finally:
+            self.invalidate()
+
+    async def set_key_budget(self, key_id: str, budget: Budget | None) -> ApiKey:
+        try:
+            return await self.inner.set_key_budget(key_id, budget)
         finally:
             self.invalidate()
 

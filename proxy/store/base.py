@@ -12,10 +12,14 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from proxy.budgets import Budget
+
 __all__ = [
     "Admitted",
     "ApiKey",
     "AuditEntry",
+    "Budget",
+    "BudgetWindow",
     "Claim",
     "Conflict",
     "IamRule",
@@ -34,6 +38,7 @@ __all__ = [
     "RuleType",
     "Store",
     "StoreError",
+    "WindowUsage",
 ]
 
 KeyStatus = Literal["active", "inactive", "deleted"]
@@ -77,6 +82,7 @@ class Project(msgspec.Struct, frozen=True, kw_only=True):
     # INVARIANT: never rendered back in full to any client.
     provider_keys: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     name: str = ""  # what people call it; the id never changes, the name may
+    budget: Budget | None = None  # a ceiling per calendar period for all its keys together
 
 
 class IamRule(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +115,7 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     created_at: str  # RFC 3339, UTC
     # RFC 3339 UTC (`2027-01-01T00:00:00Z`); from then on the key is refused (check 2).
     expires_at: str | None = None
+    budget: Budget | None = None  # at most this much settled usage per calendar period
 
 
 class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,20 +133,47 @@ class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
     token_expires_at: str | None = None
 
 
+class BudgetWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """A period budget as one request claims it: the budget's amount and the window the
+    request falls in (its start, RFC 3339 UTC, computed by the gateway from its clock,
+    `proxy.budgets.window`). The store keeps one counter per (subject, start)."""
+
+    amount: Decimal
+    start: str
+
+
+class WindowUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """One budget window's figures: settled usage, and in-flight reservations."""
+
+    usage: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+
+
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     key_id: str
     organization_id: str | None  # set when the request is billed to credits
     amount: Decimal
+    # The budget windows this reservation holds room in; settling charges them (the
+    # window the request was admitted in, even if it settles after the window ended).
+    key_window: str | None = None
+    project_id: str | None = None
+    project_window: str | None = None
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
     """What one request asks to hold: `amount` against the key's limit, and against the
-    organization's credits when `organization_id` is set (billed to credits)."""
+    organization's credits when `organization_id` is set (billed to credits); against
+    the key's period budget when `key_budget` is set, and the project's (`project_id`)
+    when `project_budget` is set. The windows come from the gateway's clock: the store
+    never reads the wall clock to decide which window a request falls in."""
 
     key_id: str
     organization_id: str | None
     amount: Decimal
+    key_budget: BudgetWindow | None = None
+    project_id: str | None = None
+    project_budget: BudgetWindow | None = None
 
 
 class Admitted(msgspec.Struct, frozen=True, kw_only=True):
@@ -154,10 +188,11 @@ class Queued(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Refused(msgspec.Struct, frozen=True, kw_only=True):
-    """The settled figures alone refuse the claim: usage reached the limit (`limit`) or
-    the organization's credits are used up (`credits`)."""
+    """The settled figures alone refuse the claim: usage reached the limit (`limit`),
+    the organization's credits are used up (`credits`), or the window's settled usage
+    reached the key's (`key_budget`) or the project's (`project_budget`) period budget."""
 
-    reason: Literal["limit", "credits"]
+    reason: Literal["limit", "credits", "key_budget", "project_budget"]
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -232,8 +267,21 @@ class Store(Protocol):
         store's `reservation_ttl` and stop counting."""
         ...
 
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        """The figures of a key's and a project's budget window, each given as
+        (id, window start); a window not given, or never used, reads as zero."""
+        ...
+
     async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
         """Admit `claim` fairly, atomically across every process sharing the store.
+
+        Period budgets (`claim.key_budget`, `claim.project_budget`) are held exactly
+        like the usage limit, per window: refused when the window's settled usage
+        alone reaches the budget (`key_budget` / `project_budget`), admitted only
+        while settled + in-flight reservations of that window < the budget, queued
+        otherwise.
 
         Refused when the settled figures alone decide (`usage >= usage_limit`, or,
         billed to credits, `credits <= 0`); the ticket, if in line, leaves it. Admitted
@@ -309,6 +357,15 @@ class Store(Protocol):
     async def list_keys(self, project_id: str | None = None) -> list[ApiKey]: ...
     async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey: ...
     async def set_usage_limit(self, key_id: str, usage_limit: Decimal | None) -> ApiKey: ...
+    async def set_key_budget(self, key_id: str, budget: Budget | None) -> ApiKey:
+        """Set or clear (None) the key's period budget; the current window's usage is
+        kept (a budget raised mid-window applies to what was already spent)."""
+        ...
+
+    async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
+        """Set or clear the project's period budget (all its keys together)."""
+        ...
+
     async def rename_key(self, key_id: str, description: str) -> ApiKey:
         """Change the key's description, the name people know it by (deleted keys too)."""
 

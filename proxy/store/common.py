@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from proxy.budgets import PERIODS, Budget, BudgetError, parse_budget
 from proxy.store.base import (
     Admitted,
     ApiKey,
@@ -51,6 +52,9 @@ __all__ = [
     "admission_outcome",
     "audit_entry_from_row",
     "audit_filter",
+    "budget_columns",
+    "budget_from_columns",
+    "check_budget",
     "check_description",
     "check_key_status",
     "check_mode",
@@ -74,6 +78,7 @@ __all__ = [
     "parse_money",
     "project_from_row",
     "project_rule_from_row",
+    "reservation_for",
     "rfc3339_after",
     "rule_from_row",
 ]
@@ -249,7 +254,8 @@ def organization_from_row(row: Sequence[Any]) -> Organization:
 
 
 def project_from_row(row: Sequence[Any]) -> Project:
-    """Row order: id, organization, mode, status, provider_keys (JSON text)[, name]."""
+    """Row order: id, organization, mode, status, provider_keys (JSON text)[, name[,
+    budget_amount, budget_period]]."""
     return Project(
         id=row[0],
         organization_id=row[1],
@@ -257,7 +263,32 @@ def project_from_row(row: Sequence[Any]) -> Project:
         status="deleted" if row[3] == "deleted" else "active",
         provider_keys=decode_provider_keys(row[4]),
         name=row[5] if len(row) > 5 else "",
+        budget=budget_from_columns(row[6], row[7]) if len(row) > 7 else None,
     )
+
+
+def budget_from_columns(amount: Any, period: Any) -> Budget | None:
+    """A budget stored as two columns (amount as decimal text or NUMERIC, period)."""
+    if amount is None or period not in PERIODS:
+        return None
+    return Budget(amount=Decimal(str(amount)), period=period)
+
+
+def budget_columns(budget: Budget | None) -> tuple[str | None, str | None]:
+    """The two columns a budget is stored in (both NULL: no budget)."""
+    return (None, None) if budget is None else (str(budget.amount), budget.period)
+
+
+def check_budget(budget: Budget | str | None, what: str = "budget") -> Budget | None:
+    """A budget given as a Budget or as text (`5.00/day`, `none`), checked."""
+    try:
+        if isinstance(budget, str):
+            return parse_budget(budget, what)
+        if budget is not None:
+            parse_budget(f"{budget.amount}/{budget.period}", what)
+        return budget
+    except BudgetError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def project_rule_from_row(row: Sequence[Any]) -> ProjectRule:
@@ -281,7 +312,7 @@ def check_name(name: str, what: str) -> str:
 
 KEY_COLUMNS = (
     "id, token_hash, display, project, status, usage_limit, usage, description, created_at, "
-    "expires_at"
+    "expires_at, budget_amount, budget_period"
 )
 
 
@@ -298,6 +329,7 @@ def key_from_row(row: Sequence[Any]) -> ApiKey:
         description=row[7],
         created_at=str(row[8]),
         expires_at=row[9],
+        budget=budget_from_columns(row[10], row[11]),
     )
 
 
@@ -316,17 +348,37 @@ def rule_from_row(row: Sequence[Any]) -> IamRule:
 def admission_outcome(
     outcome: str, claim: Claim, reservation: Reservation
 ) -> Admitted | Queued | Refused:
-    """A backend's admission answer (`ok`, `queued`, `limit`, `credits`, `no_key`,
-    `no_org`) as the Store interface gives it."""
+    """A backend's admission answer (`ok`, `queued`, `limit`, `credits`, `key_budget`,
+    `project_budget`, `no_key`, `no_org`) as the Store interface gives it."""
     if outcome == "ok":
         return Admitted(reservation=reservation)
     if outcome == "queued":
         return Queued()
-    if outcome in ("limit", "credits"):
-        return Refused(reason="limit" if outcome == "limit" else "credits")
+    if outcome == "limit":
+        return Refused(reason="limit")
+    if outcome == "credits":
+        return Refused(reason="credits")
+    if outcome == "key_budget":
+        return Refused(reason="key_budget")
+    if outcome == "project_budget":
+        return Refused(reason="project_budget")
     if outcome == "no_org":
         raise NotFound(f"organization `{claim.organization_id}` does not exist")
     raise NotFound(f"key `{claim.key_id}` does not exist")
+
+
+def reservation_for(claim: Claim, amount: Decimal) -> Reservation:
+    """A new reservation of `amount` for `claim`, naming the budget windows it holds."""
+    project_budget = claim.project_budget if claim.project_id is not None else None
+    return Reservation(
+        id=new_id("res"),
+        key_id=claim.key_id,
+        organization_id=claim.organization_id,
+        amount=amount,
+        key_window=None if claim.key_budget is None else claim.key_budget.start,
+        project_id=None if project_budget is None else claim.project_id,
+        project_window=None if project_budget is None else project_budget.start,
+    )
 
 
 AUDIT_COLUMNS = "seq, time, actor, client, action, object_type, object_id, before, after"

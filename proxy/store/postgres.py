@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from proxy.budgets import Budget
 from proxy.secret_box import (
     KEYED_PREFIX,
     SecretBox,
@@ -57,6 +58,7 @@ from proxy.store.base import (
     RuleStatus,
     RuleType,
     StoreError,
+    WindowUsage,
 )
 from proxy.store.common import (
     ADMISSION_TICKET_TTL,
@@ -70,6 +72,8 @@ from proxy.store.common import (
     admission_outcome,
     audit_entry_from_row,
     audit_filter,
+    budget_columns,
+    check_budget,
     check_description,
     check_key_status,
     check_mode,
@@ -90,6 +94,7 @@ from proxy.store.common import (
     parse_money,
     project_from_row,
     project_rule_from_row,
+    reservation_for,
     rfc3339_after,
     rule_from_row,
 )
@@ -280,6 +285,134 @@ _RELEASE_WAKING = _async_commit(
     )
 )
 
+# Period budgets (Store.admit with `key_budget` / `project_budget`): an overload of
+# gw_admit (the 7-argument one stays for instances not upgraded yet). A budget
+# window's settled usage and its in-flight reservations are read in ONE statement,
+# so a settlement committing meanwhile is seen whole or not at all; the key row lock
+# (and, for a project budget, the project row's) serialises the admissions that
+# share the window. Lock order: api_keys -> projects -> organizations.
+_ADMIT_BUDGETS = """
+CREATE FUNCTION gw_admit(p_ticket text, p_id text, p_key text, p_org text, p_amount numeric,
+                         p_ttl float8, p_ticket_ttl float8,
+                         p_key_budget numeric, p_key_window text,
+                         p_project text, p_project_budget numeric, p_project_window text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k api_keys%ROWTYPE;
+    o organizations%ROWTYPE;
+    mine bigint;
+    fits boolean;
+    ahead boolean := false;
+    until timestamptz;
+    ku numeric := 0;
+    kh numeric := 0;
+    pu numeric := 0;
+    ph numeric := 0;
+BEGIN
+    SELECT * INTO k FROM api_keys WHERE id = p_key FOR UPDATE;
+    IF NOT FOUND THEN RETURN 'no_key'; END IF;
+    IF p_project_window IS NOT NULL THEN
+        -- NO KEY UPDATE: creating a key in the project (a foreign-key check) never waits.
+        PERFORM 1 FROM projects WHERE id = p_project FOR NO KEY UPDATE;
+    END IF;
+    IF p_org IS NOT NULL THEN
+        SELECT * INTO o FROM organizations WHERE id = p_org FOR UPDATE;
+        IF NOT FOUND THEN RETURN 'no_org'; END IF;
+    END IF;
+    -- The settled figures alone decide a refusal, in the policy's order.
+    IF k.usage_limit IS NOT NULL AND k.usage >= k.usage_limit THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        RETURN 'limit';
+    END IF;
+    IF p_key_window IS NOT NULL THEN
+        SELECT coalesce((SELECT usage FROM budget_usage
+                          WHERE subject = 'k:' || p_key AND window_start = p_key_window), 0),
+               coalesce((SELECT sum(amount) FROM reservations
+                          WHERE key_id = p_key AND key_window = p_key_window
+                            AND expires_at > now()), 0)
+          INTO ku, kh;
+        IF ku >= p_key_budget THEN
+            DELETE FROM admission_tickets WHERE id = p_ticket;
+            RETURN 'key_budget';
+        END IF;
+    END IF;
+    IF p_project_window IS NOT NULL THEN
+        SELECT coalesce((SELECT usage FROM budget_usage
+                          WHERE subject = 'p:' || p_project
+                            AND window_start = p_project_window), 0),
+               coalesce((SELECT sum(amount) FROM reservations
+                          WHERE project_id = p_project AND project_window = p_project_window
+                            AND expires_at > now()), 0)
+          INTO pu, ph;
+        IF pu >= p_project_budget THEN
+            DELETE FROM admission_tickets WHERE id = p_ticket;
+            RETURN 'project_budget';
+        END IF;
+    END IF;
+    IF p_org IS NOT NULL AND o.credits <= 0 THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        RETURN 'credits';
+    END IF;
+    -- INVARIANT: admitted only while usage + in-flight reservations < limit (each
+    -- budget window's settled + in-flight usage < its budget, credits - in-flight
+    -- credit reservations > 0), in ticket order.
+    fits := (k.usage_limit IS NULL OR k.usage + k.reserved < k.usage_limit)
+            AND (p_key_window IS NULL OR ku + kh < p_key_budget)
+            AND (p_project_window IS NULL OR pu + ph < p_project_budget)
+            AND (p_org IS NULL OR o.credits - o.credits_reserved > 0);
+    IF fits AND (k.queue_until > now() OR (p_org IS NOT NULL AND o.queue_until > now())) THEN
+        SELECT seq INTO mine FROM admission_tickets WHERE id = p_ticket;
+        mine := coalesce(mine, 9223372036854775807);
+        ahead := EXISTS (SELECT 1 FROM admission_tickets
+                          WHERE key_id = p_key AND seq < mine AND expires_at > now())
+              OR (p_org IS NOT NULL AND EXISTS (SELECT 1 FROM admission_tickets
+                          WHERE org_id = p_org AND seq < mine AND expires_at > now()));
+    END IF;
+    IF fits AND NOT ahead THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        UPDATE api_keys SET reserved = reserved + p_amount WHERE id = p_key;
+        IF p_org IS NOT NULL THEN
+            UPDATE organizations SET credits_reserved = credits_reserved + p_amount
+             WHERE id = p_org;
+        END IF;
+        INSERT INTO reservations (id, key_id, org_id, amount, expires_at,
+                                  key_window, project_id, project_window)
+        VALUES (p_id, p_key, p_org, p_amount, now() + make_interval(secs => p_ttl),
+                p_key_window, CASE WHEN p_project_window IS NULL THEN NULL ELSE p_project END,
+                p_project_window);
+        RETURN 'ok';
+    END IF;
+    until := now() + make_interval(secs => p_ticket_ttl);
+    INSERT INTO admission_tickets (id, seq, key_id, org_id, expires_at)
+    VALUES (p_ticket, nextval('admission_seq'), p_key, p_org, until)
+    ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at;
+    UPDATE api_keys SET queue_until = greatest(queue_until, until) WHERE id = p_key;
+    IF p_org IS NOT NULL THEN
+        UPDATE organizations SET queue_until = greatest(queue_until, until) WHERE id = p_org;
+    END IF;
+    RETURN 'queued';
+END $$"""
+
+# Settling a reservation that holds budget windows also adds the cost to each window's
+# settled usage (the window it was admitted in), in the same transaction.
+_SETTLE_BUDGETS = """
+CREATE FUNCTION gw_settle(p_id text, p_key text, p_org text, p_cost numeric,
+                          p_key_window text, p_project text, p_project_window text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM gw_settle(p_id, p_key, p_org, p_cost);
+    IF p_key_window IS NOT NULL THEN
+        INSERT INTO budget_usage (subject, window_start, usage)
+        VALUES ('k:' || p_key, p_key_window, p_cost)
+        ON CONFLICT (subject, window_start) DO UPDATE SET usage = budget_usage.usage + p_cost;
+    END IF;
+    IF p_project_window IS NOT NULL THEN
+        INSERT INTO budget_usage (subject, window_start, usage)
+        VALUES ('p:' || p_project, p_project_window, p_cost)
+        ON CONFLICT (subject, window_start) DO UPDATE SET usage = budget_usage.usage + p_cost;
+    END IF;
+END $$"""
+
 _RECLAIM_TICKETS = """
 CREATE FUNCTION gw_reclaim_tickets() RETURNS integer LANGUAGE sql AS $$
     WITH gone AS (DELETE FROM admission_tickets WHERE expires_at <= now() RETURNING 1)
@@ -412,6 +545,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             completion_tokens bigint NOT NULL DEFAULT 0,
             last_used_at text)""",
     ),
+    (
+        # Period budgets (proxy.budgets) on keys and projects; reservations name the
+        # budget windows they hold, `budget_usage` counts each window's settled usage
+        # per subject (`k:<key>` / `p:<project>`) and window start.
+        "ALTER TABLE api_keys ADD COLUMN budget_amount numeric",
+        "ALTER TABLE api_keys ADD COLUMN budget_period text",
+        "ALTER TABLE projects ADD COLUMN budget_amount numeric",
+        "ALTER TABLE projects ADD COLUMN budget_period text",
+        "ALTER TABLE reservations ADD COLUMN key_window text",
+        "ALTER TABLE reservations ADD COLUMN project_id text",
+        "ALTER TABLE reservations ADD COLUMN project_window text",
+        "CREATE INDEX reservations_key_window ON reservations(key_id, key_window) "
+        "WHERE key_window IS NOT NULL",
+        "CREATE INDEX reservations_project_window ON reservations(project_id, project_window) "
+        "WHERE project_window IS NOT NULL",
+        """CREATE TABLE budget_usage (
+            subject text NOT NULL,
+            window_start text NOT NULL,
+            usage numeric NOT NULL DEFAULT 0,
+            PRIMARY KEY (subject, window_start))""",
+        _async_commit(_ADMIT_BUDGETS),
+        _SETTLE_BUDGETS,
+    ),
 )
 
 
@@ -420,8 +576,8 @@ def _context_query(token_column: str) -> str:
     columns are that column's hash and the previous token's grace end."""
     return f"""
 SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
-       k.reserved, p.id, p.organization, p.mode, p.status, p.provider_keys,
-       o.id, o.credits, o.credits_reserved,
+       k.reserved, p.id, p.organization, p.mode, p.status, p.provider_keys, p.name,
+       p.budget_amount, p.budget_period, o.id, o.credits, o.credits_reserved,
        coalesce((SELECT json_agg(json_build_array(r.id, r.key_id, r.type, r."values", r.status)
                                  ORDER BY r.seq)
                    FROM iam_rules r WHERE r.key_id = k.id), '[]'),
@@ -439,7 +595,9 @@ _CONTEXT_QUERY = _context_query("token_hash")
 # A token rotated out and still in its grace period (asked only when the first misses).
 _PREVIOUS_CONTEXT_QUERY = _context_query("previous_token_hash")
 
-_PROJECT_COLUMNS = "id, organization, mode, status, provider_keys, name"
+_PROJECT_COLUMNS = (
+    "id, organization, mode, status, provider_keys, name, budget_amount, budget_period"
+)
 _ORG_COLUMNS = "id, credits, name"
 _PROJECT_RULE_COLUMNS = 'id, project_id, type, "values", status'
 
@@ -508,7 +666,9 @@ class PostgresStore:
         async with self._pool.connection() as conn, conn.transaction():
             yield conn
 
-    async def _fetchone(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    async def _fetchone(
+        self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> tuple[Any, ...] | None:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(query, params)
             return await cursor.fetchone()
@@ -582,11 +742,11 @@ class PostgresStore:
         return KeyContext(
             key=key,
             reserved=row[n],
-            project=project_from_row(row[n + 1 : n + 6]),
-            organization=organization_from_row(row[n + 6 : n + 8]),
-            credits_reserved=row[n + 8],
-            rules=tuple(rule_from_row(r) for r in row[n + 9]),
-            project_rules=tuple(project_rule_from_row(r) for r in row[n + 10]),
+            project=project_from_row(row[n + 1 : n + 9]),
+            organization=organization_from_row(row[n + 9 : n + 11]),
+            credits_reserved=row[n + 11],
+            rules=tuple(rule_from_row(r) for r in row[n + 12]),
+            project_rules=tuple(project_rule_from_row(r) for r in row[n + 13]),
             token_expires_at=row[-1] if previous else None,
         )
 
@@ -614,14 +774,10 @@ class PostgresStore:
         amount = parse_money(claim.amount, "reservation amount")
         if time.monotonic() - self._last_reclaim >= self._reclaim_every:
             await self.reclaim_expired()
-        reservation = Reservation(
-            id=new_id("res"),
-            key_id=claim.key_id,
-            organization_id=claim.organization_id,
-            amount=amount,
-        )
+        reservation = reservation_for(claim, amount)
+        key_budget, project_budget = claim.key_budget, claim.project_budget
         row = await self._fetchone(
-            "SELECT gw_admit(%s, %s, %s, %s, %s, %s, %s)",
+            "SELECT gw_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 ticket,
                 reservation.id,
@@ -630,9 +786,45 @@ class PostgresStore:
                 amount,
                 self._ttl,
                 ADMISSION_TICKET_TTL,
+                None if key_budget is None else key_budget.amount,
+                reservation.key_window,
+                reservation.project_id,
+                None if project_budget is None else project_budget.amount,
+                reservation.project_window,
             ),
         )
         return admission_outcome(row[0] if row else "no_key", claim, reservation)
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        if key is None and project is None:
+            return WindowUsage(), WindowUsage()
+        # One statement: one snapshot for both windows' usage and in-flight sums.
+        row = await self._fetchone(
+            """SELECT
+                 coalesce((SELECT usage FROM budget_usage
+                            WHERE subject = 'k:' || %(key)s AND window_start = %(kw)s), 0),
+                 coalesce((SELECT sum(amount) FROM reservations
+                            WHERE key_id = %(key)s AND key_window = %(kw)s
+                              AND expires_at > now()), 0),
+                 coalesce((SELECT usage FROM budget_usage
+                            WHERE subject = 'p:' || %(project)s AND window_start = %(pw)s), 0),
+                 coalesce((SELECT sum(amount) FROM reservations
+                            WHERE project_id = %(project)s AND project_window = %(pw)s
+                              AND expires_at > now()), 0)""",
+            {
+                "key": None if key is None else key[0],
+                "kw": None if key is None else key[1],
+                "project": None if project is None else project[0],
+                "pw": None if project is None else project[1],
+            },
+        )
+        assert row is not None
+        return (
+            WindowUsage(usage=Decimal(row[0]), reserved=Decimal(row[1])),
+            WindowUsage(usage=Decimal(row[2]), reserved=Decimal(row[3])),
+        )
 
     async def withdraw(self, claim: Claim, ticket: str) -> None:
         await self._fetchone("DELETE FROM admission_tickets WHERE id = %s RETURNING id", (ticket,))
@@ -662,9 +854,23 @@ class PostgresStore:
 
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         cost = parse_money(actual_cost, "actual cost")
+        if reservation.key_window is None and reservation.project_window is None:
+            await self._fetchone(
+                "SELECT gw_settle(%s, %s, %s, %s)",
+                (reservation.id, reservation.key_id, reservation.organization_id, cost),
+            )
+            return
         await self._fetchone(
-            "SELECT gw_settle(%s, %s, %s, %s)",
-            (reservation.id, reservation.key_id, reservation.organization_id, cost),
+            "SELECT gw_settle(%s, %s, %s, %s, %s, %s, %s)",
+            (
+                reservation.id,
+                reservation.key_id,
+                reservation.organization_id,
+                cost,
+                reservation.key_window,
+                reservation.project_id,
+                reservation.project_window,
+            ),
         )
 
     async def release(self, reservation: Reservation) -> None:
@@ -794,6 +1000,15 @@ class PostgresStore:
     async def rename_project(self, project_id: str, name: str) -> Project:
         return await self._update_project(project_id, "name", check_name(name, "project"))
 
+    async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
+        amount, period = budget_columns(check_budget(budget))
+        row = await self._fetchone(
+            "UPDATE projects SET budget_amount = %s, budget_period = %s WHERE id = %s "  # noqa: S608
+            f"RETURNING {_PROJECT_COLUMNS}",
+            (amount, period, project_id),
+        )
+        return self._project_or_raise(row, project_id)
+
     # -- project IAM rules ------------------------------------------------------------
     async def add_project_rule(
         self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
@@ -862,7 +1077,7 @@ class PostgresStore:
         token = generate_token()
         row = await self._fetchone(
             f"INSERT INTO api_keys ({KEY_COLUMNS}) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s, %s) "
+            "VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s, %s, NULL, NULL) "
             f"RETURNING {KEY_COLUMNS}",
             (
                 new_id("key"),
@@ -917,6 +1132,15 @@ class PostgresStore:
         row = await self._fetchone(
             f"UPDATE api_keys SET usage_limit = %s WHERE id = %s RETURNING {KEY_COLUMNS}",  # noqa: S608
             (limit, key_id),
+        )
+        return self._key_or_raise(row, key_id)
+
+    async def set_key_budget(self, key_id: str, budget: Budget | None) -> ApiKey:
+        amount, period = budget_columns(check_budget(budget))
+        row = await self._fetchone(
+            "UPDATE api_keys SET budget_amount = %s, budget_period = %s WHERE id = %s "  # noqa: S608
+            f"RETURNING {KEY_COLUMNS}",
+            (amount, period, key_id),
         )
         return self._key_or_raise(row, key_id)
 

@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from proxy.budgets import Budget
 from proxy.secret_box import SecretBox
 from proxy.store import redis_scripts
 from proxy.store.base import (
@@ -55,6 +56,7 @@ from proxy.store.base import (
     Reservation,
     RuleStatus,
     RuleType,
+    WindowUsage,
 )
 from proxy.store.common import (
     ADMISSION_TICKET_TTL,
@@ -62,6 +64,7 @@ from proxy.store.common import (
     admission_outcome,
     new_id,
     parse_money,
+    reservation_for,
 )
 from proxy.store.postgres import PostgresStore
 from proxy.store.redis_batch import ScriptBatcher
@@ -121,6 +124,9 @@ class RedisLedgerStore:
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._redis_pool)
         self._prefix = redis_prefix or default_prefix(database_url)
         self._ttl_ms = round(reservation_ttl * 1000)
+        # A budget window's ledger outlives any reservation it holds (it is dropped
+        # only once no reservation made in it can still be in flight, then reloads).
+        self._window_ttl_ms = 2 * self._ttl_ms + 60_000
         self._flush_interval = flush_interval
         self._scripts = {
             name: self._redis.register_script(getattr(redis_scripts, name))
@@ -196,7 +202,10 @@ class RedisLedgerStore:
                 if not batch:
                     break
                 batch_id = self._text(batch[0])
-                await self._apply_batch(batch_id, self._pairs(batch[1]), self._pairs(batch[2]))
+                windows = self._pairs(batch[3]) if len(batch) > 3 else []
+                await self._apply_batch(
+                    batch_id, self._pairs(batch[1]), self._pairs(batch[2]), windows
+                )
                 await self._script("FLUSH_DONE", batch_id)
                 written += 1
         return written
@@ -207,7 +216,11 @@ class RedisLedgerStore:
         ]
 
     async def _apply_batch(
-        self, batch_id: str, keys: list[tuple[str, Decimal]], orgs: list[tuple[str, Decimal]]
+        self,
+        batch_id: str,
+        keys: list[tuple[str, Decimal]],
+        orgs: list[tuple[str, Decimal]],
+        windows: list[tuple[str, Decimal]],
     ) -> None:
         async with self._pg.transaction() as conn:
             cursor = await conn.execute(
@@ -226,6 +239,12 @@ class RedisLedgerStore:
                 await cur.executemany(
                     "UPDATE organizations SET credits = credits + %s WHERE id = %s",
                     [(delta, org) for org, delta in sorted(orgs)],
+                )
+                await cur.executemany(
+                    "INSERT INTO budget_usage (subject, window_start, usage) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (subject, window_start) "
+                    "DO UPDATE SET usage = budget_usage.usage + excluded.usage",
+                    [(*_window_parts(name), delta) for name, delta in sorted(windows)],
                 )
 
     # -- loading a ledger entry from PostgreSQL ---------------------------------------
@@ -248,6 +267,51 @@ class RedisLedgerStore:
                 return
             await asyncio.sleep(0.005)
         raise TimeoutError("the Redis ledger could not be loaded: a flush kept running")
+
+    async def _load_windows(self, names: list[str]) -> None:
+        """Load budget windows (`k:<key>|<start>`, `p:<project>|<start>`) from PostgreSQL."""
+        for _ in range(_LOAD_RETRIES):
+            gen = self._text(await self._redis.get(self._prefix + "gen") or b"0")
+            args: list[Any] = [gen, self._window_ttl_ms]
+            async with self._pg.transaction() as conn:
+                for name in names:
+                    cursor = await conn.execute(
+                        "SELECT usage FROM budget_usage WHERE subject = %s AND window_start = %s",
+                        _window_parts(name),
+                    )
+                    row = await cursor.fetchone()
+                    args += [name, units_from_money(Decimal(0) if row is None else row[0])]
+            if self._text(await self._script("LOAD_WINDOWS", *args)) == "ok":
+                return
+            await asyncio.sleep(0.005)
+        raise TimeoutError("the Redis ledger could not be loaded: a flush kept running")
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        names = [
+            None if key is None else f"k:{key[0]}|{key[1]}",
+            None if project is None else f"p:{project[0]}|{project[1]}",
+        ]
+        figures = [WindowUsage(), WindowUsage()]
+        for attempt in range(2):
+            missing = []
+            for i, name in enumerate(names):
+                if name is None:
+                    continue
+                usage, reserved = await self._redis.hmget(
+                    f"{self._prefix}b:{name}", ["usage", "reserved"]
+                )
+                if usage is None:
+                    missing.append(name)
+                else:
+                    figures[i] = WindowUsage(
+                        usage=money_from_units(usage), reserved=money_from_units(reserved or 0)
+                    )
+            if not missing or attempt:
+                break
+            await self._load_windows(missing)
+        return figures[0], figures[1]
 
     async def _ledger(self, key_id: str, org_id: str) -> tuple[list[Any], list[Any]]:
         """The key's [usage, reserved] and the org's [credits, reserved], with expired
@@ -315,13 +379,13 @@ class RedisLedgerStore:
     async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
         amount = parse_money(claim.amount, "reservation amount")
         self._start_flusher()
-        reservation = Reservation(
-            id=new_id("res"),
-            key_id=claim.key_id,
-            organization_id=claim.organization_id,
-            amount=amount,
-        )
+        reservation = reservation_for(claim, amount)
         org = claim.organization_id or ""
+        key_window, project_window = _window_names(reservation)
+        key_budget = "" if claim.key_budget is None else units_from_money(claim.key_budget.amount)
+        project_budget = (
+            "" if claim.project_budget is None else units_from_money(claim.project_budget.amount)
+        )
 
         def undo(reply: Any) -> tuple[str, tuple[Any, ...]] | None:
             outcome = self._text(reply)
@@ -340,6 +404,11 @@ class RedisLedgerStore:
                     units_from_money(amount),
                     self._ttl_ms,
                     round(ADMISSION_TICKET_TTL * 1000),
+                    key_budget,
+                    key_window,
+                    project_budget,
+                    project_window,
+                    self._window_ttl_ms,
                     undo=undo,
                 )
             )
@@ -347,6 +416,9 @@ class RedisLedgerStore:
                 return admission_outcome(outcome, claim, reservation)
             owner = None if not org else await self._pg.get_organization(org)
             await self._load(await self._pg.get_key(claim.key_id), owner)
+            windows = [name for name in (key_window, project_window) if name]
+            if windows:
+                await self._load_windows(windows)
         raise NotFound(f"key `{claim.key_id}` could not be loaded into the Redis ledger")
 
     async def withdraw(self, claim: Claim, ticket: str) -> None:
@@ -375,12 +447,16 @@ class RedisLedgerStore:
     async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
         cost = parse_money(actual_cost, "actual cost")
         self._start_flusher()
+        key_window, project_window = _window_names(reservation)
         await self._batch.call(
             "SETTLE",
             reservation.id,
             reservation.key_id,
             reservation.organization_id or "",
             units_from_money(cost),
+            key_window,
+            project_window,
+            self._window_ttl_ms,
         )
 
     async def release(self, reservation: Reservation) -> None:
@@ -530,6 +606,13 @@ class RedisLedgerStore:
         )
         return await self._overlay_key(key)
 
+    async def set_key_budget(self, key_id: str, budget: Budget | None) -> ApiKey:
+        # The budget itself lives in PostgreSQL: each request's claim carries it.
+        return await self._overlay_key(await self._pg.set_key_budget(key_id, budget))
+
+    async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
+        return await self._pg.set_project_budget(project_id, budget)
+
     async def rename_key(self, key_id: str, description: str) -> ApiKey:
         return await self._overlay_key(await self._pg.rename_key(key_id, description))
 
@@ -560,6 +643,25 @@ class RedisLedgerStore:
         self, since: str | None, object_filter: str | None, limit: int
     ) -> list[AuditEntry]:
         return await self._pg.list_audit(since, object_filter, limit)
+
+
+def _window_names(reservation: Reservation) -> tuple[str, str]:
+    """The ledger names of the reservation's budget windows ('' for none)."""
+    key = (
+        "" if reservation.key_window is None else f"k:{reservation.key_id}|{reservation.key_window}"
+    )
+    project = (
+        ""
+        if reservation.project_window is None
+        else f"p:{reservation.project_id}|{reservation.project_window}"
+    )
+    return key, project
+
+
+def _window_parts(name: str) -> tuple[str, str]:
+    """`k:key_1|2026-01-01T00:00:00Z` -> (`k:key_1`, `2026-01-01T00:00:00Z`)."""
+    subject, _, start = name.rpartition("|")
+    return subject, start
 
 
 def _with_usage(key: ApiKey, usage: Decimal) -> ApiKey:

@@ -20,6 +20,10 @@ Layout under the prefix P (default `gw:`):
     P q:k:<key> / q:o:<org>   zset ticket -> seq: requests waiting for admission, in order
     P tx          hash ticket -> expiry (ms): a ticket not refreshed stops counting
     P wake        pub/sub channel: "<key>\t<org>" when room may have been freed
+    P b:<window>  hash usage, reserved: one period-budget window, named
+                  `k:<key>|<start>` or `p:<project>|<start>` (proxy.budgets); it
+                  expires a while after its last use (then reloads from PostgreSQL)
+    P pend:b / flushing:b   window -> usage settled, not yet in PostgreSQL
 
 A key's and an organization's ledger also hold `qu`: the latest expiry of any of
 their tickets; while it is past nobody waits, so admission skips the line and
@@ -34,6 +38,7 @@ __all__ = [
     "FLUSH_START",
     "LEDGER",
     "LOAD",
+    "LOAD_WINDOWS",
     "RECLAIM",
     "RELEASE",
     "RESERVE",
@@ -55,10 +60,18 @@ local function now_ms()
 end
 local function drop(p, rid)
     local r = p .. 'r:' .. rid
-    local fields = redis.call('HMGET', r, 'key', 'org', 'amount')
+    local fields = redis.call('HMGET', r, 'key', 'org', 'amount', 'kw', 'pw')
     redis.call('ZREM', p .. 'exp', rid)
     if not fields[3] then return false end
     redis.call('DEL', r)
+    for i = 4, 5 do
+        if fields[i] and fields[i] ~= '' then
+            local w = p .. 'b:' .. fields[i]
+            if redis.call('EXISTS', w) == 1 then
+                redis.call('HINCRBY', w, 'reserved', neg(fields[3]))
+            end
+        end
+    end
     local k = p .. 'k:' .. fields[1]
     if redis.call('EXISTS', k) == 1 then
         redis.call('HINCRBY', k, 'reserved', neg(fields[3]))
@@ -120,13 +133,26 @@ return 'ok'
 """
 )
 
-# ARGV: prefix, reservation id, key id, org id or '', cost.
-# The cost is charged even when the reservation expired: the request did complete.
+# ARGV: prefix, reservation id, key id, org id or '', cost, key window or '',
+# project window or '', window ttl ms.
+# The cost is charged even when the reservation expired: the request did complete;
+# budget windows are charged in the window the request was admitted in.
 SETTLE = (
     _DROP
     + """
 local p, rid, key, org, cost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 drop(p, rid)
+for i = 6, 7 do
+    local name = ARGV[i] or ''
+    if name ~= '' then
+        local w = p .. 'b:' .. name
+        if redis.call('EXISTS', w) == 1 then
+            redis.call('HINCRBY', w, 'usage', cost)
+            redis.call('PEXPIRE', w, ARGV[8])
+        end
+        redis.call('HINCRBY', p .. 'pend:b', name, cost)
+    end
+end
 local k = p .. 'k:' .. key
 if redis.call('EXISTS', k) == 1 then redis.call('HINCRBY', k, 'usage', cost) end
 redis.call('HINCRBY', p .. 'pend:k', key, cost)
@@ -152,19 +178,30 @@ return 'ok'
 )
 
 # Fair admission (Store.admit). ARGV: prefix, ticket, reservation id, key id, org id or
-# '', amount, reservation ttl ms, ticket ttl ms.
-# Returns 'ok' | 'queued' | 'limit' | 'credits' | 'load'.
+# '', amount, reservation ttl ms, ticket ttl ms, key budget or '', key window or '',
+# project budget or '', project window or '', window ttl ms.
+# Returns 'ok' | 'queued' | 'limit' | 'key_budget' | 'project_budget' | 'credits' | 'load'.
 ADMIT = (
     _DROP
     + """
 local p, tid, rid, key, org, amount, ttl, tttl =
     ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local kb, kwn, pb, pwn, wttl = ARGV[9] or '', ARGV[10] or '', ARGV[11] or '', ARGV[12] or '',
+    ARGV[13]
 reclaim(p, 100)
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
-if redis.call('EXISTS', k) == 0 or (org ~= '' and redis.call('EXISTS', o) == 0) then
+local kw = p .. 'b:' .. kwn
+local pw = p .. 'b:' .. pwn
+if redis.call('EXISTS', k) == 0 or (org ~= '' and redis.call('EXISTS', o) == 0)
+    or (kwn ~= '' and redis.call('EXISTS', kw) == 0)
+    or (pwn ~= '' and redis.call('EXISTS', pw) == 0) then
     return 'load'
 end
+local kwv = {'0', '0'}
+if kwn ~= '' then kwv = redis.call('HMGET', kw, 'usage', 'reserved') end
+local pwv = {'0', '0'}
+if pwn ~= '' then pwv = redis.call('HMGET', pw, 'usage', 'reserved') end
 -- Whether a live ticket other than `tid` is ahead of it in line `q` (expired ones go).
 local function ahead_in(q, now)
     for _, other in ipairs(redis.call('ZRANGE', q, 0, -1)) do
@@ -187,13 +224,24 @@ if kv[3] ~= '' and tonumber(kv[1]) >= tonumber(kv[3]) then
     if waiting then leave(p, tid, key, org) end
     return 'limit'
 end
+if kwn ~= '' and tonumber(kwv[1]) >= tonumber(kb) then
+    if waiting then leave(p, tid, key, org) end
+    return 'key_budget'
+end
+if pwn ~= '' and tonumber(pwv[1]) >= tonumber(pb) then
+    if waiting then leave(p, tid, key, org) end
+    return 'project_budget'
+end
 if org ~= '' and tonumber(ov[1]) <= 0 then
     if waiting then leave(p, tid, key, org) end
     return 'credits'
 end
--- INVARIANT: admitted only while usage + in-flight reservations < limit (and
--- credits - in-flight credit reservations > 0), in ticket order.
+-- INVARIANT: admitted only while usage + in-flight reservations < limit (each budget
+-- window's settled + in-flight usage < its budget, credits - in-flight credit
+-- reservations > 0), in ticket order.
 local fits = (kv[3] == '' or tonumber(kv[1]) + tonumber(kv[2]) < tonumber(kv[3]))
+    and (kwn == '' or tonumber(kwv[1]) + tonumber(kwv[2]) < tonumber(kb))
+    and (pwn == '' or tonumber(pwv[1]) + tonumber(pwv[2]) < tonumber(pb))
     and (org == '' or tonumber(ov[1]) - tonumber(ov[2]) > 0)
 local ahead = false
 if fits and tonumber(kv[4] or '0') > now then ahead = ahead_in(p .. 'q:k:' .. key, now) end
@@ -204,7 +252,14 @@ if fits and not ahead then
     if waiting then leave(p, tid, key, org) end
     if org ~= '' then redis.call('HINCRBY', o, 'reserved', amount) end
     redis.call('HINCRBY', k, 'reserved', amount)
-    redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)
+    for _, w in ipairs({kwn ~= '' and kw or false, pwn ~= '' and pw or false}) do
+        if w then
+            redis.call('HINCRBY', w, 'reserved', amount)
+            redis.call('PEXPIRE', w, wttl)
+        end
+    end
+    redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount,
+        'kw', kwn, 'pw', pwn)
     redis.call('ZADD', p .. 'exp', now + tonumber(ttl), rid)
     return 'ok'
 end
@@ -280,27 +335,50 @@ end
 return 'ok'
 """
 
+# Load budget windows from PostgreSQL figures read by the caller after it read `gen`
+# (refused, 'retry', under the same condition as LOAD). ARGV: prefix, gen seen, window
+# ttl ms, then pairs of window name and settled usage.
+LOAD_WINDOWS = """
+local p, gen, wttl = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', p .. 'flushing:id') == 1 then return 'retry' end
+if (redis.call('GET', p .. 'gen') or '0') ~= gen then return 'retry' end
+for i = 4, #ARGV, 2 do
+    local w = p .. 'b:' .. ARGV[i]
+    if redis.call('EXISTS', w) == 0 then
+        local pending = redis.call('HGET', p .. 'pend:b', ARGV[i]) or '0'
+        redis.call('HSET', w, 'usage', ARGV[i + 1], 'reserved', 0)
+        redis.call('HINCRBY', w, 'usage', pending)
+        redis.call('PEXPIRE', w, wttl)
+    end
+end
+return 'ok'
+"""
+
 # Start (or resume) a flush. ARGV: prefix, new batch id.
-# Returns false (nothing to flush) or {batch id, key deltas, org deltas}.
+# Returns false (nothing to flush) or {batch id, key deltas, org deltas, window deltas}.
 FLUSH_START = """
 local p, batch = ARGV[1], ARGV[2]
-local fk, fo, fid = p .. 'flushing:k', p .. 'flushing:o', p .. 'flushing:id'
+local fk, fo, fb, fid = p .. 'flushing:k', p .. 'flushing:o', p .. 'flushing:b', p .. 'flushing:id'
 if redis.call('EXISTS', fid) == 0 then
     local hk = redis.call('EXISTS', p .. 'pend:k')
     local ho = redis.call('EXISTS', p .. 'pend:o')
-    if hk == 0 and ho == 0 then return false end
+    local hb = redis.call('EXISTS', p .. 'pend:b')
+    if hk == 0 and ho == 0 and hb == 0 then return false end
     if hk == 1 then redis.call('RENAME', p .. 'pend:k', fk) end
     if ho == 1 then redis.call('RENAME', p .. 'pend:o', fo) end
+    if hb == 1 then redis.call('RENAME', p .. 'pend:b', fb) end
     redis.call('SET', fid, batch)
 end
-return {redis.call('GET', fid), redis.call('HGETALL', fk), redis.call('HGETALL', fo)}
+return {redis.call('GET', fid), redis.call('HGETALL', fk), redis.call('HGETALL', fo),
+        redis.call('HGETALL', fb)}
 """
 
 # Finish the flush `batch` once PostgreSQL committed it. ARGV: prefix, batch id.
 FLUSH_DONE = """
 local p, batch = ARGV[1], ARGV[2]
 if redis.call('GET', p .. 'flushing:id') == batch then
-    redis.call('DEL', p .. 'flushing:k', p .. 'flushing:o', p .. 'flushing:id')
+    redis.call('DEL', p .. 'flushing:k', p .. 'flushing:o', p .. 'flushing:b',
+        p .. 'flushing:id')
     redis.call('INCR', p .. 'gen')
 end
 return 'ok'

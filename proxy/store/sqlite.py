@@ -53,6 +53,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from proxy.budgets import Budget
 from proxy.secret_box import (
     KEYED_PREFIX,
     SecretBox,
@@ -81,6 +82,7 @@ from proxy.store.base import (
     RuleStatus,
     RuleType,
     StoreError,
+    WindowUsage,
 )
 from proxy.store.common import (
     ADMISSION_TICKET_TTL,
@@ -93,6 +95,8 @@ from proxy.store.common import (
     activity_from_row,
     audit_entry_from_row,
     audit_filter,
+    budget_columns,
+    check_budget,
     check_description,
     check_key_status,
     check_mode,
@@ -115,6 +119,7 @@ from proxy.store.common import (
     parse_money,
     project_from_row,
     project_rule_from_row,
+    reservation_for,
     rfc3339_after,
     rule_from_row,
 )
@@ -237,9 +242,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             completion_tokens INTEGER NOT NULL DEFAULT 0,
             last_used_at TEXT)""",
     ),
+    (
+        # Period budgets (proxy.budgets) on keys and projects; each reservation names the
+        # budget windows it holds room in, and `budget_usage` counts each window's
+        # settled usage per subject (`k:<key>` / `p:<project>`) and window start.
+        "ALTER TABLE api_keys ADD COLUMN budget_amount TEXT",
+        "ALTER TABLE api_keys ADD COLUMN budget_period TEXT",
+        "ALTER TABLE projects ADD COLUMN budget_amount TEXT",
+        "ALTER TABLE projects ADD COLUMN budget_period TEXT",
+        "ALTER TABLE reservations ADD COLUMN key_window TEXT",
+        "ALTER TABLE reservations ADD COLUMN project_id TEXT",
+        "ALTER TABLE reservations ADD COLUMN project_window TEXT",
+        "CREATE INDEX reservations_project ON reservations(project_id, project_window)",
+        """CREATE TABLE budget_usage (
+            subject TEXT NOT NULL,
+            window_start TEXT NOT NULL,
+            usage TEXT NOT NULL DEFAULT '0',
+            PRIMARY KEY (subject, window_start)) WITHOUT ROWID""",
+    ),
 )
 
-_PROJECT_COLUMNS = "id, organization, mode, status, provider_keys, name"
+_PROJECT_COLUMNS = (
+    "id, organization, mode, status, provider_keys, name, budget_amount, budget_period"
+)
 _PROJECT_RULE_COLUMNS = 'id, project_id, type, "values", status'
 
 
@@ -344,6 +369,80 @@ def _queue_ticket(conn: sqlite3.Connection, claim: Claim, ticket: str, expires: 
         conn.execute(
             "UPDATE organizations SET queue_until = max(queue_until, ?) WHERE id = ?",
             (expires, claim.organization_id),
+        )
+
+
+def _window_usage(conn: sqlite3.Connection, subject: str, start: str) -> Decimal:
+    row = conn.execute(
+        "SELECT usage FROM budget_usage WHERE subject = ? AND window_start = ?", (subject, start)
+    ).fetchone()
+    return Decimal(0) if row is None else Decimal(row[0])
+
+
+def _window_reserved(
+    conn: sqlite3.Connection, column: Literal["key", "project"], owner: str, start: str, now: float
+) -> Decimal:
+    query = (
+        "SELECT amount FROM reservations WHERE key_id = ? AND key_window = ? AND expires_at > ?"
+        if column == "key"
+        else "SELECT amount FROM reservations "
+        "WHERE project_id = ? AND project_window = ? AND expires_at > ?"
+    )
+    return _sum(conn.execute(query, (owner, start, now)).fetchall())
+
+
+def _budget_refusal(
+    conn: sqlite3.Connection, claim: Claim
+) -> tuple[Refused | None, Decimal | None, Decimal | None]:
+    """A refusal when a budget window's settled usage alone reaches its budget; else
+    the key's and the project's window usage (None: no such budget)."""
+    key_usage = project_usage = None
+    if claim.key_budget is not None:
+        key_usage = _window_usage(conn, f"k:{claim.key_id}", claim.key_budget.start)
+        if key_usage >= claim.key_budget.amount:
+            return Refused(reason="key_budget"), None, None
+    if claim.project_budget is not None and claim.project_id is not None:
+        project_usage = _window_usage(conn, f"p:{claim.project_id}", claim.project_budget.start)
+        if project_usage >= claim.project_budget.amount:
+            return Refused(reason="project_budget"), None, None
+    return None, key_usage, project_usage
+
+
+def _budgets_fit(
+    conn: sqlite3.Connection,
+    claim: Claim,
+    key_usage: Decimal | None,
+    project_usage: Decimal | None,
+    now: float,
+) -> bool:
+    """INVARIANT: admitted only while a window's settled usage + its in-flight
+    reservations < its budget (the same rule as the usage limit's)."""
+    budget = claim.key_budget
+    if budget is not None and key_usage is not None:
+        held = _window_reserved(conn, "key", claim.key_id, budget.start, now)
+        if key_usage + held >= budget.amount:
+            return False
+    budget = claim.project_budget
+    if budget is not None and project_usage is not None and claim.project_id is not None:
+        held = _window_reserved(conn, "project", claim.project_id, budget.start, now)
+        if project_usage + held >= budget.amount:
+            return False
+    return True
+
+
+def _charge_windows(conn: sqlite3.Connection, reservation: Reservation, cost: Decimal) -> None:
+    """Add a settled cost to the budget windows the reservation was admitted in."""
+    windows = []
+    if reservation.key_window is not None:
+        windows.append((f"k:{reservation.key_id}", reservation.key_window))
+    if reservation.project_window is not None and reservation.project_id is not None:
+        windows.append((f"p:{reservation.project_id}", reservation.project_window))
+    for subject, start in windows:
+        usage = _window_usage(conn, subject, start) + cost
+        conn.execute(
+            "INSERT INTO budget_usage (subject, window_start, usage) VALUES (?, ?, ?) "
+            "ON CONFLICT (subject, window_start) DO UPDATE SET usage = excluded.usage",
+            (subject, start, str(usage)),
         )
 
 
@@ -828,6 +927,7 @@ class SqliteStore:
                         "UPDATE organizations SET credits = ? WHERE id = ?",
                         (str(Decimal(org[0]) - cost), reservation.organization_id),
                     )
+            _charge_windows(conn, reservation, cost)
 
         await self._request_write(settle)
 
@@ -849,30 +949,42 @@ class SqliteStore:
             # A ticket only exists while its key's (organization's) line is open: with
             # nobody waiting there is no ticket to drop and no line to respect.
             waiting = key[-1] > now or (org is not None and org[-1] > now)
-            refused = _settled_refusal(usage, limit, None if org is None else Decimal(org[0]))
+            refused = _settled_refusal(usage, limit, None)
+            key_usage = project_usage = None
+            if refused is None:
+                refused, key_usage, project_usage = _budget_refusal(conn, claim)
+            if refused is None:
+                refused = _settled_refusal(usage, None, None if org is None else Decimal(org[0]))
             if refused is not None:
                 if waiting:
                     conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
                 return refused
             # INVARIANT: admitted only while usage + in-flight reservations < limit (and
-            # credits - in-flight credit reservations > 0), in ticket order.
+            # credits - in-flight credit reservations > 0, and each budget window's
+            # settled + in-flight usage < its budget), in ticket order.
             fits = limit is None or usage + self._key_reserved(conn, claim.key_id, now) < limit
+            if fits:
+                fits = _budgets_fit(conn, claim, key_usage, project_usage, now)
             if fits and org is not None:
                 reserved = self._org_reserved(conn, org[1], now)
                 fits = Decimal(org[0]) - reserved > 0
             if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):
                 if waiting:
                     conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
-                reservation = Reservation(
-                    id=new_id("res"),
-                    key_id=claim.key_id,
-                    organization_id=claim.organization_id,
-                    amount=amount,
-                )
+                reservation = reservation_for(claim, amount)
                 conn.execute(
-                    "INSERT INTO reservations (id, key_id, org_id, amount, expires_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (reservation.id, claim.key_id, claim.organization_id, str(amount), now + ttl),
+                    "INSERT INTO reservations (id, key_id, org_id, amount, expires_at, "
+                    "key_window, project_id, project_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        reservation.id,
+                        claim.key_id,
+                        claim.organization_id,
+                        str(amount),
+                        now + ttl,
+                        reservation.key_window,
+                        reservation.project_id,
+                        reservation.project_window,
+                    ),
                 )
                 return Admitted(reservation=reservation)
             _queue_ticket(conn, claim, ticket, now + ADMISSION_TICKET_TTL)
@@ -887,6 +999,32 @@ class SqliteStore:
 
     async def withdraw(self, claim: Claim, ticket: str) -> None:
         await self._request_write(_withdrawing(ticket))
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        def read(conn: sqlite3.Connection) -> tuple[WindowUsage, WindowUsage]:
+            now = now_epoch()
+            conn.execute("BEGIN")
+            try:
+                figures = []
+                for column, subject in (("key", key), ("project", project)):
+                    if subject is None:
+                        figures.append(WindowUsage())
+                        continue
+                    owner, start = subject
+                    prefix = "k" if column == "key" else "p"
+                    figures.append(
+                        WindowUsage(
+                            usage=_window_usage(conn, f"{prefix}:{owner}", start),
+                            reserved=_window_reserved(conn, column, owner, start, now),  # type: ignore[arg-type]
+                        )
+                    )
+            finally:
+                conn.execute("COMMIT")
+            return figures[0], figures[1]
+
+        return await self._request_read(read)
 
     def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
         """SQLite has no notifications: waiters in other processes poll."""
@@ -1054,6 +1192,19 @@ class SqliteStore:
 
         return await self._run(self._write(update))
 
+    async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
+        amount, period = budget_columns(check_budget(budget))
+
+        def update(conn: sqlite3.Connection) -> Project:
+            self._project(conn, project_id)
+            conn.execute(
+                "UPDATE projects SET budget_amount = ?, budget_period = ? WHERE id = ?",
+                (amount, period, project_id),
+            )
+            return self._project(conn, project_id)
+
+        return await self._run(self._write(update))
+
     # -- project IAM rules ------------------------------------------------------------
     @staticmethod
     def _project_rules(conn: sqlite3.Connection, project_id: str) -> tuple[ProjectRule, ...]:
@@ -1158,7 +1309,7 @@ class SqliteStore:
         def create(conn: sqlite3.Connection) -> ApiKey:
             self._project(conn, project_id)
             conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant column list
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant column list
                 (
                     key.id,
                     key.token_hash,
@@ -1170,6 +1321,8 @@ class SqliteStore:
                     description,
                     key.created_at,
                     expiry,
+                    None,
+                    None,
                 ),
             )
             return key
@@ -1210,6 +1363,19 @@ class SqliteStore:
             conn.execute(
                 "UPDATE api_keys SET usage_limit = ? WHERE id = ?",
                 (None if limit is None else str(limit), key_id),
+            )
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
+    async def set_key_budget(self, key_id: str, budget: Budget | None) -> ApiKey:
+        amount, period = budget_columns(check_budget(budget))
+
+        def update(conn: sqlite3.Connection) -> ApiKey:
+            self._key(conn, key_id)
+            conn.execute(
+                "UPDATE api_keys SET budget_amount = ?, budget_period = ? WHERE id = ?",
+                (amount, period, key_id),
             )
             return self._key(conn, key_id)
 
