@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from policy_engine import ast
-from policy_engine.builtins import BUILTINS
+from policy_engine.builtins import signature as declared_signature
 from policy_engine.errors import TYPE_ERROR, Diagnostic
 from policy_engine.index import TREE_KINDS, RuleIndex
 from policy_engine.source import Span
@@ -725,15 +725,15 @@ class TypeChecker:
         span: Span,
         operator: str | None,
     ) -> Type | None:
-        builtin = BUILTINS.get(name)
-        if builtin is None or builtin.signature is None:
+        declared = declared_signature(name)
+        if declared is None:
             for arg in args:
                 if self.term(arg, env, module) is None:
                     self.bind(arg, ANY, env)
             return ANY
         signature = self._signatures.get(name)
         if signature is None:
-            signature = self._signatures[name] = from_signature(builtin.signature)
+            signature = self._signatures[name] = from_signature(declared)
         if signature.variadic:
             for arg in args:
                 if self.term(arg, env, module) is None:
@@ -749,7 +749,7 @@ class TypeChecker:
                 shown = operator or name
                 params = ", ".join(
                     f"{p.name}: {show(t)}"
-                    for p, t in zip(builtin.signature.params, signature.args, strict=True)
+                    for p, t in zip(declared.params, signature.args, strict=True)
                 )
                 self.error(
                     f"{shown}: invalid argument(s): have ({', '.join(show(t) for t in have)}), "

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
-from types import MappingProxyType
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from policy_engine.builtins import BUILTINS, Builtin
+from policy_engine.builtins import BUILTINS, Builtin, signature
 from policy_engine.builtins.rego_types import parse_signature
+from policy_engine.tooling.builtins_catalog import render as render_catalog
+
+CATALOG_FILE = Path(__file__).resolve().parents[2] / "policy_engine" / "builtins" / "catalog.py"
 
 REQUIRED_ARITY = {
     "count": 1, "sum": 1, "product": 1, "max": 1, "min": 1, "sort": 1,
@@ -38,9 +44,42 @@ def test_builtin_is_registered_with_its_arity(name: str, arity: int) -> None:
 
 
 def test_registry_is_read_only() -> None:
-    assert isinstance(BUILTINS, MappingProxyType)
     with pytest.raises(TypeError):
         BUILTINS["count"] = BUILTINS["sum"]  # type: ignore[index]
+
+
+def test_the_committed_catalog_is_current() -> None:
+    assert CATALOG_FILE.read_text(encoding="utf-8") == render_catalog(), (
+        "policy_engine/builtins/catalog.py is stale: run `python -m "
+        "policy_engine.tooling.builtins_catalog > policy_engine/builtins/catalog.py`"
+    )
+
+
+def test_the_catalog_signatures_are_the_families_own() -> None:
+    for name, entry in BUILTINS.items():
+        assert signature(name) == entry.signature, name
+    assert signature("no.such.builtin") is None
+
+
+def test_loading_a_policy_imports_only_the_families_it_calls() -> None:
+    # A fresh interpreter: this process has imported every family already.
+    script = (
+        "import sys\n"
+        "from policy_engine import Engine\n"
+        "engine = Engine.from_sources({'p.rego': 'package p\\nx := count([1]) + 1\\n'})\n"
+        "assert engine.query('x = data.p.x') == [{'x': 2}]\n"
+        "print(sorted(m for m in sys.modules if m.startswith('policy_engine.builtins.')))\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    loaded = set(ast.literal_eval(out[0]))
+    assert "policy_engine.builtins.aggregates" in loaded  # count
+    assert "policy_engine.builtins.operators" in loaded  # +
+    for family in ("documents", "jwt", "x509", "time", "hashing", "networks", "graphs"):
+        assert f"policy_engine.builtins.{family}" not in loaded
+    assert out[1] == "False"
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
