@@ -110,6 +110,50 @@ def public_value(value: Any) -> Any:
     return thaw(value)
 
 
+def _checked_and_compiled(
+    modules: list[ast.Module], parse_problems: list[Diagnostic], input_schema: InputSchema | None
+) -> tuple[RuleIndex, Compiler]:
+    """The static checks, compilation and the type check; raises `PolicyError`.
+
+    The static checks run on the modules that parsed even when others did not, so
+    one load reports both kinds of problem.
+    """
+    index, check_problems = check_modules(modules)
+    problems = parse_problems + check_problems
+    if problems:
+        raise PolicyError(problems)
+    compiler = Compiler(index)
+    for path, group in index.groups.items():
+        if group.kind == "function":
+            compiler.function(path)
+        else:
+            compiler.rule(path)
+    if compiler.diagnostics:
+        raise PolicyError(compiler.diagnostics)
+    # After the safety checks compilation makes, as in OPA: a type error is
+    # reported only for a policy that is otherwise sound.
+    type_problems = check_types_stage(modules, index, input_schema)
+    if type_problems:
+        raise PolicyError(type_problems)
+    return index, compiler
+
+
+def _too_deep(file: str, texts: Mapping[str, str]) -> PolicyError:
+    return PolicyError(
+        [
+            Diagnostic(
+                code=COMPILE_ERROR,
+                message="expressions nest too deeply to compile; split deep "
+                "expressions into separate rules or variables",
+                file=file,
+                line=1,
+                column=1,
+            )
+        ],
+        texts,
+    )
+
+
 class Engine:
     """Compiled policies plus base data; immutable once built, safe to share."""
 
@@ -164,39 +208,14 @@ class Engine:
                 ]
             )
         modules, problems = _parse_all(sources)
-        index, check_problems = check_modules(modules)
-        problems += check_problems
-        if problems:
-            raise PolicyError(problems, sources)
-        compiler = Compiler(index)
         try:
-            for path, group in index.groups.items():
-                if group.kind == "function":
-                    compiler.function(path)
-                else:
-                    compiler.rule(path)
+            index, compiler = _checked_and_compiled(modules, problems, input_schema)
         except RecursionError:
-            first = next(iter(sources), "<policy>")
-            raise PolicyError(
-                [
-                    Diagnostic(
-                        code=COMPILE_ERROR,
-                        message="the policy nests too deeply to compile; split deep "
-                        "expressions into separate rules or variables",
-                        file=first,
-                        line=1,
-                        column=1,
-                    )
-                ],
-                sources,
-            ) from None
-        if compiler.diagnostics:
-            raise PolicyError(compiler.diagnostics, sources)
-        # After the safety checks compilation makes, as in OPA: a type error is
-        # reported only for a policy that is otherwise sound.
-        type_problems = check_types_stage(modules, index, input_schema)
-        if type_problems:
-            raise PolicyError(type_problems, sources)
+            # Every stage after parsing walks the AST recursively; the parser does
+            # not, so this is where a deeply nested expression shows.
+            raise _too_deep(next(iter(sources), "<policy>"), sources) from None
+        except PolicyError as exc:
+            raise exc.with_texts(sources) from None
         return cls(index, compiler, from_json(dict(data or {})), config, sources)
 
     @classmethod
@@ -253,6 +272,8 @@ class Engine:
             self._compiler.diagnostics = []
             try:
                 yield
+            except RecursionError:
+                raise _too_deep("<query>", {}) from None
             finally:
                 self._compiler.forget_except(known)
 

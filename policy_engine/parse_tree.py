@@ -1,4 +1,4 @@
-"""lark parse tree -> `policy_engine.ast` nodes (used only by `parser.py`).
+"""Grammar rules -> `policy_engine.ast` nodes (used only by the parser modules).
 
 Problems found while building nodes (a call on something that is not a name,
 `else` after a partial rule...) raise `SyntaxProblem` with a position.
@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from lark import Token, Transformer
+from lark import Token
 
 from policy_engine import ast
 from policy_engine.source import Span
@@ -19,7 +19,7 @@ __all__ = ["SyntaxProblem", "ToAst"]
 
 
 class SyntaxProblem(Exception):
-    """A syntax problem found while building the AST (wrapped by lark in VisitError)."""
+    """A syntax problem found while building the AST."""
 
     def __init__(self, message: str, line: int, column: int) -> None:
         super().__init__(message)
@@ -36,11 +36,13 @@ def _terms(children: list[Any]) -> list[Any]:
     return [c for c in children if c is not None and not isinstance(c, Token)]
 
 
-class ToAst(Transformer[Token, Any]):
-    """lark tree -> AST; every method takes the node's position meta and children."""
+class ToAst:
+    """Grammar rule -> AST node: each method takes the rule's position meta and children.
+
+    Called by the parser's reductions (`parse_build`), children first.
+    """
 
     def __init__(self, file: str) -> None:
-        super().__init__()
         self.file = file
         # ids of parenthesised expressions: `k, (v in xs) in ys` keeps its grouping.
         self.parenthesized: set[int] = set()
@@ -49,13 +51,6 @@ class ToAst(Transformer[Token, Any]):
         (inner,) = _terms(ch)
         self.parenthesized.add(id(inner))
         return inner  # type: ignore[no-any-return]
-
-    def _call_userfunc(self, tree: Any, new_children: Any = None) -> Any:
-        # Called directly rather than through `v_args`, whose per-access wrappers
-        # cost more than the transformation itself on large policies.
-        children = new_children if new_children is not None else tree.children
-        method = getattr(self, tree.data)
-        return method(tree.meta, children)
 
     def _span(self, meta: Any) -> Span:
         if getattr(meta, "empty", True):

@@ -1,9 +1,9 @@
 """Rego text -> AST (`parse_module`, `parse_query`).
 
 The lark parser is built once per process (LALR tables cached on disk by
-lark) and never leaves the parser modules (`parse_layout`, `parse_tree`): lark trees become
-`policy_engine.ast` nodes and every lark exception becomes a
-`PolicyError` with code `rego_parse_error`.
+lark) and never leaves the parser modules (`parse_layout`, `parse_build`,
+`parse_tree`): its reductions build `policy_engine.ast` nodes directly and every
+lark exception becomes a `PolicyError` with code `rego_parse_error`.
 """
 
 from __future__ import annotations
@@ -14,18 +14,13 @@ import re
 from typing import Any
 
 from lark import Lark, Token
-from lark.exceptions import (
-    LarkError,
-    UnexpectedCharacters,
-    UnexpectedEOF,
-    UnexpectedToken,
-    VisitError,
-)
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
 from policy_engine import ast
 from policy_engine.errors import PARSE_ERROR, Diagnostic, PolicyError
+from policy_engine.parse_build import parse_to_ast
 from policy_engine.parse_layout import Postlexer
-from policy_engine.parse_tree import SyntaxProblem, ToAst
+from policy_engine.parse_tree import SyntaxProblem
 
 __all__ = ["parse_module", "parse_query"]
 
@@ -39,7 +34,8 @@ def _lark() -> Lark:
         rel_to=__file__,
         parser="lalr",
         lexer="contextual",
-        propagate_positions=True,
+        # Positions are taken by the reductions themselves (`parse_build`).
+        propagate_positions=False,
         maybe_placeholders=True,
         start=["module", "query"],
         postlex=Postlexer(),
@@ -142,19 +138,11 @@ def _end_position(text: str) -> tuple[int, int]:
 
 def _parse(text: str, file: str, start: str) -> Any:
     try:
-        tree = _lark().parse(text, start=start)
-        return ToAst(file).transform(tree)
-    except VisitError as exc:
-        raise _unwrap(exc) from None
+        return parse_to_ast(_lark(), text, file, start)
     except RecursionError:
         raise SyntaxProblem(
             "expressions nest too deeply; split them into separate rules or variables", 1, 1
         ) from None
-
-
-def _unwrap(exc: VisitError) -> Exception:
-    orig = exc.orig_exc
-    return orig if isinstance(orig, Exception) else exc
 
 
 _RULE_START = re.compile(r"^[A-Za-z_]", re.MULTILINE)

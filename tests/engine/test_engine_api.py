@@ -165,8 +165,21 @@ def test_repeated_queries_do_not_grow_the_compiler(engine: Engine) -> None:
     assert len(engine._compiler.known_ids()) == before
 
 
-def test_very_deep_nesting_is_a_policy_error() -> None:
-    deep = "package p\nx := " + "[" * 3000 + "1" + "]" * 3000
+@pytest.mark.parametrize(
+    "deep",
+    [
+        "[" * 3000 + "1" + "]" * 3000,
+        "+".join(["1"] * 3000),  # flat text, but a 3,000-deep tree of `+`
+        '{"a": ' * 3000 + "1" + "}" * 3000,
+    ],
+    ids=["arrays", "operators", "objects"],
+)
+def test_very_deep_nesting_is_a_policy_error(deep: str) -> None:
     with pytest.raises(PolicyError) as caught:
-        Engine.from_sources({"deep.rego": deep})
+        Engine.from_sources({"deep.rego": "package p\nx := " + deep})
     assert "nest too deeply" in str(caught.value)
+    engine = Engine.from_sources({"p.rego": "package p\nx := 1\n"})
+    with pytest.raises(PolicyError) as caught:
+        engine.query("y := " + deep)
+    assert "nest too deeply" in str(caught.value)
+    assert engine.query("y := data.p.x + 1") == [{"y": 2}]
