@@ -31,6 +31,7 @@ from decimal import Decimal
 
 from proxy.budgets import Budget
 from proxy.store.base import (
+    NO_RATE_LIMITS,
     Admitted,
     ApiKey,
     AuditEntry,
@@ -44,6 +45,8 @@ from proxy.store.base import (
     ProjectMode,
     ProjectRule,
     Queued,
+    RateLimits,
+    RateState,
     Refused,
     Reservation,
     RuleStatus,
@@ -160,8 +163,13 @@ class KeyCachingStore:
     def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
         self.inner.subscribe(wake)
 
-    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
-        await self.inner.settle(reservation, actual_cost)
+    async def settle(
+        self, reservation: Reservation, actual_cost: Decimal, *, tokens: int = 0
+    ) -> None:
+        await self.inner.settle(reservation, actual_cost, tokens=tokens)
+
+    async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        return await self.inner.rate_windows(key_id, project_id, now)
 
     async def release(self, reservation: Reservation) -> None:
         await self.inner.release(reservation)
@@ -276,10 +284,23 @@ class KeyCachingStore:
         description: str,
         *,
         expires_at: str | None = None,
+        rate_limits: RateLimits = NO_RATE_LIMITS,
     ) -> tuple[ApiKey, str]:
         return await self.inner.create_key(
-            project_id, usage_limit, description, expires_at=expires_at
+            project_id, usage_limit, description, expires_at=expires_at, rate_limits=rate_limits
         )
+
+    async def set_key_rate_limits(self, key_id: str, limits: RateLimits) -> ApiKey:
+        try:
+            return await self.inner.set_key_rate_limits(key_id, limits)
+        finally:
+            self.invalidate()
+
+    async def set_project_rate_limits(self, project_id: str, limits: RateLimits) -> Project:
+        try:
+            return await self.inner.set_project_rate_limits(project_id, limits)
+        finally:
+            self.invalidate()
 
     async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
         try:

@@ -15,6 +15,7 @@ import msgspec
 from proxy.budgets import Budget
 
 __all__ = [
+    "NO_RATE_LIMITS",
     "Admitted",
     "ApiKey",
     "AuditEntry",
@@ -32,6 +33,10 @@ __all__ = [
     "ProjectMode",
     "ProjectRule",
     "Queued",
+    "RateCount",
+    "RateLimits",
+    "RateReason",
+    "RateState",
     "Refused",
     "Reservation",
     "RuleStatus",
@@ -67,6 +72,43 @@ class Conflict(StoreError):
     """The record exists but its state forbids the change (e.g. re-enabling a deleted key)."""
 
 
+class RateLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """The rate ceilings of a key or a project (issue 13 point 2); None: no ceiling.
+    `rpm` and `tpm` count requests and tokens (prompt + completion) admitted in any
+    sliding 60-second window; `max_parallel` counts requests in flight."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.max_parallel is not None
+
+
+NO_RATE_LIMITS = RateLimits()
+
+
+class RateCount(msgspec.Struct, frozen=True, kw_only=True):
+    """One subject's (key's or project's) rate window as the store saw it when it
+    admitted (this request included) or refused (this request not included) a claim."""
+
+    requests: int  # admitted in the 60 s before the request time
+    tokens: int  # their tokens: reserved bounds, settled counts once settled
+    parallel: int  # requests in flight (unsettled, unreleased, unexpired reservations)
+    # Request times (epoch seconds, the gateway's clock) of the oldest and newest request
+    # in the window: when room frees up and when the window is empty again.
+    oldest: float | None = None
+    newest: float | None = None
+
+
+class RateState(msgspec.Struct, frozen=True, kw_only=True):
+    """The windows of the subjects with rate limits (None: that subject has none)."""
+
+    key: RateCount | None = None
+    project: RateCount | None = None
+
+
 class Organization(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     credits: Decimal
@@ -83,6 +125,8 @@ class Project(msgspec.Struct, frozen=True, kw_only=True):
     provider_keys: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     name: str = ""  # what people call it; the id never changes, the name may
     budget: Budget | None = None  # a ceiling per calendar period for all its keys together
+    # Ceilings shared by every key of the project (each key's own apply as well).
+    rate_limits: RateLimits = NO_RATE_LIMITS
 
 
 class IamRule(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +160,7 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     # RFC 3339 UTC (`2027-01-01T00:00:00Z`); from then on the key is refused (check 2).
     expires_at: str | None = None
     budget: Budget | None = None  # at most this much settled usage per calendar period
+    rate_limits: RateLimits = NO_RATE_LIMITS
 
 
 class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,6 +204,10 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True):
     key_window: str | None = None
     project_id: str | None = None
     project_window: str | None = None
+    # Set when the key or project has rate limits: the windows right after admission
+    # (headers), and whose window entries settle/release correct (`project_id` names
+    # the project's then).
+    rate: RateState | None = None
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,6 +223,19 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     key_budget: BudgetWindow | None = None
     project_id: str | None = None
     project_budget: BudgetWindow | None = None
+    # Rate limits (checked in the same atomic step as the money): the key's and its
+    # project's (`project_id`) ceilings as the request path read them, the request's
+    # token bound (prompt + completion, proxy/cost_bound.py) and the request time in
+    # epoch seconds from the gateway's clock (the store never reads the wall clock for
+    # windows, so tests move time without sleeping).
+    key_limits: RateLimits = NO_RATE_LIMITS
+    project_limits: RateLimits = NO_RATE_LIMITS
+    tokens: int = 0
+    now: float = 0.0
+
+    @property
+    def rated(self) -> bool:
+        return self.key_limits.any or (self.project_id is not None and self.project_limits.any)
 
 
 class Admitted(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,12 +249,27 @@ class Queued(msgspec.Struct, frozen=True, kw_only=True):
     waiters): the ticket is in line; ask again with the same ticket after a settlement."""
 
 
+RateReason = Literal["rate_limit_requests", "rate_limit_tokens", "max_parallel"]
+
+
 class Refused(msgspec.Struct, frozen=True, kw_only=True):
     """The settled figures alone refuse the claim: usage reached the limit (`limit`),
     the organization's credits are used up (`credits`), or the window's settled usage
-    reached the key's (`key_budget`) or the project's (`project_budget`) period budget."""
+    reached the key's (`key_budget`) or the project's (`project_budget`) period budget;
+    or a rate limit of the key or project is reached (`rate_limit_requests`,
+    `rate_limit_tokens`, `max_parallel`: refused at once, never queued), with the
+    windows the store saw in `rate`."""
 
-    reason: Literal["limit", "credits", "key_budget", "project_budget"]
+    reason: Literal[
+        "limit",
+        "credits",
+        "key_budget",
+        "project_budget",
+        "rate_limit_requests",
+        "rate_limit_tokens",
+        "max_parallel",
+    ]
+    rate: RateState | None = None
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -289,8 +366,14 @@ class Store(Protocol):
         `credits - in-flight credit reservations > 0`) and no unexpired ticket of the
         key or organization is ahead of `ticket` (FIFO by a global sequence); the new
         amount itself is not part of the check, so a burst overshoots by at most one
-        request's bound. Otherwise Queued: `ticket` (any unique string; the caller
-        keeps it while it waits) joins the line, or keeps its place, for
+        request's bound. Rate limits (`claim.key_limits`, `claim.project_limits`) are
+        checked in the same atomic step, after the settled figures and before the
+        line: refused at once (`rate_limit_requests` when the requests admitted in
+        the 60 s before `claim.now` reached `rpm`, `rate_limit_tokens` when their
+        tokens plus `claim.tokens` would exceed `tpm`, `max_parallel` when the
+        requests in flight reached it), with the windows seen; an admission adds the
+        request to its key's and project's windows. Otherwise Queued: `ticket` (any
+        unique string; the caller keeps it while it waits) joins the line, or keeps its place, for
         `ADMISSION_TICKET_TTL` seconds, so a waiter that died never blocks the line.
         Raises NotFound for an unknown key or organization."""
         ...
@@ -306,13 +389,24 @@ class Store(Protocol):
         event loop; idempotent. SQLite has no notifications: its waiters poll."""
         ...
 
-    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_cost: Decimal, *, tokens: int = 0
+    ) -> None:
         """Replace the reservation by the actual cost (charged to the key, and to the
-        organization's credits when the reservation named one)."""
+        organization's credits when the reservation named one); with rate limits, the
+        request's tokens in its windows become `tokens` (prompt + completion as the
+        provider reported them) and it is no longer in flight."""
         ...
 
     async def release(self, reservation: Reservation) -> None:
-        """Drop the reservation without charging anything (upstream failed)."""
+        """Drop the reservation without charging anything (upstream failed); with rate
+        limits, the request still counts as a request, its tokens become 0 and it is
+        no longer in flight."""
+        ...
+
+    async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        """The key's and the project's rate windows at request time `now` (epoch
+        seconds), whether or not they have limits (for `keys show`, the admin API)."""
         ...
 
     # -- administration (CLI, admin HTTP API, dashboard) ---------------------------
@@ -348,6 +442,7 @@ class Store(Protocol):
         description: str,
         *,
         expires_at: str | None = None,
+        rate_limits: RateLimits = NO_RATE_LIMITS,
     ) -> tuple[ApiKey, str]:
         """Returns the key record and the plain token (shown once, never stored).
         `expires_at` is normalised with `common.parse_expiry`."""
@@ -364,6 +459,14 @@ class Store(Protocol):
 
     async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
         """Set or clear the project's period budget (all its keys together)."""
+        ...
+
+    async def set_key_rate_limits(self, key_id: str, limits: RateLimits) -> ApiKey:
+        """Replace the key's rate limits (checked with `common.check_rate_limits`)."""
+        ...
+
+    async def set_project_rate_limits(self, project_id: str, limits: RateLimits) -> Project:
+        """Replace the project's rate limits, shared by all its keys."""
         ...
 
     async def rename_key(self, key_id: str, description: str) -> ApiKey:

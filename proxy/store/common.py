@@ -30,6 +30,10 @@ from proxy.store.base import (
     ProjectMode,
     ProjectRule,
     Queued,
+    RateCount,
+    RateLimits,
+    RateReason,
+    RateState,
     Refused,
     Reservation,
     RuleStatus,
@@ -47,6 +51,7 @@ __all__ = [
     "KEY_COLUMNS",
     "KEY_STATUSES",
     "PROJECT_MODES",
+    "RATE_WINDOW_SECONDS",
     "RULE_TYPES",
     "activity_from_row",
     "admission_outcome",
@@ -60,6 +65,7 @@ __all__ = [
     "check_mode",
     "check_name",
     "check_provider_source",
+    "check_rate_limits",
     "check_rotation",
     "check_rule_status",
     "check_rule_type",
@@ -76,8 +82,11 @@ __all__ = [
     "parse_expiry",
     "parse_grace",
     "parse_money",
+    "parse_rate_state",
     "project_from_row",
     "project_rule_from_row",
+    "rate_limits_from_row",
+    "rate_refusal",
     "reservation_for",
     "rfc3339_after",
     "rule_from_row",
@@ -92,6 +101,11 @@ DEFAULT_RESERVATION_TTL = 600.0
 # ticket not refreshed (its gateway died) stops counting after this many seconds.
 ADMISSION_TICKET_TTL = 2.0
 _MAX_GRACE_SECONDS = 30 * 24 * 3600
+# Rate limits count what was admitted in the last minute: a request admitted at time t
+# counts in the windows (now - 60, now] with t inside (a sliding log, docs/architecture.md).
+RATE_WINDOW_SECONDS = 60.0
+# The largest ceiling accepted: the Redis ledger and SQLite count in int64 / doubles.
+_MAX_RATE_LIMIT = 10**12
 
 PROJECT_MODES: tuple[ProjectMode, ...] = ("api-keys", "credits", "hybrid")
 KEY_STATUSES: tuple[KeyStatus, ...] = ("active", "inactive", "deleted")
@@ -255,7 +269,7 @@ def organization_from_row(row: Sequence[Any]) -> Organization:
 
 def project_from_row(row: Sequence[Any]) -> Project:
     """Row order: id, organization, mode, status, provider_keys (JSON text)[, name[,
-    budget_amount, budget_period]]."""
+    budget_amount, budget_period[, rpm, tpm, max_parallel]]]."""
     return Project(
         id=row[0],
         organization_id=row[1],
@@ -264,6 +278,7 @@ def project_from_row(row: Sequence[Any]) -> Project:
         provider_keys=decode_provider_keys(row[4]),
         name=row[5] if len(row) > 5 else "",
         budget=budget_from_columns(row[6], row[7]) if len(row) > 7 else None,
+        rate_limits=rate_limits_from_row(row[8:11]) if len(row) > 10 else RateLimits(),
     )
 
 
@@ -312,8 +327,53 @@ def check_name(name: str, what: str) -> str:
 
 KEY_COLUMNS = (
     "id, token_hash, display, project, status, usage_limit, usage, description, created_at, "
-    "expires_at, budget_amount, budget_period"
+    "expires_at, budget_amount, budget_period, rpm, tpm, max_parallel"
 )
+
+
+def check_rate_limits(limits: RateLimits) -> RateLimits:
+    """Each ceiling a whole number from 1 (0 would refuse everything: disable the key
+    instead) up to 10^12, or None for no ceiling."""
+    for name in ("rpm", "tpm", "max_parallel"):
+        value = getattr(limits, name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= _MAX_RATE_LIMIT
+        ):
+            raise StoreError(
+                f"{name}: `{value}` is not a whole number from 1 to {_MAX_RATE_LIMIT}; "
+                "give e.g. 60, or `none` for no limit (to block a key, disable it)"
+            )
+    return limits
+
+
+def rate_limits_from_row(row: Sequence[Any]) -> RateLimits:
+    """Row order: rpm, tpm, max_parallel (each NULL for no ceiling)."""
+    return RateLimits(
+        rpm=None if row[0] is None else int(row[0]),
+        tpm=None if row[1] is None else int(row[1]),
+        max_parallel=None if row[2] is None else int(row[2]),
+    )
+
+
+def rate_refusal(claim: Claim, state: RateState) -> RateReason | None:
+    """Which rate limit refuses `claim` given the windows before it, if any: the key's
+    limits first, then the project's; per subject requests, tokens, then parallel.
+    INVARIANT: the same rule as policies/gateway.rego's rate checks and every backend's
+    admission script."""
+    for limits, count in ((claim.key_limits, state.key), (claim.project_limits, state.project)):
+        if count is None:
+            continue
+        if limits.rpm is not None and count.requests >= limits.rpm:
+            return "rate_limit_requests"
+        if limits.tpm is not None and count.tokens + claim.tokens > limits.tpm:
+            return "rate_limit_tokens"
+        if limits.max_parallel is not None and count.parallel >= limits.max_parallel:
+            return "max_parallel"
+    return None
 
 
 def key_from_row(row: Sequence[Any]) -> ApiKey:
@@ -330,6 +390,7 @@ def key_from_row(row: Sequence[Any]) -> ApiKey:
         created_at=str(row[8]),
         expires_at=row[9],
         budget=budget_from_columns(row[10], row[11]),
+        rate_limits=rate_limits_from_row(row[12:15]),
     )
 
 
@@ -349,8 +410,16 @@ def admission_outcome(
     outcome: str, claim: Claim, reservation: Reservation
 ) -> Admitted | Queued | Refused:
     """A backend's admission answer (`ok`, `queued`, `limit`, `credits`, `key_budget`,
-    `project_budget`, `no_key`, `no_org`) as the Store interface gives it."""
+    `project_budget`, `no_key`, `no_org`, or a rate reason), for a rated claim followed
+    by the key's and the project's windows (`parse_rate_state`), as the Store interface
+    gives it."""
+    outcome, _, windows = outcome.partition("\t")
+    state = parse_rate_state(windows) if claim.rated else None
     if outcome == "ok":
+        if state is not None:
+            reservation = msgspec.structs.replace(
+                reservation, rate=state, project_id=claim.project_id
+            )
         return Admitted(reservation=reservation)
     if outcome == "queued":
         return Queued()
@@ -362,6 +431,15 @@ def admission_outcome(
         return Refused(reason="key_budget")
     if outcome == "project_budget":
         return Refused(reason="project_budget")
+    if outcome in ("rate_limit_requests", "rate_limit_tokens", "max_parallel"):
+        reason: RateReason = (
+            "rate_limit_requests"
+            if outcome == "rate_limit_requests"
+            else "rate_limit_tokens"
+            if outcome == "rate_limit_tokens"
+            else "max_parallel"
+        )
+        return Refused(reason=reason, rate=state)
     if outcome == "no_org":
         raise NotFound(f"organization `{claim.organization_id}` does not exist")
     raise NotFound(f"key `{claim.key_id}` does not exist")
@@ -378,6 +456,27 @@ def reservation_for(claim: Claim, amount: Decimal) -> Reservation:
         key_window=None if claim.key_budget is None else claim.key_budget.start,
         project_id=None if project_budget is None else claim.project_id,
         project_window=None if project_budget is None else project_budget.start,
+    )
+
+
+def parse_rate_state(text: str) -> RateState:
+    """`<key window>\t<project window>`, each `-` (no limits, not counted) or
+    `requests,tokens,parallel,oldest,newest` (oldest/newest empty when the window is
+    empty): how the PostgreSQL and Redis admission scripts report the windows."""
+    key, _, project = text.partition("\t")
+    return RateState(key=_rate_count(key), project=_rate_count(project))
+
+
+def _rate_count(text: str) -> RateCount | None:
+    if not text or text == "-":
+        return None
+    requests, tokens, parallel, oldest, newest = text.split(",")
+    return RateCount(
+        requests=int(requests),
+        tokens=int(float(tokens)),
+        parallel=int(parallel),
+        oldest=float(oldest) if oldest else None,
+        newest=float(newest) if newest else None,
     )
 
 

@@ -39,6 +39,7 @@ from proxy.secret_box import (
     stored_source,
 )
 from proxy.store.base import (
+    NO_RATE_LIMITS,
     Admitted,
     ApiKey,
     AuditEntry,
@@ -53,6 +54,8 @@ from proxy.store.base import (
     ProjectMode,
     ProjectRule,
     Queued,
+    RateLimits,
+    RateState,
     Refused,
     Reservation,
     RuleStatus,
@@ -79,6 +82,7 @@ from proxy.store.common import (
     check_mode,
     check_name,
     check_provider_source,
+    check_rate_limits,
     check_rotation,
     check_rule_status,
     check_rule_type,
@@ -92,6 +96,7 @@ from proxy.store.common import (
     parse_expiry,
     parse_grace,
     parse_money,
+    parse_rate_state,
     project_from_row,
     project_rule_from_row,
     reservation_for,
@@ -246,6 +251,195 @@ BEGIN
         INSERT INTO reservations (id, key_id, org_id, amount, expires_at)
         VALUES (p_id, p_key, p_org, p_amount, now() + make_interval(secs => p_ttl));
         RETURN 'ok';
+    END IF;
+    until := now() + make_interval(secs => p_ticket_ttl);
+    INSERT INTO admission_tickets (id, seq, key_id, org_id, expires_at)
+    VALUES (p_ticket, nextval('admission_seq'), p_key, p_org, until)
+    ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at;
+    UPDATE api_keys SET queue_until = greatest(queue_until, until) WHERE id = p_key;
+    IF p_org IS NOT NULL THEN
+        UPDATE organizations SET queue_until = greatest(queue_until, until) WHERE id = p_org;
+    END IF;
+    RETURN 'queued';
+END $$"""
+
+# Rate windows (issue 13 point 2): one row per admitted request of a key (`k:<id>`) or
+# project (`p:<id>`) with rate limits, kept while in the last minute of the gateway's
+# request clock (`at`, epoch seconds: never the database clock, so tests move time) or
+# in flight (`open_until`, the reservation's expiry; -infinity once settled/released).
+_RATE_WINDOW = """
+CREATE FUNCTION gw_rate_window(p_subject text, p_now float8, OUT w_requests bigint,
+                               OUT w_tokens bigint, OUT w_parallel bigint,
+                               OUT w_oldest float8, OUT w_newest float8)
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM rate_events e
+     WHERE e.subject = p_subject AND e.at <= p_now - 60 AND e.open_until <= now();
+    SELECT count(*), coalesce(sum(e.tokens), 0), min(e.at), max(e.at)
+      INTO w_requests, w_tokens, w_oldest, w_newest
+      FROM rate_events e WHERE e.subject = p_subject AND e.at > p_now - 60;
+    SELECT count(*) INTO w_parallel
+      FROM rate_events e WHERE e.subject = p_subject AND e.open_until > now();
+END $$"""
+
+# How the windows travel back to Python (common.parse_rate_state): `-` when not counted.
+_RATE_TEXT = """
+CREATE FUNCTION gw_rate_text(p_counted boolean, p_requests bigint, p_tokens bigint,
+                             p_parallel bigint, p_oldest float8, p_newest float8)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN NOT p_counted THEN '-'
+                ELSE concat_ws(',', p_requests, p_tokens, p_parallel,
+                               coalesce(p_oldest::text, ''), coalesce(p_newest::text, ''))
+           END
+$$"""
+
+_RATE_CLOSE = """
+CREATE FUNCTION gw_rate_close(p_id text, p_tokens bigint) RETURNS void LANGUAGE sql AS $$
+    UPDATE rate_events SET tokens = p_tokens, open_until = '-infinity' WHERE res_id = p_id
+$$"""
+
+# gw_admit with rate limits as well (an overload: the older ones stay for instances not
+# upgraded yet): checked in the same transaction as the money, after the settled
+# figures (usage limit, budgets, credits) and before the line, since a rate refusal is
+# immediate. The project row is locked when the project has limits or a budget, so the
+# admissions of all its keys are serialised (lock order api_keys -> projects ->
+# organizations).
+_ADMIT_RATED = """
+CREATE FUNCTION gw_admit(p_ticket text, p_id text, p_key text, p_org text, p_amount numeric,
+                         p_ttl float8, p_ticket_ttl float8,
+                         p_key_budget numeric, p_key_window text,
+                         p_project text, p_project_budget numeric, p_project_window text,
+                         p_now float8, p_tokens bigint,
+                         p_krated boolean, p_krpm bigint, p_ktpm bigint, p_kpar bigint,
+                         p_prated boolean, p_prpm bigint, p_ptpm bigint, p_ppar bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k api_keys%ROWTYPE;
+    o organizations%ROWTYPE;
+    mine bigint;
+    fits boolean;
+    ahead boolean := false;
+    until timestamptz;
+    ku numeric := 0;
+    kh numeric := 0;
+    pu numeric := 0;
+    ph numeric := 0;
+    -- the key's and the project's rate windows: requests, tokens, parallel, oldest, newest
+    kr bigint; kt bigint; kp bigint; ko float8; kn float8;
+    pr bigint; pt bigint; pp bigint; po float8; pn float8;
+    reason text;
+    windows text := '';
+BEGIN
+    SELECT * INTO k FROM api_keys WHERE id = p_key FOR UPDATE;
+    IF NOT FOUND THEN RETURN 'no_key'; END IF;
+    IF p_project_window IS NOT NULL OR p_prated THEN
+        -- NO KEY UPDATE: creating a key in the project (a foreign-key check) never waits.
+        PERFORM 1 FROM projects WHERE id = p_project FOR NO KEY UPDATE;
+    END IF;
+    IF p_org IS NOT NULL THEN
+        SELECT * INTO o FROM organizations WHERE id = p_org FOR UPDATE;
+        IF NOT FOUND THEN RETURN 'no_org'; END IF;
+    END IF;
+    -- The settled figures alone decide a refusal, in the policy's order.
+    IF k.usage_limit IS NOT NULL AND k.usage >= k.usage_limit THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        RETURN 'limit';
+    END IF;
+    IF p_key_window IS NOT NULL THEN
+        SELECT coalesce((SELECT usage FROM budget_usage
+                          WHERE subject = 'k:' || p_key AND window_start = p_key_window), 0),
+               coalesce((SELECT sum(amount) FROM reservations
+                          WHERE key_id = p_key AND key_window = p_key_window
+                            AND expires_at > now()), 0)
+          INTO ku, kh;
+        IF ku >= p_key_budget THEN
+            DELETE FROM admission_tickets WHERE id = p_ticket;
+            RETURN 'key_budget';
+        END IF;
+    END IF;
+    IF p_project_window IS NOT NULL THEN
+        SELECT coalesce((SELECT usage FROM budget_usage
+                          WHERE subject = 'p:' || p_project
+                            AND window_start = p_project_window), 0),
+               coalesce((SELECT sum(amount) FROM reservations
+                          WHERE project_id = p_project AND project_window = p_project_window
+                            AND expires_at > now()), 0)
+          INTO pu, ph;
+        IF pu >= p_project_budget THEN
+            DELETE FROM admission_tickets WHERE id = p_ticket;
+            RETURN 'project_budget';
+        END IF;
+    END IF;
+    IF p_org IS NOT NULL AND o.credits <= 0 THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        RETURN 'credits';
+    END IF;
+    -- Rate limits refuse at once, never queue.
+    IF p_krated THEN
+        SELECT * INTO kr, kt, kp, ko, kn FROM gw_rate_window('k:' || p_key, p_now);
+    END IF;
+    IF p_prated THEN
+        SELECT * INTO pr, pt, pp, po, pn FROM gw_rate_window('p:' || p_project, p_now);
+    END IF;
+    IF p_krated OR p_prated THEN
+        -- INVARIANT: the same rule as common.rate_refusal and policies/gateway.rego.
+        reason := CASE
+            WHEN p_krated AND p_krpm IS NOT NULL AND kr >= p_krpm THEN 'rate_limit_requests'
+            WHEN p_krated AND p_ktpm IS NOT NULL AND kt + p_tokens > p_ktpm
+                THEN 'rate_limit_tokens'
+            WHEN p_krated AND p_kpar IS NOT NULL AND kp >= p_kpar THEN 'max_parallel'
+            WHEN p_prated AND p_prpm IS NOT NULL AND pr >= p_prpm THEN 'rate_limit_requests'
+            WHEN p_prated AND p_ptpm IS NOT NULL AND pt + p_tokens > p_ptpm
+                THEN 'rate_limit_tokens'
+            WHEN p_prated AND p_ppar IS NOT NULL AND pp >= p_ppar THEN 'max_parallel'
+        END;
+        IF reason IS NOT NULL THEN
+            DELETE FROM admission_tickets WHERE id = p_ticket;
+            RETURN reason || chr(9) || gw_rate_text(p_krated, kr, kt, kp, ko, kn)
+                || chr(9) || gw_rate_text(p_prated, pr, pt, pp, po, pn);
+        END IF;
+    END IF;
+    -- INVARIANT: admitted only while usage + in-flight reservations < limit (each
+    -- budget window's settled + in-flight usage < its budget, credits - in-flight
+    -- credit reservations > 0), in ticket order.
+    fits := (k.usage_limit IS NULL OR k.usage + k.reserved < k.usage_limit)
+            AND (p_key_window IS NULL OR ku + kh < p_key_budget)
+            AND (p_project_window IS NULL OR pu + ph < p_project_budget)
+            AND (p_org IS NULL OR o.credits - o.credits_reserved > 0);
+    IF fits AND (k.queue_until > now() OR (p_org IS NOT NULL AND o.queue_until > now())) THEN
+        SELECT seq INTO mine FROM admission_tickets WHERE id = p_ticket;
+        mine := coalesce(mine, 9223372036854775807);
+        ahead := EXISTS (SELECT 1 FROM admission_tickets
+                          WHERE key_id = p_key AND seq < mine AND expires_at > now())
+              OR (p_org IS NOT NULL AND EXISTS (SELECT 1 FROM admission_tickets
+                          WHERE org_id = p_org AND seq < mine AND expires_at > now()));
+    END IF;
+    IF fits AND NOT ahead THEN
+        DELETE FROM admission_tickets WHERE id = p_ticket;
+        UPDATE api_keys SET reserved = reserved + p_amount WHERE id = p_key;
+        IF p_org IS NOT NULL THEN
+            UPDATE organizations SET credits_reserved = credits_reserved + p_amount
+             WHERE id = p_org;
+        END IF;
+        INSERT INTO reservations (id, key_id, org_id, amount, expires_at,
+                                  key_window, project_id, project_window)
+        VALUES (p_id, p_key, p_org, p_amount, now() + make_interval(secs => p_ttl),
+                p_key_window, CASE WHEN p_project_window IS NULL THEN NULL ELSE p_project END,
+                p_project_window);
+        IF p_krated OR p_prated THEN
+            INSERT INTO rate_events (res_id, subject, at, tokens, open_until)
+            SELECT p_id, s, p_now, p_tokens, now() + make_interval(secs => p_ttl)
+              FROM unnest(ARRAY[CASE WHEN p_krated THEN 'k:' || p_key END,
+                                CASE WHEN p_prated THEN 'p:' || p_project END]) s
+             WHERE s IS NOT NULL;
+            windows := chr(9)
+                || gw_rate_text(p_krated, kr + 1, kt + p_tokens, kp + 1, least(ko, p_now),
+                                greatest(kn, p_now))
+                || chr(9)
+                || gw_rate_text(p_prated, pr + 1, pt + p_tokens, pp + 1, least(po, p_now),
+                                greatest(pn, p_now));
+        END IF;
+        RETURN 'ok' || windows;
     END IF;
     until := now() + make_interval(secs => p_ticket_ttl);
     INSERT INTO admission_tickets (id, seq, key_id, org_id, expires_at)
@@ -568,6 +762,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _async_commit(_ADMIT_BUDGETS),
         _SETTLE_BUDGETS,
     ),
+    (
+        # Rate limits (issue 13 point 2): ceilings on keys and projects, their windows,
+        # and gw_admit checking them with the money (a new overload).
+        "ALTER TABLE api_keys ADD COLUMN rpm bigint",
+        "ALTER TABLE api_keys ADD COLUMN tpm bigint",
+        "ALTER TABLE api_keys ADD COLUMN max_parallel bigint",
+        "ALTER TABLE projects ADD COLUMN rpm bigint",
+        "ALTER TABLE projects ADD COLUMN tpm bigint",
+        "ALTER TABLE projects ADD COLUMN max_parallel bigint",
+        """CREATE TABLE rate_events (
+            res_id text NOT NULL,
+            subject text NOT NULL,
+            at float8 NOT NULL,
+            tokens bigint NOT NULL,
+            open_until timestamptz NOT NULL,
+            PRIMARY KEY (res_id, subject))""",
+        "CREATE INDEX rate_events_window ON rate_events(subject, at)",
+        # Requests in flight are counted without reading the whole window.
+        "CREATE INDEX rate_events_open ON rate_events(subject, open_until)",
+        _RATE_WINDOW,
+        _RATE_TEXT,
+        _RATE_CLOSE,
+        _async_commit(_ADMIT_RATED),
+    ),
 )
 
 
@@ -577,7 +795,8 @@ def _context_query(token_column: str) -> str:
     return f"""
 SELECT {", ".join("k." + c.strip() for c in KEY_COLUMNS.split(","))},
        k.reserved, p.id, p.organization, p.mode, p.status, p.provider_keys, p.name,
-       p.budget_amount, p.budget_period, o.id, o.credits, o.credits_reserved,
+       p.budget_amount, p.budget_period, p.rpm, p.tpm, p.max_parallel,
+       o.id, o.credits, o.credits_reserved,
        coalesce((SELECT json_agg(json_build_array(r.id, r.key_id, r.type, r."values", r.status)
                                  ORDER BY r.seq)
                    FROM iam_rules r WHERE r.key_id = k.id), '[]'),
@@ -596,7 +815,8 @@ _CONTEXT_QUERY = _context_query("token_hash")
 _PREVIOUS_CONTEXT_QUERY = _context_query("previous_token_hash")
 
 _PROJECT_COLUMNS = (
-    "id, organization, mode, status, provider_keys, name, budget_amount, budget_period"
+    "id, organization, mode, status, provider_keys, name, budget_amount, budget_period, "
+    "rpm, tpm, max_parallel"
 )
 _ORG_COLUMNS = "id, credits, name"
 _PROJECT_RULE_COLUMNS = 'id, project_id, type, "values", status'
@@ -742,11 +962,11 @@ class PostgresStore:
         return KeyContext(
             key=key,
             reserved=row[n],
-            project=project_from_row(row[n + 1 : n + 9]),
-            organization=organization_from_row(row[n + 9 : n + 11]),
-            credits_reserved=row[n + 11],
-            rules=tuple(rule_from_row(r) for r in row[n + 12]),
-            project_rules=tuple(project_rule_from_row(r) for r in row[n + 13]),
+            project=project_from_row(row[n + 1 : n + 12]),
+            organization=organization_from_row(row[n + 12 : n + 14]),
+            credits_reserved=row[n + 14],
+            rules=tuple(rule_from_row(r) for r in row[n + 15]),
+            project_rules=tuple(project_rule_from_row(r) for r in row[n + 16]),
             token_expires_at=row[-1] if previous else None,
         )
 
@@ -776,8 +996,10 @@ class PostgresStore:
             await self.reclaim_expired()
         reservation = reservation_for(claim, amount)
         key_budget, project_budget = claim.key_budget, claim.project_budget
+        kl, pl = claim.key_limits, claim.project_limits
         row = await self._fetchone(
-            "SELECT gw_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "SELECT gw_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s, %s)",
             (
                 ticket,
                 reservation.id,
@@ -788,9 +1010,19 @@ class PostgresStore:
                 ADMISSION_TICKET_TTL,
                 None if key_budget is None else key_budget.amount,
                 reservation.key_window,
-                reservation.project_id,
+                claim.project_id,
                 None if project_budget is None else project_budget.amount,
                 reservation.project_window,
+                claim.now,
+                claim.tokens,
+                kl.any,
+                kl.rpm,
+                kl.tpm,
+                kl.max_parallel,
+                claim.project_id is not None and pl.any,
+                pl.rpm,
+                pl.tpm,
+                pl.max_parallel,
             ),
         )
         return admission_outcome(row[0] if row else "no_key", claim, reservation)
@@ -852,29 +1084,59 @@ class PostgresStore:
                 _log.warning("admission notifications from PostgreSQL stopped: %s", exc)
                 await asyncio.sleep(1.0)
 
-    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_cost: Decimal, *, tokens: int = 0
+    ) -> None:
         cost = parse_money(actual_cost, "actual cost")
+        params: list[Any] = [reservation.id, reservation.key_id, reservation.organization_id, cost]
         if reservation.key_window is None and reservation.project_window is None:
-            await self._fetchone(
-                "SELECT gw_settle(%s, %s, %s, %s)",
-                (reservation.id, reservation.key_id, reservation.organization_id, cost),
-            )
-            return
-        await self._fetchone(
-            "SELECT gw_settle(%s, %s, %s, %s, %s, %s, %s)",
-            (
-                reservation.id,
-                reservation.key_id,
-                reservation.organization_id,
-                cost,
-                reservation.key_window,
-                reservation.project_id,
-                reservation.project_window,
-            ),
-        )
+            query = "SELECT gw_settle(%s, %s, %s, %s)"
+        else:
+            query = "SELECT gw_settle(%s, %s, %s, %s, %s, %s, %s)"
+            params += [reservation.key_window, reservation.project_id, reservation.project_window]
+        if reservation.rate is not None:
+            # One statement, one transaction: the charge and the rate windows' correction.
+            query += ", gw_rate_close(%s, %s)"
+            params += [reservation.id, tokens]
+        await self._fetchone(query, tuple(params))
 
     async def release(self, reservation: Reservation) -> None:
-        await self._fetchone("SELECT gw_release(%s)", (reservation.id,))
+        if reservation.rate is None:
+            await self._fetchone("SELECT gw_release(%s)", (reservation.id,))
+        else:
+            await self._fetchone(
+                "SELECT gw_release(%s), gw_rate_close(%s, 0)", (reservation.id, reservation.id)
+            )
+
+    async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        row = await self._fetchone(
+            "SELECT concat_ws(chr(9), "
+            "gw_rate_text(true, k.w_requests, k.w_tokens, k.w_parallel, k.w_oldest, k.w_newest), "
+            "gw_rate_text(true, p.w_requests, p.w_tokens, p.w_parallel, p.w_oldest, p.w_newest)) "
+            "FROM gw_rate_window(%s, %s) k, gw_rate_window(%s, %s) p",
+            (f"k:{key_id}", now, f"p:{project_id}", now),
+        )
+        return parse_rate_state(str(row[0]) if row else "")
+
+    async def set_key_rate_limits(self, key_id: str, limits: RateLimits) -> ApiKey:
+        checked = check_rate_limits(limits)
+        row = await self._fetchone(
+            "UPDATE api_keys SET rpm = %s, tpm = %s, max_parallel = %s WHERE id = %s "  # noqa: S608
+            f"RETURNING {KEY_COLUMNS}",
+            (checked.rpm, checked.tpm, checked.max_parallel, key_id),
+        )
+        if row is None:
+            raise NotFound(f"key `{key_id}` does not exist; list keys with `keys list`")
+        return key_from_row(row)
+
+    async def set_project_rate_limits(self, project_id: str, limits: RateLimits) -> Project:
+        checked = check_rate_limits(limits)
+        row = await self._fetchone(
+            "UPDATE projects SET rpm = %s, tpm = %s, max_parallel = %s WHERE id = %s "  # noqa: S608
+            f"RETURNING {_PROJECT_COLUMNS}",
+            (checked.rpm, checked.tpm, checked.max_parallel, project_id),
+        )
+        return self._project_or_raise(row, project_id)
 
     async def reclaim_expired(self) -> int:
         self._last_reclaim = time.monotonic()
@@ -1070,14 +1332,16 @@ class PostgresStore:
         description: str,
         *,
         expires_at: str | None = None,
+        rate_limits: RateLimits = NO_RATE_LIMITS,
     ) -> tuple[ApiKey, str]:
         limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
         expiry = parse_expiry(expires_at)
+        rates = check_rate_limits(rate_limits)
         await self.get_project(project_id)
         token = generate_token()
         row = await self._fetchone(
             f"INSERT INTO api_keys ({KEY_COLUMNS}) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s, %s, NULL, NULL) "
+            "VALUES (%s, %s, %s, %s, %s, %s, 0.00, %s, %s, %s, NULL, NULL, %s, %s, %s) "
             f"RETURNING {KEY_COLUMNS}",
             (
                 new_id("key"),
@@ -1089,6 +1353,9 @@ class PostgresStore:
                 description,
                 now_rfc3339(),
                 expiry,
+                rates.rpm,
+                rates.tpm,
+                rates.max_parallel,
             ),
         )
         assert row is not None  # INSERT … RETURNING always returns the row

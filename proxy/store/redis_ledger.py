@@ -38,6 +38,7 @@ from proxy.budgets import Budget
 from proxy.secret_box import SecretBox
 from proxy.store import redis_scripts
 from proxy.store.base import (
+    NO_RATE_LIMITS,
     Admitted,
     ApiKey,
     AuditEntry,
@@ -52,6 +53,8 @@ from proxy.store.base import (
     ProjectMode,
     ProjectRule,
     Queued,
+    RateLimits,
+    RateState,
     Refused,
     Reservation,
     RuleStatus,
@@ -64,6 +67,7 @@ from proxy.store.common import (
     admission_outcome,
     new_id,
     parse_money,
+    parse_rate_state,
     reservation_for,
 )
 from proxy.store.postgres import PostgresStore
@@ -387,10 +391,14 @@ class RedisLedgerStore:
             "" if claim.project_budget is None else units_from_money(claim.project_budget.amount)
         )
 
+        subjects = _subjects(
+            claim.key_id, claim.project_id, claim.key_limits.any, claim.project_limits.any
+        )
+
         def undo(reply: Any) -> tuple[str, tuple[Any, ...]] | None:
             outcome = self._text(reply)
-            if outcome == "ok":
-                return ("RELEASE", (reservation.id,))
+            if outcome.startswith("ok"):
+                return ("RELEASE", (reservation.id, "forget", *subjects))
             return ("WITHDRAW", (ticket, claim.key_id, org)) if outcome == "queued" else None
 
         for _ in range(3):
@@ -409,6 +417,13 @@ class RedisLedgerStore:
                     project_budget,
                     project_window,
                     self._window_ttl_ms,
+                    claim.project_id or "",
+                    repr(claim.now),
+                    claim.tokens,
+                    *_limit_args(claim.key_limits),
+                    *_limit_args(
+                        claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
+                    ),
                     undo=undo,
                 )
             )
@@ -444,7 +459,9 @@ class RedisLedgerStore:
                 _log.warning("admission notifications from Redis stopped: %s", exc)
                 await asyncio.sleep(1.0)
 
-    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_cost: Decimal, *, tokens: int = 0
+    ) -> None:
         cost = parse_money(actual_cost, "actual cost")
         self._start_flusher()
         key_window, project_window = _window_names(reservation)
@@ -457,10 +474,16 @@ class RedisLedgerStore:
             key_window,
             project_window,
             self._window_ttl_ms,
+            tokens,
+            *_reservation_subjects(reservation),
         )
 
     async def release(self, reservation: Reservation) -> None:
-        await self._batch.call("RELEASE", reservation.id)
+        await self._batch.call("RELEASE", reservation.id, "", *_reservation_subjects(reservation))
+
+    async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        text = await self._script("RATE_WINDOWS", repr(now), f"k:{key_id}", f"p:{project_id}")
+        return parse_rate_state(self._text(text))
 
     async def reclaim_expired(self) -> int:
         return int(await self._script("RECLAIM"))
@@ -572,10 +595,18 @@ class RedisLedgerStore:
         description: str,
         *,
         expires_at: str | None = None,
+        rate_limits: RateLimits = NO_RATE_LIMITS,
     ) -> tuple[ApiKey, str]:
         return await self._pg.create_key(
-            project_id, usage_limit, description, expires_at=expires_at
+            project_id, usage_limit, description, expires_at=expires_at, rate_limits=rate_limits
         )
+
+    async def set_key_rate_limits(self, key_id: str, limits: RateLimits) -> ApiKey:
+        # The request path passes the limits in each claim: nothing to load into Redis.
+        return await self._overlay_key(await self._pg.set_key_rate_limits(key_id, limits))
+
+    async def set_project_rate_limits(self, project_id: str, limits: RateLimits) -> Project:
+        return await self._pg.set_project_rate_limits(project_id, limits)
 
     async def set_key_expiry(self, key_id: str, expires_at: str | None) -> ApiKey:
         return await self._overlay_key(await self._pg.set_key_expiry(key_id, expires_at))
@@ -662,6 +693,37 @@ def _window_parts(name: str) -> tuple[str, str]:
     """`k:key_1|2026-01-01T00:00:00Z` -> (`k:key_1`, `2026-01-01T00:00:00Z`)."""
     subject, _, start = name.rpartition("|")
     return subject, start
+
+
+def _limit_args(limits: RateLimits) -> tuple[str, str, str, str]:
+    """A subject's rated flag and ceilings as the ADMIT script reads them ('' = none)."""
+
+    def text(value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    return (
+        "1" if limits.any else "",
+        text(limits.rpm),
+        text(limits.tpm),
+        text(limits.max_parallel),
+    )
+
+
+def _subjects(key_id: str, project_id: str | None, key: bool, project: bool) -> tuple[str, ...]:
+    rated_project = project and project_id is not None
+    return (
+        *((f"k:{key_id}",) if key else ()),
+        *((f"p:{project_id}",) if rated_project else ()),
+    )
+
+
+def _reservation_subjects(reservation: Reservation) -> tuple[str, ...]:
+    rate = reservation.rate
+    if rate is None:
+        return ()
+    return _subjects(
+        reservation.key_id, reservation.project_id, rate.key is not None, rate.project is not None
+    )
 
 
 def _with_usage(key: ApiKey, usage: Decimal) -> ApiKey:

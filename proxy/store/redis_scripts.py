@@ -24,6 +24,10 @@ Layout under the prefix P (default `gw:`):
                   `k:<key>|<start>` or `p:<project>|<start>` (proxy.budgets); it
                   expires a while after its last use (then reloads from PostgreSQL)
     P pend:b / flushing:b   window -> usage settled, not yet in PostgreSQL
+    P rw:<s>      zset res -> request time (s, the gateway's clock): subject s's rate
+                  window (s = k:<key> or p:<project>, only those with rate limits)
+    P rt:<s>      hash res -> tokens, and '#sum': the tokens of the window
+    P rp:<s>      zset res -> reservation expiry (ms, Redis clock): requests in flight
 
 A key's and an organization's ledger also hold `qu`: the latest expiry of any of
 their tickets; while it is past nobody waits, so admission skips the line and
@@ -39,6 +43,7 @@ __all__ = [
     "LEDGER",
     "LOAD",
     "LOAD_WINDOWS",
+    "RATE_WINDOWS",
     "RECLAIM",
     "RELEASE",
     "RESERVE",
@@ -97,6 +102,51 @@ local function leave(p, tid, key, org)
     if org ~= '' then redis.call('ZREM', p .. 'q:o:' .. org, tid) end
     redis.call('HDEL', p .. 'tx', tid)
 end
+-- One subject's rate window at request time `now` (seconds): entries that left it are
+-- dropped (their tokens leave '#sum'), so the cost is O(1) per admission on average.
+-- Returns requests, tokens, parallel, oldest, newest (the last two '' when empty).
+local function rate_window(p, s, now, wall)
+    local rw, rt, rp = p .. 'rw:' .. s, p .. 'rt:' .. s, p .. 'rp:' .. s
+    local gone = redis.call('ZRANGEBYSCORE', rw, '-inf', now - 60)
+    if #gone > 0 then
+        local freed = 0
+        for _, rid in ipairs(gone) do
+            freed = freed + tonumber(redis.call('HGET', rt, rid) or '0')
+            redis.call('HDEL', rt, rid)
+        end
+        redis.call('ZREMRANGEBYSCORE', rw, '-inf', now - 60)
+        if freed ~= 0 then redis.call('HINCRBY', rt, '#sum', -freed) end
+    end
+    redis.call('ZREMRANGEBYSCORE', rp, '-inf', wall)
+    local first = redis.call('ZRANGE', rw, 0, 0, 'WITHSCORES')
+    local last = redis.call('ZRANGE', rw, -1, -1, 'WITHSCORES')
+    return {redis.call('ZCARD', rw), tonumber(redis.call('HGET', rt, '#sum') or '0'),
+            redis.call('ZCARD', rp), first[2] or '', last[2] or ''}
+end
+local function rate_text(w)
+    if not w then return '-' end
+    return w[1] .. ',' .. w[2] .. ',' .. w[3] .. ',' .. w[4] .. ',' .. w[5]
+end
+-- The request is no longer in flight; its tokens in the windows of the subjects given
+-- from ARGV[first] on become `tokens`, or (`forget`) it leaves them altogether.
+local function rate_close(p, rid, tokens, forget, first)
+    for i = first, #ARGV do
+        local s = ARGV[i]
+        local rt = p .. 'rt:' .. s
+        local old = redis.call('HGET', rt, rid)
+        if old then
+            if forget then
+                redis.call('HDEL', rt, rid)
+                redis.call('ZREM', p .. 'rw:' .. s, rid)
+                redis.call('HINCRBY', rt, '#sum', -tonumber(old))
+            else
+                redis.call('HSET', rt, rid, tokens)
+                redis.call('HINCRBY', rt, '#sum', tonumber(tokens) - tonumber(old))
+            end
+        end
+        redis.call('ZREM', p .. 'rp:' .. s, rid)
+    end
+end
 local function reclaim(p, max)
     local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now_ms(), 'LIMIT', 0, max)
     for _, rid in ipairs(expired) do drop(p, rid) end
@@ -134,9 +184,11 @@ return 'ok'
 )
 
 # ARGV: prefix, reservation id, key id, org id or '', cost, key window or '',
-# project window or '', window ttl ms.
+# project window or '', window ttl ms, tokens, then the rate subjects of the
+# reservation (none without rate limits).
 # The cost is charged even when the reservation expired: the request did complete;
-# budget windows are charged in the window the request was admitted in.
+# budget windows are charged in the window the request was admitted in, rate windows
+# get the tokens the provider reported.
 SETTLE = (
     _DROP
     + """
@@ -153,6 +205,7 @@ for i = 6, 7 do
         redis.call('HINCRBY', p .. 'pend:b', name, cost)
     end
 end
+rate_close(p, rid, ARGV[9], false, 10)
 local k = p .. 'k:' .. key
 if redis.call('EXISTS', k) == 1 then redis.call('HINCRBY', k, 'usage', cost) end
 redis.call('HINCRBY', p .. 'pend:k', key, cost)
@@ -166,12 +219,14 @@ return 'ok'
 """
 )
 
-# ARGV: prefix, reservation id.
+# ARGV: prefix, reservation id, 'forget' (an admission taken back: it leaves its rate
+# windows) or '' (it still counts as a request, with 0 tokens), then its rate subjects.
 RELEASE = (
     _DROP
     + """
 local fields = redis.call('HMGET', ARGV[1] .. 'r:' .. ARGV[2], 'key', 'org')
 drop(ARGV[1], ARGV[2])
+rate_close(ARGV[1], ARGV[2], '0', ARGV[3] == 'forget', 4)
 if fields[1] then wake(ARGV[1], fields[1], fields[2]) end
 return 'ok'
 """
@@ -180,7 +235,11 @@ return 'ok'
 # Fair admission (Store.admit). ARGV: prefix, ticket, reservation id, key id, org id or
 # '', amount, reservation ttl ms, ticket ttl ms, key budget or '', key window or '',
 # project budget or '', project window or '', window ttl ms.
-# Returns 'ok' | 'queued' | 'limit' | 'key_budget' | 'project_budget' | 'credits' | 'load'.
+# project id, request time (s), tokens, then for the key and for the project: rated
+# ('1' or ''), rpm, tpm, max parallel ('' = no ceiling).
+# Returns 'ok' | 'queued' | 'limit' | 'key_budget' | 'project_budget' | 'credits' |
+# 'load' | a rate reason; with rate limits, 'ok' and a rate reason are followed by the
+# windows (common.parse_rate_state).
 ADMIT = (
     _DROP
     + """
@@ -188,6 +247,11 @@ local p, tid, rid, key, org, amount, ttl, tttl =
     ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local kb, kwn, pb, pwn, wttl = ARGV[9] or '', ARGV[10] or '', ARGV[11] or '', ARGV[12] or '',
     ARGV[13]
+local project, at, tokens = ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16])
+local limits = {{rated = ARGV[17] == '1', s = 'k:' .. key, rpm = ARGV[18], tpm = ARGV[19],
+                 par = ARGV[20]},
+                {rated = ARGV[21] == '1', s = 'p:' .. project, rpm = ARGV[22], tpm = ARGV[23],
+                 par = ARGV[24]}}
 reclaim(p, 100)
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
@@ -236,6 +300,32 @@ if org ~= '' and tonumber(ov[1]) <= 0 then
     if waiting then leave(p, tid, key, org) end
     return 'credits'
 end
+-- Rate limits refuse at once, never queue.
+-- INVARIANT: the same rule as common.rate_refusal and policies/gateway.rego.
+local windows = {}
+local rated = limits[1].rated or limits[2].rated
+if rated then
+    for i, l in ipairs(limits) do
+        if l.rated then windows[i] = rate_window(p, l.s, at, now) end
+    end
+    for i, l in ipairs(limits) do
+        local w = windows[i]
+        local reason = nil
+        if w then
+            if l.rpm ~= '' and w[1] >= tonumber(l.rpm) then
+                reason = 'rate_limit_requests'
+            elseif l.tpm ~= '' and w[2] + tokens > tonumber(l.tpm) then
+                reason = 'rate_limit_tokens'
+            elseif l.par ~= '' and w[3] >= tonumber(l.par) then
+                reason = 'max_parallel'
+            end
+        end
+        if reason then
+            if waiting then leave(p, tid, key, org) end
+            return reason .. '\t' .. rate_text(windows[1]) .. '\t' .. rate_text(windows[2])
+        end
+    end
+end
 -- INVARIANT: admitted only while usage + in-flight reservations < limit (each budget
 -- window's settled + in-flight usage < its budget, credits - in-flight credit
 -- reservations > 0), in ticket order.
@@ -261,7 +351,21 @@ if fits and not ahead then
     redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount,
         'kw', kwn, 'pw', pwn)
     redis.call('ZADD', p .. 'exp', now + tonumber(ttl), rid)
-    return 'ok'
+    if not rated then return 'ok' end
+    for i, l in ipairs(limits) do
+        local w = windows[i]
+        if w then
+            redis.call('ZADD', p .. 'rw:' .. l.s, ARGV[15], rid)
+            redis.call('HSET', p .. 'rt:' .. l.s, rid, ARGV[16])
+            redis.call('HINCRBY', p .. 'rt:' .. l.s, '#sum', ARGV[16])
+            redis.call('ZADD', p .. 'rp:' .. l.s, now + tonumber(ttl), rid)
+            local oldest, newest = ARGV[15], ARGV[15]
+            if w[4] ~= '' and tonumber(w[4]) < at then oldest = w[4] end
+            if w[5] ~= '' and tonumber(w[5]) > at then newest = w[5] end
+            windows[i] = {w[1] + 1, w[2] + tokens, w[3] + 1, oldest, newest}
+        end
+    end
+    return 'ok\t' .. rate_text(windows[1]) .. '\t' .. rate_text(windows[2])
 end
 local expiry = now + tonumber(tttl)
 if not redis.call('HGET', p .. 'tx', tid) then
@@ -282,6 +386,17 @@ WITHDRAW = (
     + """
 leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 'ok'
+"""
+)
+
+# The windows of the subjects given (ARGV[3..]) at request time ARGV[2], for reading.
+RATE_WINDOWS = (
+    _DROP
+    + """
+local p, at, now = ARGV[1], tonumber(ARGV[2]), now_ms()
+local out = {}
+for i = 3, #ARGV do out[#out + 1] = rate_text(rate_window(p, ARGV[i], at, now)) end
+return table.concat(out, '\t')
 """
 )
 

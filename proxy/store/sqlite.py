@@ -63,6 +63,7 @@ from proxy.secret_box import (
     stored_source,
 )
 from proxy.store.base import (
+    NO_RATE_LIMITS,
     Admitted,
     ApiKey,
     AuditEntry,
@@ -77,6 +78,9 @@ from proxy.store.base import (
     ProjectMode,
     ProjectRule,
     Queued,
+    RateCount,
+    RateLimits,
+    RateState,
     Refused,
     Reservation,
     RuleStatus,
@@ -92,6 +96,7 @@ from proxy.store.common import (
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    RATE_WINDOW_SECONDS,
     activity_from_row,
     audit_entry_from_row,
     audit_filter,
@@ -102,6 +107,7 @@ from proxy.store.common import (
     check_mode,
     check_name,
     check_provider_source,
+    check_rate_limits,
     check_rotation,
     check_rule_status,
     check_rule_type,
@@ -119,6 +125,7 @@ from proxy.store.common import (
     parse_money,
     project_from_row,
     project_rule_from_row,
+    rate_refusal,
     reservation_for,
     rfc3339_after,
     rule_from_row,
@@ -260,12 +267,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             usage TEXT NOT NULL DEFAULT '0',
             PRIMARY KEY (subject, window_start)) WITHOUT ROWID""",
     ),
+    (
+        # Rate limits (issue 13 point 2): ceilings on keys and projects, and each
+        # subject's sliding window: one row per admitted request of a key (`k:<id>`) or
+        # project (`p:<id>`) with limits, kept while it is in the last minute (`at`, the
+        # gateway's request clock) or in flight (`open_until`, the reservation's expiry;
+        # 0 once settled or released).
+        "ALTER TABLE api_keys ADD COLUMN rpm INTEGER",
+        "ALTER TABLE api_keys ADD COLUMN tpm INTEGER",
+        "ALTER TABLE api_keys ADD COLUMN max_parallel INTEGER",
+        "ALTER TABLE projects ADD COLUMN rpm INTEGER",
+        "ALTER TABLE projects ADD COLUMN tpm INTEGER",
+        "ALTER TABLE projects ADD COLUMN max_parallel INTEGER",
+        """CREATE TABLE rate_events (
+            res_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            at REAL NOT NULL,
+            tokens INTEGER NOT NULL,
+            open_until REAL NOT NULL,
+            PRIMARY KEY (res_id, subject))""",
+        "CREATE INDEX rate_events_window ON rate_events(subject, at)",
+        # Requests in flight are counted without reading the whole window.
+        "CREATE INDEX rate_events_open ON rate_events(subject, open_until)",
+    ),
 )
 
 _PROJECT_COLUMNS = (
-    "id, organization, mode, status, provider_keys, name, budget_amount, budget_period"
+    "id, organization, mode, status, provider_keys, name, budget_amount, budget_period, "
+    "rpm, tpm, max_parallel"
 )
 _PROJECT_RULE_COLUMNS = 'id, project_id, type, "values", status'
+
+
+# `rate_windows` counts every subject, limits or not.
+_COUNT_ALL = RateLimits(max_parallel=1)
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -301,8 +336,88 @@ def _sum(rows: list[tuple[Any, ...]]) -> Decimal:
 def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
     def release(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+        if reservation.rate is not None:
+            _close_rate_events(conn, reservation.id, 0)
 
     return release
+
+
+def _undoing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
+    """Take back an admission whose caller left before it learnt of it: the request
+    never happened, so it leaves its rate windows too."""
+
+    def undo(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+        conn.execute("DELETE FROM rate_events WHERE res_id = ?", (reservation.id,))
+
+    return undo
+
+
+def _close_rate_events(conn: sqlite3.Connection, res_id: str, tokens: int) -> None:
+    """The request is no longer in flight; its tokens in the windows become `tokens`."""
+    conn.execute(
+        "UPDATE rate_events SET tokens = ?, open_until = 0 WHERE res_id = ?", (tokens, res_id)
+    )
+
+
+def _rate_count(conn: sqlite3.Connection, subject: str, now: float, wall: float) -> RateCount:
+    """One subject's window at request time `now`; rows neither in it nor in flight go."""
+    start = now - RATE_WINDOW_SECONDS
+    conn.execute(
+        "DELETE FROM rate_events WHERE subject = ? AND at <= ? AND open_until <= ?",
+        (subject, start, wall),
+    )
+    requests, tokens, oldest, newest = conn.execute(
+        "SELECT count(*), coalesce(sum(tokens), 0), min(at), max(at) FROM rate_events "
+        "WHERE subject = ? AND at > ?",
+        (subject, start),
+    ).fetchone()
+    (parallel,) = conn.execute(
+        "SELECT count(*) FROM rate_events WHERE subject = ? AND open_until > ?", (subject, wall)
+    ).fetchone()
+    return RateCount(
+        requests=int(requests),
+        tokens=int(tokens),
+        parallel=int(parallel),
+        oldest=oldest,
+        newest=newest,
+    )
+
+
+def _rate_windows(conn: sqlite3.Connection, claim: Claim, wall: float) -> RateState:
+    key = _rate_count(conn, f"k:{claim.key_id}", claim.now, wall) if claim.key_limits.any else None
+    project = (
+        _rate_count(conn, f"p:{claim.project_id}", claim.now, wall)
+        if claim.project_id is not None and claim.project_limits.any
+        else None
+    )
+    return RateState(key=key, project=project)
+
+
+def _count_admission(
+    conn: sqlite3.Connection, claim: Claim, res_id: str, before: RateState, open_until: float
+) -> RateState:
+    """Add the admitted request to its subjects' windows; the windows after it."""
+    after = {}
+    for name, count, subject in (
+        ("key", before.key, f"k:{claim.key_id}"),
+        ("project", before.project, f"p:{claim.project_id}"),
+    ):
+        if count is None:
+            continue
+        conn.execute(
+            "INSERT INTO rate_events (res_id, subject, at, tokens, open_until) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (res_id, subject, claim.now, claim.tokens, open_until),
+        )
+        after[name] = RateCount(
+            requests=count.requests + 1,
+            tokens=count.tokens + claim.tokens,
+            parallel=count.parallel + 1,
+            oldest=claim.now if count.oldest is None else min(count.oldest, claim.now),
+            newest=claim.now if count.newest is None else max(count.newest, claim.now),
+        )
+    return RateState(**after)
 
 
 def _withdrawing(ticket: str) -> Callable[[sqlite3.Connection], None]:
@@ -449,7 +564,7 @@ def _charge_windows(conn: sqlite3.Connection, reservation: Reservation, cost: De
 def _undo_reservation(
     reservation: Reservation | None,
 ) -> Callable[[sqlite3.Connection], None] | None:
-    return None if reservation is None else _releasing(reservation)
+    return None if reservation is None else _undoing(reservation)
 
 
 class SqliteStore:
@@ -902,12 +1017,16 @@ class SqliteStore:
 
         return await self._request_write(reserve, _undo_reservation)
 
-    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_cost: Decimal, *, tokens: int = 0
+    ) -> None:
         cost = parse_money(actual_cost, "actual cost")
 
         def settle(conn: sqlite3.Connection) -> None:
             # Charged even when the reservation already expired: the request did complete.
             conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+            if reservation.rate is not None:
+                _close_rate_events(conn, reservation.id, tokens)
             row = conn.execute(
                 "SELECT usage FROM api_keys WHERE id = ?", (reservation.key_id,)
             ).fetchone()
@@ -955,6 +1074,13 @@ class SqliteStore:
                 refused, key_usage, project_usage = _budget_refusal(conn, claim)
             if refused is None:
                 refused = _settled_refusal(usage, None, None if org is None else Decimal(org[0]))
+            windows = None
+            if refused is None and claim.rated:
+                # Rate limits refuse at once, never queue: waiting would not free them.
+                windows = _rate_windows(conn, claim, now)
+                reason = rate_refusal(claim, windows)
+                if reason is not None:
+                    refused = Refused(reason=reason, rate=windows)
             if refused is not None:
                 if waiting:
                     conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
@@ -986,13 +1112,18 @@ class SqliteStore:
                         reservation.project_window,
                     ),
                 )
+                if windows is not None:
+                    after = _count_admission(conn, claim, reservation.id, windows, now + ttl)
+                    reservation = msgspec.structs.replace(
+                        reservation, rate=after, project_id=claim.project_id
+                    )
                 return Admitted(reservation=reservation)
             _queue_ticket(conn, claim, ticket, now + ADMISSION_TICKET_TTL)
             return Queued()
 
         def undo(outcome: Admitted | Queued | Refused) -> Callable[[sqlite3.Connection], None]:
             if isinstance(outcome, Admitted):
-                return _releasing(outcome.reservation)
+                return _undoing(outcome.reservation)
             return _withdrawing(ticket)
 
         return await self._request_write(admit, undo)
@@ -1025,6 +1156,18 @@ class SqliteStore:
             return figures[0], figures[1]
 
         return await self._request_read(read)
+
+    async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        claim = Claim(
+            key_id=key_id,
+            organization_id=None,
+            amount=Decimal(0),
+            project_id=project_id,
+            key_limits=_COUNT_ALL,
+            project_limits=_COUNT_ALL,
+            now=now,
+        )
+        return await self._run(self._write(lambda conn: _rate_windows(conn, claim, now_epoch())))
 
     def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
         """SQLite has no notifications: waiters in other processes poll."""
@@ -1289,9 +1432,11 @@ class SqliteStore:
         description: str,
         *,
         expires_at: str | None = None,
+        rate_limits: RateLimits = NO_RATE_LIMITS,
     ) -> tuple[ApiKey, str]:
         limit = None if usage_limit is None else parse_money(usage_limit, "usage limit")
         expiry = parse_expiry(expires_at)
+        rates = check_rate_limits(rate_limits)
         token = generate_token()
         key = ApiKey(
             id=new_id("key"),
@@ -1304,12 +1449,14 @@ class SqliteStore:
             description=description,
             created_at=now_rfc3339(),
             expires_at=expiry,
+            rate_limits=rates,
         )
 
         def create(conn: sqlite3.Connection) -> ApiKey:
             self._project(conn, project_id)
             conn.execute(
-                f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant column list
+                f"INSERT INTO api_keys ({KEY_COLUMNS}) "  # noqa: S608 - constant column list
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.id,
                     key.token_hash,
@@ -1323,6 +1470,9 @@ class SqliteStore:
                     expiry,
                     None,
                     None,
+                    rates.rpm,
+                    rates.tpm,
+                    rates.max_parallel,
                 ),
             )
             return key
@@ -1378,6 +1528,32 @@ class SqliteStore:
                 (amount, period, key_id),
             )
             return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
+    async def set_key_rate_limits(self, key_id: str, limits: RateLimits) -> ApiKey:
+        checked = check_rate_limits(limits)
+
+        def update(conn: sqlite3.Connection) -> ApiKey:
+            self._key(conn, key_id)
+            conn.execute(
+                "UPDATE api_keys SET rpm = ?, tpm = ?, max_parallel = ? WHERE id = ?",
+                (checked.rpm, checked.tpm, checked.max_parallel, key_id),
+            )
+            return self._key(conn, key_id)
+
+        return await self._run(self._write(update))
+
+    async def set_project_rate_limits(self, project_id: str, limits: RateLimits) -> Project:
+        checked = check_rate_limits(limits)
+
+        def update(conn: sqlite3.Connection) -> Project:
+            self._project(conn, project_id)
+            conn.execute(
+                "UPDATE projects SET rpm = ?, tpm = ?, max_parallel = ? WHERE id = ?",
+                (checked.rpm, checked.tpm, checked.max_parallel, project_id),
+            )
+            return self._project(conn, project_id)
 
         return await self._run(self._write(update))
 
