@@ -8,6 +8,8 @@
 #   2. unknown or disabled key             401
 #   2b. expired key, or a rotated-out token past its grace period   401 (same message)
 #   3. usage limit reached                 401
+#   3c. a rate limit of the key, then of its project, is reached   429
+#       (requests per minute, tokens per minute, parallel requests)
 #   4. project archived                    410
 #   5. request body invalid                400
 #   6. model not in the catalog            400
@@ -41,6 +43,8 @@ decision := denied(401, "Unauthorized: No API key provided. Expected 'Authorizat
 	rotated_token_expired
 } else := denied(401, "Unauthorized: LLMGateway API key reached its usage limit.", []) if {
 	usage_limit_reached
+} else := denied(429, rate_limited.message, [rate_limited]) if {
+	rate_limited
 } else := denied(410, "Project has been archived and is no longer accessible", []) if {
 	project_archived
 } else := denied(400, body_problem, []) if {
@@ -121,6 +125,85 @@ invalid_token_message := "Unauthorized: Invalid LLMGateway API token. Please mak
 usage_limit_reached if {
 	input.key.usage_limit != null
 	to_number(input.key.usage) >= to_number(input.key.usage_limit)
+}
+
+# ---------------------------------------------------------------------------
+# Check 3c: rate limits (issue 13). A key and its project may each set requests
+# per minute (`rpm`), tokens per minute (`tpm`, prompt + completion) and requests
+# in flight (`max_parallel`); the windows slide: what was admitted in the 60 s
+# before the request counts. The store applies the same rule atomically when it
+# admits a request (proxy/store/common.py `rate_limit_refusal`); the counts are
+# null until it has (the first decision), and a request it refuses is decided
+# again with the counts it saw and the request's token bound. The key's limits
+# are checked first, then the project's; for each, requests, tokens, parallel.
+# Messages follow OpenAI's ("Rate limit reached for ... on requests per min").
+# ---------------------------------------------------------------------------
+
+# The subjects with rate limits, in the order they are checked.
+rate_subjects := [subject |
+	some subject in [
+		{"kind": "API key", "id": object.get(input, ["key", "id"], null), "window": object.get(input, ["key", "rate_limits"], null)},
+		{"kind": "project", "id": object.get(input, ["project", "id"], null), "window": object.get(input, ["project", "rate_limits"], null)},
+	]
+	subject.window != null
+]
+
+# The first rate limit reached, as a decision reason (looked for only when the key
+# or its project has rate limits: most have none).
+rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(subject)][0] if {
+	rate_limits_set
+}
+
+rate_limits_set if input.key.rate_limits != null
+
+rate_limits_set if input.project.rate_limits != null
+
+# The tokens the request reserves (0 until the proxy knows its bound).
+default request_tokens := 0
+
+request_tokens := input.request.token_bound if input.request.token_bound != null
+
+# Requests per minute: refused while the window already holds `rpm` requests.
+rpm_reached(window) if {
+	window.rpm != null
+	window.requests_in_window != null
+	window.requests_in_window >= window.rpm
+}
+
+# A request whose bound alone exceeds the tokens per minute can never be admitted.
+request_too_large(window) if {
+	window.tpm != null
+	request_tokens > window.tpm
+}
+
+# Tokens per minute: refused when the window's tokens plus the request's bound
+# would exceed `tpm`.
+tpm_reached(window) if {
+	window.tpm != null
+	window.tokens_in_window != null
+	window.tokens_in_window + request_tokens > window.tpm
+}
+
+# Parallel requests: refused while `max_parallel` requests are in flight.
+max_parallel_reached(window) if {
+	window.max_parallel != null
+	window.parallel != null
+	window.parallel >= window.max_parallel
+}
+
+# "Please try again in 12s." when the window says when room frees up.
+retry_text(window) := sprintf(" Please try again in %vs.", [window.retry_after_seconds]) if {
+	window.retry_after_seconds != null
+} else := ""
+
+rate_refusal(subject) := {"code": "rate_limit_requests", "rule_id": null, "message": sprintf("Rate limit reached for %s %s on requests per min (RPM): Limit %v, Used %v, Requested 1.%s", [subject.kind, subject.id, subject.window.rpm, subject.window.requests_in_window, retry_text(subject.window)])} if {
+	rpm_reached(subject.window)
+} else := {"code": "rate_limit_tokens", "rule_id": null, "message": sprintf("Request too large for %s %s on tokens per min (TPM): Limit %v, Requested %v. The input or output tokens must be reduced in order to run successfully.", [subject.kind, subject.id, subject.window.tpm, request_tokens])} if {
+	request_too_large(subject.window)
+} else := {"code": "rate_limit_tokens", "rule_id": null, "message": sprintf("Rate limit reached for %s %s on tokens per min (TPM): Limit %v, Used %v, Requested %v.%s", [subject.kind, subject.id, subject.window.tpm, subject.window.tokens_in_window, request_tokens, retry_text(subject.window)])} if {
+	tpm_reached(subject.window)
+} else := {"code": "max_parallel", "rule_id": null, "message": sprintf("Too many parallel requests for %s %s: Limit %v, In flight %v. Please try again when one of them has finished.", [subject.kind, subject.id, subject.window.max_parallel, subject.window.parallel])} if {
+	max_parallel_reached(subject.window)
 }
 
 # ---------------------------------------------------------------------------

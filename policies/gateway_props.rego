@@ -69,6 +69,14 @@ example_at_expiry := object.union(example_allowed_request, {
 	},
 })
 
+# ...and a key and project whose windows are full (rate limits, issue 13): one
+# request more than each ceiling allows, counted by the store.
+example_at_rate_limits := object.union(example_allowed_request, {
+	"request": {"token_bound": 100},
+	"key": {"rate_limits": {"rpm": 60, "tpm": 1000, "max_parallel": 4, "requests_in_window": 60, "tokens_in_window": 900, "parallel": 4, "retry_after_seconds": 30}},
+	"project": {"rate_limits": {"rpm": 100, "tpm": null, "max_parallel": null, "requests_in_window": 99, "tokens_in_window": 0, "parallel": 0, "retry_after_seconds": 1}},
+})
+
 # The policy answers every request.
 prop_decision_is_always_defined if {
 	is_boolean(decision.allow)
@@ -153,6 +161,63 @@ usage_limit_message_missing if {
 	decision.message != "Unauthorized: LLMGateway API key reached its usage limit."
 }
 
+# Rate limits (issue 13): a key, or a project, never gets more than its RPM in
+# any window of the input: with `rpm` requests already in the 60 s window the
+# next one is refused...
+prop_rpm_is_never_exceeded if not rpm_exceeded
+
+rpm_exceeded if {
+	decision.allow == true
+	some window in rate_windows
+	window.rpm != null
+	window.requests_in_window != null
+	window.requests_in_window + 1 > window.rpm
+}
+
+# ...nor more tokens than its TPM (the window's tokens plus the request's bound)...
+prop_tpm_is_never_exceeded if not tpm_exceeded
+
+tpm_exceeded if {
+	decision.allow == true
+	some window in rate_windows
+	window.tpm != null
+	window.tokens_in_window != null
+	window.tokens_in_window + object.get(input.request, "token_bound", 0) > window.tpm
+}
+
+tpm_exceeded if {
+	decision.allow == true
+	some window in rate_windows
+	window.tpm != null
+	object.get(input.request, "token_bound", null) != null
+	input.request.token_bound > window.tpm
+}
+
+# ...nor more requests in flight than its max_parallel.
+prop_max_parallel_is_never_exceeded if not parallel_exceeded
+
+parallel_exceeded if {
+	decision.allow == true
+	some window in rate_windows
+	window.max_parallel != null
+	window.parallel != null
+	window.parallel + 1 > window.max_parallel
+}
+
+# A rate limit is answered 429, never another status.
+prop_rate_limit_answers_429 if not rate_limit_misanswered
+
+rate_limit_misanswered if {
+	decision.allow == false
+	decision.reasons[0].code in {"rate_limit_requests", "rate_limit_tokens", "max_parallel"}
+	decision.status != 429
+}
+
+rate_windows := [window |
+	some window in [object.get(input, ["key", "rate_limits"], null), object.get(input, ["project", "rate_limits"], null)]
+	window != null
+]
+
 # Every denial carries one of the documented messages with its status.
 prop_denials_carry_documented_messages if not undocumented_denial
 
@@ -187,6 +252,12 @@ documented(400, message) if message == sprintf("No provider key set for any of t
 documented(400, message) if message == sprintf("No available provider could be found for model %s", [decision.model])
 
 documented(402, message) if message == sprintf("Organization %s has insufficient credits", [input.organization.id])
+
+# Rate limits (README "Rate limits"), in OpenAI's words.
+documented(429, message) if {
+	some prefix in ["Rate limit reached for ", "Request too large for ", "Too many parallel requests for "]
+	startswith(message, prefix)
+}
 
 # The gateway's own check 7c (README, "Responses and Messages APIs"): no allowed
 # provider of the model serves the request's API.

@@ -92,9 +92,11 @@ class Admission:
         await self._leave(claim, ticket)
         return TimedOut()
 
-    async def settle(self, reservation: Reservation, actual_cost: Decimal) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_cost: Decimal, *, tokens: int = 0
+    ) -> None:
         try:
-            await self._store.settle(reservation, actual_cost)
+            await self._store.settle(reservation, actual_cost, tokens=tokens)
         finally:
             self.wake(reservation.key_id, reservation.organization_id, reservation.project_id)
 

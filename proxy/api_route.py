@@ -87,7 +87,9 @@ def _response(reply: Reply) -> ASGIResponse:
             iterator=reply.stream,
             status_code=reply.status,
             media_type=reply.content_type,
-            headers=_STREAM_HEADERS,
+            headers={**_STREAM_HEADERS, **dict(reply.headers)}
+            if reply.headers
+            else _STREAM_HEADERS,
             background=BackgroundTask(reply.cleanup) if reply.cleanup else None,
         )
     return ASGIResponse(

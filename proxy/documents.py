@@ -35,6 +35,7 @@ __all__ = [
     "ProjectMode",
     "ProjectStatus",
     "ProviderOffer",
+    "RateLimitsDocument",
     "Reason",
     "RequestDocument",
     "RuleStatus",
@@ -121,6 +122,34 @@ class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     read the clock only through this field."""
     client_ip: str
     """The client's IP address as the proxy saw it."""
+    token_bound: int | None = None
+    """The most tokens (prompt + completion) the request can use (proxy/cost_bound.py),
+    the amount its rate windows reserve; None until known: the bound depends on the
+    provider the decision chooses, so it is set when the decision is asked again after
+    the store refused a rate limit."""
+
+
+class RateLimitsDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A key's or project's rate limits and its sliding 60-second window (check 3c)."""
+
+    rpm: int | None = None
+    """Requests per minute: at most this many admitted in any 60 s; None: no ceiling."""
+    tpm: int | None = None
+    """Tokens per minute (prompt + completion; a request in flight counts its bound,
+    a settled one what the provider reported); None: no ceiling."""
+    max_parallel: int | None = None
+    """Requests in flight at once; None: no ceiling."""
+    requests_in_window: int | None = None
+    """Requests admitted in the 60 s before the request; None when not counted yet: the
+    store counts and checks the windows atomically when it admits the request, and a
+    request it refuses is decided again with the counts it saw."""
+    tokens_in_window: int | None = None
+    """Their tokens; None when not counted yet."""
+    parallel: int | None = None
+    """Requests in flight; None when not counted yet."""
+    retry_after_seconds: int | None = None
+    """Whole seconds until the oldest request in the window leaves it (so a request
+    and its tokens free up); None when the window is empty or not counted."""
 
 
 class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -148,6 +177,8 @@ class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     token_expires_at: Timestamp | None = None
     """Set when the token presented is the key's previous one, kept for a grace period
     after a rotation: when that grace period ends. None for the key's current token."""
+    rate_limits: RateLimitsDocument | None = None
+    """The key's rate limits and window (check 3c); None when the key has none."""
 
 
 class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -163,6 +194,9 @@ class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """Provider ids the project holds its own key for (never the secrets)."""
     iam_rules: tuple[IamRuleDocument, ...] = ()
     """Project-wide rules: a ceiling that the key's rules can only narrow."""
+    rate_limits: RateLimitsDocument | None = None
+    """The project's rate limits and window, shared by all its keys (check 3c); None
+    when the project has none."""
 
 
 class OrganizationDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

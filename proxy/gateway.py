@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgspec
@@ -44,9 +44,10 @@ from proxy.metrics import Metrics
 from proxy.mock_provider import MockProvider
 from proxy.policy import LoadedPolicy, PolicyHolder
 from proxy.providers import ProviderDirectory, ProviderProblem, Route
+from proxy.rate_headers import rate_headers
 from proxy.request_body import ParsedBody, parse_body
 from proxy.sse import SseRelay, TokenUsage
-from proxy.store.base import Claim, KeyContext, Reservation
+from proxy.store.base import Claim, KeyContext, RateReason, RateState, Refused, Reservation
 from proxy.upstream import (
     AiohttpUpstream,
     UpstreamCall,
@@ -63,6 +64,19 @@ _decoder = msgspec.json.Decoder()
 # Admissions tried while the store refuses on settled figures the policy accepts (only
 # when a limit or the credits change during the request).
 _ADMIT_ATTEMPTS = 3
+# The metrics' reason for a denial whose decision names no reason code (checks 1-6 and
+# 8 of the contract answer with a documented message only), by its status.
+_DENIAL_CLASSES = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "insufficient_credits",
+    403: "forbidden",
+    404: "not_found",
+    410: "project_archived",
+    429: "too_many_requests",
+    500: "policy_error",
+    502: "bad_gateway",
+}
 _BUSY_MESSAGE = "Too many requests in flight for this key's usage limit; retry after 1 second"
 
 
@@ -162,6 +176,10 @@ class Gateway:
         self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
 
+    def request_epoch(self) -> float:
+        """Now on the request clock (epoch seconds): the rate windows' clock."""
+        return _epoch(self._clock())
+
     @property
     def max_body_bytes(self) -> int:
         """The largest request body accepted (413 above)."""
@@ -180,6 +198,10 @@ class Gateway:
         if reply.stream is None:
             record.emit(reply.status)
             self._metrics.request(record.operation, reply.status)
+            if not record.allowed and reply.status >= 400:
+                self._metrics.denial(
+                    record.reason_code or _DENIAL_CLASSES.get(reply.status, "other")
+                )
         return reply
 
     # -- entry point -----------------------------------------------------------------
@@ -305,9 +327,18 @@ class Gateway:
             record=record,
         )
 
-    def _decide(self, asked: _Asked, context: KeyContext | None) -> Decision | None:
+    def _decide(
+        self,
+        asked: _Asked,
+        context: KeyContext | None,
+        rate: RateState | None = None,
+        now: float | None = None,
+    ) -> Decision | None:
+        """`rate`: the windows the store saw at request time `now` when it refused a
+        rate limit (the request's token bound is then in `asked.request`)."""
         started = time.perf_counter()
-        decision = asked.policy.decide(build_input(asked.request, context, self._gateway))
+        document = build_input(asked.request, context, self._gateway, rate, now)
+        decision = asked.policy.decide(document)
         elapsed = time.perf_counter() - started
         record = asked.record
         record.policy_seconds = (record.policy_seconds or 0.0) + elapsed
@@ -344,12 +375,27 @@ class Gateway:
             asked.record.allowed = False
             asked.record.reason = str(exc)
             return self.error(400, str(exc), asked.operation)
-        amount = bound.amount
         org_id = context.organization.id if decision.billing == "credits" else None
-        reservation = await self._reserve(asked, context, amount, org_id)
+        claim = Claim(
+            key_id=context.key.id,
+            organization_id=org_id,
+            amount=bound.amount,
+            project_id=context.project.id,
+            key_limits=context.key.rate_limits,
+            project_limits=context.project.rate_limits,
+            tokens=bound.prompt_tokens + bound.completion_tokens,
+            now=_epoch(asked.request.time),
+        )
+        reservation = await self._reserve(asked, context, claim)
         if not isinstance(reservation, Reservation):
             asked.record.allowed = False
             return reservation
+        headers: tuple[tuple[str, str], ...] = ()
+        if reservation.rate is not None:
+            # OpenAI's x-ratelimit-* headers on every answer of a rate-limited key.
+            headers = rate_headers(
+                claim.key_limits, claim.project_limits, reservation.rate, claim.now
+            )
         try:
             route = self._providers.route(
                 decision, context.project, asked.operation, asked.policy.catalog
@@ -357,7 +403,7 @@ class Gateway:
         except ProviderProblem as exc:
             await self._admission.release(reservation)
             asked.record.reason = str(exc)
-            return self.error(502, str(exc), asked.operation)
+            return _with_headers(self.error(502, str(exc), asked.operation), headers)
         allowed = _Allowed(
             operation=asked.operation,
             decision=decision,
@@ -369,7 +415,7 @@ class Gateway:
             route=route,
             headers=asked.headers,
         )
-        return await self._forward(allowed, asked.record)
+        return _with_headers(await self._forward(allowed, asked.record), headers)
 
     def _bound(self, asked: _Asked, price: ModelPrice | None) -> CostBound:
         """The most this request may cost (proxy/cost_bound.py); nothing for an offer
@@ -381,18 +427,24 @@ class Gateway:
         )
 
     async def _reserve(
-        self, asked: _Asked, context: KeyContext, amount: Decimal, org_id: str | None
+        self, asked: _Asked, context: KeyContext, claim: Claim
     ) -> Reservation | Reply:
-        """Hold `amount`, waiting while only in-flight reservations stand in the way
-        (proxy/admission.py). A refusal comes from the settled figures alone, and the
-        policy, given the fresh ones, answers it with the documented message."""
-        claim = Claim(key_id=context.key.id, organization_id=org_id, amount=amount)
+        """Hold `claim`, waiting while only in-flight reservations stand in the way
+        (proxy/admission.py). A refusal comes from the settled figures alone, or from
+        a rate limit (refused at once, never waited for), and the policy, given the
+        fresh figures or the windows the store saw, answers it with the documented
+        message."""
         for _ in range(_ADMIT_ATTEMPTS):
             outcome = await self._admission.reserve(claim)
             if isinstance(outcome, Reservation):
                 return outcome
             if isinstance(outcome, TimedOut):
                 break
+            if outcome.rate is not None:
+                refusal = self._rate_refusal(asked, context, claim, outcome)
+                if refusal is not None:
+                    return refusal
+                continue  # a policy that lets this rate through: the store decides again
             fresh = await self._store.key_context(asked.token_hash, fresh=True) or context
             decision = self._decide(asked, fresh)
             if decision is None:
@@ -403,8 +455,35 @@ class Gateway:
             # The store refused on figures the policy, a moment later, accepts (a limit
             # raised or credits added meanwhile): ask the store again.
         asked.record.reason = "admission wait ran out"
+        asked.record.reason_code = "admission_wait"
         reply = self.error(429, _BUSY_MESSAGE, asked.operation)
         return msgspec.structs.replace(reply, headers=(("retry-after", "1"),))
+
+    def _rate_refusal(
+        self, asked: _Asked, context: KeyContext, claim: Claim, refused: Refused
+    ) -> Reply | None:
+        """The store refused a rate limit: the policy decides again with the windows it
+        saw and the request's token bound (check 3c); None if the policy allows."""
+        assert refused.rate is not None
+        asked = msgspec.structs.replace(
+            asked, request=msgspec.structs.replace(asked.request, token_bound=claim.tokens)
+        )
+        decision = self._decide(asked, context, refused.rate, claim.now)
+        if decision is None:
+            return self._no_decision(asked.operation)
+        if decision.allow:
+            return None
+        record = asked.record
+        record.reason = decision.message
+        record.reason_code = decision.reasons[0].code if decision.reasons else None
+        # A refusal with windows is a rate refusal (Refused's invariant).
+        reason = cast(RateReason, refused.reason)
+        headers = rate_headers(
+            claim.key_limits, claim.project_limits, refused.rate, claim.now, reason
+        )
+        return _with_headers(
+            self.error(decision.status, decision.message, asked.operation), headers
+        )
 
     async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
         operation = allowed.operation
@@ -582,7 +661,7 @@ class Gateway:
             cost = allowed.price.usage_cost(usage)
             if cap:  # an estimate is never charged past what was reserved
                 cost = min(cost, allowed.reservation.amount)
-        await self._admission.settle(allowed.reservation, cost)
+        await self._admission.settle(allowed.reservation, cost, tokens=prompt + completion)
         record.prompt_tokens, record.completion_tokens, record.cost = prompt, completion, cost
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
@@ -598,6 +677,18 @@ def _cut_stream_usage(relay: SseRelay, bound: CostBound) -> TokenUsage:
         reported = msgspec.structs.replace(reported, prompt_tokens=bound.prompt_tokens)
     completion = max(reported.completion_tokens, relay.text_bytes)
     return msgspec.structs.replace(reported, completion_tokens=completion)
+
+
+def _epoch(moment: str) -> float:
+    """The request time (RFC 3339 UTC, from the gateway's clock) as epoch seconds: the
+    rate windows' clock, so tests that move the clock move the windows."""
+    return datetime.fromisoformat(moment).timestamp()
+
+
+def _with_headers(reply: Reply, headers: tuple[tuple[str, str], ...]) -> Reply:
+    if not headers:
+        return reply
+    return msgspec.structs.replace(reply, headers=reply.headers + headers)
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ same facts always give the same document (docs/architecture.md §3).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from proxy.documents import (
@@ -15,11 +16,13 @@ from proxy.documents import (
     KeyDocument,
     OrganizationDocument,
     ProjectDocument,
+    RateLimitsDocument,
     RequestDocument,
 )
-from proxy.store.base import IamRule, KeyContext, ProjectRule
+from proxy.store.base import IamRule, KeyContext, ProjectRule, RateCount, RateLimits, RateState
+from proxy.store.common import RATE_WINDOW_SECONDS
 
-__all__ = ["build_input", "gateway_info"]
+__all__ = ["build_input", "gateway_info", "rate_document", "retry_after"]
 
 
 def gateway_info(credentialed: Iterable[str]) -> GatewayInfo:
@@ -28,9 +31,15 @@ def gateway_info(credentialed: Iterable[str]) -> GatewayInfo:
 
 
 def build_input(
-    request: RequestDocument, context: KeyContext | None, gateway: GatewayInfo
+    request: RequestDocument,
+    context: KeyContext | None,
+    gateway: GatewayInfo,
+    rate: RateState | None = None,
+    now: float | None = None,
 ) -> InputDocument:
-    """The input document: `key`/`project`/`organization` are null for an unknown token."""
+    """The input document: `key`/`project`/`organization` are null for an unknown token.
+    `rate` is the windows the store saw (when it refused a rate limit) at request time
+    `now` (epoch seconds); without them the windows' counts are null (not counted yet)."""
     if context is None:
         return InputDocument(request=request, gateway=gateway)
     key = context.key
@@ -51,6 +60,7 @@ def build_input(
             iam_rules=tuple(_rule(rule) for rule in context.rules),
             expires_at=key.expires_at,
             token_expires_at=context.token_expires_at,
+            rate_limits=rate_document(key.rate_limits, rate.key if rate else None, now),
         ),
         project=ProjectDocument(
             id=project.id,
@@ -58,6 +68,7 @@ def build_input(
             mode=project.mode,
             provider_keys=tuple(sorted(project.provider_keys)),
             iam_rules=tuple(_rule(rule) for rule in context.project_rules),
+            rate_limits=rate_document(project.rate_limits, rate.project if rate else None, now),
         ),
         organization=OrganizationDocument(
             id=organization.id,
@@ -66,6 +77,32 @@ def build_input(
         ),
         gateway=gateway,
     )
+
+
+def rate_document(
+    limits: RateLimits, count: RateCount | None, now: float | None
+) -> RateLimitsDocument | None:
+    """A subject's limits and, when counted, its window; None without limits."""
+    if not limits.any:
+        return None
+    if count is None or now is None:
+        return RateLimitsDocument(rpm=limits.rpm, tpm=limits.tpm, max_parallel=limits.max_parallel)
+    return RateLimitsDocument(
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        max_parallel=limits.max_parallel,
+        requests_in_window=count.requests,
+        tokens_in_window=count.tokens,
+        parallel=count.parallel,
+        retry_after_seconds=retry_after(count, now),
+    )
+
+
+def retry_after(count: RateCount, now: float) -> int | None:
+    """Whole seconds (at least 1) until the oldest request leaves the window."""
+    if count.oldest is None:
+        return None
+    return max(1, math.ceil(count.oldest + RATE_WINDOW_SECONDS - now))
 
 
 def _rule(rule: IamRule | ProjectRule) -> IamRuleDocument:

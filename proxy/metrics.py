@@ -66,9 +66,15 @@ class Metrics:
         self._upstream: dict[Labels, _Histogram] = {}
         self._tokens: defaultdict[Labels, int] = defaultdict(int)
         self._cost: defaultdict[Labels, Decimal] = defaultdict(Decimal)
+        self._denials: defaultdict[Labels, int] = defaultdict(int)
 
     def request(self, operation: str, status: int) -> None:
         self._requests[(("operation", operation), ("status", str(status)))] += 1
+
+    def denial(self, reason: str) -> None:
+        """A refused request, by the decision's reason code (`rate_limit_requests`,
+        `deny_models`, `expired`, ...) or, for denials without one, its status class."""
+        self._denials[(("reason", reason),)] += 1
 
     def decision_latency(self, seconds: float) -> None:
         self._decision.observe(seconds)
@@ -96,6 +102,13 @@ class Metrics:
         lines += [
             f"gateway_requests_total{_render_labels(k, const)} {v}"
             for k, v in self._requests.items()
+        ]
+        lines += [
+            "# HELP gateway_denials_total Requests refused, by decision reason.",
+            "# TYPE gateway_denials_total counter",
+        ]
+        lines += [
+            f"gateway_denials_total{_render_labels(k, const)} {v}" for k, v in self._denials.items()
         ]
         lines += [
             "# HELP gateway_decision_seconds Time spent evaluating the policy per request.",
