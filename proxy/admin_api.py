@@ -9,6 +9,7 @@ secret is never rendered back.
 from __future__ import annotations
 
 import hmac
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +40,8 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
+    RateCount,
+    RateLimits,
     RuleStatus,
     RuleType,
     Store,
@@ -70,6 +73,12 @@ class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
     provider_keys: dict[str, str]
     """provider -> `env:VAR` or `value` (a literal secret is never shown)."""
     name: str
+    rpm: int | None = None
+    """Requests per minute for all the project's keys together; None: no ceiling."""
+    tpm: int | None = None
+    """Tokens (prompt + completion) per minute for all its keys together."""
+    max_parallel: int | None = None
+    """Requests in flight at once for all its keys together."""
 
 
 class KeyView(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +96,33 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    rpm: int | None = None
+    """Requests per minute; None: no ceiling."""
+    tpm: int | None = None
+    """Tokens (prompt + completion) per minute; None: no ceiling."""
+    max_parallel: int | None = None
+    """Requests in flight at once; None: no ceiling."""
+    rate_window: RateWindowView | None = None
+    """The key's window now (`GET /admin/keys/{id}` only)."""
+    project_rate_window: RateWindowView | None = None
+    """Its project's window now, shared by all its keys (`GET /admin/keys/{id}` only)."""
+
+
+class RateWindowView(msgspec.Struct, frozen=True, kw_only=True):
+    requests: int
+    """Requests admitted in the last 60 s."""
+    tokens: int
+    """Their tokens: bounds while in flight, what the provider reported once settled."""
+    parallel: int
+    """Requests in flight."""
+
+
+class RateLimitsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A key's or project's rate limits, all three replaced; null removes a ceiling."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
 
 
 class CreatedKeyView(KeyView, frozen=True, kw_only=True):
@@ -135,6 +171,9 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     description: str = ""
     expires_at: str | None = None
     """RFC 3339, e.g. `2027-01-01T00:00:00Z`; None: never expires."""
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
 
 
 class SetExpiry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -201,6 +240,9 @@ def _project(project: Project) -> ProjectView:
         status=project.status,
         provider_keys=keys,
         name=project.name,
+        rpm=project.rate_limits.rpm,
+        tpm=project.rate_limits.tpm,
+        max_parallel=project.rate_limits.max_parallel,
     )
 
 
@@ -232,7 +274,26 @@ def _key_fields(key: ApiKey) -> dict[str, Any]:
         "description": key.description,
         "created_at": key.created_at,
         "expires_at": key.expires_at,
+        "rpm": key.rate_limits.rpm,
+        "tpm": key.rate_limits.tpm,
+        "max_parallel": key.rate_limits.max_parallel,
     }
+
+
+def _limits(data: RateLimitsBody | CreateKey) -> RateLimits:
+    return RateLimits(rpm=data.rpm, tpm=data.tpm, max_parallel=data.max_parallel)
+
+
+def _window(count: RateCount | None) -> RateWindowView | None:
+    if count is None:
+        return None
+    return RateWindowView(requests=count.requests, tokens=count.tokens, parallel=count.parallel)
+
+
+def _request_time(request: AnyRequest) -> float:
+    """Now on the gateway's request clock (the windows' clock), else the wall clock."""
+    gateway = getattr(request.app.state, "gateway", None)
+    return gateway.request_epoch() if gateway is not None else time.time()
 
 
 def _rule(rule: IamRule) -> RuleView:
@@ -426,15 +487,36 @@ async def list_keys(request: AnyRequest, project: str | None = None) -> list[Key
 async def create_key(request: AnyRequest, data: CreateKey) -> CreatedKeyView:
     limit = _money(data.usage_limit, "usage_limit")
     key, token = await _admin(request).create_key(
-        data.project, limit, data.description, expires_at=data.expires_at
+        data.project,
+        limit,
+        data.description,
+        expires_at=data.expires_at,
+        rate_limits=_limits(data),
     )
     return CreatedKeyView(**_key_fields(key), token=token)
 
 
 @get("/keys/{key_id:str}", operation_class=_OP)
 async def show_key(request: AnyRequest, key_id: str) -> KeyView:
-    key = await _admin(request).get_key(key_id)
-    return _with_activity(key, await _activity(request, [key_id]))
+    admin = _admin(request)
+    key = await admin.get_key(key_id)
+    windows = await admin.rate_windows(key.id, key.project_id, _request_time(request))
+    view = _with_activity(key, await _activity(request, [key_id]))
+    return msgspec.structs.replace(
+        view, rate_window=_window(windows.key), project_rate_window=_window(windows.project)
+    )
+
+
+@put("/keys/{key_id:str}/rate-limits", operation_class=_OP)
+async def set_key_rate_limits(request: AnyRequest, key_id: str, data: RateLimitsBody) -> KeyView:
+    return KeyView(**_key_fields(await _admin(request).set_key_rate_limits(key_id, _limits(data))))
+
+
+@put("/projects/{project_id:str}/rate-limits", operation_class=_OP)
+async def set_project_rate_limits(
+    request: AnyRequest, project_id: str, data: RateLimitsBody
+) -> ProjectView:
+    return _project(await _admin(request).set_project_rate_limits(project_id, _limits(data)))
 
 
 @post("/keys/{key_id:str}/disable", operation_class=_OP)
@@ -539,6 +621,8 @@ def admin_router(admin_token: str) -> Router:
             enable_key,
             delete_key,
             set_limit,
+            set_key_rate_limits,
+            set_project_rate_limits,
             rename_key,
             list_rules,
             add_rule,

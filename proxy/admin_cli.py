@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,8 @@ from proxy.store.base import (
     Organization,
     Project,
     ProjectRule,
+    RateLimits,
+    RateState,
     RuleStatus,
     StoreError,
 )
@@ -76,7 +79,20 @@ def project_json(project: Project) -> dict[str, Any]:
         "status": project.status,
         "provider_keys": keys,
         "name": project.name,
+        **rate_limits_json(project.rate_limits),
     }
+
+
+def rate_limits_json(limits: RateLimits) -> dict[str, int | None]:
+    return {"rpm": limits.rpm, "tpm": limits.tpm, "max_parallel": limits.max_parallel}
+
+
+def rate_window_json(state: RateState, which: str) -> dict[str, Any] | None:
+    """A subject's current window: requests and tokens of the last 60 s, in flight."""
+    count = state.key if which == "key" else state.project
+    if count is None:
+        return None
+    return {"requests": count.requests, "tokens": count.tokens, "parallel": count.parallel}
 
 
 def key_json(key: ApiKey, activity: KeyActivity | None = None) -> dict[str, Any]:
@@ -95,6 +111,7 @@ def key_json(key: ApiKey, activity: KeyActivity | None = None) -> dict[str, Any]
         "requests": seen.requests,
         "prompt_tokens": seen.prompt_tokens,
         "completion_tokens": seen.completion_tokens,
+        **rate_limits_json(key.rate_limits),
     }
 
 
@@ -114,8 +131,56 @@ def _key_line(key: ApiKey, activity: KeyActivity | None = None) -> str:
     expiry = f"  expires {key.expires_at}" if key.expires_at else ""
     return (
         f"{key.id}  {key.display}  project {key.project_id}  {key.status}  "
-        f"usage {key.usage}  {limit}{expiry}{_activity_text(activity)}"
+        f"usage {key.usage}  {limit}{expiry}{_rates_text(key.rate_limits)}"
+        f"{_activity_text(activity)}"
     )
+
+
+def _rates_text(limits: RateLimits) -> str:
+    parts = [
+        f"{name} {value}"
+        for name, value in (
+            ("rpm", limits.rpm),
+            ("tpm", limits.tpm),
+            ("max parallel", limits.max_parallel),
+        )
+        if value is not None
+    ]
+    return f"  {', '.join(parts)}" if parts else ""
+
+
+def _rate_limit(value: str | None, what: str) -> int | None:
+    """A ceiling as typed: a whole number, or `none`."""
+    if value is None or value.strip().lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise StoreError(
+            f"{what}: `{value}` is not a whole number; give e.g. 60, or `none` for no limit"
+        ) from None
+
+
+def _rate_limits(args: argparse.Namespace, current: RateLimits | None = None) -> RateLimits:
+    """The ceilings given on the command line; the ones not given keep `current`."""
+    base = current or RateLimits()
+
+    def pick(name: str, option: str) -> int | None:
+        given = getattr(args, name)
+        return getattr(base, name) if given is None else _rate_limit(given, option)
+
+    return RateLimits(
+        rpm=pick("rpm", "--rpm"),
+        tpm=pick("tpm", "--tpm"),
+        max_parallel=pick("max_parallel", "--max-parallel"),
+    )
+
+
+def _add_rate_options(parser: argparse.ArgumentParser, clearing: bool) -> None:
+    more = ", or `none` to remove it (default: unchanged)" if clearing else " (default: none)"
+    parser.add_argument("--rpm", help=f"requests per minute, e.g. 60{more}")
+    parser.add_argument("--tpm", help=f"tokens per minute (prompt + completion){more}")
+    parser.add_argument("--max-parallel", help=f"requests in flight at once, e.g. 4{more}")
 
 
 def _rules_text(rules: Sequence[IamRule | ProjectRule]) -> str:
@@ -199,6 +264,9 @@ async def _projects_create(
     store: AuditedAdmin, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     project = await store.create_project(args.project, args.org, check_mode(args.mode))
+    limits = _rate_limits(args)
+    if limits.any:
+        project = await store.set_project_rate_limits(project.id, limits)
     return project_json(project), f"project {project.id} created (mode {project.mode})"
 
 
@@ -240,7 +308,11 @@ async def _projects_list(
 async def _keys_create(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     limit = None if args.usage_limit is None else parse_money(args.usage_limit, "--usage-limit")
     key, token = await store.create_key(
-        args.project, limit, args.description, expires_at=args.expires_at
+        args.project,
+        limit,
+        args.description,
+        expires_at=args.expires_at,
+        rate_limits=_rate_limits(args),
     )
     text = (
         f"{token}\n"
@@ -262,7 +334,41 @@ async def _keys_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dic
 async def _keys_show(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     key = await store.get_key(args.id)
     seen = (await store.key_activity([key.id])).get(key.id)
-    return key_json(key, seen), _key_line(key, seen)
+    # The windows now (the gateway's clock is the wall clock outside tests).
+    windows = await store.rate_windows(key.id, key.project_id, time.time())
+    payload = {
+        **key_json(key, seen),
+        "rate_window": rate_window_json(windows, "key"),
+        "project_rate_window": rate_window_json(windows, "project"),
+    }
+    window = windows.key
+    text = _key_line(key, seen)
+    if window is not None and key.rate_limits.any:
+        text += (
+            f"\nlast 60 s: {window.requests} requests, {window.tokens} tokens; "
+            f"{window.parallel} in flight"
+        )
+    return payload, text
+
+
+async def _keys_set_rate_limits(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    current = await store.get_key(args.id)
+    key = await store.set_key_rate_limits(args.id, _rate_limits(args, current.rate_limits))
+    shown = _rates_text(key.rate_limits).strip() or "no rate limits"
+    return key_json(key), f"key {key.id} now has {shown}"
+
+
+async def _projects_set_rate_limits(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    current = await store.get_project(args.project)
+    project = await store.set_project_rate_limits(
+        args.project, _rate_limits(args, current.rate_limits)
+    )
+    shown = _rates_text(project.rate_limits).strip() or "no rate limits"
+    return project_json(project), f"project {project.id} now has {shown} (for all its keys)"
 
 
 def _status_action(status: str, verb: str) -> Action:
@@ -459,6 +565,16 @@ def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument("project")
     create.add_argument("--org", required=True, help="organization that pays for credits")
     create.add_argument("--mode", choices=PROJECT_MODES, default="hybrid")
+    _add_rate_options(create, clearing=False)
+    set_rates = _command(
+        group,
+        "set-rate-limits",
+        common,
+        _projects_set_rate_limits,
+        "set a project's rate limits (shared by all its keys)",
+    )
+    set_rates.add_argument("project")
+    _add_rate_options(set_rates, clearing=True)
     set_mode = _command(group, "set-mode", common, _projects_set_mode, "change a project's mode")
     set_mode.add_argument("project")
     set_mode.add_argument("mode", choices=PROJECT_MODES)
@@ -509,6 +625,12 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     create.add_argument(
         "--expires-at", help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z (default: never)"
     )
+    _add_rate_options(create, clearing=False)
+    set_rates = _command(
+        group, "set-rate-limits", common, _keys_set_rate_limits, "set a key's rate limits"
+    )
+    set_rates.add_argument("id")
+    _add_rate_options(set_rates, clearing=True)
     listing = _command(group, "list", common, _keys_list, "list keys")
     listing.add_argument("--project")
     _command(group, "show", common, _keys_show, "show one key").add_argument("id")

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import msgspec
 
 from proxy.store.base import (
+    NO_RATE_LIMITS,
     ApiKey,
     AuditEntry,
     IamRule,
@@ -33,6 +34,8 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
+    RateLimits,
+    RateState,
     RuleStatus,
     RuleType,
     Store,
@@ -87,7 +90,12 @@ def key_fields(key: ApiKey) -> dict[str, Any]:
         "usage_limit": _money(key.usage_limit),
         "description": key.description,
         "expires_at": key.expires_at,
+        **rate_limit_fields(key.rate_limits),
     }
+
+
+def rate_limit_fields(limits: RateLimits) -> dict[str, int | None]:
+    return {"rpm": limits.rpm, "tpm": limits.tpm, "max_parallel": limits.max_parallel}
 
 
 def project_fields(project: Project) -> dict[str, Any]:
@@ -101,6 +109,7 @@ def project_fields(project: Project) -> dict[str, Any]:
             provider: f"env:{source['env']}" if "env" in source else "value"
             for provider, source in sorted(project.provider_keys.items())
         },
+        **rate_limit_fields(project.rate_limits),
     }
 
 
@@ -271,9 +280,10 @@ class AuditedAdmin:
         description: str,
         *,
         expires_at: str | None = None,
+        rate_limits: RateLimits = NO_RATE_LIMITS,
     ) -> tuple[ApiKey, str]:
         key, token = await self.store.create_key(
-            project_id, usage_limit, description, expires_at=expires_at
+            project_id, usage_limit, description, expires_at=expires_at, rate_limits=rate_limits
         )
         await self._record("create", "key", key.id, None, key_fields(key))
         return key, token
@@ -295,6 +305,23 @@ class AuditedAdmin:
         key = await self.store.set_usage_limit(key_id, usage_limit)
         await self._record("set_usage_limit", "key", key.id, before, key_fields(key))
         return key
+
+    async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        return await self.store.rate_windows(key_id, project_id, now)
+
+    async def set_key_rate_limits(self, key_id: str, limits: RateLimits) -> ApiKey:
+        before = key_fields(await self.store.get_key(key_id))
+        key = await self.store.set_key_rate_limits(key_id, limits)
+        await self._record("set_rate_limits", "key", key.id, before, key_fields(key))
+        return key
+
+    async def set_project_rate_limits(self, project_id: str, limits: RateLimits) -> Project:
+        before = project_fields(await self.store.get_project(project_id))
+        project = await self.store.set_project_rate_limits(project_id, limits)
+        await self._record(
+            "set_rate_limits", "project", project.id, before, project_fields(project)
+        )
+        return project
 
     async def rename_key(self, key_id: str, description: str) -> ApiKey:
         before = key_fields(await self.store.get_key(key_id))

@@ -44,6 +44,7 @@ from proxy.dashboard.project_views import (
     set_provider_key,
     show_project,
 )
+from proxy.dashboard.rate_views import set_key_rates, set_project_rates
 from proxy.dashboard.session import SessionSigner
 
 __all__ = ["ROUTE_HANDLERS", "build_dashboard"]
@@ -65,6 +66,8 @@ ROUTE_HANDLERS = [
     rotate_key,
     set_expiry,
     set_limit,
+    set_key_rates,
+    set_project_rates,
     rename_key,
     add_rule,
     remove_rule,

@@ -24,6 +24,7 @@ from proxy.dashboard.forms import (
     usd,
     usd_exact,
 )
+from proxy.dashboard.rate_views import rate_facts, request_time
 from proxy.dashboard.usage_chart import daily_usage_svg
 from proxy.key_activity import ActivityRecorder
 from proxy.store.base import KeyActivity, NotFound, StoreError
@@ -119,6 +120,7 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
         rules = await store.list_rules(key_id)
     except NotFound as error:
         return dashboard.error(request, str(error), back=dashboard.url("/keys"), status_code=404)
+    windows = await store.rate_windows(key.id, key.project_id, request_time(request))
     recent = await dashboard.decision_log.recent(key_id, ACTIVITY_ROWS)
     daily = await dashboard.decision_log.daily_usage(key_id, CHART_DAYS)
     return dashboard.render(
@@ -134,6 +136,7 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
             "chart": daily_usage_svg(daily),
             "costs_reported": any(entry.cost is not None for entry in recent),
             "chart_days": CHART_DAYS,
+            "rates": rate_facts(key.rate_limits, windows.key),
         },
     )
 

@@ -24,6 +24,7 @@ from proxy.dashboard.forms import (
     usd,
     usd_exact,
 )
+from proxy.dashboard.rate_views import rate_facts, request_time
 from proxy.store.base import NotFound, ProjectMode, StoreError
 
 __all__ = [
@@ -141,6 +142,8 @@ async def show_project(
         return dashboard.error(
             request, str(error), back=dashboard.url("/projects"), status_code=404
         )
+    # The project's window; no key is named, so the key's part is empty.
+    windows = await store.rate_windows("", project.id, request_time(request))
     provider_keys = [
         {"provider": provider, "shown": mask_secret(source)}
         for provider, source in sorted(project.provider_keys.items())
@@ -158,6 +161,7 @@ async def show_project(
             "provider_keys": provider_keys,
             "rules": rules,
             "rule_types": RULE_TYPES,
+            "rates": rate_facts(project.rate_limits, windows.project),
         },
     )
 

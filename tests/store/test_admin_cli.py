@@ -167,3 +167,38 @@ def test_json_error_is_one_object(cli_backend: Backend, tmp_path: Path) -> None:
     assert json.loads(done.stdout) == {
         "error": "key `key_missing` does not exist; list keys with `keys list`"
     }
+
+
+def test_rate_limits_of_keys_and_projects(cli_backend: Backend, tmp_path: Path) -> None:
+    ok(cli_backend, tmp_path, "projects", "create", "limited", "--org", "default", "--rpm", "100")
+    created = ok(
+        cli_backend,
+        tmp_path,
+        "keys",
+        "create",
+        "--project",
+        "limited",
+        "--rpm",
+        "60",
+        "--tpm",
+        "100000",
+        "--max-parallel",
+        "4",
+    )
+    assert (created["rpm"], created["tpm"], created["max_parallel"]) == (60, 100000, 4)
+    shown = ok(cli_backend, tmp_path, "keys", "show", created["id"])
+    assert shown["rate_window"] == {"requests": 0, "tokens": 0, "parallel": 0}
+    assert shown["project_rate_window"] == {"requests": 0, "tokens": 0, "parallel": 0}
+    # Options not given keep their value; `none` removes a ceiling.
+    changed = ok(cli_backend, tmp_path, "keys", "set-rate-limits", created["id"], "--tpm", "none")
+    assert (changed["rpm"], changed["tpm"], changed["max_parallel"]) == (60, None, 4)
+    project = ok(
+        cli_backend, tmp_path, "projects", "set-rate-limits", "limited", "--max-parallel", "8"
+    )
+    assert (project["rpm"], project["tpm"], project["max_parallel"]) == (100, None, 8)
+    refused = gateway(cli_backend, tmp_path, "keys", "set-rate-limits", created["id"], "--rpm", "0")
+    assert refused.returncode == 1
+    assert "rpm: `0` is not a whole number from 1" in refused.stderr
+    entries = ok(cli_backend, tmp_path, "audit", "list", "--object", f"key:{created['id']}")
+    change = [e for e in entries["entries"] if e["action"] == "set_rate_limits"]
+    assert change and change[0]["before"] == {"tpm": 100000} and change[0]["after"] == {"tpm": None}

@@ -1,0 +1,116 @@
+"""Rate limits through the admin API and /metrics (issue 13 point 2): set on keys and
+projects (audited), seen with their current window, answered 429 with OpenAI's headers,
+and counted by decision reason. The request time is an injectable clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from proxy_deployment import Deployment, deployed
+from proxy_helpers import chat
+
+ADMIN = "admin-rate-limits-token"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> str:
+        return self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="module")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[Deployment]:
+    with deployed(tmp_path_factory.mktemp("rates"), clock=clock, admin_token=ADMIN) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def client(limited: Deployment) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=limited.url, timeout=30) as http:
+        yield http
+
+
+def _admin(client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
+    response = client.request(
+        method, f"/admin{path}", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def _chat(client: httpx.Client, token: str) -> httpx.Response:
+    return client.post(
+        "/v1/chat/completions",
+        json=chat("mock-model", max_tokens=8),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_admin_api_sets_and_shows_rate_limits(client: httpx.Client, clock: Clock) -> None:
+    _admin(client, "POST", "/projects", {"id": "rated", "organization": "default"})
+    created = _admin(client, "POST", "/keys", {"project": "rated", "rpm": 2, "tpm": 100000})
+    assert (created["rpm"], created["tpm"], created["max_parallel"]) == (2, 100000, None)
+    token, key_id = created["token"], created["id"]
+    first, second, third = (_chat(client, token) for _ in range(3))
+    assert (first.status_code, second.status_code, third.status_code) == (200, 200, 429)
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    assert third.headers["retry-after"] == "60"
+    assert third.headers["x-ratelimit-reset-requests"] == "1m0s"
+    shown = _admin(client, "GET", f"/keys/{key_id}")
+    assert shown["rate_window"]["requests"] == 2 and shown["rate_window"]["parallel"] == 0
+    assert shown["project_rate_window"] == {"requests": 0, "tokens": 0, "parallel": 0}
+
+    raised = _admin(client, "PUT", f"/keys/{key_id}/rate-limits", {"rpm": 3})
+    assert (raised["rpm"], raised["tpm"]) == (3, None)
+    assert _chat(client, token).status_code == 200
+    project = _admin(client, "PUT", "/projects/rated/rate-limits", {"max_parallel": 2})
+    assert project["max_parallel"] == 2
+    entries = _admin(client, "GET", f"/audit?object=key:{key_id}")
+    changes = [e for e in entries if e["action"] == "set_rate_limits"]
+    assert changes[0]["before"] == {"rpm": 2, "tpm": 100000}
+    assert changes[0]["after"] == {"rpm": 3, "tpm": None}
+    assert any(
+        e["action"] == "set_rate_limits" for e in _admin(client, "GET", "/audit?object=rated")
+    )
+    bad = client.put(
+        f"/admin/keys/{key_id}/rate-limits",
+        json={"rpm": -1},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert bad.status_code == 400 and "rpm: `-1` is not a whole number" in bad.json()["message"]
+
+    clock.advance(60)  # the window moves: room again
+    assert _chat(client, token).status_code == 200
+
+
+def test_metrics_count_refusals_by_reason(client: httpx.Client) -> None:
+    _admin(client, "POST", "/projects", {"id": "counted", "organization": "default"})
+    created = _admin(client, "POST", "/keys", {"project": "counted", "rpm": 1})
+    assert _chat(client, created["token"]).status_code == 200
+    assert _chat(client, created["token"]).status_code == 429
+    assert _chat(client, "llmgtwy_not-a-key").status_code == 401
+    text = client.get("/metrics").text
+    assert "# TYPE gateway_denials_total counter" in text
+    counts = {
+        line.split("}")[0] + "}": int(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_denials_total{")
+    }
+    assert counts['gateway_denials_total{reason="rate_limit_requests"}'] >= 1
+    assert counts['gateway_denials_total{reason="unauthorized"}'] >= 1
+    assert created["token"] not in text
