@@ -34,13 +34,16 @@ Node set:
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Final, TypeAlias
 
 import msgspec
 
 from policy_engine.source import Span
 
 __all__ = [
+    "CHILD_FIELDS",
     "ArrayCompr",
     "ArrayTerm",
     "Assign",
@@ -78,6 +81,7 @@ __all__ = [
     "Unify",
     "Var",
     "With",
+    "walk",
 ]
 
 
@@ -318,3 +322,39 @@ class Module(_Node, frozen=True, kw_only=True, tag=True):
     package: tuple[str, ...]
     imports: tuple[Import, ...] = ()
     rules: tuple[Rule, ...] = ()
+
+
+# ---- walking -------------------------------------------------------------------------
+
+# Each node class's fields that may hold nodes (all but `span`), last first (the
+# order `walk` pushes them so that it visits them first to last).
+CHILD_FIELDS: Final[Mapping[type, tuple[str, ...]]] = MappingProxyType(
+    {
+        kind: tuple(name for name in reversed(kind.__struct_fields__) if name != "span")
+        for kind in _Node.__subclasses__()
+    }
+)
+
+
+def walk(root: object, ref_heads: bool = True) -> Iterator[_Node]:
+    """Every node in `root` (a node or a tuple of them), parents first, left to right.
+
+    With `ref_heads=False` the `Var` head of a reference is not visited on its
+    own (in `input.x` the `input` is part of the reference, not a use).
+    Iterative, so it costs one step per node and no recursion.
+    """
+    stack: list[object] = [root]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        node = pop()
+        if type(node) is tuple:
+            extend(reversed(node))
+            continue
+        if not isinstance(node, _Node):
+            continue  # a name, a flag, None
+        yield node
+        if not ref_heads and type(node) is Ref and type(node.head) is Var:
+            push(node.path)
+            continue
+        for name in CHILD_FIELDS[type(node)]:
+            push(getattr(node, name))

@@ -54,21 +54,6 @@ def _static_prefix(head: str, path: tuple[ast.Term, ...]) -> Path:
     return tuple(parts)
 
 
-def _walk(node: object) -> Iterator[object]:
-    yield node
-    if isinstance(node, ast.Ref) and isinstance(node.head, ast.Var):
-        # The head variable is part of the reference, not a use of its own.
-        yield from _walk(node.path)
-        return
-    if isinstance(node, tuple):
-        for item in node:
-            yield from _walk(item)
-        return
-    for name in getattr(node, "__struct_fields__", ()):
-        if name != "span":
-            yield from _walk(getattr(node, name))
-
-
 def _module_names(index: RuleIndex, module: ast.Module) -> dict[str, Path]:
     prefix = ("data", *module.package)
     names = {name: (*prefix, name) for name in index.children(prefix)}
@@ -99,7 +84,8 @@ def dependencies(
         names = _module_names(index, module)
     local = set(term_vars(getattr(rule, "args", None) or ()))
     found: set[Path] = set()
-    for node in _walk(rule):
+    # A reference's head variable is part of the reference, not a use of its own.
+    for node in ast.walk(rule, ref_heads=False):
         prefix: Path | None = None
         if isinstance(node, ast.Ref) and isinstance(node.head, ast.Var):
             head = node.head.name

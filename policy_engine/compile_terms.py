@@ -116,7 +116,7 @@ class TermCompiler:
         self._reading_input: list[bool] = []
         modules = {id(m): m for g in index.groups.values() for m, _ in g.definitions}
         # One walk over every module finds its `with` statements (a big policy has none).
-        withs = _withs(list(modules.values()))
+        withs = _withs(tuple(modules.values()))
         self.rules_replaceable = any(_replaces_data(w) for w in withs)
         # The `data` paths some `with` replaces (None: one is not constant, so any).
         # Only a rule whose own path is among them checks `ctx.overrides`.
@@ -726,14 +726,8 @@ _MOST_INLINED_LINES = 40
 
 
 def _withs(node: object) -> list[ast.With]:
-    if isinstance(node, ast.With):
-        return [node]
-    if isinstance(node, tuple | list):
-        return [w for item in node for w in _withs(item)]
-    fields = getattr(node, "__struct_fields__", None)
-    if fields is None or isinstance(node, ast.Var | ast.StringLit | ast.NumberLit):
-        return []
-    return [w for name in fields if name != "span" for w in _withs(getattr(node, name))]
+    """Every `with` statement anywhere in `node` (nested ones in a `with`'s value too)."""
+    return [w for found in ast.walk(node) if type(found) is ast.Literal for w in found.withs]
 
 
 def _replaces_data(modifier: ast.With) -> bool:

@@ -143,27 +143,26 @@ class _Checker:
 
     def uses(self, node: object, scope: _Scope) -> None:
         """Mark every variable read in `node` as met; comprehensions get their own scope."""
-        if node is None:
-            return
-        if isinstance(node, ast.Var):
-            if node.name != "_":
-                scope.setdefault(node.name, _Seen.REFERENCED)
-        elif isinstance(node, ast.ArrayCompr | ast.SetCompr):
-            inner: _Scope = {}
-            self.body(node.body, inner)
-            self.uses(node.term, inner)
-        elif isinstance(node, ast.ObjectCompr):
-            inner = {}
-            self.body(node.body, inner)
-            self.uses(node.key, inner)
-            self.uses(node.value, inner)
-        elif isinstance(node, tuple):
-            for item in node:
-                self.uses(item, scope)
-        else:
-            for field in getattr(node, "__struct_fields__", ()):
-                if field != "span":
-                    self.uses(getattr(node, field), scope)
+        stack = [node]  # iterative, left to right: big policies have many small terms
+        while stack:
+            item = stack.pop()
+            if isinstance(item, ast.Var):
+                if item.name != "_":
+                    scope.setdefault(item.name, _Seen.REFERENCED)
+            elif isinstance(item, tuple):
+                stack.extend(reversed(item))
+            elif isinstance(item, ast.ArrayCompr | ast.SetCompr):
+                inner: _Scope = {}
+                self.body(item.body, inner)
+                self.uses(item.term, inner)
+            elif isinstance(item, ast.ObjectCompr):
+                inner = {}
+                self.body(item.body, inner)
+                self.uses(item.key, inner)
+                self.uses(item.value, inner)
+            else:
+                fields = ast.CHILD_FIELDS.get(type(item), ())  # () for None, names, flags
+                stack.extend(getattr(item, name) for name in fields)
 
     def problem(self, message: str, span: Span | None) -> None:
         self.problems.append(Diagnostic.at(COMPILE_ERROR, message, span))

@@ -74,16 +74,6 @@ class Scope:
 
 def term_vars(node: object) -> Iterator[str]:
     """Every variable name mentioned anywhere inside an AST node."""
-    if isinstance(node, ast.Var):
-        yield node.name
-        return
-    if isinstance(node, tuple):
-        for item in node:
-            yield from term_vars(item)
-        return
-    fields = getattr(node, "__struct_fields__", None)
-    if fields is None:
-        return
-    for name in fields:
-        if name != "span":
-            yield from term_vars(getattr(node, name))
+    for found in ast.walk(node):
+        if type(found) is ast.Var:
+            yield found.name
