@@ -85,7 +85,11 @@ __all__ = [
 ]
 
 
-class _Node(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+class _Node(msgspec.Struct, frozen=True, kw_only=True, tag=True, gc=False):
+    # gc=False: the collector does not track nodes. A tree is frozen and built
+    # bottom up from names, flags, tuples and other nodes, so it can never be
+    # part of a reference cycle; tracking it only made every collection walk it
+    # (a loaded policy keeps its AST for as long as the engine lives).
     span: Span
 
 

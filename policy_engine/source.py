@@ -26,8 +26,11 @@ class Source(msgspec.Struct, frozen=True, kw_only=True):
         return ""
 
 
-class Span(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a node or a problem is: file name, 1-based line/column, end offsets."""
+class Span(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Where a node or a problem is: file name, 1-based line/column, end offsets.
+
+    Not tracked by the garbage collector (`gc=False`): a name and numbers only.
+    """
 
     file: str
     line: int
