@@ -45,6 +45,13 @@ REJECTED = {
     "match error": ('r if { x := [1]; x = "a" }', 3, 18, "match error"),
     "a statement == is a unification": ('r if { x := "a"; x == 1 }', 3, 18, "match error"),
     "in a comprehension too": ('r if { [x | some x in ["a"]; x == 1] }', 3, 30, "match error"),
+    "a key the dynamic part holds": (
+        'r if { x := {k: 1 | k := "a"}; x == {"b": "s"} }',
+        3,
+        32,
+        "match error",
+    ),
+    "objects without a dynamic part": ('r if { {"a": 1, "b": 2} == {"a": 1} }', 3, 8, "match"),
     "a rule reached only from an every body": (
         "r if { every x in [1] { q > x } }\nq := count(1)",
         4,
@@ -85,6 +92,13 @@ ACCEPTED = {
     "rule name shadowed by a local": "q := 1\nr if { q := [1]; q[0] }",
     "ref head rule path": "a.b.c := 1\nr if { a.b.c + 1 }",
     "partial object": 'o[k] := 1 if { some k in ["x"] }\nr if { o.x + 1 }',
+    # The fuzzer's seed 31 case 1554: OPA does not constrain a key that an object's
+    # dynamic part cannot hold (number keys here, a string key there), whatever its value.
+    "a key the dynamic part cannot hold": (
+        'r if { {v5: input.flag | some v5, v4 in ["0x1F"]} == {" a ": true} }'
+    ),
+    "either side": 'r if { {"a": 1} == {k: true | k := 1} }',
+    "through a variable": 'r if { x := {k: true | k := 1}; x == {"a": true, "b": 2} }',
 }
 
 
