@@ -24,7 +24,7 @@ from bench.gateway_setup import BACKENDS, start_gateway, start_mocks
 from bench.loadgen import run_load
 from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process
 
-__all__ = ["inclusive_shares", "main"]
+__all__ = ["inclusive_shares", "main", "self_shares"]
 
 
 def inclusive_shares(raw_profile: str) -> tuple[int, list[tuple[float, str]]]:
@@ -52,6 +52,24 @@ def inclusive_shares(raw_profile: str) -> tuple[int, list[tuple[float, str]]]:
     return total, [(count / total, name) for name, count in inclusive.most_common()]
 
 
+def self_shares(raw_profile: str) -> tuple[int, list[tuple[float, str]]]:
+    """Total samples and (share, function [file:line]) by self samples (the innermost
+    frame only), largest first: where the CPU actually is, not who called it."""
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw_profile.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        function, _, where = stack.split(";")[-1].partition(" (")
+        own[f"{function} [{where.rstrip(')')}]"] += count
+    if total == 0:
+        return 0, []
+    return total, [(count / total, name) for name, count in own.most_common()]
+
+
 def _py_spy() -> str:
     found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if found is None:
@@ -70,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only samples holding the GIL: Python CPU time, without waits in C or syscalls",
     )
+    parser.add_argument("--self", action="store_true", help="also the self (innermost) shares")
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw profile at this path")
     args = parser.parse_args(argv)
     spy = _py_spy()
     pin_current_process(LOAD_CORE)
@@ -87,11 +107,18 @@ def main(argv: list[str] | None = None) -> None:
         _, errors = sampler.communicate(timeout=60)
         if not output.exists():
             raise SystemExit(f"py-spy wrote no profile: {errors.decode(errors='replace')[-800:]}")
-        total, shares = inclusive_shares(output.read_text())
+        raw = output.read_text()
+        if args.raw is not None:
+            args.raw.write_text(raw)
+        total, shares = inclusive_shares(raw)
     rate = f"{load.rate_per_s:,.0f} req/s at {args.concurrency} concurrent"
     print(f"{rate} while sampling; {total} samples")
     for share, name in shares[: args.top]:
         print(f"{share:6.1%}  {name}")
+    if args.self:
+        print("self (innermost frame):")
+        for share, name in self_shares(raw)[1][: args.top]:
+            print(f"{share:6.1%}  {name}")
 
 
 if __name__ == "__main__":

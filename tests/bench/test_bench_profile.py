@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.profile_gateway import inclusive_shares
+from bench.profile_gateway import inclusive_shares, self_shares
 
 RAW = """\
 main (app.py:1);handle (gateway.py:10);decide (policy.py:5) 3
@@ -24,3 +24,13 @@ def test_inclusive_shares_count_a_function_once_per_stack() -> None:
 
 def test_empty_profile() -> None:
     assert inclusive_shares("") == (0, [])
+
+
+def test_self_shares_count_only_the_innermost_frame_with_its_line() -> None:
+    total, shares = self_shares(RAW)
+    assert total == 10
+    assert shares == [
+        (0.5, "write [store.py:7]"),
+        (0.3, "decide [policy.py:5]"),
+        (0.2, "write [store.py:9]"),
+    ]
