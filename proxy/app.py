@@ -25,7 +25,7 @@ from proxy.api_route import OPERATION_OPT, api_middleware
 from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
 from proxy.forwarded import TrustedProxies
-from proxy.gateway import Gateway, utc_now
+from proxy.gateway import Gateway, SecondClock
 from proxy.key_activity import DEFAULT_ACTIVITY_INTERVAL, ActivityRecorder
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
@@ -267,10 +267,12 @@ def create_app(
     store_factory: StoreFactory = open_configured_store,
     worker_share: WorkerShare | None = None,
     clock: Callable[[], str] | None = None,
+    activity_interval: float = DEFAULT_ACTIVITY_INTERVAL,
 ) -> Litestar:
     """The app; loading the policy here means a bad policy fails before serving.
     `worker_share` is set in the processes of `gateway serve --workers N`; `clock`
-    (tests) is the request time the policy sees, RFC 3339 UTC."""
+    (tests) is the request time the policy sees, RFC 3339 UTC; `activity_interval` how
+    often per-key activity counts reach the store (proxy.key_activity)."""
     holder = policy or PolicyHolder(config.policy_dir, config.catalog_path)
     metrics = Metrics((("worker", worker_share.worker),) if worker_share else ())
     upstream = AiohttpUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
@@ -288,9 +290,12 @@ def create_app(
         store = KeyCachingStore(await store_factory(config))
         await upstream.start()
         app.state.store = store
-        activity = ActivityRecorder(store, clock or utc_now)
+        # One clock for the policy's request time and the keys' "last used": it formats
+        # the time once a second, not once per request.
+        request_clock = clock or SecondClock()
+        activity = ActivityRecorder(store, request_clock)
         app.state.activity = activity
-        recording = asyncio.create_task(activity.run(DEFAULT_ACTIVITY_INTERVAL))
+        recording = asyncio.create_task(activity.run(activity_interval))
         app.state.gateway = Gateway(
             config=config,
             store=store,
@@ -298,7 +303,7 @@ def create_app(
             upstream=upstream,
             providers=providers,
             metrics=metrics,
-            clock=clock,
+            clock=request_clock,
             activity=activity,
         )
         watcher = None
@@ -316,9 +321,8 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            recording.cancel()  # flushes what is left before it ends
-            with contextlib.suppress(asyncio.CancelledError):
-                await recording
+            activity.stop()  # every request has finished: its last flush counts them all
+            await recording
             await upstream.stop()
             await store.close()
 

@@ -56,7 +56,7 @@ from proxy.upstream import (
     UpstreamTimeout,
 )
 
-__all__ = ["Gateway", "Reply", "utc_now"]
+__all__ = ["Gateway", "Reply", "SecondClock", "utc_now"]
 
 logger = logging.getLogger("gateway")
 _encoder = msgspec.json.Encoder()
@@ -80,7 +80,7 @@ _DENIAL_CLASSES = {
 _BUSY_MESSAGE = "Too many requests in flight for this key's usage limit; retry after 1 second"
 
 
-class _SecondClock:
+class SecondClock:
     """RFC 3339 UTC time to the second, formatted once per second rather than per request."""
 
     __slots__ = ("_second", "_text")
@@ -172,7 +172,7 @@ class Gateway:
         self._providers = providers
         self._metrics = metrics
         self._mock = MockProvider()
-        self._clock = clock or _SecondClock()
+        self._clock = clock or SecondClock()
         self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
 

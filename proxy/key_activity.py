@@ -3,15 +3,18 @@
 Counting in the store on every request would add a write to the hot path, so each
 gateway instance adds up its own requests in memory and `flush` adds them to the
 store's totals (`Store.add_key_activity`, an upsert that adds, so several instances
-sharing a database each contribute theirs) every `interval` seconds and at shutdown.
-What a crash loses is at most the last interval's counts, never usage or money (those
-are the ledger's). A request counts once its key is known, allowed or not: "last used"
+sharing a database each contribute theirs) every `interval` seconds and at shutdown
+(`stop`, then the last flush: a graceful stop loses nothing). On SQLite the flush joins
+the request path's group commit, so it costs no transaction of its own. What a crash
+loses is at most the last interval's counts, never usage or money (those are the
+ledger's). A request counts once its key is known, allowed or not: "last used"
 is the last time anyone presented the key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -40,6 +43,7 @@ class ActivityRecorder:
         self._store = store
         self._clock = clock
         self._pending: dict[str, _Counts] = {}
+        self._stopping = asyncio.Event()
 
     def note(self, key_id: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
         counts = self._pending.get(key_id)
@@ -81,17 +85,31 @@ class ActivityRecorder:
         counts.completion_tokens += row.completion_tokens
         counts.last_used_at = max(counts.last_used_at, row.last_used_at or "")
 
+    def stop(self) -> None:
+        """Ask `run` to flush once more and return (the graceful way to end it)."""
+        self._stopping.set()
+
     async def run(self, interval: float) -> None:
-        """Flush every `interval` seconds until cancelled (then once more)."""
+        """Flush every `interval` seconds until `stop` (then once more and return).
+
+        Stopping by an event rather than by cancelling: a cancel arriving while a
+        flush awaits the store would leave it unknown whether those counts were
+        written, so they could be neither kept nor dropped exactly."""
         try:
-            while True:
-                await asyncio.sleep(interval)
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), interval)
                 try:
                     await self.flush()
                 except Exception as exc:
+                    if self._stopping.is_set():
+                        _log.warning("could not record the last key activity: %s", exc)
+                        return
                     _log.warning("could not record key activity (retried): %s", exc)
-        finally:
+        except asyncio.CancelledError:
+            # Not the graceful path (see above): still try to keep what is pending.
             await asyncio.shield(self._final_flush())
+            raise
 
     async def _final_flush(self) -> None:
         try:

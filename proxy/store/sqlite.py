@@ -1675,7 +1675,9 @@ class SqliteStore:
                 ],
             )
 
-        await self._run(self._write(add))
+        # In the request path's group commit: no transaction (nor WAL commit) of its own,
+        # and no contention with the inline commits for the write lock.
+        await self._request_write(add)
 
     async def key_activity(self, key_ids: list[str] | None = None) -> dict[str, KeyActivity]:
         def read(conn: sqlite3.Connection) -> dict[str, KeyActivity]:
