@@ -48,6 +48,8 @@ from proxy.worker_metrics import PUBLISH_INTERVAL, WorkerShare
 __all__ = ["StoreFactory", "create_app", "open_configured_store"]
 
 logger = logging.getLogger("gateway")
+# Longest a stopping gateway waits for its last key-activity flush (proxy.key_activity).
+_ACTIVITY_STOP_S = 10.0
 
 StoreFactory = Callable[[GatewayConfig], Awaitable[Store]]
 
@@ -321,8 +323,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            activity.stop()  # every request has finished: its last flush counts them all
-            await recording
+            await _stop_recording(activity, recording)
             await upstream.stop()
             await store.close()
 
@@ -350,6 +351,23 @@ def create_app(
         plugins=[DashboardPlugin(config.admin_token)] if config.admin_token else [],
         logging_config=None,
     )
+
+
+async def _stop_recording(activity: ActivityRecorder, recording: asyncio.Task[None]) -> None:
+    """Every request has finished: the recorder's last flush counts them all. A store
+    that does not answer must not hold the shutdown: after `_ACTIVITY_STOP_S` the
+    counts still pending are given up, and the log says so."""
+    activity.stop()
+    done, _ = await asyncio.wait([recording], timeout=_ACTIVITY_STOP_S)
+    if not done:
+        recording.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recording
+        logger.warning(
+            "the last key activity counts were not written within %.0f s (the store did not "
+            "answer); last-used times and request counts miss this instance's last requests",
+            _ACTIVITY_STOP_S,
+        )
 
 
 def _listen_for_sighup(holder: PolicyHolder, running: set[asyncio.Task[bool]]) -> None:

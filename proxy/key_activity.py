@@ -95,24 +95,13 @@ class ActivityRecorder:
         Stopping by an event rather than by cancelling: a cancel arriving while a
         flush awaits the store would leave it unknown whether those counts were
         written, so they could be neither kept nor dropped exactly."""
-        try:
-            while not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), interval)
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    if self._stopping.is_set():
-                        _log.warning("could not record the last key activity: %s", exc)
-                        return
-                    _log.warning("could not record key activity (retried): %s", exc)
-        except asyncio.CancelledError:
-            # Not the graceful path (see above): still try to keep what is pending.
-            await asyncio.shield(self._final_flush())
-            raise
-
-    async def _final_flush(self) -> None:
-        try:
-            await self.flush()
-        except Exception as exc:
-            _log.warning("could not record the last key activity: %s", exc)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            try:
+                await self.flush()
+            except Exception as exc:
+                if self._stopping.is_set():
+                    _log.warning("could not record the last key activity: %s", exc)
+                    return
+                _log.warning("could not record key activity (retried): %s", exc)
