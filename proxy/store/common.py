@@ -106,6 +106,8 @@ _MAX_GRACE_SECONDS = 30 * 24 * 3600
 RATE_WINDOW_SECONDS = 60.0
 # The largest ceiling accepted: the Redis ledger and SQLite count in int64 / doubles.
 _MAX_RATE_LIMIT = 10**12
+# The latest whole second whose nanoseconds since 1970 fit in a signed 64-bit integer.
+_LAST_COMPARABLE = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
 
 PROJECT_MODES: tuple[ProjectMode, ...] = ("api-keys", "credits", "hybrid")
 KEY_STATUSES: tuple[KeyStatus, ...] = ("active", "inactive", "deleted")
@@ -181,6 +183,14 @@ def parse_expiry(value: str | None, what: str = "expires_at") -> str | None:
     if parsed.tzinfo is None:
         raise StoreError(
             f"{what}: `{value}` has no time zone; add `Z` for UTC, e.g. `2027-01-01T00:00:00Z`"
+        )
+    if parsed > _LAST_COMPARABLE:
+        # The policy compares times as nanoseconds since 1970 in 64 bits
+        # (time.parse_rfc3339_ns): a later expiry fails to parse there, and an
+        # unreadable expiry counts as expired, so the key would be refused at once.
+        raise StoreError(
+            f"{what}: `{value}` is after {_LAST_COMPARABLE:%Y-%m-%d}, the last day the "
+            "policy can compare; give an earlier time, or none for a key that never expires"
         )
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -28,6 +28,11 @@ def test_expiry_is_normalised_to_utc_seconds_and_can_be_cleared(backend: Backend
             assert (await store.set_key_expiry(key.id, None)).expires_at is None
             with pytest.raises(StoreError, match="2027-01-01T00:00:00Z"):
                 await store.set_key_expiry(key.id, "2027-01-01 00:00")  # no zone
+            # Past what the policy can compare (64-bit nanoseconds): refused, not expired.
+            with pytest.raises(StoreError, match="after 2262-04-11"):
+                await store.set_key_expiry(key.id, "2999-01-01T00:00:00Z")
+            late = await store.set_key_expiry(key.id, "2262-04-11T23:47:16Z")
+            assert late.expires_at == "2262-04-11T23:47:16Z"
         finally:
             await store.close()
 
