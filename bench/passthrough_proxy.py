@@ -28,7 +28,7 @@ from litestar import Litestar, Request, Response, post
 from litestar.datastructures import State
 from litestar.response import Stream
 
-__all__ = ["CLIENT_KINDS", "ClientKind", "app_from_env", "create_app"]
+__all__ = ["CLIENT_KINDS", "ClientKind", "Upstream", "app_from_env", "create_app", "open_upstream"]
 
 ClientKind = Literal["httpx", "httpx-aiohttp", "aiohttp"]
 CLIENT_KINDS: tuple[ClientKind, ...] = ("httpx", "httpx-aiohttp", "aiohttp")
@@ -94,7 +94,7 @@ class _AiohttpUpstream:
         await self._session.close()
 
 
-def _open_upstream(kind: ClientKind, base_url: str) -> Upstream:
+def open_upstream(kind: ClientKind, base_url: str) -> Upstream:
     limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
     if kind == "httpx":
         return _HttpxUpstream(httpx.AsyncClient(base_url=base_url, limits=limits))
@@ -138,7 +138,7 @@ def create_app(kind: ClientKind, upstream_base_url: str) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state["upstream"] = _open_upstream(kind, upstream_base_url)
+        app.state["upstream"] = open_upstream(kind, upstream_base_url)
         try:
             yield
         finally:
