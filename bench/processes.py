@@ -26,8 +26,10 @@ __all__ = [
     "inherited_environment",
     "machine_description",
     "pin_current_process",
+    "process_tree",
     "python_module",
     "rss_mib",
+    "rss_of",
     "wait_for_port",
 ]
 
@@ -78,16 +80,24 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float 
 
 def rss_mib(pid: int) -> float:
     """Resident set size of ``pid`` and all its descendants, in MiB."""
-    total_kib = 0
-    for member in [pid, *_descendants(pid)]:
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total_kib += int(line.split()[1])
-    return round(total_kib / 1024, 1)
+    return round(sum(rss_of(member) for member in process_tree(pid)), 1)
+
+
+def rss_of(pid: int) -> float:
+    """Resident set size of ``pid`` alone, in MiB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents first."""
+    return [pid, *_descendants(pid)]
 
 
 def _descendants(pid: int) -> list[int]:
