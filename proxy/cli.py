@@ -48,9 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_workers,
-        default=1,
         metavar="N",
-        help="processes serving the port (default 1; `auto`: one per core)",
+        help="processes serving the port (overrides `workers`, default 1; `auto`: one per core)",
     )
     serve.set_defaults(handler=_serve)
     quickstart = subparsers.add_parser(
@@ -86,6 +85,16 @@ def _workers(text: str) -> int:
         return parse_workers(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
+    """`--workers` when given, else the config's `workers` (a number or `auto`)."""
+    given: int | None = getattr(args, "workers", None)
+    if given is not None:
+        return given
+    from proxy.workers import parse_workers
+
+    return parse_workers(str(config.workers))
 
 
 def _load(args: argparse.Namespace) -> GatewayConfig:
@@ -129,7 +138,7 @@ def _serve(
 
         if before_serving is not None:
             before_serving(config)
-        workers: int = getattr(args, "workers", 1)
+        workers = _worker_count(args, config)
         if workers > 1:
             from proxy.workers import supervise
 

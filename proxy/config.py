@@ -72,6 +72,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     port: int = 4000
     """TCP port `gateway serve` listens on."""
 
+    workers: Annotated[int, msgspec.Meta(ge=1)] | Literal["auto"] = 1
+    """Processes `gateway serve` runs on its port (`--workers` overrides it): a number,
+    or `auto` for one per core the gateway may use. They share the database (and
+    Redis), so usage stays exact across them; each reloads the policy on its own."""
+
     database: str = "sqlite:///./gateway.db"
     """Key store URL: `sqlite:///relative/or/absolute.db` or `postgresql://...`."""
 
