@@ -42,6 +42,7 @@ __all__ = [
     "INSTANT_MODEL",
     "PACED_MODEL",
     "RunningGateway",
+    "admin_json",
     "backend_urls",
     "fetch_text",
     "gateway_command",
@@ -67,6 +68,8 @@ class RunningGateway(msgspec.Struct, frozen=True):
     pid: int
     token: str
     log_path: str
+    config_path: str = ""
+    """The gateway's config file, for admin commands against its database."""
 
     def plain_chat(self) -> Endpoint:
         """A non-streamed chat request to the instant mock through this gateway."""
@@ -114,8 +117,8 @@ def _write_config(work_dir: Path, backend: str, port: int, instant: str, paced: 
     return path
 
 
-def _cli(config: Path, *args: str) -> dict[str, object]:
-    """Run one admin command with ``--json`` and return its JSON object."""
+def admin_json(config: Path, *args: str) -> dict[str, object]:
+    """Run one admin command (`gateway ARGS --config CONFIG --json`); its JSON object."""
     command = [*gateway_command(), *args, "--config", str(config), "--json"]
     done = subprocess.run(
         command,
@@ -183,13 +186,13 @@ def start_gateway(
     base_url = f"http://127.0.0.1:{port}"
     _wait_ready(base_url)
     # `gateway serve` has created org and project `default` on a fresh database.
-    _cli(config, "orgs", "credits", "default", BENCH_CREDITS)
-    key = _cli(config, "keys", "create", "--project", "default", "--description", "bench")
+    admin_json(config, "orgs", "credits", "default", BENCH_CREDITS)
+    key = admin_json(config, "keys", "create", "--project", "default", "--description", "bench")
     token = key.get("token")
     if not isinstance(token, str):
         raise RuntimeError(f"`gateway keys create --json` printed no token: {key!r}")
     log_path = str(work_dir / f"gateway-{backend}.log")
-    return RunningGateway(base_url, process.pid, token, log_path)
+    return RunningGateway(base_url, process.pid, token, log_path, str(config))
 
 
 def fetch_text(url: str) -> str | None:
