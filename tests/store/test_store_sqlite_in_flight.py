@@ -1,0 +1,64 @@
+"""SQLite's admission compares in-flight reservations with the room left using SQLite's
+floating-point total only when it is clearly on one side; at the boundary the exact
+decimal sum decides, so the exact-limit invariant is unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+import pytest
+
+from proxy.store.sqlite import _in_flight_below
+
+
+@pytest.fixture
+def conn() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE reservations (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, org_id TEXT, "
+        "amount TEXT NOT NULL, expires_at REAL NOT NULL)"
+    )
+    return conn
+
+
+def _hold(conn: sqlite3.Connection, *amounts: str, expires_at: float = 100.0) -> None:
+    for amount in amounts:
+        count = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
+        conn.execute(
+            "INSERT INTO reservations VALUES (?, 'k', 'o', ?, ?)", (f"r{count}", amount, expires_at)
+        )
+
+
+def test_the_exact_sum_decides_at_the_boundary(conn: sqlite3.Connection) -> None:
+    _hold(conn, "0.1", "0.1", "0.1")  # 0.30000000000000004 as doubles
+    assert not _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("0.3"))
+    assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("0.3000000000000000000001"))
+    assert not _in_flight_below(
+        conn, "org_id = ?", ("o",), 50.0, Decimal("0.2999999999999999999999")
+    )
+
+
+def test_far_from_the_boundary_and_without_reservations(conn: sqlite3.Connection) -> None:
+    assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("0.000001"))
+    assert not _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal(0))
+    _hold(conn, *["0.00049250"] * 64)
+    assert _in_flight_below(conn, "org_id = ?", ("o",), 50.0, Decimal("1000000000.00"))
+    assert not _in_flight_below(conn, "org_id = ?", ("o",), 50.0, Decimal("0.01"))
+    assert not _in_flight_below(
+        conn, "org_id = ?", ("o",), 50.0, Decimal("0.03152")
+    )  # = 64 x 0.0004925
+    assert _in_flight_below(conn, "org_id = ?", ("o",), 50.0, Decimal("0.0315200001"))
+    # Expired reservations no longer count.
+    assert _in_flight_below(conn, "org_id = ?", ("o",), 150.0, Decimal("0.0000001"))
+
+
+def test_amounts_a_double_cannot_hold_fall_back_to_the_exact_sum(
+    conn: sqlite3.Connection,
+) -> None:
+    _hold(conn, "1E-400", "1E-400")  # 0.0 as doubles
+    assert not _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("2E-400"))
+    assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("3E-400"))
+    _hold(conn, "1E+400")  # infinity as a double
+    assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("1E+401"))
+    assert not _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("1E+400"))
