@@ -101,7 +101,7 @@ def _ms(text: str) -> float:
 
 def parse_wrk(output: str) -> WrkFigures:
     """The figures of `wrk --latency` output."""
-    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", output, re.MULTILINE))
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
     if rate is None or "50" not in percentiles or "99" not in percentiles:
         raise ValueError(f"wrk printed no figures:\n{output}")

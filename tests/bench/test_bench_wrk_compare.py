@@ -31,3 +31,10 @@ def test_percentiles_in_any_unit_and_every_failure_counted() -> None:
 def test_a_report_without_figures_is_an_error() -> None:
     with pytest.raises(ValueError, match="no figures"):
         parse_wrk("unable to connect to 127.0.0.1:4000 Connection refused\n")
+
+
+def test_a_percentile_in_seconds_with_wrk_s_trailing_space() -> None:
+    # wrk pads a value in seconds ("1.08s ") to the width of "ms"/"us" values.
+    report = REPORT.replace("     99%    1.20s\n", "     99%    1.08s \n")
+    assert "1.08s \n" in report
+    assert parse_wrk(report).p99_ms == 1080.0
