@@ -48,9 +48,14 @@ Path = tuple[str, ...]
 def _static_prefix(head: str, path: tuple[ast.Term, ...]) -> Path:
     parts = [head]
     for item in path:
-        if not isinstance(item, ast.StringLit):
+        if isinstance(item, ast.StringLit):
+            parts.append(item.value)
+        elif isinstance(item, ast.NumberLit) and item.text.isdigit():
+            # `data[2]` reads key "2" of base data (OPA's store paths are strings); no
+            # rule is named by a number, so it narrows the prefix like a string does.
+            parts.append(item.text)
+        else:
             break
-        parts.append(item.value)
     return tuple(parts)
 
 

@@ -19,6 +19,7 @@ from policy_engine.runtime import (
     Ctx,
     Frame,
     ValueFn,
+    data_index,
     index_value,
 )
 from policy_engine.source import Span
@@ -139,26 +140,34 @@ def _renamed_body(source: str, prefix: str, frame: str, out: str) -> list[str] |
     return lines
 
 
-def key_step(var: str, name: str, key: Any) -> str:
+def key_step(var: str, name: str, key: Any, data: bool = False) -> str:
     """One generated statement `var = var[key]` with Rego semantics (UNDEFINED when
-    absent): objects by `get`, arrays by a constant non-negative index inline."""
+    absent): objects by `get`, arrays by a constant non-negative index inline.
+
+    With `data`, a step of a reference into base data: a number also finds the object
+    key that is its text, a string of digits indexes an array (`runtime.data_index`).
+    """
+    other = "data_index" if data else "index_value"
     if type(key) is int and key >= 0:
+        if data:
+            return (
+                f"    {var} = {var}[{name}] if type({var}) is tuple and len({var}) > {name} "
+                f"else data_index({var}, {name})"
+            )
         return (
             f"    {var} = {var}[{name}] if type({var}) is tuple and len({var}) > {name} "
             f"else ({var}.get({name}, U) if type({var}) is dict else index_value({var}, {name}))"
         )
-    return (
-        f"    {var} = {var}.get({name}, U) if type({var}) is dict else index_value({var}, {name})"
-    )
+    return f"    {var} = {var}.get({name}, U) if type({var}) is dict else {other}({var}, {name})"
 
 
 def root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
     """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
-    env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
+    env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value, "data_index": data_index}
     lines = [f"    v = ctx.{root}"]
     for i, key in enumerate(keys):
         env[f"k{i}"] = key
-        lines.append(key_step("v", f"k{i}", key))
+        lines.append(key_step("v", f"k{i}", key, data=root == "data"))
         if i < len(keys) - 1:
             lines.append("    if v is U:\n        return U")
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
@@ -183,13 +192,18 @@ def rule_walk(
     return get
 
 
-def walk(fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
+def walk(
+    fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType], data: bool = False
+) -> ValueFn:
+    """`fn`'s value followed by constant keys (`data`: in base data, see `key_step`)."""
     if not keys:
         return fn
     if fn is input_root:
         return root_walk("input", keys, code_cache)
     if fn is data_root:
         return root_walk("data", keys, code_cache)
+    if data:
+        return _data_walk(fn, keys)
     if len(keys) == 1:
         (key,) = keys
 
@@ -212,12 +226,27 @@ def walk(fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) ->
     return get
 
 
-def dynamic_index(fn: ValueFn, key_fn: ValueFn) -> ValueFn:
+def _data_walk(fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
+    def get(ctx: Ctx, f: Frame) -> Any:
+        v = fn(ctx, f)
+        for key in keys:
+            v = data_index(v, key)
+            if v is UNDEFINED:
+                return v
+        return v
+
+    return get
+
+
+def dynamic_index(fn: ValueFn, key_fn: ValueFn, data: bool = False) -> ValueFn:
+    """`fn`'s value at the computed key (`data`: in base data, see `key_step`)."""
+    step = data_index if data else index_value
+
     def get(ctx: Ctx, f: Frame) -> Any:
         v = fn(ctx, f)
         key = key_fn(ctx, f)
         if v is UNDEFINED or key is UNDEFINED:
             return UNDEFINED
-        return index_value(v, key)
+        return step(v, key)
 
     return get

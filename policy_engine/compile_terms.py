@@ -9,6 +9,7 @@ is hoisted into statements run before it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from types import CodeType
 from typing import Any
 
@@ -36,6 +37,7 @@ from policy_engine.runtime import (
     Frame,
     Step,
     ValueFn,
+    data_index,
     index_value,
 )
 from policy_engine.source import Span
@@ -423,15 +425,23 @@ class TermCompiler:
             tuple(str_terms(data_path, span)) + items[position:],
             scope,
             hoists,
+            data=True,
         )
 
     def apply_path(
-        self, base: ValueFn, items: tuple[ast.Term, ...], scope: Scope, hoists: list[Builder]
+        self,
+        base: ValueFn,
+        items: tuple[ast.Term, ...],
+        scope: Scope,
+        hoists: list[Builder],
+        data: bool = False,
     ) -> ValueFn:
+        """`base` followed by `items`; `data`: a reference into base data, whose keys are
+        read as OPA reads its store (`runtime.data_index`)."""
         fn = base
         pending_keys: list[Any] = []
         for position, item in enumerate(items):
-            const = constant(item)
+            const = _data_key(item) if data else constant(item)
             if const is not MISSING:
                 pending_keys.append(freeze(const))
                 continue
@@ -440,8 +450,8 @@ class TermCompiler:
                 # when nothing after it iterates (`data.catalog.models[m].providers`).
                 rest = items[position:]
                 if not any(self.iterates(t, scope) for t in rest):
-                    return self.mixed_walk(fn, tuple(pending_keys), rest, scope, hoists)
-            fn = self.walk_keys(fn, tuple(pending_keys))
+                    return self.mixed_walk(fn, tuple(pending_keys), rest, scope, hoists, data)
+            fn = self.walk_keys(fn, tuple(pending_keys), data)
             pending_keys = []
             if isinstance(item, ast.Var) and (
                 item.name == "_" or self.is_unbound_local(item, scope)
@@ -458,9 +468,9 @@ class TermCompiler:
                 fn = slot_reader_fn(val_slot)
                 continue
             key_fn = self.value(item, scope, hoists)
-            fn = dynamic_index(fn, key_fn)
+            fn = dynamic_index(fn, key_fn, data)
         keys = tuple(pending_keys)
-        walked = self.walk_keys(fn, keys)
+        walked = self.walk_keys(fn, keys, data)
         if keys and fn in (input_root, data_root):
             # Generated call sites inline this constant path instead of calling it.
             root = "input" if fn is input_root else "data"
@@ -480,15 +490,22 @@ class TermCompiler:
         rest: tuple[ast.Term, ...],
         scope: Scope,
         hoists: list[Builder],
+        data: bool = False,
     ) -> ValueFn:
         """`base`, constant `keys`, then `rest` (constant or computed keys) as straight-line
         code. Every computed key is evaluated even below an undefined value, as the
-        closure form does (a strict-mode error in a key is never skipped)."""
-        env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "index_value": index_value}
+        closure form does (a strict-mode error in a key is never skipped). `data`: the
+        steps of a reference into base data (`runtime.data_index`)."""
+        other = "data_index" if data else "index_value"
+        env: dict[str, Any] = {
+            "U": UNDEFINED,
+            "M": MISSING,
+            other: data_index if data else index_value,
+        }
         lines = ["def get(ctx, f):", f"    v = {self.inline_operand(base, 'b', env)}"]
         steps: list[tuple[bool, Any]] = [(False, key) for key in keys]
         for item in rest:
-            const = constant(item)
+            const = _data_key(item) if data else constant(item)
             if const is not MISSING:
                 steps.append((False, freeze(const)))
             else:
@@ -496,14 +513,14 @@ class TermCompiler:
         for i, (computed, key) in enumerate(steps):
             if not computed:
                 env[f"k{i}"] = key
-                lines.append(key_step("v", f"k{i}", key))
+                lines.append(key_step("v", f"k{i}", key, data))
                 continue
             lines.append(f"    key = {self.inline_operand(key, f'k{i}', env)}")
             lines.append("    if key is U or v is U:\n        v = U")
             lines.append(
                 "    elif type(v) is dict and type(key) is str:\n        v = v.get(key, U)"
             )
-            lines.append("    else:\n        v = index_value(v, key)")
+            lines.append(f"    else:\n        v = {other}(v, key)")
         lines.append("    return v")
         get: ValueFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return get
@@ -538,11 +555,11 @@ class TermCompiler:
             )
         if known is not None and known[0] == "path":
             root, keys = known[1]
-            env["U"], env["index_value"] = UNDEFINED, index_value
+            env["U"], env["index_value"], env["data_index"] = UNDEFINED, index_value, data_index
             lines = [f"    {x} = ctx.{root}"]
             for j, key in enumerate(keys):
                 env[f"p{i}_{j}"] = key
-                lines.append(key_step(x, f"p{i}_{j}", key))
+                lines.append(key_step(x, f"p{i}_{j}", key, data=root == "data"))
             return lines, x, True
         inlined = self._value_sources.get(fn)
         if inlined is not None and inlined[0].count("\n") <= _MOST_INLINED_LINES:
@@ -568,12 +585,12 @@ class TermCompiler:
         env[name] = fn
         return f"{name}(ctx, f)"
 
-    def walk_keys(self, fn: ValueFn, keys: tuple[Any, ...]) -> ValueFn:
+    def walk_keys(self, fn: ValueFn, keys: tuple[Any, ...], data: bool = False) -> ValueFn:
         known = self._known.get(id(fn))
         if keys and known is not None and known[0] == "rule":
             cache, rule_id, fill = known[1]
             return rule_walk(cache, rule_id, fill, keys, self._code_cache)
-        return walk(fn, keys, self._code_cache)
+        return walk(fn, keys, self._code_cache, data)
 
     def collection(
         self,
@@ -728,6 +745,14 @@ _MOST_INLINED_LINES = 40
 def _withs(node: object) -> list[ast.With]:
     """Every `with` statement anywhere in `node` (nested ones in a `with`'s value too)."""
     return [w for found in ast.walk(node) if type(found) is ast.Literal for w in found.withs]
+
+
+def _data_key(item: ast.Term) -> Any:
+    """A constant key of a reference into base data. A number written with a fraction or
+    an exponent keeps that form: OPA reads `data.x[2.0]` as key "2.0", never "2"."""
+    if isinstance(item, ast.NumberLit) and not item.text.isdigit():
+        return Decimal(item.text)
+    return constant(item)
 
 
 def _replaces_data(modifier: ast.With) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "Frame",
     "Step",
     "ValueFn",
+    "data_index",
     "index_value",
     "iterate",
     "set_path",
@@ -152,6 +153,22 @@ class Ctx:
                 "evaluation step limit exceeded; raise `max_steps` in the engine "
                 "configuration or simplify the policy",
             )
+
+
+def data_index(collection: Any, key: Any) -> Any:
+    """`collection[key]` on a reference into base data (`data.x[2]`), read as OPA reads its
+    store: a path of strings, so a number finds the object key that is its text
+    (`data.nested[2]` is `data.nested["2"]`) and a string of digits indexes an array
+    (`data.arr["1"]`). A value held in a variable keeps Rego's semantics (`index_value`).
+    """
+    if type(collection) is dict:
+        found = collection.get(key, UNDEFINED) if type(key) is str else index_value(collection, key)
+        if found is UNDEFINED and type(key) is int:
+            return collection.get(str(key), UNDEFINED)
+        return found
+    if type(key) is str and isinstance(collection, ARRAYS) and key.isascii() and key.isdigit():
+        return index_value(collection, int(key))
+    return index_value(collection, key)
 
 
 def index_value(collection: Any, key: Any) -> Any:
