@@ -86,10 +86,13 @@ class Compiler(RuleSourceCompiler):
         self._ids += 1
         rule_id = self._ids
         self._reading_input.append(False)
+        # A rule met inside an array comprehension is compiled for every reader.
+        ordered, self._ordered = self._ordered, 0
         try:
             compute = self.compute_group(group)
         finally:
             self._reads_input[path] = self._reading_input.pop()
+            self._ordered = ordered
         self.note_dependency(path)
         shared = self.share_static_rules and not self._reads_input[path]
         if self.replaceable(path):
@@ -563,6 +566,7 @@ class Compiler(RuleSourceCompiler):
             return found
         group = self.index.groups[path]
         self._reading_input.append(False)
+        ordered, self._ordered = self._ordered, 0
         try:
             definitions = [
                 self.function_definition(m, r)
@@ -571,6 +575,7 @@ class Compiler(RuleSourceCompiler):
             ]
         finally:
             self._reads_input[path] = self._reading_input.pop()
+            self._ordered = ordered
         self.note_dependency(path)
         default = self.default_value(group.default) if group.default is not None else MISSING
         span = group.definitions[0][1].span if group.definitions else None

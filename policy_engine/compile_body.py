@@ -483,7 +483,7 @@ class BodyCompiler(CallCompiler):
 
     def some_in(self, expr: ast.SomeIn, scope: Scope) -> Builder:
         hoists: list[Builder] = []
-        coll = self.value(expr.collection, scope, hoists)
+        coll = self.ordered(self.value(expr.collection, scope, hoists))
         for name in term_vars((expr.key, expr.value)):
             if name != "_":
                 scope.bound.pop(name, None)

@@ -38,6 +38,7 @@ from policy_engine.runtime import (
     Step,
     ValueFn,
     data_index,
+    in_order,
     index_value,
 )
 from policy_engine.source import Span
@@ -74,6 +75,8 @@ class TermCompiler:
         self.diagnostics: list[Diagnostic] = []
         self._rules: dict[tuple[str, ...], RuleFn] = {}
         self._funcs: dict[tuple[str, ...], FuncFn] = {}
+        # Inside an array comprehension (depth): its iterations go in OPA's key order.
+        self._ordered = 0
         self._namespaces: dict[tuple[str, ...], RuleFn] = {}
         # Each general ref-head group's per-definition entry functions (see compile_tree).
         self._tree_entries: dict[tuple[str, ...], list[Any]] = {}
@@ -458,13 +461,13 @@ class TermCompiler:
             ):
                 key_slot = 0 if item.name == "_" else scope.bind(item.name)
                 val_slot = scope.layout.new_slot()
-                hoists.append(iter_step(fn, key_slot, val_slot))
+                hoists.append(iter_step(self.ordered(fn), key_slot, val_slot))
                 fn = slot_reader_fn(val_slot)
                 continue
             if self.has_pattern_vars(item, scope):
                 key_matcher = self.pattern(item, scope)
                 val_slot = scope.layout.new_slot()
-                hoists.append(iter_match_step(fn, key_matcher, val_slot))
+                hoists.append(iter_match_step(self.ordered(fn), key_matcher, val_slot))
                 fn = slot_reader_fn(val_slot)
                 continue
             key_fn = self.value(item, scope, hoists)
@@ -672,15 +675,31 @@ class TermCompiler:
         self._value_sources[make] = (source, env)
         return make
 
+    def ordered(self, coll: ValueFn) -> ValueFn:
+        """`coll` as an iteration inside an array comprehension sees it: objects and
+        sets in key order, as OPA iterates them (the array shows the order)."""
+        if not self._ordered:
+            return coll
+
+        def in_key_order(ctx: Ctx, f: Frame) -> Any:
+            return in_order(coll(ctx, f))
+
+        return in_key_order
+
     def comprehension(self, term: ast.Term, scope: Scope) -> ValueFn:
         inner = scope.copy()
         assert isinstance(term, ast.ArrayCompr | ast.SetCompr | ast.ObjectCompr)
         head_terms: tuple[ast.Term, ...] = (
             (term.key, term.value) if isinstance(term, ast.ObjectCompr) else (term.term,)
         )
-        body_builders = self.body(term.body, inner, set(term_vars(head_terms)))
         hoists: list[Builder] = []
-        heads = [self.value(t, inner, hoists) for t in head_terms]
+        array = isinstance(term, ast.ArrayCompr)
+        self._ordered += array
+        try:
+            body_builders = self.body(term.body, inner, set(term_vars(head_terms)))
+            heads = [self.value(t, inner, hoists) for t in head_terms]
+        finally:
+            self._ordered -= array
         acc_slot = inner.layout.new_slot()
         span = term.span
 

@@ -15,7 +15,14 @@ from typing import Any, Final
 import msgspec
 
 from policy_engine.errors import LIMIT_ERROR, EvalError
-from policy_engine.values import UNDEFINED, FrozenDict, confusable, freeze, holds_exactly
+from policy_engine.values import (
+    UNDEFINED,
+    FrozenDict,
+    confusable,
+    freeze,
+    holds_exactly,
+    sort_key,
+)
 
 __all__ = [
     "ARRAYS",
@@ -30,6 +37,7 @@ __all__ = [
     "Step",
     "ValueFn",
     "data_index",
+    "in_order",
     "index_value",
     "iterate",
     "set_path",
@@ -217,6 +225,29 @@ def iterate(collection: Any) -> Any:
     if isinstance(collection, SETS):
         return ((member, member) for member in collection)
     return ()
+
+
+def in_order(collection: Any) -> Any:
+    """An object or set to iterate as OPA does, in key order (as a dict; a set's members
+    are their own keys); arrays, scalars and small collections as they are.
+
+    Only an array comprehension shows the order of its iterations, so only its body
+    iterates through this (see `TermCompiler.ordered`).
+    """
+    if not isinstance(collection, dict | frozenset | set) or len(collection) < 2:
+        return collection
+    if isinstance(collection, dict):
+        keys = list(collection)
+        ordered = sorted(keys) if all(type(k) is str for k in keys) else sorted(keys, key=sort_key)
+        if ordered == keys:
+            return collection
+        return {key: collection[key] for key in ordered}
+    members = list(collection)
+    if all(type(m) is str for m in members):
+        members.sort()
+    else:
+        members.sort(key=sort_key)
+    return {member: member for member in members}
 
 
 def set_path(document: Any, path: tuple[Any, ...], value: Any) -> Any:
