@@ -1,10 +1,10 @@
 """sprintf: Go's fmt.Sprintf over Rego values, the way OPA hands them to Go.
 
-OPA converts each argument before calling Go: integers become Go `int` (or
-`*big.Int` past int64), other numbers `float64`, strings stay strings and every
+OPA converts each argument before calling Go: integers become Go `int64` (or
+`*big.Int` past it), other numbers `float64`, strings stay strings and every
 other value becomes its Rego text (`[1, "a"]`, `{"k": 1}`, `{1, 2}`, `set()`).
 The verb then applies to that Go value, so `%d` of 1.5 gives `%!d(float64=1.5)`
-and `%s` of 1 gives `%!s(int=1)`, exactly as in OPA. Floats are formatted from
+and `%s` of 1 gives `%!s(int64=1)`, exactly as in OPA. Floats are formatted from
 the exact Decimal, so `%.2f` never shows binary rounding noise.
 """
 
@@ -34,7 +34,7 @@ _DIRECTIVE: Final = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.)?", re.DOTALL)
 class _GoArg(msgspec.Struct, frozen=True):
     """An argument as Go sees it: its Go type name and the value to format."""
 
-    go_type: str  # "int", "*big.Int", "float64" or "string"
+    go_type: str  # "int64", "*big.Int", "float64" or "string"
     value: int | Decimal | str
 
 
@@ -98,7 +98,7 @@ def _go_arg(value: object) -> _GoArg:
         number = Decimal(repr(value)) if isinstance(value, float) else value
         if isinstance(number, int) and not isinstance(number, bool):
             in_int64 = _INT64_MIN <= number <= _INT64_MAX
-            return _GoArg("int" if in_int64 else "*big.Int", number)
+            return _GoArg("int64" if in_int64 else "*big.Int", number)
         return _GoArg("float64", number)  # type: ignore[arg-type]
     if isinstance(value, str):
         return _GoArg("string", value)
@@ -112,7 +112,7 @@ def _format(spec: _Spec, arg: _GoArg) -> str:
         return "%!(BADPREC)"
     if spec.verb == "T":
         return _pad(arg.go_type, spec)
-    if arg.go_type in ("int", "*big.Int"):
+    if arg.go_type in ("int64", "*big.Int"):
         body = _format_int(spec, arg.value)  # type: ignore[arg-type]
     elif arg.go_type == "float64":
         body = _format_float(spec, arg.value)  # type: ignore[arg-type]

@@ -116,13 +116,14 @@ def test_string_errors(name: str, args: tuple[object, ...], code: str, message: 
         ("100%%", [], "100%"),
         ("%s", [123456789123456789123], "123456789123456789123"),
         ("%v", [10**30 + 1], "1000000000000000000000000000001"),
-        ("%T %T %T", [1, D("1.5"), "s"], "int float64 string"),
+        ("%T %T %T", [1, D("1.5"), "s"], "int64 float64 string"),
         # Go's own complaints, as OPA passes them through:
         ("%d", [D("1.5")], "%!d(float64=1.5)"),
-        ("%s", [1], "%!s(int=1)"),
+        ("%s", [1], "%!s(int64=1)"),  # OPA's engine (opa-golib-python-bindings 0.4.4)
         ("%d", ["x"], "%!d(string=x)"),
         ("%v %v", [1], "1 %!v(MISSING)"),
-        ("%v", [1, 2], "1%!(EXTRA int=2)"),
+        ("%v", [1, 2], "1%!(EXTRA int64=2)"),
+        ("%!", [1], "%!!(int64=1)"),
         ("%", [], "%!(NOVERB)"),
     ],
 )
