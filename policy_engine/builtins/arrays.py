@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policy_engine.builtins.base import Builtin, builtin, want_array, want_integer
+from policy_engine.builtins.base import Builtin, builtin, want_array, want_int64
 
 __all__ = ["BUILTINS"]
 
@@ -16,8 +16,8 @@ def concat(a: object, b: object) -> tuple[Any, ...]:
 def slice_(array: object, start: object, stop: object) -> tuple[Any, ...]:
     """Elements from `start` up to (not including) `stop`, both clamped to the array."""
     items = want_array("array.slice", 1, array)
-    first = max(want_integer("array.slice", 2, start), 0)
-    last = min(want_integer("array.slice", 3, stop), len(items))
+    first = max(want_int64("array.slice", 2, start), 0)
+    last = min(want_int64("array.slice", 3, stop), len(items))
     return tuple(items[first:last]) if first < last else ()
 
 

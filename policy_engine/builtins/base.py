@@ -34,6 +34,7 @@ __all__ = [
     "integral_int",
     "want_array",
     "want_collection",
+    "want_int64",
     "want_integer",
     "want_number",
     "want_object",
@@ -139,6 +140,21 @@ def want_integer(name: str, position: int, value: object) -> int:
         EVAL_TYPE_ERROR,
         f"{name}: operand {position} must be integer number but got floating-point number",
     )
+
+
+_INT64: Final = (-(2**63), 2**63 - 1)
+
+
+def want_int64(name: str, position: int, value: object) -> int:
+    """An integer operand that OPA reads as a Go int64: beyond that range OPA sees a
+    floating-point number (`substring("abc", 0, 12345678901234567890)` is a type error)."""
+    number = want_integer(name, position, value)
+    if not _INT64[0] <= number <= _INT64[1]:
+        raise BuiltinError(
+            EVAL_TYPE_ERROR,
+            f"{name}: operand {position} must be integer number but got floating-point number",
+        )
+    return number
 
 
 def integral_int(name: str, position: int, number: Decimal) -> int:

@@ -13,7 +13,7 @@ from policy_engine.builtins.base import (
     Builtin,
     BuiltinError,
     builtin,
-    want_integer,
+    want_int64,
     want_string,
 )
 
@@ -54,7 +54,7 @@ def find_n(pattern: object, value: object, number: object) -> tuple[str, ...]:
     """The first n matches in the string (all of them when n is -1)."""
     compiled = regex("regex.find_n", want_string("regex.find_n", 1, pattern))
     text = want_string("regex.find_n", 2, value)
-    count = want_integer("regex.find_n", 3, number)
+    count = want_int64("regex.find_n", 3, number)
     return tuple(_limit([m.group(0) for m in compiled.finditer(text)], count))
 
 
@@ -63,7 +63,7 @@ def find_all_string_submatch_n(pattern: object, value: object, number: object) -
     name = "regex.find_all_string_submatch_n"
     compiled = regex(name, want_string(name, 1, pattern))
     text = want_string(name, 2, value)
-    count = want_integer(name, 3, number)
+    count = want_int64(name, 3, number)
     found = [(m.group(0), *(group or "" for group in m.groups())) for m in compiled.finditer(text)]
     return tuple(_limit(found, count))
 

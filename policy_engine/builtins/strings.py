@@ -18,7 +18,7 @@ from policy_engine.builtins.base import (
     BuiltinError,
     builtin,
     want_collection,
-    want_integer,
+    want_int64,
     want_string,
 )
 from policy_engine.values import sort_key, type_name
@@ -81,8 +81,8 @@ def replace(text: object, old: object, new: object) -> str:
 def substring(text: object, start: object, length: object) -> str:
     """`length` code points from `start`; a negative length means "to the end"."""
     characters = want_string("substring", 1, text)
-    offset = want_integer("substring", 2, start)
-    count = want_integer("substring", 3, length)  # every operand is checked, as in OPA
+    offset = want_int64("substring", 2, start)
+    count = want_int64("substring", 3, length)  # every operand is checked, as in OPA
     if offset >= len(characters):
         return ""
     if offset < 0:

@@ -15,7 +15,7 @@ from policy_engine.builtins.base import (
     BuiltinError,
     builtin,
     operand_error,
-    want_integer,
+    want_int64,
     want_object,
     want_string,
 )
@@ -101,7 +101,7 @@ def split_n(value: object, delimiter: object, n: object) -> tuple[str, ...]:
     """The first n parts of the split string, or the last -n parts when n is negative."""
     text = want_string("strings.split_n", 1, value)
     separator = want_string("strings.split_n", 2, delimiter)
-    count = want_integer("strings.split_n", 3, n)
+    count = want_int64("strings.split_n", 3, n)
     parts = list(text) if separator == "" else text.split(separator)
     if count >= 0:
         return tuple(parts[:count])

@@ -26,7 +26,7 @@ from policy_engine.builtins.base import (
     BuiltinError,
     builtin,
     operand_error,
-    want_integer,
+    want_int64,
     want_number,
     want_string,
 )
@@ -186,9 +186,9 @@ def add_date(value: object, years: object, months: object, days: object) -> int:
     """The time plus years, months and days, normalised as Go's AddDate does (UTC)."""
     name = "time.add_date"
     total = _nanos(name, value)
-    extra_years = want_integer(name, 2, years)
-    extra_months = want_integer(name, 3, months)
-    extra_days = want_integer(name, 4, days)
+    extra_years = want_int64(name, 2, years)
+    extra_months = want_int64(name, 3, months)
+    extra_days = want_int64(name, 4, days)
     seconds, nanos = divmod(total, _NS_PER_SECOND)
     moment = _UTC_EPOCH + timedelta(seconds=seconds)
     month_index = moment.month - 1 + extra_months

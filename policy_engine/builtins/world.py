@@ -15,7 +15,7 @@ import random
 import uuid
 from typing import Any
 
-from policy_engine.builtins.base import Builtin, builtin, want_integer, want_string
+from policy_engine.builtins.base import Builtin, builtin, want_int64, want_string
 from policy_engine.builtins.formatting import rego_text
 from policy_engine.runtime import Ctx
 from policy_engine.values import UNDEFINED
@@ -37,7 +37,7 @@ def _generator(ctx: Ctx) -> random.Random:
 def rand_intn(ctx: Ctx, key: object, n: object) -> int:
     """A random integer in [0, n), the same for the same key and n within one evaluation."""
     name = want_string("rand.intn", 1, key)
-    bound = abs(want_integer("rand.intn", 2, n))
+    bound = abs(want_int64("rand.intn", 2, n))
     if bound == 0:
         return 0
     memo_key = ("rand.intn", name, bound)
