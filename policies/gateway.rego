@@ -8,7 +8,7 @@
 #   2. unknown or disabled key             401
 #   2b. expired key, or a rotated-out token past its grace period   401 (same message)
 #   3. usage limit reached                 401
-#   3c. a rate limit of the key, then of its project, is reached   429
+#   3r. a rate limit of the key, then of its project, is reached   429
 #       (requests per minute, tokens per minute, parallel requests)
 #   4. project archived                    410
 #   5. request body invalid                400
@@ -72,6 +72,7 @@ decision := denied(401, "Unauthorized: No API key provided. Expected 'Authorizat
 	"provider_model_id": data.catalog.models[model_id].providers[chosen.provider].model_id,
 	"billing": chosen.billing,
 	"reasons": [],
+	"rate_limits": decision_rate_limits,
 }
 
 # A denial in the decision's shape.
@@ -128,7 +129,7 @@ usage_limit_reached if {
 }
 
 # ---------------------------------------------------------------------------
-# Check 3c: rate limits (issue 13). A key and its project may each set requests
+# Check 3r: rate limits (issue 13). A key and its project may each set requests
 # per minute (`rpm`), tokens per minute (`tpm`, prompt + completion) and requests
 # in flight (`max_parallel`); the windows slide: what was admitted in the 60 s
 # before the request counts. The store applies the same rule atomically when it
@@ -139,17 +140,56 @@ usage_limit_reached if {
 # Messages follow OpenAI's ("Rate limit reached for ... on requests per min").
 # ---------------------------------------------------------------------------
 
+# Rate limits set as policy (`rate_limits:` in *.iam.yaml, lowered into
+# data.gateway.iam_policies.rate_ceilings, or Rego adding to that set) are
+# ceilings over the store's: for each limit the lowest applies. Layer `key` is one
+# key's, `gateway` every key's own window, `project` the project's shared window.
+key_ceilings := [ceiling | some ceiling in data.gateway.iam_policies.rate_ceilings; ceiling.layer != "project"]
+
+project_ceilings := [ceiling | some ceiling in data.gateway.iam_policies.rate_ceilings; ceiling.layer == "project"]
+
+key_rate_limits := effective_limits(object.get(input, ["key", "rate_limits"], null), key_ceilings)
+
+project_rate_limits := effective_limits(object.get(input, ["project", "rate_limits"], null), project_ceilings)
+
+rate_limit_names := ["rpm", "tpm", "max_parallel"]
+
+effective_limits(window, ceilings) := {name: lowest_limit(window, ceilings, name) | some name in rate_limit_names}
+
+lowest_limit(window, ceilings, name) := min(values) if {
+	values := [value |
+		some value in array.concat([limit_of(window, name)], [ceiling[name] | some ceiling in ceilings])
+		value != null
+	]
+	count(values) > 0
+} else := null
+
+limit_of(window, name) := window[name] if window != null
+
+else := null
+
+counts_of(window) := window if window != null
+
+else := {}
+
+# A subject's window as checked: the store's counts (null until counted) under the
+# effective limits; null when no limit applies.
+checked_window(window, limits) := object.union(counts_of(window), limits) if {
+	some name in rate_limit_names
+	limits[name] != null
+} else := null
+
 # The subjects with rate limits, in the order they are checked.
 rate_subjects := [subject |
 	some subject in [
-		{"kind": "API key", "id": object.get(input, ["key", "id"], null), "window": object.get(input, ["key", "rate_limits"], null)},
-		{"kind": "project", "id": object.get(input, ["project", "id"], null), "window": object.get(input, ["project", "rate_limits"], null)},
+		{"kind": "API key", "id": object.get(input, ["key", "id"], null), "window": checked_window(object.get(input, ["key", "rate_limits"], null), key_rate_limits)},
+		{"kind": "project", "id": object.get(input, ["project", "id"], null), "window": checked_window(object.get(input, ["project", "rate_limits"], null), project_rate_limits)},
 	]
 	subject.window != null
 ]
 
-# The first rate limit reached, as a decision reason (looked for only when the key
-# or its project has rate limits: most have none).
+# The first rate limit reached, as a decision reason (looked for only when the key,
+# its project or a policy file sets rate limits: most requests have none).
 rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(subject)][0] if {
 	rate_limits_set
 }
@@ -157,6 +197,19 @@ rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(
 rate_limits_set if input.key.rate_limits != null
 
 rate_limits_set if input.project.rate_limits != null
+
+rate_limits_set if count(data.gateway.iam_policies.rate_ceilings) > 0
+
+# What an allowed request's admission enforces (the store applies the same rule):
+# the effective limits of the key's and the project's windows, null without any.
+decision_rate_limits := {"key": limits_or_null(key_rate_limits), "project": limits_or_null(project_rate_limits)} if {
+	rate_limits_set
+} else := {"key": null, "project": null}
+
+limits_or_null(limits) := limits if {
+	some name in rate_limit_names
+	limits[name] != null
+} else := null
 
 # The tokens the request reserves (0 until the proxy knows its bound).
 default request_tokens := 0

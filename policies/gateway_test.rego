@@ -328,3 +328,81 @@ test_models_list_after_authentication_only if {
 	d := decide({"request": {"operation": "models.list", "model": null, "token_present": false}})
 	d.status == 401
 }
+
+# ---- check 3r: rate limits ----------------------------------------------------------
+
+window(limits, counts) := object.union(limits, counts)
+
+counted(requests, tokens, parallel, retry) := {
+	"requests_in_window": requests,
+	"tokens_in_window": tokens,
+	"parallel": parallel,
+	"retry_after_seconds": retry,
+}
+
+test_rate_limits_not_counted_yet_allow_and_are_enforced_at_admission if {
+	d := decide({"key": {"rate_limits": {"rpm": 1, "tpm": 10, "max_parallel": 1}}})
+	d.allow == true
+	d.rate_limits == {"key": {"rpm": 1, "tpm": 10, "max_parallel": 1}, "project": null}
+}
+
+test_no_rate_limits_say_so if {
+	d := decide({})
+	d.rate_limits == {"key": null, "project": null}
+}
+
+test_rpm_reached_is_429_with_when_to_retry if {
+	d := decide({"key": {"rate_limits": window({"rpm": 2}, counted(2, 0, 0, 12))}})
+	d.status == 429
+	d.reasons[0].code == "rate_limit_requests"
+	d.message == "Rate limit reached for API key key_1 on requests per min (RPM): Limit 2, Used 2, Requested 1. Please try again in 12s."
+}
+
+test_rpm_reached_without_a_retry_time if {
+	d := decide({"key": {"rate_limits": window({"rpm": 1}, counted(1, 0, 0, null))}})
+	d.message == "Rate limit reached for API key key_1 on requests per min (RPM): Limit 1, Used 1, Requested 1."
+}
+
+test_tpm_counts_the_requests_bound if {
+	d := decide({
+		"request": {"token_bound": 30},
+		"key": {"rate_limits": window({"tpm": 100}, counted(3, 80, 0, 9))},
+	})
+	d.status == 429
+	d.reasons[0].code == "rate_limit_tokens"
+	d.message == "Rate limit reached for API key key_1 on tokens per min (TPM): Limit 100, Used 80, Requested 30. Please try again in 9s."
+}
+
+test_a_request_larger_than_the_tpm_is_too_large if {
+	d := decide({
+		"request": {"token_bound": 300},
+		"key": {"rate_limits": window({"tpm": 100}, counted(0, 0, 0, null))},
+	})
+	d.reasons[0].code == "rate_limit_tokens"
+	startswith(d.message, "Request too large for API key key_1 on tokens per min (TPM): Limit 100, Requested 300.")
+}
+
+test_max_parallel_reached if {
+	d := decide({"project": {"rate_limits": window({"max_parallel": 2}, counted(2, 0, 2, 5))}})
+	d.status == 429
+	d.reasons[0].code == "max_parallel"
+	d.message == "Too many parallel requests for project proj_1: Limit 2, In flight 2. Please try again when one of them has finished."
+}
+
+test_policy_ceilings_lower_the_stored_limits if {
+	ceilings := [
+		{"layer": "gateway", "rpm": 5, "tpm": null, "max_parallel": null},
+		{"layer": "project", "rpm": null, "tpm": null, "max_parallel": 3},
+	]
+	d := data.gateway.decision with input as with_patch({"key": {"rate_limits": {"rpm": 10, "tpm": null, "max_parallel": null}}}) with data.gateway.iam_policies.rate_ceilings as ceilings
+	d.rate_limits == {"key": {"rpm": 5, "tpm": null, "max_parallel": null}, "project": {"rpm": null, "tpm": null, "max_parallel": 3}}
+}
+
+test_a_policy_ceiling_applies_without_stored_limits_once_counted if {
+	ceilings := [{"layer": "key", "rpm": 1, "tpm": null, "max_parallel": null}]
+	d := data.gateway.decision with input as with_patch({"key": {"rate_limits": window({"rpm": 1}, counted(1, 0, 0, 30))}}) with data.gateway.iam_policies.rate_ceilings as ceilings
+	d.status == 429
+	allowed := data.gateway.decision with input as base with data.gateway.iam_policies.rate_ceilings as ceilings
+	allowed.allow == true
+	allowed.rate_limits.key.rpm == 1
+}

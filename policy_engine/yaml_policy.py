@@ -1,4 +1,4 @@
-"""The YAML surface for IAM rules (`*.iam.yaml`), lowered into the Rego AST.
+"""The YAML surface for IAM rules and rate limits (`*.iam.yaml`), lowered into Rego.
 
 A file lists rule sets; each names what it applies to (one key, one project or
 all keys) and carries rules of the gateway contract's six types. `lower` turns
@@ -13,8 +13,19 @@ every rule into one definition of the partial set rule
     }
 
 so the default policy (`policies/gateway.rego`) reads YAML and Rego rules the
-same way and there is no second evaluator. The layer is `key`, `project` or
-`gateway` (all keys); the policy treats each layer as a ceiling for the next.
+same way and there is no second evaluator. A rule set may also carry
+`rate_limits:` (requests per minute, tokens per minute, parallel requests),
+lowered the same way into `data.gateway.iam_policies.rate_ceilings`:
+
+    rate_ceilings contains {"layer": "project", "rpm": 600, "tpm": null,
+                            "max_parallel": 20} if {
+        input.project.id == "proj_1"
+    }
+
+ceilings the policy applies on top of the key's and the project's own (the lower
+wins): for one key, every key of a project together, or each key of the gateway.
+The layer is `key`, `project` or `gateway` (all keys); the policy treats each
+layer as a ceiling for the next.
 
 Decoding uses msgspec with unknown fields forbidden; every problem becomes a
 `PolicyError` diagnostic with the file, the YAML line and column and the field
@@ -40,6 +51,7 @@ __all__ = [
     "AppliesTo",
     "PolicyFile",
     "PolicyRule",
+    "RateCeilings",
     "RuleSet",
     "decode",
     "lower",
@@ -95,6 +107,20 @@ class PolicyRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return [(name, values) for name, values in found if values is not None]
 
 
+Ceiling = Annotated[int, msgspec.Meta(ge=1, le=10**12)]
+
+
+class RateCeilings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Rate limits set as policy: each a ceiling over the store's own (the lower wins)."""
+
+    rpm: Ceiling | None = None
+    """Requests per minute (any 60 seconds)."""
+    tpm: Ceiling | None = None
+    """Tokens per minute: prompt + completion (a request in flight counts its bound)."""
+    max_parallel: Ceiling | None = None
+    """Requests in flight at once."""
+
+
 class AppliesTo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a rule set applies to: exactly one of `key`, `project` or `all_keys: true`."""
 
@@ -124,17 +150,18 @@ class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         ),
     ]
     """The key, the project or all keys."""
-    rules: Annotated[
-        tuple[
-            Annotated[
-                PolicyRule,
-                msgspec.Meta(extra_json_schema={"oneOf": [{"required": [t]} for t in RULE_TYPES]}),
-            ],
-            ...,
+    rules: tuple[
+        Annotated[
+            PolicyRule,
+            msgspec.Meta(extra_json_schema={"oneOf": [{"required": [t]} for t in RULE_TYPES]}),
         ],
-        msgspec.Meta(min_length=1),
-    ]
-    """The rules; allow rules of one type are OR-ed, different types AND-ed, denies win."""
+        ...,
+    ] = ()
+    """The rules; allow rules of one type are OR-ed, different types AND-ed, denies win.
+    A rule set has rules, rate limits or both."""
+    rate_limits: RateCeilings | None = None
+    """Rate limits of the key, of the project (all its keys together) or, with
+    `all_keys`, of each key: ceilings over the store's own, the lower wins."""
 
 
 class PolicyFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -249,6 +276,8 @@ def _allowed_fields_hint(steps: list[str | int]) -> str:
     structs: dict[int, type[msgspec.Struct]] = {0: PolicyFile, 2: RuleSet, 4: PolicyRule}
     if len(steps) == 3 and steps[-1] == "applies_to":
         struct: type[msgspec.Struct] | None = AppliesTo
+    elif len(steps) == 3 and steps[-1] == "rate_limits":
+        struct = RateCeilings
     else:
         struct = structs.get(len(steps))
     if struct is None:
@@ -317,6 +346,25 @@ def _semantic_problems(
                     node,
                     f"`rule_sets[{i}].applies_to` must name exactly one of `key: <key id>`, "
                     "`project: <project id>` or `all_keys: true`",
+                )
+            )
+        if not rule_set.rules and rule_set.rate_limits is None:
+            problems.append(
+                _diagnostic(
+                    source,
+                    _locate(root, ["rule_sets", i], None),
+                    f"`rule_sets[{i}]` has neither `rules` nor `rate_limits`; give it at least "
+                    "one rule or one rate limit",
+                )
+            )
+        limits = rule_set.rate_limits
+        if limits is not None and (limits.rpm, limits.tpm, limits.max_parallel) == (None,) * 3:
+            problems.append(
+                _diagnostic(
+                    source,
+                    _locate(root, ["rule_sets", i, "rate_limits"], None),
+                    f"`rule_sets[{i}].rate_limits` sets no limit; give `rpm`, `tpm` or "
+                    "`max_parallel` (whole numbers from 1), or remove it",
                 )
             )
         for j, rule in enumerate(rule_set.rules):
@@ -409,6 +457,22 @@ def _rule_object(layer: str, rule: PolicyRule, span: Span) -> ast.ObjectTerm:
     return ast.ObjectTerm(items=items, span=span)
 
 
+def _ceiling_object(layer: str, limits: RateCeilings, span: Span) -> ast.ObjectTerm:
+    def number(value: int | None) -> ast.Term:
+        return (
+            ast.NullLit(span=span) if value is None else ast.NumberLit(text=str(value), span=span)
+        )
+
+    fields: list[tuple[str, ast.Term]] = [
+        ("layer", _string(layer, span)),
+        ("rpm", number(limits.rpm)),
+        ("tpm", number(limits.tpm)),
+        ("max_parallel", number(limits.max_parallel)),
+    ]
+    items = tuple(ast.ObjectItem(key=_string(k, span), value=v, span=span) for k, v in fields)
+    return ast.ObjectTerm(items=items, span=span)
+
+
 def lower(source: Source) -> list[ast.Module]:
     """The `*.iam.yaml` text as Rego modules of `package gateway.iam_policies`."""
     policy, root = decode(source)
@@ -417,6 +481,16 @@ def lower(source: Source) -> list[ast.Module]:
         target_span = _span(source.name, _locate(root, ["rule_sets", i, "applies_to"], None))
         body = _condition(rule_set.applies_to, target_span)
         layer = _layer(rule_set.applies_to)
+        if rule_set.rate_limits is not None:
+            span = _span(source.name, _locate(root, ["rule_sets", i, "rate_limits"], None))
+            rules.append(
+                ast.PartialSetRule(
+                    name=("rate_ceilings",),
+                    element=_ceiling_object(layer, rule_set.rate_limits, span),
+                    body=body,
+                    span=span,
+                )
+            )
         for j, rule in enumerate(rule_set.rules):
             span = _span(source.name, _locate(root, ["rule_sets", i, "rules", j], None))
             rules.append(

@@ -24,6 +24,7 @@ __all__ = [
     "CatalogModel",
     "CatalogProvider",
     "Decision",
+    "DecisionRateLimits",
     "GatewayInfo",
     "IamRuleDocument",
     "InputDocument",
@@ -35,6 +36,7 @@ __all__ = [
     "ProjectMode",
     "ProjectStatus",
     "ProviderOffer",
+    "RateLimitValues",
     "RateLimitsDocument",
     "Reason",
     "RequestDocument",
@@ -130,7 +132,7 @@ class RequestDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class RateLimitsDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A key's or project's rate limits and its sliding 60-second window (check 3c)."""
+    """A key's or project's rate limits and its sliding 60-second window (check 3r)."""
 
     rpm: int | None = None
     """Requests per minute: at most this many admitted in any 60 s; None: no ceiling."""
@@ -178,7 +180,7 @@ class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Set when the token presented is the key's previous one, kept for a grace period
     after a rotation: when that grace period ends. None for the key's current token."""
     rate_limits: RateLimitsDocument | None = None
-    """The key's rate limits and window (check 3c); None when the key has none."""
+    """The key's rate limits and window (check 3r); None when the key has none."""
 
 
 class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -195,7 +197,7 @@ class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     iam_rules: tuple[IamRuleDocument, ...] = ()
     """Project-wide rules: a ceiling that the key's rules can only narrow."""
     rate_limits: RateLimitsDocument | None = None
-    """The project's rate limits and window, shared by all its keys (check 3c); None
+    """The project's rate limits and window, shared by all its keys (check 3r); None
     when the project has none."""
 
 
@@ -245,6 +247,26 @@ class Reason(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """The reason text, without the `Access denied: ` prefix."""
 
 
+class RateLimitValues(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A window's effective ceilings; None: no ceiling."""
+
+    rpm: int | None = None
+    """Requests per minute."""
+    tpm: int | None = None
+    """Tokens (prompt + completion) per minute."""
+    max_parallel: int | None = None
+    """Requests in flight."""
+
+
+class DecisionRateLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The rate limits an allowed request is admitted under."""
+
+    key: RateLimitValues | None = None
+    """The key's window (None: no limit)."""
+    project: RateLimitValues | None = None
+    """The project's window, shared by its keys (None: no limit)."""
+
+
 class Decision(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The value of `data.gateway.decision`; the proxy acts on it verbatim."""
 
@@ -267,6 +289,10 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Every IAM reason found (the first one is in `message`)."""
     models: tuple[str, ...] | None = None
     """For `models.list` only: the catalog model ids the key may use, sorted."""
+    rate_limits: DecisionRateLimits | None = None
+    """On allow: the rate limits the admission enforces, the lower of the store's and
+    the policy files' for each (check 3r); None when the policy does not say (then the
+    store's own apply)."""
 
 
 class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -35,7 +35,7 @@ from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
 from proxy.credentials import read_token
 from proxy.decision_log import DecisionRecord
-from proxy.documents import Decision, Operation, RequestDocument
+from proxy.documents import Decision, Operation, RateLimitValues, RequestDocument
 from proxy.errors import anthropic_error_body, error_body
 from proxy.input_document import build_input, gateway_info
 from proxy.key_activity import ActivityRecorder
@@ -47,7 +47,16 @@ from proxy.providers import ProviderDirectory, ProviderProblem, Route
 from proxy.rate_headers import rate_headers
 from proxy.request_body import ParsedBody, parse_body
 from proxy.sse import SseRelay, TokenUsage
-from proxy.store.base import Claim, KeyContext, RateReason, RateState, Refused, Reservation
+from proxy.store.base import (
+    NO_RATE_LIMITS,
+    Claim,
+    KeyContext,
+    RateLimits,
+    RateReason,
+    RateState,
+    Refused,
+    Reservation,
+)
 from proxy.upstream import (
     AiohttpUpstream,
     UpstreamCall,
@@ -246,13 +255,15 @@ class Gateway:
         if not decision.allow:
             record.reason = decision.message
             record.reason_code = decision.reasons[0].code if decision.reasons else None
-            return self._finish(record, self.error(decision.status, decision.message, operation))
+            reply = self.error(decision.status, decision.message, operation)
+            return self._finish(record, await self._with_rate_windows(reply, context, asked))
         if context is None:  # a policy that allows an unknown key is broken
             return self._finish(record, self._no_decision(operation))
         record.allowed = True
         record.provider = decision.provider
         if operation == "models.list":
-            return self._finish(record, self._models(decision, asked.policy.catalog))
+            reply = self._models(decision, asked.policy.catalog)
+            return self._finish(record, await self._with_rate_windows(reply, context, asked))
         return self._finish(record, await self._reserve_and_forward(asked, context, decision))
 
     async def _judge(
@@ -333,17 +344,37 @@ class Gateway:
         context: KeyContext | None,
         rate: RateState | None = None,
         now: float | None = None,
+        limits: tuple[RateLimits, RateLimits] | None = None,
     ) -> Decision | None:
         """`rate`: the windows the store saw at request time `now` when it refused a
-        rate limit (the request's token bound is then in `asked.request`)."""
+        rate limit under `limits` (the request's token bound is then in `asked.request`)."""
         started = time.perf_counter()
-        document = build_input(asked.request, context, self._gateway, rate, now)
+        document = build_input(asked.request, context, self._gateway, rate, now, limits)
         decision = asked.policy.decide(document)
         elapsed = time.perf_counter() - started
         record = asked.record
         record.policy_seconds = (record.policy_seconds or 0.0) + elapsed
         self._metrics.decision_latency(elapsed)
         return decision
+
+    async def _with_rate_windows(
+        self, reply: Reply, context: KeyContext | None, asked: _Asked
+    ) -> Reply:
+        """A key or project with rate limits gets OpenAI's x-ratelimit-* headers on
+        every answer, also those that never reach admission (a denial, the models
+        list): its windows are read for them (only then, and only for such keys)."""
+        if context is None or context.key.status != "active":
+            return reply
+        key_limits, project_limits = context.key.rate_limits, context.project.rate_limits
+        if not (key_limits.any or project_limits.any):
+            return reply
+        now = _epoch(asked.request.time)
+        windows = await self._store.rate_windows(context.key.id, context.project.id, now)
+        state = RateState(
+            key=windows.key if key_limits.any else None,
+            project=windows.project if project_limits.any else None,
+        )
+        return _with_headers(reply, rate_headers(key_limits, project_limits, state, now))
 
     def _no_decision(self, operation: Operation) -> Reply:
         message = "Internal error: the policy gave no decision; see the gateway log"
@@ -376,13 +407,14 @@ class Gateway:
             asked.record.reason = str(exc)
             return self.error(400, str(exc), asked.operation)
         org_id = context.organization.id if decision.billing == "credits" else None
+        key_limits, project_limits = _admitted_limits(decision, context)
         claim = Claim(
             key_id=context.key.id,
             organization_id=org_id,
             amount=bound.amount,
             project_id=context.project.id,
-            key_limits=context.key.rate_limits,
-            project_limits=context.project.rate_limits,
+            key_limits=key_limits,
+            project_limits=project_limits,
             tokens=bound.prompt_tokens + bound.completion_tokens,
             now=_epoch(asked.request.time),
         )
@@ -463,12 +495,13 @@ class Gateway:
         self, asked: _Asked, context: KeyContext, claim: Claim, refused: Refused
     ) -> Reply | None:
         """The store refused a rate limit: the policy decides again with the windows it
-        saw and the request's token bound (check 3c); None if the policy allows."""
+        saw and the request's token bound (check 3r); None if the policy allows."""
         assert refused.rate is not None
         asked = msgspec.structs.replace(
             asked, request=msgspec.structs.replace(asked.request, token_bound=claim.tokens)
         )
-        decision = self._decide(asked, context, refused.rate, claim.now)
+        limits = (claim.key_limits, claim.project_limits)
+        decision = self._decide(asked, context, refused.rate, claim.now, limits)
         if decision is None:
             return self._no_decision(asked.operation)
         if decision.allow:
@@ -677,6 +710,22 @@ def _cut_stream_usage(relay: SseRelay, bound: CostBound) -> TokenUsage:
         reported = msgspec.structs.replace(reported, prompt_tokens=bound.prompt_tokens)
     completion = max(reported.completion_tokens, relay.text_bytes)
     return msgspec.structs.replace(reported, completion_tokens=completion)
+
+
+def _admitted_limits(decision: Decision, context: KeyContext) -> tuple[RateLimits, RateLimits]:
+    """The key's and the project's rate limits the admission enforces: the policy's
+    (the store's own lowered by policy files, check 3r), or, from a policy that does
+    not say, the store's own."""
+    said = decision.rate_limits
+    if said is None:
+        return context.key.rate_limits, context.project.rate_limits
+    return _rate_limits(said.key), _rate_limits(said.project)
+
+
+def _rate_limits(values: RateLimitValues | None) -> RateLimits:
+    if values is None:
+        return NO_RATE_LIMITS
+    return RateLimits(rpm=values.rpm, tpm=values.tpm, max_parallel=values.max_parallel)
 
 
 def _epoch(moment: str) -> float:

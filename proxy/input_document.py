@@ -36,15 +36,19 @@ def build_input(
     gateway: GatewayInfo,
     rate: RateState | None = None,
     now: float | None = None,
+    limits: tuple[RateLimits, RateLimits] | None = None,
 ) -> InputDocument:
     """The input document: `key`/`project`/`organization` are null for an unknown token.
     `rate` is the windows the store saw (when it refused a rate limit) at request time
-    `now` (epoch seconds); without them the windows' counts are null (not counted yet)."""
+    `now` (epoch seconds) under `limits` (the key's and the project's as admitted: the
+    store's own lowered by policy files); without them the windows' counts are null
+    (not counted yet) and the limits are the store's."""
     if context is None:
         return InputDocument(request=request, gateway=gateway)
     key = context.key
     project = context.project
     organization = context.organization
+    key_limits, project_limits = limits or (key.rate_limits, project.rate_limits)
     return InputDocument(
         request=request,
         key=KeyDocument(
@@ -60,7 +64,7 @@ def build_input(
             iam_rules=tuple(_rule(rule) for rule in context.rules),
             expires_at=key.expires_at,
             token_expires_at=context.token_expires_at,
-            rate_limits=rate_document(key.rate_limits, rate.key if rate else None, now),
+            rate_limits=rate_document(key_limits, rate.key if rate else None, now),
         ),
         project=ProjectDocument(
             id=project.id,
@@ -68,7 +72,7 @@ def build_input(
             mode=project.mode,
             provider_keys=tuple(sorted(project.provider_keys)),
             iam_rules=tuple(_rule(rule) for rule in context.project_rules),
-            rate_limits=rate_document(project.rate_limits, rate.project if rate else None, now),
+            rate_limits=rate_document(project_limits, rate.project if rate else None, now),
         ),
         organization=OrganizationDocument(
             id=organization.id,

@@ -1218,7 +1218,8 @@ class SqliteStore:
             project_limits=_COUNT_ALL,
             now=now,
         )
-        return await self._run(self._write(lambda conn: _rate_windows(conn, claim, now_epoch())))
+        # A write (it drops entries that left the window), grouped like the request path's.
+        return await self._request_write(lambda conn: _rate_windows(conn, claim, now_epoch()))
 
     def subscribe(self, wake: Callable[[str, str | None], None]) -> None:
         """SQLite has no notifications: waiters in other processes poll."""

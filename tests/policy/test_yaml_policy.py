@@ -102,8 +102,14 @@ def test_the_readme_yaml_example_loads_and_validates() -> None:
     assert blocks
     for block in blocks:
         (module,) = lower(Source(name="README.md", text=block))
-        assert len(module.rules) == 3
-        jsonschema.validate(yaml.safe_load(block), schema("policy.schema.json"))
+        data = yaml.safe_load(block)
+        # One definition per rule and per `rate_limits:` block.
+        expected = sum(
+            len(rule_set.get("rules", [])) + ("rate_limits" in rule_set)
+            for rule_set in data["rule_sets"]
+        )
+        assert len(module.rules) == expected
+        jsonschema.validate(data, schema("policy.schema.json"))
 
 
 def test_yaml_policies_name_the_agent_api_operations() -> None:

@@ -4,14 +4,18 @@ and counted by decision reason. The request time is an injectable clock."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import chat
+
+from proxy.config import default_policy_dir
 
 ADMIN = "admin-rate-limits-token"
 
@@ -114,3 +118,65 @@ def test_metrics_count_refusals_by_reason(client: httpx.Client) -> None:
     assert counts['gateway_denials_total{reason="rate_limit_requests"}'] >= 1
     assert counts['gateway_denials_total{reason="unauthorized"}'] >= 1
     assert created["token"] not in text
+
+
+CEILINGS = """
+rule_sets:
+  - description: every key of the gateway, whatever the store says
+    applies_to: {all_keys: true}
+    rate_limits: {rpm: 2}
+"""
+
+
+def test_rate_limits_set_in_a_policy_file_are_enforced(
+    tmp_path_factory: pytest.TempPathFactory, clock: Clock
+) -> None:
+    """`rate_limits:` in a *.iam.yaml file: the policy lowers the store's limits (here a
+    key with none) and the store enforces what the decision says."""
+    policies = tmp_path_factory.mktemp("policies")
+    for source in Path(default_policy_dir()).iterdir():
+        if source.is_file():
+            shutil.copy(source, policies / source.name)
+    (policies / "ceilings.iam.yaml").write_text(CEILINGS)
+    root = tmp_path_factory.mktemp("ceilings")
+    with (
+        deployed(root, clock=clock, admin_token=ADMIN, policy_dir=str(policies)) as running,
+        httpx.Client(base_url=running.url, timeout=30) as http,
+    ):
+        created = _admin(http, "POST", "/keys", {"project": "default"})
+        assert created["rpm"] is None  # no limit in the store
+        answers = [_chat(http, created["token"]) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[0].headers["x-ratelimit-limit-requests"] == "2"
+        assert (
+            answers[2]
+            .json()["message"]
+            .startswith(
+                f"Rate limit reached for API key {created['id']} on requests per min (RPM): "
+                "Limit 2, Used 2"
+            )
+        )
+
+
+def test_every_answer_of_a_rate_limited_key_carries_the_headers(client: httpx.Client) -> None:
+    _admin(client, "POST", "/projects", {"id": "headers", "organization": "default"})
+    created = _admin(client, "POST", "/keys", {"project": "headers", "rpm": 5, "tpm": 9000})
+    token = created["token"]
+    _admin(
+        client, "POST", f"/keys/{created['id']}/iam", {"type": "deny_models", "values": ["gpt-4"]}
+    )
+    assert _chat(client, token).status_code == 200
+    denied = client.post(
+        "/v1/chat/completions",
+        json=chat("gpt-4"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    models = client.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
+    for answer in (denied, models):  # answers that never reached admission
+        assert answer.headers["x-ratelimit-limit-requests"] == "5"
+        assert answer.headers["x-ratelimit-remaining-requests"] == "4"
+        assert answer.headers["x-ratelimit-limit-tokens"] == "9000"
+    assert denied.status_code == 403 and models.status_code == 200
+    plain = _admin(client, "POST", "/keys", {"project": "default"})
+    answer = _chat(client, plain["token"])
+    assert not any(name.startswith("x-ratelimit") for name in answer.headers)
