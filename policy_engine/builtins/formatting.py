@@ -119,13 +119,11 @@ def _format(spec: _Spec, arg: _GoArg) -> str:
     else:
         body = _format_string(spec, arg.value)  # type: ignore[arg-type]
     if body is None:
-        # Go's bad-verb form prints the value as %v with the same precision ("%.2f" of
-        # "null" shows `nu`).
+        # Go's bad-verb form prints the value as %v with the same flags, width and
+        # precision ("%.2f" of "null" shows `nu`, "%5d" of "1.5" `  1.5`, "%.2f" of 1 `01`).
         type_label = "big.Int" if arg.go_type == "*big.Int" else arg.go_type
-        shown = _plain(arg)
-        if arg.go_type == "string" and spec.precision is not None:
-            shown = shown[: spec.precision]
-        return f"%!{spec.verb}({type_label}={shown})"
+        shown = None if spec.verb == "v" else _format(msgspec.structs.replace(spec, verb="v"), arg)
+        return f"%!{spec.verb}({type_label}={_plain(arg) if shown is None else shown})"
     return body
 
 
@@ -150,6 +148,9 @@ def _format_int(spec: _Spec, number: int) -> str | None:
     if base is None or (spec.verb == "s" and -(2**63) <= number < 2**63):
         return None  # plain Go ints have no %s; only *big.Int does
     digits = int_text(abs(number)) if base == "d" else format(abs(number), base)
+    if spec.precision is not None:
+        # Go: the precision of an integer is its least number of digits (none for 0).
+        digits = "" if spec.precision == 0 and number == 0 else digits.rjust(spec.precision, "0")
     if "#" in spec.flags and base in "xXbo":
         digits = {"x": "0x", "X": "0X", "b": "0b", "o": "0"}[base] + digits
     return _pad_number(_sign(number < 0, spec.flags), digits, spec)
@@ -169,7 +170,7 @@ def _format_float(spec: _Spec, signed: Decimal) -> str | None:
     elif verb in ("v", "g", "G") and spec.precision is None:
         digits = _shortest_float(number)
         digits = digits.upper() if verb == "G" else digits
-    elif verb in ("g", "G"):
+    elif verb in ("g", "G", "v"):
         digits = _general_form(number, spec.precision or 1)
         digits = digits.upper() if verb == "G" else digits
     else:

@@ -124,6 +124,11 @@ def test_string_errors(name: str, args: tuple[object, ...], code: str, message: 
         ("%v %v", [1], "1 %!v(MISSING)"),
         ("%v", [1, 2], "1%!(EXTRA int64=2)"),
         ("%!", [1], "%!!(int64=1)"),
+        # the value of a wrong verb is shown as %v with the verb's flags, width, precision:
+        ("%5d", ["1.5"], "%!d(string=  1.5)"),
+        ("%.2f", [1], "%!f(int64=01)"),
+        ("%05s", [3], "%!s(int64=00003)"),
+        ("%.3d", [7], "007"),
         ("%", [], "%!(NOVERB)"),
     ],
 )
