@@ -64,16 +64,19 @@ def test_a_process_that_never_froze_is_left_alone() -> None:
 def test_a_second_reload_during_the_wait_restarts_it() -> None:
     tune_for_serving()
 
-    async def body() -> tuple[int, int]:
+    # Read from the timer handles, not from sleeps timed against the delay: on a loaded
+    # machine a sleep can overrun the first deadline and the refreeze would run early.
+    async def body() -> tuple[bool, int, int]:
         loop = asyncio.get_running_loop()
-        first = after_policy_reload(loop, None, delay_s=0.1)
-        await asyncio.sleep(0.05)
-        after_policy_reload(loop, first, delay_s=0.1)  # the wait starts again here
-        await asyncio.sleep(0.08)  # past the first deadline, before the second
+        first = after_policy_reload(loop, None, delay_s=60)
+        assert first is not None
+        second = after_policy_reload(loop, first, delay_s=0.05)
+        assert second is not None
         still_unfrozen = gc.get_freeze_count()
-        await asyncio.sleep(0.1)
-        return still_unfrozen, gc.get_freeze_count()
+        await asyncio.sleep(0.3)
+        return first.cancelled(), still_unfrozen, gc.get_freeze_count()
 
-    still_unfrozen, refrozen = asyncio.run(body())
+    first_cancelled, still_unfrozen, refrozen = asyncio.run(body())
+    assert first_cancelled  # the first wait no longer refreezes...
     assert still_unfrozen == 0
-    assert refrozen > 0
+    assert refrozen > 0  # ...the restarted one does
