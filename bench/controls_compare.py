@@ -39,7 +39,7 @@ from bench.processes import ProcessGroup, inherited_environment, machine_descrip
 from bench.wrk_compare import wrk, wrk_script
 from bench.wrk_ratios import WrkFigures
 
-__all__ = ["CONTROLS", "Control", "main", "offered_controls"]
+__all__ = ["CONTROLS", "Control", "controlled_key", "main", "offered_controls"]
 
 
 class Control(msgspec.Struct, frozen=True):
@@ -74,7 +74,7 @@ def _create_help(config: str) -> str:
     return done.stdout
 
 
-def _controlled_key(gateway: RunningGateway) -> tuple[str, list[Control], list[str]]:
+def controlled_key(gateway: RunningGateway) -> tuple[str, list[Control], list[str]]:
     """A key with every offered control: its token, the controls set, and the problems of
     those the CLI refused (dropped one by one until the key is created)."""
     config = Path(gateway.config_path)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         instant, paced = start_mocks(group)
         gateway = start_gateway(group, work, args.backend, instant, paced)
         url = f"{gateway.base_url}/v1/chat/completions"
-        token, controls, problems = _controlled_key(gateway)
+        token, controls, problems = controlled_key(gateway)
         scripts = {"without controls": wrk_script(work, gateway.token)}
         scripts["with every control"] = wrk_script(work, token)
         for script in scripts.values():  # warm-up: both keys in the key cache, pools open

@@ -2,6 +2,7 @@
 
     .venv/bin/pip install py-spy   # a tool, not a dependency of the project
     python -m bench.profile_gateway [--backend sqlite|postgres-redis] [--seconds 8] [--gil]
+        [--self] [--raw PATH] [--controls]
 
 Starts the mocks and a real gateway exactly as `bench.run` does, samples the
 gateway with py-spy while 64 (`--concurrency`) concurrent plain requests run, and prints the
@@ -18,8 +19,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import uvloop
 
+from bench.controls_compare import controlled_key
 from bench.gateway_setup import BACKENDS, start_gateway, start_mocks
 from bench.loadgen import run_load
 from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process
@@ -90,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--self", action="store_true", help="also the self (innermost) shares")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw profile at this path")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="send with a key carrying every control (bench.controls_compare), not the plain key",
+    )
     args = parser.parse_args(argv)
     spy = _py_spy()
     pin_current_process(LOAD_CORE)
@@ -97,6 +105,13 @@ def main(argv: list[str] | None = None) -> None:
         urls = start_mocks(group)
         gateway = start_gateway(group, Path(tmp), args.backend, urls[0], urls[1])
         endpoint = gateway.plain_chat()
+        if args.controls:
+            token, controls, _ = controlled_key(gateway)
+            print("controls set: " + ", ".join(f"{c.option} {c.value}" for c in controls))
+            endpoint = msgspec.structs.replace(
+                endpoint,
+                raw_request=endpoint.raw_request.replace(gateway.token.encode(), token.encode()),
+            )
         output = Path(tmp) / "profile.raw"
         record = [spy, "record", "-p", str(gateway.pid), "-d", str(args.seconds), "-r", "200"]
         record += ["--format", "raw", "-o", str(output), "--nonblocking"]
