@@ -109,6 +109,8 @@ from proxy.tokens import display_token, generate_token, hash_token, hashes_match
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
 _log = logging.getLogger("gateway.store")
+# Tries of a request-path call that PostgreSQL rolled back to break a deadlock.
+_DEADLOCK_ATTEMPTS = 3
 
 _RESERVE = """
 CREATE FUNCTION gw_reserve(p_id text, p_key text, p_org text, p_amount numeric, p_ttl float8)
@@ -278,6 +280,55 @@ BEGIN
     SELECT count(*), coalesce(sum(e.tokens), 0), min(e.at), max(e.at)
       INTO w_requests, w_tokens, w_oldest, w_newest
       FROM rate_events e WHERE e.subject = p_subject AND e.at > p_now - 60;
+    SELECT count(*) INTO w_parallel
+      FROM rate_events e WHERE e.subject = p_subject AND e.open_until > now();
+END $$"""
+
+# Running totals per window (rate_totals), kept by a trigger on rate_events, so an
+# admission reads its window's requests and tokens in O(1) rather than summing a
+# minute of traffic; `counted` is true while a row is in its window's totals.
+_RATE_TOTALS = """
+CREATE FUNCTION gw_rate_totals() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.counted THEN
+            INSERT INTO rate_totals AS t (subject, requests, tokens)
+            VALUES (NEW.subject, 1, NEW.tokens)
+            ON CONFLICT (subject) DO UPDATE
+               SET requests = t.requests + 1, tokens = t.tokens + NEW.tokens;
+        END IF;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF OLD.counted OR NEW.counted THEN
+            UPDATE rate_totals
+               SET requests = requests + NEW.counted::int - OLD.counted::int,
+                   tokens = tokens + CASE WHEN NEW.counted THEN NEW.tokens ELSE 0 END
+                                   - CASE WHEN OLD.counted THEN OLD.tokens ELSE 0 END
+             WHERE subject = NEW.subject;
+        END IF;
+    ELSIF OLD.counted THEN
+        UPDATE rate_totals SET requests = requests - 1, tokens = tokens - OLD.tokens
+         WHERE subject = OLD.subject;
+    END IF;
+    RETURN NULL;
+END $$"""
+
+# gw_rate_window on the totals: rows older than the window leave them, rows no longer in
+# flight go; the cost is that of the rows leaving, not of the window.
+_RATE_WINDOW_TOTALS = """
+CREATE OR REPLACE FUNCTION gw_rate_window(p_subject text, p_now float8, OUT w_requests bigint,
+                                          OUT w_tokens bigint, OUT w_parallel bigint,
+                                          OUT w_oldest float8, OUT w_newest float8)
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE rate_events e SET counted = false
+     WHERE e.subject = p_subject AND e.counted AND e.at <= p_now - 60;
+    DELETE FROM rate_events e
+     WHERE e.subject = p_subject AND NOT e.counted AND e.open_until <= now();
+    SELECT coalesce(max(t.requests), 0), coalesce(max(t.tokens), 0)
+      INTO w_requests, w_tokens
+      FROM rate_totals t WHERE t.subject = p_subject;
+    SELECT min(e.at), max(e.at) INTO w_oldest, w_newest
+      FROM rate_events e WHERE e.subject = p_subject AND e.counted;
     SELECT count(*) INTO w_parallel
       FROM rate_events e WHERE e.subject = p_subject AND e.open_until > now();
 END $$"""
@@ -786,6 +837,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _RATE_CLOSE,
         _async_commit(_ADMIT_RATED),
     ),
+    (
+        # Rate windows keep running totals (gw_rate_totals, gw_rate_window above).
+        "ALTER TABLE rate_events ADD COLUMN counted boolean NOT NULL DEFAULT true",
+        """CREATE TABLE rate_totals (
+            subject text PRIMARY KEY,
+            requests bigint NOT NULL DEFAULT 0,
+            tokens bigint NOT NULL DEFAULT 0)""",
+        "INSERT INTO rate_totals (subject, requests, tokens) "
+        "SELECT subject, count(*), sum(tokens) FROM rate_events GROUP BY subject",
+        "DROP INDEX rate_events_window",
+        "CREATE INDEX rate_events_counted ON rate_events(subject, counted, at)",
+        _RATE_TOTALS,
+        "CREATE TRIGGER rate_events_totals AFTER INSERT OR UPDATE OF tokens, counted OR DELETE "
+        "ON rate_events FOR EACH ROW EXECUTE FUNCTION gw_rate_totals()",
+        _RATE_WINDOW_TOTALS,
+    ),
 )
 
 
@@ -893,6 +960,19 @@ class PostgresStore:
             cursor = await conn.execute(query, params)
             return await cursor.fetchone()
 
+    async def _ledger_call(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """A request-path function call (one transaction), tried again when PostgreSQL
+        broke a deadlock by rolling it back: a settlement of a request older than its
+        rate window can meet the admission that moves that row out of the window (both
+        lock the row, then the window's totals), rarely, and then nothing was done."""
+        for attempt in range(_DEADLOCK_ATTEMPTS):
+            try:
+                return await self._fetchone(query, params)
+            except psycopg.errors.DeadlockDetected:
+                if attempt == _DEADLOCK_ATTEMPTS - 1:
+                    raise
+        return None
+
     async def _fetchall(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(query, params)
@@ -997,7 +1077,7 @@ class PostgresStore:
         reservation = reservation_for(claim, amount)
         key_budget, project_budget = claim.key_budget, claim.project_budget
         kl, pl = claim.key_limits, claim.project_limits
-        row = await self._fetchone(
+        row = await self._ledger_call(
             "SELECT gw_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
             "%s, %s, %s, %s, %s, %s)",
             (
@@ -1098,13 +1178,13 @@ class PostgresStore:
             # One statement, one transaction: the charge and the rate windows' correction.
             query += ", gw_rate_close(%s, %s)"
             params += [reservation.id, tokens]
-        await self._fetchone(query, tuple(params))
+        await self._ledger_call(query, tuple(params))
 
     async def release(self, reservation: Reservation) -> None:
         if reservation.rate is None:
             await self._fetchone("SELECT gw_release(%s)", (reservation.id,))
         else:
-            await self._fetchone(
+            await self._ledger_call(
                 "SELECT gw_release(%s), gw_rate_close(%s, 0)", (reservation.id, reservation.id)
             )
 

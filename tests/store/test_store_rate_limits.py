@@ -242,3 +242,33 @@ def test_limits_are_stored_and_checked(backend: Backend) -> None:
             await store.set_key_rate_limits(key_id, RateLimits(rpm=0))
 
     _run(backend, body)
+
+
+def test_a_request_in_flight_past_its_window_leaves_the_window_not_the_parallel_count(
+    backend: Backend,
+) -> None:
+    """The windows keep running totals: a request older than 60 s leaves them once,
+    its late settlement does not touch them, and it counts as in flight until then."""
+    limits = RateLimits(rpm=10, tpm=1000, max_parallel=5)
+
+    async def body(store: Store) -> None:
+        key_id, project_id = await _key(store, limits)
+
+        def claim(t: float, tokens: int) -> Claim:
+            return _claim(key_id, project_id, t, key=limits, tokens=tokens)
+
+        slow = _admitted(await store.admit(claim(T0, 40), "a"))
+        late = _admitted(await store.admit(claim(T0 + 61, 30), "b"))
+        assert late.rate is not None and late.rate.key is not None
+        assert (late.rate.key.requests, late.rate.key.tokens, late.rate.key.parallel) == (1, 30, 2)
+        await store.settle(slow, Decimal("0.01"), tokens=900)  # outside the window now
+        await store.settle(late, Decimal("0.01"), tokens=7)
+        windows = await store.rate_windows(key_id, project_id, T0 + 62)
+        assert windows.key is not None
+        assert (windows.key.requests, windows.key.tokens, windows.key.parallel) == (1, 7, 0)
+        assert windows.key.oldest == T0 + 61
+        windows = await store.rate_windows(key_id, project_id, T0 + 121)
+        assert windows.key is not None
+        assert (windows.key.requests, windows.key.tokens, windows.key.oldest) == (0, 0, None)
+
+    _run(backend, body)
