@@ -28,6 +28,8 @@ Layout under the prefix P (default `gw:`):
                   window (s = k:<key> or p:<project>, only those with rate limits)
     P rt:<s>      hash res -> tokens, and '#sum': the tokens of the window
     P rp:<s>      zset res -> reservation expiry (ms, Redis clock): requests in flight
+                  (the three expire together 2 minutes after the reservation TTL from
+                  the subject's last admission)
 
 A key's and an organization's ledger also hold `qu`: the latest expiry of any of
 their tickets; while it is past nobody waits, so admission skips the line and
@@ -359,6 +361,12 @@ if fits and not ahead then
             redis.call('HSET', p .. 'rt:' .. l.s, rid, ARGV[16])
             redis.call('HINCRBY', p .. 'rt:' .. l.s, '#sum', ARGV[16])
             redis.call('ZADD', p .. 'rp:' .. l.s, now + tonumber(ttl), rid)
+            -- An idle subject's window goes once its last request has left it and can
+            -- no longer be in flight (a deleted key leaves nothing behind).
+            local keep = tonumber(ttl) + 120000
+            for _, part in ipairs({'rw:', 'rt:', 'rp:'}) do
+                redis.call('PEXPIRE', p .. part .. l.s, keep)
+            end
             local oldest, newest = ARGV[15], ARGV[15]
             if w[4] ~= '' and tonumber(w[4]) < at then oldest = w[4] end
             if w[5] ~= '' and tonumber(w[5]) > at then newest = w[5] end
