@@ -35,9 +35,11 @@ __all__ = ["ConnectionLimits", "deadline_protocol"]
 
 logger = logging.getLogger("gateway")
 
-# How long a refused connection is kept half-closed so the client reads the 503
-# rather than a reset (closing with unread input makes the kernel send RST).
-_REFUSAL_LINGER_S = 1.0
+# How long a connection answered below the app (503 refusal, 408 deadline) is kept
+# half-closed so the client reads the answer rather than a reset: closing with unread
+# input makes the kernel send RST, and a client still sending (a slow one trickling
+# headers) would lose the response that was already on its way.
+_LINGER_S = 1.0
 _REASONS = {408: b"Request Timeout", 503: b"Service Unavailable"}
 
 
@@ -84,7 +86,7 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     class DeadlineProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
         _request_begun = False
-        _refused = False
+        _lingering = False
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
@@ -94,24 +96,31 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self._arm(limits.header_read_timeout, self._headers_late)
 
         def _refuse(self) -> None:
-            self._refused = True
             logger.warning(
                 "connection refused: %d open, the limit is %d (max_connections)",
                 len(self.connections),
                 limits.max_connections,
             )
-            self.transport.write(refusal)
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            self._arm(_REFUSAL_LINGER_S, self.transport.close)
+            self._answer_and_linger(refusal)
+
+        def _answer_and_linger(self, response: bytes) -> None:
+            """Send `response`, half-close, and drop whatever still arrives until the
+            client closes or `_LINGER_S` passes (a lingering close, as nginx does)."""
+            self._lingering = True
+            self.transport.write(response)
+            if not self.transport.can_write_eof():
+                self.transport.close()
+                return
+            self.transport.write_eof()
+            self._arm(_LINGER_S, self.transport.close)
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return  # read and dropped, so closing never resets the 503 away
+            if self._lingering:
+                return  # read and dropped, so closing never resets the answer away
             super().data_received(data)
 
         def eof_received(self) -> None:
-            if self._refused:
+            if self._lingering:
                 self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -152,8 +161,9 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             if self.transport.is_closing():
                 return
             if self._request_begun:
-                self.transport.write(header_timeout)
-            self.transport.close()
+                self._answer_and_linger(header_timeout)
+            else:
+                self.transport.close()
 
         def _body_late(self) -> None:
             self._deadline = None
@@ -163,8 +173,9 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             # The app sees the client gone and nothing it sends is written after this.
             cycle.disconnected = True
             cycle.message_event.set()
-            if not cycle.response_started:
-                self.transport.write(body_timeout)
-            self.transport.close()
+            if cycle.response_started:
+                self.transport.close()
+            else:
+                self._answer_and_linger(body_timeout)
 
     return DeadlineProtocol

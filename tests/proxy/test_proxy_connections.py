@@ -174,3 +174,36 @@ def test_connections_beyond_the_cap_get_a_clear_503(small_cap: Deployment) -> No
     body = _body(refused)
     assert isinstance(body, dict) and "`max_connections`" in body["message"]
     assert after == 200
+
+
+def test_a_client_still_sending_after_the_deadline_reads_its_408(deployment: Deployment) -> None:
+    """Closing a socket with unread input makes the kernel reset the connection, which
+    can destroy the 408 already sent: the gateway half-closes and drops what still
+    arrives instead (a lingering close), so the client always reads its answer."""
+    port = deployment.gateway.port
+
+    async def scenario() -> bytes:
+        reader, writer = await _connect(port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        number = 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.5  # past the 1 s header deadline, sending all along
+        while loop.time() < until:
+            number += 1
+            writer.write(b"X-Busy-%d: 1\r\n" % number)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.005)
+        answer = await _answer(reader)
+        writer.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert _status(answer) == 408
+    assert _body(answer) == {
+        "error": True,
+        "status": 408,
+        "message": "Request Timeout: the request headers did not arrive within 1 seconds",
+    }
