@@ -8,6 +8,8 @@
 #   2. unknown or disabled key             401
 #   2b. expired key, or a rotated-out token past its grace period   401 (same message)
 #   3. usage limit reached                 401
+#   3b. key period budget reached          401
+#   3c. project period budget reached      403
 #   3r. a rate limit of the key, then of its project, is reached   429
 #       (requests per minute, tokens per minute, parallel requests)
 #   4. project archived                    410
@@ -43,6 +45,10 @@ decision := denied(401, "Unauthorized: No API key provided. Expected 'Authorizat
 	rotated_token_expired
 } else := denied(401, "Unauthorized: LLMGateway API key reached its usage limit.", []) if {
 	usage_limit_reached
+} else := denied(401, "Unauthorized: LLMGateway API key reached its current period usage limit.", [budget_reason("period_budget", "key", input.key)]) if {
+	key_period_budget_reached
+} else := denied(403, "Project has reached its period spend budget.", [budget_reason("project_period_budget", "project", input.project)]) if {
+	project_period_budget_reached
 } else := denied(429, rate_limited.message, [rate_limited]) if {
 	rate_limited
 } else := denied(410, "Project has been archived and is no longer accessible", []) if {
@@ -126,6 +132,40 @@ invalid_token_message := "Unauthorized: Invalid LLMGateway API token. Please mak
 usage_limit_reached if {
 	input.key.usage_limit != null
 	to_number(input.key.usage) >= to_number(input.key.usage_limit)
+}
+
+# Check 3b: a key with a period budget (an amount per calendar hour, day, week or
+# month) is blocked once the current window's settled usage reaches it; the next
+# window starts from zero. The proxy computes the window for the request's time and
+# reads its usage (`input.key.period_budget`); in-flight requests never refuse
+# here, admission waits for them. LLM Gateway's wording for its period limits.
+key_period_budget_reached if period_budget_reached(input.key)
+
+# Check 3c: the same for the project's budget, which all its keys share. A 403: the
+# key is fine, the project it belongs to has spent its allowance for the period.
+project_period_budget_reached if period_budget_reached(input.project)
+
+period_budget_reached(subject) if {
+	budget := object.get(subject, "period_budget", null)
+	budget != null
+	to_number(budget.usage) >= to_number(budget.amount)
+}
+
+# The decision log's reason for a budget refusal: which window, how much, when it resets.
+budget_reason(code, what, subject) := {
+	"code": code,
+	"rule_id": null,
+	"message": sprintf("%s %s used %s of its %s per %s in the window from %s; the next window starts at %s", [
+		what,
+		subject.id,
+		budget.usage,
+		budget.amount,
+		budget.period,
+		budget.window_start,
+		budget.resets_at,
+	]),
+} if {
+	budget := subject.period_budget
 }
 
 # ---------------------------------------------------------------------------

@@ -62,6 +62,33 @@ example_near_denials := object.union(example_allowed_request, {
 # a part or two from there.
 example_at_usage_limit := object.union(example_allowed_request, {"key": {"usage": "100", "usage_limit": "100.00"}})
 
+# ...and a key's and a project's period budget whose window usage equals the budget.
+example_at_key_budget := object.union(example_allowed_request, {
+	"key": {
+		"period_budget": {
+			"amount": "5.00",
+			"period": "day",
+			"usage": "5",
+			"reserved": "0",
+			"window_start": "2026-11-27T00:00:00Z",
+			"resets_at": "2026-11-28T00:00:00Z",
+		},
+	},
+})
+
+example_at_project_budget := object.union(example_allowed_request, {
+	"project": {
+		"period_budget": {
+			"amount": "50",
+			"period": "month",
+			"usage": "50.00",
+			"reserved": "1.00",
+			"window_start": "2026-11-01T00:00:00Z",
+			"resets_at": "2026-12-01T00:00:00Z",
+		},
+	},
+})
+
 example_at_expiry := object.union(example_allowed_request, {
 	"key": {
 		"expires_at": "2026-11-27T10:00:00Z",
@@ -218,6 +245,54 @@ rate_windows := [window |
 	window != null
 ]
 
+# A key whose current window's settled usage reached its period budget is never
+# allowed, nor a key of a project whose window reached the project's budget.
+prop_key_at_period_budget_is_never_allowed if not key_at_period_budget_allowed
+
+key_at_period_budget_allowed if {
+	decision.allow == true
+	budget_spent(input.key)
+}
+
+prop_project_at_period_budget_is_never_allowed if not project_at_period_budget_allowed
+
+project_at_period_budget_allowed if {
+	decision.allow == true
+	budget_spent(input.project)
+}
+
+budget_spent(subject) if {
+	budget := object.get(subject, "period_budget", null)
+	budget != null
+	to_number(budget.usage) >= to_number(budget.amount)
+}
+
+# In-flight reservations alone never refuse for a budget: a window whose settled
+# usage is below the budget is never answered with a budget message.
+prop_in_flight_alone_never_refuses_for_a_budget if not refused_on_in_flight
+
+refused_on_in_flight if {
+	decision.message in {
+		"Unauthorized: LLMGateway API key reached its current period usage limit.",
+		"Project has reached its period spend budget.",
+	}
+	not budget_spent(input.key)
+	not budget_spent(input.project)
+}
+
+# The key's budget answers right after the usage limit, before anything about the
+# project or the request (check 3b).
+prop_key_budget_answers_after_the_usage_limit if not key_budget_message_missing
+
+key_budget_message_missing if {
+	input.request.token_present == true
+	input.key.status == "active"
+	not expired
+	not limit_reached
+	budget_spent(input.key)
+	decision.message != "Unauthorized: LLMGateway API key reached its current period usage limit."
+}
+
 # Every denial carries one of the documented messages with its status.
 prop_denials_carry_documented_messages if not undocumented_denial
 
@@ -267,6 +342,8 @@ fixed_messages := [
 	[401, "Unauthorized: No API key provided. Expected 'Authorization: Bearer your-api-token' header or 'x-api-key: your-api-token' header"],
 	[401, "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."],
 	[401, "Unauthorized: LLMGateway API key reached its usage limit."],
+	[401, "Unauthorized: LLMGateway API key reached its current period usage limit."],
+	[403, "Project has reached its period spend budget."],
 	[410, "Project has been archived and is no longer accessible"],
 	[400, "Invalid request body: the field `model` is required and must be a string."],
 	[402, "No API key set for provider and organization has insufficient credits"],

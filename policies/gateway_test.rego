@@ -156,6 +156,48 @@ test_usage_below_the_limit_passes if {
 	d.allow == true
 }
 
+budget(amount, usage, reserved) := {
+	"amount": amount,
+	"period": "day",
+	"usage": usage,
+	"reserved": reserved,
+	"window_start": "2026-11-27T00:00:00Z",
+	"resets_at": "2026-11-28T00:00:00Z",
+}
+
+test_key_window_at_its_budget_is_401_with_the_period_message if {
+	d := decide({"key": {"period_budget": budget("5", "5.00", "0")}})
+	d.status == 401
+	d.message == "Unauthorized: LLMGateway API key reached its current period usage limit."
+	d.reasons[0].code == "period_budget"
+	contains(d.reasons[0].message, "2026-11-28T00:00:00Z")
+}
+
+test_in_flight_reservations_alone_never_refuse_for_a_budget if {
+	d := decide({"key": {"period_budget": budget("5", "4.99", "100")}})
+	d.allow == true
+}
+
+test_the_usage_limit_answers_before_the_key_budget if {
+	d := decide({"key": {"usage": "1", "usage_limit": "1", "period_budget": budget("5", "5", "0")}})
+	d.message == "Unauthorized: LLMGateway API key reached its usage limit."
+}
+
+test_project_window_at_its_budget_is_403 if {
+	d := decide({"project": {"period_budget": budget("0", "0", "0")}})
+	d.status == 403
+	d.message == "Project has reached its period spend budget."
+	d.reasons[0].code == "project_period_budget"
+}
+
+test_the_key_budget_answers_before_the_project_budget if {
+	d := decide({
+		"key": {"period_budget": budget("1", "1", "0")},
+		"project": {"period_budget": budget("1", "1", "0"), "status": "deleted"},
+	})
+	d.status == 401
+}
+
 test_archived_project_is_410 if {
 	d := decide({"project": {"status": "deleted"}})
 	d.status == 410

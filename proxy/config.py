@@ -138,6 +138,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     only they keep it from fitting a key's usage limit or the organization's credits;
     then it gets 429 with `Retry-After`. Settled figures alone answer 401 / 402 at once."""
 
+    budget_time_zone: str = "UTC"
+    """IANA time zone of the calendar windows of period budgets (`Europe/Berlin`): a
+    `day` budget starts again at local midnight, a `week` one on Monday's, a `month`
+    one on the 1st. Changing it starts new windows (at zero usage)."""
+
     reload_interval: float = 1.0
     """Seconds between checks of the policy files for changes (0 disables polling;
     SIGHUP always reloads)."""
@@ -164,6 +169,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         from proxy.forwarded import parse_networks
 
         parse_networks(self.trusted_proxies)  # ValueError names the bad entry
+        from proxy.budgets import time_zone
+
+        time_zone(self.budget_time_zone)  # ValueError (BudgetError) names the field
         if self.secret_key is not None and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(
                 f"{SECRET_KEY_ENV} must be at least {MIN_SECRET_KEY_LENGTH} characters; generate "

@@ -32,6 +32,7 @@ __all__ = [
     "KeyStatus",
     "Operation",
     "OrganizationDocument",
+    "PeriodBudgetDocument",
     "ProjectDocument",
     "ProjectMode",
     "ProjectStatus",
@@ -154,6 +155,25 @@ class RateLimitsDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     and its tokens free up); None when the window is empty or not counted."""
 
 
+class PeriodBudgetDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A period budget and its current window, as of the request's time."""
+
+    amount: Money
+    """The most settled usage allowed per window (USD); `"0"` blocks every request."""
+    period: Literal["hour", "day", "week", "month"]
+    """The calendar period of a window, in the gateway's `budget_time_zone` (weeks start
+    on Monday)."""
+    usage: Money
+    """Settled usage in the current window: the budget check compares this alone, so
+    in-flight requests never cause a refusal."""
+    reserved: Money = Decimal(0)
+    """Cost held in this window by requests still in flight (admission waits for them)."""
+    window_start: Timestamp
+    """When the current window began (RFC 3339 UTC)."""
+    resets_at: Timestamp
+    """When the next window begins and usage starts again from zero."""
+
+
 class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The API key the token resolved to."""
 
@@ -181,6 +201,8 @@ class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     after a rotation: when that grace period ends. None for the key's current token."""
     rate_limits: RateLimitsDocument | None = None
     """The key's rate limits and window (check 3r); None when the key has none."""
+    period_budget: PeriodBudgetDocument | None = None
+    """The key's period budget and its current window; None when it has none."""
 
 
 class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -199,6 +221,9 @@ class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     rate_limits: RateLimitsDocument | None = None
     """The project's rate limits and window, shared by all its keys (check 3r); None
     when the project has none."""
+    period_budget: PeriodBudgetDocument | None = None
+    """The project's period budget (all its keys together) and its current window;
+    None when it has none."""
 
 
 class OrganizationDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

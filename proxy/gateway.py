@@ -30,6 +30,8 @@ from proxy.api_families import (
     upstream_headers,
     whole_usage,
 )
+from proxy.budget_facts import BudgetFacts, budget_facts, with_budgets
+from proxy.budgets import time_zone
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
@@ -184,6 +186,7 @@ class Gateway:
         self._clock = clock or SecondClock()
         self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
+        self._zone = time_zone(config.budget_time_zone)
 
     def request_epoch(self) -> float:
         """Now on the request clock (epoch seconds): the rate windows' clock."""
@@ -248,7 +251,9 @@ class Gateway:
         body: bytes,
         record: DecisionRecord,
     ) -> Reply:
-        asked, context, decision = await self._judge(operation, headers, client_ip, body, record)
+        asked, context, facts, decision = await self._judge(
+            operation, headers, client_ip, body, record
+        )
         record.key_id = context.key.id if context else None
         if decision is None:
             return self._finish(record, self._no_decision(operation))
@@ -264,7 +269,9 @@ class Gateway:
         if operation == "models.list":
             reply = self._models(decision, asked.policy.catalog)
             return self._finish(record, await self._with_rate_windows(reply, context, asked))
-        return self._finish(record, await self._reserve_and_forward(asked, context, decision))
+        return self._finish(
+            record, await self._reserve_and_forward(asked, context, facts, decision)
+        )
 
     async def _judge(
         self,
@@ -273,7 +280,7 @@ class Gateway:
         client_ip: str,
         body: bytes,
         record: DecisionRecord,
-    ) -> tuple[_Asked, KeyContext | None, Decision | None]:
+    ) -> tuple[_Asked, KeyContext | None, BudgetFacts, Decision | None]:
         """The policy's decision, with credentials checked before the body is read: a
         request without a known key is judged with no body at all, so it always gets the
         documented 401 and an anonymous caller cannot make the gateway parse anything."""
@@ -291,13 +298,20 @@ class Gateway:
         readable = context is not None and operation != "models.list"
         forwarded = upstream_headers(operation, headers) if readable else None
         asked = self._asked(operation, token_hash, client_ip, body, forwarded, record)
-        decision = self._decide(asked, context)
+        facts = await self._budget_facts(asked, context)
+        decision = self._decide(asked, context, facts)
         if context is not None and decision is not None and not decision.allow:
             # The record may come from the key cache: a refusal is always judged on the
             # live one, so a limit raised or a key re-enabled elsewhere counts at once.
             context = await self._store.key_context(token_hash, fresh=True)
-            decision = self._decide(asked, context)
-        return asked, context, decision
+            facts = await self._budget_facts(asked, context)
+            decision = self._decide(asked, context, facts)
+        return asked, context, facts, decision
+
+    async def _budget_facts(self, asked: _Asked, context: KeyContext | None) -> BudgetFacts:
+        """The period budgets' current windows at the request's own time (one clock
+        reading per request: the policy and the admission see the same windows)."""
+        return await budget_facts(self._store, context, asked.request.time, self._zone)
 
     def _asked(
         self,
@@ -342,14 +356,18 @@ class Gateway:
         self,
         asked: _Asked,
         context: KeyContext | None,
+        facts: BudgetFacts,
         rate: RateState | None = None,
         now: float | None = None,
         limits: tuple[RateLimits, RateLimits] | None = None,
     ) -> Decision | None:
         """`rate`: the windows the store saw at request time `now` when it refused a
-        rate limit under `limits` (the request's token bound is then in `asked.request`)."""
+        rate limit under `limits` (the request's token bound is then in `asked.request`);
+        `facts`: the period budgets' current windows."""
         started = time.perf_counter()
-        document = build_input(asked.request, context, self._gateway, rate, now, limits)
+        document = build_input(
+            asked.request, context, self._gateway, rate, now, limits, facts.key, facts.project
+        )
         decision = asked.policy.decide(document)
         elapsed = time.perf_counter() - started
         record = asked.record
@@ -397,7 +415,7 @@ class Gateway:
     # -- allowed requests ------------------------------------------------------------
 
     async def _reserve_and_forward(
-        self, asked: _Asked, context: KeyContext, decision: Decision
+        self, asked: _Asked, context: KeyContext, facts: BudgetFacts, decision: Decision
     ) -> Reply:
         price = asked.policy.catalog.price(decision.model, decision.provider)
         try:
@@ -418,7 +436,7 @@ class Gateway:
             tokens=bound.prompt_tokens + bound.completion_tokens,
             now=_epoch(asked.request.time),
         )
-        reservation = await self._reserve(asked, context, claim)
+        reservation = await self._reserve(asked, context, facts, claim)
         if not isinstance(reservation, Reservation):
             asked.record.allowed = False
             return reservation
@@ -459,7 +477,7 @@ class Gateway:
         )
 
     async def _reserve(
-        self, asked: _Asked, context: KeyContext, claim: Claim
+        self, asked: _Asked, context: KeyContext, facts: BudgetFacts, claim: Claim
     ) -> Reservation | Reply:
         """Hold `claim`, waiting while only in-flight reservations stand in the way
         (proxy/admission.py). A refusal comes from the settled figures alone, or from
@@ -467,32 +485,40 @@ class Gateway:
         fresh figures or the windows the store saw, answers it with the documented
         message."""
         for _ in range(_ADMIT_ATTEMPTS):
-            outcome = await self._admission.reserve(claim)
+            # The period budgets' windows as the policy saw them: same instant, same budget.
+            outcome = await self._admission.reserve(with_budgets(claim, context, facts))
             if isinstance(outcome, Reservation):
                 return outcome
             if isinstance(outcome, TimedOut):
                 break
             if outcome.rate is not None:
-                refusal = self._rate_refusal(asked, context, claim, outcome)
+                refusal = self._rate_refusal(asked, context, facts, claim, outcome)
                 if refusal is not None:
                     return refusal
                 continue  # a policy that lets this rate through: the store decides again
-            fresh = await self._store.key_context(asked.token_hash, fresh=True) or context
-            decision = self._decide(asked, fresh)
+            context = await self._store.key_context(asked.token_hash, fresh=True) or context
+            facts = await self._budget_facts(asked, context)
+            decision = self._decide(asked, context, facts)
             if decision is None:
                 return self._no_decision(asked.operation)
             if not decision.allow:
                 asked.record.reason = decision.message
+                asked.record.reason_code = decision.reasons[0].code if decision.reasons else None
                 return self.error(decision.status, decision.message, asked.operation)
             # The store refused on figures the policy, a moment later, accepts (a limit
-            # raised or credits added meanwhile): ask the store again.
+            # or budget raised or credits added meanwhile): ask the store again.
         asked.record.reason = "admission wait ran out"
         asked.record.reason_code = "admission_wait"
         reply = self.error(429, _BUSY_MESSAGE, asked.operation)
         return msgspec.structs.replace(reply, headers=(("retry-after", "1"),))
 
     def _rate_refusal(
-        self, asked: _Asked, context: KeyContext, claim: Claim, refused: Refused
+        self,
+        asked: _Asked,
+        context: KeyContext,
+        facts: BudgetFacts,
+        claim: Claim,
+        refused: Refused,
     ) -> Reply | None:
         """The store refused a rate limit: the policy decides again with the windows it
         saw and the request's token bound (check 3r); None if the policy allows."""
@@ -501,7 +527,7 @@ class Gateway:
             asked, request=msgspec.structs.replace(asked.request, token_bound=claim.tokens)
         )
         limits = (claim.key_limits, claim.project_limits)
-        decision = self._decide(asked, context, refused.rate, claim.now, limits)
+        decision = self._decide(asked, context, facts, refused.rate, claim.now, limits)
         if decision is None:
             return self._no_decision(asked.operation)
         if decision.allow:

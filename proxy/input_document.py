@@ -15,6 +15,7 @@ from proxy.documents import (
     InputDocument,
     KeyDocument,
     OrganizationDocument,
+    PeriodBudgetDocument,
     ProjectDocument,
     RateLimitsDocument,
     RequestDocument,
@@ -37,12 +38,16 @@ def build_input(
     rate: RateState | None = None,
     now: float | None = None,
     limits: tuple[RateLimits, RateLimits] | None = None,
+    key_budget: PeriodBudgetDocument | None = None,
+    project_budget: PeriodBudgetDocument | None = None,
 ) -> InputDocument:
     """The input document: `key`/`project`/`organization` are null for an unknown token.
     `rate` is the windows the store saw (when it refused a rate limit) at request time
     `now` (epoch seconds) under `limits` (the key's and the project's as admitted: the
     store's own lowered by policy files); without them the windows' counts are null
-    (not counted yet) and the limits are the store's."""
+    (not counted yet) and the limits are the store's. The period budgets' windows
+    (`proxy.budget_facts`) come from the caller, who read their figures for the
+    request's time."""
     if context is None:
         return InputDocument(request=request, gateway=gateway)
     key = context.key
@@ -65,6 +70,7 @@ def build_input(
             expires_at=key.expires_at,
             token_expires_at=context.token_expires_at,
             rate_limits=rate_document(key_limits, rate.key if rate else None, now),
+            period_budget=key_budget,
         ),
         project=ProjectDocument(
             id=project.id,
@@ -73,6 +79,7 @@ def build_input(
             provider_keys=tuple(sorted(project.provider_keys)),
             iam_rules=tuple(_rule(rule) for rule in context.project_rules),
             rate_limits=rate_document(project_limits, rate.project if rate else None, now),
+            period_budget=project_budget,
         ),
         organization=OrganizationDocument(
             id=organization.id,

@@ -173,9 +173,11 @@ def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) ->
         ]
     )
     assert result.status == 0, result.out
-    assert result.out.startswith("12 properties hold over ")
+    assert result.out.startswith("16 properties hold over ")
     assert "prop_denied_model_is_never_allowed" in result.out
     assert "prop_rpm_is_never_exceeded" in result.out
+    assert "prop_key_at_period_budget_is_never_allowed" in result.out
+    assert "prop_project_at_period_budget_is_never_allowed" in result.out
 
 
 def test_no_properties_is_an_error(tmp_path: Path) -> None:

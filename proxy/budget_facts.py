@@ -1,0 +1,157 @@
+"""The period-budget facts of one request: which windows it falls in, and their figures.
+
+The gateway reads the time once per request (its injectable clock, the input
+document's `request.time`); the same instant picks the windows the policy is shown
+and the windows the request's claim holds room in, so the policy's answer and the
+store's admission always talk about the same windows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from proxy.budgets import Budget, format_budget, rfc3339, window
+from proxy.documents import PeriodBudgetDocument
+from proxy.store.base import BudgetWindow, Claim, KeyContext, Store, WindowUsage
+
+
+class BudgetReader(Protocol):
+    """What reading a window's figures needs (a Store, or the audited admin wrapper)."""
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]: ...
+
+
+__all__ = [
+    "BudgetFacts",
+    "BudgetReader",
+    "budget_facts",
+    "budget_json",
+    "current_window",
+    "parse_time",
+    "with_budgets",
+]
+
+
+class _Window(msgspec.Struct, frozen=True, kw_only=True):
+    budget: Budget
+    start: str
+    end: str
+
+
+class BudgetFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """The key's and the project's budget documents (None: no budget) and windows."""
+
+    key: PeriodBudgetDocument | None = None
+    project: PeriodBudgetDocument | None = None
+    key_window: BudgetWindow | None = None
+    project_window: BudgetWindow | None = None
+
+
+NO_BUDGETS = BudgetFacts()
+
+
+def parse_time(text: str) -> datetime:
+    """The gateway clock's RFC 3339 text (`2027-01-01T00:00:00Z`) as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _window(budget: Budget | None, at: datetime, zone: ZoneInfo) -> _Window | None:
+    if budget is None:
+        return None
+    start, end = window(budget.period, at, zone)
+    return _Window(budget=budget, start=rfc3339(start), end=rfc3339(end))
+
+
+def _document(current: _Window | None, figures: WindowUsage) -> PeriodBudgetDocument | None:
+    if current is None:
+        return None
+    return PeriodBudgetDocument(
+        amount=current.budget.amount,
+        period=current.budget.period,
+        usage=figures.usage,
+        reserved=figures.reserved,
+        window_start=current.start,
+        resets_at=current.end,
+    )
+
+
+def _claimed(current: _Window | None) -> BudgetWindow | None:
+    return (
+        None if current is None else BudgetWindow(amount=current.budget.amount, start=current.start)
+    )
+
+
+async def budget_facts(
+    store: Store, context: KeyContext | None, time: str, zone: ZoneInfo
+) -> BudgetFacts:
+    """The budgets of the key and its project at `time` (RFC 3339), with the current
+    windows' figures read from the store (no read at all when neither has a budget)."""
+    if context is None or (context.key.budget is None and context.project.budget is None):
+        return NO_BUDGETS
+    at = parse_time(time)
+    key_window = _window(context.key.budget, at, zone)
+    project_window = _window(context.project.budget, at, zone)
+    key_figures, project_figures = await store.budget_usage(
+        None if key_window is None else (context.key.id, key_window.start),
+        None if project_window is None else (context.project.id, project_window.start),
+    )
+    return BudgetFacts(
+        key=_document(key_window, key_figures),
+        project=_document(project_window, project_figures),
+        key_window=_claimed(key_window),
+        project_window=_claimed(project_window),
+    )
+
+
+def with_budgets(claim: Claim, context: KeyContext, facts: BudgetFacts) -> Claim:
+    """`claim` holding room in the request's budget windows too."""
+    if facts.key_window is None and facts.project_window is None:
+        return claim
+    return msgspec.structs.replace(
+        claim,
+        key_budget=facts.key_window,
+        project_id=context.project.id if facts.project_window is not None else claim.project_id,
+        project_budget=facts.project_window,
+    )
+
+
+async def current_window(
+    store: BudgetReader,
+    owner: Literal["key", "project"],
+    owner_id: str,
+    budget: Budget | None,
+    at: datetime,
+    zone: ZoneInfo,
+) -> PeriodBudgetDocument | None:
+    """A key's or a project's budget with its window holding `at` (for the CLI, the
+    admin API and the dashboard); None without a budget."""
+    current = _window(budget, at, zone)
+    if current is None:
+        return None
+    subject = (owner_id, current.start)
+    key_figures, project_figures = await store.budget_usage(
+        subject if owner == "key" else None, subject if owner == "project" else None
+    )
+    return _document(current, key_figures if owner == "key" else project_figures)
+
+
+def budget_json(document: PeriodBudgetDocument | None) -> dict[str, Any] | None:
+    """The budget and its current window as JSON (money as decimal strings)."""
+    if document is None:
+        return None
+    budget = Budget(amount=document.amount, period=document.period)
+    return {
+        "budget": format_budget(budget),
+        "amount": str(document.amount),
+        "period": document.period,
+        "usage": str(document.usage),
+        "reserved": str(document.reserved),
+        "window_start": document.window_start,
+        "resets_at": document.resets_at,
+    }
