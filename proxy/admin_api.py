@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
@@ -24,6 +24,8 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 
 from proxy.audit import Actor, AuditedAdmin, audit_json
+from proxy.budget_facts import budget_json, current_window, parse_time
+from proxy.budgets import Budget, format_budget
 from proxy.credentials import read_token
 from proxy.errors import error_body
 from proxy.forwarded import client_address
@@ -47,7 +49,7 @@ from proxy.store.base import (
     Store,
     StoreError,
 )
-from proxy.store.common import parse_expiry
+from proxy.store.common import check_budget, parse_expiry
 from proxy.throttle import FailedAttempts
 
 __all__ = ["admin_router"]
@@ -65,6 +67,20 @@ class OrganizationView(msgspec.Struct, frozen=True, kw_only=True):
     name: str
 
 
+class BudgetWindowView(msgspec.Struct, frozen=True, kw_only=True):
+    """A period budget's current window (in the gateway's `budget_time_zone`)."""
+
+    budget: str
+    amount: str
+    period: str
+    usage: str
+    """Settled usage in the window."""
+    reserved: str
+    """Held by requests in flight in the window."""
+    window_start: str
+    resets_at: str
+
+
 class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     organization_id: str
@@ -79,6 +95,10 @@ class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
     """Tokens (prompt + completion) per minute for all its keys together."""
     max_parallel: int | None = None
     """Requests in flight at once for all its keys together."""
+    budget: str | None = None
+    """The period budget (`100.00/month`, all keys together); None: none."""
+    period_budget: BudgetWindowView | None = None
+    """On `GET /projects/{id}`: the budget's current window, its usage and reset time."""
 
 
 class KeyView(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +111,10 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     created_at: str
     expires_at: str | None = None
+    budget: str | None = None
+    """The period budget (`5.00/day`); None: none."""
+    period_budget: BudgetWindowView | None = None
+    """On `GET /keys/{id}`: the budget's current window, its usage and reset time."""
     last_used_at: str | None = None
     """When a request last presented the key (flushed from each instance every 2 s)."""
     requests: int = 0
@@ -154,6 +178,14 @@ class CreateProject(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     id: str
     organization: str
     mode: ProjectMode = "hybrid"
+    budget: str | None = None
+    """`AMOUNT/PERIOD`, PERIOD one of hour, day, week, month (e.g. `100.00/month`)."""
+
+
+class SetBudget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    budget: str | None
+    """`AMOUNT/PERIOD`, PERIOD one of hour, day, week, month (e.g. `5.00/day`); null
+    clears the budget."""
 
 
 class SetMode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -174,6 +206,8 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
+    budget: str | None = None
+    """`AMOUNT/PERIOD`, PERIOD one of hour, day, week, month (e.g. `5.00/day`)."""
 
 
 class SetExpiry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -243,6 +277,7 @@ def _project(project: Project) -> ProjectView:
         rpm=project.rate_limits.rpm,
         tpm=project.rate_limits.tpm,
         max_parallel=project.rate_limits.max_parallel,
+        budget=None if project.budget is None else format_budget(project.budget),
     )
 
 
@@ -277,6 +312,7 @@ def _key_fields(key: ApiKey) -> dict[str, Any]:
         "rpm": key.rate_limits.rpm,
         "tpm": key.rate_limits.tpm,
         "max_parallel": key.rate_limits.max_parallel,
+        "budget": None if key.budget is None else format_budget(key.budget),
     }
 
 
@@ -294,6 +330,22 @@ def _request_time(request: AnyRequest) -> float:
     """Now on the gateway's request clock (the windows' clock), else the wall clock."""
     gateway = getattr(request.app.state, "gateway", None)
     return gateway.request_epoch() if gateway is not None else time.time()
+
+
+def _budget(text: str | None) -> Budget | None:
+    """A budget from the request body; a bad one is a 400 naming the field."""
+    return None if text is None else check_budget(text, "field `budget`")
+
+
+async def _budget_window(
+    request: AnyRequest, owner: Literal["key", "project"], owner_id: str, budget: Budget | None
+) -> BudgetWindowView | None:
+    """The budget's current window, at the gateway's clock, in its zone."""
+    state = request.app.state
+    at = parse_time(state.budget_clock())
+    document = await current_window(_admin(request), owner, owner_id, budget, at, state.budget_zone)
+    shown = budget_json(document)
+    return None if shown is None else msgspec.convert(shown, BudgetWindowView)
 
 
 def _rule(rule: IamRule) -> RuleView:
@@ -390,12 +442,26 @@ async def list_projects(request: AnyRequest) -> list[ProjectView]:
 
 @post("/projects", operation_class=_OP)
 async def create_project(request: AnyRequest, data: CreateProject) -> ProjectView:
-    return _project(await _admin(request).create_project(data.id, data.organization, data.mode))
+    budget = _budget(data.budget)
+    admin = _admin(request)
+    project = await admin.create_project(data.id, data.organization, data.mode)
+    if budget is not None:
+        project = await admin.set_project_budget(project.id, budget)
+    return _project(project)
 
 
 @get("/projects/{project_id:str}", operation_class=_OP)
 async def show_project(request: AnyRequest, project_id: str) -> ProjectView:
-    return _project(await _admin(request).get_project(project_id))
+    project = await _admin(request).get_project(project_id)
+    window = await _budget_window(request, "project", project.id, project.budget)
+    return msgspec.structs.replace(_project(project), period_budget=window)
+
+
+@put("/projects/{project_id:str}/budget", operation_class=_OP)
+async def set_project_budget(request: AnyRequest, project_id: str, data: SetBudget) -> ProjectView:
+    project = await _admin(request).set_project_budget(project_id, _budget(data.budget))
+    window = await _budget_window(request, "project", project.id, project.budget)
+    return msgspec.structs.replace(_project(project), period_budget=window)
 
 
 @put("/projects/{project_id:str}/mode", operation_class=_OP)
@@ -486,13 +552,17 @@ async def list_keys(request: AnyRequest, project: str | None = None) -> list[Key
 @post("/keys", operation_class=_OP)
 async def create_key(request: AnyRequest, data: CreateKey) -> CreatedKeyView:
     limit = _money(data.usage_limit, "usage_limit")
-    key, token = await _admin(request).create_key(
+    budget = _budget(data.budget)
+    admin = _admin(request)
+    key, token = await admin.create_key(
         data.project,
         limit,
         data.description,
         expires_at=data.expires_at,
         rate_limits=_limits(data),
     )
+    if budget is not None:
+        key = await admin.set_key_budget(key.id, budget)
     return CreatedKeyView(**_key_fields(key), token=token)
 
 
@@ -503,7 +573,10 @@ async def show_key(request: AnyRequest, key_id: str) -> KeyView:
     windows = await admin.rate_windows(key.id, key.project_id, _request_time(request))
     view = _with_activity(key, await _activity(request, [key_id]))
     return msgspec.structs.replace(
-        view, rate_window=_window(windows.key), project_rate_window=_window(windows.project)
+        view,
+        rate_window=_window(windows.key),
+        project_rate_window=_window(windows.project),
+        period_budget=await _budget_window(request, "key", key.id, key.budget),
     )
 
 
@@ -517,6 +590,13 @@ async def set_project_rate_limits(
     request: AnyRequest, project_id: str, data: RateLimitsBody
 ) -> ProjectView:
     return _project(await _admin(request).set_project_rate_limits(project_id, _limits(data)))
+
+
+@put("/keys/{key_id:str}/budget", operation_class=_OP)
+async def set_key_budget(request: AnyRequest, key_id: str, data: SetBudget) -> KeyView:
+    key = await _admin(request).set_key_budget(key_id, _budget(data.budget))
+    window = await _budget_window(request, "key", key.id, key.budget)
+    return KeyView(**_key_fields(key), period_budget=window)
 
 
 @post("/keys/{key_id:str}/disable", operation_class=_OP)
@@ -605,6 +685,7 @@ def admin_router(admin_token: str) -> Router:
             list_projects,
             create_project,
             show_project,
+            set_project_budget,
             set_mode,
             set_provider_key,
             remove_provider_key,
@@ -629,6 +710,7 @@ def admin_router(admin_token: str) -> Router:
             remove_rule,
             set_rule_status,
             set_expiry,
+            set_key_budget,
             rotate_key,
             list_rules,
             add_rule,

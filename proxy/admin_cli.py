@@ -17,10 +17,13 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from proxy.audit import AuditedAdmin, audit_json, cli_actor
+from proxy.budget_facts import budget_json, current_window
+from proxy.budgets import format_budget, time_zone
 from proxy.config import SECRET_KEY_ENV, ConfigError, GatewayConfig, load_config
 from proxy.secret_box import box_for
 from proxy.store import open_store
@@ -39,6 +42,7 @@ from proxy.store.base import (
 from proxy.store.common import (
     PROJECT_MODES,
     RULE_TYPES,
+    check_budget,
     check_key_status,
     check_mode,
     check_rule_type,
@@ -80,6 +84,7 @@ def project_json(project: Project) -> dict[str, Any]:
         "provider_keys": keys,
         "name": project.name,
         **rate_limits_json(project.rate_limits),
+        "budget": None if project.budget is None else format_budget(project.budget),
     }
 
 
@@ -107,6 +112,7 @@ def key_json(key: ApiKey, activity: KeyActivity | None = None) -> dict[str, Any]
         "description": key.description,
         "created_at": key.created_at,
         "expires_at": key.expires_at,
+        "budget": None if key.budget is None else format_budget(key.budget),
         "last_used_at": seen.last_used_at,
         "requests": seen.requests,
         "prompt_tokens": seen.prompt_tokens,
@@ -129,9 +135,10 @@ def rule_json(rule: IamRule | ProjectRule) -> dict[str, Any]:
 def _key_line(key: ApiKey, activity: KeyActivity | None = None) -> str:
     limit = "unlimited" if key.usage_limit is None else f"limit {key.usage_limit}"
     expiry = f"  expires {key.expires_at}" if key.expires_at else ""
+    budget = f"  budget {format_budget(key.budget)}" if key.budget else ""
     return (
         f"{key.id}  {key.display}  project {key.project_id}  {key.status}  "
-        f"usage {key.usage}  {limit}{expiry}{_rates_text(key.rate_limits)}"
+        f"usage {key.usage}  {limit}{budget}{expiry}{_rates_text(key.rate_limits)}"
         f"{_activity_text(activity)}"
     )
 
@@ -181,6 +188,21 @@ def _add_rate_options(parser: argparse.ArgumentParser, clearing: bool) -> None:
     parser.add_argument("--rpm", help=f"requests per minute, e.g. 60{more}")
     parser.add_argument("--tpm", help=f"tokens per minute (prompt + completion){more}")
     parser.add_argument("--max-parallel", help=f"requests in flight at once, e.g. 4{more}")
+
+
+def _window_text(window: dict[str, Any] | None) -> str:
+    if window is None:
+        return ""
+    return (
+        f"\nbudget {window['budget']}: {window['usage']} used in the window from "
+        f"{window['window_start']} ({window['reserved']} in flight), resets at "
+        f"{window['resets_at']}"
+    )
+
+
+def _budget_arg(raw: str) -> Any:
+    """`5.00/day` or `none`, checked; the error names the argument and the periods."""
+    return check_budget(raw, "--budget")
 
 
 def _rules_text(rules: Sequence[IamRule | ProjectRule]) -> str:
@@ -263,10 +285,13 @@ def _project_rule_status_action(status: RuleStatus) -> Action:
 async def _projects_create(
     store: AuditedAdmin, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
+    budget = None if args.budget is None else _budget_arg(args.budget)
     project = await store.create_project(args.project, args.org, check_mode(args.mode))
     limits = _rate_limits(args)
     if limits.any:
         project = await store.set_project_rate_limits(project.id, limits)
+    if budget is not None:
+        project = await store.set_project_budget(project.id, budget)
     return project_json(project), f"project {project.id} created (mode {project.mode})"
 
 
@@ -307,6 +332,7 @@ async def _projects_list(
 # -- keys ---------------------------------------------------------------------------
 async def _keys_create(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     limit = None if args.usage_limit is None else parse_money(args.usage_limit, "--usage-limit")
+    budget = None if args.budget is None else _budget_arg(args.budget)
     key, token = await store.create_key(
         args.project,
         limit,
@@ -314,6 +340,8 @@ async def _keys_create(store: AuditedAdmin, args: argparse.Namespace) -> tuple[d
         expires_at=args.expires_at,
         rate_limits=_rate_limits(args),
     )
+    if budget is not None:
+        key = await store.set_key_budget(key.id, budget)
     text = (
         f"{token}\n"
         f"key {key.id} created in project {key.project_id}; "
@@ -336,10 +364,14 @@ async def _keys_show(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dic
     seen = (await store.key_activity([key.id])).get(key.id)
     # The windows now (the gateway's clock is the wall clock outside tests).
     windows = await store.rate_windows(key.id, key.project_id, time.time())
+    budget_window = budget_json(
+        await current_window(store, "key", key.id, key.budget, datetime.now(UTC), args.time_zone)
+    )
     payload = {
         **key_json(key, seen),
         "rate_window": rate_window_json(windows, "key"),
         "project_rate_window": rate_window_json(windows, "project"),
+        "period_budget": budget_window,
     }
     window = windows.key
     text = _key_line(key, seen)
@@ -348,7 +380,7 @@ async def _keys_show(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dic
             f"\nlast 60 s: {window.requests} requests, {window.tokens} tokens; "
             f"{window.parallel} in flight"
         )
-    return payload, text
+    return payload, text + _window_text(budget_window)
 
 
 async def _keys_set_rate_limits(
@@ -369,6 +401,36 @@ async def _projects_set_rate_limits(
     )
     shown = _rates_text(project.rate_limits).strip() or "no rate limits"
     return project_json(project), f"project {project.id} now has {shown} (for all its keys)"
+
+
+async def _keys_set_budget(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    key = await store.set_key_budget(args.id, _budget_arg(args.budget))
+    shown = "no budget" if key.budget is None else f"budget {format_budget(key.budget)}"
+    return key_json(key), f"key {key.id} now has {shown}"
+
+
+async def _projects_show(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    project = await store.get_project(args.project)
+    window = budget_json(
+        await current_window(
+            store, "project", project.id, project.budget, datetime.now(UTC), args.time_zone
+        )
+    )
+    line = f"{project.id}  org {project.organization_id}  {project.mode}  {project.status}"
+    return {**project_json(project), "period_budget": window}, line + _window_text(window)
+
+
+async def _projects_set_budget(
+    store: AuditedAdmin, args: argparse.Namespace
+) -> tuple[dict[str, Any], str]:
+    project = await store.set_project_budget(args.project, _budget_arg(args.budget))
+    budget = project.budget
+    shown = "no budget" if budget is None else f"budget {format_budget(budget)}"
+    return project_json(project), f"project {project.id} now has {shown}"
 
 
 def _status_action(status: str, verb: str) -> Action:
@@ -476,6 +538,8 @@ async def _run(
     config: GatewayConfig, action: Action, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     store = open_store(config.database, config.usage_store, secrets=box_for(config.secret_key))
+    # Budget windows are shown in the gateway's zone (checked when the config loaded).
+    args.time_zone = time_zone(config.budget_time_zone)
     try:
         await store.migrate()
         await store.ensure_defaults()
@@ -554,6 +618,8 @@ def _add_orgs(subparsers: Any, common: argparse.ArgumentParser) -> None:
     rename.add_argument("name")
 
 
+_BUDGET_HELP = "USD per hour, day, week or month, e.g. 5.00/day (calendar windows)"
+
 # The `iam disable` and `iam enable` commands of keys and projects, with the status each sets.
 _RULE_TOGGLES: tuple[tuple[str, RuleStatus], ...] = (("disable", "inactive"), ("enable", "active"))
 
@@ -575,6 +641,13 @@ def _add_projects(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     set_rates.add_argument("project")
     _add_rate_options(set_rates, clearing=True)
+    create.add_argument("--budget", help=_BUDGET_HELP)
+    _command(group, "show", common, _projects_show, "show one project").add_argument("project")
+    set_budget = _command(
+        group, "set-budget", common, _projects_set_budget, "set or clear a project's budget"
+    )
+    set_budget.add_argument("project")
+    set_budget.add_argument("budget", help=_BUDGET_HELP + ", or `none`")
     set_mode = _command(group, "set-mode", common, _projects_set_mode, "change a project's mode")
     set_mode.add_argument("project")
     set_mode.add_argument("mode", choices=PROJECT_MODES)
@@ -621,6 +694,7 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     create = _command(group, "create", common, _keys_create, "create a key (token shown once)")
     create.add_argument("--project", required=True)
     create.add_argument("--usage-limit", help="USD, e.g. 100.00 (default: unlimited)")
+    create.add_argument("--budget", help=_BUDGET_HELP)
     create.add_argument("--description", default="")
     create.add_argument(
         "--expires-at", help="RFC 3339 time, e.g. 2027-01-01T00:00:00Z (default: never)"
@@ -645,6 +719,11 @@ def _add_keys(subparsers: Any, common: argparse.ArgumentParser) -> None:
     set_limit = _command(group, "set-limit", common, _keys_set_limit, "set a key's usage limit")
     set_limit.add_argument("id")
     set_limit.add_argument("limit", help="USD, e.g. 50.00, or `none` for unlimited")
+    set_budget = _command(
+        group, "set-budget", common, _keys_set_budget, "set or clear a key's period budget"
+    )
+    set_budget.add_argument("id")
+    set_budget.add_argument("budget", help=_BUDGET_HELP + ", or `none`")
     rename = _command(group, "rename", common, _keys_rename, "change a key's description")
     rename.add_argument("id")
     rename.add_argument("description")

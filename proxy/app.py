@@ -22,6 +22,7 @@ from litestar.response import Stream
 
 from proxy.admin_api import admin_router
 from proxy.api_route import OPERATION_OPT, api_middleware
+from proxy.budgets import time_zone
 from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
 from proxy.forwarded import TrustedProxies
@@ -341,6 +342,10 @@ def create_app(
                 "upstream": upstream,
                 "policy": holder,
                 "error_format": config.error_format,
+                # What the admin API and the dashboard show a budget's window with: the
+                # gateway's own zone and clock, so they show the window requests see.
+                "budget_zone": time_zone(config.budget_time_zone),
+                "budget_clock": clock or SecondClock(),
                 "trusted_proxies": TrustedProxies(config.trusted_proxies),
                 "worker_share": worker_share,
             }

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from proxy.budgets import Budget, format_budget
 from proxy.store.base import (
     NO_RATE_LIMITS,
     ApiKey,
@@ -39,6 +40,7 @@ from proxy.store.base import (
     RuleStatus,
     RuleType,
     Store,
+    WindowUsage,
 )
 from proxy.store.common import now_rfc3339
 
@@ -91,6 +93,7 @@ def key_fields(key: ApiKey) -> dict[str, Any]:
         "description": key.description,
         "expires_at": key.expires_at,
         **rate_limit_fields(key.rate_limits),
+        "budget": None if key.budget is None else format_budget(key.budget),
     }
 
 
@@ -105,6 +108,7 @@ def project_fields(project: Project) -> dict[str, Any]:
         "organization": project.organization_id,
         "mode": project.mode,
         "status": project.status,
+        "budget": None if project.budget is None else format_budget(project.budget),
         "provider_keys": {
             provider: f"env:{source['env']}" if "env" in source else "value"
             for provider, source in sorted(project.provider_keys.items())
@@ -240,6 +244,12 @@ class AuditedAdmin:
         await self._record("rename", "project", project.id, before, project_fields(project))
         return project
 
+    async def set_project_budget(self, project_id: str, budget: Budget | None) -> Project:
+        before = project_fields(await self.store.get_project(project_id))
+        project = await self.store.set_project_budget(project_id, budget)
+        await self._record("set_budget", "project", project.id, before, project_fields(project))
+        return project
+
     async def add_project_rule(
         self, project_id: str, rule_type: RuleType, values: tuple[str, ...]
     ) -> ProjectRule:
@@ -322,6 +332,17 @@ class AuditedAdmin:
             "set_rate_limits", "project", project.id, before, project_fields(project)
         )
         return project
+
+    async def set_key_budget(self, key_id: str, budget: Budget | None) -> ApiKey:
+        before = key_fields(await self.store.get_key(key_id))
+        key = await self.store.set_key_budget(key_id, budget)
+        await self._record("set_budget", "key", key.id, before, key_fields(key))
+        return key
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        return await self.store.budget_usage(key, project)
 
     async def rename_key(self, key_id: str, description: str) -> ApiKey:
         before = key_fields(await self.store.get_key(key_id))

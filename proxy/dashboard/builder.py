@@ -7,6 +7,7 @@ from litestar.di import Provide
 
 from proxy.dashboard.audit_views import list_audit
 from proxy.dashboard.auth import session_guard, show_signin, sign_in, sign_out
+from proxy.dashboard.budget_views import set_key_budget, set_project_budget
 from proxy.dashboard.context import DashboardContext, StoreProvider
 from proxy.dashboard.decision_log import DecisionLogReader
 from proxy.dashboard.keys_views import (
@@ -68,6 +69,7 @@ ROUTE_HANDLERS = [
     set_limit,
     set_key_rates,
     set_project_rates,
+    set_key_budget,
     rename_key,
     add_rule,
     remove_rule,
@@ -87,6 +89,7 @@ ROUTE_HANDLERS = [
     set_provider_key,
     remove_provider_key,
     set_credits,
+    set_project_budget,
     list_audit,
 ]
 

@@ -12,6 +12,7 @@ from litestar import Request, Response, get, post
 
 from proxy.audit import AuditedAdmin
 from proxy.dashboard.actions import run_form_action
+from proxy.dashboard.budget_views import budget_view
 from proxy.dashboard.context import DashboardContext
 from proxy.dashboard.forms import (
     RULE_TYPES,
@@ -137,6 +138,8 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
             "costs_reported": any(entry.cost is not None for entry in recent),
             "chart_days": CHART_DAYS,
             "rates": rate_facts(key.rate_limits, windows.key),
+            "budget": await budget_view(request, store, "key", key.id, key.budget),
+            "budget_action": dashboard.url(f"/keys/{key.id}/budget"),
         },
     )
 

@@ -12,6 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from proxy.dashboard.actions import run_form_action
+from proxy.dashboard.budget_views import budget_view
 from proxy.dashboard.context import DashboardContext, page_headers
 from proxy.dashboard.forms import (
     RULE_TYPES,
@@ -162,6 +163,8 @@ async def show_project(
             "rules": rules,
             "rule_types": RULE_TYPES,
             "rates": rate_facts(project.rate_limits, windows.project),
+            "budget": await budget_view(request, store, "project", project.id, project.budget),
+            "budget_action": dashboard.url(f"/projects/{project.id}/budget"),
         },
     )
 
