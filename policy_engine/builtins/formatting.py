@@ -143,7 +143,7 @@ def _format_int(spec: _Spec, number: int) -> str | None:
         # Go prints a number that is no valid code point as U+FFFD.
         valid = 0 <= number <= 0x10FFFF and not 0xD800 <= number <= 0xDFFF
         rune = chr(number) if valid else "\ufffd"
-        return _pad(rune if spec.verb == "c" else f"'{rune}'", spec)
+        return _pad(rune if spec.verb == "c" else _go_quote(rune, "'"), spec)
     base = _INT_BASES.get(spec.verb)
     if base is None or (spec.verb == "s" and -(2**63) <= number < 2**63):
         return None  # plain Go ints have no %s; only *big.Int does
@@ -211,11 +211,39 @@ def _format_string(spec: _Spec, text: str) -> str | None:
     if verb in ("s", "v"):
         return _pad(text if spec.precision is None else text[: spec.precision], spec)
     if verb == "q":
-        return _pad(json.dumps(text, ensure_ascii=False), spec)
+        return _pad(_go_quote(text, '"'), spec)
     if verb in ("x", "X"):
         encoded = text.encode().hex()
         return _pad(encoded.upper() if verb == "X" else encoded, spec)
     return None
+
+
+_GO_ESCAPES: Final = {
+    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+    "\v": "\\v", "\\": "\\\\",
+}  # fmt: skip
+
+
+def _go_quote(text: str, quote: str) -> str:
+    """Go's strconv.Quote / QuoteRune: printable characters as they are, the usual
+    backslash escapes, other ASCII controls as \\xNN, other unprintables as \\uNNNN."""
+    out = [quote]
+    for char in text:
+        code = ord(char)
+        if char == quote:
+            out.append("\\" + char)
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append(quote)
+    return "".join(out)
 
 
 def _sign(negative: bool, flags: str) -> str:

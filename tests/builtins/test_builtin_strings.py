@@ -129,6 +129,9 @@ def test_string_errors(name: str, args: tuple[object, ...], code: str, message: 
         ("%.2f", [1], "%!f(int64=01)"),
         ("%05s", [3], "%!s(int64=00003)"),
         ("%.3d", [7], "007"),
+        # %q quotes as Go's strconv: \xNN for ASCII controls, \uNNNN for other unprintables
+        ("%q", [1], "'\\x01'"),
+        ("%q", ["a\u0001\u2028é"], '"a\\x01\\u2028é"'),
         ("%", [], "%!(NOVERB)"),
     ],
 )
