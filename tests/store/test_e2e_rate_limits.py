@@ -1,5 +1,6 @@
 """Issue 13 point 2's acceptance through the real server: rate limits per key and per
-project on one SQLite gateway and on two gateways sharing PostgreSQL + Redis.
+project on one SQLite gateway, on two gateways sharing PostgreSQL and on two sharing
+PostgreSQL + Redis.
 
 The request time comes from an injectable clock shared by the gateways (never a sleep):
 RPM 60 admits at most 60 in any minute window, across both instances, and admits again
@@ -141,7 +142,10 @@ def _gateways(kind: str, servers: int, tmp_path: Path) -> Iterator[Gateways]:
     backends.close()
 
 
-@pytest.fixture(params=[("sqlite", 1), ("redis", 2)], ids=["sqlite", "postgres+redis-x2"])
+@pytest.fixture(
+    params=[("sqlite", 1), ("postgres", 2), ("redis", 2)],
+    ids=["sqlite", "postgres-x2", "postgres+redis-x2"],
+)
 def gateways(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateways]:
     kind, servers = request.param
     with _gateways(kind, servers, tmp_path) as running:
