@@ -134,7 +134,9 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_policy(
 def test_broken_policy_at_start_exits_2(workdir: Path) -> None:
     (workdir / "policies" / "broken.rego").write_text("package gateway\n\nx := {\n")
     result = subprocess.run(
-        [str(BIN / "gateway"), "serve", "--config", str(workdir / "gateway.yaml")],
+        # Port 0: the kernel's free port, never the default 4000 that something else on
+        # the machine may hold (serve binds before loading, so that would exit 2 too).
+        [str(BIN / "gateway"), "serve", "--config", str(workdir / "gateway.yaml"), "--port", "0"],
         cwd=workdir,
         env=_env(),
         capture_output=True,
@@ -150,7 +152,9 @@ def test_a_policy_with_a_misspelt_input_path_at_start_exits_2(workdir: Path) -> 
     rego = workdir / "policies" / "gateway.rego"
     rego.write_text(rego.read_text().replace("input.request.model", "input.reqest.model", 1))
     result = subprocess.run(
-        [str(BIN / "gateway"), "serve", "--config", str(workdir / "gateway.yaml")],
+        # Port 0: the kernel's free port, never the default 4000 that something else on
+        # the machine may hold (serve binds before loading, so that would exit 2 too).
+        [str(BIN / "gateway"), "serve", "--config", str(workdir / "gateway.yaml"), "--port", "0"],
         cwd=workdir,
         env=_env(),
         capture_output=True,
