@@ -445,6 +445,16 @@ def _close_rate_events(conn: sqlite3.Connection, res_id: str, tokens: int) -> No
     )
 
 
+# The rows that left their window and are no longer in flight. The unary `+` keeps
+# SQLite off the (subject, open_until) index, which it otherwise prefers: there every
+# settled row of the window matches `open_until <= wall`, so each admission read the
+# whole window again to delete none of it; on (subject, counted, at) it reads only the
+# rows that left.
+_PRUNE_RATE_EVENTS = (
+    "DELETE FROM rate_events WHERE subject = ? AND counted = 0 AND +open_until <= ?"
+)
+
+
 def _rate_count(conn: sqlite3.Connection, subject: str, now: float, wall: float) -> RateCount:
     """One subject's window at request time `now`: rows older than the window leave its
     totals (the triggers keep rate_totals), rows no longer in flight either go. The cost
@@ -454,10 +464,7 @@ def _rate_count(conn: sqlite3.Connection, subject: str, now: float, wall: float)
         "UPDATE rate_events SET counted = 0 WHERE subject = ? AND counted = 1 AND at <= ?",
         (subject, start),
     )
-    conn.execute(
-        "DELETE FROM rate_events WHERE subject = ? AND counted = 0 AND open_until <= ?",
-        (subject, wall),
-    )
+    conn.execute(_PRUNE_RATE_EVENTS, (subject, wall))
     totals = conn.execute(
         "SELECT requests, tokens FROM rate_totals WHERE subject = ?", (subject,)
     ).fetchone()
