@@ -1,0 +1,136 @@
+"""Rate limits under hostile shapes, through the real server (issue 13 point 2): a burst
+far over max-parallel, a client that leaves mid-stream, an upstream that fails. Each
+must leave the key's window as a client would expect: the in-flight count back to 0,
+the tokens corrected or given back, and the next request admitted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from proxy_deployment import Deployment, deployed
+from proxy_helpers import chat
+
+ADMIN = "admin-rate-hostile-token"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deployed(tmp_path_factory.mktemp("hostile"), admin_token=ADMIN) as d:
+        yield d
+
+
+def _admin(d: Deployment, method: str, path: str, body: Any = None) -> Any:
+    response = httpx.request(
+        method,
+        f"{d.url}/admin{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=30,
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def _key(d: Deployment, **limits: int) -> tuple[str, dict[str, str]]:
+    created = _admin(d, "POST", "/keys", {"project": "default", **limits})
+    return created["id"], {"Authorization": f"Bearer {created['token']}"}
+
+
+def _window(d: Deployment, key_id: str) -> dict[str, int]:
+    window: dict[str, int] = _admin(d, "GET", f"/keys/{key_id}")["rate_window"]
+    return window
+
+
+def _settled_window(d: Deployment, key_id: str) -> dict[str, int]:
+    """The window once nothing is in flight; settlement after a client left runs on
+    the gateway's own time, so wait for it (bounded), never assert a duration."""
+    deadline = time.monotonic() + 20
+    window = _window(d, key_id)
+    while window["parallel"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        window = _window(d, key_id)
+    return window
+
+
+HELD = chat(content="wait", stream=True)
+
+
+def test_a_burst_of_200_admits_exactly_max_parallel_and_leaves_nothing_in_flight(
+    limited: Deployment,
+) -> None:
+    key_id, headers = _key(limited, max_parallel=2)
+    url = f"{limited.url}/v1/chat/completions"
+
+    async def burst() -> None:
+        limits = httpx.Limits(max_connections=250)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+            async def one() -> tuple[int, httpx.Response]:
+                response = await client.send(
+                    client.build_request("POST", url, json=HELD, headers=headers), stream=True
+                )
+                if response.status_code != 200:
+                    await response.aread()
+                return response.status_code, response
+
+            answers = await asyncio.gather(*(one() for _ in range(200)))
+            held = [response for status, response in answers if status == 200]
+            refused = [response for status, response in answers if status == 429]
+            assert (len(held), len(refused)) == (2, 198)
+            assert limited.upstream.active_streams == 2  # two in flight, never more
+            assert all(r.headers["retry-after"] == "1" for r in refused)
+            limited.upstream.release_stream()
+            for response in held:
+                await response.aread()
+                await response.aclose()
+
+    asyncio.run(burst())
+    assert _settled_window(limited, key_id)["parallel"] == 0
+    after = httpx.post(
+        f"{limited.url}/v1/chat/completions", json=chat(), headers=headers, timeout=30
+    )
+    assert after.status_code == 200, after.text
+
+
+def test_a_client_leaving_mid_stream_frees_its_slot_and_corrects_its_tokens(
+    limited: Deployment,
+) -> None:
+    key_id, headers = _key(limited, max_parallel=1, tpm=100000)
+    url = f"{limited.url}/v1/chat/completions"
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", url, json=HELD, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_raw()  # kept: dropping it would close the response
+        next(chunks)
+        in_flight = _window(limited, key_id)
+        assert in_flight["parallel"] == 1, in_flight
+        bound = in_flight["tokens"]
+    # The client left: the upstream call is cancelled, the slot freed.
+    window = _settled_window(limited, key_id)
+    assert window["parallel"] == 0
+    assert window["requests"] == 1
+    assert 0 < window["tokens"] < bound  # charged what was relayed, not the bound
+    again = httpx.post(url, json=chat(), headers=headers, timeout=30)
+    assert again.status_code == 200, again.text
+
+
+def test_a_failed_upstream_call_frees_its_slot_and_gives_its_tokens_back(
+    limited: Deployment,
+) -> None:
+    key_id, headers = _key(limited, max_parallel=1, tpm=100000)
+    url = f"{limited.url}/v1/chat/completions"
+    failed = httpx.post(url, json=chat(content="fail"), headers=headers, timeout=30)
+    assert failed.status_code == 503
+    assert _window(limited, key_id) == {"requests": 1, "tokens": 0, "parallel": 0}
+    down = httpx.post(url, json=chat("groq/llama-3.3-70b-instruct"), headers=headers, timeout=30)
+    assert down.status_code == 502, down.text
+    assert _window(limited, key_id) == {"requests": 2, "tokens": 0, "parallel": 0}
+    again = httpx.post(url, json=chat(), headers=headers, timeout=30)
+    assert again.status_code == 200, again.text
