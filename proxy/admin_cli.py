@@ -40,6 +40,7 @@ from proxy.store.base import (
     StoreError,
 )
 from proxy.store.common import (
+    MAX_RATE_LIMIT,
     PROJECT_MODES,
     RULE_TYPES,
     check_budget,
@@ -157,20 +158,40 @@ def _rates_text(limits: RateLimits) -> str:
 
 
 def _rate_limit(value: str | None, what: str) -> int | None:
-    """A ceiling as typed: a whole number, or `none`."""
+    """A ceiling as typed: a whole number, or `none`; checked here so the error names
+    the option that was typed (the store checks again for every other caller)."""
     if value is None or value.strip().lower() == "none":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
+        number = 0
+    if not value.strip().isdigit() or not 1 <= number <= MAX_RATE_LIMIT:
         raise StoreError(
-            f"{what}: `{value}` is not a whole number; give e.g. 60, or `none` for no limit"
-        ) from None
+            f"{what}: `{value}` is not a whole number from 1 to {MAX_RATE_LIMIT}; give e.g. "
+            "60, or `none` for no limit (0 is refused: to block a key, disable it)"
+        )
+    return number
 
 
 def _rate_limits(args: argparse.Namespace, current: RateLimits | None = None) -> RateLimits:
-    """The ceilings given on the command line; the ones not given keep `current`."""
+    """The ceilings given on the command line; the ones not given keep `current`.
+    `set-rate-limits ID none` (as `set-limit ID none`) removes all three."""
     base = current or RateLimits()
+    given = [getattr(args, name) for name in ("rpm", "tpm", "max_parallel")]
+    clear = getattr(args, "clear", None)
+    if clear is not None:
+        if any(value is not None for value in given):
+            raise StoreError(
+                "`none` removes every limit; give it alone, or give only the options "
+                "to change (e.g. --rpm none)"
+            )
+        return RateLimits()
+    if current is not None and all(value is None for value in given):
+        raise StoreError(
+            "nothing to change: give --rpm, --tpm or --max-parallel, or `none` to remove "
+            "every limit"
+        )
 
     def pick(name: str, option: str) -> int | None:
         given = getattr(args, name)
@@ -188,6 +209,10 @@ def _add_rate_options(parser: argparse.ArgumentParser, clearing: bool) -> None:
     parser.add_argument("--rpm", help=f"requests per minute, e.g. 60{more}")
     parser.add_argument("--tpm", help=f"tokens per minute (prompt + completion){more}")
     parser.add_argument("--max-parallel", help=f"requests in flight at once, e.g. 4{more}")
+    if clearing:
+        parser.add_argument(
+            "clear", nargs="?", choices=["none"], help="`none` removes every rate limit"
+        )
 
 
 def _window_text(window: dict[str, Any] | None) -> str:

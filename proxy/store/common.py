@@ -105,7 +105,7 @@ _MAX_GRACE_SECONDS = 30 * 24 * 3600
 # counts in the windows (now - 60, now] with t inside (a sliding log, docs/architecture.md).
 RATE_WINDOW_SECONDS = 60.0
 # The largest ceiling accepted: the Redis ledger and SQLite count in int64 / doubles.
-_MAX_RATE_LIMIT = 10**12
+MAX_RATE_LIMIT = 10**12
 # The latest whole second whose nanoseconds since 1970 fit in a signed 64-bit integer.
 _LAST_COMPARABLE = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
 
@@ -351,10 +351,10 @@ def check_rate_limits(limits: RateLimits) -> RateLimits:
         if (
             isinstance(value, bool)
             or not isinstance(value, int)
-            or not 1 <= value <= _MAX_RATE_LIMIT
+            or not 1 <= value <= MAX_RATE_LIMIT
         ):
             raise StoreError(
-                f"{name}: `{value}` is not a whole number from 1 to {_MAX_RATE_LIMIT}; "
+                f"{name}: `{value}` is not a whole number from 1 to {MAX_RATE_LIMIT}; "
                 "give e.g. 60, or `none` for no limit (to block a key, disable it)"
             )
     return limits

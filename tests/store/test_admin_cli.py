@@ -202,3 +202,28 @@ def test_rate_limits_of_keys_and_projects(cli_backend: Backend, tmp_path: Path) 
     entries = ok(cli_backend, tmp_path, "audit", "list", "--object", f"key:{created['id']}")
     change = [e for e in entries["entries"] if e["action"] == "set_rate_limits"]
     assert change and change[0]["before"] == {"tpm": 100000} and change[0]["after"] == {"tpm": None}
+
+
+def test_set_rate_limits_none_clears_them_and_nothing_given_is_an_error(
+    cli_backend: Backend, tmp_path: Path
+) -> None:
+    """As `set-limit ID none` and `set-budget ID none` do, `set-rate-limits ID none`
+    removes every ceiling; a call that changes nothing says what to give instead of
+    printing the old limits as if set; a bad value names the option that was typed."""
+    created = ok(
+        cli_backend, tmp_path, "keys", "create", "--project", "default", "--rpm", "3", "--tpm", "9"
+    )
+    nothing = gateway(cli_backend, tmp_path, "keys", "set-rate-limits", created["id"])
+    assert nothing.returncode == 1
+    assert "give --rpm, --tpm or --max-parallel, or `none`" in nothing.stderr
+    bad = gateway(cli_backend, tmp_path, "keys", "set-rate-limits", created["id"], "--rpm", "-1")
+    assert "--rpm: `-1` is not a whole number from 1" in bad.stderr
+    both = gateway(
+        cli_backend, tmp_path, "keys", "set-rate-limits", created["id"], "none", "--rpm", "5"
+    )
+    assert both.returncode == 1 and "`none` removes every limit" in both.stderr
+    cleared = ok(cli_backend, tmp_path, "keys", "set-rate-limits", created["id"], "none")
+    assert (cleared["rpm"], cleared["tpm"], cleared["max_parallel"]) == (None, None, None)
+    ok(cli_backend, tmp_path, "projects", "create", "capped", "--org", "default", "--rpm", "7")
+    project = ok(cli_backend, tmp_path, "projects", "set-rate-limits", "capped", "none")
+    assert (project["rpm"], project["tpm"], project["max_parallel"]) == (None, None, None)
