@@ -397,6 +397,22 @@ def _store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[by
     return Response(content=body, status_code=status, media_type="application/json")
 
 
+def _validation_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A body or parameter Litestar refused: its detail ("Validation failed for PUT
+    /admin/...") names neither the field nor what it wants, which it keeps in `extra`
+    ({"key": "rpm", "message": "Expected `int | null`, got `str`"}); say both."""
+    assert isinstance(exc, ValidationException)
+    problems = [
+        f"`{item['key']}`: {item['message']}" if item.get("key") else str(item["message"])
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict) and "message" in item
+    ]
+    message = str(exc.detail) + (f": {'; '.join(problems)}" if problems else "")
+    openai_format = getattr(request.app.state, "error_format", "documented") == "openai"
+    body = error_body(400, message, "openai" if openai_format else "documented")
+    return Response(content=body, status_code=400, media_type="application/json")
+
+
 def _admin(request: AnyRequest) -> AuditedAdmin:
     """The app's store, each change recorded as made by the admin API from this client."""
     store: Store = request.app.state.store
@@ -718,6 +734,6 @@ def admin_router(admin_token: str) -> Router:
             list_audit,
         ],
         guards=[_guard(admin_token, FailedAttempts())],
-        exception_handlers={StoreError: _store_error},
+        exception_handlers={StoreError: _store_error, ValidationException: _validation_error},
         tags=["admin"],
     )

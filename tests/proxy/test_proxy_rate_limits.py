@@ -102,6 +102,27 @@ def test_admin_api_sets_and_shows_rate_limits(client: httpx.Client, clock: Clock
     assert _chat(client, token).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"rpm": "abc"}, "`rpm`: Expected `int | null`, got `str`"),
+        ({"rpm": 1.5}, "`rpm`: Expected `int | null`, got `float`"),
+        ({"rmp": 5}, "unknown field `rmp`"),
+        ([], "Expected `object`, got `array`"),
+    ],
+)
+def test_a_malformed_admin_body_names_the_field(client: httpx.Client, body: Any, said: str) -> None:
+    """Litestar's own answer was "Validation failed for PUT /admin/...", naming neither
+    the field nor what it wants; the details it keeps aside are now in the message."""
+    project = "/admin/projects/default/rate-limits"
+    for method, path in (("PUT", project), ("POST", "/admin/keys")):
+        bad = client.request(method, path, json=body, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert bad.status_code == 400
+        message = bad.json()["message"]
+        assert message.startswith(f"Validation failed for {method} {path}: "), message
+        assert said in message, message
+
+
 def test_metrics_count_refusals_by_reason(client: httpx.Client) -> None:
     _admin(client, "POST", "/projects", {"id": "counted", "organization": "default"})
     created = _admin(client, "POST", "/keys", {"project": "counted", "rpm": 1})
