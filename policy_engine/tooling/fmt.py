@@ -64,7 +64,9 @@ def format_module(module: ast.Module, source: str) -> str:
     printer = _Printer(mark)
     records = _records(printer.module(module, _package_line(source)), mark)
     records = _with_comments(records, scan_comments(source))
-    return _join(records, source.splitlines())
+    # Lines as the parser counts them: only "\n" ends one (str.splitlines would also
+    # split at "\r", "\x85" or U+2028, even inside a string literal).
+    return _join(records, source.split("\n"))
 
 
 # ---- output lines tagged with source lines ------------------------------------------------
@@ -168,7 +170,7 @@ def _blank_between(before: _Record, after: _Record, source_lines: list[str]) -> 
 
 
 def _package_line(source: str) -> int:
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(source.split("\n"), start=1):
         if line.lstrip().startswith("package"):
             return number
     return 1

@@ -175,6 +175,16 @@ def test_control_characters_in_strings_are_escaped() -> None:
     assert 'z := "a\\u0000b"' in formatted
 
 
+def test_line_breaks_other_than_newline_do_not_move_blank_lines() -> None:
+    # Found by test_fmt_generated: a \x85 (NEL) in a string and lone \r are no line ends
+    # to the parser, but str.splitlines counted them, so blank lines were misplaced
+    # and a second fmt changed the output again.
+    text = ' package  _ [\r\r"\x85"] import # a comment\n _ # a comment\n# a comment\n'
+    formatted = assert_canonical(text)
+    assert formatted.endswith("# a comment\n# a comment\n")
+    assert_canonical('package p\n\nx := "a\u2028b"\n\ny := 1\n')
+
+
 def test_standard_input_is_formatted_to_standard_output(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
