@@ -538,7 +538,7 @@ class Gateway:
         # A refusal with windows is a rate refusal (Refused's invariant).
         reason = cast(RateReason, refused.reason)
         headers = rate_headers(
-            claim.key_limits, claim.project_limits, refused.rate, claim.now, reason
+            claim.key_limits, claim.project_limits, refused.rate, claim.now, reason, claim.tokens
         )
         return _with_headers(
             self.error(decision.status, decision.message, asked.operation), headers

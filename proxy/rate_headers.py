@@ -3,9 +3,12 @@
 Every response of a request whose key or project has `rpm` or `tpm` carries
 `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`,
 `x-ratelimit-reset-requests` and the `-tokens` variants, as OpenAI sends them; a
-refusal also carries `Retry-After` (whole seconds). When both the key and its project
-set a ceiling, the headers show the one with less room left. Figures are the store's
-windows right after admitting the request (it is counted) or when refusing it.
+refusal also carries `Retry-After` (whole seconds), except a request whose token bound
+exceeds a `tpm` ("Request too large"): it never fits, so it gets `x-should-retry:
+false` instead, which the openai and anthropic SDKs read before retrying a 429. When
+both the key and its project set a ceiling, the headers show the one with less room
+left. Figures are the store's windows right after admitting the request (it is
+counted) or when refusing it.
 
 `x-ratelimit-reset-*` says when room frees up: the time until the oldest request of
 the window leaves it (a sliding window frees one request at a time, so this is when
@@ -44,9 +47,10 @@ def rate_headers(
     state: RateState,
     now: float,
     refused: RateReason | None = None,
+    request_tokens: int = 0,
 ) -> Headers:
     """The headers for a response; empty when neither subject has `rpm` or `tpm` (or
-    the windows were not counted)."""
+    the windows were not counted). `request_tokens`: the refused request's bound."""
     pairs = ((key_limits, state.key), (project_limits, state.project))
     requests = _tightest(
         [(limits.rpm, count, count.requests) for limits, count in _counted(pairs, "rpm")]
@@ -55,7 +59,9 @@ def rate_headers(
         [(limits.tpm, count, count.tokens) for limits, count in _counted(pairs, "tpm")]
     )
     headers: list[tuple[str, str]] = []
-    if refused is not None:
+    if refused == "rate_limit_tokens" and _never_fits(pairs, request_tokens):
+        headers.append(("x-should-retry", "false"))
+    elif refused is not None:
         headers.append(("retry-after", str(_retry_seconds(pairs, refused, now))))
     for kind, chosen in (("requests", requests), ("tokens", tokens)):
         if chosen is None:
@@ -67,6 +73,14 @@ def rate_headers(
             (f"x-ratelimit-reset-{kind}", duration_text(_reset(count, now))),
         ]
     return tuple(headers)
+
+
+def _never_fits(pairs: tuple[tuple[RateLimits, RateCount | None], ...], tokens: int) -> bool:
+    """Whether the request's bound exceeds a `tpm` outright: no wait makes room."""
+    return any(
+        count is not None and limits.tpm is not None and tokens > limits.tpm
+        for limits, count in pairs
+    )
 
 
 def _counted(

@@ -134,3 +134,21 @@ def test_a_failed_upstream_call_frees_its_slot_and_gives_its_tokens_back(
     assert _window(limited, key_id) == {"requests": 2, "tokens": 0, "parallel": 0}
     again = httpx.post(url, json=chat(), headers=headers, timeout=30)
     assert again.status_code == 200, again.text
+
+
+def test_a_request_larger_than_the_tpm_is_not_to_be_retried(limited: Deployment) -> None:
+    """A request whose token bound exceeds the TPM never fits, however long the client
+    waits: no `Retry-After`, and `x-should-retry: false`, which the openai and anthropic
+    SDKs read before retrying a 429 (with `Retry-After: 1` they sent it twice more)."""
+    key_id, headers = _key(limited, tpm=1000)
+    url = f"{limited.url}/v1/chat/completions"
+    # No max_tokens: the bound assumes the catalog's output ceiling, far above 1000.
+    too_large = httpx.post(url, json=chat(), headers=headers, timeout=30)
+    assert too_large.status_code == 429
+    assert too_large.json()["message"].startswith(f"Request too large for API key {key_id}")
+    assert "retry-after" not in too_large.headers
+    assert too_large.headers["x-should-retry"] == "false"
+    assert too_large.headers["x-ratelimit-limit-tokens"] == "1000"
+    fits = httpx.post(url, json=chat(max_tokens=8), headers=headers, timeout=30)
+    assert fits.status_code == 200, fits.text
+    assert "x-should-retry" not in fits.headers
