@@ -168,6 +168,47 @@ budget_reason(code, what, subject) := {
 	budget := subject.period_budget
 }
 
+# Period budgets set as policy: `budgets:` in *.iam.yaml files (lowered into
+# data.gateway.budget_policies.budgets) or the same set written in Rego. The proxy
+# asks for `policy_budgets` before it reads the budgets' windows: a policy budget
+# that applies takes the place of the key store's budget for that key or project,
+# so checks 3b/3c decide it and admission holds it atomically like any budget. For
+# a key, a budget naming that key wins over one for all keys; when several apply
+# at one layer, the smallest amount (then the shorter period) is the ceiling.
+policy_budgets := {
+	"key": chosen_budget(key_policy_budgets),
+	"project": chosen_budget(project_policy_budgets),
+}
+
+own_key_policy_budgets contains budget if {
+	some budget in data.gateway.budget_policies.budgets
+	budget.layer == "key"
+	budget.target == input.key.id
+}
+
+all_keys_policy_budgets contains budget if {
+	some budget in data.gateway.budget_policies.budgets
+	budget.layer == "gateway"
+}
+
+key_policy_budgets := own_key_policy_budgets if {
+	count(own_key_policy_budgets) > 0
+} else := all_keys_policy_budgets
+
+project_policy_budgets contains budget if {
+	some budget in data.gateway.budget_policies.budgets
+	budget.layer == "project"
+	budget.target == input.project.id
+}
+
+budget_period_rank := {"hour": 0, "day": 1, "week": 2, "month": 3}
+
+chosen_budget(budgets) := null if {
+	count(budgets) == 0
+} else := ranked[0][2] if {
+	ranked := sort([[to_number(b.amount), budget_period_rank[b.period], b] | some b in budgets])
+}
+
 # ---------------------------------------------------------------------------
 # Check 3r: rate limits (issue 13). A key and its project may each set requests
 # per minute (`rpm`), tokens per minute (`tpm`, prompt + completion) and requests

@@ -198,6 +198,39 @@ test_the_key_budget_answers_before_the_project_budget if {
 	d.status == 401
 }
 
+policy_budget(layer, target, amount, period) := {
+	"layer": layer,
+	"target": target,
+	"id": null,
+	"amount": amount,
+	"period": period,
+}
+
+policy_budget_files := [
+	policy_budget("gateway", null, "20", "day"),
+	policy_budget("gateway", null, "5", "week"),
+	policy_budget("key", "key_1", "100", "month"),
+	policy_budget("project", "proj_1", "500", "month"),
+]
+
+test_a_policy_budget_for_the_key_wins_over_all_keys if {
+	chosen := data.gateway.policy_budgets with input as base with data.gateway.budget_policies.budgets as policy_budget_files
+	chosen.key.amount == "100"
+	chosen.project.amount == "500"
+}
+
+test_policy_budgets_for_all_keys_pick_the_smallest_amount if {
+	chosen := data.gateway.policy_budgets with input as with_patch({"key": {"id": "key_2"}, "project": {"id": "proj_2"}}) with data.gateway.budget_policies.budgets as policy_budget_files
+	chosen.key.amount == "5"
+	chosen.key.period == "week"
+	chosen.project == null
+}
+
+test_without_policy_budgets_none_applies if {
+	chosen := data.gateway.policy_budgets with input as base
+	chosen == {"key": null, "project": null}
+}
+
 test_archived_project_is_410 if {
 	d := decide({"project": {"status": "deleted"}})
 	d.status == 410

@@ -1,4 +1,4 @@
-"""The YAML surface for IAM rules and rate limits (`*.iam.yaml`), lowered into Rego.
+"""The YAML surface for IAM rules, rate limits and budgets (`*.iam.yaml`), lowered into Rego.
 
 A file lists rule sets; each names what it applies to (one key, one project or
 all keys) and carries rules of the gateway contract's six types. `lower` turns
@@ -27,6 +27,18 @@ wins): for one key, every key of a project together, or each key of the gateway.
 The layer is `key`, `project` or `gateway` (all keys); the policy treats each
 layer as a ceiling for the next.
 
+A file may also list `budgets:`, period spend ceilings for one key, one project or
+every key (`proxy.budgets`); each becomes one definition of the partial set
+`data.gateway.budget_policies.budgets`, exactly what this Rego would produce:
+
+    package gateway.budget_policies
+
+    budgets contains {"layer": "project", "target": "research", "id": "monthly",
+                      "amount": "500.00", "period": "month"}
+
+which the default policy resolves (`effective_budgets`) against the key store's own
+budgets.
+
 Decoding uses msgspec with unknown fields forbidden; every problem becomes a
 `PolicyError` diagnostic with the file, the YAML line and column and the field
 path (`rule_sets[0].rules[1].allow_models`).
@@ -45,10 +57,13 @@ from policy_engine.errors import Diagnostic, PolicyError
 from policy_engine.source import Source, Span
 
 __all__ = [
+    "BUDGETS_PACKAGE",
     "LOWERED_PACKAGE",
+    "PERIODS",
     "RULE_TYPES",
     "YAML_POLICY_ERROR",
     "AppliesTo",
+    "Budget",
     "PolicyFile",
     "PolicyRule",
     "RateCeilings",
@@ -59,6 +74,8 @@ __all__ = [
 
 YAML_POLICY_ERROR = "yaml_policy_error"
 LOWERED_PACKAGE = ("gateway", "iam_policies")
+BUDGETS_PACKAGE = ("gateway", "budget_policies")
+PERIODS = ("hour", "day", "week", "month")
 RULE_TYPES = (
     "allow_models",
     "deny_models",
@@ -164,15 +181,53 @@ class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     `all_keys`, of each key: ceilings over the store's own, the lower wins."""
 
 
+Amount = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9]+(\.[0-9]+)?$",
+        description='USD as a decimal string, e.g. "500.00" (quoted: YAML numbers are floats).',
+    ),
+]
+
+
+class Budget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A period spend ceiling: at most `amount` USD of settled usage per calendar
+    `period` (in the gateway's `budget_time_zone`)."""
+
+    id: str | None = None
+    """Shown in the decision's reasons; unique within the file."""
+    description: str | None = None
+    """Free text for people."""
+    applies_to: Annotated[
+        AppliesTo,
+        msgspec.Meta(
+            extra_json_schema={
+                "oneOf": [
+                    {"required": ["key"]},
+                    {"required": ["project"]},
+                    {"required": ["all_keys"], "properties": {"all_keys": {"const": True}}},
+                ]
+            }
+        ),
+    ]
+    """One key, one project (all its keys together), or every key (each on its own)."""
+    amount: Amount
+    """The ceiling per window, USD."""
+    period: Literal["hour", "day", "week", "month"]
+    """The calendar window: weeks start on Monday, months on the 1st."""
+
+
 class PolicyFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A `*.iam.yaml` file."""
+    """A `*.iam.yaml` file: IAM rule sets, period budgets, or both."""
 
     version: Literal[1] = 1
     """Format version; only 1 exists."""
     description: str | None = None
     """Free text for people."""
-    rule_sets: tuple[RuleSet, ...]
+    rule_sets: tuple[RuleSet, ...] = ()
     """The rule sets of this file."""
+    budgets: tuple[Budget, ...] = ()
+    """Period spend ceilings set as policy (they take precedence over the key store's)."""
 
 
 # ---- locating problems in the YAML text --------------------------------------------
@@ -278,6 +333,8 @@ def _allowed_fields_hint(steps: list[str | int]) -> str:
         struct: type[msgspec.Struct] | None = AppliesTo
     elif len(steps) == 3 and steps[-1] == "rate_limits":
         struct = RateCeilings
+    elif len(steps) == 2 and steps[0] == "budgets":
+        struct = Budget
     else:
         struct = structs.get(len(steps))
     if struct is None:
@@ -335,6 +392,31 @@ def _semantic_problems(
     """What msgspec cannot express: exactly one target, exactly one rule type, unique ids."""
     problems: list[Diagnostic] = []
     seen_ids: set[str] = set()
+    if not policy.rule_sets and not policy.budgets:
+        problems.append(
+            _diagnostic(source, root, "the file needs a `rule_sets:` or a `budgets:` list")
+        )
+    for i, budget in enumerate(policy.budgets):
+        target = budget.applies_to
+        if sum([target.key is not None, target.project is not None, target.all_keys]) != 1:
+            problems.append(
+                _diagnostic(
+                    source,
+                    _locate(root, ["budgets", i, "applies_to"], None),
+                    f"`budgets[{i}].applies_to` must name exactly one of `key: <key id>`, "
+                    "`project: <project id>` or `all_keys: true`",
+                )
+            )
+        if budget.id is not None:
+            if budget.id in seen_ids:
+                problems.append(
+                    _diagnostic(
+                        source,
+                        _locate(root, ["budgets", i, "id"], None),
+                        f"budget id `{budget.id}` is used twice in this file; give each its own id",
+                    )
+                )
+            seen_ids.add(budget.id)
     for i, rule_set in enumerate(policy.rule_sets):
         target = rule_set.applies_to
         named = [target.key is not None, target.project is not None, target.all_keys]
@@ -400,7 +482,11 @@ def decode(source: Source) -> tuple[PolicyFile, yaml.Node | None]:
     if data is None:
         raise _fail(
             source,
-            [_diagnostic(source, root, "the file is empty; it needs a `rule_sets:` list")],
+            [
+                _diagnostic(
+                    source, root, "the file is empty; it needs a `rule_sets:` or `budgets:` list"
+                )
+            ],
         )
     try:
         policy = msgspec.convert(data, PolicyFile)
@@ -473,9 +559,42 @@ def _ceiling_object(layer: str, limits: RateCeilings, span: Span) -> ast.ObjectT
     return ast.ObjectTerm(items=items, span=span)
 
 
+def _budget_object(budget: Budget, span: Span) -> ast.ObjectTerm:
+    target = budget.applies_to.key or budget.applies_to.project
+    fields: list[tuple[str, ast.Term]] = [
+        ("layer", _string(_layer(budget.applies_to), span)),
+        ("target", _string(target, span) if target is not None else ast.NullLit(span=span)),
+        ("id", _string(budget.id, span) if budget.id is not None else ast.NullLit(span=span)),
+        ("amount", _string(budget.amount, span)),
+        ("period", _string(budget.period, span)),
+    ]
+    items = tuple(ast.ObjectItem(key=_string(k, span), value=v, span=span) for k, v in fields)
+    return ast.ObjectTerm(items=items, span=span)
+
+
+def _budget_module(source: Source, policy: PolicyFile, root: yaml.Node | None) -> ast.Module:
+    rules: list[ast.Rule] = []
+    for i, budget in enumerate(policy.budgets):
+        span = _span(source.name, _locate(root, ["budgets", i], None))
+        rules.append(
+            ast.PartialSetRule(
+                name=("budgets",), element=_budget_object(budget, span), body=(), span=span
+            )
+        )
+    module_span = _span(source.name, root)
+    imports = (ast.Import(path=("rego", "v1"), span=module_span),)
+    return ast.Module(
+        package=BUDGETS_PACKAGE, imports=imports, rules=tuple(rules), span=module_span
+    )
+
+
 def lower(source: Source) -> list[ast.Module]:
-    """The `*.iam.yaml` text as Rego modules of `package gateway.iam_policies`."""
+    """The `*.iam.yaml` text as Rego modules of `package gateway.iam_policies` (rule sets)
+    and `package gateway.budget_policies` (budgets)."""
     policy, root = decode(source)
+    modules = [_budget_module(source, policy, root)] if policy.budgets else []
+    if not policy.rule_sets:
+        return modules
     rules: list[ast.Rule] = []
     for i, rule_set in enumerate(policy.rule_sets):
         target_span = _span(source.name, _locate(root, ["rule_sets", i, "applies_to"], None))
@@ -504,5 +623,6 @@ def lower(source: Source) -> list[ast.Module]:
     module_span = _span(source.name, root)
     imports = (ast.Import(path=("rego", "v1"), span=module_span),)
     return [
-        ast.Module(package=LOWERED_PACKAGE, imports=imports, rules=tuple(rules), span=module_span)
+        ast.Module(package=LOWERED_PACKAGE, imports=imports, rules=tuple(rules), span=module_span),
+        *modules,
     ]

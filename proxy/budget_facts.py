@@ -88,15 +88,25 @@ def _claimed(current: _Window | None) -> BudgetWindow | None:
 
 
 async def budget_facts(
-    store: Store, context: KeyContext | None, time: str, zone: ZoneInfo
+    store: Store,
+    context: KeyContext | None,
+    time: str,
+    zone: ZoneInfo,
+    policy: tuple[Budget | None, Budget | None] = (None, None),
 ) -> BudgetFacts:
     """The budgets of the key and its project at `time` (RFC 3339), with the current
-    windows' figures read from the store (no read at all when neither has a budget)."""
-    if context is None or (context.key.budget is None and context.project.budget is None):
+    windows' figures read from the store (no read at all when neither has a budget).
+    `policy`: the budgets the policy files set for this key and project, which take
+    the place of the key store's."""
+    if context is None:
+        return NO_BUDGETS
+    key_budget = policy[0] or context.key.budget
+    project_budget = policy[1] or context.project.budget
+    if key_budget is None and project_budget is None:
         return NO_BUDGETS
     at = parse_time(time)
-    key_window = _window(context.key.budget, at, zone)
-    project_window = _window(context.project.budget, at, zone)
+    key_window = _window(key_budget, at, zone)
+    project_window = _window(project_budget, at, zone)
     key_figures, project_figures = await store.budget_usage(
         None if key_window is None else (context.key.id, key_window.start),
         None if project_window is None else (context.project.id, project_window.start),

@@ -31,7 +31,7 @@ from proxy.api_families import (
     whole_usage,
 )
 from proxy.budget_facts import BudgetFacts, budget_facts, with_budgets
-from proxy.budgets import time_zone
+from proxy.budgets import Budget, time_zone
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
@@ -311,7 +311,11 @@ class Gateway:
     async def _budget_facts(self, asked: _Asked, context: KeyContext | None) -> BudgetFacts:
         """The period budgets' current windows at the request's own time (one clock
         reading per request: the policy and the admission see the same windows)."""
-        return await budget_facts(self._store, context, asked.request.time, self._zone)
+        policy = asked.policy
+        chosen: tuple[Budget | None, Budget | None] = (None, None)
+        if context is not None and policy.sets_budgets:
+            chosen = policy.policy_budgets(build_input(asked.request, context, self._gateway))
+        return await budget_facts(self._store, context, asked.request.time, self._zone, chosen)
 
     def _asked(
         self,

@@ -16,11 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from proxy.budgets import Budget, Period
 from proxy.catalog import Catalog, CatalogError, load_catalog
 from proxy.documents import Decision, InputDocument, decision_from_value, input_value
 from proxy.gc_tuning import after_policy_reload
@@ -31,6 +33,7 @@ __all__ = [
     "LoadedPolicy",
     "PolicyHolder",
     "PolicyLoadError",
+    "PreparedPolicy",
     "engine_loader",
     "input_schema_text",
 ]
@@ -67,6 +70,27 @@ def input_schema_text() -> tuple[str, str]:
         return msgspec.json.encode(schema).decode(), "the InputDocument schema (proxy.documents)"
 
 
+class PreparedPolicy:
+    """The engine's decision, plus the period budgets the policy sets (`budgets:` in
+    policy files, `data.gateway.policy_budgets`): a DecideFn that also answers which
+    policy budget applies to a request's key and project."""
+
+    def __init__(self, decide: DecideFn, budgets: DecideFn | None) -> None:
+        self._decide = decide
+        self._budgets = budgets
+
+    def __call__(self, document: dict[str, Any]) -> object:
+        return self._decide(document)
+
+    @property
+    def sets_budgets(self) -> bool:
+        """Whether any policy file sets a budget (if not, nobody asks per request)."""
+        return self._budgets is not None
+
+    def policy_budgets(self, document: dict[str, Any]) -> object:
+        return None if self._budgets is None else self._budgets(document)
+
+
 def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
     """The real loader: policy_engine, prepared once for `data.gateway.decision`.
 
@@ -83,12 +107,32 @@ def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
         prepared = engine.prepare("data.gateway.decision")
     except PolicyError as exc:
         raise PolicyLoadError(str(exc)) from None
+    budgets = _budget_query(engine)
 
     def decide(document: dict[str, Any]) -> object:
         now = time.time_ns()
         return prepared(document, None, EvalOptions(now_ns=now, seed=now, print_hook=_policy_print))
 
-    return decide
+    return PreparedPolicy(decide, budgets)
+
+
+def _budget_query(engine: Any) -> DecideFn | None:
+    """`data.gateway.policy_budgets`, when the policy defines it and some policy file
+    sets a budget at all; None otherwise (then no request pays for asking)."""
+    from policy_engine import UNDEFINED, PolicyError
+
+    try:
+        listed = engine.prepare("data.gateway.budget_policies.budgets")({})
+        if listed is UNDEFINED or not listed:
+            return None
+        query = engine.prepare("data.gateway.policy_budgets")
+    except PolicyError:
+        return None
+
+    def budgets(document: dict[str, Any]) -> object:
+        return query(document)
+
+    return budgets
 
 
 class LoadedPolicy:
@@ -97,6 +141,26 @@ class LoadedPolicy:
     def __init__(self, decide: DecideFn, catalog: Catalog) -> None:
         self._decide = decide
         self.catalog = catalog
+        self._budgets = (
+            decide if isinstance(decide, PreparedPolicy) and decide.sets_budgets else None
+        )
+
+    @property
+    def sets_budgets(self) -> bool:
+        return self._budgets is not None
+
+    def policy_budgets(self, document: InputDocument) -> tuple[Budget | None, Budget | None]:
+        """The policy files' budgets for the request's key and project (None: the key
+        store's apply). A malformed answer is logged and counts as none."""
+        if self._budgets is None:
+            return None, None
+        try:
+            value = self._budgets.policy_budgets(input_value(document))
+            chosen = msgspec.convert(value, _PolicyBudgets)
+        except msgspec.ValidationError:
+            logger.exception("the policy returned malformed policy_budgets")
+            return None, None
+        return _budget(chosen.key), _budget(chosen.project)
 
     def decide(self, document: InputDocument) -> Decision | None:
         """The decision, or None when the policy is undefined or malformed for this input."""
@@ -108,6 +172,20 @@ class LoadedPolicy:
         except Exception:
             logger.exception("the policy failed to evaluate")
         return None
+
+
+class _PolicyBudget(msgspec.Struct, frozen=True):
+    amount: str
+    period: Period
+
+
+class _PolicyBudgets(msgspec.Struct, frozen=True):
+    key: _PolicyBudget | None = None
+    project: _PolicyBudget | None = None
+
+
+def _budget(found: _PolicyBudget | None) -> Budget | None:
+    return None if found is None else Budget(amount=Decimal(found.amount), period=found.period)
 
 
 def _snapshot(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:

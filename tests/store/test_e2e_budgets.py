@@ -92,20 +92,22 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
     loop = LoopThread()
     try:
         with ExitStack() as stack:
-            servers = []
-            for _ in range(instances):
-                server = GatewayServer(create_app(config, clock=clock), config)
-                server.start()
-                stack.callback(server.stop)
-                servers.append(server)
-            # The servers' Redis prefix is the one derived from the database URL.
+            # The servers' Redis prefix is the one derived from the database URL. The
+            # admin store closes last (its close flushes the ledger the servers share,
+            # so it must not race their own last flushes).
             admin = (
                 backend.open(redis_prefix=default_prefix(backend.database_url))
                 if backend.usage_store_url
                 else backend.open()
             )
             loop.run(admin.migrate())
-            stack.callback(lambda: loop.run(admin.close()))
+            stack.callback(lambda: loop.run(admin.close(), timeout=60))
+            servers = []
+            for _ in range(instances):
+                server = GatewayServer(create_app(config, clock=clock), config)
+                server.start()
+                stack.callback(server.stop)
+                servers.append(server)
             yield Deployment([s.url for s in servers], admin, loop, clock)
     finally:
         loop.stop()
@@ -202,3 +204,48 @@ def test_a_project_budget_refuses_every_key_of_the_project(
     assert any(r.get("reason_code") == "project_period_budget" for r in decisions.records)
     d.clock.now += timedelta(hours=1)  # the next hour's window
     assert _one(d.urls[-1], first).status_code == 200
+
+
+def test_a_budget_set_in_a_policy_file_is_held_like_a_stored_one(tmp_path: Path) -> None:
+    """`budgets:` in a *.iam.yaml file (no budget in the key store): the project's
+    window holds exactly two one-tenth-of-a-cent requests, then the documented 403."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for source in Path(default_policy_dir()).iterdir():
+        if source.is_file():
+            (policies / source.name).write_text(source.read_text(encoding="utf-8"))
+    (policies / "budgets.iam.yaml").write_text(
+        "version: 1\n"
+        "budgets:\n"
+        "  - id: yaml-daily\n"
+        "    applies_to: {project: from-yaml}\n"
+        f'    amount: "{2 * COST}"\n'
+        "    period: day\n"
+    )
+    clock = Clock()
+    config = GatewayConfig(
+        database=f"sqlite:///{tmp_path / 'gateway.db'}",
+        policy_dir=str(policies),
+        reload_interval=0.0,
+    )
+    loop = LoopThread()
+    server = GatewayServer(create_app(config, clock=clock), config)
+    server.start()
+    admin = Backend("sqlite", config.database).open()
+    try:
+        loop.run(admin.migrate())
+        loop.run(admin.create_project("from-yaml", "default", "hybrid"))
+        _, token = loop.run(admin.create_key("from-yaml", None, "policy budget"))
+        answers = asyncio.run(_burst([server.url], token, 6))
+        assert sum(r.status_code == 200 for r in answers) == 2
+        refused = [r for r in answers if r.status_code != 200]
+        assert all(r.json()["message"] == PROJECT_MESSAGE for r in refused)
+        _, usage = loop.run(admin.budget_usage(None, ("from-yaml", "2027-03-01T00:00:00Z")))
+        assert usage.usage == 2 * COST
+        assert loop.run(admin.get_project("from-yaml")).budget is None  # only the file sets it
+        clock.now += timedelta(days=1)
+        assert _one(server.url, token).status_code == 200
+    finally:
+        loop.run(admin.close())
+        loop.stop()
+        server.stop()

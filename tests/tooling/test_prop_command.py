@@ -137,8 +137,11 @@ def test_a_deny_rule_that_never_applies_is_caught(tmp_path: Path) -> None:
             str(tmp_path),
             "--input-schema",
             str(INPUT_SCHEMA),
+            # Seed 3: which seed finds the planted bug within the examples shifts with
+            # the policy's rules (seed 2 stopped finding it when gateway.rego gained the
+            # policy-file budgets); seed 3 finds it (in 36 s on a loaded machine).
             "--seed",
-            "2",
+            "3",
             # Headroom: hypothesis stops generating early on a loaded machine, and
             # this search stops at the first violation anyway.
             "--max-examples",
