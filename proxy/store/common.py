@@ -355,7 +355,7 @@ def check_rate_limits(limits: RateLimits) -> RateLimits:
         ):
             raise StoreError(
                 f"{name}: `{value}` is not a whole number from 1 to {MAX_RATE_LIMIT}; "
-                "give e.g. 60, or `none` for no limit (to block a key, disable it)"
+                "give e.g. 60, or none (null in JSON) for no limit (to block a key, disable it)"
             )
     return limits
 
