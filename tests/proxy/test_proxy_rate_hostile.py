@@ -152,3 +152,15 @@ def test_a_request_larger_than_the_tpm_is_not_to_be_retried(limited: Deployment)
     fits = httpx.post(url, json=chat(max_tokens=8), headers=headers, timeout=30)
     assert fits.status_code == 200, fits.text
     assert "x-should-retry" not in fits.headers
+
+
+def test_a_client_leaving_a_hanging_request_frees_its_slot(limited: Deployment) -> None:
+    """Not streamed: the client gives up while the upstream has not answered."""
+    key_id, headers = _key(limited, max_parallel=1, tpm=100000)
+    url = f"{limited.url}/v1/chat/completions"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=chat(content="hang", max_tokens=8), headers=headers, timeout=1)
+    window = _settled_window(limited, key_id)
+    assert window == {"requests": 1, "tokens": 0, "parallel": 0}
+    again = httpx.post(url, json=chat(max_tokens=8), headers=headers, timeout=30)
+    assert again.status_code == 200, again.text

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -313,3 +314,42 @@ def test_project_limits_hold_for_all_its_keys_and_no_token_is_logged(
     ]
     codes = {d.get("reason_code") for d in decisions if d.get("key_id") == other.id}
     assert "rate_limit_requests" in codes
+
+
+def test_a_client_leaving_mid_stream_or_a_failed_upstream_frees_the_slot(
+    gateways: Gateways,
+) -> None:
+    """On every backend: a stream the client leaves settles at what was relayed (less
+    than its bound) and leaves no request in flight; a 503 upstream gives its tokens
+    back. Both ask another gateway than the one that admitted them next."""
+    key_id, token, project = gateways.run(gateways.key(max_parallel=1, tpm=100_000))
+    urls = gateways.urls
+    headers = {"Authorization": f"Bearer {token}"}
+    held = {"model": "gpt-4", "messages": [{"role": "user", "content": "wait"}], "stream": True}
+
+    def window() -> Any:
+        state = gateways.run(gateways.admin.rate_windows(key_id, project, gateways.clock.epoch))
+        return state.key
+
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{urls[0]}/v1/chat/completions", json=held, headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        chunks = r.iter_raw()  # kept: dropping it would close the response
+        next(chunks)
+        bound = window().tokens
+        assert window().parallel == 1
+    deadline = time.monotonic() + 20  # settlement after the client left: bounded wait
+    while window().parallel and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = window()
+    assert (left.requests, left.parallel) == (1, 0)
+    assert 0 < left.tokens < bound
+    fail = {"model": "gpt-4", "messages": [{"role": "user", "content": "fail"}]}
+    failed = httpx.post(f"{urls[-1]}/v1/chat/completions", json=fail, headers=headers, timeout=30)
+    assert failed.status_code == 503
+    after = window()
+    assert (after.requests, after.tokens, after.parallel) == (2, left.tokens, 0)
+    again = httpx.post(f"{urls[-1]}/v1/chat/completions", json=MOCK, headers=headers, timeout=30)
+    assert again.status_code == 200, again.text
