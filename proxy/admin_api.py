@@ -127,9 +127,9 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
     max_parallel: int | None = None
     """Requests in flight at once; None: no ceiling."""
     rate_window: RateWindowView | None = None
-    """The key's window now (`GET /admin/keys/{id}` only)."""
+    """The key's window now (`GET /admin/keys/{id}` and `PUT .../rate-limits` only)."""
     project_rate_window: RateWindowView | None = None
-    """Its project's window now, shared by all its keys (`GET /admin/keys/{id}` only)."""
+    """Its project's window now, shared by all its keys (as `rate_window`)."""
 
 
 class RateWindowView(msgspec.Struct, frozen=True, kw_only=True):
@@ -584,10 +584,14 @@ async def create_key(request: AnyRequest, data: CreateKey) -> CreatedKeyView:
 
 @get("/keys/{key_id:str}", operation_class=_OP)
 async def show_key(request: AnyRequest, key_id: str) -> KeyView:
+    return await _key_view(request, await _admin(request).get_key(key_id))
+
+
+async def _key_view(request: AnyRequest, key: ApiKey) -> KeyView:
+    """A key as GET shows it: its activity, rate windows and budget window."""
     admin = _admin(request)
-    key = await admin.get_key(key_id)
     windows = await admin.rate_windows(key.id, key.project_id, _request_time(request))
-    view = _with_activity(key, await _activity(request, [key_id]))
+    view = _with_activity(key, await _activity(request, [key.id]))
     return msgspec.structs.replace(
         view,
         rate_window=_window(windows.key),
@@ -598,7 +602,10 @@ async def show_key(request: AnyRequest, key_id: str) -> KeyView:
 
 @put("/keys/{key_id:str}/rate-limits", operation_class=_OP)
 async def set_key_rate_limits(request: AnyRequest, key_id: str, data: RateLimitsBody) -> KeyView:
-    return KeyView(**_key_fields(await _admin(request).set_key_rate_limits(key_id, _limits(data))))
+    # Shown as GET shows it, so the caller sees the window the new limits apply to.
+    return await _key_view(
+        request, await _admin(request).set_key_rate_limits(key_id, _limits(data))
+    )
 
 
 @put("/projects/{project_id:str}/rate-limits", operation_class=_OP)

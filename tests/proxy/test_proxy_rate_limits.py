@@ -81,6 +81,10 @@ def test_admin_api_sets_and_shows_rate_limits(client: httpx.Client, clock: Clock
 
     raised = _admin(client, "PUT", f"/keys/{key_id}/rate-limits", {"rpm": 3})
     assert (raised["rpm"], raised["tpm"]) == (3, None)
+    # The answer to the change shows the key as GET does: the window it now applies to
+    # (it said `rate_window: null`, as if nothing had been counted).
+    assert raised["rate_window"] == shown["rate_window"]
+    assert raised["project_rate_window"] == shown["project_rate_window"]
     assert _chat(client, token).status_code == 200
     project = _admin(client, "PUT", "/projects/rated/rate-limits", {"max_parallel": 2})
     assert project["max_parallel"] == 2
