@@ -235,7 +235,13 @@ project_rate_limits := effective_limits(object.get(input, ["project", "rate_limi
 
 rate_limit_names := ["rpm", "tpm", "max_parallel"]
 
-effective_limits(window, ceilings) := {name: lowest_limit(window, ceilings, name) | some name in rate_limit_names}
+effective_limits(window, ceilings) := own_limits(window) if {
+	count(ceilings) == 0
+} else := {name: lowest_limit(window, ceilings, name) | some name in rate_limit_names}
+
+own_limits(window) := {"rpm": object.get(window, "rpm", null), "tpm": object.get(window, "tpm", null), "max_parallel": object.get(window, "max_parallel", null)} if {
+	window != null
+} else := {"rpm": null, "tpm": null, "max_parallel": null}
 
 lowest_limit(window, ceilings, name) := min(values) if {
 	values := [value |
@@ -273,6 +279,24 @@ rate_subjects := [subject |
 # its project or a policy file sets rate limits: most requests have none).
 rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(subject)][0] if {
 	rate_limits_set
+	rate_refusal_possible
+}
+
+# Without the store's counts (the first decision of a request) only a request
+# whose token bound exceeds a tokens-per-minute limit can be refused here: the
+# other checks need the counts. This only saves the work of looking.
+rate_refusal_possible if input.request.token_bound != null
+
+rate_refusal_possible if {
+	some window in [object.get(input, ["key", "rate_limits"], null), object.get(input, ["project", "rate_limits"], null)]
+	window != null
+	some name in ["requests_in_window", "tokens_in_window", "parallel"]
+	object.get(window, name, null) != null
+}
+
+rate_refusal_possible if {
+	some limits in [key_rate_limits, project_rate_limits]
+	request_too_large(limits)
 }
 
 rate_limits_set if input.key.rate_limits != null

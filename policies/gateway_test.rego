@@ -481,3 +481,22 @@ test_a_policy_ceiling_applies_without_stored_limits_once_counted if {
 	allowed.allow == true
 	allowed.rate_limits.key.rpm == 1
 }
+
+test_a_negative_tpm_refuses_before_anything_is_counted if {
+	d := decide({"key": {"rate_limits": {"rpm": null, "tpm": -1, "max_parallel": null}}})
+	d.status == 429
+	startswith(d.message, "Request too large for API key key_1 on tokens per min (TPM): Limit -1, Requested 0.")
+}
+
+test_limits_missing_from_the_window_read_as_none if {
+	d := decide({"key": {"rate_limits": {"rpm": 3}}})
+	d.allow == true
+	d.rate_limits.key == {"rpm": 3, "tpm": null, "max_parallel": null}
+}
+
+test_a_policy_ceiling_alone_refuses_a_request_too_large if {
+	ceilings := [{"layer": "key", "rpm": null, "tpm": 10, "max_parallel": null}]
+	d := data.gateway.decision with input as with_patch({"request": {"token_bound": 50}}) with data.gateway.iam_policies.rate_ceilings as ceilings
+	d.status == 429
+	startswith(d.message, "Request too large for API key key_1 on tokens per min (TPM): Limit 10, Requested 50.")
+}

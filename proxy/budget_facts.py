@@ -16,7 +16,7 @@ import msgspec
 
 from proxy.budgets import Budget, format_budget, rfc3339, window
 from proxy.documents import PeriodBudgetDocument
-from proxy.store.base import BudgetWindow, Claim, KeyContext, Store, WindowUsage
+from proxy.store.base import BudgetWindow, Claim, KeyContext, WindowUsage
 
 
 class BudgetReader(Protocol):
@@ -88,7 +88,7 @@ def _claimed(current: _Window | None) -> BudgetWindow | None:
 
 
 async def budget_facts(
-    store: Store,
+    store: BudgetReader,
     context: KeyContext | None,
     time: str,
     zone: ZoneInfo,

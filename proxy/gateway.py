@@ -58,6 +58,7 @@ from proxy.store.base import (
     RateState,
     Refused,
     Reservation,
+    WindowUsage,
 )
 from proxy.upstream import (
     AiohttpUpstream,
@@ -187,6 +188,7 @@ class Gateway:
         self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
         self._zone = time_zone(config.budget_time_zone)
+        self._recent_budgets = _RecentBudgets(store)
 
     def request_epoch(self) -> float:
         """Now on the request clock (epoch seconds): the rate windows' clock."""
@@ -298,7 +300,7 @@ class Gateway:
         readable = context is not None and operation != "models.list"
         forwarded = upstream_headers(operation, headers) if readable else None
         asked = self._asked(operation, token_hash, client_ip, body, forwarded, record)
-        facts = await self._budget_facts(asked, context)
+        facts = await self._budget_facts(asked, context, fresh=False)
         decision = self._decide(asked, context, facts)
         if context is not None and decision is not None and not decision.allow:
             # The record may come from the key cache: a refusal is always judged on the
@@ -308,14 +310,19 @@ class Gateway:
             decision = self._decide(asked, context, facts)
         return asked, context, facts, decision
 
-    async def _budget_facts(self, asked: _Asked, context: KeyContext | None) -> BudgetFacts:
+    async def _budget_facts(
+        self, asked: _Asked, context: KeyContext | None, *, fresh: bool = True
+    ) -> BudgetFacts:
         """The period budgets' current windows at the request's own time (one clock
-        reading per request: the policy and the admission see the same windows)."""
+        reading per request: the policy and the admission see the same windows).
+        Not `fresh`: the windows' figures may come from the key cache (the first
+        decision only; admission holds the live figures, and a refusal re-reads)."""
         policy = asked.policy
         chosen: tuple[Budget | None, Budget | None] = (None, None)
         if context is not None and policy.sets_budgets:
             chosen = policy.policy_budgets(build_input(asked.request, context, self._gateway))
-        return await budget_facts(self._store, context, asked.request.time, self._zone, chosen)
+        reader = self._store if fresh else self._recent_budgets
+        return await budget_facts(reader, context, asked.request.time, self._zone, chosen)
 
     def _asked(
         self,
@@ -728,6 +735,20 @@ class Gateway:
         record.prompt_tokens, record.completion_tokens, record.cost = prompt, completion, cost
         model = allowed.decision.model or ""
         self._metrics.usage(allowed.route.provider, model, prompt, completion, cost)
+
+
+class _RecentBudgets:
+    """The key cache's recent budget figures, read as a `BudgetReader`."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: KeyCachingStore) -> None:
+        self._store = store
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        return await self._store.recent_budget_usage(key, project)
 
 
 def _cut_stream_usage(relay: SseRelay, bound: CostBound) -> TokenUsage:

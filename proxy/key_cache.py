@@ -11,7 +11,9 @@ Why this honours the contract:
   second gateway) is re-read at most `ttl` (≤ 0.5 s) later. A change made through this
   process (admin API, dashboard: they use this same object as `app.state.store`) drops
   the whole cache at once.
-- Usage stays exact: the cached settled figures only feed the policy's pre-check.
+- Usage stays exact: the cached settled figures (the key's usage, and its and its
+  project's period-budget windows, `recent_budget_usage`) only feed the policy's
+  pre-check.
   The atomic `admit` reads the live figures and is the authority: a stale figure
   that says "room left" is corrected by the store refusing (the gateway then re-reads
   the key bypassing this cache and the policy answers with the documented message),
@@ -71,6 +73,17 @@ class _Entry:
         self.expires = expires
 
 
+class _Figures:
+    __slots__ = ("expires", "figures")
+
+    def __init__(self, figures: tuple[WindowUsage, WindowUsage], expires: float) -> None:
+        self.figures = figures
+        self.expires = expires
+
+
+_WindowSubjects = tuple[tuple[str, str] | None, tuple[str, str] | None]
+
+
 class KeyCachingStore:
     """The wrapped store with a short-lived key cache; every other call passes through."""
 
@@ -94,10 +107,16 @@ class KeyCachingStore:
         # shares the read instead of sending 64 identical ones.
         self._reading: dict[str, asyncio.Future[KeyContext | None]] = {}
         self._generation = 0
+        # Budget windows' figures for the policy's pre-check (`recent_budget_usage`).
+        self._figures: dict[_WindowSubjects, _Figures] = {}
+        self._reading_figures: dict[
+            _WindowSubjects, asyncio.Future[tuple[WindowUsage, WindowUsage]]
+        ] = {}
 
     def invalidate(self) -> None:
         """Forget every cached key (after any administrative change in this process)."""
         self._entries.clear()
+        self._figures.clear()
         self._generation += 1
 
     # -- request path ----------------------------------------------------------------
@@ -156,6 +175,54 @@ class KeyCachingStore:
         self, key: tuple[str, str] | None, project: tuple[str, str] | None
     ) -> tuple[WindowUsage, WindowUsage]:
         return await self.inner.budget_usage(key, project)
+
+    async def recent_budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        """`budget_usage`, from memory when read less than `ttl` ago: for the policy's
+        pre-check only, exactly like the cached key record's usage (see the module
+        docstring). The windows are part of the cache key, so a new window is never
+        answered with the last one's figures; the atomic `admit` holds each window
+        against its live figures, and every refusal is judged on a fresh read."""
+        subjects = (key, project)
+        if self._ttl <= 0:
+            return await self.inner.budget_usage(key, project)
+        entry = self._figures.get(subjects)
+        if entry is not None and entry.expires > self._clock():
+            return entry.figures
+        pending = self._reading_figures.get(subjects)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise
+        return await self._read_figures(subjects)
+
+    async def _read_figures(self, subjects: _WindowSubjects) -> tuple[WindowUsage, WindowUsage]:
+        generation = self._generation
+        future: asyncio.Future[tuple[WindowUsage, WindowUsage]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._reading_figures.setdefault(subjects, future)
+        try:
+            figures = await self.inner.budget_usage(*subjects)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            if self._reading_figures.get(subjects) is future:
+                del self._reading_figures[subjects]
+        future.set_result(figures)
+        if generation == self._generation:
+            if len(self._figures) >= _MAX_ENTRIES:
+                del self._figures[next(iter(self._figures))]
+            self._figures[subjects] = _Figures(figures, self._clock() + self._ttl)
+        return figures
 
     async def withdraw(self, claim: Claim, ticket: str) -> None:
         await self.inner.withdraw(claim, ticket)

@@ -19,7 +19,15 @@ from proxy_deployment import Deployment
 from proxy_helpers import MSG_INVALID, auth, make_tenant
 
 from proxy.key_cache import KeyCachingStore
-from proxy.store.base import ApiKey, KeyContext, KeyStatus, Organization, Project, Store
+from proxy.store.base import (
+    ApiKey,
+    KeyContext,
+    KeyStatus,
+    Organization,
+    Project,
+    Store,
+    WindowUsage,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -54,6 +62,8 @@ class CountingStore:
         self.reads = 0
         self.status: KeyStatus = "active"
         self.gate: asyncio.Event | None = None
+        self.budget_reads = 0
+        self.budget_spent = Decimal(0)
 
     async def key_context(self, token_hash: str) -> KeyContext | None:
         self.reads += 1
@@ -64,6 +74,14 @@ class CountingStore:
     async def set_key_status(self, key_id: str, status: KeyStatus) -> ApiKey:
         self.status = status
         return _context(status).key
+
+    async def budget_usage(
+        self, key: tuple[str, str] | None, project: tuple[str, str] | None
+    ) -> tuple[WindowUsage, WindowUsage]:
+        self.budget_reads += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return WindowUsage(usage=self.budget_spent), WindowUsage()
 
 
 class FakeClock:
@@ -136,6 +154,51 @@ def test_concurrent_misses_share_one_store_read() -> None:
     contexts = asyncio.run(scenario())
     assert inner.reads == 1
     assert all(c is contexts[0] and c is not None for c in contexts)
+
+
+def test_recent_budget_figures_are_kept_per_window_and_never_for_a_live_read() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+    today = ("key-1", "2027-01-01T00:00:00Z"), None
+    tomorrow = ("key-1", "2027-01-02T00:00:00Z"), None
+
+    async def scenario() -> None:
+        await cache.recent_budget_usage(*today)
+        inner.budget_spent = Decimal(3)
+        clock.now += 0.4
+        stale, _ = await cache.recent_budget_usage(*today)
+        assert stale.usage == 0 and inner.budget_reads == 1
+        # The live read (admin surfaces, every refusal) always reaches the store.
+        live, _ = await cache.budget_usage(*today)
+        assert live.usage == 3 and inner.budget_reads == 2
+        # Another window is another entry: never answered with this one's figures.
+        other, _ = await cache.recent_budget_usage(*tomorrow)
+        assert other.usage == 3 and inner.budget_reads == 3
+        clock.now += 0.2  # past the ttl
+        again, _ = await cache.recent_budget_usage(*today)
+        assert again.usage == 3 and inner.budget_reads == 4
+        inner.budget_spent = Decimal(5)
+        await cache.set_key_status("key-1", "active")  # an admin change drops them too
+        after, _ = await cache.recent_budget_usage(*today)
+        assert after.usage == 5 and inner.budget_reads == 5
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_budget_misses_share_one_store_read() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+    subjects = ("key-1", "2027-01-01T00:00:00Z"), ("default", "2027-01-01T00:00:00Z")
+
+    async def scenario() -> None:
+        inner.gate = asyncio.Event()
+        readers = [asyncio.create_task(cache.recent_budget_usage(*subjects)) for _ in range(10)]
+        await asyncio.sleep(0)
+        inner.gate.set()
+        await asyncio.gather(*readers)
+
+    asyncio.run(scenario())
+    assert inner.budget_reads == 1
 
 
 def test_a_ttl_beyond_the_revocation_bound_is_refused() -> None:
