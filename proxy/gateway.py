@@ -30,7 +30,7 @@ from proxy.api_families import (
     upstream_headers,
     whole_usage,
 )
-from proxy.budget_facts import BudgetFacts, budget_facts, with_budgets
+from proxy.budget_facts import BudgetFacts, WindowTimes, budget_facts, with_budgets
 from proxy.budgets import Budget, time_zone
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
@@ -187,7 +187,7 @@ class Gateway:
         self._clock = clock or SecondClock()
         self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
-        self._zone = time_zone(config.budget_time_zone)
+        self._windows = WindowTimes(time_zone(config.budget_time_zone))
         self._recent_budgets = _RecentBudgets(store)
 
     def request_epoch(self) -> float:
@@ -322,7 +322,7 @@ class Gateway:
         if context is not None and policy.sets_budgets:
             chosen = policy.policy_budgets(build_input(asked.request, context, self._gateway))
         reader = self._store if fresh else self._recent_budgets
-        return await budget_facts(reader, context, asked.request.time, self._zone, chosen)
+        return await budget_facts(reader, context, asked.request.time, self._windows, chosen)
 
     def _asked(
         self,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.budget_facts import WindowTimes
 from proxy.budgets import (
     PERIODS,
     Budget,
@@ -153,3 +154,27 @@ def test_bad_budgets_say_what_is_allowed(text: str, says: str) -> None:
 def test_an_unknown_zone_is_named() -> None:
     with pytest.raises(BudgetError, match="budget_time_zone: `Mars/Olympus`"):
         time_zone("Mars/Olympus")
+
+
+@given(
+    moments=st.lists(
+        st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+        min_size=1,
+        max_size=6,
+    ),
+    period=st.sampled_from(PERIODS),
+)
+@settings(max_examples=100, deadline=None)
+def test_the_gateway_s_remembered_windows_are_the_calendar_s(
+    moments: list[datetime], period: Period
+) -> None:
+    # The gateway works a second's windows out once (proxy/budget_facts.WindowTimes);
+    # whatever order the request times come in, each gets its own second's window.
+    times = WindowTimes(BERLIN)
+    budget = Budget(amount=Decimal(1), period=period)
+    for moment in [*moments, *moments]:
+        text = rfc3339(moment.replace(microsecond=0, tzinfo=UTC))
+        start, end = window(period, _at(text), BERLIN)
+        got = times.window(budget, text)
+        assert got is not None and (got.start, got.end) == (rfc3339(start), rfc3339(end))
+    assert times.window(None, "2027-01-01T00:00:00Z") is None
