@@ -617,9 +617,10 @@ async def set_project_rate_limits(
 
 @put("/keys/{key_id:str}/budget", operation_class=_OP)
 async def set_key_budget(request: AnyRequest, key_id: str, data: SetBudget) -> KeyView:
-    key = await _admin(request).set_key_budget(key_id, _budget(data.budget))
-    window = await _budget_window(request, "key", key.id, key.budget)
-    return KeyView(**_key_fields(key), period_budget=window)
+    # Shown as GET shows it: its activity and the window the new budget applies to.
+    return await _key_view(
+        request, await _admin(request).set_key_budget(key_id, _budget(data.budget))
+    )
 
 
 @post("/keys/{key_id:str}/disable", operation_class=_OP)

@@ -263,6 +263,7 @@ class Gateway:
             record.reason = decision.message
             record.reason_code = decision.reasons[0].code if decision.reasons else None
             reply = self.error(decision.status, decision.message, operation)
+            reply = _with_headers(reply, _budget_reset(record.reason_code, facts))
             return self._finish(record, await self._with_rate_windows(reply, context, asked))
         if context is None:  # a policy that allows an unknown key is broken
             return self._finish(record, self._no_decision(operation))
@@ -515,7 +516,8 @@ class Gateway:
             if not decision.allow:
                 asked.record.reason = decision.message
                 asked.record.reason_code = decision.reasons[0].code if decision.reasons else None
-                return self.error(decision.status, decision.message, asked.operation)
+                reply = self.error(decision.status, decision.message, asked.operation)
+                return _with_headers(reply, _budget_reset(asked.record.reason_code, facts))
             # The store refused on figures the policy, a moment later, accepts (a limit
             # or budget raised or credits added meanwhile): ask the store again.
         asked.record.reason = "admission wait ran out"
@@ -783,6 +785,17 @@ def _epoch(moment: str) -> float:
     """The request time (RFC 3339 UTC, from the gateway's clock) as epoch seconds: the
     rate windows' clock, so tests that move the clock move the windows."""
     return datetime.fromisoformat(moment).timestamp()
+
+
+def _budget_reset(reason_code: str | None, facts: BudgetFacts) -> tuple[tuple[str, str], ...]:
+    """A period-budget refusal's `x-budget-reset`: when the refused window ends (RFC 3339
+    UTC), the only moment a retry can succeed. A header, so the documented message stays
+    exact; no Retry-After, which clients read as "retry soon" and the window may be a month."""
+    if reason_code == "period_budget" and facts.key is not None:
+        return (("x-budget-reset", facts.key.resets_at),)
+    if reason_code == "project_period_budget" and facts.project is not None:
+        return (("x-budget-reset", facts.project.resets_at),)
+    return ()
 
 
 def _with_headers(reply: Reply, headers: tuple[tuple[str, str], ...]) -> Reply:

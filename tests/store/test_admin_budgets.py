@@ -135,6 +135,10 @@ def test_admin_api_sets_and_shows_budgets_in_the_gateways_zone(
 
     changed = _admin(client, "PUT", f"/keys/{key['id']}/budget", {"budget": "1/hour"})
     assert changed["period_budget"]["window_start"] == "2027-03-01T10:00:00Z"
+    # The answer to the change shows the key as GET does (it said `requests: 0` and
+    # `last_used_at: null` right after the key had been used).
+    assert (changed["requests"], changed["last_used_at"]) == (1, shown["last_used_at"])
+    assert changed["rate_window"] == shown["rate_window"]
     assert _admin(client, "PUT", f"/keys/{key['id']}/budget", {"budget": None})["budget"] is None
     bad = _admin(client, "PUT", f"/keys/{key['id']}/budget", {"budget": "5/fortnight"}, 400)
     assert "field `budget`" in bad["message"] and "hour, day, week, month" in bad["message"]
@@ -146,3 +150,29 @@ def test_admin_api_sets_and_shows_budgets_in_the_gateways_zone(
     audit = _admin(client, "GET", "/audit?object=project:default")
     assert audit[-1]["action"] == "set_budget"
     assert audit[-1]["actor"] == "admin-api"
+
+
+def test_a_budget_refusal_says_when_the_window_resets(api: tuple[httpx.Client, Clock]) -> None:
+    """The documented message stays exact; `x-budget-reset` (RFC 3339) says when the
+    refused window ends, the only moment retrying can help."""
+    client, _ = api
+    key = _admin(client, "POST", "/keys", {"project": "default", "budget": "0/hour"}, 201)
+    body = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
+    refused = client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['token']}"}
+    )
+    assert refused.status_code == 401
+    assert refused.json()["message"] == (
+        "Unauthorized: LLMGateway API key reached its current period usage limit."
+    )
+    assert refused.headers["x-budget-reset"] == "2027-03-01T11:00:00Z"  # Berlin's hour
+    assert "retry-after" not in refused.headers
+
+    _admin(client, "PUT", f"/keys/{key['id']}/budget", {"budget": None})
+    _admin(client, "PUT", "/projects/default/budget", {"budget": "0/day"})
+    refused = client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['token']}"}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "Project has reached its period spend budget."
+    assert refused.headers["x-budget-reset"] == "2027-03-01T23:00:00Z"  # Berlin's midnight
