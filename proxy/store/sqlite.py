@@ -402,6 +402,19 @@ def _in_flight_below(
         f"SELECT total(amount), count(*) FROM reservations WHERE {where}",  # noqa: S608 - constant
         (*params, now),
     ).fetchone()
+    return _below(conn, where, (*params, now), total, count, room)
+
+
+def _below(
+    conn: sqlite3.Connection,
+    where: str,  # a constant condition, never a value
+    params: tuple[Any, ...],
+    total: float,
+    count: int,
+    room: Decimal,
+) -> bool:
+    """`_in_flight_below` from SQLite's floating-point `total` of the `count` rows
+    matching `where`: exact, reading the rows only near the boundary."""
     if count == 0:
         return room > 0
     if math.isfinite(total):
@@ -413,9 +426,38 @@ def _in_flight_below(
             return False
     rows = conn.execute(
         f"SELECT amount FROM reservations WHERE {where}",  # noqa: S608 - constant
-        (*params, now),
+        params,
     ).fetchall()
     return _sum(rows) < room
+
+
+def _key_in_flight_below(
+    conn: sqlite3.Connection,
+    key_id: str,
+    now: float,
+    limit_room: Decimal | None,
+    window: tuple[str, Decimal] | None,
+) -> bool:
+    """Whether the key's live reservations leave room under its usage limit
+    (`limit_room`: the limit minus settled usage; None: no limit) and those of its
+    budget window (`window`: start, budget minus the window's settled usage) under
+    the budget; exactly as `_in_flight_below` for each, from one read of the key's
+    reservations instead of one per check (a key with both read them twice)."""
+    if window is None:
+        return limit_room is None or _in_flight_below(conn, _KEY, (key_id,), now, limit_room)
+    start, window_room = window
+    total, count, window_total, window_count = conn.execute(
+        "SELECT total(amount), count(*), total(CASE WHEN key_window = ? THEN amount END), "
+        "count(CASE WHEN key_window = ? THEN 1 END) "
+        "FROM reservations WHERE key_id = ? AND expires_at > ?",
+        (start, start, key_id, now),
+    ).fetchone()
+    if limit_room is not None:
+        where = f"{_KEY} AND expires_at > ?"
+        if not _below(conn, where, (key_id, now), total, count, limit_room):
+            return False
+    where = f"{_KEY_WINDOW} AND expires_at > ?"
+    return _below(conn, where, (key_id, start, now), window_total, window_count, window_room)
 
 
 def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
@@ -627,17 +669,21 @@ def _budget_refusal(
 def _budgets_fit(
     conn: sqlite3.Connection,
     claim: Claim,
+    limit_room: Decimal | None,
     key_usage: Decimal | None,
     project_usage: Decimal | None,
     now: float,
 ) -> bool:
-    """INVARIANT: admitted only while a window's settled usage + its in-flight
-    reservations < its budget (the same rule as the usage limit's)."""
+    """INVARIANT: admitted only while the key's settled usage + its in-flight
+    reservations < its usage limit (`limit_room`: limit - usage; None: no limit), and
+    a window's settled usage + its in-flight reservations < its budget (the same
+    rule)."""
     budget = claim.key_budget
+    key_window = None
     if budget is not None and key_usage is not None:
-        window = (claim.key_id, budget.start)
-        if not _in_flight_below(conn, _KEY_WINDOW, window, now, budget.amount - key_usage):
-            return False
+        key_window = (budget.start, budget.amount - key_usage)
+    if not _key_in_flight_below(conn, claim.key_id, now, limit_room, key_window):
+        return False
     budget = claim.project_budget
     if budget is not None and project_usage is not None and claim.project_id is not None:
         window = (claim.project_id, budget.start)
@@ -1189,11 +1235,8 @@ class SqliteStore:
             # INVARIANT: admitted only while usage + in-flight reservations < limit (and
             # credits - in-flight credit reservations > 0, and each budget window's
             # settled + in-flight usage < its budget), in ticket order.
-            fits = limit is None or _in_flight_below(
-                conn, _KEY, (claim.key_id,), now, limit - usage
-            )
-            if fits:
-                fits = _budgets_fit(conn, claim, key_usage, project_usage, now)
+            limit_room = None if limit is None else limit - usage
+            fits = _budgets_fit(conn, claim, limit_room, key_usage, project_usage, now)
             if fits and org is not None:
                 fits = _in_flight_below(conn, _ORG, (org[1],), now, Decimal(org[0]))
             if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):

@@ -8,8 +8,10 @@ import sqlite3
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.store.sqlite import _in_flight_below
+from proxy.store.sqlite import _in_flight_below, _key_in_flight_below
 
 
 @pytest.fixture
@@ -62,3 +64,40 @@ def test_amounts_a_double_cannot_hold_fall_back_to_the_exact_sum(
     _hold(conn, "1E+400")  # infinity as a double
     assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("1E+401"))
     assert not _in_flight_below(conn, "key_id = ?", ("k",), 50.0, Decimal("1E+400"))
+
+
+@given(
+    held=st.lists(
+        st.tuples(
+            st.sampled_from(["0.1", "0.2", "0.3", "1E-400", "0.00049250", "7"]),
+            st.sampled_from(["w1", "w2", None]),
+            st.sampled_from([40.0, 100.0]),
+        ),
+        max_size=12,
+    ),
+    limit_room=st.one_of(st.none(), st.sampled_from(["0", "0.3", "0.6", "1E-399", "14.3"])),
+    window_room=st.one_of(st.none(), st.sampled_from(["0", "0.2", "0.3", "0.30001", "7"])),
+)
+@settings(max_examples=300, deadline=None)
+def test_one_read_of_the_key_decides_as_one_read_per_check(
+    held: list[tuple[str, str | None, float]], limit_room: str | None, window_room: str | None
+) -> None:
+    # The admission reads a key's reservations once for its usage limit and its budget
+    # window together; the answer is the two separate exact checks'.
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE reservations (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, org_id TEXT, "
+        "amount TEXT NOT NULL, expires_at REAL NOT NULL, key_window TEXT)"
+    )
+    for number, (amount, window, expires_at) in enumerate(held):
+        conn.execute(
+            "INSERT INTO reservations VALUES (?, 'k', NULL, ?, ?, ?)",
+            (f"r{number}", amount, expires_at, window),
+        )
+    limit = None if limit_room is None else Decimal(limit_room)
+    window = None if window_room is None else ("w1", Decimal(window_room))
+    expected = (limit is None or _in_flight_below(conn, "key_id = ?", ("k",), 50.0, limit)) and (
+        window is None
+        or _in_flight_below(conn, "key_id = ? AND key_window = ?", ("k", "w1"), 50.0, window[1])
+    )
+    assert _key_in_flight_below(conn, "k", 50.0, limit, window) == expected
