@@ -15,7 +15,7 @@ reads the wall clock, so the tests move time instead of sleeping.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -70,7 +70,16 @@ def parse_budget(text: str, what: str = "budget") -> Budget | None:
         raise BudgetError(
             f"{what}: `{amount_text.strip()}` must be zero or a positive amount, like `5.00/day`"
         )
-    return Budget(amount=amount, period=period)
+    return Budget(amount=_plain_digits(amount), period=period)
+
+
+def _plain_digits(amount: Decimal) -> Decimal:
+    """`1e3` as `1000`: a positive exponent would be shown back (and stored) as `1E+3`."""
+    _sign, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int) or exponent <= 0:
+        return amount
+    # Precision for every digit, so `1e400` is written out rather than refused.
+    return amount.quantize(Decimal(1), context=Context(prec=len(digits) + exponent))
 
 
 def format_budget(budget: Budget | None) -> str:

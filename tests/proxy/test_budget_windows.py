@@ -133,6 +133,9 @@ def test_budgets_as_text() -> None:
     assert parse_budget("none") is None
     assert format_budget(parse_budget("0.5/hour")) == "0.5/hour"
     assert format_budget(None) == "none"
+    assert format_budget(parse_budget("1e3/day")) == "1000/day"  # not `1E+3/day`
+    assert format_budget(parse_budget("2.5E+1/hour")) == "25/hour"
+    assert format_budget(parse_budget("1e30/month")) == f"1{'0' * 30}/month"
 
 
 @pytest.mark.parametrize(

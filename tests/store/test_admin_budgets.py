@@ -176,3 +176,12 @@ def test_a_budget_refusal_says_when_the_window_resets(api: tuple[httpx.Client, C
     assert refused.status_code == 403
     assert refused.json()["message"] == "Project has reached its period spend budget."
     assert refused.headers["x-budget-reset"] == "2027-03-01T23:00:00Z"  # Berlin's midnight
+
+
+def test_an_amount_written_with_an_exponent_is_kept_in_plain_digits(
+    sqlite: Backend, tmp_path: Path
+) -> None:
+    """`1e3` is a decimal amount like any other, but was shown back as `1E+3/day`."""
+    created = ok(sqlite, tmp_path, "keys", "create", "--project", "default", "--budget", "1e3/day")
+    assert created["budget"] == "1000/day"
+    assert ok(sqlite, tmp_path, "keys", "show", created["id"])["period_budget"]["amount"] == "1000"
