@@ -497,25 +497,34 @@ _PRUNE_RATE_EVENTS = (
 )
 
 
+_OLDEST_COUNTED = "SELECT min(at) FROM rate_events WHERE subject = ? AND counted = 1"
+
+
 def _rate_count(conn: sqlite3.Connection, subject: str, now: float, wall: float) -> RateCount:
     """One subject's window at request time `now`: rows older than the window leave its
     totals (the triggers keep rate_totals), rows no longer in flight either go. The cost
     is that of the rows leaving, not of the window."""
     start = now - RATE_WINDOW_SECONDS
-    conn.execute(
-        "UPDATE rate_events SET counted = 0 WHERE subject = ? AND counted = 1 AND at <= ?",
-        (subject, start),
-    )
-    conn.execute(_PRUNE_RATE_EVENTS, (subject, wall))
+    # The oldest request still counted says when room frees up, and whether any row
+    # leaves the window now (min() alone is read from the index; the newest is not
+    # needed by anyone, so it is not read).
+    (oldest,) = conn.execute(_OLDEST_COUNTED, (subject,)).fetchone()
+    if oldest is not None and oldest <= start:
+        # Request times are whole seconds, so this happens once per second of
+        # traffic, not once per request: the rows of that second leave together.
+        conn.execute(
+            "UPDATE rate_events SET counted = 0 WHERE subject = ? AND counted = 1 AND at <= ?",
+            (subject, start),
+        )
+        # Rows out of the window and no longer in flight count nowhere (not in the
+        # totals, not in `parallel`): dropping them only keeps the table small, so it
+        # is done when rows leave, not on every admission.
+        conn.execute(_PRUNE_RATE_EVENTS, (subject, wall))
+        (oldest,) = conn.execute(_OLDEST_COUNTED, (subject,)).fetchone()
     totals = conn.execute(
         "SELECT requests, tokens FROM rate_totals WHERE subject = ?", (subject,)
     ).fetchone()
     requests, tokens = (0, 0) if totals is None else totals
-    # The oldest request says when room frees up (min() alone is read from the index;
-    # the newest is not needed by anyone, so it is not read).
-    (oldest,) = conn.execute(
-        "SELECT min(at) FROM rate_events WHERE subject = ? AND counted = 1", (subject,)
-    ).fetchone()
     (parallel,) = conn.execute(
         "SELECT count(*) FROM rate_events WHERE subject = ? AND open_until > ?", (subject, wall)
     ).fetchone()
