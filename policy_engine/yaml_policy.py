@@ -324,6 +324,9 @@ def _validation_diagnostic(
     else:
         node = _locate(root, steps, None)
         text = f"{_humane(message)} at {_field_path(steps)}"
+        if steps[:1] == ["budgets"] and steps[-1:] == ["amount"]:
+            # An unquoted 5.5 is a YAML float, `5/day` the CLI's form: say what is wanted.
+            text += '; write USD as a quoted decimal, e.g. `amount: "500.00"`'
     return _diagnostic(source, node, text)
 
 

@@ -223,3 +223,12 @@ def test_a_bad_budget_names_the_field_and_the_line(text: str, where: str, says: 
     message = str(raised.value)
     assert f"team.iam.yaml{where}" in message, message
     assert says in message, message
+
+
+@pytest.mark.parametrize("amount", ["5.5", '"5/day"', '"$5"'])
+def test_a_bad_amount_says_how_to_write_one(amount: str) -> None:
+    """`amount: 5.5` is a YAML float: the message named the field but not the fix."""
+    text = f"budgets:\n  - applies_to: {{project: p}}\n    amount: {amount}\n    period: day\n"
+    with pytest.raises(PolicyError) as raised:
+        lower(Source(name="team.iam.yaml", text=text))
+    assert 'quoted decimal, e.g. `amount: "500.00"`' in str(raised.value), str(raised.value)
