@@ -137,6 +137,11 @@ class RedisLedgerStore:
             for name in redis_scripts.__all__
         }
         self._flusher: asyncio.Task[None] | None = None
+        # Set by close(): the flusher returns between flushes. It is told, not cancelled:
+        # a cancellation landing inside a redis-py call can come out as a RedisError,
+        # which the flusher's retry catches, so it kept looping and close() waited on it
+        # forever (seen in CI).
+        self._stopping = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._batch = ScriptBatcher(self._redis, self._scripts, self._prefix)
@@ -158,12 +163,17 @@ class RedisLedgerStore:
         self._start_flusher()
 
     def _start_flusher(self) -> None:
+        if self._stopping.is_set():
+            return  # closing: close() writes what is left
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._flush_interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.flush()
             except Exception as exc:
@@ -176,10 +186,9 @@ class RedisLedgerStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        self._stopping.set()
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            await self._flusher  # returns after the flush under way, if any
             self._flusher = None
         try:
             await self._batch.aclose()
