@@ -181,12 +181,12 @@ class RedisLedgerStore:
                 _log.warning("usage flush to PostgreSQL failed, will retry: %s", exc)
 
     async def close(self) -> None:
+        self._stopping.set()  # first: a listener whose cancellation is swallowed sees it
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        self._stopping.set()
         if self._flusher is not None:
             await self._flusher  # returns after the flush under way, if any
             self._flusher = None
@@ -455,7 +455,7 @@ class RedisLedgerStore:
     async def _listen(self, wake: Callable[[str, str | None], None]) -> None:
         """Relay the ledger's `wake` messages (other instances' settlements while someone
         waits) to `wake`, resubscribing after a failure (waiters poll meanwhile)."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._prefix + "wake")
@@ -465,6 +465,8 @@ class RedisLedgerStore:
                             key, _, org = data.decode("utf-8").partition("\t")
                             wake(key, org or None)
             except (aioredis.RedisError, OSError) as exc:
+                if self._stopping.is_set():
+                    return  # closing: the error may be close()'s cancellation in disguise
                 _log.warning("admission notifications from Redis stopped: %s", exc)
                 await asyncio.sleep(1.0)
 
