@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import msgspec
 
 from proxy.store.base import ApiKey, ProjectMode, RuleType
@@ -66,3 +67,16 @@ def documented(status: int, message: str) -> dict[str, Any]:
 
 def chat(model: str = "gpt-4", content: str = "hello there", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def admin_json(base_url: str, admin_token: str, method: str, path: str, body: Any = None) -> Any:
+    """One admin API call (`/admin{path}`) that must succeed; its JSON answer."""
+    response = httpx.request(
+        method,
+        f"{base_url}/admin{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=30,
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
-from proxy_helpers import chat
+from proxy_helpers import admin_json, chat
 
 ADMIN = "admin-budget-hostile-token"
 
@@ -27,15 +27,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
 
 
 def _admin(d: Deployment, method: str, path: str, body: Any = None) -> Any:
-    response = httpx.request(
-        method,
-        f"{d.url}/admin{path}",
-        json=body,
-        headers={"Authorization": f"Bearer {ADMIN}"},
-        timeout=30,
-    )
-    assert response.status_code in (200, 201), response.text
-    return response.json()
+    return admin_json(d.url, ADMIN, method, path, body)
 
 
 def _key(d: Deployment, budget: str | None) -> tuple[str, dict[str, str]]:
