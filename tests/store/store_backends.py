@@ -11,16 +11,21 @@ server the tests skip with the reason, except under CI (env `CI` set) where they
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 import secrets
 import socket
-from collections.abc import Callable, Coroutine, Generator
+import subprocess
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import pytest
 
+from proxy.cli import main as gateway_main
 from proxy.store import Store, open_store
 
 T = TypeVar("T")
@@ -62,6 +67,37 @@ class Backend:
 
     def run(self, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(body())
+
+
+def backend_env(backend: Backend) -> dict[str, str]:
+    """The environment of a gateway process on `backend`: no other GATEWAY_* setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE"] = backend.database_url
+    if backend.usage_store_url:
+        env["GATEWAY_USAGE_STORE"] = backend.usage_store_url
+    return env
+
+
+def run_gateway_cli(
+    env: Mapping[str, str], cwd: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`gateway ARGS` run in this process, as `python -m proxy.cli ARGS` would run it in
+    `cwd` with exactly `env`: its exit status (argparse's SystemExit included), stdout and
+    stderr. A fresh interpreter per command cost about a second each (most of the store
+    tests' time); the console script itself is still run as a process by
+    test_admin_cli.py's process tests."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, env, clear=True),
+        contextlib.chdir(cwd),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            status = gateway_main(list(args))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["gateway", *args], status, out.getvalue(), err.getvalue())
 
 
 def pg_url_with_schema(schema: str) -> str:

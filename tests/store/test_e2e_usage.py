@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
-from store_backends import Backend, make_backend
+from store_backends import Backend, make_backend, run_gateway_cli
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT_MESSAGE = "Unauthorized: LLMGateway API key reached its usage limit."
@@ -58,15 +58,9 @@ def _env(backend: Backend) -> dict[str, str]:
 
 
 def _cli(backend: Backend, cwd: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", *args, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=_env(backend),
-        timeout=60,
-        check=False,
-    )
+    # In this process: the servers are separate processes all the same, and the CLI as a
+    # process is covered by test_admin_cli.py.
+    done = run_gateway_cli(_env(backend), cwd, *args, "--json")
     assert done.returncode == 0, done.stderr
     payload: dict[str, Any] = json.loads(done.stdout)
     return payload
