@@ -74,7 +74,16 @@ from bench.wrk_ratios import (
     ratio_line,
 )
 
-__all__ = ["Target", "WrkFigures", "main", "parse_wrk", "start_floor", "wrk", "wrk_script"]
+__all__ = [
+    "Target",
+    "WrkFigures",
+    "main",
+    "parse_wrk",
+    "start_floor",
+    "start_floor_process",
+    "wrk",
+    "wrk_script",
+]
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _STREAMS = 100  # concurrent paced streams, as in bench.run and the issue's table
@@ -141,6 +150,11 @@ def wrk(url: str, script: Path, connections: int, duration: float) -> WrkFigures
 
 def start_floor(group: ProcessGroup, name: str, upstream: str) -> str:
     """Start the floor `name` (a key of `_FLOOR_APPS`) in front of `upstream`; its URL."""
+    return start_floor_process(group, name, upstream)[0]
+
+
+def start_floor_process(group: ProcessGroup, name: str, upstream: str) -> tuple[str, int]:
+    """`start_floor`, also giving the floor's pid (for its CPU time)."""
     port = free_port()
     command = python_module(
         "uvicorn",
@@ -158,8 +172,8 @@ def start_floor(group: ProcessGroup, name: str, upstream: str) -> str:
     )
     env = {"BENCH_UPSTREAM_CLIENT": "aiohttp", "BENCH_UPSTREAM_URL": upstream}
     label = "floor-" + ("raw" if name == RAW_FLOOR else "litestar") + f"-{port}"
-    group.start(label, command, GATEWAY_CORE, env=env, port=port)
-    return f"http://127.0.0.1:{port}/v1/chat/completions"
+    process = group.start(label, command, GATEWAY_CORE, env=env, port=port)
+    return f"http://127.0.0.1:{port}/v1/chat/completions", process.pid
 
 
 def _floor_target(

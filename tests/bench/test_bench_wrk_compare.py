@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.wrk_compare import WrkFigures, parse_wrk
+from bench.wrk_cpu import completed_requests
 
 REPORT = """Running 10s test @ http://127.0.0.1:4000/v1/chat/completions
   1 threads and 64 connections
@@ -38,3 +39,12 @@ def test_a_percentile_in_seconds_with_wrk_s_trailing_space() -> None:
     report = REPORT.replace("     99%    1.20s\n", "     99%    1.08s \n")
     assert "1.08s \n" in report
     assert parse_wrk(report).p99_ms == 1080.0
+
+
+def test_the_cpu_harness_counts_every_completed_request() -> None:
+    assert completed_requests(REPORT) == 23300
+
+
+def test_a_report_without_a_request_count_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no request count"):
+        completed_requests("unable to connect to 127.0.0.1:4000 Connection refused\n")
