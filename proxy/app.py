@@ -21,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
 
 from proxy.admin_api import admin_router
-from proxy.api_route import OPERATION_OPT, api_middleware
+from proxy.api_route import OPERATION_OPT, api_fast_path, api_middleware
 from proxy.budgets import time_zone
 from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
@@ -329,10 +329,11 @@ def create_app(
             await store.close()
 
     handler = _error_handler(config)
-    routes: list[Any] = [*_api_routes(), healthz, readyz, metrics_endpoint]
+    api_routes = _api_routes()
+    routes: list[Any] = [*api_routes, healthz, readyz, metrics_endpoint]
     if config.admin_token:
         routes.append(admin_router(config.admin_token))
-    return Litestar(
+    app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
         dependencies={"gateway": Provide(_provide_gateway, sync_to_thread=False)},
@@ -356,6 +357,8 @@ def create_app(
         plugins=[DashboardPlugin(config.admin_token)] if config.admin_token else [],
         logging_config=None,
     )
+    app.asgi_handler = api_fast_path(app.asgi_handler, app, api_routes)
+    return app
 
 
 async def _stop_recording(activity: ActivityRecorder, recording: asyncio.Task[None]) -> None:

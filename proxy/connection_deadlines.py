@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -41,6 +42,15 @@ logger = logging.getLogger("gateway")
 # headers) would lose the response that was already on its way.
 _LINGER_S = 1.0
 _REASONS = {408: b"Request Timeout", 503: b"Service Unavailable"}
+
+
+class _Unchanged:
+    """No parser callback of the current read asked for a different deadline."""
+
+
+_UNCHANGED = _Unchanged()
+# A deadline: seconds from now, and what runs when it passes.
+_Deadline = tuple[float, Callable[[], object]]
 
 
 class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +95,8 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
     class DeadlineProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
+        # The deadline the parser callbacks of the current read asked for.
+        _wanted: _Deadline | _Unchanged | None = _UNCHANGED
         _request_begun = False
         _lingering = False
 
@@ -117,7 +129,18 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def data_received(self, data: bytes) -> None:
             if self._lingering:
                 return  # read and dropped, so closing never resets the answer away
+            # The parser callbacks below only say which deadline they want; it is set
+            # once the data is parsed. A whole request in one read (the usual case)
+            # then arms no timer at all, where it armed and cancelled two.
+            self._wanted = _UNCHANGED
             super().data_received(data)
+            wanted = self._take_wanted()
+            if isinstance(wanted, _Unchanged):
+                return
+            if wanted is None:
+                self._disarm()
+            elif not self.transport.is_closing():
+                self._arm(*wanted)
 
         def eof_received(self) -> None:
             if self._lingering:
@@ -132,20 +155,25 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._request_begun = True
-            if self._deadline is None:  # the next request on a kept-alive connection
-                self._arm(limits.header_read_timeout, self._headers_late)
+            wanted = self._wanted
+            armed = self._deadline is not None if isinstance(wanted, _Unchanged) else wanted
+            if not armed:  # the next request on a kept-alive connection
+                self._wanted = (limits.header_read_timeout, self._headers_late)
 
         def on_headers_complete(self) -> None:
-            self._disarm()
             super().on_headers_complete()
-            self._arm(limits.body_read_timeout, self._body_late)
+            self._wanted = (limits.body_read_timeout, self._body_late)
 
         def on_message_complete(self) -> None:
-            self._disarm()
+            self._wanted = None
             self._request_begun = False
             super().on_message_complete()
 
         # -- deadlines -----------------------------------------------------------------
+
+        def _take_wanted(self) -> _Deadline | _Unchanged | None:
+            wanted, self._wanted = self._wanted, _UNCHANGED
+            return wanted
 
         def _arm(self, seconds: float, callback: Any) -> None:
             self._disarm()

@@ -17,6 +17,8 @@ from typing import Literal, Protocol
 
 import aiohttp
 import msgspec
+from aiohttp.payload import BytesPayload
+from yarl import URL
 
 __all__ = [
     "AiohttpUpstream",
@@ -26,6 +28,10 @@ __all__ = [
     "UpstreamResponse",
     "UpstreamTimeout",
 ]
+
+
+# Provider endpoints whose parsed URL is kept (far more than any catalog names).
+_MAX_URLS = 256
 
 
 class UpstreamError(Exception):
@@ -114,6 +120,8 @@ class AiohttpUpstream:
         )
         self._session: aiohttp.ClientSession | None = None
         self._open = _Counter()
+        # Parsed once per provider endpoint (a handful, from the config), not per call.
+        self._urls: dict[str, URL] = {}
 
     @property
     def responses_open(self) -> int:
@@ -147,8 +155,15 @@ class AiohttpUpstream:
             headers["x-api-key"] = call.api_key
         elif call.api_key:
             headers["Authorization"] = f"Bearer {call.api_key}"
+        url = self._urls.get(call.url)
+        if url is None:
+            if len(self._urls) >= _MAX_URLS:  # catalog reloads may retire endpoints
+                self._urls.clear()
+            url = self._urls[call.url] = URL(call.url)
+        # A ready payload: what aiohttp's payload registry would make of the bytes.
+        body = BytesPayload(call.body, content_type="application/json")
         try:
-            response = await self._session.post(call.url, data=call.body, headers=headers)
+            response = await self._session.post(url, data=body, headers=headers)
         except TimeoutError as exc:
             raise UpstreamTimeout("the provider did not answer in time") from exc
         except aiohttp.ClientError as exc:

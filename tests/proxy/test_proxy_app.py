@@ -152,6 +152,46 @@ def test_a_project_rule_applies_to_every_key_of_the_project(
     assert renamed.json()["name"] == "Default"
 
 
+def test_the_fast_path_answers_exactly_as_the_routed_path(
+    admin_client: TestClient[Any],
+) -> None:
+    """`/v1/chat/completions` is answered before Litestar's router; the same operation
+    reached through the router (a trailing slash) gives the same status, body and
+    header lines, allowed or refused, whole or streamed."""
+    token = admin_client.post("/admin/keys", json={"project": "default"}, headers=_admin())
+    chat = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
+    cases: list[tuple[dict[str, Any], dict[str, str]]] = [
+        (chat, {"x-api-key": token.json()["token"]}),
+        ({**chat, "stream": True}, {"x-api-key": token.json()["token"]}),
+        (chat, {"Authorization": "Bearer not-a-key"}),
+        (chat, {}),
+        ({"model": 7}, {"x-api-key": token.json()["token"]}),
+    ]
+    for body, headers in cases:
+        fast = admin_client.post("/v1/chat/completions", json=body, headers=headers)
+        routed = admin_client.post("/v1/chat/completions/", json=body, headers=headers)
+        assert fast.status_code == routed.status_code, (body, headers)
+        if body.get("stream"):
+            assert fast.text.startswith("data: ") and routed.text.startswith("data: ")
+        else:
+            assert _without_ids(fast.json()) == _without_ids(routed.json())
+        # Header lines in the same order; a mock answer's length differs with its id.
+        assert _lines(fast.headers.multi_items()) == _lines(routed.headers.multi_items())
+
+
+def _lines(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(name, "" if name in ("content-length", "date") else value) for name, value in headers]
+
+
+def _without_ids(value: Any) -> Any:
+    """A mock answer without the parts that differ between two calls."""
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items() if k not in ("id", "created")}
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
+
+
 def test_admin_hides_literal_provider_secrets(admin_client: TestClient[Any]) -> None:
     by_env = admin_client.put(
         "/admin/projects/default/provider-keys/openai", json={"env": "OPENAI_KEY"}, headers=_admin()
