@@ -208,6 +208,10 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True):
     # (headers), and whose window entries settle/release correct (`project_id` names
     # the project's then).
     rate: RateState | None = None
+    # With `rate`: the request time the windows counted it at and the tokens they
+    # reserved for it (its bound), which settlement replaces with the tokens used.
+    rate_at: float = 0.0
+    rate_tokens: int = 0
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):

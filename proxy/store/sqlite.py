@@ -326,6 +326,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
              WHERE subject = OLD.subject;
         END""",
     ),
+    (
+        # Rate windows by request second: request times are whole seconds of the
+        # gateway's clock, so one row per subject and second (`rate_buckets`: how many
+        # requests and their tokens) keeps the sliding window exact, where a row per
+        # request (rate_events) cost an insert into three indexes, two triggers and a
+        # settlement update on every request: two thirds of what a rate-limited key
+        # cost (bench.profile_gateway --controls). `rate_totals` keeps each window's
+        # sums and its oldest second, maintained by the admission itself; requests in
+        # flight are the subject's live reservations (the project's are those naming
+        # it in `project_id`, which an admission now always sets).
+        """CREATE TABLE rate_buckets (
+            subject TEXT NOT NULL,
+            at REAL NOT NULL,
+            requests INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (subject, at)) WITHOUT ROWID""",
+        "INSERT INTO rate_buckets (subject, at, requests, tokens) "
+        "SELECT subject, at, count(*), sum(tokens) FROM rate_events WHERE counted = 1 "
+        "GROUP BY subject, at",
+        "ALTER TABLE rate_totals ADD COLUMN oldest REAL",
+        "UPDATE rate_totals SET oldest = "
+        "(SELECT min(at) FROM rate_buckets b WHERE b.subject = rate_totals.subject)",
+        "DROP TRIGGER rate_events_added",
+        "DROP TRIGGER rate_events_changed",
+        "DROP TRIGGER rate_events_removed",
+        "DROP TABLE rate_events",
+    ),
 )
 
 _PROJECT_COLUMNS = (
@@ -463,8 +490,8 @@ def _key_in_flight_below(
 def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
     def release(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
-        if reservation.rate is not None:
-            _close_rate_events(conn, reservation.id, 0)
+        # Still a request in its windows, now with no tokens.
+        _correct_rate_windows(conn, reservation, 0, -reservation.rate_tokens)
 
     return release
 
@@ -475,59 +502,79 @@ def _undoing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
 
     def undo(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
-        conn.execute("DELETE FROM rate_events WHERE res_id = ?", (reservation.id,))
+        _correct_rate_windows(conn, reservation, -1, -reservation.rate_tokens)
 
     return undo
 
 
-def _close_rate_events(conn: sqlite3.Connection, res_id: str, tokens: int) -> None:
-    """The request is no longer in flight; its tokens in the windows become `tokens`."""
-    conn.execute(
-        "UPDATE rate_events SET tokens = ?, open_until = 0 WHERE res_id = ?", (tokens, res_id)
-    )
-
-
-# The rows that left their window and are no longer in flight. The unary `+` keeps
-# SQLite off the (subject, open_until) index, which it otherwise prefers: there every
-# settled row of the window matches `open_until <= wall`, so each admission read the
-# whole window again to delete none of it; on (subject, counted, at) it reads only the
-# rows that left.
-_PRUNE_RATE_EVENTS = (
-    "DELETE FROM rate_events WHERE subject = ? AND counted = 0 AND +open_until <= ?"
-)
-
-
-_OLDEST_COUNTED = "SELECT min(at) FROM rate_events WHERE subject = ? AND counted = 1"
-
-
-def _rate_count(conn: sqlite3.Connection, subject: str, now: float, wall: float) -> RateCount:
-    """One subject's window at request time `now`: rows older than the window leave its
-    totals (the triggers keep rate_totals), rows no longer in flight either go. The cost
-    is that of the rows leaving, not of the window."""
-    start = now - RATE_WINDOW_SECONDS
-    # The oldest request still counted says when room frees up, and whether any row
-    # leaves the window now (min() alone is read from the index; the newest is not
-    # needed by anyone, so it is not read).
-    (oldest,) = conn.execute(_OLDEST_COUNTED, (subject,)).fetchone()
-    if oldest is not None and oldest <= start:
-        # Request times are whole seconds, so this happens once per second of
-        # traffic, not once per request: the rows of that second leave together.
+def _correct_rate_windows(
+    conn: sqlite3.Connection, reservation: Reservation, requests: int, tokens: int
+) -> None:
+    """Add `requests` and `tokens` to the second the reservation was counted at, in each
+    of its rate windows that still holds that second (one that left the window counts
+    nowhere, so there is nothing to correct)."""
+    rate = reservation.rate
+    if rate is None or (requests == 0 and tokens == 0):
+        return
+    subjects = []
+    if rate.key is not None:
+        subjects.append(f"k:{reservation.key_id}")
+    if rate.project is not None and reservation.project_id is not None:
+        subjects.append(f"p:{reservation.project_id}")
+    for subject in subjects:
+        changed = conn.execute(
+            "UPDATE rate_buckets SET requests = requests + ?, tokens = tokens + ? "
+            "WHERE subject = ? AND at = ?",
+            (requests, tokens, subject, reservation.rate_at),
+        ).rowcount
+        if not changed:
+            continue
         conn.execute(
-            "UPDATE rate_events SET counted = 0 WHERE subject = ? AND counted = 1 AND at <= ?",
-            (subject, start),
+            "UPDATE rate_totals SET requests = requests + ?, tokens = tokens + ? WHERE subject = ?",
+            (requests, tokens, subject),
         )
-        # Rows out of the window and no longer in flight count nowhere (not in the
-        # totals, not in `parallel`): dropping them only keeps the table small, so it
-        # is done when rows leave, not on every admission.
-        conn.execute(_PRUNE_RATE_EVENTS, (subject, wall))
-        (oldest,) = conn.execute(_OLDEST_COUNTED, (subject,)).fetchone()
-    totals = conn.execute(
-        "SELECT requests, tokens FROM rate_totals WHERE subject = ?", (subject,)
+        if requests < 0:
+            # A second left without requests goes, so the oldest second stays one
+            # that holds a request (it says when room frees up).
+            conn.execute(
+                "DELETE FROM rate_buckets WHERE subject = ? AND at = ? AND requests <= 0",
+                (subject, reservation.rate_at),
+            )
+            conn.execute(
+                "UPDATE rate_totals SET oldest = "
+                "(SELECT min(at) FROM rate_buckets WHERE subject = ?) WHERE subject = ?",
+                (subject, subject),
+            )
+
+
+def _rate_count(
+    conn: sqlite3.Connection, subject: str, in_flight: str, owner: str, now: float, wall: float
+) -> RateCount:
+    """One subject's window at request time `now`: its totals, once the seconds that
+    left the window have left them. Request times are whole seconds, so that happens
+    once per second of traffic, not once per request, and costs the seconds leaving,
+    not the window. `in_flight` counts the subject's live reservations (a constant
+    query taking the owner and the wall clock)."""
+    start = now - RATE_WINDOW_SECONDS
+    row = conn.execute(
+        "SELECT requests, tokens, oldest FROM rate_totals WHERE subject = ?", (subject,)
     ).fetchone()
-    requests, tokens = (0, 0) if totals is None else totals
-    (parallel,) = conn.execute(
-        "SELECT count(*) FROM rate_events WHERE subject = ? AND open_until > ?", (subject, wall)
-    ).fetchone()
+    requests, tokens, oldest = (0, 0, None) if row is None else row
+    if oldest is not None and oldest <= start:
+        left = conn.execute(
+            "DELETE FROM rate_buckets WHERE subject = ? AND at <= ? RETURNING requests, tokens",
+            (subject, start),
+        ).fetchall()
+        requests -= sum(row[0] for row in left)
+        tokens -= sum(row[1] for row in left)
+        (oldest,) = conn.execute(
+            "SELECT min(at) FROM rate_buckets WHERE subject = ?", (subject,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE rate_totals SET requests = ?, tokens = ?, oldest = ? WHERE subject = ?",
+            (requests, tokens, oldest, subject),
+        )
+    (parallel,) = conn.execute(in_flight, (owner, wall)).fetchone()
     return RateCount(
         requests=int(requests),
         tokens=int(tokens),
@@ -536,19 +583,32 @@ def _rate_count(conn: sqlite3.Connection, subject: str, now: float, wall: float)
     )
 
 
+_KEY_IN_FLIGHT = "SELECT count(*) FROM reservations WHERE key_id = ? AND expires_at > ?"
+_PROJECT_IN_FLIGHT = "SELECT count(*) FROM reservations WHERE project_id = ? AND expires_at > ?"
+
+
 def _rate_windows(conn: sqlite3.Connection, claim: Claim, wall: float) -> RateState:
-    key = _rate_count(conn, f"k:{claim.key_id}", claim.now, wall) if claim.key_limits.any else None
+    key = (
+        _rate_count(conn, f"k:{claim.key_id}", _KEY_IN_FLIGHT, claim.key_id, claim.now, wall)
+        if claim.key_limits.any
+        else None
+    )
     project = (
-        _rate_count(conn, f"p:{claim.project_id}", claim.now, wall)
+        _rate_count(
+            conn,
+            f"p:{claim.project_id}",
+            _PROJECT_IN_FLIGHT,
+            claim.project_id,
+            claim.now,
+            wall,
+        )
         if claim.project_id is not None and claim.project_limits.any
         else None
     )
     return RateState(key=key, project=project)
 
 
-def _count_admission(
-    conn: sqlite3.Connection, claim: Claim, res_id: str, before: RateState, open_until: float
-) -> RateState:
+def _count_admission(conn: sqlite3.Connection, claim: Claim, before: RateState) -> RateState:
     """Add the admitted request to its subjects' windows; the windows after it."""
     after = {}
     for name, count, subject in (
@@ -558,9 +618,17 @@ def _count_admission(
         if count is None:
             continue
         conn.execute(
-            "INSERT INTO rate_events (res_id, subject, at, tokens, open_until) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (res_id, subject, claim.now, claim.tokens, open_until),
+            "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT (subject, at) DO UPDATE "
+            "SET requests = requests + 1, tokens = tokens + excluded.tokens",
+            (subject, claim.now, claim.tokens),
+        )
+        conn.execute(
+            "INSERT INTO rate_totals (subject, requests, tokens, oldest) VALUES (?, 1, ?, ?) "
+            "ON CONFLICT (subject) DO UPDATE SET requests = requests + 1, "
+            "tokens = tokens + excluded.tokens, "
+            "oldest = min(coalesce(oldest, excluded.oldest), excluded.oldest)",
+            (subject, claim.tokens, claim.now),
         )
         after[name] = RateCount(
             requests=count.requests + 1,
@@ -1181,8 +1249,8 @@ class SqliteStore:
         def settle(conn: sqlite3.Connection) -> None:
             # Charged even when the reservation already expired: the request did complete.
             conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
-            if reservation.rate is not None:
-                _close_rate_events(conn, reservation.id, tokens)
+            # The windows counted the request's bound; they count the tokens it used.
+            _correct_rate_windows(conn, reservation, 0, tokens - reservation.rate_tokens)
             row = conn.execute(
                 "SELECT usage FROM api_keys WHERE id = ?", (reservation.key_id,)
             ).fetchone()
@@ -1262,14 +1330,20 @@ class SqliteStore:
                         str(amount),
                         now + ttl,
                         reservation.key_window,
-                        reservation.project_id,
+                        # Always the project: its requests in flight are its rate
+                        # window's `parallel` (budgets also match on project_window).
+                        claim.project_id,
                         reservation.project_window,
                     ),
                 )
                 if windows is not None:
-                    after = _count_admission(conn, claim, reservation.id, windows, now + ttl)
+                    after = _count_admission(conn, claim, windows)
                     reservation = msgspec.structs.replace(
-                        reservation, rate=after, project_id=claim.project_id
+                        reservation,
+                        rate=after,
+                        project_id=claim.project_id,
+                        rate_at=claim.now,
+                        rate_tokens=claim.tokens,
                     )
                 return Admitted(reservation=reservation)
             _queue_ticket(conn, claim, ticket, now + ADMISSION_TICKET_TTL)

@@ -1,86 +1,130 @@
-"""The SQLite rate window's prune reads only the rows that left the window: on the
-(subject, open_until) index, which SQLite prefers for it, every settled row of the last
-minute matches, and each admission read the whole window again (38.7% of the gateway's
-active samples at c=64 with a rate-limited key, bench.profile_gateway --controls)."""
+"""The SQLite rate window keeps one row per subject and request second (rate_buckets)
+and running totals (rate_totals): an admission reads one totals row and the seconds
+leave it only when the oldest one is out of the window. These tests hold the totals to
+a plain recount of the requests admitted, settled, released and taken back."""
 
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.store.base import Claim, RateCount, RateLimits, RateState, Reservation
 from proxy.store.common import RATE_WINDOW_SECONDS
-from proxy.store.sqlite import _PRUNE_RATE_EVENTS, MIGRATIONS, _rate_count
+from proxy.store.sqlite import (
+    _PROJECT_IN_FLIGHT,
+    MIGRATIONS,
+    _correct_rate_windows,
+    _count_admission,
+    _rate_count,
+)
 
 
-def test_the_prune_searches_the_rows_that_left_the_window() -> None:
-    conn = sqlite3.connect(":memory:")
+def _migrated() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
     for migration in MIGRATIONS:
         for statement in migration:
-            if "rate_events" in statement or "rate_totals" in statement:
-                conn.execute(statement)
-    plan = conn.execute(f"EXPLAIN QUERY PLAN {_PRUNE_RATE_EVENTS}", ("k:key", 1.0)).fetchall()
+            conn.execute(statement)
+    return conn
+
+
+def test_the_prune_searches_only_the_seconds_that_left_the_window() -> None:
+    conn = _migrated()
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN DELETE FROM rate_buckets WHERE subject = ? AND at <= ?",
+        ("p:project", 1.0),
+    ).fetchall()
     details = " ".join(str(row[-1]) for row in plan)
-    assert "rate_events_counted (subject=? AND counted=?)" in details, details
-    assert "rate_events_open" not in details, details
+    assert "PRIMARY KEY (subject=? AND at<?)" in details, details
 
 
-def test_the_prune_deletes_only_settled_rows_out_of_the_window() -> None:
-    conn = sqlite3.connect(":memory:")
-    for migration in MIGRATIONS:
-        for statement in migration:
-            if "rate_events" in statement or "rate_totals" in statement:
-                conn.execute(statement)
-    rows = [
-        ("gone", 0, 0.0),  # left the window, settled: deleted
-        ("flying", 0, 500.0),  # left the window, still in flight: kept
-        ("recent", 1, 0.0),  # in the window: kept
-    ]
-    for res_id, counted, open_until in rows:
-        conn.execute(
-            "INSERT INTO rate_events (res_id, subject, at, tokens, open_until, counted) "
-            "VALUES (?, 'k:key', 1.0, 5, ?, ?)",
-            (res_id, open_until, counted),
-        )
-    conn.execute(_PRUNE_RATE_EVENTS, ("k:key", 100.0))
-    left = {row[0] for row in conn.execute("SELECT res_id FROM rate_events")}
-    assert left == {"flying", "recent"}
+def test_requests_in_flight_are_read_from_an_index() -> None:
+    conn = _migrated()
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {_PROJECT_IN_FLIGHT}", ("p", 1.0)).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "reservations_project (project_id=?)" in details, details
+
+
+# One step of traffic: admit at a second with a token bound, or end the n-th admitted
+# request (settle with tokens used, release, or take back).
+_ADMIT = st.tuples(st.just("admit"), st.integers(min_value=0, max_value=200), st.integers(0, 50))
+_END = st.tuples(
+    st.sampled_from(["settle", "release", "undo"]),
+    st.integers(min_value=0, max_value=40),
+    st.integers(0, 50),
+)
 
 
 @given(
-    events=st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=200),  # admitted at (whole seconds)
-            st.integers(min_value=0, max_value=50),  # tokens
-            st.booleans(),  # still in flight
-        ),
-        max_size=30,
-    ),
+    steps=st.lists(st.one_of(_ADMIT, _END), max_size=40),
     nows=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=6),
 )
 @settings(max_examples=200, deadline=None)
-def test_the_window_counts_match_a_recount_whenever_rows_leave(
-    events: list[tuple[int, int, bool]], nows: list[int]
+def test_the_window_counts_match_a_recount(
+    steps: list[tuple[str, int, int]], nows: list[int]
 ) -> None:
-    # Rows leave the totals (and settled ones the table) only when the oldest counted
-    # row is out of the window, not on every admission; the counts still equal a plain
-    # recount of the rows in it.
-    conn = sqlite3.connect(":memory:")
-    for migration in MIGRATIONS:
-        for statement in migration:
-            if "rate_events" in statement or "rate_totals" in statement:
-                conn.execute(statement)
-    for number, (at, tokens, flying) in enumerate(events):
-        conn.execute(
-            "INSERT INTO rate_events (res_id, subject, at, tokens, open_until) "
-            "VALUES (?, 'k:key', ?, ?, ?)",
-            (f"r{number}", float(at), tokens, 1e9 if flying else 0.0),
-        )
+    conn = _migrated()
+    subject = "p:project"
+    # (at, tokens counted now, still counted as a request, still in flight) per admission
+    admitted: list[tuple[float, int, bool, bool]] = []
+    reservations: list[Reservation] = []
+    counted_at = -1.0  # the clock moves forward only: admissions count in order
+    for action, first, second in steps:
+        if action == "admit":
+            at = max(float(first), counted_at)
+            counted_at = at
+            _rate_count(conn, subject, _PROJECT_IN_FLIGHT, "project", at, 0.0)
+            claim = Claim(
+                key_id="key",
+                organization_id=None,
+                amount=Decimal(0),
+                project_id="project",
+                project_limits=RateLimits(rpm=10**9),
+                tokens=second,
+                now=at,
+            )
+            before = RateState(project=RateCount(requests=0, tokens=0, parallel=0))
+            after = _count_admission(conn, claim, before)
+            reservations.append(
+                Reservation(
+                    id=f"r{len(reservations)}",
+                    key_id="key",
+                    organization_id=None,
+                    amount=Decimal(0),
+                    project_id="project",
+                    rate=after,
+                    rate_at=at,
+                    rate_tokens=second,
+                )
+            )
+            admitted.append((at, second, True, True))
+            continue
+        if not reservations or first >= len(reservations):
+            continue
+        at, _, _, flying = admitted[first]
+        if not flying:
+            continue  # each request ends once
+        reservation = reservations[first]
+        if action == "settle":
+            _correct_rate_windows(conn, reservation, 0, second - reservation.rate_tokens)
+            admitted[first] = (at, second, True, False)
+        elif action == "release":
+            _correct_rate_windows(conn, reservation, 0, -reservation.rate_tokens)
+            admitted[first] = (at, 0, True, False)
+        else:
+            _correct_rate_windows(conn, reservation, -1, -reservation.rate_tokens)
+            admitted[first] = (at, 0, False, False)
     for now in sorted(nows):
-        count = _rate_count(conn, "k:key", float(now), float(now))
-        inside = [event for event in events if event[0] > now - RATE_WINDOW_SECONDS]
+        if now < counted_at:
+            continue
+        count = _rate_count(conn, subject, _PROJECT_IN_FLIGHT, "project", float(now), 0.0)
+        inside = [
+            (at, tokens)
+            for at, tokens, counted, _ in admitted
+            if counted and at > now - RATE_WINDOW_SECONDS
+        ]
         assert count.requests == len(inside)
-        assert count.tokens == sum(tokens for _, tokens, _ in inside)
-        assert count.parallel == sum(1 for *_, flying in events if flying)
-        assert count.oldest == (min(at for at, *_ in inside) if inside else None)
+        assert count.tokens == sum(tokens for _, tokens in inside)
+        assert count.oldest == (min(at for at, _ in inside) if inside else None)
