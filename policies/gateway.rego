@@ -123,7 +123,20 @@ rotated_token_expired if {
 }
 
 # Two RFC 3339 times compared as instants (not as text: offsets may differ).
-earlier(a, b) if time.parse_rfc3339_ns(a) < time.parse_rfc3339_ns(b)
+# The times the gateway writes (`2026-11-27T10:00:00Z`: UTC, whole seconds) order as
+# text exactly as instants do, so those are compared as text: parsing both cost more
+# than the rest of checks 1-3 together. A time of any other shape is parsed; so is one
+# the shape check cannot vouch for as a valid instant (a day after the 28th, which not
+# every month has, or a year the parser cannot represent), so that one still counts as
+# expired when it cannot be read.
+earlier(a, b) := a < b if {
+	utc_second(a)
+	utc_second(b)
+} else := time.parse_rfc3339_ns(a) < time.parse_rfc3339_ns(b)
+
+# A time in the gateway's own format whose every field is valid whatever the month
+# and year: years 1700-2261 (within what parse_rfc3339_ns represents), days 01-28.
+utc_second(moment) if regex.match(`^((1[7-9]|2[01])[0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$`, moment)
 
 invalid_token_message := "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
 
@@ -229,9 +242,18 @@ key_ceilings := [ceiling | some ceiling in data.gateway.iam_policies.rate_ceilin
 
 project_ceilings := [ceiling | some ceiling in data.gateway.iam_policies.rate_ceilings; ceiling.layer == "project"]
 
-key_rate_limits := effective_limits(object.get(input, ["key", "rate_limits"], null), key_ceilings)
+key_rate_limits := effective_limits(key_window, key_ceilings)
 
-project_rate_limits := effective_limits(object.get(input, ["project", "rate_limits"], null), project_ceilings)
+project_rate_limits := effective_limits(project_window, project_ceilings)
+
+# The key's and the project's limits and window as the input gives them (null: none).
+default key_window := null
+
+key_window := input.key.rate_limits
+
+default project_window := null
+
+project_window := input.project.rate_limits
 
 rate_limit_names := ["rpm", "tpm", "max_parallel"]
 
@@ -239,7 +261,12 @@ effective_limits(window, ceilings) := own_limits(window) if {
 	count(ceilings) == 0
 } else := {name: lowest_limit(window, ceilings, name) | some name in rate_limit_names}
 
-own_limits(window) := {"rpm": object.get(window, "rpm", null), "tpm": object.get(window, "tpm", null), "max_parallel": object.get(window, "max_parallel", null)} if {
+# (The proxy always writes all three limits; an input written by hand may leave some out.)
+own_limits(window) := {"rpm": rpm, "tpm": tpm, "max_parallel": max_parallel} if {
+	rpm := window.rpm
+	tpm := window.tpm
+	max_parallel := window.max_parallel
+} else := {"rpm": object.get(window, "rpm", null), "tpm": object.get(window, "tpm", null), "max_parallel": object.get(window, "max_parallel", null)} if {
 	window != null
 } else := {"rpm": null, "tpm": null, "max_parallel": null}
 
@@ -269,8 +296,8 @@ checked_window(window, limits) := object.union(counts_of(window), limits) if {
 # The subjects with rate limits, in the order they are checked.
 rate_subjects := [subject |
 	some subject in [
-		{"kind": "API key", "id": object.get(input, ["key", "id"], null), "window": checked_window(object.get(input, ["key", "rate_limits"], null), key_rate_limits)},
-		{"kind": "project", "id": object.get(input, ["project", "id"], null), "window": checked_window(object.get(input, ["project", "rate_limits"], null), project_rate_limits)},
+		{"kind": "API key", "id": object.get(input, ["key", "id"], null), "window": checked_window(key_window, key_rate_limits)},
+		{"kind": "project", "id": object.get(input, ["project", "id"], null), "window": checked_window(project_window, project_rate_limits)},
 	]
 	subject.window != null
 ]
@@ -284,20 +311,25 @@ rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(
 
 # Without the store's counts (the first decision of a request) only a request
 # whose token bound exceeds a tokens-per-minute limit can be refused here: the
-# other checks need the counts. This only saves the work of looking.
+# other checks need the counts. This only saves the work of looking, on every
+# request of a rate-limited key, so each case is its own plain lookup.
 rate_refusal_possible if input.request.token_bound != null
 
-rate_refusal_possible if {
-	some window in [object.get(input, ["key", "rate_limits"], null), object.get(input, ["project", "rate_limits"], null)]
-	window != null
-	some name in ["requests_in_window", "tokens_in_window", "parallel"]
-	object.get(window, name, null) != null
-}
+rate_refusal_possible if key_window.requests_in_window != null
 
-rate_refusal_possible if {
-	some limits in [key_rate_limits, project_rate_limits]
-	request_too_large(limits)
-}
+rate_refusal_possible if key_window.tokens_in_window != null
+
+rate_refusal_possible if key_window.parallel != null
+
+rate_refusal_possible if project_window.requests_in_window != null
+
+rate_refusal_possible if project_window.tokens_in_window != null
+
+rate_refusal_possible if project_window.parallel != null
+
+rate_refusal_possible if request_too_large(key_rate_limits)
+
+rate_refusal_possible if request_too_large(project_rate_limits)
 
 rate_limits_set if input.key.rate_limits != null
 

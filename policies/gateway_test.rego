@@ -133,6 +133,39 @@ test_unreadable_expiry_counts_as_expired if {
 	d.reasons[0].code == "expired"
 }
 
+# Times in the gateway's own format are compared as text; the others are parsed.
+# A day after the 28th is parsed (the shape alone cannot tell that April has no 31st):
+test_an_expiry_on_a_day_no_month_lacks_is_compared_as_text if {
+	d := decide({"key": {"expires_at": "2026-11-28T00:00:00Z"}})
+	d.allow == true
+}
+
+test_an_expiry_late_in_the_month_is_compared_as_an_instant if {
+	d := decide({"key": {"expires_at": "2026-11-30T00:00:00Z"}})
+	d.allow == true
+}
+
+test_an_impossible_day_counts_as_expired if {
+	d := decide({"key": {"expires_at": "2026-11-31T00:00:00Z"}})
+	d.reasons[0].code == "expired"
+}
+
+# A year parse_rfc3339_ns cannot represent in nanoseconds fails closed, as before.
+test_an_expiry_beyond_2262_counts_as_expired if {
+	d := decide({"key": {"expires_at": "2300-01-01T00:00:00Z"}})
+	d.reasons[0].code == "expired"
+}
+
+test_an_expiry_in_2261_is_compared_as_text if {
+	d := decide({"key": {"expires_at": "2261-12-01T00:00:00Z"}})
+	d.allow == true
+}
+
+test_a_request_late_in_the_month_is_compared_as_an_instant if {
+	d := decide({"request": {"time": "2026-11-30T10:00:00Z"}, "key": {"expires_at": "2026-11-30T10:00:00Z"}})
+	d.reasons[0].code == "expired"
+}
+
 test_rotated_token_in_its_grace_period_passes if {
 	d := decide({"key": {"token_expires_at": "2026-11-27T10:05:00Z"}})
 	d.allow == true
