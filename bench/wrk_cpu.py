@@ -12,8 +12,8 @@ alternate round by round, as in `bench.wrk_compare`; the table shows medians, an
 `floor / gateway` is the c=64 throughput share the gateway would have on a quiet
 core (issue 15's target: at least 75% of the Litestar + aiohttp floor).
 
-`--before DIR` adds a gateway running another checkout's code (its `proxy` first on
-PYTHONPATH), for a before/after that saw the same load.
+`--before DIR` (repeatable) adds a gateway running another checkout's code (its
+`proxy` first on PYTHONPATH), for a before/after that saw the same load.
 """
 
 from __future__ import annotations
@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
-    parser.add_argument("--before", type=Path, help="a checkout whose gateway runs too")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkout whose gateway runs too (repeatable)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
@@ -98,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         gateway = start_gateway(group, work, args.backend, instant, paced)
         url = f"{gateway.base_url}/v1/chat/completions"
         targets[f"gateway, {args.backend}"] = (url, wrk_script(work, gateway.token), gateway.pid)
-        if args.before is not None:
-            directory = work / "before"
+        for number, checkout in enumerate(args.before):
+            directory = work / f"before-{number}"
             directory.mkdir()
-            env = {"PYTHONPATH": str(args.before.resolve())}
+            env = {"PYTHONPATH": str(checkout.resolve())}
             before = start_gateway(group, directory, "sqlite", instant, paced, env)
             url = f"{before.base_url}/v1/chat/completions"
-            name = f"gateway, sqlite, code of {args.before}"
+            name = f"gateway, sqlite, code of {checkout}"
             targets[name] = (url, wrk_script(work, before.token), before.pid)
         for url, script, pid in targets.values():  # warm-up
             _run(url, script, pid, 2.0)
