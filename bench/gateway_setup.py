@@ -184,7 +184,9 @@ def start_gateway(
     name = f"gateway-{backend}" if workers == 1 else f"gateway-{backend}-{workers}-workers"
     process = group.start(name, command, core, env=env, port=port)
     base_url = f"http://127.0.0.1:{port}"
-    _wait_ready(base_url)
+    # Each worker builds the app (policy compiled) after the supervisor did: on a
+    # loaded machine two workers took 13-25 s to answer.
+    _wait_ready(base_url, 20.0 if workers == 1 else 60.0)
     # `gateway serve` has created org and project `default` on a fresh database.
     admin_json(config, "orgs", "credits", "default", BENCH_CREDITS)
     key = admin_json(config, "keys", "create", "--project", "default", "--description", "bench")
