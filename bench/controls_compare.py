@@ -13,6 +13,12 @@ CLI (`keys create --help`), so the mode measures whatever has landed; a control 
 CLI offers but refuses with the value tried is reported, not hidden. Then `wrk -c64`
 alternates between the two keys, round after round; the ratio of the medians is the
 cost of the controls (issue 13: at most 10%).
+
+Each run also reads the gateway's CPU seconds (user + system, its whole process tree)
+around `wrk` and divides by the requests served: on a saturated core throughput is the
+inverse of CPU time per request, and that figure moves far less than req/s when other
+work shares the machine, so the ratio of the medians of CPU per request is printed
+next to the req/s ratio.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import msgspec
 
+from bench.cpu_per_request import cpu_seconds
 from bench.gateway_setup import (
     BACKENDS,
     RunningGateway,
@@ -35,7 +42,12 @@ from bench.gateway_setup import (
     start_gateway,
     start_mocks,
 )
-from bench.processes import ProcessGroup, inherited_environment, machine_description
+from bench.processes import (
+    ProcessGroup,
+    inherited_environment,
+    machine_description,
+    process_tree,
+)
 from bench.wrk_compare import wrk, wrk_script
 from bench.wrk_ratios import WrkFigures
 
@@ -99,6 +111,18 @@ def controlled_key(gateway: RunningGateway) -> tuple[str, list[Control], list[st
         return token, controls, problems
 
 
+def _tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its children so far."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            user, system = cpu_seconds(member)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += user + system
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -122,11 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         for script in scripts.values():  # warm-up: both keys in the key cache, pools open
             wrk(url, script, 8, 2)
         runs: dict[str, list[WrkFigures]] = {name: [] for name in scripts}
+        cpu: dict[str, list[float]] = {name: [] for name in scripts}  # µs per request
         for round_index in range(args.rounds):
             # Alternate which key goes first, so neither always follows the other.
             order = list(scripts) if round_index % 2 == 0 else list(reversed(scripts))
             for name in order:
-                runs[name].append(wrk(url, scripts[name], 64, args.duration))
+                before = _tree_cpu(gateway.pid)
+                figures = wrk(url, scripts[name], 64, args.duration)
+                spent = _tree_cpu(gateway.pid) - before
+                runs[name].append(figures)
+                served = max(1.0, figures.requests_per_s * args.duration)
+                cpu[name].append(spent / served * 1e6)
     print(f"# {machine_description()}")
     print(
         f"# gateway, {args.backend}; wrk -t1 -c64, {args.duration:g} s x {args.rounds} rounds, "
@@ -139,18 +169,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# not offered or refused by this checkout's CLI: {', '.join(missing)}")
     for problem in problems:
         print(f"# refused: {problem}")
-    print("| key | c=64 req/s | c=64 p99 ms | errors | rounds (req/s) |")
-    print("|---|---:|---:|---:|---|")
+    print(
+        "| key | c=64 req/s | c=64 p99 ms | errors | rounds (req/s) "
+        "| server CPU µs/request | rounds (µs) |"
+    )
+    print("|---|---:|---:|---:|---|---:|---|")
     medians = {}
+    cpu_medians = {}
     for name, figures in runs.items():
         rate = statistics.median(f.requests_per_s for f in figures)
         medians[name] = rate
+        cpu_medians[name] = statistics.median(cpu[name])
         p99 = statistics.median(f.p99_ms for f in figures)
         errors = sum(f.errors for f in figures)
         each = ", ".join(f"{f.requests_per_s:,.0f}" for f in figures)
-        print(f"| {name} | {rate:,.0f} | {p99:.1f} | {errors} | {each} |")
+        each_cpu = ", ".join(f"{spent:,.0f}" for spent in cpu[name])
+        print(
+            f"| {name} | {rate:,.0f} | {p99:.1f} | {errors} | {each} "
+            f"| {cpu_medians[name]:,.0f} | {each_cpu} |"
+        )
     ratio = medians["with every control"] / medians["without controls"]
     print(f"with every control: {ratio:.1%} of the throughput without (target >= 90%)")
+    cpu_ratio = cpu_medians["without controls"] / cpu_medians["with every control"]
+    print(
+        f"by server CPU per request: {cpu_ratio:.1%} (the throughput share on a saturated "
+        "core; steadier than req/s on a shared machine)"
+    )
     return 0
 
 
