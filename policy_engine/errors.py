@@ -77,7 +77,7 @@ def render(diagnostic: Diagnostic, texts: Mapping[str, str] | None = None) -> st
     text = (texts or {}).get(diagnostic.file)
     if text is None or diagnostic.line <= 0:
         return head
-    context = snippet(text, diagnostic.line, diagnostic.column)
+    context = snippet(text, diagnostic.line, diagnostic.column, diagnostic.file)
     return f"{head}\n{context}" if context else head
 
 

@@ -21,6 +21,7 @@ from policy_engine.errors import PARSE_ERROR, Diagnostic, PolicyError
 from policy_engine.parse_build import parse_to_ast
 from policy_engine.parse_layout import Postlexer
 from policy_engine.parse_tree import SyntaxProblem
+from policy_engine.source import line_start, source_lines
 
 __all__ = ["parse_module", "parse_query"]
 
@@ -132,7 +133,9 @@ def _diagnostic(exc: Exception, file: str, text: str) -> Diagnostic:
 
 
 def _end_position(text: str) -> tuple[int, int]:
-    lines = text.splitlines() or [""]
+    lines = source_lines(text)
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()  # the end of a text ending in a line break is shown on its last line
     return len(lines), len(lines[-1]) + 1
 
 
@@ -174,8 +177,7 @@ def _chunk_diagnostics(text: str, file: str, first_offset: int) -> list[Diagnost
 
 
 def _offset(text: str, line: int, column: int) -> int:
-    lines = text.splitlines(keepends=True)
-    return sum(len(x) for x in lines[: max(line - 1, 0)]) + max(column - 1, 0)
+    return line_start(text, max(line, 1)) + max(column - 1, 0)
 
 
 def parse_module(text: str, file: str = "<policy>") -> ast.Module:

@@ -28,6 +28,7 @@ import msgspec
 from policy_engine.engine import Engine, EngineConfig, Prepared
 from policy_engine.errors import PolicyError
 from policy_engine.loader import read_policy_files
+from policy_engine.source import source_lines
 from policy_engine.tooling.trace import TraceEvent, Tracer, traced_engine
 from policy_engine.values import UNDEFINED
 
@@ -184,7 +185,7 @@ def _source(texts: Mapping[str, str], event: TraceEvent) -> str:
     text = texts.get(event.file)
     if text is None:
         return ""
-    lines = text.splitlines()
+    lines = source_lines(text, event.file)
     if not 1 <= event.line <= len(lines):
         return ""
     line = lines[event.line - 1]
@@ -251,7 +252,7 @@ def _verdict_lines(explanation: Explanation) -> list[str]:
 
 
 def _head(texts: Mapping[str, str], verdict: Verdict) -> str:
-    lines = texts.get(verdict.file, "").splitlines()
+    lines = source_lines(texts.get(verdict.file, ""), verdict.file)
     if not 1 <= verdict.line <= len(lines):
         return ""
     text = " ".join(lines[verdict.line - 1].split())

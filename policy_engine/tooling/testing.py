@@ -20,6 +20,7 @@ from policy_engine import ast
 from policy_engine.engine import Engine, _parse_all
 from policy_engine.errors import EvalError, PolicyError
 from policy_engine.runtime import EvalOptions
+from policy_engine.source import source_lines
 from policy_engine.tooling.coverage import FileCoverage, coverage_of
 from policy_engine.tooling.explain import Explainer
 from policy_engine.tooling.loading import PolicySet
@@ -165,7 +166,7 @@ def _why_failed(explainer: Explainer, name: str, value: Any) -> str:
     lines = explanation.texts
     for event in explanation.events:
         if event.op == "fail" and event.kind == "expr" and event.depth == 1:
-            text = lines.get(event.file, "").splitlines()
+            text = source_lines(lines.get(event.file, ""), event.file)
             source = text[event.line - 1].strip() if 0 < event.line <= len(text) else ""
             return f"{event.file}:{event.line}: failed: {source}"
     return "the test is undefined"

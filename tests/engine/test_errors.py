@@ -107,3 +107,57 @@ def test_static_checks_are_named_stages_shared_by_every_engine() -> None:
         Engine.from_sources(source)
     with pytest.raises(PolicyError, match="redeclared"):
         traced_engine(source)
+
+
+# Characters str.splitlines() takes for line breaks; Rego ends a line only at "\n".
+_NOT_LINE_BREAKS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", _NOT_LINE_BREAKS, ids=lambda c: f"U+{ord(c):04X}")
+def test_a_line_break_only_to_python_does_not_move_the_reported_position(char: str) -> None:
+    """One of these in a string or a comment put every later line number and caret off:
+    the snippet showed the wrong line, and the error after a second parse problem was
+    placed at the wrong offset."""
+    text = (
+        "package p\n"
+        f'greeting := "a{char}b"  # c{char}d\n'
+        "x := ]\n"  # line 3, column 6
+        f"# after{char}again\n"
+        "y := ]\n"  # line 5, column 6: found by the per-rule pass from the first's offset
+    )
+    problem = _problem(text)
+    assert [(d.line, d.column) for d in problem.diagnostics] == [(3, 6), (5, 6)]
+    rendered = str(problem)
+    assert "p.rego:3:6: rego_parse_error:" in rendered
+    assert "\nx := ]\n     ^" in rendered
+    assert "p.rego:5:6: rego_parse_error:" in rendered
+    assert "\ny := ]\n     ^" in rendered
+
+
+def test_crlf_lines_render_without_the_carriage_return() -> None:
+    problem = _problem("package p\r\nx := ]\r\n")
+    assert (problem.diagnostics[0].line, problem.diagnostics[0].column) == (2, 6)
+    assert "\nx := ]\n     ^" in str(problem)
+
+
+def test_the_end_of_text_after_such_a_character_is_on_the_last_line() -> None:
+    problem = _problem('package p\nx := "\u2028" + [1,\n')
+    diagnostic = problem.diagnostics[0]
+    assert diagnostic.message.startswith("unexpected end of text")
+    assert (diagnostic.line, diagnostic.column) == (2, 15)
+
+
+def test_a_load_error_after_such_a_character_has_its_line() -> None:
+    """Errors found after parsing (here an unsafe variable) render the right line too."""
+    with pytest.raises(PolicyError) as caught:
+        Engine.from_sources({"u.rego": 'package p\n# a\u2029b\nq if { x == "\x85" }\n'})
+    diagnostic = caught.value.diagnostics[0]
+    assert (diagnostic.file, diagnostic.line) == ("u.rego", 3)
+    assert '\nq if { x == "\x85" }\n' in str(caught.value)
+
+
+def test_yaml_files_count_lines_as_yaml_does() -> None:
+    from policy_engine.source import source_lines
+
+    assert source_lines("a\u2028b\nc", "p.iam.yaml") == ["a", "b", "c"]
+    assert source_lines("a\u2028b\nc", "p.rego") == ["a\u2028b", "c"]
