@@ -30,6 +30,7 @@ from proxy.credentials import read_token
 from proxy.errors import error_body
 from proxy.forwarded import client_address
 from proxy.key_activity import ActivityRecorder
+from proxy.money import money_text, optional_money_text, plain_digits
 from proxy.openapi_docs import admin_operation
 from proxy.store.base import (
     ApiKey,
@@ -259,7 +260,7 @@ class ProjectRuleView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _org(org: Organization) -> OrganizationView:
-    return OrganizationView(id=org.id, credits=str(org.credits), name=org.name)
+    return OrganizationView(id=org.id, credits=money_text(org.credits), name=org.name)
 
 
 def _project(project: Project) -> ProjectView:
@@ -304,8 +305,8 @@ def _key_fields(key: ApiKey) -> dict[str, Any]:
         "display": key.display,
         "project": key.project_id,
         "status": key.status,
-        "usage": str(key.usage),
-        "usage_limit": None if key.usage_limit is None else str(key.usage_limit),
+        "usage": money_text(key.usage),
+        "usage_limit": optional_money_text(key.usage_limit),
         "description": key.description,
         "created_at": key.created_at,
         "expires_at": key.expires_at,
@@ -361,7 +362,7 @@ def _money(value: Decimal | None, field: str) -> Decimal | None:
         raise ValidationException(
             f'field `{field}` must be a non-negative decimal below 10^15, e.g. "10.00"'
         )
-    return value
+    return plain_digits(value)
 
 
 AnyRequest = Request[Any, Any, Any]

@@ -18,13 +18,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from proxy.audit import AuditedAdmin, audit_json, cli_actor
 from proxy.budget_facts import budget_json, current_window
 from proxy.budgets import format_budget, time_zone
 from proxy.config import SECRET_KEY_ENV, ConfigError, GatewayConfig, load_config
+from proxy.money import money_text, optional_money_text
 from proxy.secret_box import box_for
 from proxy.store import open_store
 from proxy.store.base import (
@@ -63,12 +63,8 @@ Action = Callable[[AuditedAdmin, argparse.Namespace], Awaitable[tuple[dict[str, 
 
 
 # -- rendering ----------------------------------------------------------------------
-def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(amount)
-
-
 def org_json(org: Organization) -> dict[str, Any]:
-    return {"id": org.id, "credits": _money(org.credits), "name": org.name}
+    return {"id": org.id, "credits": money_text(org.credits), "name": org.name}
 
 
 def project_json(project: Project) -> dict[str, Any]:
@@ -108,8 +104,8 @@ def key_json(key: ApiKey, activity: KeyActivity | None = None) -> dict[str, Any]
         "display": key.display,
         "project": key.project_id,
         "status": key.status,
-        "usage": _money(key.usage),
-        "usage_limit": _money(key.usage_limit),
+        "usage": money_text(key.usage),
+        "usage_limit": optional_money_text(key.usage_limit),
         "description": key.description,
         "created_at": key.created_at,
         "expires_at": key.expires_at,
@@ -134,12 +130,12 @@ def rule_json(rule: IamRule | ProjectRule) -> dict[str, Any]:
 
 
 def _key_line(key: ApiKey, activity: KeyActivity | None = None) -> str:
-    limit = "unlimited" if key.usage_limit is None else f"limit {key.usage_limit}"
+    limit = "unlimited" if key.usage_limit is None else f"limit {money_text(key.usage_limit)}"
     expiry = f"  expires {key.expires_at}" if key.expires_at else ""
     budget = f"  budget {format_budget(key.budget)}" if key.budget else ""
     return (
         f"{key.id}  {key.display}  project {key.project_id}  {key.status}  "
-        f"usage {key.usage}  {limit}{budget}{expiry}{_rates_text(key.rate_limits)}"
+        f"usage {money_text(key.usage)}  {limit}{budget}{expiry}{_rates_text(key.rate_limits)}"
         f"{_activity_text(activity)}"
     )
 
@@ -245,7 +241,7 @@ def _activity_text(activity: KeyActivity | None) -> str:
 # -- organizations ------------------------------------------------------------------
 async def _orgs_create(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     org = await store.create_organization(args.org, parse_money(args.credits, "--credits"))
-    return org_json(org), f"organization {org.id} created with credits {org.credits}"
+    return org_json(org), f"organization {org.id} created with credits {money_text(org.credits)}"
 
 
 async def _orgs_credits(
@@ -253,12 +249,12 @@ async def _orgs_credits(
 ) -> tuple[dict[str, Any], str]:
     amount = parse_money(args.credits, "credits", allow_negative=True)
     org = await store.set_credits(args.org, amount)
-    return org_json(org), f"organization {org.id} now has credits {org.credits}"
+    return org_json(org), f"organization {org.id} now has credits {money_text(org.credits)}"
 
 
 async def _orgs_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     orgs = await store.list_organizations()
-    lines = [f"{o.id}  credits {o.credits}  {o.name}".rstrip() for o in orgs]
+    lines = [f"{o.id}  credits {money_text(o.credits)}  {o.name}".rstrip() for o in orgs]
     return {"organizations": [org_json(o) for o in orgs]}, "\n".join(lines) or "no organizations"
 
 
@@ -470,9 +466,9 @@ async def _keys_set_limit(
     store: AuditedAdmin, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     raw: str = args.limit
-    limit = None if raw.strip().lower() == "none" else parse_money(raw, "usage limit")
+    limit = None if raw.strip().lower() == "none" else parse_money(raw, "limit")
     key = await store.set_usage_limit(args.id, limit)
-    shown = "no limit" if key.usage_limit is None else f"limit {key.usage_limit}"
+    shown = "no limit" if key.usage_limit is None else f"limit {money_text(key.usage_limit)}"
     return key_json(key), f"key {key.id} now has {shown}"
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import msgspec
 
 from proxy.budgets import Budget, format_budget
+from proxy.money import optional_money_text
 from proxy.store.base import (
     NO_RATE_LIMITS,
     ApiKey,
@@ -81,7 +82,7 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(amount)
+    return optional_money_text(amount)
 
 
 def key_fields(key: ApiKey) -> dict[str, Any]:

@@ -15,11 +15,14 @@ reads the wall clock, so the tests move time instead of sleeping.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from decimal import Context, Decimal
+from decimal import Decimal
+from difflib import get_close_matches
 from typing import Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import msgspec
+
+from proxy.money import money_text, plain_digits
 
 __all__ = [
     "PERIODS",
@@ -70,31 +73,49 @@ def parse_budget(text: str, what: str = "budget") -> Budget | None:
         raise BudgetError(
             f"{what}: `{amount_text.strip()}` must be zero or a positive amount, like `5.00/day`"
         )
-    return Budget(amount=_plain_digits(amount), period=period)
-
-
-def _plain_digits(amount: Decimal) -> Decimal:
-    """`1e3` as `1000`: a positive exponent would be shown back (and stored) as `1E+3`."""
-    _sign, digits, exponent = amount.as_tuple()
-    if not isinstance(exponent, int) or exponent <= 0:
-        return amount
-    # Precision for every digit, so `1e400` is written out rather than refused.
-    return amount.quantize(Decimal(1), context=Context(prec=len(digits) + exponent))
+    return Budget(amount=plain_digits(amount), period=period)
 
 
 def format_budget(budget: Budget | None) -> str:
     """`5.00/day`, or `none`: the form `parse_budget` reads back."""
-    return "none" if budget is None else f"{budget.amount}/{budget.period}"
+    return "none" if budget is None else f"{money_text(budget.amount)}/{budget.period}"
+
+
+# Zone names shown when one cannot be used: the default and one per inhabited continent.
+ZONE_EXAMPLES = (
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Asia/Kolkata",
+    "Africa/Lagos",
+    "Australia/Sydney",
+)
 
 
 def time_zone(name: str, what: str = "budget_time_zone") -> ZoneInfo:
-    """The IANA zone `name` (e.g. `Europe/Berlin`, `UTC`)."""
+    """The IANA zone `name` (e.g. `Europe/Berlin`, `UTC`); an unknown one raises
+    BudgetError naming `what`, the closest known names and how to list them all."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
+        close = _close_zone_names(name)
+        guess = f" (did you mean {' or '.join(f'`{z}`' for z in close)}?)" if close else ""
         raise BudgetError(
-            f"{what}: `{name}` is not an IANA time zone; write e.g. `UTC` or `Europe/Berlin`"
+            f"{what}: `{name}` is not an IANA time zone name{guess}; write a name of the tz "
+            f"database (case matters), e.g. {', '.join(f'`{z}`' for z in ZONE_EXAMPLES)}; "
+            "`python3 -c 'import zoneinfo; print(sorted(zoneinfo.available_timezones()))'` "
+            "lists them all"
         ) from None
+
+
+def _close_zone_names(name: str) -> list[str]:
+    """Known zone names close to `name` (`europe/berlin`, `Europe/Berln`)."""
+    known = {zone.lower(): zone for zone in available_timezones()}
+    exact = known.get(name.strip().lower())
+    if exact is not None:
+        return [exact]
+    return [known[z] for z in get_close_matches(name.strip().lower(), known, n=2, cutoff=0.8)]
 
 
 def window(period: Period, at: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:

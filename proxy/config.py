@@ -199,8 +199,9 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
         path = env.get(CONFIG_PATH_ENV) or None
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    file_lines: dict[str, int] = {}
     if path is not None:
-        raw = _read_file(path)
+        raw, file_lines = _read_file(path)
         origin = dict.fromkeys(raw, path)
     for name in _FIELDS:
         env_name = ENV_PREFIX + name.upper()
@@ -208,13 +209,15 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
         if value:
             raw[name] = _parse_env_value(name, env_name, value)
             origin[name] = f"environment variable {env_name}"
+            file_lines.pop(name, None)
     try:
         return msgspec.convert(raw, GatewayConfig, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(exc, origin)) from None
+        raise ConfigError(_explain(exc, origin, file_lines)) from None
 
 
-def _read_file(path: str) -> dict[str, Any]:
+def _read_file(path: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """The file's fields and the line each is set on (for messages)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -229,7 +232,7 @@ def _read_file(path: str) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         raise ConfigError(f"{where}: the config file is not valid YAML; fix the syntax") from None
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config file must be a mapping of field: value")
     unknown = sorted(str(key) for key in data if key not in _FIELDS)
@@ -243,7 +246,15 @@ def _read_file(path: str) -> dict[str, Any]:
                 f"{path}: field `{field}` is not allowed in a file; "
                 f"set the environment variable {variable} instead"
             )
-    return data
+    return data, _field_lines(text)
+
+
+def _field_lines(text: str) -> dict[str, int]:
+    """The 1-based line of each top-level field of a config file that parsed as a mapping."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {str(key.value): key.start_mark.line + 1 for key, _value in root.value}
 
 
 def _parse_env_value(name: str, env_name: str, value: str) -> Any:
@@ -260,13 +271,36 @@ def _parse_env_value(name: str, env_name: str, value: str) -> Any:
         ) from None
 
 
-def _explain(exc: msgspec.ValidationError, origin: dict[str, str]) -> str:
+def _explain(
+    exc: msgspec.ValidationError, origin: dict[str, str], file_lines: dict[str, int]
+) -> str:
     message = str(exc)
     match = _ERROR_PATH.search(message)
     if match is None:
-        return f"invalid configuration: {message}"
+        return _explain_checked_field(message, origin, file_lines)
     field = match.group(1)
     source = origin.get(field, "configuration")
     detail = message.split(" - at ")[0]
     where = f"{source}: field `{field}{match.group(2)}`"
     return f"{where}: {detail} (fields are documented in README.md, Configuration)"
+
+
+def _explain_checked_field(message: str, origin: dict[str, str], file_lines: dict[str, int]) -> str:
+    """A problem found after the types were read (`GatewayConfig.__post_init__`), whose
+    message starts with the field's name: say where the value came from (the variable,
+    or the file and line) and how to put it right there."""
+    field, sep, detail = message.partition(": ")
+    if not sep or field not in _FIELDS:
+        return f"invalid configuration: {message}"
+    source = origin.get(field)
+    if source is None:
+        return f"invalid configuration: field `{field}` (the default): {detail}"
+    if source.startswith("environment variable "):
+        variable = source.removeprefix("environment variable ")
+        return (
+            f"{source}: field `{field}`: {detail}; set {variable} to one, or unset it "
+            "(then the config file's value or the default applies)"
+        )
+    line = file_lines.get(field)
+    where = "" if line is None else f" (line {line})"
+    return f"config file {source}{where}: field `{field}`: {detail}; correct it in that file"

@@ -8,6 +8,7 @@ from typing import get_args
 
 from litestar.datastructures import FormMultiDict
 
+from proxy.money import plain_digits
 from proxy.store.base import ApiKey, KeyActivity, RuleStatus, RuleType
 
 __all__ = [
@@ -55,7 +56,7 @@ def parse_usd(text: str, field_label: str, allow_empty: bool) -> Decimal | None:
         ) from None
     if not amount.is_finite() or amount < 0:
         raise FormError(f"{field_label}: `{text}` must be zero or a positive amount in USD.")
-    return amount
+    return plain_digits(amount)
 
 
 def parse_rule_values(rule_type: str, text: str) -> tuple[RuleType, tuple[str, ...]]:

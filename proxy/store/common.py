@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from proxy.budgets import PERIODS, Budget, BudgetError, parse_budget
+from proxy.money import plain_digits
 from proxy.store.base import (
     Admitted,
     ApiKey,
@@ -146,7 +147,7 @@ def parse_money(value: str | Decimal, what: str, *, allow_negative: bool = False
         raise StoreError(f"{what}: `{value}` is not a finite amount; write it like `10.00`")
     if amount < 0 and not allow_negative:
         raise StoreError(f"{what}: `{value}` is negative; use zero or a positive amount")
-    return amount
+    return plain_digits(amount)
 
 
 def check_mode(mode: str) -> ProjectMode:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,60 @@ def test_bad_file_names_the_field(tmp_path: Path, text: str, expected: str) -> N
 def test_bad_env_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="environment variable GATEWAY_PORT: field `port`"):
         load_config(None, {"GATEWAY_PORT": "eighty"})
+
+
+def test_bad_time_zone_in_the_file_names_the_file_its_line_and_real_zones(
+    tmp_path: Path,
+) -> None:
+    """It said only `invalid configuration: budget_time_zone: ...`, not where it was set."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text("port: 4000\nbudget_time_zone: europe/berlin\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {})
+    message = str(info.value)
+    assert message.startswith(f"config file {path} (line 2): field `budget_time_zone`: ")
+    assert "`europe/berlin` is not an IANA time zone name" in message
+    assert "did you mean `Europe/Berlin`?" in message
+    assert "`UTC`, `Europe/Berlin`, `America/New_York`" in message
+    assert "zoneinfo.available_timezones()" in message
+    assert message.endswith("correct it in that file")
+    assert "GATEWAY_BUDGET_TIME_ZONE" not in message
+
+
+def test_bad_time_zone_in_the_environment_names_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("budget_time_zone: Europe/Berlin\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {"GATEWAY_BUDGET_TIME_ZONE": "Mars/Olympus"})
+    message = str(info.value)
+    assert message.startswith(
+        "environment variable GATEWAY_BUDGET_TIME_ZONE: field `budget_time_zone`: "
+        "`Mars/Olympus` is not an IANA time zone name; "
+    )
+    assert "`Asia/Kolkata`" in message
+    assert "set GATEWAY_BUDGET_TIME_ZONE to one, or unset it" in message
+    assert str(path) not in message
+    # The file's own (valid) zone is not the one blamed, and it is used once the
+    # variable is gone.
+    assert load_config(str(path), {}).budget_time_zone == "Europe/Berlin"
+
+
+def test_cli_reports_where_a_bad_time_zone_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("budget_time_zone: Europe/Berln\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "keys", "list", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert f"config file {path} (line 1): field `budget_time_zone`" in result.stderr
+    assert "did you mean `Europe/Berlin`" in result.stderr
 
 
 def test_missing_file_says_so(tmp_path: Path) -> None:
