@@ -4,6 +4,8 @@ The whole suite takes minutes; pytest's own progress is a percentage at the end 
 file's line of dots. Each of those now also says how long the run has taken and roughly
 how long it has left (extrapolated from the share of tests done), so someone watching the
 README's test command knows whether to wait or come back later.
+
+Also the `shipped_policies` fixture: the shipped policy compiled once per session.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from shipped_policy import ShippedPolicies
 
 
 def _clock(seconds: float) -> str:
@@ -56,3 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
     reporter._get_progress_information_message = progress_with_time(  # type: ignore[attr-defined]
         original, share_done, time.monotonic()
     )
+
+
+@pytest.fixture(scope="session")
+def shipped_policies() -> ShippedPolicies:
+    return ShippedPolicies()

@@ -15,7 +15,7 @@ from proxy_test_servers import GatewayServer, LoopThread, UpstreamServer, free_p
 
 from proxy.app import create_app
 from proxy.config import GatewayConfig, ProviderConfig, default_policy_dir
-from proxy.policy import DecideFn, PolicyHolder, engine_loader
+from proxy.policy import DecideFn, Loader, PolicyHolder, engine_loader
 from proxy.secret_box import SecretBox, box_for
 from proxy.store.base import Store
 from proxy.store.sqlite import SqliteStore
@@ -65,7 +65,8 @@ class ValidatingLoader:
     """The real engine, with every input document checked against
     `schemas/input.schema.json` before it is evaluated."""
 
-    def __init__(self) -> None:
+    def __init__(self, compile_policy: Loader = engine_loader) -> None:
+        self._compile = compile_policy
         schema_path = Path(default_policy_dir()).parent / "schemas" / "input.schema.json"
         schema = json.loads(schema_path.read_text())
         self._validator = jsonschema.validators.validator_for(schema)(schema)
@@ -73,7 +74,7 @@ class ValidatingLoader:
         self.problems: list[str] = []
 
     def __call__(self, policy_dir: str, data: dict[str, Any]) -> DecideFn:
-        decide = engine_loader(policy_dir, data)
+        decide = self._compile(policy_dir, data)
 
         def checked(document: dict[str, Any]) -> object:
             self.checked += 1
@@ -126,9 +127,14 @@ def gateway_config(tmp: Path, upstream: UpstreamServer, **overrides: Any) -> Gat
 
 @contextlib.contextmanager
 def deployed(
-    tmp: Path, clock: Callable[[], str] | None = None, **overrides: Any
+    tmp: Path,
+    clock: Callable[[], str] | None = None,
+    compile_policy: Loader = engine_loader,
+    **overrides: Any,
 ) -> Iterator[Deployment]:
-    """Upstream + gateway (real engine, shipped policy) + admin store, all stopped after."""
+    """Upstream + gateway (real engine, shipped policy) + admin store, all stopped after.
+    `compile_policy`: `shipped_policies.loader` compiles the shipped policy once per
+    session instead of once per deployment."""
     logs = LogCapture()
     root = logging.getLogger()
     previous_level = root.level
@@ -140,7 +146,7 @@ def deployed(
     upstream = UpstreamServer()
     upstream.start()
     config = gateway_config(tmp, upstream, **overrides)
-    inputs = ValidatingLoader()
+    inputs = ValidatingLoader(compile_policy)
     holder = PolicyHolder(config.policy_dir, config.catalog_path, loader=inputs)
     gateway = GatewayServer(create_app(config, policy=holder, clock=clock), config)
     gateway.start()

@@ -19,6 +19,7 @@ import pytest
 from agent_api_upstream import MESSAGES_USAGE, UPSTREAM_TEXT, AgentApiUpstream
 from proxy_deployment import BODY_LIMIT, UPSTREAM_KEY, UPSTREAM_KEY_ENV, Deployment, deployed
 from proxy_helpers import MSG_ARCHIVED, MSG_INVALID, MSG_LIMIT, MSG_NO_KEY, Tenant, make_tenant
+from shipped_policy import ShippedPolicies
 
 from proxy.config import ProviderConfig
 from proxy.mock_agent_apis import reply_quoting
@@ -36,7 +37,9 @@ def upstream() -> Iterator[AgentApiUpstream]:
 
 @pytest.fixture(scope="module")
 def deployment(
-    tmp_path_factory: pytest.TempPathFactory, upstream: AgentApiUpstream
+    tmp_path_factory: pytest.TempPathFactory,
+    shipped_policies: ShippedPolicies,
+    upstream: AgentApiUpstream,
 ) -> Iterator[Deployment]:
     providers = tuple(
         ProviderConfig(id=provider, base_url=upstream.base_url, api_key_env=UPSTREAM_KEY_ENV)
@@ -45,7 +48,10 @@ def deployment(
     # The burst's last requests wait for the first ones to settle: on a loaded machine
     # that may take longer than the default 10 s, and a 429 is not what it tests.
     with deployed(
-        tmp_path_factory.mktemp("agent-apis"), providers=providers, admission_wait_seconds=60.0
+        tmp_path_factory.mktemp("agent-apis"),
+        compile_policy=shipped_policies.loader,
+        providers=providers,
+        admission_wait_seconds=60.0,
     ) as running:
         yield running
 

@@ -13,6 +13,7 @@ import openai
 import pytest
 from litestar.testing import AsyncTestClient, TestClient
 from proxy_helpers import MSG_INVALID, MSG_NO_KEY
+from shipped_policy import ShippedPolicies
 
 from proxy.app import create_app, open_configured_store
 from proxy.config import GatewayConfig
@@ -30,8 +31,10 @@ def _config(tmp_path: Path, **overrides: Any) -> GatewayConfig:
 
 
 @pytest.fixture
-def admin_client(tmp_path: Path) -> Iterator[TestClient[Any]]:
-    with TestClient(create_app(_config(tmp_path, admin_token=ADMIN))) as client:
+def admin_client(tmp_path: Path, shipped_policies: ShippedPolicies) -> Iterator[TestClient[Any]]:
+    with TestClient(
+        create_app(_config(tmp_path, admin_token=ADMIN), policy=shipped_policies.holder())
+    ) as client:
         yield client
 
 
@@ -228,15 +231,17 @@ def test_a_deleted_key_cannot_be_re_enabled_through_the_admin_api(
     assert shown["status"] == "deleted"
 
 
-def test_no_admin_api_without_the_token(tmp_path: Path) -> None:
-    with TestClient(create_app(_config(tmp_path))) as client:
+def test_no_admin_api_without_the_token(tmp_path: Path, shipped_policies: ShippedPolicies) -> None:
+    with TestClient(create_app(_config(tmp_path), policy=shipped_policies.holder())) as client:
         response = client.get("/admin/keys", headers=_admin())
         assert response.status_code == 404
         assert response.json() == {"error": True, "status": 404, "message": "Not Found"}
 
 
-def test_openai_error_format(tmp_path: Path) -> None:
-    with TestClient(create_app(_config(tmp_path, error_format="openai"))) as client:
+def test_openai_error_format(tmp_path: Path, shipped_policies: ShippedPolicies) -> None:
+    with TestClient(
+        create_app(_config(tmp_path, error_format="openai"), policy=shipped_policies.holder())
+    ) as client:
         response = client.get("/v1/models")
         assert response.status_code == 401
         assert response.json() == {
@@ -294,7 +299,7 @@ BUSY = "Too many requests in flight for this key's usage limit; retry after 1 se
 
 @pytest.mark.parametrize("store_type", [RefusingStore, QueueingStore])
 def test_admission_that_never_comes_is_429_with_retry_after(
-    tmp_path: Path, store_type: type[RefusingStore]
+    tmp_path: Path, store_type: type[RefusingStore], shipped_policies: ShippedPolicies
 ) -> None:
     """A store that keeps refusing while the policy, on the fresh settled figures, keeps
     allowing (a limit changing under the request), or keeps the request in line past
@@ -304,7 +309,7 @@ def test_admission_that_never_comes_is_429_with_retry_after(
         return cast(Store, store_type(await open_configured_store(config)))
 
     config = _config(tmp_path, admin_token=ADMIN, admission_wait_seconds=0.2)
-    app = create_app(config, store_factory=refusing)
+    app = create_app(config, store_factory=refusing, policy=shipped_policies.holder())
     with TestClient(app) as client:
         key = client.post(
             "/admin/keys", json={"project": "default", "usage_limit": "1.00"}, headers=_admin()
@@ -319,8 +324,12 @@ def test_admission_that_never_comes_is_429_with_retry_after(
         assert response.json() == {"error": True, "status": 429, "message": BUSY}
 
 
-def test_openai_client_reads_the_message_in_openai_error_format(tmp_path: Path) -> None:
-    with TestClient(create_app(_config(tmp_path, error_format="openai"))) as client:
+def test_openai_client_reads_the_message_in_openai_error_format(
+    tmp_path: Path, shipped_policies: ShippedPolicies
+) -> None:
+    with TestClient(
+        create_app(_config(tmp_path, error_format="openai"), policy=shipped_policies.holder())
+    ) as client:
         # Litestar's TestClient is an httpx.Client, so openai talks to the app in-process.
         http_client = cast(Any, client)
         api = openai.OpenAI(
@@ -332,10 +341,12 @@ def test_openai_client_reads_the_message_in_openai_error_format(tmp_path: Path) 
         assert info.value.code == "invalid_api_key"
 
 
-def test_a_stream_never_started_is_closed_and_released(tmp_path: Path) -> None:
+def test_a_stream_never_started_is_closed_and_released(
+    tmp_path: Path, shipped_policies: ShippedPolicies
+) -> None:
     """The client left between the decision and the first chunk: Litestar never iterates
     the stream, and the response's cleanup gives the reservation back."""
-    app = create_app(_config(tmp_path, admin_token=ADMIN))
+    app = create_app(_config(tmp_path, admin_token=ADMIN), policy=shipped_policies.holder())
 
     async def scenario() -> tuple[Decimal, Decimal, Decimal]:
         async with AsyncTestClient(app) as client:

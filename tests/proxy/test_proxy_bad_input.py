@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import MSG_INVALID, MSG_NO_KEY, auth, documented, make_tenant
+from shipped_policy import ShippedPolicies
 
 from proxy.documents import Operation
 from proxy.json_shape import nesting_problem
@@ -90,9 +91,15 @@ def test_streamed_embeddings_and_too_many_inputs_are_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
     """The shared deployment's body limit (64 KiB) would answer the bomb with 413."""
-    with deployed(tmp_path_factory.mktemp("bad-input"), max_body_bytes=1024 * 1024) as running:
+    with deployed(
+        tmp_path_factory.mktemp("bad-input"),
+        compile_policy=shipped_policies.loader,
+        max_body_bytes=1024 * 1024,
+    ) as running:
         yield running
 
 

@@ -16,13 +16,20 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import admin_json, chat
+from shipped_policy import ShippedPolicies
 
 ADMIN = "admin-budget-hostile-token"
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("budget-hostile"), admin_token=ADMIN) as d:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("budget-hostile"),
+        compile_policy=shipped_policies.loader,
+        admin_token=ADMIN,
+    ) as d:
         yield d
 
 

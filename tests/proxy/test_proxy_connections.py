@@ -14,6 +14,7 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import auth, chat, make_tenant
+from shipped_policy import ShippedPolicies
 
 SILENT = 150
 SLOW = 150
@@ -23,9 +24,12 @@ GENEROUS_S = 20.0
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
     with deployed(
         tmp_path_factory.mktemp("connections"),
+        compile_policy=shipped_policies.loader,
         header_read_timeout=1.0,
         body_read_timeout=1.0,
         keep_alive_timeout=0.5,
@@ -138,13 +142,16 @@ def test_an_idle_kept_alive_connection_is_closed(deployment: Deployment) -> None
 
 
 @pytest.fixture(scope="module")
-def small_cap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def small_cap(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
     """A low cap and a header deadline long enough that none of the held connections is
     closed before the one beyond the cap arrives, however slowly a loaded machine opens
     them (with the 320-connection cap and a 1 s deadline above, the first ones could be
     closed already, and the extra connection then fit under the cap)."""
     with deployed(
         tmp_path_factory.mktemp("connection_cap"),
+        compile_policy=shipped_policies.loader,
         header_read_timeout=3.0,
         max_connections=SMALL_CAP,
     ) as running:

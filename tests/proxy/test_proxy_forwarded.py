@@ -12,6 +12,7 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import auth, chat, make_tenant
+from shipped_policy import ShippedPolicies
 
 from proxy.config import ConfigError, load_config
 from proxy.forwarded import TrustedProxies
@@ -67,15 +68,24 @@ def test_a_bad_entry_is_a_config_error_naming_it() -> None:
 
 
 @pytest.fixture(scope="module")
-def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("direct"), admin_token=ADMIN) as running:
+def direct(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("direct"), compile_policy=shipped_policies.loader, admin_token=ADMIN
+    ) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def behind_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
     with deployed(
-        tmp_path_factory.mktemp("proxied"), admin_token=ADMIN, trusted_proxies=("127.0.0.1",)
+        tmp_path_factory.mktemp("proxied"),
+        compile_policy=shipped_policies.loader,
+        admin_token=ADMIN,
+        trusted_proxies=("127.0.0.1",),
     ) as running:
         yield running
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import MSG_INVALID, chat, documented
+from shipped_policy import ShippedPolicies
 
 ADMIN = "admin-lifecycle-token"
 
@@ -40,8 +41,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("lifecycle"), clock=clock, admin_token=ADMIN) as d:
+def lifecycle(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies, clock: Clock
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("lifecycle"),
+        compile_policy=shipped_policies.loader,
+        clock=clock,
+        admin_token=ADMIN,
+    ) as d:
         yield d
 
 

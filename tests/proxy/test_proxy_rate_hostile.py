@@ -14,13 +14,20 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import admin_json, chat
+from shipped_policy import ShippedPolicies
 
 ADMIN = "admin-rate-hostile-token"
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("hostile"), admin_token=ADMIN) as d:
+def limited(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("hostile"),
+        compile_policy=shipped_policies.loader,
+        admin_token=ADMIN,
+    ) as d:
         yield d
 
 

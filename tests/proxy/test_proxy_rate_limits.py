@@ -14,6 +14,7 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, deployed
 from proxy_helpers import chat
+from shipped_policy import ShippedPolicies
 
 from proxy.config import default_policy_dir
 
@@ -37,8 +38,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("rates"), clock=clock, admin_token=ADMIN) as d:
+def limited(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies, clock: Clock
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("rates"),
+        compile_policy=shipped_policies.loader,
+        clock=clock,
+        admin_token=ADMIN,
+    ) as d:
         yield d
 
 

@@ -23,14 +23,21 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 from schemathesis.core.result import Ok
+from shipped_policy import ShippedPolicies
 
 ADMIN_TOKEN = "schemathesis-admin-token"
 EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.fixture(scope="module")
-def admin_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("schemathesis"), admin_token=ADMIN_TOKEN) as running:
+def admin_deployment(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("schemathesis"),
+        compile_policy=shipped_policies.loader,
+        admin_token=ADMIN_TOKEN,
+    ) as running:
         yield running
 
 

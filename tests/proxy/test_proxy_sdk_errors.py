@@ -13,6 +13,7 @@ import openai
 import pytest
 from litestar.testing import TestClient
 from proxy_helpers import MSG_INVALID
+from shipped_policy import ShippedPolicies
 
 from proxy.app import create_app
 from proxy.config import GatewayConfig
@@ -29,14 +30,16 @@ def error_format(request: pytest.FixtureRequest) -> ErrorFormat:
 
 
 @pytest.fixture
-def client(error_format: ErrorFormat, tmp_path: Path) -> Iterator[TestClient[Any]]:
+def client(
+    error_format: ErrorFormat, tmp_path: Path, shipped_policies: ShippedPolicies
+) -> Iterator[TestClient[Any]]:
     config = GatewayConfig(
         database=f"sqlite:///{tmp_path / 'sdk.db'}",
         reload_interval=0.0,
         admin_token=ADMIN,
         error_format=error_format,
     )
-    with TestClient(create_app(config)) as test_client:
+    with TestClient(create_app(config, policy=shipped_policies.holder())) as test_client:
         yield test_client
 
 

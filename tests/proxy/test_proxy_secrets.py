@@ -16,6 +16,7 @@ import httpx
 import pytest
 from proxy_deployment import Deployment, LoopThread, deployed
 from proxy_helpers import auth, chat, make_tenant
+from shipped_policy import ShippedPolicies
 
 from proxy.app import open_configured_store
 from proxy.cli import main
@@ -28,8 +29,14 @@ SECRET = secrets.token_urlsafe(32)
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp("secrets"), secret_key=SECRET) as running:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
+    with deployed(
+        tmp_path_factory.mktemp("secrets"),
+        compile_policy=shipped_policies.loader,
+        secret_key=SECRET,
+    ) as running:
         yield running
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from shipped_policy import ShippedPolicies
 from store_backends import Backend
 from test_admin_cli import gateway, ok
 
@@ -85,7 +86,7 @@ class Clock:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[httpx.Client, Clock]]:
+def api(tmp_path: Path, shipped_policies: ShippedPolicies) -> Iterator[tuple[httpx.Client, Clock]]:
     from litestar.testing import TestClient
 
     clock = Clock()
@@ -96,7 +97,8 @@ def api(tmp_path: Path) -> Iterator[tuple[httpx.Client, Clock]]:
         admin_token=ADMIN,
         budget_time_zone="Europe/Berlin",
     )
-    with TestClient(create_app(config, clock=clock), base_url="http://127.0.0.1") as client:
+    app = create_app(config, clock=clock, policy=shipped_policies.holder())
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, clock  # type: ignore[misc]
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from shipped_policy import ShippedPolicies
 from store_backends import Backend, make_backend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
@@ -77,7 +78,9 @@ class Deployment:
 
 
 @pytest.fixture(params=[("sqlite", 1), ("redis", 2)], ids=["sqlite", "postgres+redis-x2"])
-def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, shipped_policies: ShippedPolicies
+) -> Iterator[Deployment]:
     kind, instances = request.param
     backends = make_backend(kind, tmp_path)
     backend: Backend = next(backends)
@@ -103,8 +106,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
             loop.run(admin.migrate())
             stack.callback(lambda: loop.run(admin.close(), timeout=60))
             servers = []
-            for _ in range(instances):
-                server = GatewayServer(create_app(config, clock=clock), config)
+            for instance in range(instances):
+                holder = shipped_policies.holder(instance)
+                server = GatewayServer(create_app(config, clock=clock, policy=holder), config)
                 server.start()
                 stack.callback(server.stop)
                 servers.append(server)

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from shipped_policy import ShippedPolicies
 from store_backends import make_backend
 
 # The in-process gateway and upstream servers of the proxy tests (tests/proxy): the
@@ -95,7 +96,9 @@ class Gateways:
 
 
 @contextmanager
-def _gateways(kind: str, servers: int, tmp_path: Path) -> Iterator[Gateways]:
+def _gateways(
+    kind: str, servers: int, tmp_path: Path, policies: ShippedPolicies
+) -> Iterator[Gateways]:
     backends = make_backend(kind, tmp_path)
     backend = next(backends)
     logs = LogCapture()
@@ -120,8 +123,9 @@ def _gateways(kind: str, servers: int, tmp_path: Path) -> Iterator[Gateways]:
             upstream_read_timeout=30.0,
         )
         urls = []
-        for _ in range(servers):
-            server = GatewayServer(create_app(config, clock=clock), config)
+        for instance in range(servers):
+            app = create_app(config, clock=clock, policy=policies.holder(instance))
+            server = GatewayServer(app, config)
             server.start()
             stack.callback(server.stop)
             urls.append(server.url)
@@ -147,9 +151,11 @@ def _gateways(kind: str, servers: int, tmp_path: Path) -> Iterator[Gateways]:
     params=[("sqlite", 1), ("postgres", 2), ("redis", 2)],
     ids=["sqlite", "postgres-x2", "postgres+redis-x2"],
 )
-def gateways(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateways]:
+def gateways(
+    request: pytest.FixtureRequest, tmp_path: Path, shipped_policies: ShippedPolicies
+) -> Iterator[Gateways]:
     kind, servers = request.param
-    with _gateways(kind, servers, tmp_path) as running:
+    with _gateways(kind, servers, tmp_path, shipped_policies) as running:
         yield running
 
 
