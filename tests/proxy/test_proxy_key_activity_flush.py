@@ -12,14 +12,19 @@ import httpx
 from proxy_deployment import UPSTREAM_KEY, UPSTREAM_KEY_ENV, AdminStore, gateway_config
 from proxy_helpers import chat, make_tenant
 from proxy_test_servers import GatewayServer, UpstreamServer
+from shipped_policy import ShippedPolicies
 
 from proxy.app import create_app
+from proxy.policy import PolicyHolder
 from proxy.store.base import KeyActivity
 
 
-def _serve(tmp: Path, upstream: UpstreamServer, interval: float) -> GatewayServer:
+def _serve(
+    tmp: Path, upstream: UpstreamServer, interval: float, policy: PolicyHolder
+) -> GatewayServer:
     config = gateway_config(tmp, upstream)
-    gateway = GatewayServer(create_app(config, activity_interval=interval), config)
+    app = create_app(config, activity_interval=interval, policy=policy)
+    gateway = GatewayServer(app, config)
     gateway.start()
     return gateway
 
@@ -40,14 +45,14 @@ def _stored(admin: AdminStore, key_id: str) -> KeyActivity | None:
 
 
 def test_a_graceful_stop_writes_every_count_and_a_running_gateway_within_its_interval(
-    tmp_path: Path,
+    tmp_path: Path, shipped_policies: ShippedPolicies
 ) -> None:
     os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
     upstream = UpstreamServer()
     upstream.start()
     try:
         # An interval no test run reaches: only the stop's flush can write the counts.
-        gateway = _serve(tmp_path, upstream, interval=3600.0)
+        gateway = _serve(tmp_path, upstream, interval=3600.0, policy=shipped_policies.holder(0))
         admin = AdminStore(str(tmp_path / "gateway.db"))
         try:
             tenant = make_tenant(admin)
@@ -61,7 +66,7 @@ def test_a_graceful_stop_writes_every_count_and_a_running_gateway_within_its_int
         assert stored.last_used_at is not None
 
         # A second instance on the same database adds to the totals within its interval.
-        gateway = _serve(tmp_path, upstream, interval=0.2)
+        gateway = _serve(tmp_path, upstream, interval=0.2, policy=shipped_policies.holder(1))
         try:
             _send(gateway, tenant.token, 3)
             deadline = time.monotonic() + 10

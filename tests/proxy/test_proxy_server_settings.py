@@ -6,15 +6,18 @@ import re
 import socket
 
 import pytest
+from shipped_policy import ShippedPolicies
 
 from proxy.app import create_app
 from proxy.config import ConfigError, GatewayConfig, load_config
 from proxy.server import PortUnavailable, announcement, bind, uvicorn_config
 
 
-def test_uvicorn_never_rewrites_client_addresses_from_headers() -> None:
+def test_uvicorn_never_rewrites_client_addresses_from_headers(
+    shipped_policies: ShippedPolicies,
+) -> None:
     config = GatewayConfig(keep_alive_timeout=3.0)
-    settings = uvicorn_config(create_app(config), config)
+    settings = uvicorn_config(create_app(config, policy=shipped_policies.holder()), config)
     assert settings.proxy_headers is False
     assert settings.timeout_keep_alive == 3.0
 

@@ -74,37 +74,51 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(backend: Backend, cwd: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (cwd / f"server-{port}.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd,
-        env=_env(backend),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+def _servers(backend: Backend, cwd: Path, count: int) -> Iterator[list[str]]:
+    """`count` gateway processes on `backend`, started together (the store lets several
+    instances start at once: one migrates, the others wait), all ready when this yields.
+    One after the other, the second one's start-up was a second wait of a few seconds."""
+    with ExitStack() as stack:
+        started: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        ports: set[int] = set()
+        while len(ports) < count:  # none bound yet: a port may come back twice
+            ports.add(_free_port())
+        for port in sorted(ports):
+            log_path = cwd / f"server-{port}.log"
+            log = stack.enter_context(log_path.open("w"))
+            process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "proxy.cli", "serve"),
+                    *("--host", "127.0.0.1", "--port", str(port)),
+                ],
+                cwd=cwd,
+                env=_env(backend),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            stack.callback(_stop, process)
+            started.append((f"http://127.0.0.1:{port}", process, log_path))
         deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (cwd / f"server-{port}.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not become ready in 60 s"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        for url, process, log_path in started:
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "the gateway did not become ready in 60 s"
+                time.sleep(0.1)
+        yield [url for url, _, _ in started]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def _chat(client: httpx.AsyncClient, url: str, token: str) -> httpx.Response:
@@ -172,9 +186,7 @@ def _run_acceptance(backend: Backend, servers: int, tmp_path: Path) -> None:
         "credits",
     )
     on_credits = _cli(backend, tmp_path, "keys", "create", "--project", "on-credits")
-    with ExitStack() as stack:
-        urls = [stack.enter_context(_server(backend, tmp_path)) for _ in range(servers)]
-
+    with _servers(backend, tmp_path, servers) as urls:
         successes, refusals = asyncio.run(_burst(urls, limited["token"]))
         assert successes == N
         assert Decimal(_cli(backend, tmp_path, "keys", "show", limited["id"])["usage"]) == N * COST
