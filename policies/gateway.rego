@@ -182,12 +182,41 @@ budget_reason(code, what, subject) := {
 }
 
 # Period budgets set as policy: `budgets:` in *.iam.yaml files (lowered into
-# data.gateway.budget_policies.budgets) or the same set written in Rego. The proxy
-# asks for `policy_budgets` before it reads the budgets' windows: a policy budget
-# that applies takes the place of the key store's budget for that key or project,
-# so checks 3b/3c decide it and admission holds it atomically like any budget. For
-# a key, a budget naming that key wins over one for all keys; when several apply
-# at one layer, the smallest amount (then the shorter period) is the ceiling.
+# data.gateway.budget_policies.budgets) or the same set written in Rego. For a key,
+# a budget naming that key wins over one for all keys; when several apply at one
+# layer, the smallest amount (then the shorter period) is the policy's ceiling.
+#
+# The proxy asks for `effective_budgets` before it reads the budgets' windows: for
+# the key and for the project, the budget that admission holds and checks 3b/3c
+# decide, of the one stored in the key store (`input.key.stored_budget`,
+# `gateway keys set-budget`) and the policy files' (`policy_budgets`). Both are
+# ceilings, so neither may loosen the other: for one period, the smaller amount
+# holds both at every moment. Budgets of different periods cannot be held together
+# (the store counts one window per key or project and request): the policy file's
+# holds then, and the CLI, admin API and dashboard say the stored one is not held.
+effective_budgets := {
+	"key": effective_budget(stored_budget("key"), policy_budgets.key),
+	"project": effective_budget(stored_budget("project"), policy_budgets.project),
+}
+
+stored_budget(subject) := object.get(input, [subject, "stored_budget"], null)
+
+effective_budget(stored, from_policy) := null if {
+	stored == null
+	from_policy == null
+} else := shown_budget(stored, "store", null) if {
+	from_policy == null
+} else := shown_budget(from_policy, "policy", object.get(from_policy, "id", null)) if {
+	stored == null
+} else := shown_budget(stored, "store", null) if {
+	stored.period == from_policy.period
+	to_number(stored.amount) <= to_number(from_policy.amount)
+} else := shown_budget(from_policy, "policy", object.get(from_policy, "id", null))
+
+# A budget as `effective_budgets` answers it: where it comes from (`store` or
+# `policy`) and the policy budget's id (null when it has none or is stored).
+shown_budget(budget, source, id) := {"amount": budget.amount, "period": budget.period, "source": source, "id": id}
+
 policy_budgets := {
 	"key": chosen_budget(key_policy_budgets),
 	"project": chosen_budget(project_policy_budgets),

@@ -264,6 +264,41 @@ test_without_policy_budgets_none_applies if {
 	chosen == {"key": null, "project": null}
 }
 
+stored_day_budget(amount) := with_patch({"key": {"stored_budget": {"amount": amount, "period": "day"}}})
+
+key_day_budget_file(amount) := [policy_budget("key", "key_1", amount, "day")]
+
+test_a_stricter_policy_file_budget_holds_over_the_stored_one if {
+	chosen := data.gateway.effective_budgets with input as stored_day_budget("5") with data.gateway.budget_policies.budgets as key_day_budget_file("3")
+	chosen.key == {"amount": "3", "period": "day", "source": "policy", "id": null}
+}
+
+test_a_stricter_stored_budget_holds_over_the_policy_files if {
+	chosen := data.gateway.effective_budgets with input as stored_day_budget("3") with data.gateway.budget_policies.budgets as key_day_budget_file("5")
+	chosen.key == {"amount": "3", "period": "day", "source": "store", "id": null}
+}
+
+test_the_stored_budget_applies_without_a_policy_file_budget if {
+	chosen := data.gateway.effective_budgets with input as with_patch({"project": {"stored_budget": {"amount": "9", "period": "week"}}})
+	chosen == {"key": null, "project": {"amount": "9", "period": "week", "source": "store", "id": null}}
+}
+
+test_without_any_budget_none_applies if {
+	chosen := data.gateway.effective_budgets with input as base
+	chosen == {"key": null, "project": null}
+}
+
+test_a_policy_file_budget_applies_where_none_is_stored if {
+	chosen := data.gateway.effective_budgets with input as base with data.gateway.budget_policies.budgets as [object.union(policy_budget("project", "proj_1", "500", "month"), {"id": "monthly"})]
+	chosen == {"key": null, "project": {"amount": "500", "period": "month", "source": "policy", "id": "monthly"}}
+}
+
+test_budgets_of_different_periods_hold_the_policy_files if {
+	chosen := data.gateway.effective_budgets with input as stored_day_budget("1") with data.gateway.budget_policies.budgets as [policy_budget("key", "key_1", "50", "month")]
+	chosen.key.source == "policy"
+	chosen.key.period == "month"
+}
+
 test_archived_project_is_410 if {
 	d := decide({"project": {"status": "deleted"}})
 	d.status == 410

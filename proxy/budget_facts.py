@@ -16,6 +16,7 @@ import msgspec
 
 from proxy.budgets import Budget, Period, format_budget, rfc3339, window
 from proxy.documents import PeriodBudgetDocument
+from proxy.money import money_text
 from proxy.store.base import BudgetWindow, Claim, KeyContext, WindowUsage
 
 
@@ -121,16 +122,18 @@ async def budget_facts(
     context: KeyContext | None,
     time: str,
     windows: WindowTimes,
-    policy: tuple[Budget | None, Budget | None] = (None, None),
+    policy: tuple[Budget | None, Budget | None] | None = None,
 ) -> BudgetFacts:
     """The budgets of the key and its project at `time` (RFC 3339), with the current
     windows' figures read from the store (no read at all when neither has a budget).
-    `policy`: the budgets the policy files set for this key and project, which take
-    the place of the key store's."""
+    `policy`: the budgets that apply to this key and project as the policy decided
+    (`data.gateway.effective_budgets`, asked when policy files set budgets); None:
+    the key store's apply."""
     if context is None:
         return NO_BUDGETS
-    key_budget = policy[0] or context.key.budget
-    project_budget = policy[1] or context.project.budget
+    key_budget, project_budget = (
+        (context.key.budget, context.project.budget) if policy is None else policy
+    )
     if key_budget is None and project_budget is None:
         return NO_BUDGETS
     key_window = windows.window(key_budget, time)
@@ -186,10 +189,10 @@ def budget_json(document: PeriodBudgetDocument | None) -> dict[str, Any] | None:
     budget = Budget(amount=document.amount, period=document.period)
     return {
         "budget": format_budget(budget),
-        "amount": str(document.amount),
+        "amount": money_text(document.amount),
         "period": document.period,
-        "usage": str(document.usage),
-        "reserved": str(document.reserved),
+        "usage": money_text(document.usage),
+        "reserved": money_text(document.reserved),
         "window_start": document.window_start,
         "resets_at": document.resets_at,
     }

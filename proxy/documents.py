@@ -43,6 +43,7 @@ __all__ = [
     "RequestDocument",
     "RuleStatus",
     "RuleType",
+    "StoredBudgetDocument",
     "decision_from_value",
     "input_value",
 ]
@@ -174,6 +175,16 @@ class PeriodBudgetDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     """When the next window begins and usage starts again from zero."""
 
 
+class StoredBudgetDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A period budget as the key store holds it (`gateway keys set-budget`), before any
+    policy file's budget is weighed against it (`data.gateway.effective_budgets`)."""
+
+    amount: Money
+    """The most settled usage allowed per window (USD)."""
+    period: Literal["hour", "day", "week", "month"]
+    """The calendar period of a window, in the gateway's `budget_time_zone`."""
+
+
 class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The API key the token resolved to."""
 
@@ -202,7 +213,11 @@ class KeyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     rate_limits: RateLimitsDocument | None = None
     """The key's rate limits and window (check 3r); None when the key has none."""
     period_budget: PeriodBudgetDocument | None = None
-    """The key's period budget and its current window; None when it has none."""
+    """The key's period budget that applies (`data.gateway.effective_budgets`) and its
+    current window; None when it has none."""
+    stored_budget: StoredBudgetDocument | None = None
+    """The period budget stored on the key; None when it has none. A policy file's
+    budget may be stricter (`data.gateway.effective_budgets` weighs the two)."""
 
 
 class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -222,8 +237,10 @@ class ProjectDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """The project's rate limits and window, shared by all its keys (check 3r); None
     when the project has none."""
     period_budget: PeriodBudgetDocument | None = None
-    """The project's period budget (all its keys together) and its current window;
-    None when it has none."""
+    """The project's period budget that applies (all its keys together) and its
+    current window; None when it has none."""
+    stored_budget: StoredBudgetDocument | None = None
+    """The period budget stored on the project; None when it has none."""
 
 
 class OrganizationDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

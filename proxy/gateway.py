@@ -320,7 +320,7 @@ class Gateway:
         Not `fresh`: the windows' figures may come from the key cache (the first
         decision only; admission holds the live figures, and a refusal re-reads)."""
         policy = asked.policy
-        chosen: tuple[Budget | None, Budget | None] = (None, None)
+        chosen: tuple[Budget | None, Budget | None] | None = None
         if context is not None and policy.sets_budgets:
             chosen = policy.policy_budgets(build_input(asked.request, context, self._gateway))
         reader = self._store if fresh else self._recent_budgets

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from proxy.budgets import Budget
 from proxy.documents import (
     GatewayInfo,
     IamRuleDocument,
@@ -19,6 +20,7 @@ from proxy.documents import (
     ProjectDocument,
     RateLimitsDocument,
     RequestDocument,
+    StoredBudgetDocument,
 )
 from proxy.store.base import IamRule, KeyContext, ProjectRule, RateCount, RateLimits, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
@@ -71,6 +73,7 @@ def build_input(
             token_expires_at=context.token_expires_at,
             rate_limits=rate_document(key_limits, rate.key if rate else None, now),
             period_budget=key_budget,
+            stored_budget=_stored(key.budget),
         ),
         project=ProjectDocument(
             id=project.id,
@@ -80,6 +83,7 @@ def build_input(
             iam_rules=tuple(_rule(rule) for rule in context.project_rules),
             rate_limits=rate_document(project_limits, rate.project if rate else None, now),
             period_budget=project_budget,
+            stored_budget=_stored(project.budget),
         ),
         organization=OrganizationDocument(
             id=organization.id,
@@ -114,6 +118,12 @@ def retry_after(count: RateCount, now: float) -> int | None:
     if count.oldest is None:
         return None
     return max(1, math.ceil(count.oldest + RATE_WINDOW_SECONDS - now))
+
+
+def _stored(budget: Budget | None) -> StoredBudgetDocument | None:
+    return (
+        None if budget is None else StoredBudgetDocument(amount=budget.amount, period=budget.period)
+    )
 
 
 def _rule(rule: IamRule | ProjectRule) -> IamRuleDocument:

