@@ -213,6 +213,15 @@ effective_budget(stored, from_policy) := null if {
 	to_number(stored.amount) <= to_number(from_policy.amount)
 } else := shown_budget(from_policy, "policy", object.get(from_policy, "id", null))
 
+# What `gateway keys show`, `projects show`, the admin API and the dashboard show as
+# the controls that apply to a key and its project (asked with the facts a request
+# would carry): the budgets above and the rate limits admission would enforce, each
+# the stored one lowered by the policy files' ceilings.
+effective_controls := {
+	"budgets": effective_budgets,
+	"rate_limits": {"key": limits_or_null(key_rate_limits), "project": limits_or_null(project_rate_limits)},
+}
+
 # A budget as `effective_budgets` answers it: where it comes from (`store` or
 # `policy`) and the policy budget's id (null when it has none or is stored).
 shown_budget(budget, source, id) := {"amount": budget.amount, "period": budget.period, "source": source, "id": id}

@@ -293,6 +293,13 @@ test_a_policy_file_budget_applies_where_none_is_stored if {
 	chosen == {"key": null, "project": {"amount": "500", "period": "month", "source": "policy", "id": "monthly"}}
 }
 
+test_effective_controls_show_a_policy_files_budget_and_ceilings if {
+	controls := data.gateway.effective_controls with input as with_patch({"key": {"rate_limits": {"rpm": 100, "tpm": null, "max_parallel": 4}}}) with data.gateway.budget_policies.budgets as key_day_budget_file("3") with data.gateway.iam_policies.rate_ceilings as [{"layer": "gateway", "rpm": 60, "tpm": null, "max_parallel": null}]
+	controls.budgets.key == {"amount": "3", "period": "day", "source": "policy", "id": null}
+	controls.rate_limits.key == {"rpm": 60, "tpm": null, "max_parallel": 4}
+	controls.rate_limits.project == null
+}
+
 test_budgets_of_different_periods_hold_the_policy_files if {
 	chosen := data.gateway.effective_budgets with input as stored_day_budget("1") with data.gateway.budget_policies.budgets as [policy_budget("key", "key_1", "50", "month")]
 	chosen.key.source == "policy"

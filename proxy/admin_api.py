@@ -9,7 +9,6 @@ secret is never rendered back.
 from __future__ import annotations
 
 import hmac
-import time
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -24,9 +23,10 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 
 from proxy.audit import Actor, AuditedAdmin, audit_json
-from proxy.budget_facts import budget_json, current_window, parse_time
+from proxy.budget_facts import parse_time
 from proxy.budgets import Budget, format_budget
 from proxy.credentials import read_token
+from proxy.effective_controls import shown_controls
 from proxy.errors import error_body
 from proxy.forwarded import client_address
 from proxy.key_activity import ActivityRecorder
@@ -43,7 +43,6 @@ from proxy.store.base import (
     Project,
     ProjectMode,
     ProjectRule,
-    RateCount,
     RateLimits,
     RuleStatus,
     RuleType,
@@ -80,6 +79,32 @@ class BudgetWindowView(msgspec.Struct, frozen=True, kw_only=True):
     """Held by requests in flight in the window."""
     window_start: str
     resets_at: str
+    resets_in_seconds: int | None = None
+    """Seconds until `resets_at`, at the gateway's clock."""
+    source: Literal["store", "policy"] = "store"
+    """Where the budget that applies comes from: stored on the key or project (`store`),
+    or a policy file's `budgets:` (`policy`), the stricter of the two for one period."""
+    policy_id: str | None = None
+    """The policy file budget's `id`, when it has one."""
+    stored_not_held: str | None = None
+    """The stored budget when it is not the one held: a policy file's budget of another
+    period applies instead."""
+
+
+class LimitView(msgspec.Struct, frozen=True, kw_only=True):
+    """One rate limit that applies, and where it comes from."""
+
+    limit: int
+    source: Literal["store", "policy"]
+    """Stored on the key or project (`store`), or a policy file's lower ceiling (`policy`)."""
+
+
+class EffectiveLimitsView(msgspec.Struct, frozen=True, kw_only=True):
+    """The rate limits admission enforces: the stored ones lowered by policy files."""
+
+    rpm: LimitView | None = None
+    tpm: LimitView | None = None
+    max_parallel: LimitView | None = None
 
 
 class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,7 +124,14 @@ class ProjectView(msgspec.Struct, frozen=True, kw_only=True):
     budget: str | None = None
     """The period budget (`100.00/month`, all keys together); None: none."""
     period_budget: BudgetWindowView | None = None
-    """On `GET /projects/{id}`: the budget's current window, its usage and reset time."""
+    """On `GET /projects/{id}`: the budget that applies (stored or a policy file's),
+    its current window, usage and reset time."""
+    effective_rate_limits: EffectiveLimitsView | None = None
+    """On `GET /projects/{id}`: the rate limits that apply to all its keys together."""
+    rate_window: RateWindowView | None = None
+    """On `GET /projects/{id}`: the project's rate window now."""
+    controls_problem: str | None = None
+    """Set when the policy could not say what applies (then the stored controls are shown)."""
 
 
 class KeyView(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +147,16 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
     budget: str | None = None
     """The period budget (`5.00/day`); None: none."""
     period_budget: BudgetWindowView | None = None
-    """On `GET /keys/{id}`: the budget's current window, its usage and reset time."""
+    """On `GET /keys/{id}`: the budget that applies (stored or a policy file's), its
+    current window, usage and reset time."""
+    project_period_budget: BudgetWindowView | None = None
+    """On `GET /keys/{id}`: the budget that applies to its project (all its keys)."""
+    effective_rate_limits: EffectiveLimitsView | None = None
+    """On `GET /keys/{id}`: the rate limits that apply to the key (stored or policy)."""
+    project_effective_rate_limits: EffectiveLimitsView | None = None
+    """On `GET /keys/{id}`: the rate limits that apply to its project's window."""
+    controls_problem: str | None = None
+    """Set when the policy could not say what applies (then the stored controls are shown)."""
     last_used_at: str | None = None
     """When a request last presented the key (flushed from each instance every 2 s)."""
     requests: int = 0
@@ -140,6 +181,8 @@ class RateWindowView(msgspec.Struct, frozen=True, kw_only=True):
     """Their tokens: bounds while in flight, what the provider reported once settled."""
     parallel: int
     """Requests in flight."""
+    resets_in_seconds: int | None = None
+    """Seconds until the window's oldest request leaves it; None when it is empty."""
 
 
 class RateLimitsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -321,32 +364,9 @@ def _limits(data: RateLimitsBody | CreateKey) -> RateLimits:
     return RateLimits(rpm=data.rpm, tpm=data.tpm, max_parallel=data.max_parallel)
 
 
-def _window(count: RateCount | None) -> RateWindowView | None:
-    if count is None:
-        return None
-    return RateWindowView(requests=count.requests, tokens=count.tokens, parallel=count.parallel)
-
-
-def _request_time(request: AnyRequest) -> float:
-    """Now on the gateway's request clock (the windows' clock), else the wall clock."""
-    gateway = getattr(request.app.state, "gateway", None)
-    return gateway.request_epoch() if gateway is not None else time.time()
-
-
 def _budget(text: str | None) -> Budget | None:
     """A budget from the request body; a bad one is a 400 naming the field."""
     return None if text is None else check_budget(text, "field `budget`")
-
-
-async def _budget_window(
-    request: AnyRequest, owner: Literal["key", "project"], owner_id: str, budget: Budget | None
-) -> BudgetWindowView | None:
-    """The budget's current window, at the gateway's clock, in its zone."""
-    state = request.app.state
-    at = parse_time(state.budget_clock())
-    document = await current_window(_admin(request), owner, owner_id, budget, at, state.budget_zone)
-    shown = budget_json(document)
-    return None if shown is None else msgspec.convert(shown, BudgetWindowView)
 
 
 def _rule(rule: IamRule) -> RuleView:
@@ -469,16 +489,13 @@ async def create_project(request: AnyRequest, data: CreateProject) -> ProjectVie
 
 @get("/projects/{project_id:str}", operation_class=_OP)
 async def show_project(request: AnyRequest, project_id: str) -> ProjectView:
-    project = await _admin(request).get_project(project_id)
-    window = await _budget_window(request, "project", project.id, project.budget)
-    return msgspec.structs.replace(_project(project), period_budget=window)
+    return await _project_view(request, await _admin(request).get_project(project_id))
 
 
 @put("/projects/{project_id:str}/budget", operation_class=_OP)
 async def set_project_budget(request: AnyRequest, project_id: str, data: SetBudget) -> ProjectView:
     project = await _admin(request).set_project_budget(project_id, _budget(data.budget))
-    window = await _budget_window(request, "project", project.id, project.budget)
-    return msgspec.structs.replace(_project(project), period_budget=window)
+    return await _project_view(request, project)
 
 
 @put("/projects/{project_id:str}/mode", operation_class=_OP)
@@ -589,15 +606,54 @@ async def show_key(request: AnyRequest, key_id: str) -> KeyView:
 
 
 async def _key_view(request: AnyRequest, key: ApiKey) -> KeyView:
-    """A key as GET shows it: its activity, rate windows and budget window."""
+    """A key as GET shows it: its activity, and the controls that apply to it and its
+    project (stored or a policy file's) with their windows, at the gateway's clock."""
     admin = _admin(request)
-    windows = await admin.rate_windows(key.id, key.project_id, _request_time(request))
+    project = await admin.get_project(key.project_id)
+    shown = await _shown_controls(request, key, project)
     view = _with_activity(key, await _activity(request, [key.id]))
+    return msgspec.structs.replace(view, **msgspec.convert(shown, _KeyControls).fields())
+
+
+class _KeyControls(msgspec.Struct, frozen=True, kw_only=True):
+    period_budget: BudgetWindowView | None
+    project_period_budget: BudgetWindowView | None
+    effective_rate_limits: EffectiveLimitsView
+    project_effective_rate_limits: EffectiveLimitsView
+    rate_window: RateWindowView | None
+    project_rate_window: RateWindowView | None
+    controls_problem: str | None
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
+
+class _ProjectControls(msgspec.Struct, frozen=True, kw_only=True):
+    period_budget: BudgetWindowView | None
+    effective_rate_limits: EffectiveLimitsView
+    rate_window: RateWindowView | None
+    controls_problem: str | None
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__struct_fields__}
+
+
+async def _shown_controls(
+    request: AnyRequest, key: ApiKey | None, project: Project
+) -> dict[str, Any]:
+    """`shown_controls` with the serving policy and the gateway's clock and zone."""
+    state = request.app.state
+    holder = getattr(state, "policy", None)
+    query = None if holder is None else holder.current.controls
+    at = parse_time(state.budget_clock())
+    return await shown_controls(_admin(request), query, key, project, at, state.budget_zone)
+
+
+async def _project_view(request: AnyRequest, project: Project) -> ProjectView:
+    """A project as GET shows it: the controls that apply to it, with their windows."""
+    shown = await _shown_controls(request, None, project)
     return msgspec.structs.replace(
-        view,
-        rate_window=_window(windows.key),
-        project_rate_window=_window(windows.project),
-        period_budget=await _budget_window(request, "key", key.id, key.budget),
+        _project(project), **msgspec.convert(shown, _ProjectControls).fields()
     )
 
 

@@ -15,16 +15,16 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from proxy.audit import AuditedAdmin, audit_json, cli_actor
-from proxy.budget_facts import budget_json, current_window
 from proxy.budgets import format_budget, time_zone
 from proxy.config import SECRET_KEY_ENV, ConfigError, GatewayConfig, load_config
+from proxy.effective_controls import ControlsQuery, controls_text, shown_controls
 from proxy.money import money_text, optional_money_text
+from proxy.policy import PolicyHolder, PolicyLoadError
 from proxy.secret_box import box_for
 from proxy.store import open_store
 from proxy.store.base import (
@@ -35,7 +35,6 @@ from proxy.store.base import (
     Project,
     ProjectRule,
     RateLimits,
-    RateState,
     RuleStatus,
     StoreError,
 )
@@ -87,14 +86,6 @@ def project_json(project: Project) -> dict[str, Any]:
 
 def rate_limits_json(limits: RateLimits) -> dict[str, int | None]:
     return {"rpm": limits.rpm, "tpm": limits.tpm, "max_parallel": limits.max_parallel}
-
-
-def rate_window_json(state: RateState, which: str) -> dict[str, Any] | None:
-    """A subject's current window: requests and tokens of the last 60 s, in flight."""
-    count = state.key if which == "key" else state.project
-    if count is None:
-        return None
-    return {"requests": count.requests, "tokens": count.tokens, "parallel": count.parallel}
 
 
 def key_json(key: ApiKey, activity: KeyActivity | None = None) -> dict[str, Any]:
@@ -209,16 +200,6 @@ def _add_rate_options(parser: argparse.ArgumentParser, clearing: bool) -> None:
         parser.add_argument(
             "clear", nargs="?", choices=["none"], help="`none` removes every rate limit"
         )
-
-
-def _window_text(window: dict[str, Any] | None) -> str:
-    if window is None:
-        return ""
-    return (
-        f"\nbudget {window['budget']}: {window['usage']} used in the window from "
-        f"{window['window_start']} ({window['reserved']} in flight), resets at "
-        f"{window['resets_at']}"
-    )
 
 
 def _budget_arg(raw: str) -> Any:
@@ -383,25 +364,14 @@ async def _keys_list(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dic
 async def _keys_show(store: AuditedAdmin, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     key = await store.get_key(args.id)
     seen = (await store.key_activity([key.id])).get(key.id)
+    project = await store.get_project(key.project_id)
+    query, problem = _controls_query(args)
     # The windows now (the gateway's clock is the wall clock outside tests).
-    windows = await store.rate_windows(key.id, key.project_id, time.time())
-    budget_window = budget_json(
-        await current_window(store, "key", key.id, key.budget, datetime.now(UTC), args.time_zone)
+    shown = await shown_controls(
+        store, query, key, project, datetime.now(UTC), args.time_zone, problem
     )
-    payload = {
-        **key_json(key, seen),
-        "rate_window": rate_window_json(windows, "key"),
-        "project_rate_window": rate_window_json(windows, "project"),
-        "period_budget": budget_window,
-    }
-    window = windows.key
-    text = _key_line(key, seen)
-    if window is not None and key.rate_limits.any:
-        text += (
-            f"\nlast 60 s: {window.requests} requests, {window.tokens} tokens; "
-            f"{window.parallel} in flight"
-        )
-    return payload, text + _window_text(budget_window)
+    payload = {**key_json(key, seen), **shown}
+    return payload, _key_line(key, seen) + controls_text(shown, project.id)
 
 
 async def _keys_set_rate_limits(
@@ -436,13 +406,27 @@ async def _projects_show(
     store: AuditedAdmin, args: argparse.Namespace
 ) -> tuple[dict[str, Any], str]:
     project = await store.get_project(args.project)
-    window = budget_json(
-        await current_window(
-            store, "project", project.id, project.budget, datetime.now(UTC), args.time_zone
-        )
+    query, problem = _controls_query(args)
+    shown = await shown_controls(
+        store, query, None, project, datetime.now(UTC), args.time_zone, problem
     )
     line = f"{project.id}  org {project.organization_id}  {project.mode}  {project.status}"
-    return {**project_json(project), "period_budget": window}, line + _window_text(window)
+    return {**project_json(project), **shown}, line + controls_text(shown)
+
+
+def _controls_query(args: argparse.Namespace) -> tuple[ControlsQuery | None, str]:
+    """`data.gateway.effective_controls` of the configured policy files (what the
+    gateway would enforce), and what to say if they cannot be loaded."""
+    config: GatewayConfig = args.gateway_config
+    try:
+        policy = PolicyHolder(config.policy_dir, config.catalog_path).current
+    except PolicyLoadError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "no detail"
+        return None, f"the policy files in {config.policy_dir} could not be loaded ({first})"
+    controls = policy.controls
+    return controls, (
+        f"the policy in {config.policy_dir} does not define data.gateway.effective_controls"
+    )
 
 
 async def _projects_set_budget(
@@ -561,6 +545,7 @@ async def _run(
     store = open_store(config.database, config.usage_store, secrets=box_for(config.secret_key))
     # Budget windows are shown in the gateway's zone (checked when the config loaded).
     args.time_zone = time_zone(config.budget_time_zone)
+    args.gateway_config = config
     try:
         await store.migrate()
         await store.ensure_defaults()

@@ -76,9 +76,13 @@ class PreparedPolicy:
     `data.gateway.effective_budgets`): a DecideFn that also answers which budget
     applies to a request's key and project."""
 
-    def __init__(self, decide: DecideFn, budgets: DecideFn | None) -> None:
+    def __init__(
+        self, decide: DecideFn, budgets: DecideFn | None, controls: DecideFn | None = None
+    ) -> None:
         self._decide = decide
         self._budgets = budgets
+        # `data.gateway.effective_controls`, for the admin surfaces (never per request).
+        self.controls = controls
 
     def __call__(self, document: dict[str, Any]) -> object:
         return self._decide(document)
@@ -114,7 +118,23 @@ def engine_loader(policy_dir: str, data: dict[str, Any]) -> DecideFn:
         now = time.time_ns()
         return prepared(document, None, EvalOptions(now_ns=now, seed=now, print_hook=_policy_print))
 
-    return PreparedPolicy(decide, budgets)
+    return PreparedPolicy(decide, budgets, _controls_query(engine))
+
+
+def _controls_query(engine: Any) -> DecideFn | None:
+    """`data.gateway.effective_controls` (what `keys show` and the admin surfaces show
+    as applying), or None when the policy cannot answer it."""
+    from policy_engine import PolicyError
+
+    try:
+        query = engine.prepare("data.gateway.effective_controls")
+    except PolicyError:
+        return None
+
+    def controls(document: dict[str, Any]) -> object:
+        return query(document)
+
+    return controls
 
 
 def _budget_query(engine: Any) -> DecideFn | None:
@@ -150,6 +170,11 @@ class LoadedPolicy:
     @property
     def sets_budgets(self) -> bool:
         return self._budgets is not None
+
+    @property
+    def controls(self) -> DecideFn | None:
+        """`data.gateway.effective_controls` for the admin surfaces; None without it."""
+        return self._decide.controls if isinstance(self._decide, PreparedPolicy) else None
 
     def policy_budgets(self, document: InputDocument) -> tuple[Budget | None, Budget | None] | None:
         """The budgets that apply to the request's key and project (None in a pair:

@@ -15,13 +15,15 @@ from zoneinfo import ZoneInfo
 from litestar import Request, Response, post
 
 from proxy.budget_facts import BudgetReader, current_window, parse_time
-from proxy.budgets import Budget, format_budget
+from proxy.budgets import Budget, format_budget, rfc3339
 from proxy.dashboard.actions import run_form_action
 from proxy.dashboard.context import DashboardContext
 from proxy.dashboard.forms import field, usd, usd_exact
+from proxy.effective_controls import EffectiveBudget, EffectiveControls, effective_controls
+from proxy.store.base import ApiKey, Project
 from proxy.store.common import check_budget
 
-__all__ = ["budget_view", "set_key_budget", "set_project_budget"]
+__all__ = ["budget_view", "page_controls", "set_key_budget", "set_project_budget"]
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -45,17 +47,51 @@ def _duration(seconds: float) -> str:
     return f"{mins} min" if mins else "less than a minute"
 
 
+def page_controls(request: AnyRequest, key: ApiKey | None, project: Project) -> EffectiveControls:
+    """The controls that apply to `key` (None: `project` alone), as the serving policy
+    answers (`data.gateway.effective_controls`), at the gateway's clock."""
+    holder = getattr(request.app.state, "policy", None)
+    query = None if holder is None else holder.current.controls
+    now, _zone = _now_and_zone(request)
+    return effective_controls(
+        query, key, project, rfc3339(now), "no policy is loaded where the dashboard runs"
+    )
+
+
 async def budget_view(
     request: AnyRequest,
     store: BudgetReader,
     owner: Literal["key", "project"],
     owner_id: str,
     budget: Budget | None,
+    applied: EffectiveBudget | None,
 ) -> dict[str, Any]:
-    """What the budget card shows: the budget as typed, and its current window."""
+    """What the budget card shows: the stored budget as typed (the form's value), and
+    the budget that applies (`applied`: stored, or a policy file's), where it comes
+    from and its current window."""
     now, zone = _now_and_zone(request)
-    window = await current_window(store, owner, owner_id, budget, now, zone)
-    view: dict[str, Any] = {"input": "" if budget is None else format_budget(budget)}
+    held = None if applied is None else applied.budget
+    window = await current_window(store, owner, owner_id, held, now, zone)
+    view: dict[str, Any] = {
+        "input": "" if budget is None else format_budget(budget),
+        "source": None,
+        "stored_note": None,
+    }
+    if applied is not None:
+        view["source"] = (
+            "stored here"
+            if applied.source == "store"
+            else "set by a policy file"
+            + (f" (budget `{applied.policy_id}`)" if applied.policy_id else "")
+        )
+        if budget is not None and applied.source == "policy":
+            view["stored_note"] = (
+                f"The stored budget {format_budget(budget)} is not held: a policy file's "
+                "budget of another period applies instead."
+                if budget.period != applied.budget.period
+                else f"The stored budget {format_budget(budget)} is looser than the policy "
+                "file's, which applies."
+            )
     if window is not None:
         spent = window.usage >= window.amount
         view.update(

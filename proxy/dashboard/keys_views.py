@@ -12,7 +12,7 @@ from litestar import Request, Response, get, post
 
 from proxy.audit import AuditedAdmin
 from proxy.dashboard.actions import run_form_action
-from proxy.dashboard.budget_views import budget_view
+from proxy.dashboard.budget_views import budget_view, page_controls
 from proxy.dashboard.context import DashboardContext
 from proxy.dashboard.forms import (
     RULE_TYPES,
@@ -122,6 +122,7 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
     except NotFound as error:
         return dashboard.error(request, str(error), back=dashboard.url("/keys"), status_code=404)
     windows = await store.rate_windows(key.id, key.project_id, request_time(request))
+    controls = page_controls(request, key, await store.get_project(key.project_id))
     recent = await dashboard.decision_log.recent(key_id, ACTIVITY_ROWS)
     daily = await dashboard.decision_log.daily_usage(key_id, CHART_DAYS)
     return dashboard.render(
@@ -137,8 +138,11 @@ async def show_key(request: AnyRequest, dashboard: DashboardContext, key_id: str
             "chart": daily_usage_svg(daily),
             "costs_reported": any(entry.cost is not None for entry in recent),
             "chart_days": CHART_DAYS,
-            "rates": rate_facts(key.rate_limits, windows.key),
-            "budget": await budget_view(request, store, "key", key.id, key.budget),
+            "rates": rate_facts(key.rate_limits, windows.key, controls.key_limits),
+            "budget": await budget_view(
+                request, store, "key", key.id, key.budget, controls.key_budget
+            ),
+            "controls_problem": controls.policy_problem,
             "budget_action": dashboard.url(f"/keys/{key.id}/budget"),
         },
     )

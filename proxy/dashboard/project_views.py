@@ -12,7 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from proxy.dashboard.actions import run_form_action
-from proxy.dashboard.budget_views import budget_view
+from proxy.dashboard.budget_views import budget_view, page_controls
 from proxy.dashboard.context import DashboardContext, page_headers
 from proxy.dashboard.forms import (
     RULE_TYPES,
@@ -145,6 +145,7 @@ async def show_project(
         )
     # The project's window; no key is named, so the key's part is empty.
     windows = await store.rate_windows("", project.id, request_time(request))
+    controls = page_controls(request, None, project)
     provider_keys = [
         {"provider": provider, "shown": mask_secret(source)}
         for provider, source in sorted(project.provider_keys.items())
@@ -162,8 +163,11 @@ async def show_project(
             "provider_keys": provider_keys,
             "rules": rules,
             "rule_types": RULE_TYPES,
-            "rates": rate_facts(project.rate_limits, windows.project),
-            "budget": await budget_view(request, store, "project", project.id, project.budget),
+            "rates": rate_facts(project.rate_limits, windows.project, controls.project_limits),
+            "budget": await budget_view(
+                request, store, "project", project.id, project.budget, controls.project_budget
+            ),
+            "controls_problem": controls.policy_problem,
             "budget_action": dashboard.url(f"/projects/{project.id}/budget"),
         },
     )

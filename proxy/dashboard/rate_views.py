@@ -15,6 +15,7 @@ from litestar import Request, Response, post
 from proxy.dashboard.actions import run_form_action
 from proxy.dashboard.context import DashboardContext
 from proxy.dashboard.forms import FormError, field
+from proxy.effective_controls import EffectiveLimit
 from proxy.store.base import RateCount, RateLimits
 
 __all__ = ["parse_rate_limits", "rate_facts", "request_time", "set_key_rates", "set_project_rates"]
@@ -44,16 +45,27 @@ def parse_rate_limits(form: Any) -> RateLimits:
     return RateLimits(**values)
 
 
-def rate_facts(limits: RateLimits, window: RateCount | None) -> dict[str, Any]:
-    """What the page shows: the ceilings (form values) and the window, if counted."""
+def rate_facts(
+    limits: RateLimits,
+    window: RateCount | None,
+    applied: dict[str, EffectiveLimit | None] | None = None,
+) -> dict[str, Any]:
+    """What the page shows: the limits that apply (`applied`: stored or a policy
+    file's, with where each comes from; the stored ones without it), the stored ones
+    as the form's values, and the window, if counted."""
+    effective = applied or {
+        name: None if value is None else EffectiveLimit(limit=value, source="store")
+        for name in ("rpm", "tpm", "max_parallel")
+        for value in [getattr(limits, name)]
+    }
     shown = [
-        f"{value} {unit}"
-        for value, unit in (
-            (limits.rpm, "requests/min"),
-            (limits.tpm, "tokens/min"),
-            (limits.max_parallel, "in parallel"),
+        f"{limit.limit} {unit}" + (" (policy file)" if limit.source == "policy" else "")
+        for name, unit in (
+            ("rpm", "requests/min"),
+            ("tpm", "tokens/min"),
+            ("max_parallel", "in parallel"),
         )
-        if value is not None
+        if (limit := effective.get(name)) is not None
     ]
     return {
         "limits": ", ".join(shown) or "none",

@@ -41,8 +41,9 @@ def _key(d: Deployment, **limits: int) -> tuple[str, dict[str, str]]:
 
 
 def _window(d: Deployment, key_id: str) -> dict[str, int]:
+    """The key's window counts (requests, tokens, in flight)."""
     window: dict[str, int] = _admin(d, "GET", f"/keys/{key_id}")["rate_window"]
-    return window
+    return {name: window[name] for name in ("requests", "tokens", "parallel")}
 
 
 def _settled_window(d: Deployment, key_id: str) -> dict[str, int]:

@@ -214,8 +214,9 @@ def test_rate_limits_of_keys_and_projects(cli_backend: Backend, tmp_path: Path) 
     )
     assert (created["rpm"], created["tpm"], created["max_parallel"]) == (60, 100000, 4)
     shown = ok(cli_backend, tmp_path, "keys", "show", created["id"])
-    assert shown["rate_window"] == {"requests": 0, "tokens": 0, "parallel": 0}
-    assert shown["project_rate_window"] == {"requests": 0, "tokens": 0, "parallel": 0}
+    empty = {"requests": 0, "tokens": 0, "parallel": 0, "resets_in_seconds": None}
+    assert shown["rate_window"] == empty
+    assert shown["project_rate_window"] == empty
     # Options not given keep their value; `none` removes a ceiling.
     changed = ok(cli_backend, tmp_path, "keys", "set-rate-limits", created["id"], "--tpm", "none")
     assert (changed["rpm"], changed["tpm"], changed["max_parallel"]) == (60, None, 4)
