@@ -424,11 +424,20 @@ retry_text(window) := sprintf(" Please try again in %vs.", [window.retry_after_s
 	window.retry_after_seconds != null
 } else := ""
 
+# For tokens, when every token now in the window has left it (the newest request
+# leaves): the oldest leaving may free too few for the request, and which request
+# holds how many tokens is not in the window's figures. The wait the gateway also
+# sends as Retry-After.
+tokens_retry_text(window) := sprintf(" Please try again in %vs.", [seconds]) if {
+	seconds := object.get(window, "tokens_retry_after_seconds", null)
+	seconds != null
+} else := retry_text(window)
+
 rate_refusal(subject) := {"code": "rate_limit_requests", "rule_id": null, "message": sprintf("Rate limit reached for %s %s on requests per min (RPM): Limit %v, Used %v, Requested 1.%s", [subject.kind, subject.id, subject.window.rpm, subject.window.requests_in_window, retry_text(subject.window)])} if {
 	rpm_reached(subject.window)
 } else := {"code": "rate_limit_tokens", "rule_id": null, "message": sprintf("Request too large for %s %s on tokens per min (TPM): Limit %v, Requested %v. The input or output tokens must be reduced in order to run successfully.", [subject.kind, subject.id, subject.window.tpm, request_tokens])} if {
 	request_too_large(subject.window)
-} else := {"code": "rate_limit_tokens", "rule_id": null, "message": sprintf("Rate limit reached for %s %s on tokens per min (TPM): Limit %v, Used %v, Requested %v.%s", [subject.kind, subject.id, subject.window.tpm, subject.window.tokens_in_window, request_tokens, retry_text(subject.window)])} if {
+} else := {"code": "rate_limit_tokens", "rule_id": null, "message": sprintf("Rate limit reached for %s %s on tokens per min (TPM): Limit %v, Used %v, Requested %v.%s", [subject.kind, subject.id, subject.window.tpm, subject.window.tokens_in_window, request_tokens, tokens_retry_text(subject.window)])} if {
 	tpm_reached(subject.window)
 } else := {"code": "max_parallel", "rule_id": null, "message": sprintf("Too many parallel requests for %s %s: Limit %v, In flight %v. Please try again when one of them has finished.", [subject.kind, subject.id, subject.window.max_parallel, subject.window.parallel])} if {
 	max_parallel_reached(subject.window)

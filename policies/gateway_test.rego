@@ -523,6 +523,15 @@ test_tpm_counts_the_requests_bound if {
 	d.message == "Rate limit reached for API key key_1 on tokens per min (TPM): Limit 100, Used 80, Requested 30. Please try again in 9s."
 }
 
+test_tpm_reached_says_when_every_token_has_left_the_window if {
+	d := decide({
+		"request": {"token_bound": 30},
+		"key": {"rate_limits": object.union(window({"tpm": 100}, counted(3, 80, 0, 9)), {"tokens_retry_after_seconds": 50})},
+	})
+	d.reasons[0].code == "rate_limit_tokens"
+	d.message == "Rate limit reached for API key key_1 on tokens per min (TPM): Limit 100, Used 80, Requested 30. Please try again in 50s."
+}
+
 test_a_request_larger_than_the_tpm_is_too_large if {
 	d := decide({
 		"request": {"token_bound": 300},

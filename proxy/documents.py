@@ -154,6 +154,13 @@ class RateLimitsDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     retry_after_seconds: int | None = None
     """Whole seconds until the oldest request in the window leaves it (so a request
     and its tokens free up); None when the window is empty or not counted."""
+    tokens_retry_after_seconds: int | None = None
+    """Whole seconds (at least 1) until the newest request in the window leaves it:
+    then every token now counted has left, so any request within `tpm` fits. The
+    store reports the window's oldest and newest request, not each one's tokens, so
+    this is the shortest wait that is never too short for a tokens-per-minute
+    refusal (the oldest leaving may free too few tokens); a whole window when the
+    store reports only the oldest. None when empty or not counted."""
 
 
 class PeriodBudgetDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

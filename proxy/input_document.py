@@ -25,7 +25,7 @@ from proxy.documents import (
 from proxy.store.base import IamRule, KeyContext, ProjectRule, RateCount, RateLimits, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
 
-__all__ = ["build_input", "gateway_info", "rate_document", "retry_after"]
+__all__ = ["build_input", "gateway_info", "rate_document", "retry_after", "tokens_retry_after"]
 
 
 def gateway_info(credentialed: Iterable[str]) -> GatewayInfo:
@@ -110,6 +110,7 @@ def rate_document(
         tokens_in_window=count.tokens,
         parallel=count.parallel,
         retry_after_seconds=retry_after(count, now),
+        tokens_retry_after_seconds=tokens_retry_after(count, now),
     )
 
 
@@ -118,6 +119,21 @@ def retry_after(count: RateCount, now: float) -> int | None:
     if count.oldest is None:
         return None
     return max(1, math.ceil(count.oldest + RATE_WINDOW_SECONDS - now))
+
+
+def tokens_retry_after(count: RateCount, now: float) -> int | None:
+    """Whole seconds (at least 1) until the newest request leaves the window: when
+    every token now in it has left. The shortest wait the window's figures can vouch
+    for after a tokens-per-minute refusal: which requests hold how many tokens is not
+    reported, so the oldest leaving may free too few."""
+    if count.newest is not None:
+        return max(1, math.ceil(count.newest + RATE_WINDOW_SECONDS - now))
+    if count.oldest is not None:
+        # A store that does not report its newest request (SQLite's refusal reads only
+        # the oldest): every request counted was admitted by now, so all have left
+        # within one window.
+        return int(RATE_WINDOW_SECONDS)
+    return None
 
 
 def _stored(budget: Budget | None) -> StoredBudgetDocument | None:

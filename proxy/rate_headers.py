@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from proxy.input_document import retry_after
+from proxy.input_document import retry_after, tokens_retry_after
 from proxy.store.base import RateCount, RateLimits, RateReason, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
 
@@ -115,11 +115,15 @@ def _retry_seconds(
     pairs: tuple[tuple[RateLimits, RateCount | None], ...], refused: RateReason, now: float
 ) -> int:
     """Whole seconds until the window that refused has room (1 for parallel requests:
-    when one finishes is unknown)."""
+    when one finishes is unknown). For tokens, until every token now in the window has
+    left it: never less than the wait for enough of them to leave for the refused
+    request, which the window's figures (its oldest and newest request, not each one's
+    tokens) cannot tell more closely; waiting for the oldest alone could be too short."""
     if refused == "max_parallel":
         return 1
+    wait = retry_after if refused == "rate_limit_requests" else tokens_retry_after
     waits = [
-        retry_after(count, now) or 1
+        wait(count, now) or 1
         for limits, count in pairs
         if count is not None
         and (limits.rpm if refused == "rate_limit_requests" else limits.tpm) is not None

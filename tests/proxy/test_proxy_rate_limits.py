@@ -85,7 +85,12 @@ def test_admin_api_sets_and_shows_rate_limits(client: httpx.Client, clock: Clock
     assert third.headers["x-ratelimit-reset-requests"] == "1m0s"
     shown = _admin(client, "GET", f"/keys/{key_id}")
     assert shown["rate_window"]["requests"] == 2 and shown["rate_window"]["parallel"] == 0
-    assert shown["project_rate_window"] == {"requests": 0, "tokens": 0, "parallel": 0}
+    assert shown["project_rate_window"] == {
+        "requests": 0,
+        "tokens": 0,
+        "parallel": 0,
+        "resets_in_seconds": None,
+    }
 
     raised = _admin(client, "PUT", f"/keys/{key_id}/rate-limits", {"rpm": 3})
     assert (raised["rpm"], raised["tpm"]) == (3, None)
@@ -213,3 +218,42 @@ def test_every_answer_of_a_rate_limited_key_carries_the_headers(client: httpx.Cl
     plain = _admin(client, "POST", "/keys", {"project": "default"})
     answer = _chat(client, plain["token"])
     assert not any(name.startswith("x-ratelimit") for name in answer.headers)
+
+
+def test_a_tpm_refusal_never_says_to_retry_before_the_request_fits(
+    client: httpx.Client, clock: Clock
+) -> None:
+    """Retry-After for tokens said when the window's oldest request leaves; when that
+    one holds few tokens and a later one most, the retry came too early and was refused
+    again. It is now when every token now counted has left (the newest request leaves):
+    never before the request fits, never 0, and the message says the same."""
+    created = _admin(client, "POST", "/keys", {"project": "default", "tpm": 10000})
+    headers = {"Authorization": f"Bearer {created['token']}"}
+
+    def send(content: str, max_tokens: int) -> httpx.Response:
+        body = chat("mock-model", content, max_tokens=max_tokens)
+        return client.post("/v1/chat/completions", json=body, headers=headers)
+
+    small = send("hi", 8)  # t = 0: a few tokens
+    assert small.status_code == 200, small.text
+    clock.advance(30)
+    large = send(" ".join(["word"] * 1500), 8)  # t = 30: most of the window's tokens
+    assert large.status_code == 200, large.text
+    assert large.json()["usage"]["total_tokens"] > 1000
+    clock.advance(10)  # t = 40
+    # Its bound (the prompt's bytes + 32, plus max_tokens) fits the tpm only once the
+    # large request's tokens have left, at t = 90: 50 s from now.
+    refused = send("hi", 9900)
+    assert refused.status_code == 429, refused.text
+    wait = int(refused.headers["retry-after"])
+    # At least until t = 90; at most a whole window (the store may report only its
+    # oldest request, not the newest).
+    assert 50 <= wait <= 60
+    assert refused.json()["message"].endswith(f"Please try again in {wait}s.")
+    clock.advance(20)  # t = 60: the small one left (the old Retry-After), not enough
+    again = send("hi", 9900)
+    assert again.status_code == 429
+    assert 30 <= int(again.headers["retry-after"]) <= 60  # never 0, never before it fits
+    clock.advance(wait - 20)  # t = 40 + the first Retry-After: now it fits
+    fits = send("hi", 9900)
+    assert fits.status_code == 200, fits.text

@@ -155,3 +155,35 @@ def test_mock_usage_is_deterministic() -> None:
     assert len(chunks) == completion + 2  # one per word, the usage chunk, [DONE]
     assert b'"choices":[],"usage":{"prompt_tokens":3' in chunks[-2]
     assert chunks[-1] == b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(
+    ("oldest", "newest", "now", "expected"),
+    [
+        # The oldest leaves at 60 (20 s), the newest, holding most tokens, at 90: the
+        # request fits only then, so 50 s, not 20.
+        (0.0, 30.0, 40.0, "50"),
+        # A store reporting only its oldest request: a whole window, never less.
+        (0.0, None, 40.0, "60"),
+        # A newest request about to leave: at least 1 s, never 0.
+        (0.0, 0.0, 59.5, "1"),
+    ],
+)
+def test_a_tokens_refusal_retry_after_is_never_before_the_request_fits(
+    oldest: float, newest: float | None, now: float, expected: str
+) -> None:
+    from proxy.rate_headers import rate_headers
+    from proxy.store.base import RateCount, RateLimits, RateState
+
+    window = RateCount(requests=2, tokens=90, parallel=0, oldest=oldest, newest=newest)
+    headers = dict(
+        rate_headers(
+            RateLimits(tpm=100),
+            RateLimits(),
+            RateState(key=window),
+            now,
+            refused="rate_limit_tokens",
+            request_tokens=50,
+        )
+    )
+    assert headers["retry-after"] == expected
