@@ -19,6 +19,11 @@ from proxy_helpers import admin_json, chat
 from shipped_policy import ShippedPolicies
 
 ADMIN = "admin-budget-hostile-token"
+# Far above anything a test here waits: the 190 requests of the burst wait for the ten
+# admitted ones to settle before the settled figures refuse them (401); on a loaded
+# machine that took longer than the default 10 s admission wait (429 instead), and a
+# stream held silent must not meet the fixture's usual 2 s read timeout (504).
+WAIT_LONGER_THAN_THE_TEST_S = 600.0
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +34,8 @@ def gateway(
         tmp_path_factory.mktemp("budget-hostile"),
         compile_policy=shipped_policies.loader,
         admin_token=ADMIN,
+        admission_wait_seconds=WAIT_LONGER_THAN_THE_TEST_S,
+        upstream_read_timeout=WAIT_LONGER_THAN_THE_TEST_S,
     ) as d:
         yield d
 

@@ -17,6 +17,10 @@ from proxy_helpers import admin_json, chat
 from shipped_policy import ShippedPolicies
 
 ADMIN = "admin-rate-hostile-token"
+# Far above anything a test here waits: the held streams stay silent while the client
+# collects 198 refusals, which on a loaded machine took longer than the fixture's usual
+# 2 s read timeout; a 504 then freed their slots and admitted two more requests.
+UPSTREAM_READ_TIMEOUT_S = 600.0
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,7 @@ def limited(
         tmp_path_factory.mktemp("hostile"),
         compile_policy=shipped_policies.loader,
         admin_token=ADMIN,
+        upstream_read_timeout=UPSTREAM_READ_TIMEOUT_S,
     ) as d:
         yield d
 
