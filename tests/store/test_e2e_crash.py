@@ -5,10 +5,17 @@ apart, final usage chunk). A few streams complete first; their costs (catalog
 prices x the usage the client saw) are the only usage that may ever be recorded.
 Then 50 concurrent streams start and the gateway is killed once they are flowing.
 After a restart on the same database: the key's usage is exactly the completed
-costs (nothing lost, nothing charged for the killed streams), and once the short
-reservation TTL has passed no reservation is left: the table (with the Redis
+costs (nothing lost, nothing charged for the killed streams), and once the
+reservations' TTL has passed no reservation is left: the table (with the Redis
 ledger: its `r:<id>` hashes) is empty and a request is admitted against a limit
 of usage + 0.000001, which any leaked reservation would exceed.
+
+The TTL is far longer than the test, so that no reservation of a stream still
+flowing can expire (and be reclaimed by the next admission) before the kill,
+however slowly a loaded machine admits the 50 streams: with a 2 s TTL one did,
+and 29 flowing streams left 28 reservations. Its passing is then stood in for by
+moving every reservation's expiry into the past once the gateway is dead; that
+reclaim honours the TTL itself is tested in tests/store/test_store_ledger.py.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ if str(REPO) not in sys.path:  # `bench/` is not part of the installed dist
 from bench.mock_upstream import MockUpstream, start_mock_upstream  # noqa: E402
 
 MODEL = "openrouter/gpt-4o"
-RESERVATION_TTL_S = 2.0
+RESERVATION_TTL_S = 3600.0
 COMPLETED_BEFORE_CRASH = 3
 IN_FLIGHT = 50
 # Killed once every stream has its first chunk, or earlier if one is half way
@@ -48,7 +55,9 @@ HALF_WAY_CHUNKS = 10
 UPSTREAM_KEY_ENV = "CRASH_TEST_UPSTREAM_KEY"
 TINY = Decimal("0.000001")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# A hang guard, not a deadline: the test starts two gateways and a dozen `gateway`
+# CLI processes, which at load 12 on two cores took more than 120 s in all.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def _prices() -> tuple[Decimal, Decimal]:
@@ -191,6 +200,33 @@ def _redis_reservation_count(backend: Backend) -> int:
         client.close()
 
 
+def _expire_reservations(backend: Backend) -> None:
+    """Move every reservation's expiry into the past, as if the TTL had passed (in the
+    backend's own clock and format: SQLite's Unix seconds, PostgreSQL's `now()`, the
+    Redis ledger's `exp` index in Redis milliseconds, whose scores reclaim reads)."""
+    if backend.name == "redis":
+        import redis
+
+        from proxy.store.redis_ledger import default_prefix
+
+        assert backend.usage_store_url is not None
+        client = redis.Redis.from_url(backend.usage_store_url)
+        try:
+            index = f"{default_prefix(backend.database_url)}exp"
+            for reservation in client.zrange(index, 0, -1):
+                client.zadd(index, {reservation: 0}, xx=True)
+        finally:
+            client.close()
+    elif backend.name == "sqlite":
+        with sqlite3.connect(backend.database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("UPDATE reservations SET expires_at = 0")
+    else:
+        import psycopg
+
+        with psycopg.connect(backend.database_url) as conn:
+            conn.execute("UPDATE reservations SET expires_at = now() - interval '1 hour'")
+
+
 def _usage(backend: Backend, cwd: Path, key_id: str) -> Decimal:
     return Decimal(str(_cli(backend, cwd, "keys", "show", key_id)["usage"]))
 
@@ -214,8 +250,9 @@ async def _until_flowing(streams: list[_Stream], half_way: asyncio.Event) -> Non
 
 async def _settled(backend: Backend, cwd: Path, key_id: str, expected: Decimal) -> Decimal:
     """The key's usage once it reaches `expected` (settlement follows the stream's
-    end by a moment) or after 10 s, whichever comes first."""
-    deadline = time.monotonic() + 10
+    end by a moment) or after 60 s, whichever comes first: each look is a `gateway`
+    CLI process, a few seconds apiece on a loaded machine."""
+    deadline = time.monotonic() + 60
     while True:
         usage = await asyncio.to_thread(_usage, backend, cwd, key_id)
         if usage == expected or time.monotonic() > deadline:
@@ -260,7 +297,6 @@ async def _crash_and_restart(backend: Backend, cwd: Path) -> None:
                 await _until_flowing(streams, half_way)
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
-                killed_at = time.monotonic()
                 await asyncio.gather(*tasks)
 
             flowing = sum(1 for seen in streams if seen.chunks > 0)
@@ -277,12 +313,10 @@ async def _crash_and_restart(backend: Backend, cwd: Path) -> None:
             # price) would refuse a request against this limit.
             tight = completed + TINY
             await asyncio.to_thread(_cli, backend, cwd, "keys", "set-limit", key["id"], str(tight))
+            await asyncio.to_thread(_expire_reservations, backend)
             with _gateway(env, cwd) as (url, process):
                 await _wait_ready(url, process)
                 assert await asyncio.to_thread(_usage, backend, cwd, key["id"]) == completed
-                # Wait out the expiry window of the reservations made before the kill.
-                expired_at = killed_at + RESERVATION_TTL_S + 0.5
-                await asyncio.sleep(max(0.0, expired_at - time.monotonic()))
                 after = await _completed_cost(client, url, key["token"])
                 total = await _settled(backend, cwd, key["id"], completed + after)
                 assert total == completed + after
