@@ -140,13 +140,28 @@ def _renamed_body(source: str, prefix: str, frame: str, out: str) -> list[str] |
     return lines
 
 
-def key_step(var: str, name: str, key: Any, data: bool = False) -> str:
+def key_step(
+    var: str, name: str, key: Any, data: bool = False, env: dict[str, Any] | None = None
+) -> str:
     """One generated statement `var = var[key]` with Rego semantics (UNDEFINED when
     absent): objects by `get`, arrays by a constant non-negative index inline.
 
     With `data`, a step of a reference into base data: a number also finds the object
     key that is its text, a string of digits indexes an array (`runtime.data_index`).
+
+    With `env` (the generated function's globals), a string key outside base data is
+    looked up with `dict.get` called on the value, falling back to `index_value` on the
+    TypeError a value that is not an object raises: half the instructions of testing
+    the type first when it is an object (the input document's steps, nearly always),
+    about 0.4 µs more when it is not. For a string key, `index_value` on an object is
+    exactly its `get` (FrozenDict does not override it).
     """
+    if env is not None and not data and type(key) is str:
+        env["dict_get"], env["index_value"] = dict.get, index_value
+        return (
+            f"    try:\n        {var} = dict_get({var}, {name}, U)\n"
+            f"    except TypeError:\n        {var} = index_value({var}, {name})"
+        )
     other = "data_index" if data else "index_value"
     if type(key) is int and key >= 0:
         if data:
@@ -167,7 +182,7 @@ def root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType])
     lines = [f"    v = ctx.{root}"]
     for i, key in enumerate(keys):
         env[f"k{i}"] = key
-        lines.append(key_step("v", f"k{i}", key, data=root == "data"))
+        lines.append(key_step("v", f"k{i}", key, data=root == "data", env=env))
         if i < len(keys) - 1:
             lines.append("    if v is U:\n        return U")
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
@@ -184,7 +199,7 @@ def rule_walk(
     lines = [f"    v = ctx.{cache}.get(rid, M)", "    if v is M:", "        v = rule(ctx, f)"]
     for i, key in enumerate(keys):
         env[f"k{i}"] = key
-        lines.append(key_step("v", f"k{i}", key))
+        lines.append(key_step("v", f"k{i}", key, env=env))
         if i < len(keys) - 1:
             lines.append("    if v is U:\n        return U")
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"

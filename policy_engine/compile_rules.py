@@ -381,15 +381,16 @@ class RuleSourceCompiler(BodyCompiler):
             return []
         if not self.loop_invariant(value_fn, loop):
             return []
-        matcher = glob_alternation(patterns)
-        if matcher is None:
+        dispatch = glob_dispatch(patterns)
+        if dispatch is None:
             return []
-        env["any_glob"] = matcher
+        env["glob_by_first"], env["glob_others"] = dispatch
         setup, text, _undefined = self.operand_source(value_fn, 99, env)
         return [
             *setup,
             f"    if type({text}) is str:",
-            f"        return head if any_glob({text}) is not None else U",
+            f"        any_glob = glob_by_first.get({text}[:1], glob_others)",
+            f"        return head if any_glob is not None and any_glob({text}) is not None else U",
         ]
 
     def equal_any_source(
@@ -444,7 +445,7 @@ class RuleSourceCompiler(BodyCompiler):
 def glob_alternation(patterns: Any) -> Callable[[str], Any] | None:
     """One regex matching what any of the glob `patterns` (no delimiters) matches, or
     None unless they are a few valid string patterns."""
-    if type(patterns) not in (tuple, frozenset) or not 0 < len(patterns) <= 512:
+    if type(patterns) not in (tuple, frozenset, list) or not 0 < len(patterns) <= 512:
         return None
     if not all(type(p) is str for p in patterns):
         return None
@@ -454,3 +455,32 @@ def glob_alternation(patterns: Any) -> Callable[[str], Any] | None:
     except (BuiltinError, re.error):
         return None
     return either.fullmatch
+
+
+# A glob starting with one of these (or empty) may match text starting with any character.
+_GLOB_SYNTAX = frozenset("*?[{\\")
+
+MatchFn = Callable[[str], Any]
+
+
+def glob_dispatch(patterns: Any) -> tuple[dict[str, MatchFn], MatchFn | None] | None:
+    """`glob_alternation` split by the text's first character: a glob starting with a
+    plain character matches only text starting with it, so each first character gets
+    the alternation of its globs and of those starting with glob syntax (`others`, for
+    every other first character and the empty text; None when there are none). An
+    allow list of names then tries the few globs sharing the name's first letter, and
+    an unknown name often none. None unless `glob_alternation` accepts the patterns."""
+    if glob_alternation(patterns) is None:
+        return None
+    others = [p for p in patterns if not p or p[0] in _GLOB_SYNTAX]
+    by_first: dict[str, list[str]] = {}
+    for pattern in patterns:
+        if pattern and pattern[0] not in _GLOB_SYNTAX:
+            by_first.setdefault(pattern[0], []).append(pattern)
+    matchers = {first: glob_alternation([*group, *others]) for first, group in by_first.items()}
+    if any(matcher is None for matcher in matchers.values()):
+        return None
+    return (
+        {first: m for first, m in matchers.items() if m is not None},
+        glob_alternation(others) if others else None,
+    )

@@ -516,7 +516,7 @@ class TermCompiler:
         for i, (computed, key) in enumerate(steps):
             if not computed:
                 env[f"k{i}"] = key
-                lines.append(key_step("v", f"k{i}", key, data))
+                lines.append(key_step("v", f"k{i}", key, data, env))
                 continue
             lines.append(f"    key = {self.inline_operand(key, f'k{i}', env)}")
             lines.append("    if key is U or v is U:\n        v = U")
@@ -556,13 +556,27 @@ class TermCompiler:
                 x,
                 True,
             )
+        if known is not None and known[0] == "rule path":
+            # A memoised rule's value followed by constant keys (`deny.status`): read
+            # from the cache and walked inline, as `codegen.rule_walk` does in a call.
+            cache, rule_id, fill, keys = known[1]
+            env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, fill, MISSING
+            env["U"], env["index_value"] = UNDEFINED, index_value
+            lines = [
+                f"    {x} = ctx.{cache}.get(r{i}, M)",
+                f"    if {x} is M:\n        {x} = a{i}(ctx, f)",
+            ]
+            for j, key in enumerate(keys):
+                env[f"p{i}_{j}"] = key
+                lines.append(key_step(x, f"p{i}_{j}", key, env=env))
+            return lines, x, True
         if known is not None and known[0] == "path":
             root, keys = known[1]
             env["U"], env["index_value"], env["data_index"] = UNDEFINED, index_value, data_index
             lines = [f"    {x} = ctx.{root}"]
             for j, key in enumerate(keys):
                 env[f"p{i}_{j}"] = key
-                lines.append(key_step(x, f"p{i}_{j}", key, data=root == "data"))
+                lines.append(key_step(x, f"p{i}_{j}", key, data=root == "data", env=env))
             return lines, x, True
         inlined = self._value_sources.get(fn)
         if inlined is not None and inlined[0].count("\n") <= _MOST_INLINED_LINES:
@@ -592,7 +606,9 @@ class TermCompiler:
         known = self._known.get(id(fn))
         if keys and known is not None and known[0] == "rule":
             cache, rule_id, fill = known[1]
-            return rule_walk(cache, rule_id, fill, keys, self._code_cache)
+            walked = rule_walk(cache, rule_id, fill, keys, self._code_cache)
+            self._known[id(walked)] = ("rule path", (cache, rule_id, fill, keys), walked)
+            return walked
         return walk(fn, keys, self._code_cache, data)
 
     def collection(

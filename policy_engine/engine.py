@@ -352,6 +352,7 @@ class Engine:
         value_fn = fn
         shared = self._shared
         fill = self._compiler.fresh_evaluator(fn)
+        fresh = Ctx.fresh
 
         def prepared(
             input: Any,
@@ -359,7 +360,7 @@ class Engine:
             options: EvalOptions = DEFAULT_OPTIONS,
         ) -> Any:
             if data is None:
-                ctx = Ctx(input, base, steps, strict, None, shared, options)
+                ctx = fresh(input, base, steps, strict, shared, options)
             else:
                 ctx = Ctx(
                     input, {**base, **from_json(dict(data))}, steps, strict, None, None, options
@@ -378,9 +379,7 @@ class Engine:
             # A rule that reads `input`: its cache in a new context is empty, so its
             # value is computed without looking there first.
             if data is None:
-                return public_value(
-                    computed(Ctx(input, base, steps, strict, None, shared, options))
-                )
+                return public_value(computed(fresh(input, base, steps, strict, shared, options)))
             ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict, None, None, options)
             return public_value(computed(ctx))
 

@@ -86,6 +86,8 @@ class EvalOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 DEFAULT_OPTIONS: Final = EvalOptions()
 
+_new_object: Final = object.__new__
+
 
 class Ctx:
     """One evaluation: input, data, the per-evaluation rule cache, limits, overrides.
@@ -129,6 +131,32 @@ class Ctx:
         # What world-reading built-ins fixed for this evaluation (the clock, random
         # draws); made on first use, so evaluations that read none do not pay for it.
         self.memo: dict[Any, Any] | None = None
+
+    @staticmethod
+    def fresh(
+        input_: Any,
+        data: Any,
+        steps: int,
+        strict: bool,
+        shared: dict[int, Any] | None,
+        options: EvalOptions,
+    ) -> Ctx:
+        """`Ctx(input_, data, steps, strict, None, shared, options)` for a prepared query's
+        decision, without calling the class: a class call with an `__init__` costs about
+        as much as the whole decision of a key the policy refuses first (the type call,
+        then `__init__`'s own frame). Sets every slot `__init__` sets."""
+        ctx = _new_object(Ctx)
+        ctx.input = input_
+        ctx.data = data
+        cache: dict[int, Any] = {}
+        ctx.cache = cache
+        ctx.shared = cache if shared is None else shared
+        ctx.steps = steps
+        ctx.strict = strict
+        ctx.overrides = None
+        ctx.options = options
+        ctx.memo = None
+        return ctx
 
     def child(self, input_: Any, data: Any, overrides: Mapping[tuple[str, ...], Any] | None) -> Ctx:
         """A context for a `with` modifier: same limits, fresh caches (data may differ).

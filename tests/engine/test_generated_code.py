@@ -12,9 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy_engine import Engine, EngineConfig, EvalError
 from policy_engine.codegen import inline_body
+from policy_engine.compile_rules import glob_alternation, glob_dispatch
+from policy_engine.runtime import Ctx, EvalOptions
 from policy_engine.tooling.trace import traced_engine
 
 POLICY = """package g
@@ -365,3 +369,32 @@ def test_inline_body_renames_and_refuses_what_it_cannot_inline() -> None:
     assert inline_body(looping, {}, "p_", "f", "out", {}, {}) is None
     one_line = "def call(ctx, f):\n    if f: return U\n    return M\n"
     assert inline_body(one_line, {}, "p_", "f", "out", {}, {}) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    patterns=st.lists(st.text(alphabet="ab*?[]{},\\-", max_size=5), min_size=1, max_size=6),
+    text=st.text(alphabet="ab-c", max_size=5),
+)
+def test_glob_dispatch_by_first_character_answers_as_the_alternation(
+    patterns: list[str], text: str
+) -> None:
+    whole = glob_alternation(tuple(patterns))
+    split = glob_dispatch(tuple(patterns))
+    assert (whole is None) == (split is None)
+    if whole is None or split is None:
+        return
+    by_first, others = split
+    matcher = by_first.get(text[:1], others)
+    assert (matcher is not None and matcher(text) is not None) == (whole(text) is not None)
+
+
+@pytest.mark.parametrize("shared", [None, {7: "kept"}])
+def test_fresh_context_is_the_class_call(shared: dict[int, Any] | None) -> None:
+    options = EvalOptions(now_ns=5)
+    made = Ctx.fresh({"a": 1}, {"d": 2}, 99, True, shared, options)
+    called = Ctx({"a": 1}, {"d": 2}, 99, True, None, shared, options)
+    for slot in Ctx.__slots__:
+        assert getattr(made, slot) == getattr(called, slot), slot
+    assert made.cache is not called.cache
+    assert (made.shared is made.cache) == (shared is None)
