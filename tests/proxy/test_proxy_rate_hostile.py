@@ -19,8 +19,9 @@ from shipped_policy import ShippedPolicies
 ADMIN = "admin-rate-hostile-token"
 # Far above anything a test here waits: the held streams stay silent while the client
 # collects 198 refusals, which on a loaded machine took longer than the fixture's usual
-# 2 s read timeout; a 504 then freed their slots and admitted two more requests.
-UPSTREAM_READ_TIMEOUT_S = 600.0
+# 2 s read timeout, and the gateway's loop, busy with the burst, saw even the upstream
+# connection take longer than 2 s; a 504 then freed a slot and admitted one more request.
+UPSTREAM_TIMEOUT_S = 600.0
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def limited(
         tmp_path_factory.mktemp("hostile"),
         compile_policy=shipped_policies.loader,
         admin_token=ADMIN,
-        upstream_read_timeout=UPSTREAM_READ_TIMEOUT_S,
+        upstream_connect_timeout=UPSTREAM_TIMEOUT_S,
+        upstream_read_timeout=UPSTREAM_TIMEOUT_S,
     ) as d:
         yield d
 
