@@ -458,33 +458,56 @@ def _below(
     return _sum(rows) < room
 
 
+_KEY_FLIGHT = (
+    "SELECT total(amount), count(*), total(CASE WHEN key_window = ? THEN amount END), "
+    "count(CASE WHEN key_window = ? THEN 1 END) "
+    "FROM reservations WHERE key_id = ? AND expires_at > ?"
+)
+
+# The key's live reservations at one instant: their total and count, and those of one
+# budget window (both 0 without a window).
+_KeyFlight = tuple[float, int, float, int]
+
+
+def _key_flight(
+    conn: sqlite3.Connection, key_id: str, now: float, window_start: str | None
+) -> _KeyFlight:
+    """One read of the key's live reservations for every check that needs them (its
+    usage limit, its budget window, its rate window's requests in flight)."""
+    total, count, window_total, window_count = conn.execute(
+        _KEY_FLIGHT, (window_start, window_start, key_id, now)
+    ).fetchone()
+    return total, count, window_total, window_count
+
+
 def _key_in_flight_below(
     conn: sqlite3.Connection,
     key_id: str,
     now: float,
     limit_room: Decimal | None,
     window: tuple[str, Decimal] | None,
+    flight: _KeyFlight | None = None,
 ) -> bool:
     """Whether the key's live reservations leave room under its usage limit
     (`limit_room`: the limit minus settled usage; None: no limit) and those of its
     budget window (`window`: start, budget minus the window's settled usage) under
     the budget; exactly as `_in_flight_below` for each, from one read of the key's
-    reservations instead of one per check (a key with both read them twice)."""
-    if window is None:
+    reservations instead of one per check (a key with both read them twice).
+    `flight`: that read, when the admission already made it at `now` for `window`."""
+    if window is None and flight is None:
         return limit_room is None or _in_flight_below(conn, _KEY, (key_id,), now, limit_room)
-    start, window_room = window
-    total, count, window_total, window_count = conn.execute(
-        "SELECT total(amount), count(*), total(CASE WHEN key_window = ? THEN amount END), "
-        "count(CASE WHEN key_window = ? THEN 1 END) "
-        "FROM reservations WHERE key_id = ? AND expires_at > ?",
-        (start, start, key_id, now),
-    ).fetchone()
+    start = None if window is None else window[0]
+    if flight is None:
+        flight = _key_flight(conn, key_id, now, start)
+    total, count, window_total, window_count = flight
     if limit_room is not None:
         where = f"{_KEY} AND expires_at > ?"
         if not _below(conn, where, (key_id, now), total, count, limit_room):
             return False
+    if window is None:
+        return True
     where = f"{_KEY_WINDOW} AND expires_at > ?"
-    return _below(conn, where, (key_id, start, now), window_total, window_count, window_room)
+    return _below(conn, where, (key_id, window[0], now), window_total, window_count, window[1])
 
 
 def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
@@ -548,13 +571,20 @@ def _correct_rate_windows(
 
 
 def _rate_count(
-    conn: sqlite3.Connection, subject: str, in_flight: str, owner: str, now: float, wall: float
+    conn: sqlite3.Connection,
+    subject: str,
+    in_flight: str,
+    owner: str,
+    now: float,
+    wall: float,
+    parallel: int | None = None,
 ) -> RateCount:
     """One subject's window at request time `now`: its totals, once the seconds that
     left the window have left them. Request times are whole seconds, so that happens
     once per second of traffic, not once per request, and costs the seconds leaving,
     not the window. `in_flight` counts the subject's live reservations (a constant
-    query taking the owner and the wall clock)."""
+    query taking the owner and the wall clock) unless `parallel` is that count,
+    already read in this transaction at `wall`."""
     start = now - RATE_WINDOW_SECONDS
     row = conn.execute(
         "SELECT requests, tokens, oldest FROM rate_totals WHERE subject = ?", (subject,)
@@ -574,7 +604,8 @@ def _rate_count(
             "UPDATE rate_totals SET requests = ?, tokens = ?, oldest = ? WHERE subject = ?",
             (requests, tokens, oldest, subject),
         )
-    (parallel,) = conn.execute(in_flight, (owner, wall)).fetchone()
+    if parallel is None:
+        (parallel,) = conn.execute(in_flight, (owner, wall)).fetchone()
     return RateCount(
         requests=int(requests),
         tokens=int(tokens),
@@ -587,9 +618,14 @@ _KEY_IN_FLIGHT = "SELECT count(*) FROM reservations WHERE key_id = ? AND expires
 _PROJECT_IN_FLIGHT = "SELECT count(*) FROM reservations WHERE project_id = ? AND expires_at > ?"
 
 
-def _rate_windows(conn: sqlite3.Connection, claim: Claim, wall: float) -> RateState:
+def _rate_windows(
+    conn: sqlite3.Connection, claim: Claim, wall: float, key_parallel: int | None = None
+) -> RateState:
+    """`key_parallel`: the key's live reservations at `wall`, when already counted."""
     key = (
-        _rate_count(conn, f"k:{claim.key_id}", _KEY_IN_FLIGHT, claim.key_id, claim.now, wall)
+        _rate_count(
+            conn, f"k:{claim.key_id}", _KEY_IN_FLIGHT, claim.key_id, claim.now, wall, key_parallel
+        )
         if claim.key_limits.any
         else None
     )
@@ -743,6 +779,11 @@ def _budget_refusal(
     return None, key_usage, project_usage
 
 
+def _key_window_start(claim: Claim, key_usage: Decimal | None) -> str | None:
+    """The key budget window `_budgets_fit` holds the claim in (None: none)."""
+    return None if claim.key_budget is None or key_usage is None else claim.key_budget.start
+
+
 def _budgets_fit(
     conn: sqlite3.Connection,
     claim: Claim,
@@ -750,16 +791,18 @@ def _budgets_fit(
     key_usage: Decimal | None,
     project_usage: Decimal | None,
     now: float,
+    key_flight: _KeyFlight | None = None,
 ) -> bool:
     """INVARIANT: admitted only while the key's settled usage + its in-flight
     reservations < its usage limit (`limit_room`: limit - usage; None: no limit), and
     a window's settled usage + its in-flight reservations < its budget (the same
-    rule)."""
+    rule). `key_flight`: the key's reservations in `_key_window_start`'s window, read at
+    `now` in this transaction."""
     budget = claim.key_budget
     key_window = None
     if budget is not None and key_usage is not None:
         key_window = (budget.start, budget.amount - key_usage)
-    if not _key_in_flight_below(conn, claim.key_id, now, limit_room, key_window):
+    if not _key_in_flight_below(conn, claim.key_id, now, limit_room, key_window, key_flight):
         return False
     budget = claim.project_budget
     if budget is not None and project_usage is not None and claim.project_id is not None:
@@ -1299,9 +1342,18 @@ class SqliteStore:
             if refused is None:
                 refused = _settled_refusal(usage, None, None if org is None else Decimal(org[0]))
             windows = None
+            key_flight = None
             if refused is None and claim.rated:
+                if claim.key_limits.any and (limit is not None or key_usage is not None):
+                    # The key's reservations are read once, for its rate window's
+                    # requests in flight and its limit and budget window below: same
+                    # transaction and instant, and nothing in between touches them.
+                    window_start = _key_window_start(claim, key_usage)
+                    key_flight = _key_flight(conn, claim.key_id, now, window_start)
                 # Rate limits refuse at once, never queue: waiting would not free them.
-                windows = _rate_windows(conn, claim, now)
+                windows = _rate_windows(
+                    conn, claim, now, None if key_flight is None else key_flight[1]
+                )
                 reason = rate_refusal(claim, windows)
                 if reason is not None:
                     refused = Refused(reason=reason, rate=windows)
@@ -1313,7 +1365,7 @@ class SqliteStore:
             # credits - in-flight credit reservations > 0, and each budget window's
             # settled + in-flight usage < its budget), in ticket order.
             limit_room = None if limit is None else limit - usage
-            fits = _budgets_fit(conn, claim, limit_room, key_usage, project_usage, now)
+            fits = _budgets_fit(conn, claim, limit_room, key_usage, project_usage, now, key_flight)
             if fits and org is not None:
                 fits = _in_flight_below(conn, _ORG, (org[1],), now, Decimal(org[0]))
             if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):
