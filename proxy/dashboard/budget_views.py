@@ -19,7 +19,12 @@ from proxy.budgets import Budget, format_budget, rfc3339
 from proxy.dashboard.actions import run_form_action
 from proxy.dashboard.context import DashboardContext
 from proxy.dashboard.forms import field, usd, usd_exact
-from proxy.effective_controls import EffectiveBudget, EffectiveControls, effective_controls
+from proxy.effective_controls import (
+    EffectiveBudget,
+    EffectiveControls,
+    duration_text,
+    effective_controls,
+)
 from proxy.store.base import ApiKey, Project
 from proxy.store.common import check_budget
 
@@ -33,18 +38,6 @@ def _now_and_zone(request: AnyRequest) -> tuple[datetime, ZoneInfo]:
     clock: Callable[[], str] | None = getattr(state, "budget_clock", None)
     zone: ZoneInfo = getattr(state, "budget_zone", None) or ZoneInfo("UTC")
     return (parse_time(clock()) if clock else datetime.now(UTC)), zone
-
-
-def _duration(seconds: float) -> str:
-    """`2 d 3 h`, `3 h 12 min`, `12 min`, `less than a minute`."""
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {mins} min"
-    return f"{mins} min" if mins else "less than a minute"
 
 
 def page_controls(request: AnyRequest, key: ApiKey | None, project: Project) -> EffectiveControls:
@@ -102,7 +95,7 @@ async def budget_view(
             reserved=usd(window.reserved),
             window_start=window.window_start,
             resets_at=window.resets_at,
-            resets_in=_duration((parse_time(window.resets_at) - now).total_seconds()),
+            resets_in=duration_text((parse_time(window.resets_at) - now).total_seconds()),
             spent=spent,
             percent=100 if spent or not window.amount else int(window.usage * 100 / window.amount),
         )
