@@ -33,7 +33,7 @@ from pathlib import Path
 
 import msgspec
 
-from bench.cpu_per_request import cpu_seconds
+from bench.cpu_per_request import tree_cpu_seconds
 from bench.gateway_setup import (
     BACKENDS,
     RunningGateway,
@@ -46,7 +46,6 @@ from bench.processes import (
     ProcessGroup,
     inherited_environment,
     machine_description,
-    process_tree,
 )
 from bench.wrk_compare import wrk, wrk_script
 from bench.wrk_ratios import WrkFigures
@@ -111,18 +110,6 @@ def controlled_key(gateway: RunningGateway) -> tuple[str, list[Control], list[st
         return token, controls, problems
 
 
-def _tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its children so far."""
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            user, system = cpu_seconds(member)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += user + system
-    return total
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -151,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             # Alternate which key goes first, so neither always follows the other.
             order = list(scripts) if round_index % 2 == 0 else list(reversed(scripts))
             for name in order:
-                before = _tree_cpu(gateway.pid)
+                before = tree_cpu_seconds(gateway.pid)
                 figures = wrk(url, scripts[name], 64, args.duration)
-                spent = _tree_cpu(gateway.pid) - before
+                spent = tree_cpu_seconds(gateway.pid) - before
                 runs[name].append(figures)
                 served = max(1.0, figures.requests_per_s * args.duration)
                 cpu[name].append(spent / served * 1e6)

@@ -22,9 +22,9 @@ import uvloop
 
 from bench.gateway_setup import BACKENDS, start_gateway, start_mocks
 from bench.loadgen import run_load
-from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process
+from bench.processes import LOAD_CORE, ProcessGroup, pin_current_process, process_tree
 
-__all__ = ["cpu_seconds", "main"]
+__all__ = ["cpu_seconds", "main", "tree_cpu_seconds"]
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -33,6 +33,19 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its children so far (members that exit
+    while being read are skipped)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            user, system = cpu_seconds(member)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += user + system
+    return total
 
 
 def _database_files(work_dir: Path) -> str:

@@ -27,14 +27,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.cpu_per_request import cpu_seconds
+from bench.cpu_per_request import tree_cpu_seconds
 from bench.gateway_setup import BACKENDS, start_gateway, start_mocks
 from bench.processes import (
     LOAD_CORE,
     ProcessGroup,
     machine_description,
     pin_current_process,
-    process_tree,
 )
 from bench.wrk_compare import start_floor_process, wrk_script
 from bench.wrk_ratios import LITESTAR_FLOOR
@@ -52,26 +51,15 @@ def completed_requests(output: str) -> int:
     return int(match[1])
 
 
-def _tree_cpu(pid: int) -> float:
-    total = 0.0
-    for member in process_tree(pid):
-        try:
-            user, system = cpu_seconds(member)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += user + system
-    return total
-
-
 def _run(url: str, script: Path, pid: int, duration: float) -> tuple[float, float]:
     """(µs of server CPU per request, req/s) for one `wrk -c64` run."""
     command = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{_CONNECTIONS}"]
     command += [f"-d{duration:g}s", "-s", str(script), url]
-    before = _tree_cpu(pid)
+    before = tree_cpu_seconds(pid)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=duration + 60, check=True
     )
-    spent = _tree_cpu(pid) - before
+    spent = tree_cpu_seconds(pid) - before
     requests = max(1, completed_requests(done.stdout))
     return spent / requests * 1e6, requests / duration
 
