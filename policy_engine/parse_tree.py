@@ -10,9 +10,8 @@ import json
 import re
 from typing import Any
 
-from lark import Token
-
 from policy_engine import ast
+from policy_engine.parse_token import Token
 from policy_engine.source import Span
 
 __all__ = ["SyntaxProblem", "ToAst"]

@@ -1,9 +1,12 @@
 """Rego text -> AST (`parse_module`, `parse_query`).
 
-The lark parser is built once per process (LALR tables cached on disk by
-lark) and never leaves the parser modules (`parse_layout`, `parse_build`,
-`parse_tree`): its reductions build `policy_engine.ast` nodes directly and every
-lark exception becomes a `PolicyError` with code `rego_parse_error`.
+A text is parsed by `parse_fast` (lark's LALR tables, exported ahead of time,
+run without lark). A text that does not parse is parsed again by lark itself,
+built once per process (LALR tables cached on disk by lark), and lark's error
+becomes a `PolicyError` with code `rego_parse_error` and lark's position; so a
+well-formed policy never imports lark. lark never leaves the parser modules
+(`parse_layout`, `parse_build`, `parse_tree`): reductions build
+`policy_engine.ast` nodes directly.
 """
 
 from __future__ import annotations
@@ -11,23 +14,29 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from typing import Any
-
-from lark import Lark, Token
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+from typing import TYPE_CHECKING, Any
 
 from policy_engine import ast
 from policy_engine.errors import PARSE_ERROR, Diagnostic, PolicyError
-from policy_engine.parse_build import parse_to_ast
+from policy_engine.parse_fast import NotParsed, parse_fast
 from policy_engine.parse_layout import Postlexer
+from policy_engine.parse_token import Token
 from policy_engine.parse_tree import SyntaxProblem
 from policy_engine.source import line_start, source_lines
 
-__all__ = ["parse_module", "parse_query"]
+if TYPE_CHECKING:
+    from lark import Lark
+    from lark.exceptions import UnexpectedToken
+
+__all__ = ["lark_parser", "parse_module", "parse_query"]
 
 
 @functools.cache
-def _lark() -> Lark:
+def lark_parser() -> Lark:
+    """lark's parser of the grammar: for syntax errors, and to export `parse_tables.json`."""
+    # Imported here: a policy that parses never needs lark (see the module doc).
+    from lark import Lark
+
     # Built once per process; lark caches the LALR tables in the temp dir so a
     # fresh process skips the ~100 ms table construction.
     return Lark.open(
@@ -98,6 +107,8 @@ def _friendly(exc: UnexpectedToken, text: str) -> str:
 
 
 def _diagnostic(exc: Exception, file: str, text: str) -> Diagnostic:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     if isinstance(exc, SyntaxProblem):
         return Diagnostic(
             code=PARSE_ERROR, message=exc.message, file=file, line=exc.line, column=exc.column
@@ -139,13 +150,34 @@ def _end_position(text: str) -> tuple[int, int]:
     return len(lines), len(lines[-1]) + 1
 
 
+class _Failed(Exception):
+    """The text does not parse: `cause` is lark's exception or a `SyntaxProblem`."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def _parse(text: str, file: str, start: str) -> Any:
+    """The AST of `text` from `start`; raises `_Failed` with what lark's parser reports."""
     try:
-        return parse_to_ast(_lark(), text, file, start)
+        return parse_fast(text, file, start)
+    except (NotParsed, SyntaxProblem, RecursionError):
+        pass  # lark's parser finds the same problem and says where
+    from lark.exceptions import LarkError
+
+    from policy_engine.parse_build import parse_to_ast
+
+    try:
+        return parse_to_ast(lark_parser(), text, file, start)
     except RecursionError:
-        raise SyntaxProblem(
-            "expressions nest too deeply; split them into separate rules or variables", 1, 1
+        raise _Failed(
+            SyntaxProblem(
+                "expressions nest too deeply; split them into separate rules or variables", 1, 1
+            )
         ) from None
+    except (LarkError, SyntaxProblem) as exc:
+        raise _Failed(exc) from None
 
 
 _RULE_START = re.compile(r"^[A-Za-z_]", re.MULTILINE)
@@ -171,8 +203,8 @@ def _chunk_diagnostics(text: str, file: str, first_offset: int) -> list[Diagnost
             candidate = header + prefix + chunk
         try:
             _parse(candidate, file, "module")
-        except (LarkError, SyntaxProblem) as exc:
-            found.append(_diagnostic(exc, file, candidate))
+        except _Failed as failed:
+            found.append(_diagnostic(failed.cause, file, candidate))
     return found
 
 
@@ -185,8 +217,8 @@ def parse_module(text: str, file: str = "<policy>") -> ast.Module:
     try:
         module: ast.Module = _parse(text, file, "module")
         return module
-    except (LarkError, SyntaxProblem) as exc:
-        first = _diagnostic(exc, file, text)
+    except _Failed as failed:
+        first = _diagnostic(failed.cause, file, text)
     others = [
         d
         for d in _chunk_diagnostics(text, file, _offset(text, first.line, first.column))
@@ -223,5 +255,5 @@ def parse_query(text: str, file: str = "<query>") -> tuple[ast.Literal, ...]:
     try:
         body: tuple[ast.Literal, ...] = _parse(text, file, "query")
         return body
-    except (LarkError, SyntaxProblem) as exc:
-        raise PolicyError([_diagnostic(exc, file, text)], {file: text}) from None
+    except _Failed as failed:
+        raise PolicyError([_diagnostic(failed.cause, file, text)], {file: text}) from None
