@@ -32,11 +32,13 @@ __all__ = [
     "inline_body",
     "input_root",
     "key_step",
+    "key_steps",
     "not_equal",
     "root_walk",
     "rule_walk",
     "slot_reader_fn",
     "str_terms",
+    "string_walk",
     "walk",
 ]
 
@@ -176,15 +178,67 @@ def key_step(
     return f"    {var} = {var}.get({name}, U) if type({var}) is dict else {other}({var}, {name})"
 
 
+def key_steps(
+    var: str, start: str, steps: list[tuple[str, Any]], data: bool, env: dict[str, Any]
+) -> list[str]:
+    """Generated statements setting `var` to `start` followed by constant keys
+    (`steps`: the global name of each key and the key), with `key_step`'s semantics.
+
+    Outside base data, each run of string keys is one expression of nested `dict.get`
+    calls on the value: a value that is not an object (or UNDEFINED, which a missing key
+    gives) raises TypeError there, and the run is walked again from its start by
+    `string_walk`, which answers as `key_step` does step by step. No statement sits
+    between the steps of a run, and none tests UNDEFINED in between.
+    """
+    lines = [f"    {var} = {start}"] if start != var else []
+    run: list[str] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        env["dict_get"], env["string_walk"] = dict.get, string_walk
+        expr = var
+        for name in run:
+            expr = f"dict_get({expr}, {name}, U)"
+        names = ", ".join(run)
+        lines.append(f"    try:\n        {var} = {expr}")
+        lines.append(f"    except TypeError:\n        {var} = string_walk({var}, ({names},))")
+        run.clear()
+
+    for name, key in steps:
+        if not data and type(key) is str:
+            run.append(name)
+            continue
+        flush()
+        lines.append(key_step(var, name, key, data=data, env=env))
+    flush()
+    return lines
+
+
+def string_walk(value: Any, keys: tuple[str, ...]) -> Any:
+    """`value` followed by string keys with Rego semantics (UNDEFINED when absent or not
+    an object): for a string key, `index_value` on an object is exactly its `get`."""
+    for key in keys:
+        value = value.get(key, UNDEFINED) if isinstance(value, dict) else index_value(value, key)
+    return value
+
+
 def root_walk(root: str, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
     """`ctx.input` / `ctx.data` followed by constant keys, as straight-line code."""
     env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value, "data_index": data_index}
+    data = root == "data"
     lines = [f"    v = ctx.{root}"]
-    for i, key in enumerate(keys):
-        env[f"k{i}"] = key
-        lines.append(key_step("v", f"k{i}", key, data=root == "data", env=env))
-        if i < len(keys) - 1:
-            lines.append("    if v is U:\n        return U")
+    if data:
+        for i, key in enumerate(keys):
+            env[f"k{i}"] = key
+            lines.append(key_step("v", f"k{i}", key, data=True, env=env))
+            if i < len(keys) - 1:
+                lines.append("    if v is U:\n        return U")
+    else:
+        env.update((f"k{i}", key) for i, key in enumerate(keys))
+        lines.extend(
+            key_steps("v", "v", [(f"k{i}", key) for i, key in enumerate(keys)], False, env)
+        )
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
     get: ValueFn = generate(source, env, code_cache)
     return get
@@ -197,11 +251,8 @@ def rule_walk(
     env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": fn}
     env["index_value"] = index_value
     lines = [f"    v = ctx.{cache}.get(rid, M)", "    if v is M:", "        v = rule(ctx, f)"]
-    for i, key in enumerate(keys):
-        env[f"k{i}"] = key
-        lines.append(key_step("v", f"k{i}", key, env=env))
-        if i < len(keys) - 1:
-            lines.append("    if v is U:\n        return U")
+    env.update((f"k{i}", key) for i, key in enumerate(keys))
+    lines.extend(key_steps("v", "v", [(f"k{i}", key) for i, key in enumerate(keys)], False, env))
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
     get: ValueFn = generate(source, env, code_cache)
     return get

@@ -247,12 +247,10 @@ class CallCompiler(TermCompiler):
             # points) order the same in Python as in Rego.
             a, b = operands
             env["Decimal"] = Decimal
-            lines.append(
-                f"    if ((type({a}) is int or type({a}) is Decimal) and "
-                f"(type({b}) is int or type({b}) is Decimal)) or "
-                f"(type({a}) is str and type({b}) is str):"
-            )
-            lines.append(f"        return {a} {comparison} {b}")
+            condition = _ordered_types_test(a, b, env)
+            if condition is not None:
+                lines.append(f"    if {condition}:")
+                lines.append(f"        return {a} {comparison} {b}")
         if builtin is _MEMBER:
             # A string in a set or array: Python's `in` (see `member`).
             value, coll = operands
@@ -275,10 +273,17 @@ class CallCompiler(TermCompiler):
         if on_text is not None:
             # The common case, every operand a string, without the type checks.
             template, helpers = on_text
-            env.update(helpers)
-            strings = " and ".join(f"type({o}) is str" for o in operands)
-            fast = template.format(*operands)
-            call_line = f"        r = {fast} if {strings} else fn({', '.join(operands)})"
+            # A constant operand's type is known now: only the others are tested.
+            variables = [o for o in operands if not _is_constant(o, env)]
+            if all(type(env[o]) is str for o in operands if o not in variables):
+                env.update(helpers)
+                fast = template.format(*operands)
+                strings = " and ".join(f"type({o}) is str" for o in variables)
+                call_line = (
+                    f"        r = {fast} if {strings} else fn({', '.join(operands)})"
+                    if strings
+                    else f"        r = {fast}"
+                )
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
             # The built-in's own fast path (no delimiters, two strings), inlined:
@@ -316,6 +321,34 @@ class CallCompiler(TermCompiler):
 
 
 _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+
+def _is_constant(operand: str, env: dict[str, Any]) -> bool:
+    """Whether a generated operand is a constant (`c{i}` in the globals)."""
+    return operand.startswith("c") and operand in env
+
+
+def _constant_kind(value: Any) -> str:
+    kind = type(value)
+    return "number" if kind is int or kind is Decimal else "string" if kind is str else "other"
+
+
+def _ordered_types_test(a: str, b: str, env: dict[str, Any]) -> str | None:
+    """An expression true when operands `a` and `b` are two numbers (int or Decimal)
+    or two strings, which Python orders as Rego does; a constant's type is tested now,
+    not per call (None when a constant is neither)."""
+    numbers = {o: f"(type({o}) is int or type({o}) is Decimal)" for o in (a, b)}
+    strings = {o: f"type({o}) is str" for o in (a, b)}
+    kinds = {o: _constant_kind(env[o]) for o in (a, b) if _is_constant(o, env)}
+    if len(kinds) == 2:
+        return "True" if kinds[a] == kinds[b] != "other" else None
+    for const, kind in kinds.items():
+        other = b if const == a else a
+        if kind == "other":
+            return None
+        return numbers[other] if kind == "number" else strings[other]
+    return f"({numbers[a]} and {numbers[b]}) or ({strings[a]} and {strings[b]})"
+
 
 # Built-ins on string operands as Python expressions (the same functions the
 # built-ins apply once their operands are checked), with the helpers they use.

@@ -141,18 +141,23 @@ class RuleSourceCompiler(BodyCompiler):
             equal,
             conflict,
         )
-        lines = [f"{target} = U"]  # no definitions: only a default
+        # Without definitions (only a default) the value starts undefined; otherwise the
+        # first definition's chain sets it.
+        lines = [] if definitions else [f"{target} = U"]
+        uses_frame = re.compile(rf"(?<![.\w]){re.escape(frame)}(?!\w)")
         for i, (clauses, size) in enumerate(definitions):
             env[f"{name}size{i}"] = size
+            found = target if i == 0 else f"{name}v"
+            chain = self.chain_lines(clauses, f"{name}d{i}", env, found, frame, depth)
             if size > 1:
                 lines.append(f"{frame} = [None] * {name}size{i}")
-            else:
+            elif any(uses_frame.search(line) for line in chain):
                 # No variables: nothing reads or writes a slot (slot 0 only collects
-                # the values of clauses that enumerate), so one immutable frame will do.
+                # the values of clauses that enumerate), so one immutable frame will do;
+                # none at all when no statement passes the frame on.
                 env["NO_SLOTS"] = _NO_SLOTS
                 lines.append(f"{frame} = NO_SLOTS")
-            found = target if i == 0 else f"{name}v"
-            lines.extend(self.chain_lines(clauses, f"{name}d{i}", env, found, frame, depth))
+            lines.extend(chain)
             if i:
                 lines.append(f"if {found} is not U:")
                 lines.append(f"    if {target} is U:")
@@ -179,7 +184,10 @@ class RuleSourceCompiler(BodyCompiler):
         env["U"], env["M"] = UNDEFINED, MISSING
         lines: list[str] = []
         for j, shape in enumerate(shapes):
-            clause = self.clause_lines(shape, f"{name}c{j}", env, target, frame, depth)
+            # A later clause runs only while `target` is still undefined.
+            clause = self.clause_lines(
+                shape, f"{name}c{j}", env, target, frame, depth, unset=j == 0
+            )
             if j == 0:
                 lines.extend(clause)
             else:
@@ -195,16 +203,17 @@ class RuleSourceCompiler(BodyCompiler):
         target: str,
         frame: str = "f",
         depth: int = 0,
+        unset: bool = True,
     ) -> list[str]:
         """Statements setting `target` to a straight-line clause's value (U when its
         body fails): each statement is a test nesting the rest; bare rule references
-        read the rule cache inline."""
+        read the rule cache inline. Without `unset`, `target` is known to be U already."""
         direct, kind, head, parts = shape
         env[f"{name}h"] = head
         value = f"{name}h" if kind == "const" else f"{name}h(ctx, {frame})"
         if len(parts) > _MOST_INLINE_STATEMENTS:
             parts = [direct]
-        lines = [f"{target} = U"] if parts else []
+        lines = [f"{target} = U"] if parts and unset else []
         indent = ""
         for k, part in enumerate(parts):
             setup, holds = self.test_source(part, f"{name}p{k}", env, frame, depth)

@@ -22,6 +22,7 @@ from policy_engine.codegen import (
     inline_body,
     input_root,
     key_step,
+    key_steps,
     rule_walk,
     slot_reader_fn,
     str_terms,
@@ -566,17 +567,16 @@ class TermCompiler:
                 f"    {x} = ctx.{cache}.get(r{i}, M)",
                 f"    if {x} is M:\n        {x} = a{i}(ctx, f)",
             ]
-            for j, key in enumerate(keys):
-                env[f"p{i}_{j}"] = key
-                lines.append(key_step(x, f"p{i}_{j}", key, env=env))
+            steps = [(f"p{i}_{j}", key) for j, key in enumerate(keys)]
+            env.update(steps)
+            lines.extend(key_steps(x, x, steps, False, env))
             return lines, x, True
         if known is not None and known[0] == "path":
             root, keys = known[1]
             env["U"], env["index_value"], env["data_index"] = UNDEFINED, index_value, data_index
-            lines = [f"    {x} = ctx.{root}"]
-            for j, key in enumerate(keys):
-                env[f"p{i}_{j}"] = key
-                lines.append(key_step(x, f"p{i}_{j}", key, data=root == "data", env=env))
+            steps = [(f"p{i}_{j}", key) for j, key in enumerate(keys)]
+            env.update(steps)
+            lines = key_steps(x, f"ctx.{root}", steps, root == "data", env)
             return lines, x, True
         inlined = self._value_sources.get(fn)
         if inlined is not None and inlined[0].count("\n") <= _MOST_INLINED_LINES:

@@ -88,25 +88,17 @@ _SCALARS = frozenset({str, int, bool, type(None), Decimal})
 def public_value(value: Any) -> Any:
     """The public API form (lists, dicts, frozensets), never an object the engine keeps."""
     kind = type(value)
+    if kind is dict:
+        # The common decision shape: an object of scalars, or of objects of scalars and
+        # arrays (reasons, rate limits). The type test of every member runs in C.
+        if _SCALARS.issuperset(map(type, value.values())):
+            return value.copy()
+        return {
+            key: item if type(item) in _SCALARS else public_value(item)
+            for key, item in value.items()
+        }
     if kind in _SCALARS or value is UNDEFINED:
         return value
-    if kind is dict:
-        # The common decision shape: an object of scalars (and empty arrays, such
-        # as no reasons); a shallow copy will do.
-        for item in value.values():
-            if type(item) not in _SCALARS:
-                break
-        else:
-            return value.copy()
-        out = {}
-        for key, item in value.items():
-            if type(item) in _SCALARS:
-                out[key] = item
-            elif type(item) is tuple and not item:
-                out[key] = []
-            else:
-                return thaw(value)
-        return out
     return thaw(value)
 
 

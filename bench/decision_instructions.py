@@ -1,0 +1,152 @@
+"""Instructions per policy decision, counted by valgrind's callgrind (not a test).
+
+Wall-clock medians on the shared VM swing with the host's speed mode and the other
+sessions' load (docs/benchmarks.md); instruction counts do not. Each case runs in its own
+child under `valgrind --tool=callgrind --toggle-collect=_operator_call`: the child loads
+the policy, prepares `data.gateway.decision`, warms up (50 rounds), then runs 200
+decisions of one input inside `operator.call`, so only that loop is counted. The report
+is the loop's instructions divided by 200 (the loop's own overhead, ~30 instructions a
+turn, included).
+
+Cases: the four paths of `bench/engine_bench.py`'s gateway-shaped policy and the shipped
+policy (`policies/` loaded as `policy-engine bench` loads it, with `catalog.yaml` as
+`data.catalog`) on the allowed chat request of docs/benchmarks.md.
+
+Run: `.venv/bin/python bench/decision_instructions.py [CASE ...]` (about a minute a case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import operator
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WARMUP = 50
+DECISIONS = 200
+
+CHAT_INPUT: dict[str, Any] = {
+    "request": {
+        "operation": "chat.completions",
+        "token_present": True,
+        "model": "mock-model",
+        "body_error": None,
+        "max_tokens": 4096,
+        "stream": False,
+        "time": "2026-11-27T10:00:00Z",
+        "client_ip": "127.0.0.1",
+    },
+    "key": {
+        "id": "k1",
+        "status": "active",
+        "usage": "250.50",
+        "usage_limit": "1000.00",
+        "project_id": "p1",
+        "iam_rules": [],
+    },
+    "project": {
+        "id": "p1",
+        "status": "active",
+        "mode": "api-keys",
+        "provider_keys": ["openai"],
+        "iam_rules": [],
+    },
+    "organization": {"id": "o1", "credits": "10.00"},
+    "gateway": {"credentialed_providers": ["mock", "openai"]},
+}
+
+
+def bench_case(index: int) -> Callable[[], tuple[Callable[[Any], Any], Any]]:
+    def load() -> tuple[Callable[[Any], Any], Any]:
+        from bench.engine_bench import INPUTS, POLICY
+        from policy_engine import Engine
+
+        engine = Engine.from_sources({"gateway.rego": POLICY})
+        return engine.prepare("data.gateway.decision"), INPUTS[index]
+
+    return load
+
+
+def shipped_case() -> tuple[Callable[[Any], Any], Any]:
+    from policy_engine import Engine
+    from policy_engine.tooling.loading import load_policy_set
+
+    policies = load_policy_set([ROOT / "policies"])
+    engine = Engine.from_sources(policies.sources, policies.data)
+    return engine.prepare("data.gateway.decision"), CHAT_INPUT
+
+
+CASES: dict[str, Callable[[], tuple[Callable[[Any], Any], Any]]] = {
+    "allowed": bench_case(0),  # gpt-4o-mini, matched by the 3rd glob
+    "unknown-model": bench_case(2),
+    "over-limit": bench_case(4),
+    "inactive": bench_case(3),
+    "shipped-chat": shipped_case,
+}
+
+
+def child(case: str) -> None:
+    decide, document = CASES[case]()
+    for _ in range(WARMUP):
+        decide(document)
+    expected = decide(document)
+
+    def loop() -> None:
+        for _ in range(DECISIONS):
+            decide(document)
+
+    operator.call(loop)
+    print(expected)
+
+
+def count(case: str) -> int:
+    """The counted loop's instructions (callgrind's total with collection toggled)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--toggle-collect=_operator_call",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--child",
+                case,
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError("no totals in the callgrind output")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("cases", nargs="*", help=f"some of {', '.join(CASES)} (default all)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    unknown = [case for case in args.cases if case not in CASES]
+    if unknown:
+        parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    for case in args.cases or list(CASES):
+        total = count(case)
+        print(f"{case:16} {total / DECISIONS:12,.0f} instructions per decision", flush=True)
+
+
+if __name__ == "__main__":
+    main()
