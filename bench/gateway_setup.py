@@ -117,8 +117,12 @@ def _write_config(work_dir: Path, backend: str, port: int, instant: str, paced: 
     return path
 
 
-def admin_json(config: Path, *args: str) -> dict[str, object]:
-    """Run one admin command (`gateway ARGS --config CONFIG --json`); its JSON object."""
+def admin_json(
+    config: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> dict[str, object]:
+    """Run one admin command (`gateway ARGS --config CONFIG --json`); its JSON object.
+    `extra_env`: the gateway's own (another checkout's PYTHONPATH: its code, and its
+    migrations, not this checkout's, open the database)."""
     command = [*gateway_command(), *args, "--config", str(config), "--json"]
     done = subprocess.run(
         command,
@@ -126,7 +130,7 @@ def admin_json(config: Path, *args: str) -> dict[str, object]:
         text=True,
         timeout=60,
         check=False,
-        env=inherited_environment(),
+        env={**inherited_environment(), **(extra_env or {})},
     )
     if done.returncode != 0:
         raise RuntimeError(
@@ -188,8 +192,17 @@ def start_gateway(
     # loaded machine two workers took 13-25 s to answer.
     _wait_ready(base_url, 20.0 if workers == 1 else 60.0)
     # `gateway serve` has created org and project `default` on a fresh database.
-    admin_json(config, "orgs", "credits", "default", BENCH_CREDITS)
-    key = admin_json(config, "keys", "create", "--project", "default", "--description", "bench")
+    admin_json(config, "orgs", "credits", "default", BENCH_CREDITS, extra_env=extra_env)
+    key = admin_json(
+        config,
+        "keys",
+        "create",
+        "--project",
+        "default",
+        "--description",
+        "bench",
+        extra_env=extra_env,
+    )
     token = key.get("token")
     if not isinstance(token, str):
         raise RuntimeError(f"`gateway keys create --json` printed no token: {key!r}")

@@ -27,7 +27,7 @@ from decimal import Decimal
 import anyio
 
 from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation, Store
-from proxy.store.common import ADMISSION_TICKET_TTL, new_id
+from proxy.store.common import ADMISSION_TICKET_TTL, InstanceIds
 
 __all__ = ["DEFAULT_ADMISSION_WAIT", "Admission", "TimedOut"]
 
@@ -58,10 +58,11 @@ class Admission:
         # ledger ("k:<key>" / "o:<org>") -> futures of the requests waiting on it
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._subscribed = False
+        self._tickets = InstanceIds()
 
     async def reserve(self, claim: Claim) -> Reservation | Refused | TimedOut:
         """Hold `claim`, waiting in line while only in-flight reservations stand in the way."""
-        ticket = new_id("tkt")
+        ticket = self._tickets("tkt")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         queued = False

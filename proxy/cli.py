@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from proxy.config import ConfigError, GatewayConfig, load_config
+from proxy.log_lines import BatchedStreamHandler
 from proxy.store.base import StoreError
 
 __all__ = ["build_parser", "configure_logging", "main"]
@@ -225,7 +226,7 @@ class _SecondCachedFormatter(logging.Formatter):
 
 def configure_logging(level: str) -> None:
     """The log format of `gateway serve` (and of its workers), on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchedStreamHandler(sys.stderr)
     handler.setFormatter(_SecondCachedFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # Nothing in the line shows them; skipping them makes each record cheaper.

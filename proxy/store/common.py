@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import secrets
@@ -54,6 +55,7 @@ __all__ = [
     "PROJECT_MODES",
     "RATE_WINDOW_SECONDS",
     "RULE_TYPES",
+    "InstanceIds",
     "activity_from_row",
     "admission_outcome",
     "audit_entry_from_row",
@@ -125,6 +127,22 @@ RULE_TYPES: tuple[RuleType, ...] = (
 def new_id(prefix: str) -> str:
     """A short random id such as `key_3f9a0c…`; random, so ids reveal no counts or order."""
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class InstanceIds:
+    """Ids for records that never leave the gateway (reservations, admission tickets):
+    a random prefix drawn once per instance, then a counter. Unique across instances,
+    processes and restarts (64 random bits each), at a fifth of `new_id`'s cost, which
+    asks the OS for fresh random bytes every time (twice per request)."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._count = itertools.count()
+
+    def __call__(self, prefix: str) -> str:
+        return f"{prefix}_{self._prefix}{next(self._count):x}"
 
 
 def now_epoch() -> float:
@@ -456,11 +474,14 @@ def admission_outcome(
     raise NotFound(f"key `{claim.key_id}` does not exist")
 
 
-def reservation_for(claim: Claim, amount: Decimal) -> Reservation:
-    """A new reservation of `amount` for `claim`, naming the budget windows it holds."""
+def reservation_for(
+    claim: Claim, amount: Decimal, reservation_id: str | None = None
+) -> Reservation:
+    """A new reservation of `amount` for `claim`, naming the budget windows it holds
+    (`reservation_id`: from the store's `InstanceIds`; else a random one)."""
     project_budget = claim.project_budget if claim.project_id is not None else None
     return Reservation(
-        id=new_id("res"),
+        id=new_id("res") if reservation_id is None else reservation_id,
         key_id=claim.key_id,
         organization_id=claim.organization_id,
         amount=amount,

@@ -71,6 +71,7 @@ from proxy.store.common import (
     DEFAULT_PROJECT_ID,
     DEFAULT_RESERVATION_TTL,
     KEY_COLUMNS,
+    InstanceIds,
     activity_from_row,
     admission_outcome,
     audit_entry_from_row,
@@ -902,6 +903,7 @@ class PostgresStore:
     ) -> None:
         self._url = url
         self._ttl = reservation_ttl
+        self._ids = InstanceIds()
         self._secrets = secrets
         self._pool = ConnectionPool(url, pool_size)
         # Expired reservations are reclaimed by the first reserve after this many seconds.
@@ -1057,7 +1059,7 @@ class PostgresStore:
         if time.monotonic() - self._last_reclaim >= self._reclaim_every:
             await self.reclaim_expired()
         reservation = Reservation(
-            id=new_id("res"), key_id=key_id, organization_id=organization_id, amount=amount
+            id=self._ids("res"), key_id=key_id, organization_id=organization_id, amount=amount
         )
         row = await self._fetchone(
             "SELECT gw_reserve(%s, %s, %s, %s, %s)",
@@ -1074,7 +1076,7 @@ class PostgresStore:
         amount = parse_money(claim.amount, "reservation amount")
         if time.monotonic() - self._last_reclaim >= self._reclaim_every:
             await self.reclaim_expired()
-        reservation = reservation_for(claim, amount)
+        reservation = reservation_for(claim, amount, self._ids("res"))
         key_budget, project_budget = claim.key_budget, claim.project_budget
         kl, pl = claim.key_limits, claim.project_limits
         row = await self._ledger_call(

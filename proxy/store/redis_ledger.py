@@ -64,6 +64,7 @@ from proxy.store.base import (
 from proxy.store.common import (
     ADMISSION_TICKET_TTL,
     DEFAULT_RESERVATION_TTL,
+    InstanceIds,
     admission_outcome,
     new_id,
     parse_money,
@@ -128,6 +129,7 @@ class RedisLedgerStore:
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._redis_pool)
         self._prefix = redis_prefix or default_prefix(database_url)
         self._ttl_ms = round(reservation_ttl * 1000)
+        self._ids = InstanceIds()
         # A budget window's ledger outlives any reservation it holds (it is dropped
         # only once no reservation made in it can still be in flight, then reloads).
         self._window_ttl_ms = 2 * self._ttl_ms + 60_000
@@ -361,7 +363,7 @@ class RedisLedgerStore:
         amount = parse_money(amount, "reservation amount")
         self._start_flusher()
         reservation = Reservation(
-            id=new_id("res"), key_id=key_id, organization_id=organization_id, amount=amount
+            id=self._ids("res"), key_id=key_id, organization_id=organization_id, amount=amount
         )
         for _ in range(3):
             outcome = self._text(
@@ -392,7 +394,7 @@ class RedisLedgerStore:
     async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
         amount = parse_money(claim.amount, "reservation amount")
         self._start_flusher()
-        reservation = reservation_for(claim, amount)
+        reservation = reservation_for(claim, amount, self._ids("res"))
         org = claim.organization_id or ""
         key_window, project_window = _window_names(reservation)
         key_budget = "" if claim.key_budget is None else units_from_money(claim.key_budget.amount)

@@ -6,7 +6,8 @@ row, the reservations table and its indexes) to the WAL: six pages and a commit
 record per write. Under load dozens of requests reach their write in the same turn of
 the event loop, so `WriteBatch` collects the writes of one turn and runs them in one
 `BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint so that one failing write
-(an unknown key, say) is rolled back alone. Every caller's future completes only
+(an unknown key, say) is rolled back alone (a savepoint for the whole batch first, and
+one per write only when a write failed). Every caller's future completes only
 after the COMMIT: usage still survives `kill -9` once a call has returned.
 """
 
@@ -31,6 +32,10 @@ class PendingWrite(Generic[T]):
     `undo` runs (as a write of its own) when the caller stopped waiting before the
     result arrived, so that what the write created (a reservation) is not left
     holding budget until it expires.
+
+    INVARIANT: `fn` changes nothing but the database through the connection it is
+    given, and returns its result: it may run twice in one commit, the first attempt
+    rolled back (`run_in_transaction`).
     """
 
     __slots__ = ("fn", "future", "undo")
@@ -54,6 +59,12 @@ def run_in_transaction(
     A write that raises is rolled back to its savepoint and its exception becomes its
     outcome; the others commit. If the commit itself fails, everything is rolled back
     and the error propagates (no write took effect).
+
+    Writes almost never fail, so the batch first runs under one savepoint: two
+    statements per write fewer than a savepoint each (a third of the statements of a
+    plain admission). Only if one of them raises is that attempt rolled back and the
+    batch run again write by write, each in its own savepoint; hence a write may run
+    twice, and touches nothing but the connection (`PendingWrite`).
     """
     outcomes: list[Outcome] = []
     try:
@@ -65,20 +76,33 @@ def run_in_transaction(
                 conn.execute("ROLLBACK")
                 return [(False, exc)]
         else:
-            for write in writes:
-                conn.execute("SAVEPOINT request_write")
-                try:
-                    result = write(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO request_write")
-                    conn.execute("RELEASE request_write")
-                    outcomes.append((False, exc))
-                else:
-                    conn.execute("RELEASE request_write")
-                    outcomes.append((True, result))
+            outcomes = _all_or_each(conn, writes)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return outcomes
+
+
+def _all_or_each(
+    conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], Any]]
+) -> list[Outcome]:
+    conn.execute("SAVEPOINT request_batch")
+    try:
+        return [(True, write(conn)) for write in writes]
+    except Exception:
+        conn.execute("ROLLBACK TO request_batch")
+    outcomes: list[Outcome] = []
+    for write in writes:
+        conn.execute("SAVEPOINT request_write")
+        try:
+            result = write(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO request_write")
+            conn.execute("RELEASE request_write")
+            outcomes.append((False, exc))
+        else:
+            conn.execute("RELEASE request_write")
+            outcomes.append((True, result))
     return outcomes

@@ -11,7 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.store.sqlite import _in_flight_below, _key_in_flight_below
+from proxy.store.sqlite import (
+    MIGRATIONS,
+    _add_money_functions,
+    _in_flight_below,
+    _key_in_flight_below,
+)
 
 
 @pytest.fixture
@@ -101,3 +106,33 @@ def test_one_read_of_the_key_decides_as_one_read_per_check(
         or _in_flight_below(conn, "key_id = ? AND key_window = ?", ("k", "w1"), 50.0, window[1])
     )
     assert _key_in_flight_below(conn, "k", 50.0, limit, window) == expected
+
+
+def test_the_organizations_reservations_are_summed_from_the_index_alone() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for migration in MIGRATIONS:
+        for statement in migration:
+            conn.execute(statement)
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT total(amount), count(*) FROM reservations "
+        "WHERE org_id = ? AND expires_at > ?",
+        ("o", 1.0),
+    ).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "COVERING INDEX reservations_org (org_id=? AND expires_at>?)" in details, details
+
+
+@given(
+    usage=st.decimals(min_value=0, max_value=10**12, places=12, allow_nan=False),
+    cost=st.decimals(min_value=0, max_value=10**6, places=12, allow_nan=False),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_settlement_arithmetic_in_sql_is_decimals(usage: Decimal, cost: Decimal) -> None:
+    # A settlement adds to the stored decimal text inside its UPDATE; the result is the
+    # text `Decimal` arithmetic gives, never SQLite's floating point.
+    conn = sqlite3.connect(":memory:")
+    _add_money_functions(conn)
+    added, subtracted = conn.execute(
+        "SELECT decimal_add(?, ?), decimal_subtract(?, ?)", (str(usage), str(cost)) * 2
+    ).fetchone()
+    assert (added, subtracted) == (str(usage + cost), str(usage - cost))
