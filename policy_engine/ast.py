@@ -34,15 +34,17 @@ Node set:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from operator import attrgetter
 from types import MappingProxyType
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
 from policy_engine.source import Span
 
 __all__ = [
+    "CHILDREN",
     "CHILD_FIELDS",
     "ArrayCompr",
     "ArrayTerm",
@@ -340,6 +342,32 @@ CHILD_FIELDS: Final[Mapping[type, tuple[str, ...]]] = MappingProxyType(
 )
 
 
+# Annotations of fields that never hold a node (names, flags, texts): `walk` skips them.
+_SCALAR_PARTS = frozenset({"str", "bool", "int", "None", "tuple[str, ...]"})
+
+
+def _children_getter(kind: type) -> tuple[bool, Callable[[Any], Any] | None]:
+    """(one field, getter): the values of `kind`'s fields that may hold nodes, last first."""
+    annotations = getattr(kind, "__annotations__", {})
+    fields = [
+        name
+        for name in CHILD_FIELDS[kind]
+        if not {part.strip() for part in str(annotations.get(name, "")).split("|")} <= _SCALAR_PARTS
+    ]
+    if not fields:
+        return True, None
+    if len(fields) == 1:
+        return True, attrgetter(fields[0])
+    return False, attrgetter(*fields)
+
+
+# Per node class: (its getter returns one value, not a tuple; the getter, or None for a
+# class with no field that holds nodes). The fields are `CHILD_FIELDS`', last first.
+CHILDREN: Final[Mapping[type, tuple[bool, Callable[[Any], Any] | None]]] = MappingProxyType(
+    {kind: _children_getter(kind) for kind in CHILD_FIELDS}
+)
+
+
 def walk(root: object, ref_heads: bool = True) -> Iterator[_Node]:
     """Every node in `root` (a node or a tuple of them), parents first, left to right.
 
@@ -347,18 +375,26 @@ def walk(root: object, ref_heads: bool = True) -> Iterator[_Node]:
     own (in `input.x` the `input` is part of the reference, not a use).
     Iterative, so it costs one step per node and no recursion.
     """
-    stack: list[object] = [root]
+    stack: list[Any] = [root]
     pop, push, extend = stack.pop, stack.append, stack.extend
+    children = CHILDREN.get
     while stack:
         node = pop()
-        if type(node) is tuple:
+        kind = type(node)
+        if kind is tuple:
             extend(reversed(node))
             continue
-        if not isinstance(node, _Node):
-            continue  # a name, a flag, None
+        plan = children(kind)
+        if plan is None:
+            continue  # None (an absent optional part)
         yield node
-        if not ref_heads and type(node) is Ref and type(node.head) is Var:
+        if not ref_heads and kind is Ref and type(node.head) is Var:
             push(node.path)
             continue
-        for name in CHILD_FIELDS[type(node)]:
-            push(getattr(node, name))
+        one, getter = plan
+        if getter is None:
+            continue
+        if one:
+            push(getter(node))
+        else:
+            extend(getter(node))

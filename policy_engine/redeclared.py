@@ -21,6 +21,7 @@ Statements are visited in source order, the order OPA rewrites them in.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from policy_engine import ast
 from policy_engine.errors import COMPILE_ERROR, Diagnostic
@@ -143,26 +144,33 @@ class _Checker:
 
     def uses(self, node: object, scope: _Scope) -> None:
         """Mark every variable read in `node` as met; comprehensions get their own scope."""
-        stack = [node]  # iterative, left to right: big policies have many small terms
+        stack: list[Any] = [node]  # iterative, left to right: big policies have many small terms
+        pop, push, extend = stack.pop, stack.append, stack.extend
+        children = ast.CHILDREN.get
         while stack:
-            item = stack.pop()
-            if isinstance(item, ast.Var):
+            item = pop()
+            kind = type(item)
+            if kind is ast.Var:
                 if item.name != "_":
                     scope.setdefault(item.name, _Seen.REFERENCED)
-            elif isinstance(item, tuple):
-                stack.extend(reversed(item))
-            elif isinstance(item, ast.ArrayCompr | ast.SetCompr):
+            elif kind is tuple:
+                extend(reversed(item))
+            elif kind is ast.ArrayCompr or kind is ast.SetCompr:
                 inner: _Scope = {}
                 self.body(item.body, inner)
                 self.uses(item.term, inner)
-            elif isinstance(item, ast.ObjectCompr):
+            elif kind is ast.ObjectCompr:
                 inner = {}
                 self.body(item.body, inner)
                 self.uses(item.key, inner)
                 self.uses(item.value, inner)
             else:
-                fields = ast.CHILD_FIELDS.get(type(item), ())  # () for None, names, flags
-                stack.extend(getattr(item, name) for name in fields)
+                plan = children(kind)  # None for None; no getter for a leaf
+                if plan is not None and plan[1] is not None:
+                    if plan[0]:
+                        push(plan[1](item))
+                    else:
+                        extend(plan[1](item))
 
     def problem(self, message: str, span: Span | None) -> None:
         self.problems.append(Diagnostic.at(COMPILE_ERROR, message, span))
