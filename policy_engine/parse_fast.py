@@ -62,7 +62,7 @@ class _Tables(NamedTuple):
     start: dict[str, int]
     end: dict[str, int]
     actions: list[dict[str, int]]  # per state: symbol -> next state, or -1 - rule to reduce
-    root_match: Match  # all terminals in lark's order (see `parse_tables`)
+    root_match: Match  # ignored text, then a terminal of all in lark's order (`parse_tables`)
     ignore: frozenset[str]
     newline: frozenset[str]  # terminals that may span lines
     lexers: list[_Lexer]  # per state
@@ -86,7 +86,9 @@ def _tables() -> _Tables:
         start=raw["start"],
         end=raw["end"],
         actions=raw["actions"],
-        root_match=re.compile(raw["root_pattern"]).match,
+        # The root alternation made optional: at a character no terminal starts
+        # with, the match ends after the ignored text, with no token group.
+        root_match=re.compile(f"{raw['skip_pattern']}(?:{raw['root_pattern']})?").match,
         ignore=frozenset(raw["ignore"]),
         newline=frozenset(raw["newline"]),
         lexers=[lexers[i] for i in raw["lexer_of_state"]],
@@ -108,6 +110,7 @@ def parse_fast(text: str, file: str, start: str) -> Any:
     actions = tables.actions
     lexers = tables.lexers
     root_match, ignore, newline = tables.root_match, tables.ignore, tables.newline
+    skipped_may_span_lines = bool(ignore & newline)
     states = [tables.start[start]]
     values: list[Any] = []
 
@@ -146,17 +149,31 @@ def parse_fast(text: str, file: str, start: str) -> Any:
     layout: list[str] = []  # "body", "paren", "collection", "compr"
     query_mode: bool | None = None
     prev = ""
-    pending: Token | None = None  # a new line that may end a statement
+    pending: Token | None = None  # a new line that may end a statement, as lark's `_SEP`
     while pos < size:
+        # Ignored text (spaces, comments), then the token, in one match.
+        match = root_match(text, pos)
+        if match is None:  # never: everything in the pattern is optional
+            raise NotParsed
+        begin = match.start(match.lastindex) if match.lastindex else match.end()
+        if begin != pos:
+            if skipped_may_span_lines:
+                newlines = text.count("\n", pos, begin)
+                if newlines:
+                    line += newlines
+                    line_start = text.rindex("\n", pos, begin) + 1
+            pos = begin
+            if pos == size:
+                break
         # The lexer of the state the parser is in when it asks for the next token.
         lexer = lexers[states[-1]]
-        match = root_match(text, pos)
-        if match is None or match.lastgroup not in lexer.accepts:
-            match = lexer.match(text, pos)
-            if match is None:
+        type_ = match.lastgroup
+        if type_ is None or type_ not in lexer.accepts:
+            own = lexer.match(text, pos)
+            if own is None:
                 raise NotParsed
-        type_ = match.lastgroup or ""
-        value = match.group()
+            match, type_ = own, own.lastgroup or ""
+        value = match.group(type_)
         start_pos, start_line, column = pos, line, pos - line_start + 1
         if type_ in newline:
             newlines = value.count("\n")
@@ -165,30 +182,28 @@ def parse_fast(text: str, file: str, start: str) -> Any:
                 line_start = pos + value.rindex("\n") + 1
         pos += len(value)
         if type_ in ignore:
-            continue
-        token = Token(type_, value, start_pos, start_line, column, line, pos - line_start + 1, pos)
+            continue  # only after the state's own lexer: the root's skips them
         keywords = lexer.keywords.get(type_)
         if keywords is not None and value in keywords:
-            type_ = token.type = keywords[value]
+            type_ = keywords[value]
         # parse_layout.Postlexer, token by token.
         if query_mode is None and type_ != "NEWLINE":
             query_mode = type_ != "PACKAGE"
         if type_ == "NEWLINE":
             top = layout[-1] if layout else ("body" if query_mode else "top")
             if top in ("body", "compr") and prev and prev not in NO_SEP_AFTER:
-                pending = token
+                end_column = pos - line_start + 1
+                pending = Token("_SEP", "\n", start_pos, start_line, column, line, end_column, pos)
             continue
         if type_ == "NAME" and value in KEYWORDS and prev != "DOT":
             type_ = KEYWORDS[value]
-            token = _retyped(type_, token)
         if pending is not None:
             if type_ not in NO_SEP_BEFORE and not (type_ == "ADDOP" and value == "-"):
-                feed(_retyped("_SEP", pending, "\n"), "_SEP")
+                feed(pending, "_SEP")
                 prev = "_SEP"
             pending = None
         if type_ == "LBRACE" and prev in BODY_OPENERS:
             type_ = "LBODY"
-            token = _retyped(type_, token)
         if type_ == "LBODY":
             layout.append("body")
         elif type_ in ("LBRACE", "LSQB"):
@@ -199,7 +214,33 @@ def parse_fast(text: str, file: str, start: str) -> Any:
             layout[-1] = "compr"
         elif type_ in ("RBRACE", "RSQB", "RPAR") and layout:
             layout.pop()
-        feed(token, type_)
+        token = Token(type_, value, start_pos, start_line, column, line, pos - line_start + 1, pos)
+        # feed(token, type_), inline: reduce as needed, then shift.
+        while True:
+            action = actions[states[-1]].get(type_)
+            if action is None:
+                raise NotParsed
+            if action >= 0:
+                states.append(action)
+                values.append(token)
+                break
+            rule = -1 - action
+            origin = origins[rule]
+            if units[rule]:
+                states[-1] = actions[states[-2]][origin]
+                continue
+            reduce = reductions[rule]
+            if reduce is None:
+                reduce = reductions[rule] = reduction(plans[rule], builder)
+            count = sizes[rule]
+            if count:
+                children = values[-count:]
+                del states[-count:]
+                del values[-count:]
+            else:
+                children = []
+            values.append(reduce(children))
+            states.append(actions[states[-1]][origin])
         prev = type_
     # The end: reduce until the start symbol's end state.
     end_state = tables.end[start]
@@ -228,16 +269,3 @@ def parse_fast(text: str, file: str, start: str) -> Any:
         if states[-1] == end_state:
             result = values[-1]
             return result.value if type(result) is Node else result
-
-
-def _retyped(type_: str, token: Token, value: str | None = None) -> Token:
-    return Token(
-        type_,
-        token.value if value is None else value,
-        token.start_pos,
-        token.line,
-        token.column,
-        token.end_line,
-        token.end_column,
-        token.end_pos,
-    )

@@ -13,11 +13,18 @@ terminal is one the state accepts, the state's lexer matches that terminal and
 the same text: `parse_fast` runs the one root alternation and compiles a
 state's own only for a token the state does not accept. `export` checks that
 order.
+
+Between tokens, `parse_fast` skips ignored text (spaces, comments) with one
+pattern, the ignored terminals' alternation repeated, then matches the token;
+lark matches each ignored stretch as a token of its own. That is the same
+wherever the lexer, at a character an ignored terminal can start with, picks
+that terminal whatever follows: `_skippable` checks it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +70,25 @@ def _lexer(lexer: BasicLexer, root: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+# Texts after an ignored terminal's first character, to try every terminal ahead of it on.
+_SAMPLE_TAILS = ("", " ", "\t", "\n", "#", "a", "Z", "_", "0", "9", '"', "`", "{", "-", "=", "x y")
+
+
+def _skippable(root: BasicLexer, order: list[tuple[str, str]]) -> str:
+    """The pattern of a stretch of ignored text; raises if lark would lex it otherwise."""
+    ignored = [(name, regexp) for name, regexp in order if name in root.ignore_types]
+    match = root.scanner._mres[0].match
+    for name, regexp in ignored:
+        compiled = re.compile(regexp)
+        starts = [chr(c) for c in range(0x3000) if compiled.match(chr(c))]
+        for first in starts:
+            for tail in _SAMPLE_TAILS:
+                found = match(first + tail)
+                if found is None or found.lastgroup != name:
+                    raise AssertionError(f"{first + tail!r} does not lex as {name}")
+    return "(?:" + "|".join(regexp for _name, regexp in ignored) + ")*"
+
+
 def export() -> dict[str, Any]:
     """The tables of the engine's grammar, as `parse_tables.json` holds them."""
     lark = lark_parser()
@@ -105,6 +131,7 @@ def export() -> dict[str, Any]:
         "end": dict(sorted(table.end_states.items())),
         "actions": actions,
         "root_pattern": root.scanner._mres[0].pattern,
+        "skip_pattern": _skippable(root, root_order),
         "ignore": sorted(root.ignore_types),
         "newline": sorted(root.newline_types),
         "lexer_of_state": lexer_of_state,
