@@ -1,12 +1,14 @@
-"""The log's stream handler for `gateway serve`: lines written in batches, off the event loop.
+"""The log's stream handler for `gateway serve`: lines written in batches.
 
 `serve` logs one decision line per request (`proxy/decision_log.py`). A plain
 `StreamHandler` writes and flushes each record on its own: a `write` system call per
-request, made on the event loop while the handler's lock is held. Here an INFO line
-waits up to `delay` seconds for the lines after it and a writer thread writes them all
-with one call; a WARNING or worse is written at once, with every line before it, so
-problems show without delay and lines keep their order. `flush` (which
-`logging.shutdown` calls at exit) and `close` write whatever waits.
+request, made on the event loop while the handler's lock is held. Here a line logged
+on a running event loop waits up to `delay` seconds (a timer on that loop) for the
+lines after it, and they are written with one call; a WARNING or worse is written at
+once, with every line before it, so problems show without delay and lines keep their
+order, and so is a line logged where no event loop runs. `flush` (which
+`logging.shutdown` calls at exit) and `close` write whatever waits. (A writer thread
+instead of the timer cost more than it saved: waking it handed the GIL over.)
 
 Only this handler batches: every other handler on the loggers (the dashboard's feed of
 decision lines, a test's capture) still sees each record as it is logged.
@@ -14,24 +16,26 @@ decision lines, a test's capture) still sees each record as it is logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-import time
 from typing import TextIO
 
 __all__ = ["BatchedStreamHandler"]
 
+# Lines that make a batch be written before its timer (a bound on what waits).
+_MOST_WAITING = 512
+
 
 class BatchedStreamHandler(logging.StreamHandler[TextIO]):
-    """`logging.StreamHandler` whose INFO and DEBUG lines reach the stream in batches,
-    at most `delay` seconds after they were logged (see the module doc)."""
+    """`logging.StreamHandler` whose INFO and DEBUG lines logged on an event loop reach
+    the stream in batches, at most `delay` seconds later (see the module doc)."""
 
     def __init__(self, stream: TextIO, delay: float = 0.05) -> None:
         super().__init__(stream)
         self._delay = delay
         self._waiting: list[str] = []
-        self._due = threading.Event()
-        self._writer: threading.Thread | None = None
+        # The loop whose timer writes the waiting lines (None: nothing waits).
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         # Called by `Handler.handle` with `self.lock` held.
@@ -41,15 +45,18 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             self.handleError(record)
             return
         self._waiting.append(line)
-        if record.levelno >= logging.WARNING:
+        if record.levelno >= logging.WARNING or len(self._waiting) >= _MOST_WAITING:
             self._write_waiting()
-        elif len(self._waiting) == 1:
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_when_due, name="log-writer", daemon=True
-                )
-                self._writer.start()
-            self._due.set()
+        elif self._timer_loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop here: nothing would write it later
+                self._write_waiting()
+                return
+            loop.call_later(self._delay, self.flush)
+            self._timer_loop = loop
+        elif self._timer_loop.is_closed():  # its timer will never run
+            self._write_waiting()
 
     def flush(self) -> None:
         self.acquire()  # an RLock: `emit` may call this with it held
@@ -64,6 +71,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
 
     def _write_waiting(self) -> None:
         """Write the waiting lines in one call (with `self.lock` held)."""
+        self._timer_loop = None
         if not self._waiting:
             return
         text = self.terminator.join(self._waiting) + self.terminator
@@ -75,14 +83,3 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             # The stream is gone (a closed pipe): as a plain StreamHandler, the lines are
             # lost and logging goes on.
             pass
-
-    def _write_when_due(self) -> None:
-        while True:
-            self._due.wait()
-            time.sleep(self._delay)  # let the lines of the next `delay` seconds join
-            self.acquire()
-            try:
-                self._due.clear()
-                self._write_waiting()
-            finally:
-                self.release()

@@ -1,29 +1,27 @@
-"""`gateway serve`'s log handler writes INFO lines in batches from a writer thread, a
-WARNING at once with every line before it, and whatever waits on flush and close;
-other handlers still see every record as it is logged."""
+"""`gateway serve`'s log handler writes the INFO lines logged on an event loop in
+batches on a timer of that loop, a WARNING (or a line logged where no loop runs) at
+once with every line before it, and whatever waits on flush and close; other
+handlers still see every record as it is logged."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
-import threading
 
 from proxy.log_lines import BatchedStreamHandler
 
 
 class _Stream(io.StringIO):
-    """Counts the writes, and says when one happened."""
+    """Counts the writes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
-        self.written = threading.Event()
 
     def write(self, text: str) -> int:
         self.writes += 1
-        count = super().write(text)
-        self.written.set()
-        return count
+        return super().write(text)
 
 
 def _logger(name: str, *handlers: logging.Handler) -> logging.Logger:
@@ -37,11 +35,15 @@ def _logger(name: str, *handlers: logging.Handler) -> logging.Logger:
 
 def test_info_lines_wait_and_are_written_together_in_order() -> None:
     stream = _Stream()
-    handler = BatchedStreamHandler(stream, delay=3600.0)  # the writer never wakes in time
+    handler = BatchedStreamHandler(stream, delay=3600.0)  # the timer never fires in time
     logger = _logger("test.log_lines.batch", handler)
-    try:
+
+    async def log() -> None:
         for number in range(5):
             logger.info("line %d", number)
+
+    try:
+        asyncio.run(log())
         assert stream.getvalue() == ""  # nothing written on the logging call itself
         handler.flush()
         assert stream.getvalue() == "".join(f"line {n}\n" for n in range(5))
@@ -50,16 +52,48 @@ def test_info_lines_wait_and_are_written_together_in_order() -> None:
         logger.removeHandler(handler)
 
 
-def test_the_writer_thread_writes_waiting_lines_after_the_delay() -> None:
+def test_the_loops_timer_writes_waiting_lines_after_the_delay() -> None:
     stream = _Stream()
     handler = BatchedStreamHandler(stream, delay=0.01)
-    logger = _logger("test.log_lines.writer", handler)
-    try:
+    logger = _logger("test.log_lines.timer", handler)
+
+    async def log() -> str:
         logger.info("first")
         logger.info("second")
-        assert stream.written.wait(timeout=10.0)
-        handler.acquire()  # the writer writes under the handler's lock
-        handler.release()
+        before = stream.getvalue()
+        await asyncio.sleep(0.05)
+        return before
+
+    try:
+        assert asyncio.run(log()) == ""
+        assert stream.getvalue() == "first\nsecond\n"
+        assert stream.writes == 1
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_line_logged_without_an_event_loop_is_written_at_once() -> None:
+    stream = _Stream()
+    handler = BatchedStreamHandler(stream, delay=3600.0)
+    logger = _logger("test.log_lines.no_loop", handler)
+    try:
+        logger.info("starting")
+        assert stream.getvalue() == "starting\n"
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_lines_left_by_a_closed_loop_are_written_with_the_next_line() -> None:
+    stream = _Stream()
+    handler = BatchedStreamHandler(stream, delay=3600.0)
+    logger = _logger("test.log_lines.closed_loop", handler)
+
+    async def log(line: str) -> None:
+        logger.info(line)
+
+    try:
+        asyncio.run(log("first"))
+        asyncio.run(log("second"))  # the first loop, and its timer, are gone
         assert stream.getvalue() == "first\nsecond\n"
     finally:
         logger.removeHandler(handler)
@@ -69,9 +103,13 @@ def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
     stream = _Stream()
     handler = BatchedStreamHandler(stream, delay=3600.0)
     logger = _logger("test.log_lines.warning", handler)
-    try:
+
+    async def log() -> None:
         logger.info("before")
         logger.warning("problem")
+
+    try:
+        asyncio.run(log())
         assert stream.getvalue() == "before\nproblem\n"
         assert stream.writes == 1
     finally:
@@ -82,7 +120,12 @@ def test_close_writes_what_waits() -> None:
     stream = _Stream()
     handler = BatchedStreamHandler(stream, delay=3600.0)
     logger = _logger("test.log_lines.close", handler)
-    logger.info("last words")
+
+    async def log() -> None:
+        logger.info("last words")
+
+    asyncio.run(log())
+    assert stream.getvalue() == ""
     logger.removeHandler(handler)
     handler.close()
     assert stream.getvalue() == "last words\n"
@@ -99,8 +142,12 @@ def test_other_handlers_see_each_record_as_it_is_logged() -> None:
     handler = BatchedStreamHandler(stream, delay=3600.0)
     feed = Feed()
     logger = _logger("test.log_lines.feed", handler, feed)
-    try:
+
+    async def log() -> None:
         logger.info("decision")
+
+    try:
+        asyncio.run(log())
         assert seen == ["decision"]
         assert stream.getvalue() == ""
     finally:
