@@ -144,14 +144,16 @@ class RuleSourceCompiler(BodyCompiler):
         # Without definitions (only a default) the value starts undefined; otherwise the
         # first definition's chain sets it.
         lines = [] if definitions else [f"{target} = U"]
-        uses_frame = re.compile(rf"(?<![.\w]){re.escape(frame)}(?!\w)")
+        # The name first, then what must not precede or follow it: a literal-first
+        # pattern is searched for quickly, a lookbehind-first one tried at every offset.
+        uses_frame = re.compile(rf"{re.escape(frame)}(?<![.\w]{re.escape(frame)})(?!\w)")
         for i, (clauses, size) in enumerate(definitions):
             env[f"{name}size{i}"] = size
             found = target if i == 0 else f"{name}v"
             chain = self.chain_lines(clauses, f"{name}d{i}", env, found, frame, depth)
             if size > 1:
                 lines.append(f"{frame} = [None] * {name}size{i}")
-            elif any(uses_frame.search(line) for line in chain):
+            elif uses_frame.search("\n".join(chain)):  # one search: a line break is not [.\w]
                 # No variables: nothing reads or writes a slot (slot 0 only collects
                 # the values of clauses that enumerate), so one immutable frame will do;
                 # none at all when no statement passes the frame on.

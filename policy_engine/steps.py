@@ -104,22 +104,29 @@ def number_value(text: str) -> int | Decimal:
     return normalize_number(Decimal(text))
 
 
+_SCALAR_VALUE = (ast.StringLit, ast.BoolLit)
+
+
 def constant(term: ast.Term) -> Any:
     """The value of a term made only of literals, or MISSING."""
-    if isinstance(term, ast.StringLit | ast.BoolLit):
-        return term.value
-    if isinstance(term, ast.NumberLit):
-        return number_value(term.text)
-    if isinstance(term, ast.NullLit):
+    # By exact class (AST classes have no subclasses): the compiler asks this of
+    # nearly every term it meets, most of which are not constants.
+    kind = type(term)
+    node: Any = term
+    if kind in _SCALAR_VALUE:
+        return node.value
+    if kind is ast.NumberLit:
+        return number_value(node.text)
+    if kind is ast.NullLit:
         return None
-    if isinstance(term, ast.ArrayTerm):
-        items = [constant(t) for t in term.items]
+    if kind is ast.ArrayTerm:
+        items = [constant(t) for t in node.items]
         return MISSING if any(i is MISSING for i in items) else tuple(items)
-    if isinstance(term, ast.SetTerm):
-        items = [constant(t) for t in term.items]
+    if kind is ast.SetTerm:
+        items = [constant(t) for t in node.items]
         return MISSING if any(i is MISSING for i in items) else frozenset(map(freeze, items))
-    if isinstance(term, ast.ObjectTerm):
-        pairs = [(constant(i.key), constant(i.value)) for i in term.items]
+    if kind is ast.ObjectTerm:
+        pairs = [(constant(i.key), constant(i.value)) for i in node.items]
         if any(k is MISSING or v is MISSING for k, v in pairs):
             return MISSING
         return FrozenDict((freeze(k), v) for k, v in pairs)
