@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,12 @@ def test_strings_with_hashes_are_not_comments() -> None:
 _GATEWAY_LINES = GATEWAY_REGO.read_text(encoding="utf-8").splitlines()
 
 
+@functools.cache
+def _gateway_formatted() -> str:
+    """The default policy formatted, once for all the examples below."""
+    return format_text("\n".join(_GATEWAY_LINES), "<fmt>")
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
@@ -161,7 +168,7 @@ def test_indentation_and_trailing_blanks_do_not_change_the_result(pads: list[str
     messy = "\n".join(
         pad + line.strip() + pad for pad, line in zip(pads, _GATEWAY_LINES, strict=True)
     )
-    assert format_text(messy, "<fmt>") == format_text("\n".join(_GATEWAY_LINES), "<fmt>")
+    assert format_text(messy, "<fmt>") == _gateway_formatted()
 
 
 def test_multi_line_raw_strings_are_kept_verbatim() -> None:
