@@ -111,6 +111,7 @@ def parse_fast(text: str, file: str, start: str) -> Any:
     lexers = tables.lexers
     root_match, ignore, newline = tables.root_match, tables.ignore, tables.newline
     skipped_may_span_lines = bool(ignore & newline)
+    new_str = str.__new__
     states = [tables.start[start]]
     values: list[Any] = []
 
@@ -214,7 +215,18 @@ def parse_fast(text: str, file: str, start: str) -> Any:
             layout[-1] = "compr"
         elif type_ in ("RBRACE", "RSQB", "RPAR") and layout:
             layout.pop()
-        token = Token(type_, value, start_pos, start_line, column, line, pos - line_start + 1, pos)
+        # Token(...) without its Python-level constructor: one call fewer per token.
+        token = new_str(Token, value)
+        token.__dict__ = {
+            "type": type_,
+            "value": value,
+            "start_pos": start_pos,
+            "line": start_line,
+            "column": column,
+            "end_line": line,
+            "end_column": pos - line_start + 1,
+            "end_pos": pos,
+        }
         # feed(token, type_), inline: reduce as needed, then shift.
         while True:
             action = actions[states[-1]].get(type_)

@@ -87,11 +87,12 @@ def reduction(plan: Plan, builder: ToAst) -> Reduction:
     method = getattr(builder, plan.method) if plan.method is not None else None
     helper, inline_single = plan.helper, plan.inline_single
     as_given, grows, rest = _shape(plan)
+    new_node = object.__new__  # a Node without a call to its __init__
 
     def reduce(children: list[Any]) -> Any:
         # The extent of the rule's text: from its first child's start to its last's
         # end (tokens and `Node`s both say whether they are `empty`).
-        node = Node()
+        node = new_node(Node)  # every field set below or before it is returned
         for child in children:
             if not child.empty:
                 node.line, node.column = child.line, child.column
@@ -101,6 +102,9 @@ def reduction(plan: Plan, builder: ToAst) -> Reduction:
                         break
                 node.empty = False
                 break
+        else:
+            node.empty = True
+            node.line = node.column = node.end_line = node.end_column = 0
         if as_given:
             items = children
         else:
