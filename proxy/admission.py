@@ -66,9 +66,10 @@ class Admission:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         queued = False
+        ledgers = _ledgers(claim.key_id, claim.organization_id, _project(claim))
         try:
             while True:
-                woken = self._listen(claim)
+                woken = self._listen(ledgers)
                 try:
                     outcome = await self._store.admit(claim, ticket)
                     if not isinstance(outcome, Queued):
@@ -84,7 +85,7 @@ class Admission:
                         break
                     await asyncio.wait([woken], timeout=min(remaining, self._poll))
                 finally:
-                    self._forget(claim, woken)
+                    self._forget(ledgers, woken)
         except BaseException:
             if queued:
                 with anyio.CancelScope(shield=True):
@@ -122,15 +123,15 @@ class Admission:
         await self._store.withdraw(claim, ticket)
         self.wake(claim.key_id, claim.organization_id, _project(claim))
 
-    def _listen(self, claim: Claim) -> asyncio.Future[None]:
+    def _listen(self, ledgers: tuple[str, ...]) -> asyncio.Future[None]:
         # Registered before asking the store, so a settlement in between is not missed.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for ledger in _ledgers(claim.key_id, claim.organization_id, _project(claim)):
+        for ledger in ledgers:
             self._waiters.setdefault(ledger, set()).add(future)
         return future
 
-    def _forget(self, claim: Claim, future: asyncio.Future[None]) -> None:
-        for ledger in _ledgers(claim.key_id, claim.organization_id, _project(claim)):
+    def _forget(self, ledgers: tuple[str, ...], future: asyncio.Future[None]) -> None:
+        for ledger in ledgers:
             waiting = self._waiters.get(ledger)
             if waiting is not None:
                 waiting.discard(future)

@@ -218,3 +218,30 @@ def test_the_wal_stays_bounded_under_a_steady_stream_of_writes(
     # the inline commits and never start the WAL over, so without the blocking one at
     # the bound it would keep every write's pages (about 80 MB here).
     assert asyncio.run(body()) < 16 * 1024 * 1024
+
+
+def test_a_new_database_has_small_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    # Every commit appends each page it changed to the WAL whole: small pages keep the
+    # WAL a checkpoint must sync small. A database made before keeps its page size.
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE earlier (x)")
+
+    async def body(path: Path) -> Decimal:
+        store, key_id = await _store_with_key(str(path))
+        try:
+            reservation = await store.reserve(key_id, "default", COST)
+            assert reservation is not None
+            await store.settle(reservation, COST)
+            return (await _usage_and_reserved(store, key_id))[0]
+        finally:
+            await store.close()
+
+    for path, size in ((tmp_path / "new.db", sqlite_module._PAGE_SIZE), (old, 4096)):
+        assert asyncio.run(body(path)) == COST
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+    assert sqlite_module._PAGE_SIZE == 1024
