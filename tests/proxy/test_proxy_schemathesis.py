@@ -41,17 +41,20 @@ def admin_deployment(
         yield running
 
 
-def _operations(deployment: Deployment) -> list[Any]:
-    schema = schemathesis.openapi.from_url(f"{deployment.url}/schema/openapi.json")
-    operations = []
+@pytest.fixture(scope="module")
+def operations(admin_deployment: Deployment) -> list[Any]:
+    """The served schema's `/v1` and `/admin` operations, read once for both tests
+    (schemathesis takes seconds of CPU to load the schema)."""
+    schema = schemathesis.openapi.from_url(f"{admin_deployment.url}/schema/openapi.json")
+    found = []
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), f"the served schema has an invalid operation: {result}"
-        operations.append(result.ok())
-    return [op for op in operations if op.path.startswith(("/v1/", "/admin/"))]
+        found.append(result.ok())
+    return [op for op in found if op.path.startswith(("/v1/", "/admin/"))]
 
 
-def test_openapi_lists_v1_and_admin(admin_deployment: Deployment) -> None:
-    paths = {op.path for op in _operations(admin_deployment)}
+def test_openapi_lists_v1_and_admin(operations: list[Any]) -> None:
+    paths = {op.path for op in operations}
     assert {"/v1/chat/completions", "/v1/models", "/v1/embeddings"} <= paths
     assert "/admin/keys" in paths and "/admin/keys/{key_id}/iam" in paths
 
@@ -83,10 +86,12 @@ def _exercise(operation: Any, url: str, headers: dict[str, str], failures: list[
     exercise()
 
 
-def test_no_5xx_and_responses_match_schema(admin_deployment: Deployment) -> None:
+def test_no_5xx_and_responses_match_schema(
+    admin_deployment: Deployment, operations: list[Any]
+) -> None:
     tenant = make_tenant(admin_deployment.admin)
     failures: list[str] = []
-    for operation in _operations(admin_deployment):
+    for operation in operations:
         token = ADMIN_TOKEN if operation.path.startswith("/admin/") else tenant.token
         headers = {"Authorization": f"Bearer {token}"}
         _exercise(operation, admin_deployment.url, headers, failures)
