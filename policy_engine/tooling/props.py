@@ -153,6 +153,39 @@ def _seeds(modules: list[ast.Module], engine: Engine) -> list[Any]:
     return seeds
 
 
+_ALL_PROPS_PACKAGE = "policy_engine_prop_check"
+_ALL_PROPS = f"data.{_ALL_PROPS_PACKAGE}.all_props"
+
+
+def _all_props_module(props: list[Property]) -> str:
+    """A rule whose value is every property's, in order: one evaluation context for
+    them all, so the rules they share (the decision, mostly) are computed once per
+    input rather than once per property."""
+    refs = ", ".join(p.name for p in props)
+    return f"package {_ALL_PROPS_PACKAGE}\n\nall_props := [{refs}]\n"
+
+
+def _check_all(
+    all_props: Prepared | None, props: list[tuple[Property, Prepared]], document: Any
+) -> None:
+    """`_check`, first in one evaluation of every property: when that gives each a
+    value other than `false`, every property holds. Anything else (an undefined one
+    leaves the whole array undefined, an error, a `false`) is checked one property at
+    a time, which names the first that breaks exactly as before."""
+    if all_props is not None:
+        try:
+            values = all_props(document)
+        except EvalError:
+            values = UNDEFINED
+        if (
+            isinstance(values, list)
+            and len(values) == len(props)
+            and not any(value is False for value in values)
+        ):
+            return
+    _check(props, document)
+
+
 def _check(props: list[tuple[Property, Prepared]], document: Any) -> None:
     for prop, prepared in props:
         try:
@@ -183,16 +216,22 @@ def run_properties(
     modules, problems = _parse_all(policies.sources)
     if problems:
         raise PolicyError(problems, policies.sources)
-    engine = Engine.from_sources(policies.sources, policies.data)
     props = find_properties(modules, config.pattern)
+    sources = policies.sources
+    if props:
+        sources = {**sources, f"<{_ALL_PROPS_PACKAGE}>": _all_props_module(props)}
+    engine = Engine.from_sources(sources, policies.data)
     prepared = [(p, engine.prepare(p.name)) for p in props]
+    all_props = engine.prepare(_ALL_PROPS) if props else None
     store = CounterexampleStore(config.database, _store_key(props, schema))
     started = time.perf_counter()
     violation = _replay(prepared, store) if props else None
     replayed = violation is not None
     examples = 0
     if violation is None and props:
-        violation, examples = _search(policies, modules, schema, config, engine, prepared)
+        violation, examples = _search(
+            policies, modules, schema, config, engine, prepared, all_props
+        )
         if violation is not None:
             store.save(violation.document)
     return PropReport(
@@ -224,6 +263,7 @@ def _search(
     config: PropConfig,
     engine: Engine,
     prepared: list[tuple[Property, Prepared]],
+    all_props: Prepared | None,
 ) -> tuple[_Violation | None, int]:
     """Run hypothesis; the shrunk violation (or None) and the number of inputs tried."""
     dictionary = dictionary_of([_string_constants(modules), policies.data])
@@ -241,7 +281,7 @@ def _search(
         if steer is not None and not violations:  # steering is for finding, not shrinking
             steer(document)
         try:
-            _check(prepared, document)
+            _check_all(all_props, prepared, document)
         except _Violation as exc:
             violations.append(exc)  # the last one raised is the shrunk example
             raise

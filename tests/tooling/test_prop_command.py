@@ -306,3 +306,34 @@ def test_decimal_patterns_produce_ties() -> None:
 
     search = settings(max_examples=300, database=None, derandomize=True)
     assert tied(find(schema_strategy(_AMOUNTS), tied, settings=search))
+
+
+def test_an_undefined_property_is_named_while_the_others_are_checked_together(
+    tmp_path: Path,
+) -> None:
+    """Every property is first evaluated in one context (one array of their values);
+    an undefined one makes that array undefined, and the property is still the one
+    named, with the outcome `undefined`."""
+    (tmp_path / "p.rego").write_text(
+        "package fixtures.partly\n\nimport rego.v1\n\n"
+        "prop_holds if input.n == input.n\n\n"
+        "prop_needs_a_big_n if input.n > 5\n",
+        encoding="utf-8",
+    )
+    result = run_cli(
+        [
+            "prop",
+            str(tmp_path),
+            "--input-schema",
+            str(NUMBERS / "numbers.schema.json"),
+            "--seed",
+            "1",
+            "--max-examples",
+            "50",
+            "--database",
+            str(tmp_path / "db"),
+        ]
+    )
+    assert result.status == 1
+    assert "FAIL data.fixtures.partly.prop_needs_a_big_n does not hold (undefined)" in result.out
+    assert "prop_holds" not in result.out.split("FAIL", 1)[1]
