@@ -5,6 +5,8 @@ usage limit holds exactly across the two (SQLite shared in WAL mode)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
@@ -18,11 +20,13 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
 from proxy_test_servers import free_port
 
+from proxy.cli import main as gateway_main
 from proxy.config import default_policy_dir
 from proxy.mock_provider import mock_reply
 
@@ -200,17 +204,19 @@ def _prompt_costing_a_cent() -> str:
 
 
 def _cli(workdir: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", *args, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=workdir,
-        env=_env(workdir / "gateway.db"),
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    payload: dict[str, Any] = json.loads(done.stdout)
+    """`gateway ARGS --json` run in this process, in `workdir` with the workers'
+    environment: a fresh interpreter per command cost about a second of CPU each, and
+    the console script as a process is test_admin_cli's."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, _env(workdir / "gateway.db"), clear=True),
+        contextlib.chdir(workdir),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        status = gateway_main([*args, "--json"])
+    assert status == 0, err.getvalue()
+    payload: dict[str, Any] = json.loads(out.getvalue())
     return payload
 
 
