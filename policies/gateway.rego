@@ -350,7 +350,10 @@ rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(
 # Without the store's counts (the first decision of a request) only a request
 # whose token bound exceeds a tokens-per-minute limit can be refused here: the
 # other checks need the counts. This only saves the work of looking, on every
-# request of a rate-limited key, so each case is its own plain lookup.
+# request of a rate-limited key, so each case is its own plain lookup. It may say
+# "possible" when no refusal follows (rate_limited then finds none), never the
+# reverse: with policy ceilings it always looks; without them a window's own limits
+# are its effective ones, so those are not worked out just for this check.
 rate_refusal_possible if input.request.token_bound != null
 
 rate_refusal_possible if key_window.requests_in_window != null
@@ -365,21 +368,37 @@ rate_refusal_possible if project_window.tokens_in_window != null
 
 rate_refusal_possible if project_window.parallel != null
 
-rate_refusal_possible if request_too_large(key_rate_limits)
+rate_refusal_possible if rate_ceilings_set
 
-rate_refusal_possible if request_too_large(project_rate_limits)
+rate_refusal_possible if request_too_large(key_window)
+
+rate_refusal_possible if request_too_large(project_window)
 
 rate_limits_set if input.key.rate_limits != null
 
 rate_limits_set if input.project.rate_limits != null
 
-rate_limits_set if count(data.gateway.iam_policies.rate_ceilings) > 0
+rate_limits_set if rate_ceilings_set
+
+rate_ceilings_set if count(data.gateway.iam_policies.rate_ceilings) > 0
 
 # What an allowed request's admission enforces (the store applies the same rule):
 # the effective limits of the key's and the project's windows, null without any.
-decision_rate_limits := {"key": limits_or_null(key_rate_limits), "project": limits_or_null(project_rate_limits)} if {
-	rate_limits_set
-} else := {"key": null, "project": null}
+# Without policy ceilings those are each window's own limits, taken directly.
+decision_rate_limits := {"key": null, "project": null} if {
+	not rate_limits_set
+} else := {"key": own_limits_or_null(key_window), "project": own_limits_or_null(project_window)} if {
+	not rate_ceilings_set
+} else := {"key": limits_or_null(key_rate_limits), "project": limits_or_null(project_rate_limits)}
+
+# limits_or_null(own_limits(window)), reading the proxy's usual window (all three
+# limits present, one of them set) without building it twice.
+own_limits_or_null(window) := null if {
+	window == null
+} else := limits if {
+	limits := {"rpm": window.rpm, "tpm": window.tpm, "max_parallel": window.max_parallel}
+	limits != {"rpm": null, "tpm": null, "max_parallel": null}
+} else := limits_or_null(own_limits(window))
 
 limits_or_null(limits) := limits if {
 	some name in rate_limit_names

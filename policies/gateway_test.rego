@@ -584,3 +584,16 @@ test_a_policy_ceiling_alone_refuses_a_request_too_large if {
 	d.status == 429
 	startswith(d.message, "Request too large for API key key_1 on tokens per min (TPM): Limit 10, Requested 50.")
 }
+
+test_a_window_whose_limits_are_all_null_admits_without_rate_limits if {
+	d := decide({"key": {"rate_limits": {"rpm": null, "tpm": null, "max_parallel": null}}})
+	d.allow == true
+	d.rate_limits == {"key": null, "project": null}
+}
+
+test_a_policy_ceiling_without_a_tpm_still_looks_and_finds_no_refusal if {
+	ceilings := [{"layer": "gateway", "rpm": 5, "tpm": null, "max_parallel": null}]
+	d := data.gateway.decision with input as with_patch({"key": {"rate_limits": {"rpm": 10, "tpm": 100, "max_parallel": null}}}) with data.gateway.iam_policies.rate_ceilings as ceilings
+	d.allow == true
+	d.rate_limits.key == {"rpm": 5, "tpm": 100, "max_parallel": null}
+}

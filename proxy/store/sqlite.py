@@ -375,6 +375,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX reservations_org",
         "CREATE INDEX reservations_org ON reservations(org_id, expires_at, amount)",
     ),
+    (
+        # A key's live reservations (the sum its usage limit and budget window are held
+        # against, and its rate window's requests in flight) read from the index alone:
+        # with (key_id, expires_at) each reservation in flight cost a lookup of its row
+        # for `amount`, on every admission of a key with controls.
+        "CREATE INDEX reservations_key_flight "
+        "ON reservations(key_id, expires_at, key_window, amount)",
+        "DROP INDEX reservations_key",
+        # A rate window's running totals follow its seconds' rows by trigger: the
+        # admission's count and the settlement's token correction are one statement
+        # each instead of two (a statement from Python costs more than the trigger's
+        # update). Seconds leaving the window are taken out of the totals explicitly
+        # (`_rate_count`), so a delete has no trigger.
+        """CREATE TRIGGER rate_buckets_added AFTER INSERT ON rate_buckets
+        BEGIN
+            INSERT INTO rate_totals (subject, requests, tokens, oldest)
+            VALUES (NEW.subject, NEW.requests, NEW.tokens, NEW.at)
+            ON CONFLICT (subject) DO UPDATE SET requests = requests + excluded.requests,
+                tokens = tokens + excluded.tokens,
+                oldest = min(coalesce(oldest, excluded.oldest), excluded.oldest);
+        END""",
+        """CREATE TRIGGER rate_buckets_changed AFTER UPDATE OF requests, tokens ON rate_buckets
+        BEGIN
+            UPDATE rate_totals SET requests = requests + NEW.requests - OLD.requests,
+                tokens = tokens + NEW.tokens - OLD.tokens
+             WHERE subject = NEW.subject;
+        END""",
+    ),
 )
 
 _PROJECT_COLUMNS = (
@@ -440,6 +468,10 @@ def _sum(rows: list[tuple[Any, ...]]) -> Decimal:
 # that underflow) is a bound no realistic count of reservations comes near.
 _TOTAL_RELATIVE_SLACK = 1e-6
 _TOTAL_ABSOLUTE_SLACK = 1e-300
+# `_below` compares in floating point first, for rooms well inside the normal range
+# (where rounding errors are relative), with this relative margin.
+_NORMAL_FLOATS = 1e-250
+_FLOAT_MARGIN = 1e-12
 
 
 _KEY = "key_id = ?"
@@ -483,6 +515,18 @@ def _below(
     if count == 0:
         return room > 0
     if math.isfinite(total):
+        # First in floating point: Decimal(float) is exact and slow (a power of two per
+        # conversion), twice per check of a key with a limit and a budget. `float(room)`
+        # is within 2**-53 of `room` and each operation below within 2**-53 of its
+        # exact result; a margin of 1e-12 of `room` covers them many times over, for
+        # `room` in the normal range (smaller or negative: the exact figures decide).
+        room_float = float(room)
+        if room_float > _NORMAL_FLOATS:
+            slack_float = total * _TOTAL_RELATIVE_SLACK + _TOTAL_ABSOLUTE_SLACK
+            if total + slack_float < room_float * (1 - _FLOAT_MARGIN):
+                return True
+            if total - slack_float >= room_float * (1 + _FLOAT_MARGIN):
+                return False
         slack = Decimal(total * _TOTAL_RELATIVE_SLACK + _TOTAL_ABSOLUTE_SLACK)
         estimate = Decimal(total)
         if estimate + slack < room:
@@ -505,6 +549,27 @@ _KEY_FLIGHT = (
 # The key's live reservations at one instant: their total and count, and those of one
 # budget window (both 0 without a window).
 _KeyFlight = tuple[float, int, float, int]
+
+# A subject's `rate_totals` row: requests, tokens, oldest second (all None: no row).
+_Totals = tuple[Any, Any, Any]
+
+# The admission of a key with rate limits reads in one statement what it needs of the
+# key: its row, its budget window's settled usage (NULL without a budget or nothing
+# settled), its rate window's totals and its live reservations (`_KEY_FLIGHT`), where
+# four statements read them before. Same transaction and instant: nothing the
+# admission does before using them writes any of them.
+_RATED_KEY_ROW = (
+    "SELECT k.usage, k.usage_limit, b.usage, t.requests, t.tokens, t.oldest, "
+    "total(r.amount), count(r.amount), total(CASE WHEN r.key_window = ? THEN r.amount END), "
+    "count(CASE WHEN r.key_window = ? THEN 1 END), k.id, k.queue_until "
+    "FROM api_keys k "
+    "LEFT JOIN budget_usage b ON b.subject = ? AND b.window_start = ? "
+    "LEFT JOIN rate_totals t ON t.subject = ? "
+    # An aggregate over the key's live reservations (none: one row of NULLs, counted
+    # 0), the key's own columns the same on every row; no key: k.id is NULL.
+    "LEFT JOIN reservations r ON r.key_id = k.id AND r.expires_at > ? "
+    "WHERE k.id = ?"
+)
 
 
 def _key_flight(
@@ -588,13 +653,8 @@ def _correct_rate_windows(
             "WHERE subject = ? AND at = ?",
             (requests, tokens, subject, reservation.rate_at),
         ).rowcount
-        if not changed:
-            continue
-        conn.execute(
-            "UPDATE rate_totals SET requests = requests + ?, tokens = tokens + ? WHERE subject = ?",
-            (requests, tokens, subject),
-        )
-        if requests < 0:
+        # (The totals follow by trigger, `rate_buckets_changed`.)
+        if changed and requests < 0:
             # A second left without requests goes, so the oldest second stays one
             # that holds a request (it says when room frees up).
             conn.execute(
@@ -616,17 +676,22 @@ def _rate_count(
     now: float,
     wall: float,
     parallel: int | None = None,
+    totals: _Totals | None = None,
 ) -> RateCount:
     """One subject's window at request time `now`: its totals, once the seconds that
     left the window have left them. Request times are whole seconds, so that happens
     once per second of traffic, not once per request, and costs the seconds leaving,
     not the window. `in_flight` counts the subject's live reservations (a constant
     query taking the owner and the wall clock) unless `parallel` is that count,
-    already read in this transaction at `wall`."""
+    already read in this transaction at `wall`; `totals`: the subject's `rate_totals`
+    row (all None: no row), when already read in this transaction."""
     start = now - RATE_WINDOW_SECONDS
-    row = conn.execute(
-        "SELECT requests, tokens, oldest FROM rate_totals WHERE subject = ?", (subject,)
-    ).fetchone()
+    if totals is None:
+        row = conn.execute(
+            "SELECT requests, tokens, oldest FROM rate_totals WHERE subject = ?", (subject,)
+        ).fetchone()
+    else:
+        row = None if totals[0] is None else totals
     requests, tokens, oldest = (0, 0, None) if row is None else row
     if oldest is not None and oldest <= start:
         left = conn.execute(
@@ -657,12 +722,24 @@ _PROJECT_IN_FLIGHT = "SELECT count(*) FROM reservations WHERE project_id = ? AND
 
 
 def _rate_windows(
-    conn: sqlite3.Connection, claim: Claim, wall: float, key_parallel: int | None = None
+    conn: sqlite3.Connection,
+    claim: Claim,
+    wall: float,
+    key_parallel: int | None = None,
+    key_totals: _Totals | None = None,
 ) -> RateState:
-    """`key_parallel`: the key's live reservations at `wall`, when already counted."""
+    """`key_parallel`: the key's live reservations at `wall`, when already counted;
+    `key_totals`: the key's `rate_totals` row, when already read."""
     key = (
         _rate_count(
-            conn, f"k:{claim.key_id}", _KEY_IN_FLIGHT, claim.key_id, claim.now, wall, key_parallel
+            conn,
+            f"k:{claim.key_id}",
+            _KEY_IN_FLIGHT,
+            claim.key_id,
+            claim.now,
+            wall,
+            key_parallel,
+            key_totals,
         )
         if claim.key_limits.any
         else None
@@ -691,18 +768,13 @@ def _count_admission(conn: sqlite3.Connection, claim: Claim, before: RateState) 
     ):
         if count is None:
             continue
+        # The window's totals follow by trigger (`rate_buckets_added` for a new second,
+        # `rate_buckets_changed` for one already counted).
         conn.execute(
             "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, 1, ?) "
             "ON CONFLICT (subject, at) DO UPDATE "
             "SET requests = requests + 1, tokens = tokens + excluded.tokens",
             (subject, claim.now, claim.tokens),
-        )
-        conn.execute(
-            "INSERT INTO rate_totals (subject, requests, tokens, oldest) VALUES (?, 1, ?, ?) "
-            "ON CONFLICT (subject) DO UPDATE SET requests = requests + 1, "
-            "tokens = tokens + excluded.tokens, "
-            "oldest = min(coalesce(oldest, excluded.oldest), excluded.oldest)",
-            (subject, claim.tokens, claim.now),
         )
         after[name] = RateCount(
             requests=count.requests + 1,
@@ -835,11 +907,6 @@ def _budget_refusal(
     return None, key_usage, project_usage
 
 
-def _key_window_start(claim: Claim, key_usage: Decimal | None) -> str | None:
-    """The key budget window `_budgets_fit` holds the claim in (None: none)."""
-    return None if claim.key_budget is None or key_usage is None else claim.key_budget.start
-
-
 def _budgets_fit(
     conn: sqlite3.Connection,
     claim: Claim,
@@ -852,7 +919,7 @@ def _budgets_fit(
     """INVARIANT: admitted only while the key's settled usage + its in-flight
     reservations < its usage limit (`limit_room`: limit - usage; None: no limit), and
     a window's settled usage + its in-flight reservations < its budget (the same
-    rule). `key_flight`: the key's reservations in `_key_window_start`'s window, read at
+    rule). `key_flight`: the key's reservations in its budget window (if any), read at
     `now` in this transaction."""
     budget = claim.key_budget
     key_window = None
@@ -1421,7 +1488,23 @@ class SqliteStore:
         def admit(conn: sqlite3.Connection) -> Admitted | Queued | Refused:
             now = now_epoch()
             key_window_usage = None
-            if claim.key_budget is None:
+            key_flight: _KeyFlight | None = None
+            key_totals: _Totals | None = None
+            if claim.key_limits.any:
+                start = None if claim.key_budget is None else claim.key_budget.start
+                key_id = claim.key_id
+                key_subject = f"k:{key_id}"
+                row = conn.execute(
+                    _RATED_KEY_ROW, (start, start, key_subject, start, key_subject, now, key_id)
+                ).fetchone()
+                if row[10] is None:
+                    raise NotFound(f"key `{key_id}` does not exist")
+                key = row
+                if start is not None:
+                    key_window_usage = _usage_or_zero(row[2])
+                key_totals = (row[3], row[4], row[5])
+                key_flight = (row[6], row[7], row[8], row[9])
+            elif claim.key_budget is None:
                 key = _admission_row(conn, "api_keys", claim.key_id, "usage, usage_limit")
             else:
                 subject = (f"k:{claim.key_id}", claim.key_budget.start)
@@ -1442,17 +1525,12 @@ class SqliteStore:
             if refused is None:
                 refused = _settled_refusal(usage, None, None if org is None else Decimal(org[0]))
             windows = None
-            key_flight = None
             if refused is None and claim.rated:
-                if claim.key_limits.any and (limit is not None or key_usage is not None):
-                    # The key's reservations are read once, for its rate window's
-                    # requests in flight and its limit and budget window below: same
-                    # transaction and instant, and nothing in between touches them.
-                    window_start = _key_window_start(claim, key_usage)
-                    key_flight = _key_flight(conn, claim.key_id, now, window_start)
                 # Rate limits refuse at once, never queue: waiting would not free them.
+                # The key's reservations were read with its row, for its rate window's
+                # requests in flight and its limit and budget window below.
                 windows = _rate_windows(
-                    conn, claim, now, None if key_flight is None else key_flight[1]
+                    conn, claim, now, None if key_flight is None else key_flight[1], key_totals
                 )
                 reason = rate_refusal(claim, windows)
                 if reason is not None:

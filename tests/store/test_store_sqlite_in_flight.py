@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.store.sqlite import (
+    _RATED_KEY_ROW,
     MIGRATIONS,
     _add_money_functions,
     _in_flight_below,
@@ -136,3 +137,46 @@ def test_the_settlement_arithmetic_in_sql_is_decimals(usage: Decimal, cost: Deci
         "SELECT decimal_add(?, ?), decimal_subtract(?, ?)", (str(usage), str(cost)) * 2
     ).fetchone()
     assert (added, subtracted) == (str(usage + cost), str(usage - cost))
+
+
+_AMOUNTS = st.decimals(
+    min_value=Decimal("0"), max_value=Decimal("100000"), places=8, allow_nan=False
+).map(str)
+
+
+@given(
+    amounts=st.lists(_AMOUNTS, min_size=1, max_size=20),
+    offset=st.sampled_from(
+        ["0", "1E-8", "-1E-8", "1E-20", "-1E-20", "0.5", "-0.5", "1E-300", "-1E-300"]
+    ),
+    scale=st.sampled_from(["1", "1.000000000001", "0.999999999999", "1.0001", "0.9999", "2"]),
+)
+@settings(max_examples=400, deadline=None)
+def test_the_floating_point_shortcut_answers_as_the_exact_sum(
+    amounts: list[str], offset: str, scale: str
+) -> None:
+    # The room is put at, just above, just below and far from the exact sum: whatever
+    # the floating-point comparisons conclude, the answer is the exact one.
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE reservations (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, org_id TEXT, "
+        "amount TEXT NOT NULL, expires_at REAL NOT NULL)"
+    )
+    _hold(conn, *amounts)
+    exact = sum(map(Decimal, amounts), Decimal(0))
+    room = exact * Decimal(scale) + Decimal(offset)
+    assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, room) == (exact < room)
+
+
+def test_a_keys_reservations_are_summed_from_the_index_alone() -> None:
+    # The admission of a key with controls reads its live reservations with its row.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for migration in MIGRATIONS:
+        for statement in migration:
+            conn.execute(statement)
+    plan = conn.execute(
+        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("w", "w", "k:k", "w", "k:k", 1.0, "k")
+    ).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "COVERING INDEX reservations_key_flight (key_id=? AND expires_at>?)" in details, details
+    assert "MATERIALIZE" not in details, details
