@@ -10,7 +10,11 @@ turn, included).
 
 Cases: the four paths of `bench/engine_bench.py`'s gateway-shaped policy and the shipped
 policy (`policies/` loaded as `policy-engine bench` loads it, with `catalog.yaml` as
-`data.catalog`) on the allowed chat request of docs/benchmarks.md.
+`data.catalog`) on the allowed chat request of docs/benchmarks.md, as that JSON file
+(`shipped-chat`) and as the proxy passes it (`shipped-proxy`: `engine_input` of the
+`InputDocument`, every field present, arrays as tuples); and the proxy's building of the
+engine input from that document (`input_value`, the JSON round trip; `engine_input`),
+counted per call like a decision.
 
 Run: `.venv/bin/python bench/decision_instructions.py [CASE ...]` (about a minute a case).
 """
@@ -84,12 +88,43 @@ def shipped_case() -> tuple[Callable[[Any], Any], Any]:
     return engine.prepare("data.gateway.decision"), CHAT_INPUT
 
 
+def proxy_document() -> Any:
+    import msgspec
+
+    from proxy.documents import InputDocument
+
+    return msgspec.convert(CHAT_INPUT, InputDocument)
+
+
+def shipped_proxy_case() -> tuple[Callable[[Any], Any], Any]:
+    """The shipped decision on the input the proxy passes (every field, arrays as tuples)."""
+    from proxy.documents import engine_input
+
+    decide, _ = shipped_case()
+    return decide, engine_input(proxy_document())
+
+
+def input_case(name: str) -> Callable[[], tuple[Callable[[Any], Any], Any]]:
+    """Building the engine's input from the proxy's document (no decision)."""
+
+    def load() -> tuple[Callable[[Any], Any], Any]:
+        import proxy.documents
+
+        build: Callable[[Any], Any] = getattr(proxy.documents, name)
+        return build, proxy_document()
+
+    return load
+
+
 CASES: dict[str, Callable[[], tuple[Callable[[Any], Any], Any]]] = {
     "allowed": bench_case(0),  # gpt-4o-mini, matched by the 3rd glob
     "unknown-model": bench_case(2),
     "over-limit": bench_case(4),
     "inactive": bench_case(3),
     "shipped-chat": shipped_case,
+    "shipped-proxy": shipped_proxy_case,
+    "input_value": input_case("input_value"),  # the JSON round trip
+    "engine_input": input_case("engine_input"),
 }
 
 

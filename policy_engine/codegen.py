@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+import sys
 from types import CodeType
 from typing import Any
 
@@ -207,6 +208,9 @@ def key_steps(
 
     for name, key in steps:
         if not data and type(key) is str:
+            # The same object as the field names of the proxy's documents (interned
+            # identifiers): a lookup then matches by identity, with no text compared.
+            env[name] = sys.intern(key)
             run.append(name)
             continue
         flush()
@@ -250,7 +254,7 @@ def rule_walk(
     """A memoised rule's value (read from `ctx.<cache>` inline) followed by constant keys."""
     env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "rid": rule_id, "rule": fn}
     env["index_value"] = index_value
-    lines = [f"    v = ctx.{cache}.get(rid, M)", "    if v is M:", "        v = rule(ctx, f)"]
+    lines = [f"    v = ctx.{cache}[rid]", "    if v is M:", "        v = rule(ctx, f)"]
     env.update((f"k{i}", key) for i, key in enumerate(keys))
     lines.extend(key_steps("v", "v", [(f"k{i}", key) for i, key in enumerate(keys)], False, env))
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"

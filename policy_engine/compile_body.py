@@ -340,7 +340,7 @@ class BodyCompiler(CallCompiler):
         verdict = "v is U or v is False" if negated else "v is not U and v is not False"
         source = (
             "def call(ctx, f):\n"
-            f"    v = ctx.{cache}.get(rid, M)\n"
+            f"    v = ctx.{cache}[rid]\n"
             "    if v is M:\n"
             "        v = rule(ctx, f)\n"
             f"    return {verdict}\n"

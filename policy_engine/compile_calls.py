@@ -24,7 +24,7 @@ from policy_engine.runtime import ARRAYS, Ctx, Frame, ValueFn, index_value
 from policy_engine.source import Span
 from policy_engine.steps import OPERATORS, Builder
 from policy_engine.terms import Scope
-from policy_engine.values import UNDEFINED, confusable, equal, freeze, holds_exactly
+from policy_engine.values import UNDEFINED, FrozenDict, confusable, equal, freeze, holds_exactly
 
 __all__ = ["MOCK_ROOTS", "CallCompiler", "member"]
 
@@ -284,6 +284,12 @@ class CallCompiler(TermCompiler):
                     if strings
                     else f"        r = {fast}"
                 )
+        if builtin.name == "count" and stock is not None and stock.fn is builtin.fn:
+            # `count` of a string, array, set or object is Python's len (code points of
+            # a string); other types go to the built-in for its error.
+            env["counted"] = _COUNTED
+            (item,) = operands
+            call_line = f"        r = len({item}) if type({item}) in counted else fn({item})"
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
             # The built-in's own fast path (no delimiters, two strings), inlined:
@@ -321,6 +327,9 @@ class CallCompiler(TermCompiler):
 
 
 _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+# The exact types `count` measures with len (FrozenDict is an object).
+_COUNTED = frozenset({str, tuple, list, dict, frozenset, FrozenDict})
 
 
 def _is_constant(operand: str, env: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from policy_engine.builtins import BuiltinError
 from policy_engine.builtins.regex_glob import compile_glob
 from policy_engine.codegen import generate, inline_body
 from policy_engine.compile_body import BodyCompiler
-from policy_engine.compile_terms import ClauseShape
+from policy_engine.compile_terms import ClauseShape, GroupShape
 from policy_engine.runtime import COLLECTIONS, MISSING, ValueFn, iterate
 from policy_engine.steps import (
     NOOP,
@@ -44,7 +44,7 @@ _NO_SLOTS = (None,)
 
 # A rule read by a bare reference runs inline at the reference, when it is at most
 # this many generated lines and this many references deep (code size stays linear).
-_MOST_INLINE_LINES = 40
+_MOST_INLINE_LINES = 60
 _MOST_INLINE_DEPTH = 2
 
 # Value types whose Python equality and hashing are Rego's equality.
@@ -72,7 +72,7 @@ class RuleSourceCompiler(BodyCompiler):
         """The rule's cached value, else `fill`'s (it computes and caches)."""
         source = (
             "def get(ctx, _frame=None):\n"
-            f"    value = ctx.{cache}.get(rid, M)\n"
+            f"    value = ctx.{cache}[rid]\n"
             "    if value is M:\n"
             "        value = fill(ctx)\n"
             "    return value\n"
@@ -102,7 +102,7 @@ class RuleSourceCompiler(BodyCompiler):
         lines.append(f"    cache = ctx.{cache}")
         indent = "    "
         if check:
-            lines.append("    value = cache.get(rid, M)")
+            lines.append("    value = cache[rid]")
             lines.append("    if value is M:")
             indent = "        "
         body = self.group_lines(compute, env)
@@ -259,7 +259,7 @@ class RuleSourceCompiler(BodyCompiler):
         fill, cache, rule_id, negated = rule_test
         env[name], env[f"{name}r"] = fill, rule_id
         value = f"{name}t"
-        setup = [f"{value} = ctx.{cache}.get({name}r, M)", f"if {value} is M:"]
+        setup = [f"{value} = ctx.{cache}[{name}r]", f"if {value} is M:"]
         inner = None
         compute = self._fill_computes.get(fill)
         if compute is not None and depth < _MOST_INLINE_DEPTH:
@@ -269,6 +269,10 @@ class RuleSourceCompiler(BodyCompiler):
             setup.append(f"    ctx.{cache}[{name}r] = {value}")
         else:
             setup.append(f"    {value} = {name}(ctx)")
+        shape = self._group_shapes.get(compute) if compute is not None else None
+        if shape is not None and _boolean_valued(shape):
+            # Its value is true, false or undefined: one identity test decides.
+            return setup, f"{value} is not True" if negated else f"{value} is True"
         if negated:
             return setup, f"{value} is U or {value} is False"
         return setup, f"{value} is not U and {value} is not False"
@@ -466,6 +470,19 @@ def glob_alternation(patterns: Any) -> Callable[[str], Any] | None:
     except (BuiltinError, re.error):
         return None
     return either.fullmatch
+
+
+def _boolean_valued(shape: GroupShape) -> bool:
+    """Whether a rule of straight-line clauses can only be true, false or undefined: every
+    clause's head and the default (if any) a constant boolean."""
+    definitions, default, _conflict = shape
+    if default is not MISSING and type(default) is not bool:
+        return False
+    return all(
+        kind == "const" and type(head) is bool
+        for clauses, _size in definitions
+        for _direct, kind, head, _parts in clauses
+    )
 
 
 # A glob starting with one of these (or empty) may match text starting with any character.

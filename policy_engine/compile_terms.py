@@ -32,6 +32,7 @@ from policy_engine.errors import CONFLICT_ERROR, TYPE_ERROR, Diagnostic, EvalErr
 from policy_engine.index import RuleIndex
 from policy_engine.runtime import (
     ARRAYS,
+    COLLECTIONS,
     MISSING,
     Cont,
     Ctx,
@@ -44,9 +45,11 @@ from policy_engine.runtime import (
 )
 from policy_engine.source import Span
 from policy_engine.steps import (
+    NOOP,
     Builder,
     ClauseFn,
     FuncFn,
+    IterStmt,
     Matcher,
     RuleFn,
     chain,
@@ -137,6 +140,11 @@ class TermCompiler:
         if not self.rules_replaceable:
             return False
         return self.replaced_paths is None or path in self.replaced_paths
+
+    @property
+    def rule_count(self) -> int:
+        """How many rules have ids (1 to this): the size of an evaluation's rule cache."""
+        return self._ids
 
     def known_ids(self) -> list[int]:
         """Keys of the registry of inlinable value functions (see `forget_except`)."""
@@ -551,7 +559,7 @@ class TermCompiler:
             env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, fill, MISSING
             return (
                 [
-                    f"    {x} = ctx.{cache}.get(r{i}, M)",
+                    f"    {x} = ctx.{cache}[r{i}]",
                     f"    if {x} is M:\n        {x} = a{i}(ctx, f)",
                 ],
                 x,
@@ -564,7 +572,7 @@ class TermCompiler:
             env[f"r{i}"], env[f"a{i}"], env["M"] = rule_id, fill, MISSING
             env["U"], env["index_value"] = UNDEFINED, index_value
             lines = [
-                f"    {x} = ctx.{cache}.get(r{i}, M)",
+                f"    {x} = ctx.{cache}[r{i}]",
                 f"    if {x} is M:\n        {x} = a{i}(ctx, f)",
             ]
             steps = [(f"p{i}_{j}", key) for j, key in enumerate(keys)]
@@ -718,6 +726,9 @@ class TermCompiler:
             self._ordered -= array
         acc_slot = inner.layout.new_slot()
         span = term.span
+        members = self.members_comprehension(term, body_builders, hoists, heads)
+        if members is not None:
+            return members
 
         if isinstance(term, ast.ObjectCompr):
             key_fn, val_fn = heads
@@ -771,6 +782,55 @@ class TermCompiler:
             return result
 
         return evaluate_object
+
+    def members_comprehension(
+        self, term: ast.Term, body: list[Builder], hoists: list[Builder], heads: list[ValueFn]
+    ) -> ValueFn | None:
+        """`[x | some x in xs]` and `{x | some x in xs}`: the members of `xs` (an
+        object's values; its keys, an array's indices for `some x, _ in xs`) in one
+        C-level pass, as the loop would collect them: the whole collection charged to
+        the step limit, nothing for a value that is not a collection, arrays in the
+        order the iteration sees (`ordered`), sets of frozen members. None for any
+        other comprehension."""
+        if not isinstance(term, ast.ArrayCompr | ast.SetCompr) or hoists:
+            return None
+        loops = [b for b in body if b is not NOOP]
+        if len(loops) != 1 or type(loops[0]) is not IterStmt:
+            return None
+        loop = loops[0]
+        head = self._known.get(id(heads[0]), ())[:2]
+        if head == ("slot", loop.val_slot) and not loop.key_slot:
+            keys = False
+        elif loop.key_slot and head == ("slot", loop.key_slot) != ("slot", loop.val_slot):
+            keys = True  # `some k, _ in xs`: an object's keys, an array's indices, a set's members
+        else:
+            return None
+        coll = loop.coll
+
+        def members(ctx: Ctx, f: Frame) -> Any:
+            items = coll(ctx, f)
+            if not isinstance(items, COLLECTIONS):
+                return ()
+            ctx.steps -= len(items)
+            if ctx.steps < 0:
+                ctx.spend(0)
+            if isinstance(items, dict):
+                return items.keys() if keys else items.values()
+            if keys and isinstance(items, ARRAYS):
+                return range(len(items))
+            return items
+
+        if isinstance(term, ast.ArrayCompr):
+
+            def member_array(ctx: Ctx, f: Frame) -> Any:
+                return tuple(members(ctx, f))
+
+            return member_array
+
+        def member_set(ctx: Ctx, f: Frame) -> Any:
+            return frozenset(map(freeze, members(ctx, f)))
+
+        return member_set
 
 
 # Generated code runs a generated operand inline up to this many lines of source.

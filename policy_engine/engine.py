@@ -15,6 +15,7 @@ import importlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from policy_engine.errors import COMPILE_ERROR, Diagnostic, PolicyError
 from policy_engine.index import RuleIndex
 from policy_engine.loader import read_policy_files
 from policy_engine.parser import parse_module, parse_query
-from policy_engine.runtime import DEFAULT_OPTIONS, Ctx, EvalOptions, Frame
+from policy_engine.runtime import DEFAULT_OPTIONS, MISSING, Ctx, EvalOptions, Frame
 from policy_engine.source import Source
 from policy_engine.terms import NotReady
 from policy_engine.typecheck import InputSchema
@@ -83,6 +84,7 @@ def _parse_all(sources: Mapping[str, str]) -> tuple[list[ast.Module], list[Diagn
 
 
 _SCALARS = frozenset({str, int, bool, type(None), Decimal})
+_NOT_SCALAR = dict.fromkeys(_SCALARS, False)
 
 
 def public_value(value: Any) -> Any:
@@ -93,10 +95,12 @@ def public_value(value: Any) -> Any:
         # arrays (reasons, rate limits). The type test of every member runs in C.
         if _SCALARS.issuperset(map(type, value.values())):
             return value.copy()
-        return {
-            key: item if type(item) in _SCALARS else public_value(item)
-            for key, item in value.items()
-        }
+        # Only the members that are not scalars are visited (in C: the keys whose
+        # value's type is not a scalar's).
+        out = value.copy()
+        for key in compress(value, map(_NOT_SCALAR.get, map(type, value.values()), repeat(True))):
+            out[key] = public_value(value[key])
+        return out
     if kind in _SCALARS or value is UNDEFINED:
         return value
     return thaw(value)
@@ -167,7 +171,9 @@ class Engine:
         # data and configuration (see `Ctx.shared`). A memo, not state: each entry is
         # a pure function of the immutable policies and data; racing writers store
         # equal values.
-        self._shared: dict[int, Any] | None = {} if compiler.share_static_rules else None
+        self._shared: list[Any] | None = (
+            [MISSING] * (compiler.rule_count + 1) if compiler.share_static_rules else None
+        )
 
     # ---- loading ---------------------------------------------------------------------
 
@@ -239,6 +245,7 @@ class Engine:
             strict=strict or self._config.strict,
             shared=self._shared if own else None,
             options=options,
+            rules=self._compiler.rule_count,
         )
 
     def compile_query(self, text: str) -> CompiledQuery:
@@ -268,6 +275,11 @@ class Engine:
                 raise _too_deep("<query>", {}) from None
             finally:
                 self._compiler.forget_except(known)
+                # Every rule is compiled at load, so a query adds none; should one ever,
+                # the engine-wide cache grows in place to hold it.
+                shared = self._shared
+                if shared is not None and len(shared) <= self._compiler.rule_count:
+                    shared.extend([MISSING] * (self._compiler.rule_count + 1 - len(shared)))
 
     def query(
         self,
@@ -345,6 +357,8 @@ class Engine:
         shared = self._shared
         fill = self._compiler.fresh_evaluator(fn)
         fresh = Ctx.fresh
+        rules = self._compiler.rule_count
+        blank = [MISSING] * (rules + 1)
 
         def prepared(
             input: Any,
@@ -352,10 +366,17 @@ class Engine:
             options: EvalOptions = DEFAULT_OPTIONS,
         ) -> Any:
             if data is None:
-                ctx = fresh(input, base, steps, strict, shared, options)
+                ctx = fresh(input, base, steps, strict, shared, options, blank)
             else:
                 ctx = Ctx(
-                    input, {**base, **from_json(dict(data))}, steps, strict, None, None, options
+                    input,
+                    {**base, **from_json(dict(data))},
+                    steps,
+                    strict,
+                    None,
+                    None,
+                    options,
+                    rules,
                 )
             return public_value(value_fn(ctx, [None] * size))
 
@@ -371,8 +392,12 @@ class Engine:
             # A rule that reads `input`: its cache in a new context is empty, so its
             # value is computed without looking there first.
             if data is None:
-                return public_value(computed(fresh(input, base, steps, strict, shared, options)))
-            ctx = Ctx(input, {**base, **from_json(dict(data))}, steps, strict, None, None, options)
+                return public_value(
+                    computed(fresh(input, base, steps, strict, shared, options, blank))
+                )
+            ctx = Ctx(
+                input, {**base, **from_json(dict(data))}, steps, strict, None, None, options, rules
+            )
             return public_value(computed(ctx))
 
         return prepared_rule

@@ -93,9 +93,14 @@ class Ctx:
     """One evaluation: input, data, the per-evaluation rule cache, limits, overrides.
 
     `shared` holds the values of rules that read neither `input` nor `with`:
-    the engine passes one dict for every evaluation on its own data and
+    the engine passes one list for every evaluation on its own data and
     configuration, so such rules are computed once per engine, not per request.
     Otherwise it is this evaluation's own `cache`.
+
+    Both are lists indexed by rule id (ids run from 1 to `rules`), MISSING where a
+    rule's value is not known yet: generated code reads and writes a slot with one
+    subscript, where a dict cost a method call per read, an insertion per write and
+    a resize or two as it grew.
     """
 
     __slots__ = (
@@ -117,12 +122,13 @@ class Ctx:
         steps: int,
         strict: bool = False,
         overrides: Mapping[tuple[str, ...], Any] | None = None,
-        shared: dict[int, Any] | None = None,
+        shared: list[Any] | None = None,
         options: EvalOptions = DEFAULT_OPTIONS,
+        rules: int = 0,
     ) -> None:
         self.input = input_
         self.data = data
-        self.cache: dict[int, Any] = {}
+        self.cache: list[Any] = [MISSING] * (rules + 1)
         self.shared = self.cache if shared is None else shared
         self.steps = steps
         self.strict = strict
@@ -138,17 +144,19 @@ class Ctx:
         data: Any,
         steps: int,
         strict: bool,
-        shared: dict[int, Any] | None,
+        shared: list[Any] | None,
         options: EvalOptions,
+        blank: list[Any],
     ) -> Ctx:
-        """`Ctx(input_, data, steps, strict, None, shared, options)` for a prepared query's
-        decision, without calling the class: a class call with an `__init__` costs about
-        as much as the whole decision of a key the policy refuses first (the type call,
-        then `__init__`'s own frame). Sets every slot `__init__` sets."""
+        """`Ctx(input_, data, steps, strict, None, shared, options, len(blank) - 1)` for a
+        prepared query's decision, without calling the class: a class call with an
+        `__init__` costs about as much as the whole decision of a key the policy refuses
+        first (the type call, then `__init__`'s own frame). Sets every slot `__init__`
+        sets; the cache is a copy of `blank` (all MISSING)."""
         ctx = _new_object(Ctx)
         ctx.input = input_
         ctx.data = data
-        cache: dict[int, Any] = {}
+        cache = blank.copy()
         ctx.cache = cache
         ctx.shared = cache if shared is None else shared
         ctx.steps = steps
@@ -170,6 +178,7 @@ class Ctx:
             strict=self.strict,
             overrides=overrides,
             options=self.options,
+            rules=len(self.cache) - 1,
         )
         ctx.memo = self.fixed()
         return ctx

@@ -5,8 +5,9 @@
 evaluates to (§4, `schemas/decision.schema.json`).
 
 The policy engine takes plain JSON-like values, so the proxy passes
-`input_value(document)` (Decimals become decimal strings, tuples become lists)
-and reads the policy's answer back with `decision_from_value(value)`.
+`engine_input(document)` (Decimals become decimal strings, as in
+`input_value(document)`, the JSON form) and reads the policy's answer back with
+`decision_from_value(value)`.
 Money travels as decimal strings and the policy compares it with `to_number`,
 which is exact in this engine: a float never touches a price or a limit.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "RuleType",
     "StoredBudgetDocument",
     "decision_from_value",
+    "engine_input",
     "input_value",
 ]
 
@@ -411,6 +413,21 @@ def input_value(document: InputDocument) -> dict[str, Any]:
     # A JSON round trip rather than to_builtins: arrays come out as lists, exactly what a
     # JSON Schema validator and a decision log expect.
     value = msgspec.json.decode(msgspec.json.encode(document))
+    assert isinstance(value, dict)
+    return value
+
+
+def engine_input(document: InputDocument) -> dict[str, Any]:
+    """The document as the engine takes it per request, built without a JSON round trip.
+
+    The values are `input_value`'s (money and times as the same strings, the same ints,
+    booleans and nulls, every field present) except that arrays stay tuples, the engine's
+    own form of an array: the policy cannot tell them from lists, and a decision returns
+    arrays as lists either way. Objects are new dicts and every member is immutable, so
+    the engine cannot change the proxy's document. `input_value` stays the form for JSON
+    Schema validators and logs.
+    """
+    value = msgspec.to_builtins(document)
     assert isinstance(value, dict)
     return value
 

@@ -24,7 +24,7 @@ import msgspec
 
 from proxy.budgets import Budget, Period
 from proxy.catalog import Catalog, CatalogError, load_catalog
-from proxy.documents import Decision, InputDocument, decision_from_value, input_value
+from proxy.documents import Decision, InputDocument, decision_from_value, engine_input
 from proxy.gc_tuning import after_policy_reload
 
 __all__ = [
@@ -184,7 +184,7 @@ class LoadedPolicy:
         if self._budgets is None:
             return None
         try:
-            value = self._budgets.policy_budgets(input_value(document))
+            value = self._budgets.policy_budgets(engine_input(document))
             chosen = msgspec.convert(value, _PolicyBudgets)
         except msgspec.ValidationError:
             logger.exception("the policy returned malformed effective_budgets")
@@ -194,7 +194,7 @@ class LoadedPolicy:
     def decide(self, document: InputDocument) -> Decision | None:
         """The decision, or None when the policy is undefined or malformed for this input."""
         try:
-            value = self._decide(input_value(document))
+            value = self._decide(engine_input(document))
             return decision_from_value(value)
         except msgspec.ValidationError:
             logger.exception("the policy returned a malformed decision")

@@ -65,7 +65,11 @@ def minimum(collection: object) -> Any:
 
 
 def sort(collection: object) -> tuple[Any, ...]:
-    return tuple(sorted(want_collection("sort", 1, collection), key=sort_key))
+    items = tuple(want_collection("sort", 1, collection))
+    if len(items) < 2:
+        # Nothing to order: no sort key is computed (a key walks a whole member).
+        return items
+    return tuple(sorted(items, key=sort_key))
 
 
 BUILTINS: tuple[Builtin, ...] = (

@@ -6,8 +6,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy_engine import UNDEFINED, Engine, EngineConfig, EvalError, PolicyError
+from policy_engine.engine import public_value
+from policy_engine.values import FrozenDict, thaw
 
 POLICY = """package app
 import rego.v1
@@ -183,3 +187,32 @@ def test_very_deep_nesting_is_a_policy_error(deep: str) -> None:
         engine.query("y := " + deep)
     assert "nest too deeply" in str(caught.value)
     assert engine.query("y := data.p.x + 1") == [{"y": 2}]
+
+
+def _shape(value: object) -> object:
+    """The value with every container's exact type spelled out, to compare types deeply."""
+    if isinstance(value, dict):
+        return (type(value), {key: _shape(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return (type(value), [_shape(item) for item in value])
+    return (type(value), value)
+
+
+_frozen_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3) | st.decimals(allow_nan=False),
+    lambda inner: (
+        st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+        | st.dictionaries(st.text(max_size=2), inner, max_size=3).map(FrozenDict)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_frozen_values)
+def test_public_value_is_thaw_and_never_the_engines_object(value: object) -> None:
+    public = public_value(value)
+    assert _shape(public) == _shape(thaw(value))
+    if isinstance(value, dict):
+        assert public is not value

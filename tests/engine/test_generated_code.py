@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from policy_engine import Engine, EngineConfig, EvalError
 from policy_engine.codegen import inline_body
 from policy_engine.compile_rules import glob_alternation, glob_dispatch
-from policy_engine.runtime import Ctx, EvalOptions
+from policy_engine.runtime import MISSING, Ctx, EvalOptions
 from policy_engine.tooling.trace import traced_engine
 
 POLICY = """package g
@@ -389,12 +389,66 @@ def test_glob_dispatch_by_first_character_answers_as_the_alternation(
     assert (matcher is not None and matcher(text) is not None) == (whole(text) is not None)
 
 
-@pytest.mark.parametrize("shared", [None, {7: "kept"}])
-def test_fresh_context_is_the_class_call(shared: dict[int, Any] | None) -> None:
+@pytest.mark.parametrize("shared", [None, [MISSING, "kept", MISSING]])
+def test_fresh_context_is_the_class_call(shared: list[Any] | None) -> None:
     options = EvalOptions(now_ns=5)
-    made = Ctx.fresh({"a": 1}, {"d": 2}, 99, True, shared, options)
-    called = Ctx({"a": 1}, {"d": 2}, 99, True, None, shared, options)
+    blank = [MISSING] * 4
+    made = Ctx.fresh({"a": 1}, {"d": 2}, 99, True, shared, options, blank)
+    called = Ctx({"a": 1}, {"d": 2}, 99, True, None, shared, options, rules=3)
     for slot in Ctx.__slots__:
         assert getattr(made, slot) == getattr(called, slot), slot
     assert made.cache is not called.cache
+    assert made.cache is not blank
     assert (made.shared is made.cache) == (shared is None)
+
+
+MEMBER_COMPREHENSIONS = """package m
+
+import rego.v1
+
+values_set := {x | some x in input.c}
+values_array := [x | some x in input.c]
+keys_set := {k | some k, _ in input.c}
+keys_array := [k | some k, _ in input.c]
+counted := count([x | some x in input.c])
+"""
+
+_members = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        _members,
+        st.lists(_members, max_size=5),
+        st.dictionaries(st.text(max_size=2), _members, max_size=5),
+    )
+)
+def test_member_comprehensions_answer_as_the_loop(collection: Any) -> None:
+    """`[x | some x in xs]` and the like run in one pass; the tracing compiler still loops."""
+    fast = _member_engines[0]
+    reference = _member_engines[1]
+    for rule in ("values_set", "values_array", "keys_set", "keys_array", "counted"):
+        doc = {"c": collection}
+        assert outcome(fast, rule, doc, "m") == outcome(reference, rule, doc, "m"), rule
+
+
+_member_engines = (
+    Engine.from_sources({"m.rego": MEMBER_COMPREHENSIONS}),
+    traced_engine({"m.rego": MEMBER_COMPREHENSIONS})[0],
+)
+
+
+def test_member_comprehensions_are_charged_to_the_step_limit() -> None:
+    limited = Engine.from_sources(
+        {"m.rego": MEMBER_COMPREHENSIONS}, config=EngineConfig(max_steps=20)
+    )
+    with pytest.raises(EvalError):
+        limited.prepare("data.m.values_set")({"c": list(range(50))})
+    assert limited.prepare("data.m.values_set")({"c": [1, 2]}) == frozenset({1, 2})
