@@ -61,10 +61,11 @@ def run_in_transaction(
     and the error propagates (no write took effect).
 
     Writes almost never fail, so the batch first runs under one savepoint: two
-    statements per write fewer than a savepoint each (a third of the statements of a
-    plain admission). Only if one of them raises is that attempt rolled back and the
-    batch run again write by write, each in its own savepoint; hence a write may run
-    twice, and touches nothing but the connection (`PendingWrite`).
+    statements per write fewer than a savepoint each (two of the seven statements of
+    a plain admission billed to credits). Only if one of them raises is that attempt
+    rolled back and the batch run again write by write, each in its own savepoint;
+    hence a write may run twice, and touches nothing but the connection
+    (`PendingWrite`).
     """
     outcomes: list[Outcome] = []
     try:
