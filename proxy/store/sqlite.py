@@ -936,25 +936,22 @@ def _budgets_fit(
     return True
 
 
-def _charge_windows(
-    conn: sqlite3.Connection,
-    reservation: Reservation,
-    cost: Decimal,
-    key_window_usage: Decimal | None = None,
-) -> None:
-    """Add a settled cost to the budget windows the reservation was admitted in.
-    `key_window_usage`: the key window's usage, already read in this transaction."""
-    windows: list[tuple[str, str, Decimal | None]] = []
+def _charge_windows(conn: sqlite3.Connection, reservation: Reservation, cost_text: str) -> None:
+    """Add a settled cost to the budget windows the reservation was admitted in: one
+    statement per window, the sum `Decimal`'s (`decimal_add`, as the key's usage), the
+    first charge of a window `0 + cost` as before."""
+    windows: list[tuple[str, str]] = []
     if reservation.key_window is not None:
-        windows.append((f"k:{reservation.key_id}", reservation.key_window, key_window_usage))
+        windows.append((f"k:{reservation.key_id}", reservation.key_window))
     if reservation.project_window is not None and reservation.project_id is not None:
-        windows.append((f"p:{reservation.project_id}", reservation.project_window, None))
-    for subject, start, known in windows:
-        usage = (_window_usage(conn, subject, start) if known is None else known) + cost
+        windows.append((f"p:{reservation.project_id}", reservation.project_window))
+    for subject, start in windows:
         conn.execute(
-            "INSERT INTO budget_usage (subject, window_start, usage) VALUES (?, ?, ?) "
-            "ON CONFLICT (subject, window_start) DO UPDATE SET usage = excluded.usage",
-            (subject, start, str(usage)),
+            "INSERT INTO budget_usage (subject, window_start, usage) "
+            "VALUES (?, ?, decimal_add('0', ?)) "
+            "ON CONFLICT (subject, window_start) DO UPDATE "
+            "SET usage = decimal_add(usage, ?)",
+            (subject, start, cost_text, cost_text),
         )
 
 
@@ -1448,33 +1445,18 @@ class SqliteStore:
             conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
             # The windows counted the request's bound; they count the tokens it used.
             _correct_rate_windows(conn, reservation, 0, tokens - reservation.rate_tokens)
-            key_window_usage = None
-            if reservation.key_window is None:
-                # One statement: the sum is `Decimal`'s, in `decimal_add` (`_connect`).
-                if not conn.execute(
-                    "UPDATE api_keys SET usage = decimal_add(usage, ?) WHERE id = ?",
-                    (cost_text, reservation.key_id),
-                ).rowcount:
-                    raise NotFound(f"key `{reservation.key_id}` does not exist")
-            else:
-                row = conn.execute(
-                    f"SELECT usage, {_KEY_WINDOW_USAGE} FROM api_keys WHERE id = ?",  # noqa: S608 - constant
-                    (f"k:{reservation.key_id}", reservation.key_window, reservation.key_id),
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"key `{reservation.key_id}` does not exist")
-                key_window_usage = _usage_or_zero(row[1])
-                conn.execute(
-                    "UPDATE api_keys SET usage = ? WHERE id = ?",
-                    (str(Decimal(row[0]) + cost), reservation.key_id),
-                )
+            # One statement: the sum is `Decimal`'s, in `decimal_add` (`_connect`).
+            if not conn.execute(
+                "UPDATE api_keys SET usage = decimal_add(usage, ?) WHERE id = ?",
+                (cost_text, reservation.key_id),
+            ).rowcount:
+                raise NotFound(f"key `{reservation.key_id}` does not exist")
             if reservation.organization_id is not None:
                 conn.execute(
                     "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
                     (cost_text, reservation.organization_id),
                 )
-            # Nothing above wrote a budget window: the usage read with the key still holds.
-            _charge_windows(conn, reservation, cost, key_window_usage)
+            _charge_windows(conn, reservation, cost_text)
 
         await self._request_write(settle)
 
