@@ -78,7 +78,10 @@ class ValidatingLoader:
 
         def checked(document: dict[str, Any]) -> object:
             self.checked += 1
-            for error in self._validator.iter_errors(document):
+            # The engine takes arrays as tuples (`proxy.documents.engine_input`); the schema
+            # describes the JSON document, so validate the document as JSON would carry it.
+            as_json = json.loads(json.dumps(document))
+            for error in self._validator.iter_errors(as_json):
                 self.problems.append(f"{list(error.absolute_path)}: {error.message}")
             return decide(document)
 
