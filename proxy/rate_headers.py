@@ -58,6 +58,21 @@ def rate_headers(
     window is plain comparisons over the two subjects (list building and attribute
     lookups by name were ~19 us a response)."""
     key, project = state.key, state.project
+    if refused is None and project is None and key is not None:
+        rpm, tpm = key_limits.rpm, key_limits.tpm
+        if rpm is not None and tpm is not None:
+            # An admitted request of a key with both ceilings and a project without:
+            # the usual answer, and both headers' window is the key's (one reset time).
+            # ~24k instructions a response through the general path below, ~half here.
+            reset = duration_text(_reset(key, now))
+            return (
+                ("x-ratelimit-limit-requests", str(rpm)),
+                ("x-ratelimit-remaining-requests", str(max(0, rpm - key.requests))),
+                ("x-ratelimit-reset-requests", reset),
+                ("x-ratelimit-limit-tokens", str(tpm)),
+                ("x-ratelimit-remaining-tokens", str(max(0, tpm - key.tokens))),
+                ("x-ratelimit-reset-tokens", reset),
+            )
     requests = _tightest(
         None if key is None else key_limits.rpm,
         key,

@@ -187,3 +187,41 @@ def test_a_tokens_refusal_retry_after_is_never_before_the_request_fits(
         )
     )
     assert headers["retry-after"] == expected
+
+
+@pytest.mark.parametrize(
+    ("requests", "tokens", "oldest", "now"),
+    [
+        (3, 120, 10.0, 40.0),  # whole seconds left: "30s"
+        (3, 120, 10.25, 40.0),  # a fraction: "30.25s"
+        (12, 5000, 0.0, 59.9),  # over both ceilings: remaining 0, "100ms"
+        (0, 0, None, 40.0),  # an empty window: "0s"
+    ],
+)
+def test_the_admitted_key_only_headers_match_the_general_path(
+    requests: int, tokens: int, oldest: float | None, now: float
+) -> None:
+    """A key with `rpm` and `tpm` and a project without has its own short path
+    (proxy/rate_headers.py); a project window with no rpm/tpm takes the general path
+    and must change nothing: same lines, same order, same values."""
+    from proxy.rate_headers import rate_headers
+    from proxy.store.base import RateCount, RateLimits, RateState
+
+    key = RateCount(requests=requests, tokens=tokens, parallel=1, oldest=oldest, newest=oldest)
+    limits = RateLimits(rpm=10, tpm=1000, max_parallel=4)
+    short = rate_headers(limits, RateLimits(), RateState(key=key), now)
+    project = RateCount(requests=0, tokens=0, parallel=0)
+    general = rate_headers(
+        limits, RateLimits(max_parallel=9), RateState(key=key, project=project), now
+    )
+    assert short == general
+    assert [name for name, _ in short] == [
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+    ]
+    assert short[1][1] == str(max(0, 10 - requests))
+    assert short[4][1] == str(max(0, 1000 - tokens))
