@@ -201,9 +201,9 @@ def test_a_tokens_refusal_retry_after_is_never_before_the_request_fits(
 def test_the_admitted_key_only_headers_match_the_general_path(
     requests: int, tokens: int, oldest: float | None, now: float
 ) -> None:
-    """A key with `rpm` and `tpm` and a project without has its own short path
-    (proxy/rate_headers.py); a project window with no rpm/tpm takes the general path
-    and must change nothing: same lines, same order, same values."""
+    """A key with `rpm` and `tpm` works out its window's reset once for both headers;
+    a project window with no rpm/tpm beside it must change nothing: same lines, same
+    order, same values."""
     from proxy.rate_headers import rate_headers
     from proxy.store.base import RateCount, RateLimits, RateState
 
