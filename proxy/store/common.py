@@ -474,14 +474,12 @@ def admission_outcome(
     raise NotFound(f"key `{claim.key_id}` does not exist")
 
 
-def reservation_for(
-    claim: Claim, amount: Decimal, reservation_id: str | None = None
-) -> Reservation:
+def reservation_for(claim: Claim, amount: Decimal, reservation_id: str) -> Reservation:
     """A new reservation of `amount` for `claim`, naming the budget windows it holds
-    (`reservation_id`: from the store's `InstanceIds`; else a random one)."""
+    (`reservation_id`: from the store's `InstanceIds`)."""
     project_budget = claim.project_budget if claim.project_id is not None else None
     return Reservation(
-        id=new_id("res") if reservation_id is None else reservation_id,
+        id=reservation_id,
         key_id=claim.key_id,
         organization_id=claim.organization_id,
         amount=amount,
