@@ -26,9 +26,10 @@ floor's.
 
 `--short` is 3 s x 1 round (a smoke run, not a figure).
 
-`--before DIR` adds a SQLite gateway running the code of another checkout (e.g.
+`--before DIR` adds a gateway running the code of another checkout (e.g.
 `git worktree add /tmp/before <commit>`; its `proxy` is imported through PYTHONPATH)
-to the same interleaved run: before/after figures that saw the same load.
+to the same interleaved run, on `--backend` (SQLite with `all`): before/after figures
+that saw the same load.
 """
 
 from __future__ import annotations
@@ -195,13 +196,20 @@ def _gateway_target(work: Path, gateway: RunningGateway, streams: bool) -> Targe
 
 
 def _start_before(
-    group: ProcessGroup, work: Path, checkout: Path, instant: str, paced: str, streams: bool
+    group: ProcessGroup,
+    work: Path,
+    checkout: Path,
+    backend: str,
+    urls: tuple[str, str],
+    streams: bool,
 ) -> Target:
-    """A SQLite gateway importing `proxy` from `checkout` (PYTHONPATH comes first)."""
+    """A gateway on `backend` importing `proxy` from `checkout` (PYTHONPATH comes
+    first). On PostgreSQL + Redis it shares the other gateway's database and ledger,
+    as two instances of one deployment do."""
     directory = work / "before"
     directory.mkdir()
     pythonpath = {"PYTHONPATH": str(checkout.resolve())}
-    gateway = start_gateway(group, directory, "sqlite", instant, paced, pythonpath)
+    gateway = start_gateway(group, directory, backend, *urls, pythonpath)
     return _gateway_target(work, gateway, streams)
 
 
@@ -216,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--short", action="store_true", help="3 s x 1 round: a smoke run")
     parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="sqlite")
-    parser.add_argument("--before", type=Path, help="a checkout whose gateway runs too (SQLite)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout whose gateway runs too (on --backend; SQLite with `all`)",
+    )
     parser.add_argument("--no-streams", action="store_true", help="skip the paced streams")
     parser.add_argument(
         "--workers",
@@ -265,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             gateways.append(f"gateway, sqlite, {args.workers} workers on every core")
             targets[gateways[-1]] = _gateway_target(work, gateway, streams)
         if args.before is not None:
-            gateways.append(f"gateway, sqlite, code of {args.before}")
-            targets[gateways[-1]] = _start_before(group, work, args.before, instant, paced, streams)
+            before = "sqlite" if args.backend == "all" else args.backend
+            gateways.append(f"gateway, {before}, code of {args.before}")
+            targets[gateways[-1]] = _start_before(
+                group, work, args.before, before, (instant, paced), streams
+            )
         for target in targets.values():  # warm-up: first requests, caches, pools
             wrk(target.url, target.script, 8, 2)
         runs: dict[str, dict[int, list[WrkFigures]]] = {name: {1: [], 64: []} for name in targets}

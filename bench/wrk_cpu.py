@@ -13,7 +13,9 @@ alternate round by round, as in `bench.wrk_compare`; the table shows medians, an
 core (issue 15's target: at least 75% of the Litestar + aiohttp floor).
 
 `--before DIR` (repeatable) adds a gateway running another checkout's code (its
-`proxy` first on PYTHONPATH), for a before/after that saw the same load.
+`proxy` first on PYTHONPATH) on the same backend, for a before/after that saw the same
+load (on PostgreSQL + Redis the gateways share the database and the ledger, as
+instances of one deployment do).
 """
 
 from __future__ import annotations
@@ -96,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             directory = work / f"before-{number}"
             directory.mkdir()
             env = {"PYTHONPATH": str(checkout.resolve())}
-            before = start_gateway(group, directory, "sqlite", instant, paced, env)
+            before = start_gateway(group, directory, args.backend, instant, paced, env)
             url = f"{before.base_url}/v1/chat/completions"
-            name = f"gateway, sqlite, code of {checkout}"
+            name = f"gateway, {args.backend}, code of {checkout}"
             targets[name] = (url, wrk_script(work, before.token), before.pid)
         for url, script, pid in targets.values():  # warm-up
             _run(url, script, pid, 2.0)

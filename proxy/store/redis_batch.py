@@ -1,18 +1,25 @@
 """One Redis pipeline per event-loop turn for the request path's ledger scripts.
 
 Each reservation and settlement is one Lua script call. Sent one by one, every call
-pays redis-py's per-command machinery (a pool checkout, a write, a wait for its own
-reply) and under load that, not Redis, was the largest part of the ledger's cost.
-`ScriptBatcher` collects the calls made in one turn of the event loop and sends them
-as one pipeline (not a MULTI transaction: each script is atomic on its own, and one
-failing call must not undo the others). Every caller still gets its own result after
-Redis has run its script.
+pays a client's per-command machinery (a write, a wait for its own reply) and under
+load that, not Redis, was the largest part of the ledger's cost. `ScriptBatcher`
+collects the calls made in one turn of the event loop and sends them as one pipeline
+(not a MULTI transaction: each script is atomic on its own, and one failing call must
+not undo the others). Every caller still gets its own result after Redis has run its
+script.
+
+For a plain `redis://` or `unix://` URL the pipeline goes over one connection of its
+own (`proxy.store.resp`): written with one call, its replies read in order, with none
+of redis-py's pool, pipeline object or Python reply parser in between, and every call
+applied by Redis in the order it was made. Any other URL (TLS, connection options)
+goes through a redis-py pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,6 +27,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from proxy.store.common import log_failed_release
+from proxy.store.resp import Endpoint, RespConnection, encode_command
 
 __all__ = ["ScriptBatcher", "Undo"]
 
@@ -40,15 +48,42 @@ class _QueuedCall:
         self.undo = undo
 
 
+def _bulk(value: Any) -> bytes:
+    data = (
+        value
+        if isinstance(value, bytes)
+        else value.encode("utf-8")
+        if isinstance(value, str)
+        else str(value).encode("utf-8")
+    )
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 class ScriptBatcher:
     """Queues script calls and sends each turn's calls as one pipeline."""
 
-    def __init__(self, redis: aioredis.Redis, scripts: dict[str, AsyncScript], prefix: str) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        scripts: dict[str, AsyncScript],
+        prefix: str,
+        endpoint: Endpoint | None = None,
+    ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._prefix = prefix
         self._queued: list[_QueuedCall] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._endpoint = endpoint
+        self._connection: RespConnection | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._unsent: list[_QueuedCall] = []  # waiting for the connection to open
+        # EVALSHA <sha> 0 <prefix>: the same four arguments open every call of a script.
+        head = _bulk(prefix)
+        self._heads = {
+            name: _bulk("EVALSHA") + _bulk(script.sha) + _bulk("0") + head
+            for name, script in scripts.items()
+        }
 
     async def call(self, name: str, *args: Any, undo: Undo | None = None) -> Any:
         """Run script `name` with `args` in this turn's pipeline and return its reply.
@@ -69,11 +104,80 @@ class ScriptBatcher:
         batch = [call for call in self._queued if not call.future.cancelled()]
         self._queued = []
         if batch:
-            task = asyncio.ensure_future(self._run(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            self._dispatch(batch)
+
+    def _dispatch(self, batch: list[_QueuedCall]) -> None:
+        """Send one turn's calls: written at once when the connection is open."""
+        if self._endpoint is None:
+            self._spawn(self._run(batch))
+            return
+        connection = self._connection
+        if connection is not None and connection.usable:
+            self._write(connection, batch)
+            return
+        self._unsent += batch
+        if self._connecting is None:
+            self._connecting = self._spawn(self._connect())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
+    def _write(self, connection: RespConnection, batch: list[_QueuedCall]) -> None:
+        heads = self._heads
+        commands = []
+        for call in batch:
+            parts = [b"*%d\r\n" % (len(call.args) + 4), heads[call.name]]
+            parts += [_bulk(arg) for arg in call.args]
+            commands.append(b"".join(parts))
+        connection.send(commands, [functools.partial(self._on_reply, call) for call in batch])
+
+    def _on_reply(self, call: _QueuedCall, reply: Any) -> None:
+        if isinstance(reply, NoScriptError):
+            # Redis lost its script cache (SCRIPT FLUSH): run this call alone through
+            # redis-py, which loads the script. NOSCRIPT means it did not run: safe.
+            self._spawn(self._run_alone(call))
+            return
+        self._deliver(call, reply)
+
+    async def _run_alone(self, call: _QueuedCall) -> None:
+        try:
+            reply = await self._scripts[call.name](args=[self._prefix, *call.args])
+        except Exception as exc:
+            reply = exc
+        self._deliver(call, reply)
+
+    async def _connect(self) -> None:
+        assert self._endpoint is not None
+        # Loaded on every (re)connection: a restarted Redis has lost them.
+        setup = [
+            encode_command(
+                "SCRIPT", "LOAD", bytes(s.script) if isinstance(s.script, memoryview) else s.script
+            )
+            for s in self._scripts.values()
+        ]
+        try:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = await RespConnection.open(self._endpoint, setup)
+        except Exception as exc:  # no reply is known for any call waiting for it
+            self._connection = None
+            unsent, self._unsent = self._unsent, []
+            for call in unsent:
+                self._deliver(call, exc)
+            return
+        finally:
+            self._connecting = None
+        unsent, self._unsent = self._unsent, []
+        # Calls whose caller left while the connection opened are not sent.
+        batch = [call for call in unsent if not call.future.cancelled()]
+        if batch:
+            self._write(self._connection, batch)
 
     async def _run(self, batch: list[_QueuedCall]) -> None:
+        """The redis-py path (URLs `proxy.store.resp` does not handle)."""
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for call in batch:
@@ -111,8 +215,19 @@ class ScriptBatcher:
             self._queue(_QueuedCall(name, args, future, None))
 
     async def aclose(self) -> None:
-        """Send what is queued and wait for every pipeline in flight."""
-        if self._queued:
-            self._send()
-        while self._in_flight:
-            await asyncio.wait(list(self._in_flight))
+        """Send what is queued, wait for every reply (and what they queue: the release
+        of a reservation whose caller left), then close the connection."""
+        while True:
+            if self._queued:
+                self._send()
+            if self._in_flight:
+                await asyncio.wait(list(self._in_flight))
+                continue
+            if self._connection is not None:
+                await self._connection.wait_idle()
+            if not self._queued and not self._in_flight:
+                break
+            await asyncio.sleep(0)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

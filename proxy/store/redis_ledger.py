@@ -73,6 +73,7 @@ from proxy.store.common import (
 )
 from proxy.store.postgres import PostgresStore
 from proxy.store.redis_batch import ScriptBatcher
+from proxy.store.resp import endpoint_from_url
 
 __all__ = ["RedisLedgerStore", "default_prefix", "money_from_units", "units_from_money"]
 
@@ -146,7 +147,9 @@ class RedisLedgerStore:
         self._stopping = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
-        self._batch = ScriptBatcher(self._redis, self._scripts, self._prefix)
+        self._batch = ScriptBatcher(
+            self._redis, self._scripts, self._prefix, endpoint_from_url(usage_store_url)
+        )
 
     async def _script(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](args=[self._prefix, *args])
@@ -331,7 +334,7 @@ class RedisLedgerStore:
     async def _ledger(self, key_id: str, org_id: str) -> tuple[list[Any], list[Any]]:
         """The key's [usage, reserved] and the org's [credits, reserved], with expired
         reservations reclaimed first so they never hold a key after its TTL."""
-        fields = list(await self._script("LEDGER", key_id, org_id))
+        fields = list(await self._batch.call("LEDGER", key_id, org_id))
         fields += [None] * (4 - len(fields))  # defensive: a trailing nil ends a Lua array
         return fields[:2], fields[2:4]
 
@@ -495,7 +498,7 @@ class RedisLedgerStore:
         await self._batch.call("RELEASE", reservation.id, "", *_reservation_subjects(reservation))
 
     async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
-        text = await self._script("RATE_WINDOWS", repr(now), f"k:{key_id}", f"p:{project_id}")
+        text = await self._batch.call("RATE_WINDOWS", repr(now), f"k:{key_id}", f"p:{project_id}")
         return parse_rate_state(self._text(text))
 
     async def reclaim_expired(self) -> int:

@@ -1,10 +1,14 @@
 """The Redis ledger sends the request path's script calls of one event-loop turn as
 one pipeline; each call still succeeds or fails on its own, a reservation whose
-caller left is released, and a Redis that lost its script cache is recovered from."""
+caller left is released, and a Redis that lost its script cache is recovered from.
+Each test runs on both paths: the ledger's own connection (a plain `redis://` URL) and
+redis-py's pipeline (a URL with a connection option, which the former does not read)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,8 +18,21 @@ from store_backends import REDIS_HOST, REDIS_PORT, Backend
 
 from proxy.store import redis_batch
 from proxy.store.base import NotFound, Reservation, Store
+from proxy.store.resp import endpoint_from_url
 
 COST = Decimal("0.01")
+
+
+@pytest.fixture(params=["resp", "redis-py"])
+def redis_backend(request: pytest.FixtureRequest, redis_backend: Backend) -> Iterator[Backend]:
+    assert redis_backend.usage_store_url is not None
+    if request.param == "resp":
+        assert endpoint_from_url(redis_backend.usage_store_url) is not None
+        yield redis_backend
+        return
+    url = f"{redis_backend.usage_store_url}?socket_keepalive=true"
+    assert endpoint_from_url(url) is None
+    yield dataclasses.replace(redis_backend, usage_store_url=url)
 
 
 async def _store_with_key(backend: Backend) -> tuple[Store, str, str]:
@@ -37,13 +54,13 @@ def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    original = redis_batch.ScriptBatcher._run
+    original = redis_batch.ScriptBatcher._dispatch
 
-    async def recording(self: redis_batch.ScriptBatcher, batch: list[Any]) -> None:
+    def recording(self: redis_batch.ScriptBatcher, batch: list[Any]) -> None:
         sizes.append(len(batch))
-        await original(self, batch)
+        original(self, batch)
 
-    monkeypatch.setattr(redis_batch.ScriptBatcher, "_run", recording)
+    monkeypatch.setattr(redis_batch.ScriptBatcher, "_dispatch", recording)
 
     async def body() -> tuple[list[Any], Decimal, Decimal]:
         store, key_id, token_hash = await _store_with_key(redis_backend)
@@ -74,24 +91,24 @@ def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
 def test_a_reservation_whose_caller_left_is_released(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = redis_batch.ScriptBatcher._run
+    original = redis_batch.ScriptBatcher._deliver
 
-    async def slow(self: redis_batch.ScriptBatcher, batch: list[Any]) -> None:
-        await asyncio.sleep(0.05)  # the pipeline is on its way when the caller leaves
-        await original(self, batch)
+    def slow(self: redis_batch.ScriptBatcher, call: Any, reply: Any) -> None:
+        # The script has run; its reply reaches the caller only after it left.
+        asyncio.get_running_loop().call_later(0.05, original, self, call, reply)
 
     async def body() -> Decimal:
         store, key_id, token_hash = await _store_with_key(redis_backend)
         try:
             await _reserved(store, token_hash)
-            monkeypatch.setattr(redis_batch.ScriptBatcher, "_run", slow)
+            monkeypatch.setattr(redis_batch.ScriptBatcher, "_deliver", slow)
             task = asyncio.ensure_future(store.reserve(key_id, "default", COST))
             await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             await asyncio.sleep(0.2)  # the reply arrives, then the release
-            monkeypatch.setattr(redis_batch.ScriptBatcher, "_run", original)
+            monkeypatch.setattr(redis_batch.ScriptBatcher, "_deliver", original)
             return (await _reserved(store, token_hash))[1]
         finally:
             await store.close()
