@@ -12,7 +12,8 @@ Cases: the four paths of `bench/engine_bench.py`'s gateway-shaped policy and the
 policy (`policies/` loaded as `policy-engine bench` loads it, with `catalog.yaml` as
 `data.catalog`) on the allowed chat request of docs/benchmarks.md, as that JSON file
 (`shipped-chat`) and as the proxy passes it (`shipped-proxy`: `engine_input` of the
-`InputDocument`, every field present, arrays as tuples); and the proxy's building of the
+`InputDocument`, every field present, arrays as tuples), and the same for a key with
+every control (`shipped-controls`); and the proxy's building of the
 engine input from that document (`input_value`, the JSON round trip; `engine_input`),
 counted per call like a decision.
 
@@ -104,6 +105,35 @@ def shipped_proxy_case() -> tuple[Callable[[Any], Any], Any]:
     return decide, engine_input(proxy_document())
 
 
+def shipped_controls_case() -> tuple[Callable[[Any], Any], Any]:
+    """The shipped decision for a key with every control (as `bench.controls_compare`'s):
+    a usage limit, an expiry, a day budget (stored and its window), rpm, tpm and
+    max-parallel, as the proxy passes them in a request's first decision (the store has not
+    counted the windows yet, the token bound is not known)."""
+    import msgspec
+
+    from proxy.documents import InputDocument, engine_input
+
+    decide, _ = shipped_case()
+    limits = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "max_parallel": 100_000}
+    key = {
+        **CHAT_INPUT["key"],
+        "usage_limit": "1000000000.00",
+        "expires_at": "2200-01-01T00:00:00Z",
+        "rate_limits": limits,
+        "period_budget": {
+            "amount": "1000000000.00",
+            "period": "day",
+            "usage": "250.50",
+            "window_start": "2026-11-27T00:00:00Z",
+            "resets_at": "2026-11-28T00:00:00Z",
+        },
+        "stored_budget": {"amount": "1000000000.00", "period": "day"},
+    }
+    document = msgspec.convert({**CHAT_INPUT, "key": key}, InputDocument)
+    return decide, engine_input(document)
+
+
 def input_case(name: str) -> Callable[[], tuple[Callable[[Any], Any], Any]]:
     """Building the engine's input from the proxy's document (no decision)."""
 
@@ -123,6 +153,7 @@ CASES: dict[str, Callable[[], tuple[Callable[[Any], Any], Any]]] = {
     "inactive": bench_case(3),
     "shipped-chat": shipped_case,
     "shipped-proxy": shipped_proxy_case,
+    "shipped-controls": shipped_controls_case,
     "input_value": input_case("input_value"),  # the JSON round trip
     "engine_input": input_case("engine_input"),
 }

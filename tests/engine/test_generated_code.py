@@ -452,3 +452,19 @@ def test_member_comprehensions_are_charged_to_the_step_limit() -> None:
     with pytest.raises(EvalError):
         limited.prepare("data.m.values_set")({"c": list(range(50))})
     assert limited.prepare("data.m.values_set")({"c": [1, 2]}) == frozenset({1, 2})
+
+
+def test_generated_functions_keep_their_own_code() -> None:
+    """One template is compiled once, but every function made from it gets its own code
+    object: CPython keeps what it specialised (a global's slot, a call's target) in the
+    code object, and rules sharing one would keep undoing each other's specialisations."""
+    from policy_engine.codegen import generate
+
+    cache: dict[str, Any] = {}
+    source = "def get(ctx, _frame=None):\n    return x\n"
+    first = generate(source, {"x": 1}, cache)
+    second = generate(source, {"x": 2}, cache)
+    assert len(cache) == 1
+    assert first.__code__ is not second.__code__
+    assert first.__code__ is not cache[source]
+    assert (first(None), second(None)) == (1, 2)
