@@ -18,6 +18,13 @@ connections are never refused either.
   closed, whatever it sends.
 
 Time spent by the app answering is never limited here (an LLM call may take minutes).
+
+It also writes each response's head and the start of its body with one `write`
+(`_HeadCombiner`): uvicorn writes the head as soon as the app sends
+`http.response.start`, and the body with the next message, two system calls (and two
+TCP segments to the client) for every whole reply. The head now waits for the body's
+first write, or at most until the event loop's next turn (a streamed reply whose first
+chunk is not ready yet), so nothing is delayed past the turn that sent it.
 """
 
 from __future__ import annotations
@@ -72,6 +79,54 @@ def _raw_response(status: int, message: str, error_format: ErrorFormat) -> bytes
     return head + body
 
 
+class _HeadCombiner:
+    """The transport as uvicorn's response cycles see it: a write that begins a
+    response head (`HTTP/1.1 ...`, also a `100 Continue`) is held, and goes out in one
+    call with the write after it if that comes before the loop's next turn, else on
+    its own at that turn (`flush`). Every other write passes straight through, after
+    whatever is held: the bytes and their order are uvicorn's own.
+
+    One per connection; the protocol flushes it before anything it writes or closes
+    itself, so no byte of its own can overtake a held head."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))
+        elif data.startswith(b"HTTP/1.") and not self._transport.is_closing():
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        """Write the held head, if any (nothing once the transport closes: the
+        connection is gone, or being cut by whoever closed it)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+
 def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol class with `limits` enforced (pass as `http=`)."""
     header_timeout = _raw_response(
@@ -99,9 +154,11 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         _wanted: _Deadline | _Unchanged | None = _UNCHANGED
         _request_begun = False
         _lingering = False
+        _combiner: _HeadCombiner | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
+            self._combiner = _HeadCombiner(self.transport, self.loop)
             if len(self.connections) > limits.max_connections:
                 self._refuse()
                 return
@@ -119,6 +176,7 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             """Send `response`, half-close, and drop whatever still arrives until the
             client closes or `_LINGER_S` passes (a lingering close, as nginx does)."""
             self._lingering = True
+            self._flush()
             self.transport.write(response)
             if not self.transport.can_write_eof():
                 self.transport.close()
@@ -129,6 +187,7 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         def data_received(self, data: bytes) -> None:
             if self._lingering:
                 return  # read and dropped, so closing never resets the answer away
+            self._flush()  # uvicorn may answer (400) or close below, on the real transport
             # The parser callbacks below only say which deadline they want; it is set
             # once the data is parsed. A whole request in one read (the usual case)
             # then arms no timer at all, where it armed and cancelled two.
@@ -150,6 +209,14 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self._disarm()
             super().connection_lost(exc)
 
+        def shutdown(self) -> None:
+            self._flush()
+            super().shutdown()
+
+        def _flush(self) -> None:
+            if self._combiner is not None:
+                self._combiner.flush()
+
         # -- parser callbacks ----------------------------------------------------------
 
         def on_message_begin(self) -> None:
@@ -162,6 +229,9 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
+            if self.cycle is not None and self._combiner is not None:
+                # The cycle's head and first body bytes go out in one write.
+                self.cycle.transport = self._combiner  # type: ignore[assignment]
             self._wanted = (limits.body_read_timeout, self._body_late)
 
         def on_message_complete(self) -> None:
@@ -202,6 +272,7 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             cycle.disconnected = True
             cycle.message_event.set()
             if cycle.response_started:
+                self._flush()
                 self.transport.close()
             else:
                 self._answer_and_linger(body_timeout)
