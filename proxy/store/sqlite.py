@@ -572,6 +572,24 @@ _RATED_KEY_ROW = (
 )
 
 
+# The admission of a key without rate limits or budget, billed to its organization's
+# credits (the plain request), reads in one statement the key's row, the organization's
+# and the organization's live reservations (total and count), where three statements
+# read them: same transaction and instant, and nothing the admission does before using
+# them writes any of them. No row: the key or the organization does not exist (the
+# separate reads then say which).
+_PLAIN_ROWS = (
+    "SELECT k.usage, k.usage_limit, k.id, k.queue_until, o.credits, o.id, o.queue_until, "
+    "r.total, r.count "
+    "FROM api_keys k, organizations o, "
+    "(SELECT total(amount) AS total, count(*) AS count FROM reservations "
+    "WHERE org_id = ? AND expires_at > ?) r "
+    "WHERE k.id = ? AND o.id = ?"
+)
+# `_in_flight_below`'s condition for an organization's live reservations.
+_ORG_LIVE = f"{_ORG} AND expires_at > ?"
+
+
 def _key_flight(
     conn: sqlite3.Connection, key_id: str, now: float, window_start: str | None
 ) -> _KeyFlight:
@@ -1472,6 +1490,9 @@ class SqliteStore:
             key_window_usage = None
             key_flight: _KeyFlight | None = None
             key_totals: _Totals | None = None
+            org: tuple[Any, ...] | None = None
+            org_flight: tuple[float, int] | None = None  # the organization's live reservations
+            plain: tuple[Any, ...] | None = None
             if claim.key_limits.any:
                 start = None if claim.key_budget is None else claim.key_budget.start
                 key_id = claim.key_id
@@ -1487,15 +1508,23 @@ class SqliteStore:
                 key_totals = (row[3], row[4], row[5])
                 key_flight = (row[6], row[7], row[8], row[9])
             elif claim.key_budget is None:
-                key = _admission_row(conn, "api_keys", claim.key_id, "usage, usage_limit")
+                if claim.organization_id is not None:
+                    plain = conn.execute(
+                        _PLAIN_ROWS,
+                        (claim.organization_id, now, claim.key_id, claim.organization_id),
+                    ).fetchone()
+                if plain is None:
+                    key = _admission_row(conn, "api_keys", claim.key_id, "usage, usage_limit")
+                else:
+                    key, org = plain[:4], plain[4:7]
+                    org_flight = (plain[7], plain[8])
             else:
                 subject = (f"k:{claim.key_id}", claim.key_budget.start)
                 columns = f"usage, usage_limit, {_KEY_WINDOW_USAGE}"
                 key = _admission_row(conn, "api_keys", claim.key_id, columns, subject)
                 key_window_usage = _usage_or_zero(key[2])
             usage, limit = Decimal(key[0]), None if key[1] is None else Decimal(key[1])
-            org = None
-            if claim.organization_id is not None:
+            if claim.organization_id is not None and org is None:
                 org = _admission_row(conn, "organizations", claim.organization_id, "credits")
             # A ticket only exists while its key's (organization's) line is open: with
             # nobody waiting there is no ticket to drop and no line to respect.
@@ -1527,7 +1556,11 @@ class SqliteStore:
             limit_room = None if limit is None else limit - usage
             fits = _budgets_fit(conn, claim, limit_room, key_usage, project_usage, now, key_flight)
             if fits and org is not None:
-                fits = _in_flight_below(conn, _ORG, (org[1],), now, Decimal(org[0]))
+                if org_flight is None:
+                    fits = _in_flight_below(conn, _ORG, (org[1],), now, Decimal(org[0]))
+                else:  # read with the organization's row, at `now`
+                    total, count = org_flight
+                    fits = _below(conn, _ORG_LIVE, (org[1], now), total, count, Decimal(org[0]))
             if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):
                 if waiting:
                     conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))

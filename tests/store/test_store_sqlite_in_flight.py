@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.store.sqlite import (
+    _PLAIN_ROWS,
     _RATED_KEY_ROW,
     MIGRATIONS,
     _add_money_functions,
@@ -180,3 +181,43 @@ def test_a_keys_reservations_are_summed_from_the_index_alone() -> None:
     details = " ".join(str(row[-1]) for row in plan)
     assert "COVERING INDEX reservations_key_flight (key_id=? AND expires_at>?)" in details, details
     assert "MATERIALIZE" not in details, details
+
+
+def test_a_plain_admission_reads_the_organizations_reservations_from_the_index_alone() -> None:
+    # The admission of a key without controls reads its row, its organization's and the
+    # organization's live reservations in one statement.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for migration in MIGRATIONS:
+        for statement in migration:
+            conn.execute(statement)
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {_PLAIN_ROWS}", ("o", 1.0, "k", "o")).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "COVERING INDEX reservations_org (org_id=? AND expires_at>?)" in details, details
+    assert "SEARCH k USING INDEX sqlite_autoindex_api_keys_1 (id=?)" in details, details
+    assert "SEARCH o USING INDEX sqlite_autoindex_organizations_1 (id=?)" in details, details
+
+
+def test_a_plain_admission_reads_the_figures_the_separate_reads_give(
+    conn: sqlite3.Connection,
+) -> None:
+    conn.execute(
+        "CREATE TABLE api_keys (id TEXT PRIMARY KEY, usage TEXT, usage_limit TEXT, "
+        "queue_until REAL)"
+    )
+    conn.execute("CREATE TABLE organizations (id TEXT PRIMARY KEY, credits TEXT, queue_until REAL)")
+    conn.execute("INSERT INTO api_keys VALUES ('k', '1.5', '10', 3.0)")
+    conn.execute("INSERT INTO organizations VALUES ('o', '7.25', 4.0)")
+    _hold(conn, "0.1", "0.2", "0.3")
+    _hold(conn, "5", expires_at=10.0)  # expired at 50
+    conn.execute(
+        "INSERT INTO reservations VALUES ('other', 'k2', 'o2', '9', 100.0)"
+    )  # another organization's
+    row = conn.execute(_PLAIN_ROWS, ("o", 50.0, "k", "o")).fetchone()
+    assert row[:4] == ("1.5", "10", "k", 3.0)
+    assert row[4:7] == ("7.25", "o", 4.0)
+    assert row[8] == 3
+    assert row[7] == pytest.approx(0.6)
+    assert conn.execute(_PLAIN_ROWS, ("o", 50.0, "missing", "o")).fetchone() is None
+    assert conn.execute(_PLAIN_ROWS, ("o", 50.0, "k", "missing")).fetchone() is None
+    none_live = conn.execute(_PLAIN_ROWS, ("o", 200.0, "k", "o")).fetchone()
+    assert none_live[7:] == (0.0, 0)
