@@ -4,13 +4,17 @@ by 20 points between two runs of one tree, at load 10).
 
     .venv/bin/python -m bench.controls_instructions [--requests 200] [--rounds 1]
         [--keys plain,all,limit,budget,rpm,rates,expiry] [--keep DIR] [--wrapper CMD]
+        [--backend sqlite|postgres-redis]
 
-Starts the mocks and `gateway serve` (SQLite) under `valgrind --tool=callgrind` with
+Starts the mocks and `gateway serve` (SQLite, or `--backend postgres-redis`) under `valgrind --tool=callgrind` with
 instrumentation off, creates the keys (`all`: every control, as bench.controls_compare;
 the others one control each), switches instrumentation on, sends 100 warm-up requests
 per key, then per key and round zeroes the counters, sends `--requests` requests at 64
 concurrent, waits for every answer and dumps: instructions / answers. Needs valgrind
-(`callgrind_control`); ~1 minute per 200 requests.
+(`callgrind_control`); ~1 minute per 200 requests. Only the gateway's instructions are
+counted (on PostgreSQL + Redis, not the servers'); its periodic work (the key cache's
+refresh every 0.5 s, the Redis ledger's flush every 1 s) counts for more requests'
+worth than at full speed, since the requests run ~50 times slower under callgrind.
 
 `--wrapper CMD` runs CMD instead of `gateway` (same arguments): a script that runs chosen
 functions inside distinct C trampolines (`operator.call`, `itertools.starmap`,
@@ -34,6 +38,7 @@ import aiohttp
 
 from bench.controls_compare import controlled_key
 from bench.gateway_setup import (
+    BACKENDS,
     BENCH_CREDITS,
     INSTANT_MODEL,
     UPSTREAM_KEY_ENV,
@@ -97,12 +102,13 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--keep", type=Path)
     p.add_argument("--wrapper")
+    p.add_argument("--backend", choices=BACKENDS, default="sqlite")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="cg-") as tmp, ProcessGroup(Path(tmp)) as group:
         work = Path(tmp)
         instant, paced = start_mocks(group)
         port = free_port()
-        config = _write_config(work, "sqlite", port, instant, paced)
+        config = _write_config(work, args.backend, port, instant, paced)
         out = work / "callgrind.out"
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         command += [
