@@ -6,15 +6,16 @@ by 20 points between two runs of one tree, at load 10).
         [--keys plain,all,limit,budget,rpm,rates,expiry] [--keep DIR] [--wrapper CMD]
         [--backend sqlite|postgres-redis]
 
-Starts the mocks and `gateway serve` (SQLite, or `--backend postgres-redis`) under `valgrind --tool=callgrind` with
-instrumentation off, creates the keys (`all`: every control, as bench.controls_compare;
-the others one control each), switches instrumentation on, sends 100 warm-up requests
-per key, then per key and round zeroes the counters, sends `--requests` requests at 64
-concurrent, waits for every answer and dumps: instructions / answers. Needs valgrind
-(`callgrind_control`); ~1 minute per 200 requests. Only the gateway's instructions are
-counted (on PostgreSQL + Redis, not the servers'); its periodic work (the key cache's
-refresh every 0.5 s, the Redis ledger's flush every 1 s) counts for more requests'
-worth than at full speed, since the requests run ~50 times slower under callgrind.
+Starts the mocks and `gateway serve` (SQLite, or `--backend postgres-redis`) under
+`valgrind --tool=callgrind` with instrumentation off, creates the keys (`all`: every
+control, as bench.controls_compare; the others one control each), switches
+instrumentation on, sends 100 warm-up requests per key, then per key and round zeroes
+the counters, sends `--requests` requests at 64 concurrent, waits for every answer and
+dumps: instructions / answers. Needs valgrind (`callgrind_control`); ~1 minute per 200
+requests. Only the gateway's instructions are counted (on PostgreSQL + Redis, not the
+servers'); its periodic work (the key cache's refresh every 0.5 s, the Redis ledger's
+flush every 1 s) counts for more requests' worth than at full speed, since the
+requests run ~50 times slower under callgrind.
 
 `--wrapper CMD` runs CMD instead of `gateway` (same arguments): a script that runs chosen
 functions inside distinct C trampolines (`operator.call`, `itertools.starmap`,

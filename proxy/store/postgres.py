@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -900,14 +901,17 @@ class PostgresStore:
         reservation_ttl: float = DEFAULT_RESERVATION_TTL,
         secrets: SecretBox | None = None,
         pool_size: int = 10,
+        holds_ledger: bool = True,
     ) -> None:
+        """`holds_ledger=False`: the usage ledger is elsewhere (`RedisLedgerStore`), so
+        reading a key never reclaims this database's (unused) reservations."""
         self._url = url
         self._ttl = reservation_ttl
         self._ids = InstanceIds()
         self._secrets = secrets
         self._pool = ConnectionPool(url, pool_size)
         # Expired reservations are reclaimed by the first reserve after this many seconds.
-        self._reclaim_every = min(1.0, reservation_ttl / 4)
+        self._reclaim_every = min(1.0, reservation_ttl / 4) if holds_ledger else math.inf
         self._last_reclaim = 0.0
         self._listener: asyncio.Task[None] | None = None
 

@@ -40,7 +40,11 @@ class _QueuedCall:
     __slots__ = ("args", "future", "name", "undo")
 
     def __init__(
-        self, name: str, args: tuple[Any, ...], future: asyncio.Future[Any], undo: Undo | None
+        self,
+        name: str,
+        args: tuple[str | int, ...],
+        future: asyncio.Future[Any],
+        undo: Undo | None,
     ) -> None:
         self.name = name
         self.args = args
@@ -48,15 +52,20 @@ class _QueuedCall:
         self.undo = undo
 
 
-def _bulk(value: Any) -> bytes:
-    data = (
-        value
-        if isinstance(value, bytes)
-        else value.encode("utf-8")
-        if isinstance(value, str)
-        else str(value).encode("utf-8")
-    )
+def _bulk(value: str) -> bytes:
+    data = value.encode("utf-8")
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _arguments(args: tuple[str | int, ...]) -> bytes:
+    """The script's arguments as RESP bulk strings: formatted as one text and encoded
+    once (half the time of encoding each), with byte lengths for non-ASCII text."""
+    parts = []
+    for arg in args:
+        text = arg if type(arg) is str else str(arg)
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        parts.append(f"${size}\r\n{text}\r\n")
+    return "".join(parts).encode("utf-8")
 
 
 class ScriptBatcher:
@@ -85,7 +94,7 @@ class ScriptBatcher:
             for name, script in scripts.items()
         }
 
-    async def call(self, name: str, *args: Any, undo: Undo | None = None) -> Any:
+    async def call(self, name: str, *args: str | int, undo: Undo | None = None) -> Any:
         """Run script `name` with `args` in this turn's pipeline and return its reply.
 
         `undo` runs, unawaited, when the caller stops waiting (is cancelled) after the
@@ -127,11 +136,10 @@ class ScriptBatcher:
 
     def _write(self, connection: RespConnection, batch: list[_QueuedCall]) -> None:
         heads = self._heads
-        commands = []
-        for call in batch:
-            parts = [b"*%d\r\n" % (len(call.args) + 4), heads[call.name]]
-            parts += [_bulk(arg) for arg in call.args]
-            commands.append(b"".join(parts))
+        commands = [
+            b"*%d\r\n%s%s" % (len(call.args) + 4, heads[call.name], _arguments(call.args))
+            for call in batch
+        ]
         connection.send(commands, [functools.partial(self._on_reply, call) for call in batch])
 
     def _on_reply(self, call: _QueuedCall, reply: Any) -> None:

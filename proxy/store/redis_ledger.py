@@ -122,6 +122,7 @@ class RedisLedgerStore:
             reservation_ttl=reservation_ttl,
             secrets=secrets,
             pool_size=pool_size,
+            holds_ledger=False,
         )
         # Blocking pool: a burst waits for a free connection instead of failing.
         self._redis_pool = aioredis.BlockingConnectionPool.from_url(

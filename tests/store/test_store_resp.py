@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from store_backends import Backend
 
+from proxy.store.redis_batch import _arguments
 from proxy.store.redis_ledger import RedisLedgerStore
 from proxy.store.resp import Endpoint, RespConnection, _Protocol, encode_command, endpoint_from_url
 
@@ -155,3 +156,10 @@ def test_a_connection_that_cannot_be_opened_fails_the_call(redis_backend: Backen
             await RespConnection.open(Endpoint(host="127.0.0.1", port=1))
 
     redis_backend.run(body)
+
+
+@pytest.mark.parametrize("args", [("ab", 12, ""), ("é", -3, "日本"), ("1765084800.25", "x" * 300)])
+def test_script_arguments_are_encoded_as_bulk_strings(args: tuple[str | int, ...]) -> None:
+    # encode_command's array of the same arguments, without its `*N` header.
+    whole = encode_command(*args)
+    assert _arguments(args) == whole[whole.index(b"\r\n") + 2 :]
