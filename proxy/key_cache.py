@@ -22,14 +22,22 @@ Why this honours the contract:
   every denial), so it cannot refuse wrongly.
 
 Unknown tokens are never cached, so a key created elsewhere works at once.
+
+Refreshed ahead: a record (or budget figures) served after 80% of its `ttl` is read
+again in the background while the cached one is still served, so a key in steady use
+never makes its requests wait for the store (on PostgreSQL that read, 1-9 ms on a
+loaded machine, held up every request of the key arriving meanwhile twice a second).
+A record is never served past `ttl` after its read began; past that, the request
+reads (or joins the read under way) as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
+from typing import Any
 
 from proxy.budgets import Budget
 from proxy.store.base import (
@@ -65,20 +73,28 @@ DEFAULT_KEY_CACHE_TTL = 0.5
 _MAX_ENTRIES = 10_000
 
 
-class _Entry:
-    __slots__ = ("context", "expires")
+# Share of the ttl after which a served entry is read again in the background.
+_REFRESH_AFTER = 0.8
 
-    def __init__(self, context: KeyContext, expires: float) -> None:
+
+class _Entry:
+    __slots__ = ("context", "expires", "refresh_at")
+
+    def __init__(self, context: KeyContext, read_at: float, ttl: float) -> None:
         self.context = context
-        self.expires = expires
+        self.expires = read_at + ttl
+        self.refresh_at = read_at + ttl * _REFRESH_AFTER
 
 
 class _Figures:
-    __slots__ = ("expires", "figures")
+    __slots__ = ("expires", "figures", "refresh_at")
 
-    def __init__(self, figures: tuple[WindowUsage, WindowUsage], expires: float) -> None:
+    def __init__(
+        self, figures: tuple[WindowUsage, WindowUsage], read_at: float, ttl: float
+    ) -> None:
         self.figures = figures
-        self.expires = expires
+        self.expires = read_at + ttl
+        self.refresh_at = read_at + ttl * _REFRESH_AFTER
 
 
 _WindowSubjects = tuple[tuple[str, str] | None, tuple[str, str] | None]
@@ -112,6 +128,8 @@ class KeyCachingStore:
         self._reading_figures: dict[
             _WindowSubjects, asyncio.Future[tuple[WindowUsage, WindowUsage]]
         ] = {}
+        # Background reads under way, by token hash or budget subjects.
+        self._refreshes: dict[object, asyncio.Task[object]] = {}
 
     def invalidate(self) -> None:
         """Forget every cached key (after any administrative change in this process)."""
@@ -124,8 +142,12 @@ class KeyCachingStore:
         """The key's record, from memory when read less than `ttl` ago (unless `fresh`)."""
         if not fresh and self._ttl > 0:
             entry = self._entries.get(token_hash)
-            if entry is not None and entry.expires > self._clock():
-                return entry.context
+            if entry is not None:
+                now = self._clock()
+                if entry.expires > now:
+                    if now >= entry.refresh_at and token_hash not in self._refreshes:
+                        self._refresh(token_hash, self._read(token_hash))
+                    return entry.context
             pending = self._reading.get(token_hash)
             if pending is not None:
                 try:
@@ -136,8 +158,22 @@ class KeyCachingStore:
                     # The request doing the read was cancelled (its client left): read here.
         return await self._read(token_hash)
 
+    def _refresh(self, entry: object, read: Coroutine[Any, Any, object]) -> None:
+        """Run `read` of `entry` in the background; a failure leaves the entry to expire
+        (the next request then reads, and meets the error, itself)."""
+        task = asyncio.get_running_loop().create_task(read)
+        self._refreshes[entry] = task
+        task.add_done_callback(lambda done: self._refreshed(entry, done))
+
+    def _refreshed(self, entry: object, task: asyncio.Task[object]) -> None:
+        if self._refreshes.get(entry) is task:
+            del self._refreshes[entry]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed background read is not an error here
+
     async def _read(self, token_hash: str) -> KeyContext | None:
         generation = self._generation
+        read_at = self._clock()
         future: asyncio.Future[KeyContext | None] = asyncio.get_running_loop().create_future()
         self._reading.setdefault(token_hash, future)
         try:
@@ -157,7 +193,7 @@ class KeyCachingStore:
         if context is not None and self._ttl > 0 and generation == self._generation:
             if len(self._entries) >= _MAX_ENTRIES:
                 del self._entries[next(iter(self._entries))]
-            self._entries[token_hash] = _Entry(context, self._clock() + self._ttl)
+            self._entries[token_hash] = _Entry(context, read_at, self._ttl)
         return context
 
     def hash_token(self, token: str) -> str:
@@ -188,8 +224,12 @@ class KeyCachingStore:
         if self._ttl <= 0:
             return await self.inner.budget_usage(key, project)
         entry = self._figures.get(subjects)
-        if entry is not None and entry.expires > self._clock():
-            return entry.figures
+        if entry is not None:
+            now = self._clock()
+            if entry.expires > now:
+                if now >= entry.refresh_at and subjects not in self._refreshes:
+                    self._refresh(subjects, self._read_figures(subjects))
+                return entry.figures
         pending = self._reading_figures.get(subjects)
         if pending is not None:
             try:
@@ -201,6 +241,7 @@ class KeyCachingStore:
 
     async def _read_figures(self, subjects: _WindowSubjects) -> tuple[WindowUsage, WindowUsage]:
         generation = self._generation
+        read_at = self._clock()
         future: asyncio.Future[tuple[WindowUsage, WindowUsage]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -221,7 +262,7 @@ class KeyCachingStore:
         if generation == self._generation:
             if len(self._figures) >= _MAX_ENTRIES:
                 del self._figures[next(iter(self._figures))]
-            self._figures[subjects] = _Figures(figures, self._clock() + self._ttl)
+            self._figures[subjects] = _Figures(figures, read_at, self._ttl)
         return figures
 
     async def withdraw(self, claim: Claim, ticket: str) -> None:
@@ -247,6 +288,10 @@ class KeyCachingStore:
         self.invalidate()
 
     async def close(self) -> None:
+        refreshes = list(self._refreshes.values())
+        for task in refreshes:
+            task.cancel()
+        await asyncio.gather(*refreshes, return_exceptions=True)
         await self.inner.close()
 
     async def ensure_defaults(self) -> None:

@@ -102,10 +102,11 @@ def test_a_record_is_served_from_memory_until_it_expires() -> None:
 
     async def scenario() -> None:
         first = await cache.key_context("hash-1")
-        clock.now += 0.4
+        clock.now += 0.3  # before the refresh ahead (80% of the ttl)
         assert await cache.key_context("hash-1") is first
+        await asyncio.sleep(0)
         assert inner.reads == 1
-        clock.now += 0.2  # 0.6 s after the read: past the ttl
+        clock.now += 0.3  # 0.6 s after the read: past the ttl
         await cache.key_context("hash-1")
         assert inner.reads == 2
 
@@ -165,7 +166,7 @@ def test_recent_budget_figures_are_kept_per_window_and_never_for_a_live_read() -
     async def scenario() -> None:
         await cache.recent_budget_usage(*today)
         inner.budget_spent = Decimal(3)
-        clock.now += 0.4
+        clock.now += 0.3  # before the refresh ahead (80% of the ttl)
         stale, _ = await cache.recent_budget_usage(*today)
         assert stale.usage == 0 and inner.budget_reads == 1
         # The live read (admin surfaces, every refusal) always reaches the store.
@@ -174,7 +175,7 @@ def test_recent_budget_figures_are_kept_per_window_and_never_for_a_live_read() -
         # Another window is another entry: never answered with this one's figures.
         other, _ = await cache.recent_budget_usage(*tomorrow)
         assert other.usage == 3 and inner.budget_reads == 3
-        clock.now += 0.2  # past the ttl
+        clock.now += 0.3  # past the ttl
         again, _ = await cache.recent_budget_usage(*today)
         assert again.usage == 3 and inner.budget_reads == 4
         inner.budget_spent = Decimal(5)
@@ -199,6 +200,135 @@ def test_concurrent_budget_misses_share_one_store_read() -> None:
 
     asyncio.run(scenario())
     assert inner.budget_reads == 1
+
+
+def test_a_record_in_use_is_read_again_ahead_of_its_expiry() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        first = await cache.key_context("hash-1")
+        clock.now += 0.3  # 60% of the ttl: just served
+        assert await cache.key_context("hash-1") is first
+        await asyncio.sleep(0)
+        assert inner.reads == 1
+        clock.now += 0.15  # 90%: still served, and read again in the background, once
+        inner.gate = asyncio.Event()
+        inner.status = "inactive"
+        assert await cache.key_context("hash-1") is first
+        assert await cache.key_context("hash-1") is first
+        await asyncio.sleep(0)
+        assert inner.reads == 2
+        inner.gate.set()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        clock.now += 0.1  # past the first read's ttl: the new record, without a read
+        seen = await cache.key_context("hash-1")
+        assert seen is not None and seen.key.status == "inactive"
+        assert inner.reads == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_record_is_never_served_past_its_ttl_while_the_refresh_is_slow() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        first = await cache.key_context("hash-1")
+        inner.gate = asyncio.Event()
+        inner.status = "inactive"
+        clock.now += 0.45
+        assert await cache.key_context("hash-1") is first  # starts the background read
+        await asyncio.sleep(0)
+        clock.now += 0.1  # past the ttl, the background read still under way
+        waiting = asyncio.create_task(cache.key_context("hash-1"))
+        await asyncio.sleep(0)
+        assert not waiting.done()  # it joined the read under way
+        inner.gate.set()
+        seen = await waiting
+        assert seen is not None and seen.key.status == "inactive"
+        assert inner.reads == 2
+
+    asyncio.run(scenario())
+
+
+class FailingStore(CountingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    async def key_context(self, token_hash: str) -> KeyContext | None:
+        context = await super().key_context(token_hash)
+        if self.failing:
+            raise ConnectionError("the database is down")
+        return context
+
+
+def test_a_failed_background_read_leaves_the_record_to_expire() -> None:
+    inner, clock = FailingStore(), FakeClock()
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        first = await cache.key_context("hash-1")
+        inner.failing = True
+        clock.now += 0.45
+        assert await cache.key_context("hash-1") is first
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert inner.reads == 2
+        clock.now += 0.04  # still within the ttl: served, and tried again
+        assert await cache.key_context("hash-1") is first
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        clock.now += 0.02  # past it: the request reads, and meets the error
+        with pytest.raises(ConnectionError):
+            await cache.key_context("hash-1")
+
+    asyncio.run(scenario())
+
+
+def test_close_stops_a_background_read() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    closed: list[bool] = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    inner.close = close  # type: ignore[attr-defined]
+    cache = _cache(inner, clock)
+
+    async def scenario() -> None:
+        await cache.key_context("hash-1")
+        inner.gate = asyncio.Event()  # never set: the background read would hang
+        clock.now += 0.45
+        await cache.key_context("hash-1")
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cache.close(), 5)
+
+    asyncio.run(scenario())
+    assert closed == [True]
+
+
+def test_recent_budget_figures_in_use_are_read_again_ahead_of_their_expiry() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+    today = ("key-1", "2027-01-01T00:00:00Z"), None
+
+    async def scenario() -> None:
+        await cache.recent_budget_usage(*today)
+        inner.budget_spent = Decimal(3)
+        clock.now += 0.45
+        stale, _ = await cache.recent_budget_usage(*today)
+        assert stale.usage == 0
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert inner.budget_reads == 2
+        clock.now += 0.1
+        fresh, _ = await cache.recent_budget_usage(*today)
+        assert fresh.usage == 3 and inner.budget_reads == 2
+
+    asyncio.run(scenario())
 
 
 def test_a_ttl_beyond_the_revocation_bound_is_refused() -> None:
