@@ -245,3 +245,67 @@ def test_a_new_database_has_small_pages_and_an_existing_one_keeps_its_own(
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA page_size").fetchone()[0] == size
     assert sqlite_module._PAGE_SIZE == 1024
+
+
+def test_reservations_are_kept_by_id_alone_and_the_migration_keeps_them(
+    tmp_path: Path,
+) -> None:
+    # A database at the schema before reservations became WITHOUT ROWID, holding a
+    # live reservation: the migration copies it, and it is settled as before.
+    path = tmp_path / "before.db"
+    store, key_id = asyncio.run(_store_with_key(str(path)))
+    asyncio.run(store.close())
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        # The table as the migrations before left it: a rowid table.
+        conn.execute("DROP TABLE reservations")
+        conn.execute(
+            "CREATE TABLE reservations (id TEXT PRIMARY KEY, key_id TEXT NOT NULL, "
+            "org_id TEXT, amount TEXT NOT NULL, expires_at REAL NOT NULL, key_window TEXT, "
+            "project_id TEXT, project_window TEXT)"
+        )
+        conn.execute(
+            "CREATE INDEX reservations_project ON reservations(project_id, project_window)"
+        )
+        conn.execute("CREATE INDEX reservations_org ON reservations(org_id, expires_at, amount)")
+        conn.execute(
+            "CREATE INDEX reservations_key_flight "
+            "ON reservations(key_id, expires_at, key_window, amount)"
+        )
+        assert (
+            "WITHOUT ROWID"
+            not in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'reservations'"
+            ).fetchone()[0]
+        )
+        conn.execute(
+            "INSERT INTO reservations (id, key_id, org_id, amount, expires_at, key_window, "
+            "project_id, project_window) VALUES ('res-old', ?, 'default', '0.25', 4e9, "
+            "NULL, 'default', NULL)",
+            (key_id,),
+        )
+        conn.execute("UPDATE schema_version SET version = ?", (len(sqlite_module.MIGRATIONS) - 1,))
+
+    async def body() -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        store = SqliteStore(str(path))
+        try:
+            await store.migrate()
+            held = await _usage_and_reserved(store, key_id)
+            old = Reservation(id="res-old", key_id=key_id, organization_id="default", amount=COST)
+            await store.settle(old, COST)
+            return (*held, *(await _usage_and_reserved(store, key_id)))
+        finally:
+            await store.close()
+
+    usage, reserved, settled_usage, settled_reserved = asyncio.run(body())
+    assert (usage, reserved) == (Decimal(0), Decimal("0.25"))
+    assert (settled_usage, settled_reserved) == (COST, Decimal(0))
+    with sqlite3.connect(path) as conn:
+        table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'reservations'")
+        assert "WITHOUT ROWID" in table.fetchone()[0]
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'reservations'"
+            )
+        }
+        assert {"reservations_org", "reservations_key_flight", "reservations_project"} <= indexes
