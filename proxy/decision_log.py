@@ -28,7 +28,7 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["DecisionRecord"]
+__all__ = ["DecisionLine", "DecisionRecord", "decision_line"]
 
 logger = logging.getLogger("gateway.decision")
 _encoder = msgspec.json.Encoder()
@@ -44,7 +44,12 @@ class _LineRecord(logging.LogRecord):
     fields and values but the line number), without the general constructor's work
     (see the module doc)."""
 
-    def __init__(self, message: str) -> None:  # no super().__init__: every field is set here
+    # The line the message encodes, for handlers that want its fields rather than its
+    # text (the dashboard's feed); a slot, so the record's fields stay `Logger.info`'s.
+    __slots__ = ("line",)
+
+    def __init__(self, message: str, line: DecisionLine) -> None:  # no super().__init__
+        self.line = line
         created = time.time()
         self.name = logger.name
         self.msg = message
@@ -86,7 +91,9 @@ class _LineRecord(logging.LogRecord):
             self.taskName = task
 
 
-class _Line(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class DecisionLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The fields of one decision line (its JSON text is this struct encoded)."""
+
     key_id: str | None
     client: str | None = None  # the client's address (see proxy.forwarded)
     operation: str
@@ -136,7 +143,7 @@ class DecisionRecord:
             self._on_emit(self)
         if not logger.isEnabledFor(logging.INFO):
             return
-        line = _Line(
+        line = DecisionLine(
             key_id=self.key_id,
             client=self.client or None,
             operation=self.operation,
@@ -155,9 +162,16 @@ class DecisionRecord:
         )
         message = _encoder.encode(line).decode()
         if logging.getLogRecordFactory() is logging.LogRecord:
-            logger.handle(_LineRecord(message))
+            logger.handle(_LineRecord(message, line))
         else:
             logger.info(message)
+
+
+def decision_line(record: logging.LogRecord) -> DecisionLine | None:
+    """The fields of a decision line's record as logged here; None for any other record
+    (a line made by a custom record factory, or re-created from its text elsewhere:
+    read its message then)."""
+    return record.line if isinstance(record, _LineRecord) else None
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -20,8 +20,15 @@ from typing import Any
 import msgspec
 
 from proxy.dashboard.decision_log import InMemoryDecisionLog, LoggedDecision
+from proxy.decision_log import DecisionLine, decision_line
 
-__all__ = ["DECISION_LOGGER", "DecisionLineFeed", "decision_from_line", "feeding_decision_log"]
+__all__ = [
+    "DECISION_LOGGER",
+    "DecisionLineFeed",
+    "decision_from_fields",
+    "decision_from_line",
+    "feeding_decision_log",
+]
 
 DECISION_LOGGER = "gateway.decision"
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -35,9 +42,30 @@ class DecisionLineFeed(logging.Handler):
         self._log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        entry = decision_from_line(record.getMessage(), record.created)
+        # The proxy's own records carry the line's fields: no need to parse its text.
+        line = decision_line(record)
+        if line is None:
+            entry = decision_from_line(record.getMessage(), record.created)
+        else:
+            entry = decision_from_fields(line, record.created)
         if entry is not None:
             self._log.record(entry)
+
+
+def decision_from_fields(line: DecisionLine, created: float) -> LoggedDecision | None:
+    """`decision_from_line` of the line's text, from its fields (the same entry)."""
+    if line.key_id is None:
+        return None
+    return LoggedDecision(
+        time=datetime.fromtimestamp(created, UTC),
+        key_id=line.key_id,
+        operation=line.operation,
+        model=line.model,
+        provider=line.provider if line.decision == "allow" else None,
+        status=line.status,
+        cost=_money(line.cost),
+        message=line.reason or "",
+    )
 
 
 def decision_from_line(line: str, created: float) -> LoggedDecision | None:

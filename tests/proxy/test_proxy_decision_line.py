@@ -1,10 +1,12 @@
 """The decision line's log record (`proxy.decision_log`): built without `Logger.info`,
 it carries the fields and values `Logger.info` would give it (but the caller's line
 number), reaches the handlers of the logger and of its ancestors, and a custom record
-factory still makes it."""
+factory still makes it. The dashboard's feed reads its fields instead of parsing its
+text, and gets the same entry."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -12,7 +14,9 @@ from decimal import Decimal
 
 import pytest
 
-from proxy.decision_log import DecisionRecord
+from proxy.dashboard.decision_log import InMemoryDecisionLog
+from proxy.dashboard.feed import DecisionLineFeed, decision_from_fields, decision_from_line
+from proxy.decision_log import DecisionRecord, decision_line
 
 _DECISION_LOGGER = "gateway.decision"
 # Fields that differ by construction: when it was made, and the caller's location.
@@ -133,3 +137,58 @@ def test_a_disabled_level_logs_nothing(captured: tuple[_Capture, _Capture]) -> N
     logging.getLogger(_DECISION_LOGGER).setLevel(logging.WARNING)
     _emit()
     assert own.records == []
+
+
+def _record(
+    *, key_id: str | None, allowed: bool, cost: str | None, reason: str | None
+) -> DecisionRecord:
+    record = DecisionRecord("chat.completions")
+    record.key_id, record.model, record.provider = key_id, "gpt-4o", "openai"
+    record.allowed, record.reason = allowed, reason
+    record.cost = None if cost is None else Decimal(cost)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("key_id", "allowed", "cost", "reason", "status"),
+    [
+        ("key-1", True, "0.000123", None, 200),
+        ("key-1", True, "1E+3", None, 200),
+        ("key-1", False, None, "Unauthorized: LLMGateway API key reached its usage limit.", 401),
+        ("key-2", True, None, "upstream status 503", 503),
+        (None, False, None, "Unauthorized: no key", 401),
+    ],
+)
+def test_the_dashboards_feed_reads_the_fields_as_it_would_the_text(
+    captured: tuple[_Capture, _Capture],
+    key_id: str | None,
+    allowed: bool,
+    cost: str | None,
+    reason: str | None,
+    status: int,
+) -> None:
+    own, _ = captured
+    _record(key_id=key_id, allowed=allowed, cost=cost, reason=reason).emit(status)
+    line = own.records[0]
+    fields = decision_line(line)
+    assert fields is not None
+    from_text = decision_from_line(line.getMessage(), line.created)
+    assert decision_from_fields(fields, line.created) == from_text
+    log = InMemoryDecisionLog()
+    DecisionLineFeed(log).handle(line)
+    recent = asyncio.run(log.recent(key_id, 10)) if key_id is not None else []
+    assert recent == ([] if from_text is None else [from_text])
+
+
+def test_a_record_made_elsewhere_is_read_from_its_text(
+    captured: tuple[_Capture, _Capture],
+) -> None:
+    own, _ = captured
+    _emit()
+    copied = logging.makeLogRecord(dict(vars(own.records[0])))  # e.g. across a queue
+    assert decision_line(copied) is None
+    log = InMemoryDecisionLog()
+    DecisionLineFeed(log).handle(copied)
+    assert asyncio.run(log.recent("key-1", 10)) == [
+        decision_from_line(copied.getMessage(), copied.created)
+    ]
