@@ -187,7 +187,12 @@ def key_step(
 
 
 def key_steps(
-    var: str, start: str, steps: list[tuple[str, Any]], data: bool, env: dict[str, Any]
+    var: str,
+    start: str,
+    steps: list[tuple[str, Any]],
+    data: bool,
+    env: dict[str, Any],
+    guarded: bool = False,
 ) -> list[str]:
     """Generated statements setting `var` to `start` followed by constant keys
     (`steps`: the global name of each key and the key), with `key_step`'s semantics.
@@ -196,7 +201,10 @@ def key_steps(
     calls on the value: a value that is not an object (or UNDEFINED, which a missing key
     gives) raises TypeError there, and the run is walked again from its start by
     `string_walk`, which answers as `key_step` does step by step. No statement sits
-    between the steps of a run, and none tests UNDEFINED in between.
+    between the steps of a run, and none tests UNDEFINED in between. With `guarded`
+    (`start` is a rule's value or a variable, not the input or data document), a
+    first run on a value that is not a plain dict is walked by `string_walk` without
+    trying (and raising) first.
     """
     lines = [f"    {var} = {start}"] if start != var else []
     run: list[str] = []
@@ -209,8 +217,17 @@ def key_steps(
         for name in run:
             expr = f"dict_get({expr}, {name}, U)"
         names = ", ".join(run)
-        lines.append(f"    try:\n        {var} = {expr}")
-        lines.append(f"    except TypeError:\n        {var} = string_walk({var}, ({names},))")
+        walked = f"{var} = string_walk({var}, ({names},))"
+        if guarded and not lines:
+            # A rule's value is often null (`default w := null`, then `w.rpm`): raising
+            # TypeError for it costs more than the test (formatting its message alone
+            # is ~3k instructions), so a value that is not an object is walked directly.
+            lines.append(f"    if type({var}) is not dict:\n        {walked}")
+            lines.append(f"    else:\n        try:\n            {var} = {expr}")
+            lines.append(f"        except TypeError:\n            {walked}")
+        else:
+            lines.append(f"    try:\n        {var} = {expr}")
+            lines.append(f"    except TypeError:\n        {walked}")
         run.clear()
 
     for name, key in steps:
@@ -230,7 +247,7 @@ def string_walk(value: Any, keys: tuple[str, ...]) -> Any:
     """`value` followed by string keys with Rego semantics (UNDEFINED when absent or not
     an object): for a string key, `index_value` on an object is exactly its `get`."""
     for key in keys:
-        value = value.get(key, UNDEFINED) if isinstance(value, dict) else index_value(value, key)
+        value = value.get(key, UNDEFINED) if type(value) is dict else index_value(value, key)
     return value
 
 
@@ -263,7 +280,8 @@ def rule_walk(
     env["index_value"] = index_value
     lines = [f"    v = ctx.{cache}[rid]", "    if v is M:", "        v = rule(ctx, f)"]
     env.update((f"k{i}", key) for i, key in enumerate(keys))
-    lines.extend(key_steps("v", "v", [(f"k{i}", key) for i, key in enumerate(keys)], False, env))
+    steps = [(f"k{i}", key) for i, key in enumerate(keys)]
+    lines.extend(key_steps("v", "v", steps, False, env, guarded=True))
     source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
     get: ValueFn = generate(source, env, code_cache)
     return get

@@ -632,8 +632,9 @@ class Compiler(RuleSourceCompiler):
         layout = scope.layout
 
         size = layout.size
-        if plain and slots and len(runners) > 1:
-            # An `else` chain of straight-line clauses: one generated function.
+        if plain and slots:
+            # A straight-line clause, or an `else` chain of them: one generated function
+            # (a call then runs one Python frame, not the clause's closures' three).
             env: dict[str, Any] = {"size": size}
             chain_lines = self.inline_chain(runners, env)
             if chain_lines is not None:

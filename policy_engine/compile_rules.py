@@ -21,7 +21,14 @@ from policy_engine.builtins.regex_glob import compile_glob
 from policy_engine.codegen import generate, inline_body
 from policy_engine.compile_body import BodyCompiler
 from policy_engine.compile_terms import ClauseShape, GroupShape
-from policy_engine.runtime import COLLECTIONS, MISSING, ValueFn, iterate
+from policy_engine.runtime import (
+    COLLECTION_TYPES,
+    COLLECTIONS,
+    MISSING,
+    NOT_COLLECTIONS,
+    ValueFn,
+    iterate,
+)
 from policy_engine.steps import (
     NOOP,
     Builder,
@@ -33,7 +40,7 @@ from policy_engine.steps import (
     sequence,
 )
 from policy_engine.terms import NotReady, Scope
-from policy_engine.values import UNDEFINED, FrozenDict, equal
+from policy_engine.values import UNDEFINED, FrozenDict, equal, freeze
 
 __all__ = ["RuleSourceCompiler", "glob_alternation"]
 
@@ -355,6 +362,77 @@ class RuleSourceCompiler(BodyCompiler):
             lines.append(f"{indent}    elif not equal(found, v):\n{indent}        conflict()")
             lines.append("    return U if found is M else found")
         run: ClauseFn = generate("\n".join(lines) + "\n", env, self._code_cache)
+        return run
+
+    def comprehension_loop(
+        self, body: list[Builder], head: ValueFn, is_set: bool
+    ) -> ValueFn | None:
+        """`[head | before; some … in coll; after]` (or a set of them), the statements
+        around the one loop deterministic, as one generated function in the
+        enclosing frame; None for any other body.
+
+        It runs as the closures do: the statements before the loop (failing: the
+        empty collection), the whole collection charged to the step limit, then each
+        member through the statements after it into the head, whose undefined values
+        are left out; a set freezes its members.
+        """
+        builders = [b for b in body if b is not NOOP]
+        loops = [i for i, b in enumerate(builders) if isinstance(b, IterStmt)]
+        if len(loops) != 1 or not all(isinstance(b, Stmt | IterStmt) for b in builders):
+            return None
+        (at,) = loops
+        loop = builders[at]
+        assert isinstance(loop, IterStmt)
+        before = [b.direct for b in builders[:at] if isinstance(b, Stmt)]
+        after = [b.direct for b in builders[at + 1 :] if isinstance(b, Stmt)]
+        if len(after) > _MOST_INLINE_STATEMENTS:
+            after = [sequence(after)]
+        empty = "frozenset()" if is_set else "()"
+        env: dict[str, Any] = {"U": UNDEFINED, "M": MISSING, "COLLECTIONS": COLLECTIONS}
+        env["COLLECTION_TYPES"], env["NOT_COLLECTIONS"] = COLLECTION_TYPES, NOT_COLLECTIONS
+        env["iterate"], env["freeze"] = iterate, freeze
+        lines = ["def get(ctx, f):"]
+        for k, test in enumerate(before):
+            setup, holds = self.test_source(test, f"b{k}", env)
+            lines.extend("    " + line for line in setup)
+            lines.append(f"    if not ({holds}):\n        return {empty}")
+        # Operand numbers past any statement's (`a{k}`, `b{k}`) keep the names apart.
+        setup, items, _undefined = self.operand_source(loop.coll, 98, env)
+        lines.extend(setup)
+        lines.append(f"    items = {items}")
+        lines.append("    kind = type(items)")
+        lines.append(
+            "    if kind not in COLLECTION_TYPES and ("
+            "kind in NOT_COLLECTIONS or not isinstance(items, COLLECTIONS)):"
+        )
+        lines.append(f"        return {empty}")
+        lines.append("    ctx.steps -= len(items)")
+        lines.append("    if ctx.steps < 0:\n        ctx.spend(0)")
+        lines.append("    result = []")
+        if loop.key_slot:
+            lines.append("    for key, val in iterate(items):")
+            lines.append(f"        f[{loop.key_slot}] = key")
+        else:
+            lines.append("    for val in (items.values() if isinstance(items, dict) else items):")
+        lines.append(f"        f[{loop.val_slot}] = val")
+        indent = "        "
+        for k, test in enumerate(after):
+            setup, holds = self.test_source(test, f"a{k}", env)
+            lines.extend(indent + line for line in setup)
+            lines.append(f"{indent}if {holds}:")
+            indent += "    "
+        setup, value, undefined = self.operand_source(head, 97, env)
+        for line in setup:
+            lines.extend(indent + part[4:] for part in line.split("\n"))
+        if undefined:
+            lines.append(f"{indent}if {value} is not U:")
+            indent += "    "
+        lines.append(f"{indent}result.append({value})")
+        if is_set:
+            lines.append("    return frozenset(map(freeze, result)) if result else frozenset()")
+        else:
+            lines.append("    return tuple(result)")
+        run: ValueFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return run
 
     def constant_loop_source(

@@ -32,8 +32,10 @@ from policy_engine.errors import CONFLICT_ERROR, TYPE_ERROR, Diagnostic, EvalErr
 from policy_engine.index import RuleIndex
 from policy_engine.runtime import (
     ARRAYS,
+    COLLECTION_TYPES,
     COLLECTIONS,
     MISSING,
+    NOT_COLLECTIONS,
     Cont,
     Ctx,
     Frame,
@@ -577,7 +579,7 @@ class TermCompiler:
             ]
             steps = [(f"p{i}_{j}", key) for j, key in enumerate(keys)]
             env.update(steps)
-            lines.extend(key_steps(x, x, steps, False, env))
+            lines.extend(key_steps(x, x, steps, False, env, guarded=True))
             return lines, x, True
         if known is not None and known[0] == "path":
             root, keys = known[1]
@@ -729,6 +731,10 @@ class TermCompiler:
         members = self.members_comprehension(term, body_builders, hoists, heads)
         if members is not None:
             return members
+        if not hoists and isinstance(term, ast.ArrayCompr | ast.SetCompr):
+            looped = self.comprehension_loop(body_builders, heads[0], is_set=not array)
+            if looped is not None:
+                return looped
 
         if isinstance(term, ast.ObjectCompr):
             key_fn, val_fn = heads
@@ -783,6 +789,13 @@ class TermCompiler:
 
         return evaluate_object
 
+    def comprehension_loop(
+        self, body: list[Builder], head: ValueFn, is_set: bool
+    ) -> ValueFn | None:
+        """An array or set comprehension as one generated function, or None (the
+        closures then run it); see `RuleSourceCompiler.comprehension_loop`."""
+        return None
+
     def members_comprehension(
         self, term: ast.Term, body: list[Builder], hoists: list[Builder], heads: list[ValueFn]
     ) -> ValueFn | None:
@@ -809,7 +822,10 @@ class TermCompiler:
 
         def members(ctx: Ctx, f: Frame) -> Any:
             items = coll(ctx, f)
-            if not isinstance(items, COLLECTIONS):
+            kind = type(items)
+            if kind not in COLLECTION_TYPES and (
+                kind in NOT_COLLECTIONS or not isinstance(items, COLLECTIONS)
+            ):
                 return ()
             ctx.steps -= len(items)
             if ctx.steps < 0:

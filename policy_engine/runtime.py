@@ -27,8 +27,10 @@ from policy_engine.values import (
 __all__ = [
     "ARRAYS",
     "COLLECTIONS",
+    "COLLECTION_TYPES",
     "DEFAULT_OPTIONS",
     "MISSING",
+    "NOT_COLLECTIONS",
     "SETS",
     "Cont",
     "Ctx",
@@ -216,9 +218,20 @@ def data_index(collection: Any, key: Any) -> Any:
     return index_value(collection, key)
 
 
+# Values that are never indexable, tested by exact type: `isinstance` costs several times a
+# set lookup for every type it does not match (a null walked into, `w.rpm` with `w :=
+# null`, failed three of them).
+NOT_COLLECTIONS: Final = frozenset({type(None), str, int, bool, float, Decimal, type(UNDEFINED)})
+# The collections' own types, for the same exact-type test.
+COLLECTION_TYPES: Final = frozenset({dict, FrozenDict, list, tuple, frozenset, set})
+
+
 def index_value(collection: Any, key: Any) -> Any:
     """`collection[key]` with Rego semantics: UNDEFINED when absent or not indexable."""
-    if isinstance(collection, dict):
+    kind = type(collection)
+    if kind in NOT_COLLECTIONS:
+        return UNDEFINED
+    if kind is dict or isinstance(collection, dict):
         if type(key) is float:
             key = freeze(key)
         try:
@@ -230,7 +243,7 @@ def index_value(collection: Any, key: Any) -> Any:
             # Python finds key 1 under `true`: confirm the stored key is Rego-equal.
             return found if holds_exactly(collection, key) else UNDEFINED
         return found
-    if isinstance(collection, ARRAYS):
+    if kind is tuple or kind is list or isinstance(collection, ARRAYS):
         kind = type(key)
         if kind is int:
             if 0 <= key < len(collection):
@@ -271,6 +284,9 @@ def in_order(collection: Any) -> Any:
     Only an array comprehension shows the order of its iterations, so only its body
     iterates through this (see `TermCompiler.ordered`).
     """
+    kind = type(collection)
+    if kind in NOT_COLLECTIONS or kind is tuple or kind is list:
+        return collection
     if not isinstance(collection, dict | frozenset | set) or len(collection) < 2:
         return collection
     if isinstance(collection, dict):

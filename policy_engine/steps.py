@@ -15,8 +15,10 @@ from typing import Any
 from policy_engine import ast
 from policy_engine.runtime import (
     ARRAYS,
+    COLLECTION_TYPES,
     COLLECTIONS,
     MISSING,
+    NOT_COLLECTIONS,
     Cont,
     Ctx,
     Frame,
@@ -234,20 +236,23 @@ class IterStmt:
 
         def step(ctx: Ctx, f: Frame, k: Cont) -> bool:
             items = coll(ctx, f)
-            if not isinstance(items, COLLECTIONS):
+            kind = type(items)
+            if kind not in COLLECTION_TYPES and (
+                kind in NOT_COLLECTIONS or not isinstance(items, COLLECTIONS)
+            ):
                 return False
             # The whole collection is charged up front: one check per loop, not per item.
             ctx.steps -= len(items)
             if ctx.steps < 0:
                 ctx.spend(0)
-            if not key_slot and not isinstance(items, dict):
+            if not key_slot and kind is not dict and not isinstance(items, dict):
                 # Arrays and sets without a key: the members themselves, no pairs.
                 for val in items:
                     f[val_slot] = val
                     if keep(ctx, f) and nxt(ctx, f, k):
                         return True
                 return False
-            if isinstance(items, dict):
+            if kind is dict or isinstance(items, dict):
                 pairs: Any = items.items()
             elif isinstance(items, ARRAYS):
                 if not key_slot:

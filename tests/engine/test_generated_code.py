@@ -200,6 +200,22 @@ member_is_itself if {
 
 deeper := "yes" if deep
 else := defaulted
+
+doubled := [x * 2 | some x in input.xs]
+
+keyed_pairs := [[k, x] | some k, x in input.xs]
+
+picked := {x | some x in input.xs; x != "b"}
+
+guarded_compr := [x | input.flag == true; some x in input.xs; x > 1]
+
+undefined_heads := [input.ys[x] | some x in input.xs]
+
+names_starting := {n | some n in exact_names; startswith(n, input.s)}
+
+bound_after := [[x, y] | some x in input.xs; y := concat("-", [input.s, "x"])]
+
+nested_compr := [count([y | some y in input.xs; y != x]) | some x in input.xs]
 """
 
 RULES = [
@@ -209,7 +225,8 @@ RULES = [
     "cased", "parts", "shaped", "static_ok", "conflict_free", "uses_rules", "deep", "deeper",
     "name_exact", "name_exact_flipped", "name_unified", "name_unified_flipped", "scalar_member",
     "bool_member", "number_member", "structured_member", "set_member", "guarded_member",
-    "member_of_var", "member_is_const", "member_is_itself",
+    "member_of_var", "member_is_const", "member_is_itself", "doubled", "keyed_pairs", "picked",
+    "guarded_compr", "undefined_heads", "names_starting", "bound_after", "nested_compr",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
@@ -270,6 +287,12 @@ INPUTS: list[Any] = [
     {"n": 3, "limit": True},
     {"n": None, "limit": "0.5"},
     {"n": [1], "limit": 2},
+    {"xs": {"b": 1, "a": 2}, "ys": {"1": "one"}, "flag": True, "s": "g"},
+    {"xs": {"c": "b", "a": 2}, "ys": ["zero", "one"], "flag": True, "s": "c"},
+    {"xs": ["a", 2, None], "ys": {"a": 0}, "flag": True, "s": 3},
+    {"xs": None, "flag": True},
+    {"xs": "abc", "flag": True, "s": "n"},
+    {"xs": [3, 1, 2], "ys": [9, 8, 7, 6], "flag": False},
 ]
 
 
@@ -337,6 +360,33 @@ def test_exact_allow_list_answers_and_is_charged_like_the_loop() -> None:
     with pytest.raises(EvalError) as caught:
         limited.prepare("data.s.ok")({"m": "m0"})
     assert caught.value.code == "eval_limit_error"
+
+
+def test_comprehension_loops_are_generated_and_charged_like_the_closures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from policy_engine.compile_rules import RuleSourceCompiler
+
+    made: list[Any] = []
+    original = RuleSourceCompiler.comprehension_loop
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        looped = original(self, *args, **kwargs)
+        made.append(looped)
+        return looped
+
+    monkeypatch.setattr(RuleSourceCompiler, "comprehension_loop", counted)
+    rules = ["doubled", "picked", "guarded_compr", "names_starting", "nested_compr"]
+    Engine.from_sources({"g.rego": POLICY})
+    assert len([m for m in made if m is not None]) >= len(rules)
+    docs = [{"xs": list(range(n)), "flag": True, "s": "g"} for n in (0, 3, 9)]
+    for limit in (3, 5, 8, 12, 30):
+        config = EngineConfig(max_steps=limit)
+        fast = Engine.from_sources({"g.rego": POLICY}, config=config)
+        reference, _tracer = traced_engine({"g.rego": POLICY}, config=config)
+        for doc in docs:
+            for rule in rules:
+                assert outcome(fast, rule, doc) == outcome(reference, rule, doc), (limit, rule)
 
 
 def test_loop_conflict_is_reported() -> None:
