@@ -14,7 +14,7 @@ import pytest
 
 from proxy.store import sqlite as sqlite_module
 from proxy.store import sqlite_batch
-from proxy.store.base import NotFound, Reservation
+from proxy.store.base import Admitted, Claim, NotFound, Reservation
 from proxy.store.sqlite import SqliteStore
 
 COST = Decimal("0.01")
@@ -309,3 +309,30 @@ def test_reservations_are_kept_by_id_alone_and_the_migration_keeps_them(
             )
         }
         assert {"reservations_org", "reservations_key_flight", "reservations_project"} <= indexes
+
+
+def test_a_plain_admission_names_a_missing_key_or_organization(tmp_path: Path) -> None:
+    # One statement reads the key, the organization and its reservations; when either
+    # row is missing, the answer still says which.
+    async def body() -> list[str]:
+        store, key_id = await _store_with_key(str(tmp_path / "missing.db"))
+        messages = []
+        try:
+            for key, org in ((key_id, "ghost-org"), ("ghost-key", "default")):
+                claim = Claim(key_id=key, organization_id=org, amount=COST, project_id="default")
+                with pytest.raises(NotFound) as raised:
+                    await store.admit(claim, "tkt-1")
+                messages.append(str(raised.value))
+            admitted = await store.admit(
+                Claim(key_id=key_id, organization_id="default", amount=COST, project_id="default"),
+                "tkt-2",
+            )
+            assert isinstance(admitted, Admitted)
+        finally:
+            await store.close()
+        return messages
+
+    assert asyncio.run(body()) == [
+        "organization `ghost-org` does not exist",
+        "key `ghost-key` does not exist",
+    ]
