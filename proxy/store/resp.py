@@ -257,12 +257,14 @@ class RespConnection:
 
     @property
     def usable(self) -> bool:
-        return not self._protocol.lost
+        transport = self._protocol.transport
+        return not self._protocol.lost and transport is not None and not transport.is_closing()
 
     def send(self, commands: Sequence[bytes], replies: Sequence[Reply]) -> None:
-        """Write `commands` at once; `replies[i]` gets the reply to `commands[i]`."""
+        """Write `commands` at once; `replies[i]` gets the reply to `commands[i]` (a
+        `ConnectionError` at once if the connection is closed or closing)."""
         protocol = self._protocol
-        if protocol.lost or protocol.transport is None:
+        if not self.usable or protocol.transport is None:
             error = RedisConnectionError("connection to Redis lost")
             for reply in replies:
                 reply(error)

@@ -145,6 +145,23 @@ def test_a_lost_connection_fails_the_calls_in_flight_and_the_next_call_reconnect
     assert usage == Decimal("0.02")
 
 
+def test_a_closed_connection_fails_what_is_sent_on_it(redis_backend: Backend) -> None:
+    async def body() -> list[Any]:
+        connection = await RespConnection.open(Endpoint(host="127.0.0.1", port=6379))
+        got: list[Any] = []
+        connection.send([encode_command("PING")], [got.append])
+        await connection.wait_idle()
+        connection.close()
+        assert not connection.usable
+        connection.send([encode_command("PING")], [got.append])  # closing: not written
+        await asyncio.sleep(0.01)
+        return got
+
+    got = redis_backend.run(body)
+    assert got[0] == b"PONG"
+    assert len(got) == 2 and isinstance(got[1], RedisConnectionError)
+
+
 def test_a_connection_that_cannot_be_opened_fails_the_call(redis_backend: Backend) -> None:
     async def body() -> None:
         # The shared test Redis has no password: AUTH is refused.
