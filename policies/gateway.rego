@@ -112,31 +112,40 @@ key_unusable if input.key.status != "active"
 # is refused. A time that cannot be read counts as expired (fail closed).
 key_expired if {
 	input.key.expires_at != null
-	not earlier(input.request.time, input.key.expires_at)
+	not before_key_expiry
 }
 
 # Check 2b': after `gateway keys rotate`, the previous token works only until its
 # grace period ends (`token_expires_at`, set only when that token was presented).
 rotated_token_expired if {
 	input.key.token_expires_at != null
-	not earlier(input.request.time, input.key.token_expires_at)
+	not before_token_expiry
 }
 
-# Two RFC 3339 times compared as instants (not as text: offsets may differ).
-# The times the gateway writes (`2026-11-27T10:00:00Z`: UTC, whole seconds) order as
-# text exactly as instants do, so those are compared as text: parsing both cost more
-# than the rest of checks 1-3 together. A time of any other shape is parsed; so is one
-# the shape check cannot vouch for as a valid instant (a day after the 28th, which not
-# every month has, or a year the parser cannot represent), so that one still counts as
-# expired when it cannot be read.
-earlier(a, b) := a < b if {
-	utc_second(a)
-	utc_second(b)
-} else := time.parse_rfc3339_ns(a) < time.parse_rfc3339_ns(b)
+# The request's time is before the key's expiry, both compared as instants (not as
+# text: offsets may differ). The times the gateway writes (`2026-11-27T10:00:00Z`:
+# UTC, whole seconds) order as text exactly as instants do, so when both have that
+# shape they are compared as text: parsing both cost more than the rest of checks
+# 1-3 together. Otherwise both are parsed (the `else`); a time that cannot be
+# parsed leaves the rule undefined, so it counts as expired (fail closed). The
+# shape check (`utc_second_shape`) vouches only for valid instants: a day after the
+# 28th (which not every month has) or a year the parser cannot represent is parsed.
+# Written out per check rather than as a function of two times: a call costs more
+# than the comparison.
+before_key_expiry := input.request.time < input.key.expires_at if {
+	regex.match(utc_second_shape, input.request.time)
+	regex.match(utc_second_shape, input.key.expires_at)
+} else := time.parse_rfc3339_ns(input.request.time) < time.parse_rfc3339_ns(input.key.expires_at)
+
+# The same for the presented token's end of grace.
+before_token_expiry := input.request.time < input.key.token_expires_at if {
+	regex.match(utc_second_shape, input.request.time)
+	regex.match(utc_second_shape, input.key.token_expires_at)
+} else := time.parse_rfc3339_ns(input.request.time) < time.parse_rfc3339_ns(input.key.token_expires_at)
 
 # A time in the gateway's own format whose every field is valid whatever the month
 # and year: years 1700-2261 (within what parse_rfc3339_ns represents), days 01-28.
-utc_second(moment) if regex.match(`^((1[7-9]|2[01])[0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$`, moment)
+utc_second_shape := `^((1[7-9]|2[01])[0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$`
 
 invalid_token_message := "Unauthorized: Invalid LLMGateway API token. Please make sure the token is not deleted or disabled. Go to the LLMGateway 'API Keys' page to generate a new token."
 
@@ -350,29 +359,49 @@ rate_limited := [reason | some subject in rate_subjects; reason := rate_refusal(
 # Without the store's counts (the first decision of a request) only a request
 # whose token bound exceeds a tokens-per-minute limit can be refused here: the
 # other checks need the counts. This only saves the work of looking, on every
-# request of a rate-limited key, so each case is its own plain lookup. It may say
-# "possible" when no refusal follows (rate_limited then finds none), never the
-# reverse: with policy ceilings it always looks; without them a window's own limits
-# are its effective ones, so those are not worked out just for this check.
+# request of a rate-limited key. It may say "possible" when no refusal follows
+# (rate_limited then finds none), never the reverse: with policy ceilings it always
+# looks; without them a window's own limits are its effective ones, so those are not
+# worked out just for this check. A window is read only when it is set (reading a
+# field of null costs more here than the test), and without a token bound the
+# request counts 0 tokens, so only a negative `tpm` is exceeded by it.
 rate_refusal_possible if input.request.token_bound != null
-
-rate_refusal_possible if key_window.requests_in_window != null
-
-rate_refusal_possible if key_window.tokens_in_window != null
-
-rate_refusal_possible if key_window.parallel != null
-
-rate_refusal_possible if project_window.requests_in_window != null
-
-rate_refusal_possible if project_window.tokens_in_window != null
-
-rate_refusal_possible if project_window.parallel != null
 
 rate_refusal_possible if rate_ceilings_set
 
-rate_refusal_possible if request_too_large(key_window)
+rate_refusal_possible if {
+	key_window != null
+	key_window_may_refuse
+}
 
-rate_refusal_possible if request_too_large(project_window)
+rate_refusal_possible if {
+	project_window != null
+	project_window_may_refuse
+}
+
+# The key's window, set, holds counts or a `tpm` below 0 (see above).
+key_window_may_refuse if key_window.requests_in_window != null
+
+key_window_may_refuse if key_window.tokens_in_window != null
+
+key_window_may_refuse if key_window.parallel != null
+
+key_window_may_refuse if {
+	key_window.tpm != null
+	key_window.tpm < 0
+}
+
+# The same for the project's window.
+project_window_may_refuse if project_window.requests_in_window != null
+
+project_window_may_refuse if project_window.tokens_in_window != null
+
+project_window_may_refuse if project_window.parallel != null
+
+project_window_may_refuse if {
+	project_window.tpm != null
+	project_window.tpm < 0
+}
 
 rate_limits_set if input.key.rate_limits != null
 
@@ -387,18 +416,39 @@ rate_ceilings_set if count(data.gateway.iam_policies.rate_ceilings) > 0
 # Without policy ceilings those are each window's own limits, taken directly.
 decision_rate_limits := {"key": null, "project": null} if {
 	not rate_limits_set
-} else := {"key": own_limits_or_null(key_window), "project": own_limits_or_null(project_window)} if {
+} else := {"key": key_own_limits, "project": project_own_limits} if {
 	not rate_ceilings_set
 } else := {"key": limits_or_null(key_rate_limits), "project": limits_or_null(project_rate_limits)}
 
-# limits_or_null(own_limits(window)), reading the proxy's usual window (all three
-# limits present, one of them set) without building it twice.
-own_limits_or_null(window) := null if {
-	window == null
+# limits_or_null(own_limits(window)) of the key's and the project's window, reading
+# the proxy's usual window (all three limits present, one of them set) without
+# building it twice. Rules, not one function: a call, and comparing objects, cost
+# more here than the tests themselves.
+key_own_limits := null if {
+	key_window == null
 } else := limits if {
-	limits := {"rpm": window.rpm, "tpm": window.tpm, "max_parallel": window.max_parallel}
-	limits != {"rpm": null, "tpm": null, "max_parallel": null}
-} else := limits_or_null(own_limits(window))
+	key_window.rpm != null
+	limits := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel}
+} else := limits if {
+	key_window.tpm != null
+	limits := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel}
+} else := limits if {
+	key_window.max_parallel != null
+	limits := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel}
+} else := limits_or_null(own_limits(key_window))
+
+project_own_limits := null if {
+	project_window == null
+} else := limits if {
+	project_window.rpm != null
+	limits := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel}
+} else := limits if {
+	project_window.tpm != null
+	limits := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel}
+} else := limits if {
+	project_window.max_parallel != null
+	limits := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel}
+} else := limits_or_null(own_limits(project_window))
 
 limits_or_null(limits) := limits if {
 	some name in rate_limit_names

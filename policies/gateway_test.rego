@@ -178,6 +178,14 @@ test_rotated_token_after_its_grace_period_is_401 if {
 	d.reasons[0].code == "token_rotated"
 }
 
+# 11:30 at UTC+1 is 10:30Z, after the request's 10:00Z; 10:30 at UTC+1 is before it.
+test_a_rotated_token_grace_with_an_offset_compares_as_an_instant if {
+	d := decide({"key": {"token_expires_at": "2026-11-27T11:30:00+01:00"}})
+	d.allow == true
+	refused := decide({"key": {"token_expires_at": "2026-11-27T10:30:00+01:00"}})
+	refused.reasons[0].code == "token_rotated"
+}
+
 test_usage_at_the_limit_is_401 if {
 	d := decide({"key": {"usage": "10", "usage_limit": "10.00"}})
 	d.status == 401
@@ -583,6 +591,33 @@ test_a_policy_ceiling_alone_refuses_a_request_too_large if {
 	d := data.gateway.decision with input as with_patch({"request": {"token_bound": 50}}) with data.gateway.iam_policies.rate_ceilings as ceilings
 	d.status == 429
 	startswith(d.message, "Request too large for API key key_1 on tokens per min (TPM): Limit 10, Requested 50.")
+}
+
+# An allowed request's decision carries each window's own limits, whichever is set.
+test_a_key_window_with_only_tpm_or_only_max_parallel_is_admitted_under_it if {
+	tpm := decide({"key": {"rate_limits": {"rpm": null, "tpm": 100, "max_parallel": null}}})
+	tpm.rate_limits.key == {"rpm": null, "tpm": 100, "max_parallel": null}
+	parallel := decide({"key": {"rate_limits": {"rpm": null, "tpm": null, "max_parallel": 2}}})
+	parallel.rate_limits.key == {"rpm": null, "tpm": null, "max_parallel": 2}
+}
+
+test_a_project_window_is_admitted_under_its_own_limits if {
+	rpm := decide({"project": {"rate_limits": {"rpm": 7, "tpm": null, "max_parallel": null}}})
+	rpm.rate_limits == {"key": null, "project": {"rpm": 7, "tpm": null, "max_parallel": null}}
+	tpm := decide({"project": {"rate_limits": {"rpm": null, "tpm": 70, "max_parallel": null}}})
+	tpm.rate_limits.project == {"rpm": null, "tpm": 70, "max_parallel": null}
+	parallel := decide({"project": {"rate_limits": {"rpm": null, "tpm": null, "max_parallel": 3}}})
+	parallel.rate_limits.project == {"rpm": null, "tpm": null, "max_parallel": 3}
+	partial := decide({"project": {"rate_limits": {"tpm": 9}}})
+	partial.rate_limits.project == {"rpm": null, "tpm": 9, "max_parallel": null}
+	none := decide({"project": {"rate_limits": {"rpm": null, "tpm": null, "max_parallel": null}}})
+	none.rate_limits == {"key": null, "project": null}
+}
+
+test_a_negative_project_tpm_refuses_before_anything_is_counted if {
+	d := decide({"project": {"rate_limits": {"rpm": null, "tpm": -1, "max_parallel": null}}})
+	d.status == 429
+	startswith(d.message, "Request too large for project proj_1 on tokens per min (TPM): Limit -1, Requested 0.")
 }
 
 test_a_window_whose_limits_are_all_null_admits_without_rate_limits if {
