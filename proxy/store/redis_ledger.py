@@ -313,19 +313,20 @@ class RedisLedgerStore:
             None if project is None else f"p:{project[0]}|{project[1]}",
         ]
         figures = [WindowUsage(), WindowUsage()]
+        asked = [(i, name) for i, name in enumerate(names) if name is not None]
         for attempt in range(2):
+            if not asked:
+                break
+            # Both windows in one call of this turn's pipeline.
+            values = await self._batch.call("WINDOWS", *(name for _, name in asked))
             missing = []
-            for i, name in enumerate(names):
-                if name is None:
-                    continue
-                usage, reserved = await self._redis.hmget(
-                    f"{self._prefix}b:{name}", ["usage", "reserved"]
-                )
-                if usage is None:
+            for n, (i, name) in enumerate(asked):
+                usage, reserved = values[2 * n], values[2 * n + 1]
+                if usage == b"":
                     missing.append(name)
                 else:
                     figures[i] = WindowUsage(
-                        usage=money_from_units(usage), reserved=money_from_units(reserved or 0)
+                        usage=money_from_units(usage), reserved=money_from_units(reserved)
                     )
             if not missing or attempt:
                 break

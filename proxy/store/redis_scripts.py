@@ -51,6 +51,7 @@ __all__ = [
     "RESERVE",
     "SETTLE",
     "SET_CREDITS",
+    "WINDOWS",
     "WITHDRAW",
 ]
 
@@ -407,6 +408,19 @@ for i = 3, #ARGV do out[#out + 1] = rate_text(rate_window(p, ARGV[i], at, now)) 
 return table.concat(out, '\t')
 """
 )
+
+# Budget windows' figures for reading. ARGV: prefix, then window names. Returns usage and
+# reserved per window, in order; usage '' for a window not loaded (a nil would end the
+# array).
+WINDOWS = """
+local out = {}
+for i = 2, #ARGV do
+    local v = redis.call('HMGET', ARGV[1] .. 'b:' .. ARGV[i], 'usage', 'reserved')
+    out[#out + 1] = v[1] or ''
+    out[#out + 1] = v[2] or '0'
+end
+return out
+"""
 
 # ARGV: prefix. Returns how many reservations were reclaimed.
 RECLAIM = (
