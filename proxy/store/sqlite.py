@@ -566,15 +566,10 @@ def _below(
     return _sum(rows) < room
 
 
-_KEY_FLIGHT = (
-    "SELECT total(amount), count(*), total(CASE WHEN key_window = ? THEN amount END), "
-    "count(CASE WHEN key_window = ? THEN 1 END) "
-    "FROM reservations WHERE key_id = ? AND expires_at > ?"
-)
+_KEY_FLIGHT = "SELECT total(amount), count(*) FROM reservations WHERE key_id = ? AND expires_at > ?"
 
-# The key's live reservations at one instant: their total and count, and those of one
-# budget window (both 0 without a window).
-_KeyFlight = tuple[float, int, float, int]
+# The key's live reservations at one instant: their total and count.
+_KeyFlight = tuple[float, int]
 
 # A subject's `rate_totals` row: requests, tokens, oldest second (all None: no row).
 _Totals = tuple[Any, Any, Any]
@@ -586,8 +581,7 @@ _Totals = tuple[Any, Any, Any]
 # admission does before using them writes any of them.
 _RATED_KEY_ROW = (
     "SELECT k.usage, k.usage_limit, b.usage, t.requests, t.tokens, t.oldest, "
-    "total(r.amount), count(r.amount), total(CASE WHEN r.key_window = ? THEN r.amount END), "
-    "count(CASE WHEN r.key_window = ? THEN 1 END), k.id, k.queue_until "
+    "total(r.amount), count(r.amount), k.id, k.queue_until "
     "FROM api_keys k "
     "LEFT JOIN budget_usage b ON b.subject = ? AND b.window_start = ? "
     "LEFT JOIN rate_totals t ON t.subject = ? "
@@ -617,17 +611,6 @@ _PLAIN_ROWS = (
 _ORG_LIVE = f"{_ORG} AND expires_at > ?"
 
 
-def _key_flight(
-    conn: sqlite3.Connection, key_id: str, now: float, window_start: str | None
-) -> _KeyFlight:
-    """One read of the key's live reservations for every check that needs them (its
-    usage limit, its budget window, its rate window's requests in flight)."""
-    total, count, window_total, window_count = conn.execute(
-        _KEY_FLIGHT, (window_start, window_start, key_id, now)
-    ).fetchone()
-    return total, count, window_total, window_count
-
-
 def _key_in_flight_below(
     conn: sqlite3.Connection,
     key_id: str,
@@ -641,21 +624,26 @@ def _key_in_flight_below(
     budget window (`window`: start, budget minus the window's settled usage) under
     the budget; exactly as `_in_flight_below` for each, from one read of the key's
     reservations instead of one per check (a key with both read them twice).
-    `flight`: that read, when the admission already made it at `now` for `window`."""
+    `flight`: that read, when the admission already made it at `now`.
+
+    The window's reservations are some of the key's, so the key's total bounds them:
+    when all of them leave room under the budget, so do the window's, and only
+    otherwise (near the budget, or with reservations of an earlier window still in
+    flight) are the window's summed on their own. Summing the window's alongside the
+    key's (a CASE per reservation) cost about as much as the rest of the read, per
+    request in flight, on every admission."""
     if window is None and flight is None:
         return limit_room is None or _in_flight_below(conn, _KEY, (key_id,), now, limit_room)
-    start = None if window is None else window[0]
     if flight is None:
-        flight = _key_flight(conn, key_id, now, start)
-    total, count, window_total, window_count = flight
-    if limit_room is not None:
-        where = f"{_KEY} AND expires_at > ?"
-        if not _below(conn, where, (key_id, now), total, count, limit_room):
-            return False
-    if window is None:
+        total, count = conn.execute(_KEY_FLIGHT, (key_id, now)).fetchone()
+    else:
+        total, count = flight
+    where = f"{_KEY} AND expires_at > ?"
+    if limit_room is not None and not _below(conn, where, (key_id, now), total, count, limit_room):
+        return False
+    if window is None or _below(conn, where, (key_id, now), total, count, window[1]):
         return True
-    where = f"{_KEY_WINDOW} AND expires_at > ?"
-    return _below(conn, where, (key_id, window[0], now), window_total, window_count, window[1])
+    return _in_flight_below(conn, _KEY_WINDOW, (key_id, window[0]), now, window[1])
 
 
 def _releasing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
@@ -964,8 +952,8 @@ def _budgets_fit(
     """INVARIANT: admitted only while the key's settled usage + its in-flight
     reservations < its usage limit (`limit_room`: limit - usage; None: no limit), and
     a window's settled usage + its in-flight reservations < its budget (the same
-    rule). `key_flight`: the key's reservations in its budget window (if any), read at
-    `now` in this transaction."""
+    rule). `key_flight`: the key's live reservations, read at `now` in this
+    transaction."""
     budget = claim.key_budget
     key_window = None
     if budget is not None and key_usage is not None:
@@ -1525,15 +1513,15 @@ class SqliteStore:
                 key_id = claim.key_id
                 key_subject = f"k:{key_id}"
                 row = conn.execute(
-                    _RATED_KEY_ROW, (start, start, key_subject, start, key_subject, now, key_id)
+                    _RATED_KEY_ROW, (key_subject, start, key_subject, now, key_id)
                 ).fetchone()
-                if row[10] is None:
+                if row[8] is None:
                     raise NotFound(f"key `{key_id}` does not exist")
                 key = row
                 if start is not None:
                     key_window_usage = _usage_or_zero(row[2])
                 key_totals = (row[3], row[4], row[5])
-                key_flight = (row[6], row[7], row[8], row[9])
+                key_flight = (row[6], row[7])
             elif claim.key_budget is None:
                 if claim.organization_id is not None:
                     plain = conn.execute(

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.store.sqlite import (
+    _KEY_FLIGHT,
     _PLAIN_ROWS,
     _RATED_KEY_ROW,
     MIGRATIONS,
@@ -108,6 +109,9 @@ def test_one_read_of_the_key_decides_as_one_read_per_check(
         or _in_flight_below(conn, "key_id = ? AND key_window = ?", ("k", "w1"), 50.0, window[1])
     )
     assert _key_in_flight_below(conn, "k", 50.0, limit, window) == expected
+    # The same from the read the admission of a rate-limited key makes with its row.
+    flight = conn.execute(_KEY_FLIGHT, ("k", 50.0)).fetchone()
+    assert _key_in_flight_below(conn, "k", 50.0, limit, window, flight) == expected
 
 
 def test_the_organizations_reservations_are_summed_from_the_index_alone() -> None:
@@ -176,7 +180,7 @@ def test_a_keys_reservations_are_summed_from_the_index_alone() -> None:
         for statement in migration:
             conn.execute(statement)
     plan = conn.execute(
-        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("w", "w", "k:k", "w", "k:k", 1.0, "k")
+        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("k:k", "w", "k:k", 1.0, "k")
     ).fetchall()
     details = " ".join(str(row[-1]) for row in plan)
     assert "COVERING INDEX reservations_key_flight (key_id=? AND expires_at>?)" in details, details
