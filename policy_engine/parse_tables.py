@@ -14,6 +14,12 @@ the same text: `parse_fast` runs the one root alternation and compiles a
 state's own only for a token the state does not accept. `export` checks that
 order.
 
+The states are numbered in a canonical order (`_canonical_order`), not lark's:
+lark numbers them as it meets them in sets ordered by string hashes, so its
+numbering depends on the hash seed of the process that first built the tables
+(and cached them in the temp directory), and a fresh machine would export a
+different, equivalent file.
+
 Between tokens, `parse_fast` skips ignored text (spaces, comments) with one
 pattern, the ignored terminals' alternation repeated, then matches the token;
 lark matches each ignored stretch as a token of its own. That is the same
@@ -62,11 +68,11 @@ def _lexer(lexer: BasicLexer, root: list[tuple[str, str]]) -> dict[str, Any]:
             if not isinstance(pattern, PatternStr) or pattern.flags:
                 raise AssertionError(f"keyword {terminal.name} is not a plain string")
             words.setdefault(pattern.value, terminal.name)  # lark's alternation: first wins
-        keywords[type_] = words
+        keywords[type_] = dict(sorted(words.items()))
     return {
         "pattern": scanner._mres[0].pattern,
         "accepts": sorted(name for name, _regexp in own),
-        "keywords": keywords,
+        "keywords": dict(sorted(keywords.items())),
     }
 
 
@@ -89,6 +95,27 @@ def _skippable(root: BasicLexer, order: list[tuple[str, str]]) -> str:
     return "(?:" + "|".join(regexp for _name, regexp in ignored) + ")*"
 
 
+def _canonical_order(start_states: dict[str, int], shifts_of: list[list[int]]) -> list[int]:
+    """lark's state numbers in breadth-first order from the start states (by start
+    name), each state's shift targets taken in its symbols' order: a numbering that
+    depends only on the automaton."""
+    order: list[int] = []
+    seen: set[int] = set()
+    queue = [state for _name, state in sorted(start_states.items())]
+    while queue:
+        following: list[int] = []
+        for state in queue:
+            if state in seen:
+                continue
+            seen.add(state)
+            order.append(state)
+            following.extend(shifts_of[state])
+        queue = following
+    # States no start reaches (lark makes none) keep lark's relative order, at the end.
+    order.extend(state for state in range(len(shifts_of)) if state not in seen)
+    return order
+
+
 def export() -> dict[str, Any]:
     """The tables of the engine's grammar, as `parse_tables.json` holds them."""
     lark = lark_parser()
@@ -101,16 +128,22 @@ def export() -> dict[str, Any]:
         raise AssertionError("two grammar rules compare equal")
     root = contextual.root_lexer
     root_order = _alternation(root)
+    state_items = [sorted(table.states[state].items()) for state in range(len(table.states))]
+    order = _canonical_order(
+        table.start_states,
+        [[arg for _symbol, (action, arg) in items if action is Shift] for items in state_items],
+    )
+    number = {state: index for index, state in enumerate(order)}
     lexer_index: dict[int, int] = {}
     lexers: list[dict[str, Any]] = []
     actions: list[dict[str, int]] = []
     lexer_of_state: list[int] = []
-    for state in range(len(table.states)):
+    for state in order:
         # Shift to state s is s; reduce by rule r is -1 - r.
         actions.append(
             {
-                symbol: arg if action is Shift else -1 - rule_index[arg]
-                for symbol, (action, arg) in sorted(table.states[state].items())
+                symbol: number[arg] if action is Shift else -1 - rule_index[arg]
+                for symbol, (action, arg) in state_items[state]
             }
         )
         lexer = contextual.lexers[state]
@@ -127,8 +160,8 @@ def export() -> dict[str, Any]:
     ]  # fmt: skip
     return {
         "lark": __import__("lark").__version__,
-        "start": dict(sorted(table.start_states.items())),
-        "end": dict(sorted(table.end_states.items())),
+        "start": {name: number[state] for name, state in sorted(table.start_states.items())},
+        "end": {name: number[state] for name, state in sorted(table.end_states.items())},
         "actions": actions,
         "root_pattern": root.scanner._mres[0].pattern,
         "skip_pattern": _skippable(root, root_order),

@@ -8,6 +8,9 @@ reject the text (lark then reports the error, so errors are lark's).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,23 @@ def test_shipped_tables_are_the_grammars() -> None:
     assert TABLES_PATH.read_text(encoding="utf-8") == render(), (
         "grammar.lark changed: run `python -m policy_engine.parse_tables`"
     )
+
+
+def test_the_export_does_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    """lark numbers its states in an order that follows string hashes, and caches the
+    tables in the temp directory; the export renumbers them canonically, so a process
+    with another seed and no cache (a fresh machine) exports the same file."""
+    for seed in ("1", "2"):
+        temp = tmp_path / seed
+        temp.mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": seed, "TMPDIR": str(temp)}
+        exported = subprocess.run(
+            [sys.executable, "-c", "import sys; from policy_engine.parse_tables import render;"
+             " sys.stdout.write(render())"],
+            env=env, cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert list(temp.iterdir()), "lark did not build its tables afresh in the temp dir"
+        assert exported == TABLES_PATH.read_text(encoding="utf-8"), f"seed {seed}"
 
 
 def _lark(text: str, start: str) -> Any:
