@@ -27,6 +27,7 @@ from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
 from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway, SecondClock
+from proxy.http_client import NativeUpstream
 from proxy.key_activity import DEFAULT_ACTIVITY_INTERVAL, ActivityRecorder
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
@@ -43,7 +44,7 @@ from proxy.policy import PolicyHolder
 from proxy.providers import ProviderDirectory
 from proxy.secret_box import KEYED_PREFIX, box_for
 from proxy.store.base import Store, StoreError
-from proxy.upstream import AiohttpUpstream
+from proxy.upstream import AiohttpUpstream, UpstreamClient
 from proxy.worker_metrics import PUBLISH_INTERVAL, WorkerShare
 
 __all__ = ["StoreFactory", "create_app", "open_configured_store"]
@@ -218,7 +219,7 @@ async def metrics_endpoint(state: State) -> str:
 
 def _render_metrics(state: State) -> str:
     metrics: Metrics = state.metrics
-    upstream: AiohttpUpstream = state.upstream
+    upstream: UpstreamClient = state.upstream
     gauges = {
         "gateway_upstream_responses_open": (
             "Upstream responses in flight (each holds a pooled connection).",
@@ -278,7 +279,11 @@ def create_app(
     often per-key activity counts reach the store (proxy.key_activity)."""
     holder = policy or PolicyHolder(config.policy_dir, config.catalog_path)
     metrics = Metrics((("worker", worker_share.worker),) if worker_share else ())
-    upstream = AiohttpUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
+    upstream: UpstreamClient
+    if config.upstream_client == "aiohttp":
+        upstream = AiohttpUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
+    else:
+        upstream = NativeUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
     providers = ProviderDirectory(config)
 
     @contextlib.asynccontextmanager

@@ -120,6 +120,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     upstream_read_timeout: float = 120.0
     """Seconds to wait for the provider's response (or the next stream chunk) before 504."""
 
+    upstream_client: Literal["native", "aiohttp"] = "native"
+    """The HTTP client that reaches the providers: `native` (httptools on asyncio
+    protocols, proxy/http_client.py; less CPU per call) or `aiohttp` (the fallback).
+    See README.md, "Upstream client"."""
+
     error_format: Literal["documented", "openai"] = "documented"
     """Shape of the gateway's own error bodies: the documented `{"error": true, ...}`
     or the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`."""

@@ -61,8 +61,8 @@ from proxy.store.base import (
     WindowUsage,
 )
 from proxy.upstream import (
-    AiohttpUpstream,
     UpstreamCall,
+    UpstreamClient,
     UpstreamConnectError,
     UpstreamResponse,
     UpstreamTimeout,
@@ -170,7 +170,7 @@ class Gateway:
         config: GatewayConfig,
         store: KeyCachingStore,
         policy: PolicyHolder,
-        upstream: AiohttpUpstream,
+        upstream: UpstreamClient,
         providers: ProviderDirectory,
         metrics: Metrics,
         clock: Callable[[], str] | None = None,

@@ -23,6 +23,7 @@ from yarl import URL
 __all__ = [
     "AiohttpUpstream",
     "UpstreamCall",
+    "UpstreamClient",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamResponse",
@@ -68,6 +69,17 @@ class UpstreamResponse(Protocol):
     async def read(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
     async def close(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    """What the gateway needs of an upstream client (`AiohttpUpstream` or
+    `proxy.http_client.NativeUpstream`, chosen by `upstream_client` in the config)."""
+
+    @property
+    def responses_open(self) -> int: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, call: UpstreamCall) -> UpstreamResponse: ...
 
 
 class _AiohttpResponse:

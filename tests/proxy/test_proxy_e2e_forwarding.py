@@ -1,5 +1,6 @@
 """Forwarding against the real server: the official `openai` client, streaming,
-faults (502, 504, 413, pass-through), client disconnects, metrics and logs."""
+faults (502, 504, 413, pass-through), client disconnects, metrics and logs; every test
+runs with each upstream client (`upstream_client`: native and aiohttp)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,30 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
-from proxy_deployment import BODY_LIMIT, UPSTREAM_KEY, Deployment
+from proxy_deployment import BODY_LIMIT, UPSTREAM_KEY, Deployment, deployed
 from proxy_helpers import MSG_INVALID, Tenant, auth, chat, documented, make_tenant
+from shipped_policy import ShippedPolicies
 
 from proxy.mock_provider import mock_reply
 from proxy.tokens import generate_token
 
 # Every token this module hands out; the last test searches the logs for them.
 TOKENS: list[str] = []
+
+
+@pytest.fixture(scope="module", params=["native", "aiohttp"])
+def deployment(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    shipped_policies: ShippedPolicies,
+) -> Iterator[Deployment]:
+    """The shared gateway of tests/proxy/conftest.py, once per upstream client."""
+    with deployed(
+        tmp_path_factory.mktemp("gateway"),
+        compile_policy=shipped_policies.loader,
+        upstream_client=request.param,
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
