@@ -28,6 +28,7 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -38,11 +39,10 @@ __all__ = ["NativeUpstream"]
 
 # Idle keep-alive connections are closed after this (aiohttp's keepalive_timeout).
 KEEPALIVE_SECONDS = 30.0
-# A streamed body buffered beyond this pauses reading the socket until the consumer
-# drains it below the low mark (flow control: a slow client does not make the gateway
-# buffer a whole upstream reply).
+# A body buffered beyond this pauses reading the socket until the consumer takes what
+# is buffered (it takes all of it at once): flow control, so a slow client does not make
+# the gateway buffer a whole upstream reply.
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 # Provider endpoints whose parsed URL is kept (far more than any catalog names).
 _MAX_URLS = 256
 
@@ -105,8 +105,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport: no isinstance.
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
