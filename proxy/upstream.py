@@ -1,7 +1,8 @@
-"""Talking to upstream providers: one shared aiohttp session for the whole process.
+"""Talking to upstream providers: the shapes every client answers in, and the aiohttp
+client (`upstream_client: aiohttp`; the default is `proxy.http_client.NativeUpstream`).
 
-Why aiohttp directly: measured on this machine, a pass-through proxy on stock httpx
-collapsed under concurrency (encode/httpx#3215), httpx with the httpx-aiohttp
+Why aiohttp directly (before our own client): measured on this machine, a pass-through
+proxy on stock httpx collapsed under concurrency (encode/httpx#3215), httpx with the httpx-aiohttp
 transport reached about half of plain aiohttp's throughput; see README.md, "Upstream
 client". The session is opened and closed in the Litestar lifespan.
 
