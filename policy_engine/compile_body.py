@@ -307,6 +307,22 @@ class BodyCompiler(CallCompiler):
             cache, rule_id, fill = known[1]
             return self.rule_test(fill, cache, rule_id)
 
+        # Generated (and so inlinable into generated rule code) when the value is one
+        # that generated code reads inline or runs inline.
+        if known is not None or fn in self._value_sources:
+            env: dict[str, Any] = {"U": UNDEFINED}
+            setup, value, _undefined = self.operand_source(fn, 0, env)
+            source = "\n".join(
+                [
+                    "def call(ctx, f):",
+                    *setup,
+                    f"    return {value} is not U and {value} is not False",
+                ]
+            )
+            truthy: Direct = generate(source + "\n", env, self._code_cache)
+            self._test_sources[truthy] = (source + "\n", env)
+            return truthy
+
         def holds(ctx: Ctx, f: Frame) -> bool:
             v = fn(ctx, f)
             return v is not UNDEFINED and v is not False
@@ -416,7 +432,24 @@ class BodyCompiler(CallCompiler):
                 scope.bound.pop(name, None)
                 scope.declared.add(name)
         matcher = self.pattern(expr.target, scope)
-        return self.with_hoists(hoists, match_step(fn, matcher))
+        return self.with_hoists(hoists, self.match(fn, matcher))
+
+    def match(self, fn: ValueFn, matcher: Any) -> Stmt:
+        """`match_step(fn, matcher)`; when the pattern only stores the value in a slot
+        (`x := f(y)`), as generated code that generated rule code can run inline."""
+        slot = self._binds.get(matcher)
+        if slot is None:
+            return match_step(fn, matcher)
+        env: dict[str, Any] = {"U": UNDEFINED}
+        setup, value, undefined = self.operand_source(fn, 0, env)
+        lines = ["def call(ctx, f):", *setup]
+        if undefined:
+            lines.append(f"    if {value} is U:\n        return False")
+        lines.append(f"    f[{slot}] = {value}\n    return True")
+        source = "\n".join(lines) + "\n"
+        holds: Direct = generate(source, env, self._code_cache)
+        self._test_sources[holds] = (source, env)
+        return Stmt(holds)
 
     def unify(self, left: ast.Term, right: ast.Term, scope: Scope) -> Builder:
         left_open = self.has_pattern_vars(left, scope)
@@ -465,7 +498,7 @@ class BodyCompiler(CallCompiler):
         hoists: list[Builder] = []
         fn = self.value(source, scope, hoists)
         matcher = self.pattern(target, scope)
-        return self.with_hoists(hoists, match_step(fn, matcher))
+        return self.with_hoists(hoists, self.match(fn, matcher))
 
     def unify_objects(self, left: ast.ObjectTerm, right: ast.ObjectTerm, scope: Scope) -> Builder:
         left_keys = [constant(i.key) for i in left.items]

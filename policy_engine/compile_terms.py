@@ -117,6 +117,8 @@ class TermCompiler:
         self._glob_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
         # `a == b` conditions (and `a = b` between bound terms): test -> (a, b).
         self._equality_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
+        # Patterns that only store the value in a slot (`x := ...`): matcher -> slot.
+        self._binds: dict[Any, int] = {}
         self._module_globals: dict[int, dict[str, tuple[str, ...]]] = {}
         self._code_cache: dict[str, CodeType] = {}
         # Generated bodies renamed for inlining (see `codegen.inline_body`).
@@ -259,6 +261,7 @@ class TermCompiler:
                 f[slot] = v
                 return True
 
+            self._binds[bind] = slot
             return bind
         if isinstance(term, ast.ArrayTerm) and self.has_pattern_vars(term, scope):
             return self.array_pattern(term, scope)

@@ -216,6 +216,19 @@ names_starting := {n | some n in exact_names; startswith(n, input.s)}
 bound_after := [[x, y] | some x in input.xs; y := concat("-", [input.s, "x"])]
 
 nested_compr := [count([y | some y in input.xs; y != x]) | some x in input.xs]
+
+assigned := [y, z, w] if {
+	y := input.m
+	z := chain
+	w := [y, input.k]
+	input.flag
+	w
+}
+
+assigned_call := z if {
+	z := lower(input.s)
+	z != "chat"
+}
 """
 
 RULES = [
@@ -227,6 +240,7 @@ RULES = [
     "bool_member", "number_member", "structured_member", "set_member", "guarded_member",
     "member_of_var", "member_is_const", "member_is_itself", "doubled", "keyed_pairs", "picked",
     "guarded_compr", "undefined_heads", "names_starting", "bound_after", "nested_compr",
+    "assigned", "assigned_call",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
