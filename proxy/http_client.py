@@ -393,9 +393,9 @@ class NativeUpstream:
             lines.append(f"x-api-key: {call.api_key}\r\n")
         elif call.api_key:
             lines.append(f"Authorization: Bearer {call.api_key}\r\n")
-        # No header may smuggle another (aiohttp refuses the same with ValueError).
-        values = "".join(lines[1:])[:-2].split("\r\n")
-        if any("\r" in line or "\n" in line for line in values):
+        # No header may smuggle another (aiohttp refuses the same with ValueError):
+        # each added line holds exactly one line break, its own ending.
+        if any(line.count("\n") != 1 or line.count("\r") != 1 for line in lines[1:]):
             raise ValueError("newline or carriage return in an upstream header")
         lines.append(f"Content-Length: {len(call.body)}\r\n\r\n")
         head = "".join(lines).encode("utf-8") + call.body

@@ -535,3 +535,29 @@ async def test_native_stops_reading_while_the_consumer_lags() -> None:
             await response.close()
         finally:
             await client.stop()
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("x-extra", "1\r\nx-smuggled: 1"),
+        ("x-extra", "1\nx-smuggled: 1"),
+        ("x-extra", "1\rx-smuggled: 1"),
+        ("x-extra\r\nx-smuggled", "1"),
+    ],
+)
+@_sync
+async def test_a_header_with_a_line_break_is_refused_before_sending(
+    kind: str, header: tuple[str, str]
+) -> None:
+    heads: list[bytes] = []
+    async with Server(_echo_server(heads)) as server:
+        client = await _started(kind)
+        try:
+            call = UpstreamCall(url=server.url, body=b"{}", api_key="sk-up", headers=(header,))
+            with pytest.raises(ValueError):
+                await client.send(call)
+        finally:
+            await client.stop()
+    assert heads == []
