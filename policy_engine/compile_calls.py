@@ -154,6 +154,18 @@ class CallCompiler(TermCompiler):
             self.problem(TYPE_ERROR, f"`{name}` is a rule, not a function", term.span)
             return lambda ctx, f: UNDEFINED
         func = self.function(target)
+        if 0 < len(args) <= 4:
+            # A generated call site: constants and slots read inline, the operands'
+            # own generated code inlined where it can be, and the site itself
+            # inlinable into generated callers (`_value_sources`).
+            env: dict[str, Any] = {"U": UNDEFINED, "func": func}
+            lines, exprs = self.operands_source(args, env)
+            source = "\n".join(
+                ["def call(ctx, f):", *lines, f"    return func(ctx, ({', '.join(exprs)},))"]
+            )
+            site: ValueFn = generate(source + "\n", env, self._code_cache)
+            self._value_sources[site] = (source + "\n", env)
+            return site
 
         if len(args) == 1:
             (a0,) = args

@@ -229,6 +229,14 @@ assigned_call := z if {
 	z := lower(input.s)
 	z != "chat"
 }
+
+double(x) := x * 2
+
+pair(a, b) := [a, b] if a != b
+
+called := [double(input.n), pair(input.m, input.k)]
+
+called_in_loop := [pair(x, input.m) | some x in input.xs]
 """
 
 RULES = [
@@ -240,7 +248,7 @@ RULES = [
     "bool_member", "number_member", "structured_member", "set_member", "guarded_member",
     "member_of_var", "member_is_const", "member_is_itself", "doubled", "keyed_pairs", "picked",
     "guarded_compr", "undefined_heads", "names_starting", "bound_after", "nested_compr",
-    "assigned", "assigned_call",
+    "assigned", "assigned_call", "called", "called_in_loop",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
@@ -307,6 +315,8 @@ INPUTS: list[Any] = [
     {"xs": None, "flag": True},
     {"xs": "abc", "flag": True, "s": "n"},
     {"xs": [3, 1, 2], "ys": [9, 8, 7, 6], "flag": False},
+    {"n": 4, "m": "a", "k": "b", "xs": ["a", "c"]},
+    {"n": "4", "m": 1, "k": 1, "xs": [1, True]},
 ]
 
 
