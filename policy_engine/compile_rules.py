@@ -340,18 +340,7 @@ class RuleSourceCompiler(BodyCompiler):
             lines.extend(self.constant_loop_source(loop, after, env))
         if const is MISSING:
             lines.append("    found = M")
-        if loop.key_slot:
-            lines.append("    for key, val in iterate(items):")
-            lines.append(f"        f[{loop.key_slot}] = key")
-        else:
-            lines.append("    for val in (items.values() if isinstance(items, dict) else items):")
-        lines.append(f"        f[{loop.val_slot}] = val")
-        indent = "        "
-        for k, test in enumerate(after):
-            setup, holds = self.test_source(test, f"a{k}", env)
-            lines.extend(indent + line for line in setup)
-            lines.append(f"{indent}if {holds}:")
-            indent += "    "
+        indent = self.loop_source(loop, after, env, lines)
         if const is not MISSING:
             lines.append(f"{indent}return head")
             lines.append("    return U")
@@ -409,18 +398,7 @@ class RuleSourceCompiler(BodyCompiler):
         lines.append("    ctx.steps -= len(items)")
         lines.append("    if ctx.steps < 0:\n        ctx.spend(0)")
         lines.append("    result = []")
-        if loop.key_slot:
-            lines.append("    for key, val in iterate(items):")
-            lines.append(f"        f[{loop.key_slot}] = key")
-        else:
-            lines.append("    for val in (items.values() if isinstance(items, dict) else items):")
-        lines.append(f"        f[{loop.val_slot}] = val")
-        indent = "        "
-        for k, test in enumerate(after):
-            setup, holds = self.test_source(test, f"a{k}", env)
-            lines.extend(indent + line for line in setup)
-            lines.append(f"{indent}if {holds}:")
-            indent += "    "
+        indent = self.loop_source(loop, after, env, lines)
         setup, value, undefined = self.operand_source(head, 97, env)
         for line in setup:
             lines.extend(indent + part[4:] for part in line.split("\n"))
@@ -434,6 +412,25 @@ class RuleSourceCompiler(BodyCompiler):
             lines.append("    return tuple(result)")
         run: ValueFn = generate("\n".join(lines) + "\n", env, self._code_cache)
         return run
+
+    def loop_source(
+        self, loop: IterStmt, after: list[Any], env: dict[str, Any], lines: list[str]
+    ) -> str:
+        """Append the generated loop over `items` binding the loop's slots, and the
+        tests of the statements after it, nested; the indent of the innermost body."""
+        if loop.key_slot:
+            lines.append("    for key, val in iterate(items):")
+            lines.append(f"        f[{loop.key_slot}] = key")
+        else:
+            lines.append("    for val in (items.values() if isinstance(items, dict) else items):")
+        lines.append(f"        f[{loop.val_slot}] = val")
+        indent = "        "
+        for k, test in enumerate(after):
+            setup, holds = self.test_source(test, f"a{k}", env)
+            lines.extend(indent + line for line in setup)
+            lines.append(f"{indent}if {holds}:")
+            indent += "    "
+        return indent
 
     def constant_loop_source(
         self, loop: IterStmt, after: list[Any], env: dict[str, Any]
