@@ -18,14 +18,27 @@ the next request fits), in OpenAI's duration format (`1s`, `6m0s`, `20ms`).
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from proxy.input_document import retry_after, tokens_retry_after
 from proxy.store.base import RateCount, RateLimits, RateReason, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
 
-__all__ = ["duration_text", "rate_headers"]
+__all__ = ["HEADER_NAMES", "duration_text", "rate_headers"]
 
 Headers = tuple[tuple[str, str], ...]
+
+# Every name `rate_headers` gives (already lower case): the sender encodes them once.
+HEADER_NAMES: Final = (
+    "retry-after",
+    "x-should-retry",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
 
 
 def duration_text(seconds: float) -> str:
@@ -72,32 +85,34 @@ def rate_headers(
         project,
         tokens=True,
     )
-    headers: list[tuple[str, str]] = []
+    # Built as tuples outright (a list extended by lists, then copied, cost more; every
+    # reply of a rate-limited key pays it).
+    headers: Headers = ()
     if refused is not None:
         pairs = ((key_limits, key), (project_limits, project))
         if refused == "rate_limit_tokens" and _never_fits(pairs, request_tokens):
-            headers.append(("x-should-retry", "false"))
+            headers = (("x-should-retry", "false"),)
         else:
-            headers.append(("retry-after", str(_retry_seconds(pairs, refused, now))))
+            headers = (("retry-after", str(_retry_seconds(pairs, refused, now))),)
     requests_window, requests_reset = None, ""
     if requests is not None:
         limit, requests_window, used = requests
         requests_reset = duration_text(_reset(requests_window, now))
-        headers += [
+        headers += (
             ("x-ratelimit-limit-requests", str(limit)),
-            ("x-ratelimit-remaining-requests", str(max(0, limit - used))),
+            ("x-ratelimit-remaining-requests", str(limit - used if limit > used else 0)),
             ("x-ratelimit-reset-requests", requests_reset),
-        ]
+        )
     if tokens is not None:
         limit, count, used = tokens
         # Both ceilings are usually one subject's: its window's reset is worked out once.
         reset = requests_reset if count is requests_window else duration_text(_reset(count, now))
-        headers += [
+        headers += (
             ("x-ratelimit-limit-tokens", str(limit)),
-            ("x-ratelimit-remaining-tokens", str(max(0, limit - used))),
+            ("x-ratelimit-remaining-tokens", str(limit - used if limit > used else 0)),
             ("x-ratelimit-reset-tokens", reset),
-        ]
-    return tuple(headers)
+        )
+    return headers
 
 
 def _never_fits(pairs: tuple[tuple[RateLimits, RateCount | None], ...], tokens: int) -> bool:

@@ -225,3 +225,44 @@ def test_the_admitted_key_only_headers_match_the_general_path(
     ]
     assert short[1][1] == str(max(0, 10 - requests))
     assert short[4][1] == str(max(0, 1000 - tokens))
+
+
+@pytest.mark.parametrize("refused", [None, "rate_limit_requests", "rate_limit_tokens"])
+def test_the_sent_rate_header_lines_are_the_names_lower_cased_and_encoded(
+    refused: str | None,
+) -> None:
+    """The whole-reply sender encodes the rate headers' names once, ahead: the lines it
+    sends are still exactly each (name, value) lower-cased and latin-1 encoded, and
+    every name `rate_headers` gives (refusals' too) is one of those encoded ahead."""
+    from typing import Any, cast
+
+    from proxy.api_route import _send_whole
+    from proxy.gateway import Reply
+    from proxy.rate_headers import HEADER_NAMES, rate_headers
+    from proxy.store.base import RateCount, RateLimits, RateState
+
+    window = RateCount(requests=10, tokens=990, parallel=1, oldest=10.5, newest=20.0)
+    headers = rate_headers(
+        RateLimits(rpm=10, tpm=1000),
+        RateLimits(),
+        RateState(key=window),
+        40.0,
+        refused=cast(Any, refused),
+        request_tokens=2000,
+    )
+    assert {name for name, _ in headers} <= set(HEADER_NAMES)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    reply = Reply(status=429 if refused else 200, body=b"{}", headers=(("X-Other", "v"), *headers))
+    asyncio.run(_send_whole(reply, send))
+    expected = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers
+    ]
+    assert sent[0]["headers"][: len(expected)] == expected
+    assert sent[0]["headers"][len(expected) :] == [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"2"),
+    ]
