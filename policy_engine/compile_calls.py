@@ -319,6 +319,25 @@ class CallCompiler(TermCompiler):
             lines.append(f"            r = match({value}) is not None")
             lines.append("        else:")
             lines.append("    " + call_line)
+        elif builtin.name == "regex.match" and stock is not None and stock.fn is builtin.fn:
+            # The same (pattern, string) pairs recur at a call site (a key's expiry on
+            # each of its requests, the request's time within a second): each call site
+            # keeps the answers it worked out for two strings, bounded (both may come
+            # from input; emptied when full). An answer depends on the two strings
+            # alone; a pattern that does not parse is never kept, so the built-in
+            # raises its error on every call.
+            pattern, value = operands
+            env["matched"], env["limit"] = {}, 256
+            lines.append(f"        if type({pattern}) is str and type({value}) is str:")
+            lines.append(f"            pair = ({pattern}, {value})")
+            lines.append("            r = matched.get(pair)")
+            lines.append("            if r is None:")
+            lines.append(f"                r = fn({pattern}, {value})")
+            lines.append("                if len(matched) >= limit:")
+            lines.append("                    matched.clear()")
+            lines.append("                matched[pair] = r")
+            lines.append("        else:")
+            lines.append("    " + call_line)
         else:
             lines.append(call_line)
         lines.append("    except BuiltinError as exc:")
