@@ -583,6 +583,12 @@ active_rules contains object.union(rule, {"layer": "project"}) if {
 }
 
 active_rules contains rule if {
+	some rule in gateway_active_rules
+}
+
+# The active rules of the iam.yaml files, which carry their layer. They depend on
+# data only, so the engine computes them once per loaded policy, not per request.
+gateway_active_rules contains rule if {
 	some rule in data.gateway.iam_policies.rules
 	rule.status != "inactive"
 }
@@ -651,11 +657,16 @@ provider_permitted(provider) if {
 
 # The providers serving the requested model that the IAM rules leave (all of
 # them when there is no active rule, the common case, which skips the checks).
-permitted_model_providers := {provider | some provider, _ in data.catalog.models[model_id].providers} if {
+permitted_model_providers := object.get(catalog_model_providers, model_id, set()) if {
 	count(active_rules) == 0
 } else := {provider |
 	some provider, _ in data.catalog.models[model_id].providers
 	provider_permitted(provider)
+}
+
+# Each catalog model's providers. Data only: computed once per loaded policy.
+catalog_model_providers := {model: {provider | some provider, _ in entry.providers} |
+	some model, entry in data.catalog.models
 }
 
 # The id of the rule behind an allow-list reason: named when the layer has exactly one.
@@ -772,9 +783,31 @@ provider_apis(provider) := data.catalog.providers[provider].apis if {
 	data.catalog.providers[provider].apis
 } else := default_apis
 
-api_providers := {provider |
-	some provider in requested_providers
-	rule_operation in provider_apis(provider)
+# The requested providers that serve the request's API. Without active rules and
+# without an explicit provider (the common case) they are all of the model's
+# providers serving it; otherwise those of the requested ones (an explicit provider
+# always serves the model, check 6).
+api_providers := model_api_providers if {
+	explicit_provider == null
+	count(active_rules) == 0
+} else := model_api_providers & requested_providers
+
+# The model's providers that serve the request's API (none for an unknown model).
+model_api_providers := object.get(catalog_api_providers, [model_id, rule_operation], set())
+
+# For each catalog model and API, the model's providers serving that API. Data
+# only: computed once per loaded policy, not per request.
+catalog_api_providers := {model: {operation: providers |
+	some operation in catalog_apis
+	providers := {provider | some provider, _ in entry.providers; operation in provider_apis(provider)}
+} |
+	some model, entry in data.catalog.models
+}
+
+# Every API some catalog model's provider serves.
+catalog_apis := {operation |
+	some provider in catalog_providers
+	some operation in provider_apis(provider)
 }
 
 api_paths := {
@@ -787,8 +820,8 @@ api_paths := {
 
 unserved_api_message := sprintf("Model %s is not served through %s by any of its allowed providers; they serve %s", [model_id, api_paths[rule_operation], served_paths]) if {
 	model_id != null
-	count(requested_providers) > 0
 	count(api_providers) == 0
+	count(requested_providers) > 0
 }
 
 served_paths := concat(", ", sort({api_paths[operation] |
