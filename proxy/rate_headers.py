@@ -71,27 +71,20 @@ def rate_headers(
     window is plain comparisons over the two subjects (list building and attribute
     lookups by name were ~19 us a response)."""
     key, project = state.key, state.project
-    if project is None and key is not None:
-        # The key's window alone (its project sets no rate limit): the usual case,
-        # without the comparisons of two subjects.
-        rpm, tpm = key_limits.rpm, key_limits.tpm
-        requests = None if rpm is None else (rpm, key, key.requests)
-        tokens = None if tpm is None else (tpm, key, key.tokens)
-    else:
-        requests = _tightest(
-            None if key is None else key_limits.rpm,
-            key,
-            None if project is None else project_limits.rpm,
-            project,
-            tokens=False,
-        )
-        tokens = _tightest(
-            None if key is None else key_limits.tpm,
-            key,
-            None if project is None else project_limits.tpm,
-            project,
-            tokens=True,
-        )
+    requests = _tightest(
+        None if key is None else key_limits.rpm,
+        key,
+        None if project is None else project_limits.rpm,
+        project,
+        tokens=False,
+    )
+    tokens = _tightest(
+        None if key is None else key_limits.tpm,
+        key,
+        None if project is None else project_limits.tpm,
+        project,
+        tokens=True,
+    )
     # Built as tuples outright (a list extended by lists, then copied, cost more; every
     # reply of a rate-limited key pays it).
     headers: Headers = ()
