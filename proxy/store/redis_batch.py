@@ -8,6 +8,12 @@ collects the calls made in one turn of the event loop and sends them as one pipe
 not undo the others). Every caller still gets its own result after Redis has run its
 script.
 
+A call made while the connection waits for no reply and nothing is queued is written
+at once instead: with one request at a time there is nothing to batch it with, and the
+turn's wait was pure latency (two loop turns per request, one before the admission and
+one before the settlement). Under load replies are outstanding, so calls still go in
+one write per turn.
+
 For a plain `redis://` or `unix://` URL the pipeline goes over one connection of its
 own (`proxy.store.resp`): written with one call, its replies read in order, with none
 of redis-py's pool, pipeline object or Python reply parser in between, and every call
@@ -105,6 +111,14 @@ class ScriptBatcher:
         return await future
 
     def _queue(self, call: _QueuedCall) -> None:
+        if not self._queued:
+            connection = self._connection
+            if connection is not None and connection.idle and not self._unsent:
+                # Nothing else is waiting for Redis (one request at a time): a turn's
+                # wait would batch nothing and only delay this call. Written now, after
+                # everything written before it, so Redis still applies calls in order.
+                self._write(connection, [call])
+                return
         self._queued.append(call)
         if len(self._queued) == 1:
             asyncio.get_running_loop().call_soon(self._send)

@@ -256,6 +256,11 @@ class RespConnection:
         return connection
 
     @property
+    def idle(self) -> bool:
+        """Open and usable, with no reply outstanding."""
+        return not self._protocol.waiting and self.usable
+
+    @property
     def usable(self) -> bool:
         transport = self._protocol.transport
         return not self._protocol.lost and transport is not None and not transport.is_closing()

@@ -16,7 +16,7 @@ import pytest
 import redis
 from store_backends import REDIS_HOST, REDIS_PORT, Backend
 
-from proxy.store import redis_batch
+from proxy.store import redis_batch, resp
 from proxy.store.base import NotFound, Reservation, Store
 from proxy.store.resp import endpoint_from_url
 
@@ -50,23 +50,38 @@ async def _reserved(store: Store, token_hash: str) -> tuple[Decimal, Decimal]:
     return context.key.usage, context.reserved
 
 
-def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
-    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sizes: list[int] = []
+def _record_writes(backend: Backend, monkeypatch: pytest.MonkeyPatch, writes: list[int]) -> None:
+    """Record how many script calls go to Redis in each write: on the ledger's own
+    connection, each `RespConnection.send`; on redis-py's, each pipeline."""
+    if endpoint_from_url(backend.usage_store_url or "") is not None:
+        original_send = resp.RespConnection.send
+
+        def sending(self: resp.RespConnection, commands: Any, replies: Any) -> None:
+            writes.append(len(commands))
+            original_send(self, commands, replies)
+
+        monkeypatch.setattr(resp.RespConnection, "send", sending)
+        return
     original = redis_batch.ScriptBatcher._dispatch
 
     def recording(self: redis_batch.ScriptBatcher, batch: list[Any]) -> None:
-        sizes.append(len(batch))
+        writes.append(len(batch))
         original(self, batch)
 
     monkeypatch.setattr(redis_batch.ScriptBatcher, "_dispatch", recording)
+
+
+def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
+    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    _record_writes(redis_backend, monkeypatch, writes)
 
     async def body() -> tuple[list[Any], Decimal, Decimal]:
         store, key_id, token_hash = await _store_with_key(redis_backend)
         try:
             await _reserved(store, token_hash)  # loads the key into Redis
-            sizes.clear()
+            writes.clear()
             outcomes = await asyncio.gather(
                 *[store.reserve(key_id, "default", COST) for _ in range(10)],
                 store.reserve("no-such-key", None, COST),
@@ -84,8 +99,52 @@ def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
     assert isinstance(outcomes[-1], NotFound)
     assert usage == Decimal("0.10")
     assert reserved == 0
-    # 11 reservations in one pipeline, 10 settlements in another.
-    assert sizes[:2] == [11, 10]
+    if endpoint_from_url(redis_backend.usage_store_url or "") is not None:
+        # The ledger's own connection writes the first call made while it waits for no
+        # reply at once; the rest of that turn's 11 reservations go in one write, and
+        # likewise for the 10 settlements.
+        assert writes[:4] == [1, 10, 1, 9]
+    else:
+        # 11 reservations in one pipeline, 10 settlements in another.
+        assert writes[:2] == [11, 10]
+
+
+def test_a_call_on_an_idle_connection_waits_for_no_turn(
+    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request at a time: its call is written in the step that makes it, not one
+    event-loop turn later (that turn batched nothing and only added latency)."""
+    if endpoint_from_url(redis_backend.usage_store_url or "") is None:
+        pytest.skip("redis-py's pipeline is sent from a task of its own")
+    writes: list[int] = []
+    _record_writes(redis_backend, monkeypatch, writes)
+
+    async def body() -> tuple[list[int], Decimal, Decimal]:
+        store, key_id, token_hash = await _store_with_key(redis_backend)
+        try:
+            await _reserved(store, token_hash)
+            seen = []
+            for _ in range(3):
+                writes.clear()
+                reserving = asyncio.ensure_future(store.reserve(key_id, "default", COST))
+                await asyncio.sleep(0)  # the reservation's first step runs, then this one
+                seen.append(len(writes))
+                reservation = await reserving
+                assert reservation is not None
+                writes.clear()
+                settling = asyncio.ensure_future(store.settle(reservation, COST))
+                await asyncio.sleep(0)
+                seen.append(len(writes))
+                await settling
+            usage, reserved = await _reserved(store, token_hash)
+            return seen, usage, reserved
+        finally:
+            await store.close()
+
+    seen, usage, reserved = redis_backend.run(body)
+    assert seen == [1] * 6
+    assert usage == 3 * COST
+    assert reserved == 0
 
 
 def test_a_reservation_whose_caller_left_is_released(
