@@ -150,8 +150,9 @@ local function rate_close(p, rid, tokens, forget, first)
         redis.call('ZREM', p .. 'rp:' .. s, rid)
     end
 end
-local function reclaim(p, max)
-    local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now_ms(), 'LIMIT', 0, max)
+local function reclaim(p, max, now)
+    local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now or now_ms(), 'LIMIT', 0,
+        max)
     for _, rid in ipairs(expired) do drop(p, rid) end
     return #expired
 end
@@ -196,7 +197,31 @@ SETTLE = (
     _DROP
     + """
 local p, rid, key, org, cost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-drop(p, rid)
+local k = p .. 'k:' .. key
+local o = p .. 'o:' .. org
+-- Each ledger is read once: whether it is loaded (its settled figure is there) and its
+-- line's `qu` (below, whether anyone waits).
+local kv = redis.call('HMGET', k, 'usage', 'qu')
+local ov = {false, false}
+if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'qu') end
+local r = p .. 'r:' .. rid
+local held = redis.call('HMGET', r, 'key', 'org', 'amount', 'kw', 'pw')
+if held[3] and held[1] == key and held[2] == org then
+    -- drop(p, rid) with the ledgers' existence already read.
+    redis.call('ZREM', p .. 'exp', rid)
+    redis.call('DEL', r)
+    local back = neg(held[3])
+    for i = 4, 5 do
+        if held[i] and held[i] ~= '' then
+            local w = p .. 'b:' .. held[i]
+            if redis.call('EXISTS', w) == 1 then redis.call('HINCRBY', w, 'reserved', back) end
+        end
+    end
+    if kv[1] then redis.call('HINCRBY', k, 'reserved', back) end
+    if org ~= '' and ov[1] then redis.call('HINCRBY', o, 'reserved', back) end
+else
+    drop(p, rid)  -- expired and reclaimed already (or another ledger's): as before
+end
 for i = 6, 7 do
     local name = ARGV[i] or ''
     if name ~= '' then
@@ -209,15 +234,20 @@ for i = 6, 7 do
     end
 end
 rate_close(p, rid, ARGV[9], false, 10)
-local k = p .. 'k:' .. key
-if redis.call('EXISTS', k) == 1 then redis.call('HINCRBY', k, 'usage', cost) end
+if kv[1] then redis.call('HINCRBY', k, 'usage', cost) end
 redis.call('HINCRBY', p .. 'pend:k', key, cost)
 if org ~= '' then
-    local o = p .. 'o:' .. org
-    if redis.call('EXISTS', o) == 1 then redis.call('HINCRBY', o, 'credits', neg(cost)) end
+    if ov[1] then redis.call('HINCRBY', o, 'credits', neg(cost)) end
     redis.call('HINCRBY', p .. 'pend:o', org, neg(cost))
 end
-wake(p, key, org)
+-- wake(p, key, org) with the `qu` fields already read (this script never sets them); a
+-- ledger whose line never opened has none, and then the clock is not read.
+if kv[2] or ov[2] then
+    local now = now_ms()
+    if tonumber(kv[2] or '0') > now or tonumber(ov[2] or '0') > now then
+        redis.call('PUBLISH', p .. 'wake', key .. '\t' .. org)
+    end
+end
 return 'ok'
 """
 )
@@ -255,20 +285,23 @@ local limits = {{rated = ARGV[17] == '1', s = 'k:' .. key, rpm = ARGV[18], tpm =
                  par = ARGV[20]},
                 {rated = ARGV[21] == '1', s = 'p:' .. project, rpm = ARGV[22], tpm = ARGV[23],
                  par = ARGV[24]}}
-reclaim(p, 100)
+-- One clock reading for the whole admission (the reclaim's and the lines').
+local now = now_ms()
+reclaim(p, 100, now)
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
 local kw = p .. 'b:' .. kwn
 local pw = p .. 'b:' .. pwn
-if redis.call('EXISTS', k) == 0 or (org ~= '' and redis.call('EXISTS', o) == 0)
-    or (kwn ~= '' and redis.call('EXISTS', kw) == 0)
-    or (pwn ~= '' and redis.call('EXISTS', pw) == 0) then
-    return 'load'
-end
+-- Each ledger is read once; a ledger not loaded has no settled figure (LOAD and
+-- LOAD_WINDOWS always write it, and nothing removes it but the whole hash's expiry).
+local kv = redis.call('HMGET', k, 'usage', 'reserved', 'limit', 'qu')
+local ov = {'0', '0', '0'}
+if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'reserved', 'qu') end
 local kwv = {'0', '0'}
 if kwn ~= '' then kwv = redis.call('HMGET', kw, 'usage', 'reserved') end
 local pwv = {'0', '0'}
 if pwn ~= '' then pwv = redis.call('HMGET', pw, 'usage', 'reserved') end
+if not kv[1] or not ov[1] or not kwv[1] or not pwv[1] then return 'load' end
 -- Whether a live ticket other than `tid` is ahead of it in line `q` (expired ones go).
 local function ahead_in(q, now)
     for _, other in ipairs(redis.call('ZRANGE', q, 0, -1)) do
@@ -280,10 +313,6 @@ local function ahead_in(q, now)
     end
     return false
 end
-local now = now_ms()
-local kv = redis.call('HMGET', k, 'usage', 'reserved', 'limit', 'qu')
-local ov = {'0', '0', '0'}
-if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'reserved', 'qu') end
 -- A ticket only exists while the key's (organization's) line is open.
 local waiting = tonumber(kv[4] or '0') > now or (org ~= '' and tonumber(ov[3] or '0') > now)
 -- The settled figures alone decide a refusal.
