@@ -4,7 +4,8 @@ Keys, projects, organizations and rules live in PostgreSQL (`PostgresStore`, rea
 every request, so revocations apply at once). The hot path — reserve, settle,
 release — is one Lua script each in Redis (`redis_scripts`), so admitting a request
 never contends on a PostgreSQL row lock; the calls made in one turn of the event loop
-go to Redis as one pipeline (`redis_batch`).
+go to Redis as one pipeline (`redis_batch`; a lone call on an idle connection is
+written at once).
 
 Durability bound: settled usage and credit changes are written to PostgreSQL by a
 flush every `flush_interval` seconds (default 1 s) and on `close()`. Each flush is
