@@ -25,6 +25,10 @@ It also writes each response's head and the start of its body with one `write`
 TCP segments to the client) for every whole reply. The head now waits for the body's
 first write, or at most until the event loop's next turn (a streamed reply whose first
 chunk is not ready yet), so nothing is delayed past the turn that sent it.
+
+Each response cycle is `proxy.response_head.ResponseHeadCycle`: uvicorn's, with the
+head's header lines checked by two `bytes.translate` passes over all of them, not two
+regex scans a line (the same bytes, the same refusals).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.errors import ErrorFormat, error_body
+from proxy.response_head import ResponseHeadCycle
 
 __all__ = ["ConnectionLimits", "deadline_protocol"]
 
@@ -229,9 +234,13 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
-            if self.cycle is not None and self._combiner is not None:
-                # The cycle's head and first body bytes go out in one write.
-                self.cycle.transport = self._combiner  # type: ignore[assignment]
+            if self.cycle is not None:
+                # Its response head's lines are checked in two searches, not two a line
+                # (proxy/response_head.py); the same bytes go out.
+                self.cycle.__class__ = ResponseHeadCycle
+                if self._combiner is not None:
+                    # The cycle's head and first body bytes go out in one write.
+                    self.cycle.transport = self._combiner  # type: ignore[assignment]
             self._wanted = (limits.body_read_timeout, self._body_late)
 
         def on_message_complete(self) -> None:
