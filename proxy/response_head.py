@@ -9,7 +9,9 @@ is refused exactly when its name (value) holds a byte of the class: `ResponseHea
 translates the joined names (values) by a table that changes exactly those bytes (a
 table lookup a byte, no table built per call) and refuses when the text changed. The
 tables are built from uvicorn's own patterns; the bytes written and the cycle's state
-are uvicorn's.
+are uvicorn's. Names already in lower case (the gateway's own, uvicorn's) are not
+lower-cased again line by line, and one set lookup a line finds the three names whose
+line changes the cycle's state.
 
 Anything but the plain case (a head uvicorn would refuse, names or values that are not
 bytes, flow control paused, a cycle already answered or disconnected, access logging
@@ -45,6 +47,8 @@ def _marking(pattern: re.Pattern[bytes]) -> bytes:
 # holds a match iff translating it by these tables changes it.
 _NAME_MARKS: Final = _marking(HEADER_RE)
 _VALUE_MARKS: Final = _marking(HEADER_VALUE_RE)
+# The (lower-case) names whose line changes the cycle's state.
+_STATEFUL: Final = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
 class ResponseHeadCycle(RequestResponseCycle):
@@ -74,24 +78,28 @@ class ResponseHeadCycle(RequestResponseCycle):
         if refused:
             await super().send(message)
             return
+        if names.lower() != names:  # uvicorn writes every name in lower case
+            headers = [(name.lower(), value) for name, value in headers]
         self.response_started = True
         self.waiting_for_100_continue = False
         status_code = message["status"]
         content = [STATUS_LINE[status_code]]
         has_connection_close = False
         for name, value in headers:
-            name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection":
-                connection = [token.lower().strip() for token in value.split(b",")]
-                if b"close" in connection:
-                    self.keep_alive = False
-                    has_connection_close = True
+            if name in _STATEFUL:  # uvicorn's three tests, in its order
+                if name == b"content-length":
+                    if self.chunked_encoding is None:
+                        self.expected_content_length = int(value.decode())
+                        self.chunked_encoding = False
+                elif name == b"transfer-encoding":
+                    if value.lower() == b"chunked":
+                        self.expected_content_length = 0
+                        self.chunked_encoding = True
+                else:
+                    connection = [token.lower().strip() for token in value.split(b",")]
+                    if b"close" in connection:
+                        self.keep_alive = False
+                        has_connection_close = True
             content.extend((name, b": ", value, b"\r\n"))
         if not self.keep_alive and not has_connection_close:
             content.append(b"connection: close\r\n")
