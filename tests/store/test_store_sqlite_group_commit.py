@@ -53,9 +53,12 @@ def test_writes_of_one_turn_share_one_transaction_and_fail_alone(
 ) -> None:
     sizes = _record_batches(monkeypatch)
 
-    async def body() -> tuple[list[Any], Decimal, Decimal]:
+    async def body() -> tuple[list[Any], Decimal, Decimal, list[int]]:
         store, key_id = await _store_with_key(str(tmp_path / "gateway.db"))
         try:
+            # Another request in flight: the store is not serving one request alone.
+            held = await store.reserve(key_id, "default", COST)
+            assert held is not None
             outcomes = await asyncio.gather(
                 *[store.reserve(key_id, "default", COST) for _ in range(10)],
                 store.reserve("no-such-key", None, COST),
@@ -63,30 +66,80 @@ def test_writes_of_one_turn_share_one_transaction_and_fail_alone(
             )
             reservations = [r for r in outcomes if isinstance(r, Reservation)]
             await asyncio.gather(*[store.settle(r, COST) for r in reservations])
+            batches = sizes[-2:]
+            await store.release(held)
             usage, reserved = await _usage_and_reserved(store, key_id)
-            return outcomes, usage, reserved
+            return outcomes, usage, reserved, batches
         finally:
             await store.close()
 
-    outcomes, usage, reserved = asyncio.run(body())
+    outcomes, usage, reserved, batches = asyncio.run(body())
     assert sum(isinstance(o, Reservation) for o in outcomes) == 10
     assert isinstance(outcomes[-1], NotFound)  # the unknown key fails alone
     assert usage == Decimal("0.10")  # ten settlements, none lost to the failing write
     assert reserved == 0
     # 11 reservations in one transaction, then 10 settlements in another.
-    assert sizes[-2:] == [11, 10]
+    assert batches == [11, 10]
+
+
+def test_a_write_with_no_other_request_in_flight_commits_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One request at a time, a write has nothing to be grouped with: it commits in its
+    # caller's turn of the loop (no turn waiting for the flush, none for the wake-up).
+    # With other requests in flight, the writes of one turn share a commit again.
+    path = tmp_path / "gateway.db"
+    sizes = _record_batches(monkeypatch)
+
+    async def body() -> tuple[bool, int, list[int], bool, Decimal, Decimal]:
+        store, key_id = await _store_with_key(str(path))
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            turns: list[None] = []
+            asyncio.get_running_loop().call_soon(turns.append, None)
+            first = await store.reserve(key_id, "default", COST)
+            at_once = not turns
+            (rows,) = other.execute("SELECT COUNT(*) FROM reservations").fetchone()
+            assert first is not None
+            before = len(sizes)
+            more = await asyncio.gather(*[store.reserve(key_id, "default", COST) for _ in range(3)])
+            await asyncio.gather(*[store.settle(r, COST) for r in [first, *more] if r is not None])
+            grouped = sizes[before:]
+            turns.clear()
+            asyncio.get_running_loop().call_soon(turns.append, None)
+            alone = await store.reserve(key_id, "default", COST)
+            assert alone is not None
+            await store.settle(alone, COST)
+            settled_at_once = not turns
+            usage, reserved = await _usage_and_reserved(store, key_id)
+            return at_once, rows, grouped, settled_at_once, usage, reserved
+        finally:
+            other.close()
+            await store.close()
+
+    at_once, rows, grouped, settled_at_once, usage, reserved = asyncio.run(body())
+    assert at_once
+    assert rows == 1  # committed: another connection sees it
+    assert grouped == [3, 4]  # three reservations, then four settlements, one commit each
+    assert settled_at_once
+    assert usage == Decimal("0.05")
+    assert reserved == 0
 
 
 def test_a_caller_cancelled_before_the_commit_writes_nothing(tmp_path: Path) -> None:
     async def body() -> Decimal:
         store, key_id = await _store_with_key(str(tmp_path / "gateway.db"), Decimal("1.00"))
         try:
+            # Another request in flight, so the write waits for the group commit.
+            held = await store.reserve(key_id, "default", COST)
+            assert held is not None
             task = asyncio.ensure_future(store.reserve(key_id, "default", COST))
             await asyncio.sleep(0)  # queued for this turn's commit
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             await asyncio.sleep(0.01)
+            await store.release(held)
             return (await _usage_and_reserved(store, key_id))[1]
         finally:
             await store.close()
@@ -132,6 +185,8 @@ def test_writes_queued_when_the_store_closes_are_committed(tmp_path: Path) -> No
         store, key_id = await _store_with_key(path)
         reservation = await store.reserve(key_id, None, COST)
         assert reservation is not None
+        # Another request in flight, so the settlement waits for the group commit.
+        assert await store.reserve(key_id, None, COST) is not None
         pending = asyncio.ensure_future(store.settle(reservation, Decimal("0.25")))
         await asyncio.sleep(0)  # queued, not yet flushed
         await store.close()
