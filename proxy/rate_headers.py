@@ -41,15 +41,21 @@ HEADER_NAMES: Final = (
 )
 
 
+# `duration_text` of whole seconds under a minute (a reset is the oldest request's time,
+# whole seconds, plus the window, minus the request time): a lookup, not a format.
+_WHOLE_SECONDS: Final = tuple(f"{whole}s" for whole in range(60))
+
+
 def duration_text(seconds: float) -> str:
     """OpenAI's (Go's) duration text: `20ms`, `1.5s`, `59s`, `1m0s`."""
     if seconds <= 0:
         return "0s"
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
     if seconds < 60:
-        if seconds == int(seconds):  # request times are whole seconds: the usual case
-            return f"{int(seconds)}s"
+        whole = int(seconds)
+        if whole == seconds:  # request times are whole seconds: the usual case
+            return _WHOLE_SECONDS[whole]
+        if seconds < 1:
+            return f"{math.ceil(seconds * 1000)}ms"
         text = f"{seconds:.3f}".rstrip("0").rstrip(".")
         return f"{text}s"
     minutes, rest = divmod(math.ceil(seconds), 60)
@@ -94,25 +100,33 @@ def rate_headers(
             headers = (("x-should-retry", "false"),)
         else:
             headers = (("retry-after", str(_retry_seconds(pairs, refused, now))),)
-    requests_window, requests_reset = None, ""
     if requests is not None:
         limit, requests_window, used = requests
-        requests_reset = duration_text(_reset(requests_window, now))
-        headers += (
+        requests_reset = _reset_text(requests_window, now)
+        requests_lines: Headers = (
             ("x-ratelimit-limit-requests", str(limit)),
-            ("x-ratelimit-remaining-requests", str(limit - used if limit > used else 0)),
+            ("x-ratelimit-remaining-requests", str(limit - used) if limit > used else "0"),
             ("x-ratelimit-reset-requests", requests_reset),
         )
-    if tokens is not None:
-        limit, count, used = tokens
+        if tokens is None:
+            return headers + requests_lines if headers else requests_lines
+    if tokens is None:
+        return headers
+    limit, count, used = tokens
+    tokens_lines: Headers = (
+        ("x-ratelimit-limit-tokens", str(limit)),
+        ("x-ratelimit-remaining-tokens", str(limit - used) if limit > used else "0"),
         # Both ceilings are usually one subject's: its window's reset is worked out once.
-        reset = requests_reset if count is requests_window else duration_text(_reset(count, now))
-        headers += (
-            ("x-ratelimit-limit-tokens", str(limit)),
-            ("x-ratelimit-remaining-tokens", str(limit - used if limit > used else 0)),
-            ("x-ratelimit-reset-tokens", reset),
-        )
-    return headers
+        (
+            "x-ratelimit-reset-tokens",
+            requests_reset
+            if requests is not None and count is requests_window
+            else _reset_text(count, now),
+        ),
+    )
+    if requests is not None:
+        tokens_lines = requests_lines + tokens_lines
+    return headers + tokens_lines if headers else tokens_lines
 
 
 def _never_fits(pairs: tuple[tuple[RateLimits, RateCount | None], ...], tokens: int) -> bool:
@@ -144,10 +158,11 @@ def _tightest(
     return best
 
 
-def _reset(count: RateCount, now: float) -> float:
-    if count.oldest is None:
-        return 0.0
-    return max(0.0, count.oldest + RATE_WINDOW_SECONDS - now)
+def _reset_text(count: RateCount, now: float) -> str:
+    """When the window's oldest request leaves it, as `duration_text` (`0s` for an
+    empty window or one already past)."""
+    oldest = count.oldest
+    return "0s" if oldest is None else duration_text(oldest + RATE_WINDOW_SECONDS - now)
 
 
 def _retry_seconds(
