@@ -287,6 +287,18 @@ def rule_walk(
     return get
 
 
+def slot_walk(slot: int, keys: tuple[Any, ...], code_cache: dict[str, CodeType]) -> ValueFn:
+    """A frame slot's value (a variable, a function's argument) followed by constant keys,
+    as straight-line code: one call, not a walk calling the slot's reader."""
+    env: dict[str, Any] = {"U": UNDEFINED, "index_value": index_value}
+    env.update((f"k{i}", key) for i, key in enumerate(keys))
+    steps = [(f"k{i}", key) for i, key in enumerate(keys)]
+    lines = [f"    v = f[{slot}]", *key_steps("v", "v", steps, False, env, guarded=True)]
+    source = "def get(ctx, f):\n" + "\n".join(lines) + "\n    return v\n"
+    get: ValueFn = generate(source, env, code_cache)
+    return get
+
+
 def walk(
     fn: ValueFn, keys: tuple[Any, ...], code_cache: dict[str, CodeType], data: bool = False
 ) -> ValueFn:

@@ -25,6 +25,7 @@ from policy_engine.codegen import (
     key_steps,
     rule_walk,
     slot_reader_fn,
+    slot_walk,
     str_terms,
     walk,
 )
@@ -584,6 +585,14 @@ class TermCompiler:
             env.update(steps)
             lines.extend(key_steps(x, x, steps, False, env, guarded=True))
             return lines, x, True
+        if known is not None and known[0] == "slot path":
+            slot, keys = known[1]
+            env["U"], env["index_value"] = UNDEFINED, index_value
+            steps = [(f"p{i}_{j}", key) for j, key in enumerate(keys)]
+            env.update(steps)
+            lines = [f"    {x} = f[{slot}]"]
+            lines.extend(key_steps(x, x, steps, False, env, guarded=True))
+            return lines, x, True
         if known is not None and known[0] == "path":
             root, keys = known[1]
             env["U"], env["index_value"], env["data_index"] = UNDEFINED, index_value, data_index
@@ -621,6 +630,12 @@ class TermCompiler:
             cache, rule_id, fill = known[1]
             walked = rule_walk(cache, rule_id, fill, keys, self._code_cache)
             self._known[id(walked)] = ("rule path", (cache, rule_id, fill, keys), walked)
+            return walked
+        if keys and not data and known is not None and known[0] == "slot":
+            # A variable's or an argument's field (`window.rpm`): generated call sites
+            # read the slot and walk it inline (`operand_source`), saving two calls.
+            walked = slot_walk(known[1], keys, self._code_cache)
+            self._known[id(walked)] = ("slot path", (known[1], keys), walked)
             return walked
         return walk(fn, keys, self._code_cache, data)
 

@@ -237,6 +237,32 @@ pair(a, b) := [a, b] if a != b
 called := [double(input.n), pair(input.m, input.k)]
 
 called_in_loop := [pair(x, input.m) | some x in input.xs]
+
+field_of(w) := w.k
+
+deep_field_of(w) := w.k.j
+
+first_of(w) := w[0]
+
+has_field(w) if w.k != null
+
+arg_fields := [field_of(input.m), deep_field_of(input.m), first_of(input.xs), field_of(input.xs)]
+
+arg_field := field_of(input.m)
+
+arg_deep_field := deep_field_of(input.m)
+
+arg_first := first_of(input.xs)
+
+arg_tested if has_field(input.m)
+
+var_fields := [v.k, v[1], v.k.j] if {
+	v := input.m
+}
+
+var_field := v.k.j if {
+	v := input.m
+}
 """
 
 RULES = [
@@ -248,7 +274,8 @@ RULES = [
     "bool_member", "number_member", "structured_member", "set_member", "guarded_member",
     "member_of_var", "member_is_const", "member_is_itself", "doubled", "keyed_pairs", "picked",
     "guarded_compr", "undefined_heads", "names_starting", "bound_after", "nested_compr",
-    "assigned", "assigned_call", "called", "called_in_loop",
+    "assigned", "assigned_call", "called", "called_in_loop", "arg_fields", "arg_field",
+    "arg_deep_field", "arg_first", "arg_tested", "var_fields", "var_field",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
@@ -317,6 +344,11 @@ INPUTS: list[Any] = [
     {"xs": [3, 1, 2], "ys": [9, 8, 7, 6], "flag": False},
     {"n": 4, "m": "a", "k": "b", "xs": ["a", "c"]},
     {"n": "4", "m": 1, "k": 1, "xs": [1, True]},
+    {"m": {"k": {"j": 1}}, "xs": {"k": 2, "0": 3}},
+    {"m": {"k": None, "1": "one"}, "xs": [[1], 2]},
+    {"m": {"k": {"j": None}}, "xs": []},
+    {"m": {"k": ["j"]}, "xs": ("t", "u")},
+    {"m": {"k": "text"}, "xs": "text"},
 ]
 
 
