@@ -212,6 +212,9 @@ class Reservation(msgspec.Struct, frozen=True, kw_only=True):
     # reserved for it (its bound), which settlement replaces with the tokens used.
     rate_at: float = 0.0
     rate_tokens: int = 0
+    # SQLite: the amount in the units of its key's reserved figures when its row holds
+    # them (settling, releasing or undoing it takes them out); None: the row holds none.
+    units: int | None = None
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):

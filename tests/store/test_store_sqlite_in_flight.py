@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.store.sqlite import (
-    _KEY_FLIGHT,
     _PLAIN_ROWS,
     _RATED_KEY_ROW,
     MIGRATIONS,
@@ -108,10 +107,11 @@ def test_one_read_of_the_key_decides_as_one_read_per_check(
         window is None
         or _in_flight_below(conn, "key_id = ? AND key_window = ?", ("k", "w1"), 50.0, window[1])
     )
-    assert _key_in_flight_below(conn, "k", 50.0, limit, window) == expected
-    # The same from the read the admission of a rate-limited key makes with its row.
-    flight = conn.execute(_KEY_FLIGHT, ("k", 50.0)).fetchone()
-    assert _key_in_flight_below(conn, "k", 50.0, limit, window, flight) == expected
+    assert _key_in_flight_below(conn, "k", 50.0, limit, window, None) == expected
+    # The same from the key's exact live total, as its reserved figures give it.
+    live = [Decimal(amount) for amount, _, expires_at in held if expires_at > 50.0]
+    reserved = sum(live, Decimal(0))
+    assert _key_in_flight_below(conn, "k", 50.0, limit, window, reserved) == expected
 
 
 def test_the_organizations_reservations_are_summed_from_the_index_alone() -> None:
@@ -173,17 +173,19 @@ def test_the_floating_point_shortcut_answers_as_the_exact_sum(
     assert _in_flight_below(conn, "key_id = ?", ("k",), 50.0, room) == (exact < room)
 
 
-def test_a_keys_reservations_are_summed_from_the_index_alone() -> None:
-    # The admission of a key with controls reads its live reservations with its row.
+def test_a_rated_admission_reads_the_organizations_reservations_from_the_index_alone() -> None:
+    # The admission of a key with controls reads its row (with its reserved figures),
+    # its organization's and the organization's live reservations in one statement.
     conn = sqlite3.connect(":memory:", isolation_level=None)
     for migration in MIGRATIONS:
         for statement in migration:
             conn.execute(statement)
     plan = conn.execute(
-        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("k:k", "w", "k:k", 1.0, "k")
+        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("k:k", "w", "k:k", "o", 1.0, "k")
     ).fetchall()
     details = " ".join(str(row[-1]) for row in plan)
-    assert "COVERING INDEX reservations_key_flight (key_id=? AND expires_at>?)" in details, details
+    assert "COVERING INDEX reservations_org (org_id=? AND expires_at>?)" in details, details
+    assert "reservations_key_flight" not in details, details
     assert "MATERIALIZE" not in details, details
 
 
@@ -207,10 +209,10 @@ def test_a_plain_admission_reads_the_figures_the_separate_reads_give(
 ) -> None:
     conn.execute(
         "CREATE TABLE api_keys (id TEXT PRIMARY KEY, usage TEXT, usage_limit TEXT, "
-        "queue_until REAL)"
+        "queue_until REAL, flight_units INTEGER)"
     )
     conn.execute("CREATE TABLE organizations (id TEXT PRIMARY KEY, credits TEXT, queue_until REAL)")
-    conn.execute("INSERT INTO api_keys VALUES ('k', '1.5', '10', 3.0)")
+    conn.execute("INSERT INTO api_keys VALUES ('k', '1.5', '10', 3.0, NULL)")
     conn.execute("INSERT INTO organizations VALUES ('o', '7.25', 4.0)")
     _hold(conn, "0.1", "0.2", "0.3")
     _hold(conn, "5", expires_at=10.0)  # expired at 50
@@ -226,4 +228,4 @@ def test_a_plain_admission_reads_the_figures_the_separate_reads_give(
     assert conn.execute(_PLAIN_ROWS, ("o", 50.0, "missing")).fetchone()[2] is None
     assert conn.execute(_PLAIN_ROWS, ("missing", 50.0, "k")).fetchone()[2] is None
     none_live = conn.execute(_PLAIN_ROWS, ("o", 200.0, "k")).fetchone()
-    assert none_live[7:] == (0.0, 0)
+    assert none_live[7:] == (0.0, 0, None)
