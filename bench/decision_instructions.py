@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import operator
-import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.callgrind import operator_call_instructions  # noqa: E402 - needs the path above when run as a script
 
 WARMUP = 50
 DECISIONS = 200
@@ -175,27 +173,7 @@ def child(case: str) -> None:
 
 def count(case: str) -> int:
     """The counted loop's instructions (callgrind's total with collection toggled)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--toggle-collect=_operator_call",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--child",
-                case,
-            ],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError("no totals in the callgrind output")
+    return operator_call_instructions([__file__, "--child", case], {"PYTHONHASHSEED": "0"})
 
 
 def main() -> None:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import gc
 import operator
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `bench` is importable from the tree
+    sys.path.append(str(ROOT))
+from bench.callgrind import operator_call_instructions  # noqa: E402
 
 TURNS = 2000
 WARMUP = 200
@@ -88,28 +89,7 @@ def child(root: str, what: str, name: str) -> None:
 
 
 def count(root: str, what: str, name: str) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--toggle-collect=_operator_call",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--child",
-                root,
-                what,
-                name,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1]) / TURNS
-    raise RuntimeError("no totals in the callgrind output")
+    return operator_call_instructions([__file__, "--child", root, what, name]) / TURNS
 
 
 def main() -> None:

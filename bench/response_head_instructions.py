@@ -17,14 +17,13 @@ import asyncio
 import gc
 import logging
 import operator
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.callgrind import operator_call_instructions  # noqa: E402 - needs the path above when run as a script
 
 SENDS = 2000
 WARMUP = 200
@@ -86,27 +85,7 @@ def child(kind_name: str, head: str) -> None:
 
 
 def count(kind: str, head: str) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--toggle-collect=_operator_call",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--child",
-                kind,
-                head,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        for line in out.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1]) / SENDS
-    raise RuntimeError("no totals in the callgrind output")
+    return operator_call_instructions([__file__, "--child", kind, head]) / SENDS
 
 
 def main() -> None:
