@@ -19,13 +19,17 @@ second process, this store's own worker) the batch goes to the worker thread, wh
 waits its turn there. WAL checkpoints (fsyncs of the WAL and the database file, tens
 of milliseconds on a busy disk) run on the worker every `_CHECKPOINT_EVERY` inline
 writes, PASSIVE and off the request path: writes go on inline meanwhile, so no request
-waits for the disk. A checkpoint that copied the whole WAL lets the next commit start
-the WAL over; one that writes arriving meanwhile kept from finishing (steady load)
-leaves it growing, so once the WAL holds `_WAL_BOUND_FRAMES` frames the next
-checkpoint is a blocking one: writes queue behind it on the worker, it completes, and
-the WAL starts over (and is cut back to `_WAL_KEEP_BYTES`). At one request at a time
-that is one wait per ~1,500 requests instead of one per 500, so it leaves the p99 (the
-c=1 p99 stall of issue 15). With `synchronous="FULL"` (an fsync per commit) or `:memory:`
+waits for those fsyncs. Such a checkpoint copies the frames present when it started,
+but the writes committed during its fsyncs keep the WAL from starting over; so one that
+copied all it saw is followed at once by a short blocking one (a catch-up of those few
+frames, ~1 ms: writes queue behind it on the worker), after which the next write starts
+the WAL over. A WAL that starts over often stays small, and so does SQLite's WAL-index
+hash table, which every commit and page lookup probes past each earlier copy of the
+same page (at one request at a time the same few pages are appended on every commit).
+One that could not copy everything (another connection reading an old snapshot) leaves
+the WAL growing, so once the WAL holds `_WAL_BOUND_FRAMES` frames the next
+checkpoint is a blocking one, whatever it copies, and the WAL starts over (and is cut
+back to `_WAL_KEEP_BYTES`). With `synchronous="FULL"` (an fsync per commit) or `:memory:`
 every call runs on the worker, writes still grouped. Writes use `BEGIN IMMEDIATE`,
 which serialises them against every connection and process sharing the file.
 
@@ -153,8 +157,12 @@ T = TypeVar("T")
 
 logger = logging.getLogger("gateway.store")
 # Inline writes between two WAL checkpoints on the worker thread (a write committed alone
-# appends about six pages: 6 KB at the 1 KB pages of `_PAGE_SIZE`).
-_CHECKPOINT_EVERY = 1000
+# appends about six pages: 6 KB at the 1 KB pages of `_PAGE_SIZE`), so the WAL starts over
+# every ~2,000 frames at one request at a time: within the WAL index's first 4,096-frame
+# hash table, whose probes walk past every earlier copy of a page (issue 15: 400 writes
+# between restarts cost the store ~336k instructions a request at c=1, 1,000 ~386k, the
+# blocking one at `_WAL_BOUND_FRAMES` alone ~401k).
+_CHECKPOINT_EVERY = 400
 # What a request-path write returns when it admits a request (`SqliteStore._open`).
 _OPENS: frozenset[type] = frozenset((Admitted, Reservation))
 # Pages of a new database. Every commit appends each page it changed to the WAL whole: a
@@ -166,8 +174,9 @@ _OPENS: frozenset[type] = frozenset((Admitted, Reservation))
 # keeps its page size (in WAL mode it cannot change).
 _PAGE_SIZE = 1024
 # The WAL size (frames: 16 MB at 1 KB pages, 64 MB at 4 KB) at which the next checkpoint
-# makes writes wait for it to complete, so that the WAL starts over; below it,
-# checkpoints never block.
+# makes writes wait for it to complete, so that the WAL starts over, whatever the one
+# before copied; below it, only the catch-up after a checkpoint that copied every frame it
+# saw blocks (see the module doc).
 _WAL_BOUND_FRAMES = 16_384
 # What is kept of the WAL file once it starts over (SQLite reuses the file).
 _WAL_KEEP_BYTES = 16 * 1024 * 1024
@@ -1438,10 +1447,12 @@ class SqliteStore:
             if (error := finished.exception()) is not None:
                 logger.warning("%s: WAL checkpoint failed (retried later): %s", self._path, error)
                 return
-            wal_frames, _copied = finished.result()
-            # "Copied everything" only covers the frames present when it started; a WAL
-            # this large has not started over for a while, whatever the checkpoint copied.
-            if wal_frames >= _WAL_BOUND_FRAMES and not blocking:
+            wal_frames, copied = finished.result()
+            # "Copied everything" only covers the frames present when it started: the
+            # writes committed during its fsyncs keep the WAL from starting over. Copying
+            # those few (a catch-up, writes queued behind it) lets the next write start it
+            # over. A WAL this large has not started over for a while, whatever it copied.
+            if not blocking and (0 < copied == wal_frames or wal_frames >= _WAL_BOUND_FRAMES):
                 self._checkpoint(blocking=True)
 
         future.add_done_callback(done)
