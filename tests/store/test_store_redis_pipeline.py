@@ -109,13 +109,13 @@ def test_calls_of_one_turn_share_one_pipeline_and_fail_alone(
         assert writes[:2] == [11, 10]
 
 
+# The ledger's own connection only: redis-py's pipeline is sent from a task of its own.
+@pytest.mark.parametrize("redis_backend", ["resp"], indirect=True)
 def test_a_call_on_an_idle_connection_waits_for_no_turn(
     redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One request at a time: its call is written in the step that makes it, not one
     event-loop turn later (that turn batched nothing and only added latency)."""
-    if endpoint_from_url(redis_backend.usage_store_url or "") is None:
-        pytest.skip("redis-py's pipeline is sent from a task of its own")
     writes: list[int] = []
     _record_writes(redis_backend, monkeypatch, writes)
 
