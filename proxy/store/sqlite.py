@@ -18,17 +18,19 @@ turn, instead of a turn later. The inline connection never waits for a lock
 second process, this store's own worker) the batch goes to the worker thread, which
 waits its turn there. WAL checkpoints (fsyncs of the WAL and the database file, tens
 of milliseconds on a busy disk) run on the worker every `_CHECKPOINT_EVERY` inline
-writes, PASSIVE and off the request path: writes go on inline meanwhile, so no request
-waits for those fsyncs. Such a checkpoint copies the frames present when it started,
-but the writes committed during its fsyncs keep the WAL from starting over; so one that
-copied all it saw is followed at once by a short blocking one (a catch-up of those few
-frames, ~1 ms: writes queue behind it on the worker), after which the next write starts
-the WAL over. A WAL that starts over often stays small, and so does SQLite's WAL-index
-hash table, which every commit and page lookup probes past each earlier copy of the
-same page (at one request at a time the same few pages are appended on every commit).
-One that could not copy everything (another connection reading an old snapshot) leaves
-the WAL growing, so once the WAL holds `_WAL_BOUND_FRAMES` frames the next
-checkpoint is a blocking one, whatever it copies, and the WAL starts over (and is cut
+writes of the group commit or `_CHECKPOINT_ALONE_EVERY` committed alone, PASSIVE and
+off the request path: writes go on inline meanwhile, so no request waits for those
+fsyncs. Such a checkpoint copies the frames present when it started, but the writes
+committed during its fsyncs keep the WAL from starting over; so at one request at a
+time one that copied all it saw is followed at once by a short blocking one (a
+catch-up of those few frames, ~1 ms: writes queue behind it on the worker), after
+which the next write starts the WAL over. A WAL that starts over often stays small,
+and so does SQLite's WAL-index hash table, which every commit and page lookup probes
+past each earlier copy of the same page (at one request at a time the same few pages
+are appended on every commit). Under load (no catch-up: it would stall every request
+in flight), or after a checkpoint that could not copy everything (another connection
+reading an old snapshot), the WAL grows, so once it holds `_WAL_BOUND_FRAMES` frames
+the next checkpoint is a blocking one, whatever it copies, and the WAL starts over (and is cut
 back to `_WAL_KEEP_BYTES`). With `synchronous="FULL"` (an fsync per commit) or `:memory:`
 every call runs on the worker, writes still grouped. Writes use `BEGIN IMMEDIATE`,
 which serialises them against every connection and process sharing the file.
@@ -156,13 +158,16 @@ __all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
 T = TypeVar("T")
 
 logger = logging.getLogger("gateway.store")
-# Inline writes between two WAL checkpoints on the worker thread (a write committed alone
-# appends about six pages: 6 KB at the 1 KB pages of `_PAGE_SIZE`), so the WAL starts over
-# every ~2,000 frames at one request at a time: within the WAL index's first 4,096-frame
-# hash table, whose probes walk past every earlier copy of a page (issue 15: 400 writes
-# between restarts cost the store ~336k instructions a request at c=1, 1,000 ~386k, the
-# blocking one at `_WAL_BOUND_FRAMES` alone ~401k).
-_CHECKPOINT_EVERY = 400
+# Inline writes of the group commit between two WAL checkpoints on the worker thread.
+_CHECKPOINT_EVERY = 1000
+# Writes committed alone (`SqliteStore._commit_alone`: one request at a time) between two
+# checkpoints. Such a write appends about six pages (6 KB at the 1 KB pages of
+# `_PAGE_SIZE`), so with the catch-up after each checkpoint the WAL starts over every ~2,000
+# frames: within the WAL index's first 4,096-frame hash table, whose probes walk past every
+# earlier copy of a page (issue 15, store alone at c=1: ~336k instructions a request at
+# 400, ~386k at 1,000, ~401k when only the blocking checkpoint at `_WAL_BOUND_FRAMES`
+# started the WAL over).
+_CHECKPOINT_ALONE_EVERY = 400
 # What a request-path write returns when it admits a request (`SqliteStore._open`).
 _OPENS: frozenset[type] = frozenset((Admitted, Reservation))
 # Pages of a new database. Every commit appends each page it changed to the WAL whole: a
@@ -176,7 +181,7 @@ _PAGE_SIZE = 1024
 # The WAL size (frames: 16 MB at 1 KB pages, 64 MB at 4 KB) at which the next checkpoint
 # makes writes wait for it to complete, so that the WAL starts over, whatever the one
 # before copied; below it, only the catch-up after a checkpoint that copied every frame it
-# saw blocks (see the module doc).
+# saw, one request at a time, blocks (see the module doc).
 _WAL_BOUND_FRAMES = 16_384
 # What is kept of the WAL file once it starts over (SQLite reuses the file).
 _WAL_KEEP_BYTES = 16 * 1024 * 1024
@@ -1197,6 +1202,7 @@ class SqliteStore:
         self._inline: sqlite3.Connection | None = None
         self._inline_thread = 0
         self._inline_writes = 0
+        self._alone_writes = 0
         self._pending: list[PendingWrite[Any]] = []
         # Admissions this store returned whose request has not settled or released yet:
         # the requests in flight in this process, which a write can be grouped with.
@@ -1335,7 +1341,10 @@ class SqliteStore:
             raise
         sweep, self._sweep_due = self._sweep_due, False
         (outcome,) = _swept_batch(conn, [fn], sweep)
-        self._count_inline_writes(1)
+        self._alone_writes += 1
+        if self._alone_writes >= _CHECKPOINT_ALONE_EVERY:
+            self._alone_writes = 0
+            self._checkpoint(blocking=False)
         return outcome
 
     def _queue(self, write: PendingWrite[Any]) -> None:
@@ -1452,7 +1461,10 @@ class SqliteStore:
             # writes committed during its fsyncs keep the WAL from starting over. Copying
             # those few (a catch-up, writes queued behind it) lets the next write start it
             # over. A WAL this large has not started over for a while, whatever it copied.
-            if not blocking and (0 < copied == wal_frames or wal_frames >= _WAL_BOUND_FRAMES):
+            # Only one request at a time (no other admission open): under load the group
+            # commit would stall 64 requests behind it, for a WAL its batches grow slowly.
+            caught_up = 0 < copied == wal_frames and self._open <= 1
+            if not blocking and (caught_up or wal_frames >= _WAL_BOUND_FRAMES):
                 self._checkpoint(blocking=True)
 
         future.add_done_callback(done)

@@ -224,6 +224,7 @@ def test_writes_go_on_inline_while_an_ordinary_checkpoint_runs_and_the_wal_start
     # probes walked past every earlier copy of its pages).
     path = tmp_path / "gateway.db"
     monkeypatch.setattr(sqlite_module, "_CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr(sqlite_module, "_CHECKPOINT_ALONE_EVERY", 10)
     on_worker = _writes_on_the_worker(monkeypatch)
     due: list[bool] = []  # every call, as before
     checkpoints: list[bool] = []  # those that started (none while one runs)
