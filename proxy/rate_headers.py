@@ -91,8 +91,8 @@ def rate_headers(
         project,
         tokens=True,
     )
-    # Built as tuples outright (a list extended by lists, then copied, cost more; every
-    # reply of a rate-limited key pays it).
+    # Built as tuples (a list extended by lists, then copied, cost more; every reply of a
+    # rate-limited key pays it).
     headers: Headers = ()
     if refused is not None:
         pairs = ((key_limits, key), (project_limits, project))
@@ -100,33 +100,25 @@ def rate_headers(
             headers = (("x-should-retry", "false"),)
         else:
             headers = (("retry-after", str(_retry_seconds(pairs, refused, now))),)
+    requests_window, requests_reset = None, ""
     if requests is not None:
         limit, requests_window, used = requests
         requests_reset = _reset_text(requests_window, now)
-        requests_lines: Headers = (
+        headers += (
             ("x-ratelimit-limit-requests", str(limit)),
             ("x-ratelimit-remaining-requests", str(limit - used) if limit > used else "0"),
             ("x-ratelimit-reset-requests", requests_reset),
         )
-        if tokens is None:
-            return headers + requests_lines if headers else requests_lines
-    if tokens is None:
-        return headers
-    limit, count, used = tokens
-    tokens_lines: Headers = (
-        ("x-ratelimit-limit-tokens", str(limit)),
-        ("x-ratelimit-remaining-tokens", str(limit - used) if limit > used else "0"),
+    if tokens is not None:
+        limit, count, used = tokens
         # Both ceilings are usually one subject's: its window's reset is worked out once.
-        (
-            "x-ratelimit-reset-tokens",
-            requests_reset
-            if requests is not None and count is requests_window
-            else _reset_text(count, now),
-        ),
-    )
-    if requests is not None:
-        tokens_lines = requests_lines + tokens_lines
-    return headers + tokens_lines if headers else tokens_lines
+        reset = requests_reset if count is requests_window else _reset_text(count, now)
+        headers += (
+            ("x-ratelimit-limit-tokens", str(limit)),
+            ("x-ratelimit-remaining-tokens", str(limit - used) if limit > used else "0"),
+            ("x-ratelimit-reset-tokens", reset),
+        )
+    return headers
 
 
 def _never_fits(pairs: tuple[tuple[RateLimits, RateCount | None], ...], tokens: int) -> bool:
