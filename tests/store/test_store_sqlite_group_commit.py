@@ -213,6 +213,13 @@ def _writes_on_the_worker(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bo
     return batches
 
 
+def _wal_salt(wal: Path) -> int:
+    """The WAL header's first salt: SQLite adds one to it each time the WAL starts over."""
+    with wal.open("rb") as file:
+        header = file.read(32)
+    return int.from_bytes(header[16:20], "big")
+
+
 def test_writes_go_on_inline_while_an_ordinary_checkpoint_runs_and_the_wal_starts_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,19 +245,22 @@ def test_writes_go_on_inline_while_an_ordinary_checkpoint_runs_and_the_wal_start
 
     monkeypatch.setattr(SqliteStore, "_checkpoint", recording)
 
+    wal = path.with_name("gateway.db-wal")
+
     async def body() -> tuple[Decimal, Decimal, int]:
         store, key_id = await _store_with_key(str(path))
         try:
+            salt_before = _wal_salt(wal)
             for _ in range(300):
                 reservation = await store.reserve(key_id, "default", COST)
                 assert reservation is not None
                 await store.settle(reservation, COST)
             usage, reserved = await _usage_and_reserved(store, key_id)
-            return usage, reserved, path.with_name("gateway.db-wal").stat().st_size
+            return usage, reserved, (_wal_salt(wal) - salt_before) % 2**32
         finally:
             await store.close()
 
-    usage, reserved, wal_bytes = asyncio.run(body())
+    usage, reserved, wal_restarts = asyncio.run(body())
     assert (usage, reserved) == (COST * 300, Decimal(0))
     assert due.count(False) >= 50
     # A blocking one only ever follows an ordinary one (its catch-up), never two in a row.
@@ -258,10 +268,12 @@ def test_writes_go_on_inline_while_an_ordinary_checkpoint_runs_and_the_wal_start
     assert checkpoints[0] is False
     # No write waited for an ordinary checkpoint: only those queued behind a catch-up.
     assert all(blocking for _, blocking in on_worker)
-    # The WAL started over every few writes (0.6 MB with the setup's frames): when only
-    # the blocking checkpoint at the bound started it over, these 600 writes grew it
-    # to 3.2 MB.
-    assert wal_bytes < 1024 * 1024
+    # The WAL started over: with only the blocking checkpoint at the bound (16,384
+    # frames) to start it over, these 600 writes (about 3,600 frames) never would.
+    # Counted, not inferred from the file's size: how far it grows between restarts
+    # depends on how many catch-ups a busy CI machine's fsyncs let through (one run
+    # reached 1.09 MB where a quiet one stays at 0.6).
+    assert wal_restarts >= 1
 
 
 def test_the_wal_stays_bounded_under_a_steady_stream_of_writes(
