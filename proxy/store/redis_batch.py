@@ -12,7 +12,8 @@ A call made while the connection waits for no reply and nothing is queued is wri
 at once instead: with one request at a time there is nothing to batch it with, and the
 turn's wait was pure latency (two loop turns per request, one before the admission and
 one before the settlement). Under load replies are outstanding, so calls still go in
-one write per turn.
+one write per turn. `start` queues a call without waiting for its reply and says
+whether it was written already (the ledger's settlement at one request at a time).
 
 For a plain `redis://` or `unix://` URL the pipeline goes over one connection of its
 own (`proxy.store.resp`): written with one call, its replies read in order, with none
@@ -110,7 +111,16 @@ class ScriptBatcher:
         self._queue(_QueuedCall(name, args, future, undo))
         return await future
 
-    def _queue(self, call: _QueuedCall) -> None:
+    def start(self, name: str, *args: str | int) -> tuple[asyncio.Future[Any], bool]:
+        """Queue a call of script `name` as `call` does, without waiting for it: the
+        future gets its reply; the flag is true when the call was written to the
+        connection already (an idle one: at once), so that Redis applies it before
+        anything this process writes later."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        return future, self._queue(_QueuedCall(name, args, future, None))
+
+    def _queue(self, call: _QueuedCall) -> bool:
+        """Queue `call` for this turn's write; true if it was written at once instead."""
         if not self._queued:
             connection = self._connection
             if connection is not None and connection.idle and not self._unsent:
@@ -118,10 +128,11 @@ class ScriptBatcher:
                 # wait would batch nothing and only delay this call. Written now, after
                 # everything written before it, so Redis still applies calls in order.
                 self._write(connection, [call])
-                return
+                return True
         self._queued.append(call)
         if len(self._queued) == 1:
             asyncio.get_running_loop().call_soon(self._send)
+        return False
 
     def _send(self) -> None:
         batch = [call for call in self._queued if not call.future.cancelled()]

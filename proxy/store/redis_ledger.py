@@ -152,6 +152,8 @@ class RedisLedgerStore:
         self._batch = ScriptBatcher(
             self._redis, self._scripts, self._prefix, endpoint_from_url(usage_store_url)
         )
+        # Settlements written to Redis whose reply has not arrived (see `settle`).
+        self._unconfirmed: set[asyncio.Future[Any]] = set()
 
     async def _script(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](args=[self._prefix, *args])
@@ -215,6 +217,7 @@ class RedisLedgerStore:
     async def flush(self) -> int:
         """Write the usage settled so far to PostgreSQL; returns the batches written."""
         written = 0
+        await self._settled()  # what this process settled is in this flush
         async with self._flush_lock:
             # Loop: a resumed unfinished batch may be followed by fresh pending usage.
             for _ in range(2):
@@ -315,6 +318,7 @@ class RedisLedgerStore:
         ]
         figures = [WindowUsage(), WindowUsage()]
         asked = [(i, name) for i, name in enumerate(names) if name is not None]
+        await self._settled()
         for attempt in range(2):
             if not asked:
                 break
@@ -343,6 +347,7 @@ class RedisLedgerStore:
 
     # -- request path ---------------------------------------------------------------
     async def key_context(self, token_hash: str) -> KeyContext | None:
+        await self._settled()
         context = await self._pg.key_context(token_hash)
         if context is None:
             return None
@@ -368,6 +373,8 @@ class RedisLedgerStore:
     ) -> Reservation | None:
         amount = parse_money(amount, "reservation amount")
         self._start_flusher()
+        if self._unconfirmed:
+            await self._settled()
         reservation = Reservation(
             id=self._ids("res"), key_id=key_id, organization_id=organization_id, amount=amount
         )
@@ -400,6 +407,8 @@ class RedisLedgerStore:
     async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued | Refused:
         amount = parse_money(claim.amount, "reservation amount")
         self._start_flusher()
+        if self._unconfirmed:
+            await self._settled()
         reservation = reservation_for(claim, amount, self._ids("res"))
         org = claim.organization_id or ""
         key_window, project_window = _window_names(reservation)
@@ -484,7 +493,7 @@ class RedisLedgerStore:
         cost = parse_money(actual_cost, "actual cost")
         self._start_flusher()
         key_window, project_window = _window_names(reservation)
-        await self._batch.call(
+        reply, written = self._batch.start(
             "SETTLE",
             reservation.id,
             reservation.key_id,
@@ -496,11 +505,37 @@ class RedisLedgerStore:
             tokens,
             *_reservation_subjects(reservation),
         )
+        if not written:
+            await reply
+            return
+        # Written at once on an idle connection (one request at a time): its reply is
+        # not awaited, which takes a Redis round trip off the request's latency (at one
+        # request at a time the reply is in long before the next request comes). This
+        # process's next ledger call waits for it (`_settled`: also when Redis lost
+        # the script and it runs again through redis-py, out of the connection's order).
+        # Another client's command, written after this request's answer, reaches
+        # Redis after this call, which was written before the answer; even if it were
+        # read first, it would see the reservation still held, which only ever refuses
+        # more, never admits past a limit. A failure after the write is logged: its
+        # outcome is unknown either way, as it was when the caller got the error.
+        self._unconfirmed.add(reply)
+        reply.add_done_callback(self._settle_confirmed)
+
+    def _settle_confirmed(self, reply: asyncio.Future[Any]) -> None:
+        self._unconfirmed.discard(reply)
+        if not reply.cancelled() and (error := reply.exception()) is not None:
+            _log.warning("a settlement written to Redis may not have been applied: %s", error)
+
+    async def _settled(self) -> None:
+        """Wait for the replies of the settlements not awaited by their callers."""
+        if self._unconfirmed:
+            await asyncio.wait(list(self._unconfirmed))
 
     async def release(self, reservation: Reservation) -> None:
         await self._batch.call("RELEASE", reservation.id, "", *_reservation_subjects(reservation))
 
     async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
+        await self._settled()
         text = await self._batch.call("RATE_WINDOWS", repr(now), f"k:{key_id}", f"p:{project_id}")
         return parse_rate_state(self._text(text))
 
@@ -537,6 +572,7 @@ class RedisLedgerStore:
         raise TimeoutError("the Redis ledger could not be loaded: a flush kept running")
 
     async def _overlay_org(self, org: Organization) -> Organization:
+        await self._settled()
         credits = await self._redis.hget(f"{self._prefix}o:{org.id}", "credits")
         if credits is None:
             pending = await self._redis.hget(f"{self._prefix}pend:o", org.id)
@@ -599,6 +635,7 @@ class RedisLedgerStore:
 
     # -- keys (usage lives in the ledger) ---------------------------------------------
     async def _overlay_key(self, key: ApiKey) -> ApiKey:
+        await self._settled()
         usage = await self._redis.hget(f"{self._prefix}k:{key.id}", "usage")
         if usage is None:
             pending = await self._redis.hget(f"{self._prefix}pend:k", key.id)

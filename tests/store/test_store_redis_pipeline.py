@@ -136,6 +136,9 @@ def test_a_call_on_an_idle_connection_waits_for_no_turn(
                 await asyncio.sleep(0)
                 seen.append(len(writes))
                 await settling
+                # The settlement returns once written; the next request of one at a time
+                # comes after its reply (a read waits for it): the connection is idle.
+                await store.get_key(key_id)
             usage, reserved = await _reserved(store, token_hash)
             return seen, usage, reserved
         finally:
@@ -197,3 +200,74 @@ def test_a_redis_that_lost_its_scripts_still_reserves_and_settles(
     usage, reserved = redis_backend.run(body)
     assert usage == COST
     assert reserved == 0
+
+
+# The ledger's own connection only: redis-py's pipeline is sent from a task of its own.
+@pytest.mark.parametrize("redis_backend", ["resp"], indirect=True)
+def test_a_settlement_on_an_idle_connection_returns_once_written(
+    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request at a time: the settlement's reply is not waited for (a Redis round
+    trip less before the answer), yet every later read of this process sees it."""
+    replies: list[int] = []
+    original = resp._Protocol.data_received
+
+    def receiving(self: resp._Protocol, data: bytes) -> None:
+        replies.append(len(data))
+        original(self, data)
+
+    async def body() -> tuple[list[int], Decimal, Decimal, Decimal, Decimal]:
+        store, key_id, token_hash = await _store_with_key(redis_backend)
+        try:
+            await _reserved(store, token_hash)
+            reservation = await store.reserve(key_id, "default", COST)
+            assert reservation is not None
+            monkeypatch.setattr(resp._Protocol, "data_received", receiving)
+            await store.settle(reservation, COST)
+            received = list(replies)  # none yet: settle returned before its reply
+            key = await store.get_key(key_id)  # through redis-py: waits for the reply
+            organization = await store.get_organization("default")
+            usage, reserved = await _reserved(store, token_hash)
+            return received, key.usage, organization.credits, usage, reserved
+        finally:
+            await store.close()
+
+    received, key_usage, credits, usage, reserved = redis_backend.run(body)
+    assert received == []
+    assert key_usage == COST
+    assert credits == Decimal("1000") - COST
+    assert usage == COST
+    assert reserved == 0
+
+
+@pytest.mark.parametrize("redis_backend", ["resp"], indirect=True)
+def test_a_settlement_lost_after_its_write_is_logged(
+    redis_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody waits for the reply of a settlement written at once: when the connection
+    fails before it comes, the unknown outcome is logged, not lost silently."""
+
+    async def body() -> None:
+        store, key_id, token_hash = await _store_with_key(redis_backend)
+        try:
+            await _reserved(store, token_hash)
+            reservation = await store.reserve(key_id, "default", COST)
+            assert reservation is not None
+            original = resp.RespConnection.send
+
+            def sending_then_failing(
+                self: resp.RespConnection, commands: Any, replies: Any
+            ) -> None:
+                original(self, commands, replies)
+                self._protocol.connection_lost(ConnectionResetError("reset"))
+
+            monkeypatch.setattr(resp.RespConnection, "send", sending_then_failing)
+            await store.settle(reservation, COST)  # returns: written
+            monkeypatch.setattr(resp.RespConnection, "send", original)
+            await store.get_key(key_id)  # waits for the (failed) reply
+        finally:
+            await store.close()
+
+    with caplog.at_level("WARNING", logger="gateway.store"):
+        redis_backend.run(body)
+    assert any("may not have been applied" in r.getMessage() for r in caplog.records)
