@@ -207,12 +207,20 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-class _SecondCachedFormatter(logging.Formatter):
-    """The standard line, with the date part of `asctime` formatted once per second:
-    `serve` writes one decision line per request, and strftime was most of its cost."""
+# The log line of `gateway serve` (and of its workers).
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
-    def __init__(self, fmt: str) -> None:
-        super().__init__(fmt)
+
+class _SecondCachedFormatter(logging.Formatter):
+    """`logging.Formatter(LINE_FORMAT)`'s text, made for less: `serve` writes one
+    decision line per request. The date part of `asctime` is formatted once per second
+    (strftime was most of a line's cost), and a line without a traceback or stack is
+    put together directly, not by `Formatter.format`'s general steps (a search of the
+    format for `%(asctime)` and a %-format over the record's `__dict__`: ~2/3 of what
+    formatting a decision line cost, issue 15)."""
+
+    def __init__(self) -> None:
+        super().__init__(LINE_FORMAT)
         self._second = -1
         self._date = ""
 
@@ -223,11 +231,25 @@ class _SecondCachedFormatter(logging.Formatter):
             self._second = second
         return f"{self._date},{int(record.msecs):03d}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)  # the traceback's or stack's lines appended
+        # What `Formatter.format` sets on the record and returns, for LINE_FORMAT
+        # (`formatTime` inline: a call fewer).
+        record.message = message = record.getMessage()
+        second = int(record.created)
+        if second != self._second:
+            self._date = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+            self._second = second
+        # The standard `default_msec_format`, "%s,%03d".
+        record.asctime = asctime = "%s,%03d" % (self._date, record.msecs)  # noqa: UP031
+        return "%s %s %s %s" % (asctime, record.levelname, record.name, message)  # noqa: UP031
+
 
 def configure_logging(level: str) -> None:
     """The log format of `gateway serve` (and of its workers), on stderr."""
     handler = BatchedStreamHandler(sys.stderr)
-    handler.setFormatter(_SecondCachedFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(_SecondCachedFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # Nothing in the line shows them; skipping them makes each record cheaper.
     logging.logThreads = False
