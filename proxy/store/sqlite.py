@@ -473,6 +473,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE api_keys ADD COLUMN flight_until REAL",
         "ALTER TABLE reservations ADD COLUMN units INTEGER",
     ),
+    (
+        # A key's current rate second and budget window kept in its own row (`_KeySlot`),
+        # so that the admission's and the settlement's UPDATE of the key (its reserved
+        # figures, its usage) count them: three statements fewer per request of a key
+        # with rate limits and a budget (the rate bucket's upsert with its trigger, the
+        # token correction with its trigger, the budget window's charge). `slot_at`'s
+        # requests and tokens, and `slot_window`'s settled usage (decimal text, added
+        # with `decimal_add` as every balance), come on top of what `rate_buckets`,
+        # `rate_totals` and `budget_usage` hold for the same second and window; an
+        # admission at another second (window) first adds them there (once per second,
+        # once per window). Empty in an existing database: its figures stay where they
+        # are, and count as before.
+        "ALTER TABLE api_keys ADD COLUMN slot_at REAL",
+        "ALTER TABLE api_keys ADD COLUMN slot_requests INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE api_keys ADD COLUMN slot_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE api_keys ADD COLUMN slot_window TEXT",
+        "ALTER TABLE api_keys ADD COLUMN slot_usage TEXT NOT NULL DEFAULT '0'",
+    ),
 )
 
 _PROJECT_COLUMNS = (
@@ -694,22 +712,38 @@ def _key_flight(conn: sqlite3.Connection, key_id: str, now: float, figures: _Fig
 
 
 def _add_row_units(
-    conn: sqlite3.Connection, key_id: str, kept: int | None, units: int | None, expires: float
+    conn: sqlite3.Connection,
+    key_id: str,
+    kept: int | None,
+    units: int | None,
+    expires: float,
+    sets: list[str] | None = None,
+    params: list[Any] | None = None,
 ) -> None:
     """Add a new row's `units` (None: it has none) to its key's figures, `kept` (None:
-    not kept); a row that cannot join kept figures drops them."""
-    if kept is None:
+    not kept); a row that cannot join kept figures drops them. `sets` and `params`:
+    other assignments to the key's row (its slots) made by the same UPDATE."""
+    if kept is None and not sets:
         return
-    if units is None or kept + units >= _MAX_UNITS:
-        conn.execute("UPDATE api_keys SET flight_units = NULL WHERE id = ?", (key_id,))
-    else:
-        conn.execute(_ADD_FLIGHT, (units, expires, key_id))
+    sets = [] if sets is None else sets
+    params = [] if params is None else params
+    if kept is not None:
+        if units is None or kept + units >= _MAX_UNITS:
+            sets.append("flight_units = NULL")
+        else:
+            sets.append(_ADD_FLIGHT)
+            params += (units, expires)
+    if sets:
+        conn.execute(
+            f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ?",  # noqa: S608 - constants
+            (*params, key_id),
+        )
 
 
 # An admitted reservation of `units` expiring at a time joins its key's figures.
 _ADD_FLIGHT = (
-    "UPDATE api_keys SET flight_units = flight_units + ?, flight_count = flight_count + 1, "
-    "flight_until = min(flight_until, ?) WHERE id = ?"
+    "flight_units = flight_units + ?, flight_count = flight_count + 1, "
+    "flight_until = min(flight_until, ?)"
 )
 # A deleted reservation of `units` leaves them; its key's last one gone, the figures are
 # exact again whatever expired meanwhile (`flight_count` counted each row added and not
@@ -722,6 +756,33 @@ _LEAVE_FLIGHT = (
 )
 
 
+def _settle_key(leaves: bool, rate: bool, window: bool) -> str:
+    """The settlement's UPDATE of its key: the usage; with `leaves`, the reservation
+    leaving the key's reserved figures; with `rate` and `window`, the token correction
+    and the cost in the key's slots, only while they hold the request's second and
+    window (else it changes nothing, and the caller goes the long way)."""
+    sets = ["usage = decimal_add(usage, ?)"]
+    where = "id = ?"
+    if leaves:
+        sets.append(_LEAVE_FLIGHT)
+    if rate:
+        sets.append("slot_tokens = slot_tokens + ?")
+        where += " AND slot_at = ?"
+    if window:
+        sets.append("slot_usage = decimal_add(slot_usage, ?)")
+        where += " AND slot_window = ?"
+    return f"UPDATE api_keys SET {', '.join(sets)} WHERE {where}"  # noqa: S608 - constants
+
+
+# Built once: a statement from one string object each time (the statement cache's key).
+_SETTLE_KEY = {
+    (leaves, rate, window): _settle_key(leaves, rate, window)
+    for leaves in (False, True)
+    for rate in (False, True)
+    for window in (False, True)
+}
+
+
 # The admission of a key with rate limits reads in one statement what it needs of the
 # key: its row with its reserved figures, its budget window's settled usage (NULL
 # without a budget or nothing settled), its rate window's totals, its organization's
@@ -731,7 +792,8 @@ _LEAVE_FLIGHT = (
 _RATED_KEY_ROW = (
     "SELECT k.usage, k.usage_limit, b.usage, t.requests, t.tokens, t.oldest, "
     "k.flight_units, k.flight_count, k.flight_until, o.credits, o.id, o.queue_until, "
-    "total(r.amount), count(r.amount), k.id, k.queue_until "
+    "total(r.amount), count(r.amount), k.id, k.queue_until, "
+    "k.slot_at, k.slot_requests, k.slot_tokens, k.slot_window, k.slot_usage "
     "FROM api_keys k "
     "LEFT JOIN budget_usage b ON b.subject = ? AND b.window_start = ? "
     "LEFT JOIN rate_totals t ON t.subject = ? "
@@ -761,6 +823,61 @@ _PLAIN_ROWS = (
 )
 # `_in_flight_below`'s condition for an organization's live reservations.
 _ORG_LIVE = f"{_ORG} AND expires_at > ?"
+# A key's rate slot as read with its row: `slot_at`, `slot_requests`, `slot_tokens` (the
+# requests and tokens of that second not yet in `rate_buckets`/`rate_totals`).
+_RateSlot = tuple[Any, Any, Any]
+# A key's budget slot as read with its row: `slot_window`, `slot_usage` (the settled
+# usage of that window not yet in `budget_usage`).
+_WindowSlot = tuple[Any, Any]
+
+
+def _slot_usage(slot: _WindowSlot, start: str) -> Decimal | None:
+    """What the key's budget slot holds of the window starting at `start` (None: it
+    holds another window, or none)."""
+    return Decimal(slot[1]) if slot[0] == start else None
+
+
+def _key_rate_slot(
+    conn: sqlite3.Connection, claim: Claim, slot: _RateSlot, sets: list[str], params: list[Any]
+) -> None:
+    """Count an admitted request of a key with rate limits in its rate slot (the key's
+    UPDATE makes `sets`); a slot of another second first goes to `rate_buckets` (its
+    totals follow by trigger), unless it has left the window (then it counts nowhere)."""
+    at, requests, tokens = slot
+    if at == claim.now:
+        sets.append("slot_requests = slot_requests + 1, slot_tokens = slot_tokens + ?")
+        params.append(claim.tokens)
+        return
+    if at is not None and at > claim.now - RATE_WINDOW_SECONDS and (requests or tokens):
+        conn.execute(
+            "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (subject, at) DO UPDATE "
+            "SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens",
+            (f"k:{claim.key_id}", at, requests, tokens),
+        )
+    sets.append("slot_at = ?, slot_requests = 1, slot_tokens = ?")
+    params += (claim.now, claim.tokens)
+
+
+def _key_window_slot(
+    conn: sqlite3.Connection,
+    key_id: str,
+    start: str,
+    slot: _WindowSlot,
+    sets: list[str],
+    params: list[Any],
+) -> None:
+    """Make the key's budget slot hold the window starting at `start` (the key's UPDATE
+    makes `sets`): a slot of another window first goes to `budget_usage`."""
+    window, usage = slot
+    if window == start:
+        return
+    if window is not None and usage != "0":
+        _charge_window(conn, f"k:{key_id}", window, usage)
+    sets.append("slot_window = ?, slot_usage = '0'")
+    params.append(start)
+
+
 # A key's row as the admissions without rate limits read it alone: settled figures, then
 # reserved figures (then, from `_admission_row`, its id and `queue_until`).
 _KEY_ADMISSION_COLUMNS = "usage, usage_limit, flight_units, flight_count, flight_until"
@@ -827,16 +944,30 @@ def _undoing(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
 
 
 def _correct_rate_windows(
-    conn: sqlite3.Connection, reservation: Reservation, requests: int, tokens: int
+    conn: sqlite3.Connection,
+    reservation: Reservation,
+    requests: int,
+    tokens: int,
+    key_done: bool = False,
 ) -> None:
     """Add `requests` and `tokens` to the second the reservation was counted at, in each
     of its rate windows that still holds that second (one that left the window counts
-    nowhere, so there is nothing to correct)."""
+    nowhere, so there is nothing to correct). The key's: in its rate slot while that
+    holds the second (`_key_rate_slot`), else in its bucket; `key_done`: already
+    corrected in the slot by the caller."""
     rate = reservation.rate
     if rate is None or (requests == 0 and tokens == 0):
         return
     subjects = []
-    if rate.key is not None:
+    if (
+        rate.key is not None
+        and not key_done
+        and not conn.execute(
+            "UPDATE api_keys SET slot_requests = slot_requests + ?, slot_tokens = slot_tokens + ? "
+            "WHERE id = ? AND slot_at = ?",
+            (requests, tokens, reservation.key_id, reservation.rate_at),
+        ).rowcount
+    ):
         subjects.append(f"k:{reservation.key_id}")
     if rate.project is not None and reservation.project_id is not None:
         subjects.append(f"p:{reservation.project_id}")
@@ -870,6 +1001,7 @@ def _rate_count(
     wall: float,
     parallel: int | None = None,
     totals: _Totals | None = None,
+    slot: _RateSlot | None = None,
 ) -> RateCount:
     """One subject's window at request time `now`: its totals, once the seconds that
     left the window have left them. Request times are whole seconds, so that happens
@@ -877,7 +1009,8 @@ def _rate_count(
     not the window. `in_flight` counts the subject's live reservations (a constant
     query taking the owner and the wall clock) unless `parallel` is that count,
     already read in this transaction at `wall`; `totals`: the subject's `rate_totals`
-    row (all None: no row), when already read in this transaction."""
+    row (all None: no row), when already read in this transaction; `slot`: a key's rate
+    slot (`_key_rate_slot`), counted on top of them while its second is in the window."""
     start = now - RATE_WINDOW_SECONDS
     if totals is None:
         row = conn.execute(
@@ -900,6 +1033,14 @@ def _rate_count(
             "UPDATE rate_totals SET requests = ?, tokens = ?, oldest = ? WHERE subject = ?",
             (requests, tokens, oldest, subject),
         )
+    if slot is not None:
+        at, slot_requests, slot_tokens = slot
+        if at is not None and at > start:
+            requests += slot_requests
+            tokens += slot_tokens
+            # Its second holds a request (not all taken back): when room frees up.
+            if slot_requests > 0 and (oldest is None or at < oldest):
+                oldest = at
     if parallel is None:
         (parallel,) = conn.execute(in_flight, (owner, wall)).fetchone()
     return RateCount(
@@ -920,11 +1061,20 @@ def _rate_windows(
     wall: float,
     key_parallel: int | None = None,
     key_totals: _Totals | None = None,
+    key_slot: _RateSlot | None = None,
 ) -> RateState:
     """`key_parallel`: the key's live reservations at `wall`, when already counted;
-    `key_totals`: the key's `rate_totals` row, when already read."""
-    key = (
-        _rate_count(
+    `key_totals` and `key_slot`: the key's `rate_totals` row and rate slot, when
+    already read (both or neither)."""
+    key = None
+    if claim.key_limits.any:
+        if key_slot is None:
+            row = conn.execute(
+                "SELECT slot_at, slot_requests, slot_tokens FROM api_keys WHERE id = ?",
+                (claim.key_id,),
+            ).fetchone()
+            key_slot = (None, 0, 0) if row is None else row
+        key = _rate_count(
             conn,
             f"k:{claim.key_id}",
             _KEY_IN_FLIGHT,
@@ -933,10 +1083,8 @@ def _rate_windows(
             wall,
             key_parallel,
             key_totals,
+            key_slot,
         )
-        if claim.key_limits.any
-        else None
-    )
     project = (
         _rate_count(
             conn,
@@ -952,8 +1100,11 @@ def _rate_windows(
     return RateState(key=key, project=project)
 
 
-def _count_admission(conn: sqlite3.Connection, claim: Claim, before: RateState) -> RateState:
-    """Add the admitted request to its subjects' windows; the windows after it."""
+def _count_admission(
+    conn: sqlite3.Connection, claim: Claim, before: RateState, key_in_slot: bool = False
+) -> RateState:
+    """Add the admitted request to its subjects' windows; the windows after it.
+    `key_in_slot`: the caller counts it in the key's rate slot (`_key_rate_slot`)."""
     after = {}
     for name, count, subject in (
         ("key", before.key, f"k:{claim.key_id}"),
@@ -963,12 +1114,13 @@ def _count_admission(conn: sqlite3.Connection, claim: Claim, before: RateState) 
             continue
         # The window's totals follow by trigger (`rate_buckets_added` for a new second,
         # `rate_buckets_changed` for one already counted).
-        conn.execute(
-            "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, 1, ?) "
-            "ON CONFLICT (subject, at) DO UPDATE "
-            "SET requests = requests + 1, tokens = tokens + excluded.tokens",
-            (subject, claim.now, claim.tokens),
-        )
+        if not (key_in_slot and name == "key"):
+            conn.execute(
+                "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (subject, at) DO UPDATE "
+                "SET requests = requests + 1, tokens = tokens + excluded.tokens",
+                (subject, claim.now, claim.tokens),
+            )
         after[name] = RateCount(
             requests=count.requests + 1,
             tokens=count.tokens + claim.tokens,
@@ -1058,6 +1210,17 @@ def _window_usage(conn: sqlite3.Connection, subject: str, start: str) -> Decimal
     return Decimal(0) if row is None else Decimal(row[0])
 
 
+def _key_window_usage(conn: sqlite3.Connection, key_id: str, start: str) -> Decimal:
+    """A key's budget window's settled usage: in `budget_usage`, plus its budget slot's
+    while that holds the window (`_key_window_slot`)."""
+    usage = _window_usage(conn, f"k:{key_id}", start)
+    slot = conn.execute(
+        "SELECT slot_window, slot_usage FROM api_keys WHERE id = ?", (key_id,)
+    ).fetchone()
+    in_slot = None if slot is None else _slot_usage(slot, start)
+    return usage if in_slot is None else usage + in_slot
+
+
 # A budget window's settled usage as a column of the key's own row: a key with a budget
 # reads both in one statement at admission and settlement instead of two.
 _KEY_WINDOW_USAGE = "(SELECT usage FROM budget_usage WHERE subject = ? AND window_start = ?)"
@@ -1090,7 +1253,7 @@ def _budget_refusal(
     if claim.key_budget is not None:
         key_usage = key_window_usage
         if key_usage is None:
-            key_usage = _window_usage(conn, f"k:{claim.key_id}", claim.key_budget.start)
+            key_usage = _key_window_usage(conn, claim.key_id, claim.key_budget.start)
         if key_usage >= claim.key_budget.amount:
             return Refused(reason="key_budget"), None, None
     if claim.project_budget is not None and claim.project_id is not None:
@@ -1129,30 +1292,42 @@ def _budgets_fit(
     return True
 
 
-def _charge_windows(conn: sqlite3.Connection, reservation: Reservation, cost_text: str) -> None:
+def _charge_windows(
+    conn: sqlite3.Connection, reservation: Reservation, cost_text: str, key_done: bool = False
+) -> None:
     """Add a settled cost to the budget windows the reservation was admitted in: one
     statement per window, the sum `Decimal`'s (`decimal_add`, as the key's usage), the
-    first charge of a window `0 + cost` as before."""
-    windows: list[tuple[str, str]] = []
-    if reservation.key_window is not None:
-        windows.append((f"k:{reservation.key_id}", reservation.key_window))
+    first charge of a window `0 + cost` as before. The key's: in its budget slot while
+    that holds the window, else in `budget_usage`; `key_done`: already charged in the
+    slot by the caller."""
+    if reservation.key_window is not None and not (
+        key_done
+        or conn.execute(
+            "UPDATE api_keys SET slot_usage = decimal_add(slot_usage, ?) "
+            "WHERE id = ? AND slot_window = ?",
+            (cost_text, reservation.key_id, reservation.key_window),
+        ).rowcount
+    ):
+        _charge_window(conn, f"k:{reservation.key_id}", reservation.key_window, cost_text)
     if reservation.project_window is not None and reservation.project_id is not None:
-        windows.append((f"p:{reservation.project_id}", reservation.project_window))
+        _charge_window(conn, f"p:{reservation.project_id}", reservation.project_window, cost_text)
+
+
+def _charge_window(conn: sqlite3.Connection, subject: str, start: str, cost_text: str) -> None:
     # An UPDATE first (the window's row exists after its first charge): the upsert
     # evaluated its VALUES, a `decimal_add` call from SQLite into Python, before finding
     # the row, and so added twice per settlement. Same transaction: nothing comes
     # between the UPDATE and the INSERT.
-    for subject, start in windows:
-        if not conn.execute(
-            "UPDATE budget_usage SET usage = decimal_add(usage, ?) "
-            "WHERE subject = ? AND window_start = ?",
-            (cost_text, subject, start),
-        ).rowcount:
-            conn.execute(
-                "INSERT INTO budget_usage (subject, window_start, usage) "
-                "VALUES (?, ?, decimal_add('0', ?))",
-                (subject, start, cost_text),
-            )
+    if not conn.execute(
+        "UPDATE budget_usage SET usage = decimal_add(usage, ?) "
+        "WHERE subject = ? AND window_start = ?",
+        (cost_text, subject, start),
+    ).rowcount:
+        conn.execute(
+            "INSERT INTO budget_usage (subject, window_start, usage) "
+            "VALUES (?, ?, decimal_add('0', ?))",
+            (subject, start, cost_text),
+        )
 
 
 def _swept_batch(
@@ -1718,34 +1893,55 @@ class SqliteStore:
         cost_text = str(cost)
         units = reservation.units
 
+        # The windows counted the request's bound; they count the tokens it used.
+        token_change = tokens - reservation.rate_tokens
+        rate = reservation.rate
+        # Whether the key's UPDATE may also correct its rate slot and charge its budget
+        # slot: when they still hold the request's second and window (the WHERE says
+        # so; else nothing changes and each goes its own way below).
+        in_rate_slot = rate is not None and rate.key is not None and token_change != 0
+        in_window_slot = reservation.key_window is not None
+
         def settle(conn: sqlite3.Connection) -> None:
             # Charged even when the reservation already expired: the request did complete.
             deleted = conn.execute(
                 "DELETE FROM reservations WHERE id = ?", (reservation.id,)
             ).rowcount
-            # The windows counted the request's bound; they count the tokens it used.
-            _correct_rate_windows(conn, reservation, 0, tokens - reservation.rate_tokens)
             # One statement: the sum is `Decimal`'s, in `decimal_add` (`_connect`); the
-            # deleted reservation leaves its key's reserved figures in the same one.
-            if deleted and units is not None:
+            # deleted reservation leaves its key's reserved figures in the same one, and
+            # the key's slots take the tokens and the cost when they hold them.
+            leaves = bool(deleted) and units is not None
+            figures = (cost_text, units) if leaves else (cost_text,)
+            if in_rate_slot or in_window_slot:
+                params: tuple[Any, ...] = figures
+                where: tuple[Any, ...] = (reservation.key_id,)
+                if in_rate_slot:
+                    params += (token_change,)
+                    where += (reservation.rate_at,)
+                if in_window_slot:
+                    params += (cost_text,)
+                    where += (reservation.key_window,)
                 changed = conn.execute(
-                    f"UPDATE api_keys SET usage = decimal_add(usage, ?), {_LEAVE_FLIGHT} "  # noqa: S608 - constant
-                    "WHERE id = ?",
-                    (cost_text, units, reservation.key_id),
+                    _SETTLE_KEY[leaves, in_rate_slot, in_window_slot], params + where
                 ).rowcount
+                slots_done = bool(changed)
             else:
+                changed, slots_done = 0, False
+            if not slots_done:
+                # No slot to charge, or one moved on (or no key): the usage and figures
+                # alone, then each slot or its table.
                 changed = conn.execute(
-                    "UPDATE api_keys SET usage = decimal_add(usage, ?) WHERE id = ?",
-                    (cost_text, reservation.key_id),
+                    _SETTLE_KEY[leaves, False, False], (*figures, reservation.key_id)
                 ).rowcount
             if not changed:
                 raise NotFound(f"key `{reservation.key_id}` does not exist")
+            _correct_rate_windows(conn, reservation, 0, token_change, slots_done and in_rate_slot)
             if reservation.organization_id is not None:
                 conn.execute(
                     "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
                     (cost_text, reservation.organization_id),
                 )
-            _charge_windows(conn, reservation, cost_text)
+            _charge_windows(conn, reservation, cost_text, slots_done and in_window_slot)
 
         await self._request_write(settle, None, True)  # closes an admission
 
@@ -1760,6 +1956,8 @@ class SqliteStore:
             now = now_epoch()
             key_window_usage = None
             key_totals: _Totals | None = None
+            rate_slot: _RateSlot | None = None
+            window_slot: _WindowSlot | None = None
             org: tuple[Any, ...] | None = None
             org_flight: tuple[float, int] | None = None  # the organization's live reservations
             plain: tuple[Any, ...] | None = None
@@ -1775,9 +1973,14 @@ class SqliteStore:
                     raise NotFound(f"key `{key_id}` does not exist")
                 key: tuple[Any, ...] = (row[0], row[1], row[15])
                 figures: _Figures = (row[6], row[7], row[8])
+                window_slot = (row[19], row[20])
                 if start is not None:
                     key_window_usage = _usage_or_zero(row[2])
+                    in_slot = _slot_usage(window_slot, start)
+                    if in_slot is not None:
+                        key_window_usage += in_slot
                 key_totals = (row[3], row[4], row[5])
+                rate_slot = (row[16], row[17], row[18])
                 if row[10] is not None:
                     org = (row[9], row[10], row[11])
                     org_flight = (row[12], row[13])
@@ -1797,10 +2000,14 @@ class SqliteStore:
                     figures = (plain[9], None, None)
             else:
                 subject = (f"k:{claim.key_id}", claim.key_budget.start)
-                columns = f"{_KEY_ADMISSION_COLUMNS}, {_KEY_WINDOW_USAGE}"
+                columns = f"{_KEY_ADMISSION_COLUMNS}, {_KEY_WINDOW_USAGE}, slot_window, slot_usage"
                 key = _admission_row(conn, "api_keys", claim.key_id, columns, subject)
                 figures = (key[2], key[3], key[4])
                 key_window_usage = _usage_or_zero(key[5])
+                window_slot = (key[6], key[7])
+                in_slot = _slot_usage(window_slot, claim.key_budget.start)
+                if in_slot is not None:
+                    key_window_usage += in_slot
             usage, limit = Decimal(key[0]), None if key[1] is None else Decimal(key[1])
             if claim.organization_id is not None and org is None:
                 org = _admission_row(conn, "organizations", claim.organization_id, "credits")
@@ -1825,7 +2032,12 @@ class SqliteStore:
                 if claim.key_limits.any:
                     key_flight = _key_flight(conn, claim.key_id, now, figures)
                 windows = _rate_windows(
-                    conn, claim, now, None if key_flight is None else key_flight[1], key_totals
+                    conn,
+                    claim,
+                    now,
+                    None if key_flight is None else key_flight[1],
+                    key_totals,
+                    rate_slot,
                 )
                 reason = rate_refusal(claim, windows)
                 if reason is not None:
@@ -1875,9 +2087,22 @@ class SqliteStore:
                         units,
                     ),
                 )
-                _add_row_units(conn, claim.key_id, kept, units, now + ttl)
+                # The key's UPDATE: its figures, and its slots (`_key_rate_slot`,
+                # `_key_window_slot`), in one statement.
+                if window_slot is None:  # (and so no rate slot: the plain admissions)
+                    _add_row_units(conn, claim.key_id, kept, units, now + ttl)
+                else:
+                    sets: list[str] = []
+                    params: list[Any] = []
+                    if rate_slot is not None and windows is not None:
+                        _key_rate_slot(conn, claim, rate_slot, sets, params)
+                    if claim.key_budget is not None:
+                        _key_window_slot(
+                            conn, claim.key_id, claim.key_budget.start, window_slot, sets, params
+                        )
+                    _add_row_units(conn, claim.key_id, kept, units, now + ttl, sets, params)
                 if windows is not None:
-                    after = _count_admission(conn, claim, windows)
+                    after = _count_admission(conn, claim, windows, rate_slot is not None)
                     reservation = msgspec.structs.replace(
                         reservation,
                         rate=after,
@@ -1916,10 +2141,11 @@ class SqliteStore:
                         figures.append(WindowUsage())
                         continue
                     owner, start = subject
-                    prefix = "k" if column == "key" else "p"
                     figures.append(
                         WindowUsage(
-                            usage=_window_usage(conn, f"{prefix}:{owner}", start),
+                            usage=_key_window_usage(conn, owner, start)
+                            if column == "key"
+                            else _window_usage(conn, f"p:{owner}", start),
                             reserved=_window_reserved(conn, column, owner, start, now),  # type: ignore[arg-type]
                         )
                     )
