@@ -132,6 +132,7 @@ class RedisLedgerStore:
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=self._redis_pool)
         self._prefix = redis_prefix or default_prefix(database_url)
         self._ttl_ms = round(reservation_ttl * 1000)
+        self._ticket_ttl_ms = round(ADMISSION_TICKET_TTL * 1000)
         self._ids = InstanceIds()
         # A budget window's ledger outlives any reservation it holds (it is dropped
         # only once no reservation made in it can still be in flight, then reloads).
@@ -427,6 +428,20 @@ class RedisLedgerStore:
                 return ("RELEASE", (reservation.id, "forget", *subjects))
             return ("WITHDRAW", (ticket, claim.key_id, org)) if outcome == "queued" else None
 
+        # Without rate limits the script reads nothing after the window ttl.
+        rate = (
+            (
+                claim.project_id or "",
+                repr(claim.now),
+                claim.tokens,
+                *_limit_args(claim.key_limits),
+                *_limit_args(
+                    claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
+                ),
+            )
+            if subjects
+            else ()
+        )
         for _ in range(3):
             outcome = self._text(
                 await self._batch.call(
@@ -437,19 +452,13 @@ class RedisLedgerStore:
                     org,
                     units_from_money(amount),
                     self._ttl_ms,
-                    round(ADMISSION_TICKET_TTL * 1000),
+                    self._ticket_ttl_ms,
                     key_budget,
                     key_window,
                     project_budget,
                     project_window,
                     self._window_ttl_ms,
-                    claim.project_id or "",
-                    repr(claim.now),
-                    claim.tokens,
-                    *_limit_args(claim.key_limits),
-                    *_limit_args(
-                        claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
-                    ),
+                    *rate,
                     undo=undo,
                 )
             )
@@ -503,6 +512,7 @@ class RedisLedgerStore:
             project_window,
             self._window_ttl_ms,
             tokens,
+            units_from_money(reservation.amount),
             *_reservation_subjects(reservation),
         )
         if not written:
@@ -528,8 +538,13 @@ class RedisLedgerStore:
 
     async def _settled(self) -> None:
         """Wait for the replies of the settlements not awaited by their callers."""
-        if self._unconfirmed:
-            await asyncio.wait(list(self._unconfirmed))
+        # Each awaited in turn (asyncio.wait's task and callbacks cost more than the
+        # round trip saved); a failed one was logged by `_settle_confirmed`.
+        while self._unconfirmed:
+            reply = next(iter(self._unconfirmed))
+            with contextlib.suppress(Exception):
+                await reply
+            self._unconfirmed.discard(reply)
 
     async def release(self, reservation: Reservation) -> None:
         await self._batch.call("RELEASE", reservation.id, "", *_reservation_subjects(reservation))

@@ -188,8 +188,8 @@ return 'ok'
 )
 
 # ARGV: prefix, reservation id, key id, org id or '', cost, key window or '',
-# project window or '', window ttl ms, tokens, then the rate subjects of the
-# reservation (none without rate limits).
+# project window or '', window ttl ms, tokens, reserved amount, then the rate subjects
+# of the reservation (none without rate limits).
 # The cost is charged even when the reservation expired: the request did complete;
 # budget windows are charged in the window the request was admitted in, rate windows
 # get the tokens the provider reported.
@@ -204,23 +204,20 @@ local o = p .. 'o:' .. org
 local kv = redis.call('HMGET', k, 'usage', 'qu')
 local ov = {false, false}
 if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'qu') end
-local r = p .. 'r:' .. rid
-local held = redis.call('HMGET', r, 'key', 'org', 'amount', 'kw', 'pw')
-if held[3] and held[1] == key and held[2] == org then
-    -- drop(p, rid) with the ledgers' existence already read.
-    redis.call('ZREM', p .. 'exp', rid)
-    redis.call('DEL', r)
-    local back = neg(held[3])
-    for i = 4, 5 do
-        if held[i] and held[i] ~= '' then
-            local w = p .. 'b:' .. held[i]
+redis.call('ZREM', p .. 'exp', rid)
+-- drop(p, rid) without reading the reservation back: the caller made it and passes
+-- its amount and windows (the same ADMIT or RESERVE wrote), and its record still
+-- being there (not reclaimed after expiring) is what says it is still held.
+if redis.call('DEL', p .. 'r:' .. rid) == 1 then
+    local back = neg(ARGV[10])
+    for i = 6, 7 do
+        if ARGV[i] ~= '' then
+            local w = p .. 'b:' .. ARGV[i]
             if redis.call('EXISTS', w) == 1 then redis.call('HINCRBY', w, 'reserved', back) end
         end
     end
     if kv[1] then redis.call('HINCRBY', k, 'reserved', back) end
     if org ~= '' and ov[1] then redis.call('HINCRBY', o, 'reserved', back) end
-else
-    drop(p, rid)  -- expired and reclaimed already (or another ledger's): as before
 end
 for i = 6, 7 do
     local name = ARGV[i] or ''
@@ -233,7 +230,7 @@ for i = 6, 7 do
         redis.call('HINCRBY', p .. 'pend:b', name, cost)
     end
 end
-rate_close(p, rid, ARGV[9], false, 10)
+rate_close(p, rid, ARGV[9], false, 11)
 if kv[1] then redis.call('HINCRBY', k, 'usage', cost) end
 redis.call('HINCRBY', p .. 'pend:k', key, cost)
 if org ~= '' then
@@ -267,12 +264,15 @@ return 'ok'
 
 # Fair admission (Store.admit). ARGV: prefix, ticket, reservation id, key id, org id or
 # '', amount, reservation ttl ms, ticket ttl ms, key budget or '', key window or '',
-# project budget or '', project window or '', window ttl ms.
+# project budget or '', project window or '', window ttl ms; with rate limits, then
 # project id, request time (s), tokens, then for the key and for the project: rated
-# ('1' or ''), rpm, tpm, max parallel ('' = no ceiling).
+# ('1' or ''), rpm, tpm, max parallel ('' = no ceiling). Without rate limits nothing
+# follows the window ttl (every argument costs Redis a string and a table slot).
 # Returns 'ok' | 'queued' | 'limit' | 'key_budget' | 'project_budget' | 'credits' |
 # 'load' | a rate reason; with rate limits, 'ok' and a rate reason are followed by the
 # windows (common.parse_rate_state).
+# Every step costs on the request path (one request's admission waits for it): numbers
+# are parsed once (`tonumber` is a strtod), names built only when used.
 ADMIT = (
     _DROP
     + """
@@ -280,27 +280,23 @@ local p, tid, rid, key, org, amount, ttl, tttl =
     ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local kb, kwn, pb, pwn, wttl = ARGV[9] or '', ARGV[10] or '', ARGV[11] or '', ARGV[12] or '',
     ARGV[13]
-local project, at, tokens = ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16])
-local limits = {{rated = ARGV[17] == '1', s = 'k:' .. key, rpm = ARGV[18], tpm = ARGV[19],
-                 par = ARGV[20]},
-                {rated = ARGV[21] == '1', s = 'p:' .. project, rpm = ARGV[22], tpm = ARGV[23],
-                 par = ARGV[24]}}
+local rated = ARGV[17] == '1' or ARGV[21] == '1'
 -- One clock reading for the whole admission (the reclaim's and the lines').
 local now = now_ms()
 reclaim(p, 100, now)
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
-local kw = p .. 'b:' .. kwn
-local pw = p .. 'b:' .. pwn
+local kw = kwn ~= '' and p .. 'b:' .. kwn
+local pw = pwn ~= '' and p .. 'b:' .. pwn
 -- Each ledger is read once; a ledger not loaded has no settled figure (LOAD and
 -- LOAD_WINDOWS always write it, and nothing removes it but the whole hash's expiry).
 local kv = redis.call('HMGET', k, 'usage', 'reserved', 'limit', 'qu')
-local ov = {'0', '0', '0'}
+local ov = {'0', '0', false}
 if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'reserved', 'qu') end
 local kwv = {'0', '0'}
-if kwn ~= '' then kwv = redis.call('HMGET', kw, 'usage', 'reserved') end
+if kw then kwv = redis.call('HMGET', kw, 'usage', 'reserved') end
 local pwv = {'0', '0'}
-if pwn ~= '' then pwv = redis.call('HMGET', pw, 'usage', 'reserved') end
+if pw then pwv = redis.call('HMGET', pw, 'usage', 'reserved') end
 if not kv[1] or not ov[1] or not kwv[1] or not pwv[1] then return 'load' end
 -- Whether a live ticket other than `tid` is ahead of it in line `q` (expired ones go).
 local function ahead_in(q, now)
@@ -313,30 +309,41 @@ local function ahead_in(q, now)
     end
     return false
 end
+-- A line's `qu`: the latest expiry of its tickets (none while it never opened).
+local kqu = kv[4] and tonumber(kv[4]) or 0
+local oqu = ov[3] and tonumber(ov[3]) or 0
 -- A ticket only exists while the key's (organization's) line is open.
-local waiting = tonumber(kv[4] or '0') > now or (org ~= '' and tonumber(ov[3] or '0') > now)
--- The settled figures alone decide a refusal.
-if kv[3] ~= '' and tonumber(kv[1]) >= tonumber(kv[3]) then
+local waiting = kqu > now or oqu > now
+-- The settled figures alone decide a refusal (false: no such ceiling).
+local usage, limit = tonumber(kv[1]), kv[3] ~= '' and tonumber(kv[3])
+if limit and usage >= limit then
     if waiting then leave(p, tid, key, org) end
     return 'limit'
 end
-if kwn ~= '' and tonumber(kwv[1]) >= tonumber(kb) then
+local kwu, kbn = kw and tonumber(kwv[1]), kw and tonumber(kb)
+if kw and kwu >= kbn then
     if waiting then leave(p, tid, key, org) end
     return 'key_budget'
 end
-if pwn ~= '' and tonumber(pwv[1]) >= tonumber(pb) then
+local pwu, pbn = pw and tonumber(pwv[1]), pw and tonumber(pb)
+if pw and pwu >= pbn then
     if waiting then leave(p, tid, key, org) end
     return 'project_budget'
 end
-if org ~= '' and tonumber(ov[1]) <= 0 then
+local credits = org ~= '' and tonumber(ov[1])
+if credits and credits <= 0 then
     if waiting then leave(p, tid, key, org) end
     return 'credits'
 end
 -- Rate limits refuse at once, never queue.
 -- INVARIANT: the same rule as common.rate_refusal and policies/gateway.rego.
-local windows = {}
-local rated = limits[1].rated or limits[2].rated
+local windows, limits, at, tokens = {}, nil, nil, nil
 if rated then
+    at, tokens = tonumber(ARGV[15]), tonumber(ARGV[16])
+    limits = {{rated = ARGV[17] == '1', s = 'k:' .. key, rpm = ARGV[18], tpm = ARGV[19],
+               par = ARGV[20]},
+              {rated = ARGV[21] == '1', s = 'p:' .. ARGV[14], rpm = ARGV[22], tpm = ARGV[23],
+               par = ARGV[24]}}
     for i, l in ipairs(limits) do
         if l.rated then windows[i] = rate_window(p, l.s, at, now) end
     end
@@ -361,27 +368,33 @@ end
 -- INVARIANT: admitted only while usage + in-flight reservations < limit (each budget
 -- window's settled + in-flight usage < its budget, credits - in-flight credit
 -- reservations > 0), in ticket order.
-local fits = (kv[3] == '' or tonumber(kv[1]) + tonumber(kv[2]) < tonumber(kv[3]))
-    and (kwn == '' or tonumber(kwv[1]) + tonumber(kwv[2]) < tonumber(kb))
-    and (pwn == '' or tonumber(pwv[1]) + tonumber(pwv[2]) < tonumber(pb))
-    and (org == '' or tonumber(ov[1]) - tonumber(ov[2]) > 0)
+local fits = (not limit or usage + tonumber(kv[2]) < limit)
+    and (not kw or kwu + tonumber(kwv[2]) < kbn)
+    and (not pw or pwu + tonumber(pwv[2]) < pbn)
+    and (not credits or credits - tonumber(ov[2]) > 0)
 local ahead = false
-if fits and tonumber(kv[4] or '0') > now then ahead = ahead_in(p .. 'q:k:' .. key, now) end
-if fits and not ahead and org ~= '' and tonumber(ov[3] or '0') > now then
-    ahead = ahead_in(p .. 'q:o:' .. org, now)
-end
+if fits and kqu > now then ahead = ahead_in(p .. 'q:k:' .. key, now) end
+if fits and not ahead and oqu > now then ahead = ahead_in(p .. 'q:o:' .. org, now) end
 if fits and not ahead then
     if waiting then leave(p, tid, key, org) end
     if org ~= '' then redis.call('HINCRBY', o, 'reserved', amount) end
     redis.call('HINCRBY', k, 'reserved', amount)
-    for _, w in ipairs({kwn ~= '' and kw or false, pwn ~= '' and pw or false}) do
-        if w then
-            redis.call('HINCRBY', w, 'reserved', amount)
-            redis.call('PEXPIRE', w, wttl)
-        end
+    if kw then
+        redis.call('HINCRBY', kw, 'reserved', amount)
+        redis.call('PEXPIRE', kw, wttl)
     end
-    redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount,
-        'kw', kwn, 'pw', pwn)
+    if pw then
+        redis.call('HINCRBY', pw, 'reserved', amount)
+        redis.call('PEXPIRE', pw, wttl)
+    end
+    -- The windows' fields only when it holds one: a reader takes a missing one for ''
+    -- (RESERVE has always written none).
+    if kw or pw then
+        redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount,
+            'kw', kwn, 'pw', pwn)
+    else
+        redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)
+    end
     redis.call('ZADD', p .. 'exp', now + tonumber(ttl), rid)
     if not rated then return 'ok' end
     for i, l in ipairs(limits) do
@@ -412,8 +425,8 @@ if not redis.call('HGET', p .. 'tx', tid) then
     if org ~= '' then redis.call('ZADD', p .. 'q:o:' .. org, seq, tid) end
 end
 redis.call('HSET', p .. 'tx', tid, expiry)
-if tonumber(kv[4] or '0') < expiry then redis.call('HSET', k, 'qu', expiry) end
-if org ~= '' and tonumber(ov[3] or '0') < expiry then redis.call('HSET', o, 'qu', expiry) end
+if kqu < expiry then redis.call('HSET', k, 'qu', expiry) end
+if org ~= '' and oqu < expiry then redis.call('HSET', o, 'qu', expiry) end
 return 'queued'
 """
 )
