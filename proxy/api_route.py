@@ -34,6 +34,7 @@ from proxy.documents import Operation
 from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway, Reply
 from proxy.rate_headers import HEADER_NAMES
+from proxy.response_head import ResponseHeadCycle
 
 __all__ = ["OPERATION_OPT", "api_fast_path", "api_middleware"]
 
@@ -127,6 +128,10 @@ async def _send_whole(reply: Reply, send: Send) -> None:
         headers.append((b"content-type", media_type.encode("latin-1")))
     if b"content-length" not in names:
         headers.append((b"content-length", b"%d" % len(reply.body)))
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is ResponseHeadCycle and cycle.send_whole(reply.status, headers, reply.body):
+        # `gateway serve`'s own cycle took both messages at once (the same bytes).
+        return
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
 

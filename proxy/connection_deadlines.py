@@ -112,6 +112,15 @@ class _HeadCombiner:
         else:
             self._transport.write(data)
 
+    def writelines(self, parts: tuple[bytes, ...]) -> None:
+        """`parts` in one call, after whatever is held (a whole reply's head and body,
+        `ResponseHeadCycle.send_whole`: nothing to hold back for)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            parts = (held, *parts)
+        self._transport.writelines(parts)
+
     def flush(self) -> None:
         """Write the held head, if any (nothing once the transport closes: the
         connection is gone, or being cut by whoever closed it)."""

@@ -21,6 +21,7 @@ on) goes to uvicorn's own `send`, so refusals raise uvicorn's own errors.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 from uvicorn._types import ASGISendEvent
@@ -49,22 +50,61 @@ _NAME_MARKS: Final = _marking(HEADER_RE)
 _VALUE_MARKS: Final = _marking(HEADER_VALUE_RE)
 # The (lower-case) names whose line changes the cycle's state.
 _STATEFUL: Final = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+# The (lower-case) names of the lines that frame a body.
+_FRAMING: Final = frozenset((b"content-length", b"transfer-encoding"))
 
 
 class ResponseHeadCycle(RequestResponseCycle):
     """uvicorn's cycle; a response head's lines are checked by two `translate` calls."""
 
     async def send(self, message: ASGISendEvent) -> None:
-        if (
-            self.response_started
-            or self.disconnected
-            or self.flow.write_paused
-            or self.access_log
-            or message["type"] != "http.response.start"
-        ):
+        head = None
+        if message["type"] == "http.response.start" and self._plain():
+            head = self._head(message.get("headers", []), message["status"])
+        if head is None:
             await super().send(message)
             return
-        headers = self.default_headers + list(message.get("headers", []))
+        self.transport.write(head)
+
+    def send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """`http.response.start` (`status`, `headers`), then `body` as the last
+        `http.response.body`, handled as `send` handles the two messages, the head and
+        the body passed to the transport in one `writelines` call (as
+        `proxy.connection_deadlines` combines them) without two ASGI messages and
+        coroutines. False, with nothing done, unless this is the plain case: `headers`
+        announce `body`'s exact length, no transfer coding, no HEAD request, and the head
+        is one `send` writes itself (the caller then sends the two messages)."""
+        length = b"%d" % len(body)
+        framing = _length_lines(self.default_headers, length), _length_lines(headers, length)
+        if self.scope["method"] == "HEAD" or min(framing) < 0 or max(framing) == 0:
+            return False
+        head = self._head(headers, status) if self._plain() else None
+        if head is None:
+            return False
+        # uvicorn's body `send` for the last body of a response announced by its length.
+        self.expected_content_length = 0
+        self.transport.writelines((head, body))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
+        return True
+
+    def _plain(self) -> bool:
+        """Whether a response head now is one uvicorn's `send` would just write (not
+        the cycle's second head, a disconnected client, paused flow or access logging)."""
+        return not (
+            self.response_started or self.disconnected or self.flow.write_paused or self.access_log
+        )
+
+    def _head(
+        self, message_headers: Iterable[tuple[bytes, bytes]], status_code: int
+    ) -> bytes | None:
+        """The response head uvicorn's `send` writes for an `http.response.start` message
+        (`_plain` holds), with the cycle's state updated as that `send` updates it;
+        None, with nothing changed, for a head it refuses (left to it, for its error)."""
+        headers = self.default_headers + list(message_headers)
         try:
             # INVARIANT: both patterns match one character, so a match in the joined
             # names (values) is a match in one name (value), and none is none.
@@ -76,13 +116,11 @@ class ResponseHeadCycle(RequestResponseCycle):
         except TypeError:  # not bytes: uvicorn's own send says what is wrong
             refused = True
         if refused:
-            await super().send(message)
-            return
+            return None
         if names.lower() != names:  # uvicorn writes every name in lower case
             headers = [(name.lower(), value) for name, value in headers]
         self.response_started = True
         self.waiting_for_100_continue = False
-        status_code = message["status"]
         content = [STATUS_LINE[status_code]]
         has_connection_close = False
         for name, value in headers:
@@ -112,4 +150,17 @@ class ResponseHeadCycle(RequestResponseCycle):
             self.chunked_encoding = True
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
-        self.transport.write(b"".join(content))
+        return b"".join(content)
+
+
+def _length_lines(lines: list[tuple[bytes, bytes]], length: bytes) -> int:
+    """How many of `lines` are `content-length: <length>`; -1 if any other frames a
+    body (another length, a transfer coding)."""
+    count = 0
+    for name, value in lines:
+        lowered = name.lower()
+        if lowered in _FRAMING:
+            if lowered != b"content-length" or value != length:
+                return -1
+            count += 1
+    return count

@@ -110,3 +110,18 @@ def test_the_transports_facts_are_the_real_ones() -> None:
         return combiner.get_extra_info("peername"), combiner.get_extra_info("missing", 7)
 
     assert asyncio.run(run()) == (("127.0.0.1", 1), 7)
+
+
+def test_writelines_passes_its_parts_in_one_call_after_a_held_head() -> None:
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        combiner, transport = _combiner(asyncio.get_running_loop())
+        combiner.writelines((HEAD, b"{}"))
+        alone = list(transport.calls)
+        combiner.write(HEAD)  # held, then overtaken by nothing: it leaves first
+        combiner.writelines((b"a", b"b"))
+        await asyncio.sleep(0)
+        return alone, transport.calls
+
+    alone, after = asyncio.run(run())
+    assert alone == [HEAD + b"{}"]
+    assert after == [HEAD + b"{}", HEAD + b"ab"]

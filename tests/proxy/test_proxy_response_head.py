@@ -18,19 +18,34 @@ from proxy.response_head import _NAME_MARKS, _VALUE_MARKS, ResponseHeadCycle
 class _Transport:
     def __init__(self) -> None:
         self.written: list[bytes] = []
+        self.calls = 0
+        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
+        self.calls += 1
+
+    def writelines(self, parts: tuple[bytes, ...]) -> None:
+        self.written.extend(parts)
+        self.calls += 1
 
     def is_closing(self) -> bool:
-        return False
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class _Flow:
     write_paused = False
 
 
-def _cycle(kind: type[RequestResponseCycle], method: str, keep_alive: bool) -> Any:
+def _cycle(
+    kind: type[RequestResponseCycle],
+    method: str,
+    keep_alive: bool,
+    on_response: Any = lambda: None,
+) -> Any:
     logger = logging.getLogger("test.response_head")
     return kind(
         scope={"method": method},  # type: ignore[typeddict-item]
@@ -43,7 +58,7 @@ def _cycle(kind: type[RequestResponseCycle], method: str, keep_alive: bool) -> A
         message_event=asyncio.Event(),
         expect_100_continue=False,
         keep_alive=keep_alive,
-        on_response=lambda: None,
+        on_response=on_response,
     )
 
 
@@ -138,3 +153,101 @@ def test_a_text_the_marks_change_is_one_uvicorns_pattern_matches(
         for second in range(256):
             pair = bytes((first, second))
             assert (pair.translate(marks) != pair) == bool(pattern.search(pair))
+
+
+BODIES = [b"", b"hello", b'{"id":"chatcmpl-1","object":"chat.completion"}']
+WHOLE_HEADS = [
+    [(b"content-type", b"application/json"), (b"content-length", b"{n}")],
+    [*RATE_LINES, (b"content-type", b"application/json"), (b"content-length", b"{n}")],
+    [(b"Content-Length", b"{n}"), (b"x-other", b"v")],
+    [(b"content-length", b"{n}"), (b"content-length", b"{n}")],
+    [(b"content-length", b"{n}"), (b"connection", b"close")],
+    [(b"content-type", b"application/json")],  # no length: chunked
+    [(b"content-length", b"999")],  # a length that is not the body's
+    [(b"content-length", b"{n}"), (b"transfer-encoding", b"chunked")],
+    [(b"content-length", b"{n}"), (b"transfer-encoding", b"gzip")],
+    [(b"bad name", b"v"), (b"content-length", b"{n}")],
+    [(b"content-length", b"{n}"), (b"x-ok", b"line\r\nbreak")],
+]
+
+
+async def _whole(
+    kind: type[RequestResponseCycle],
+    method: str,
+    keep_alive: bool,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    disconnected: bool = False,
+) -> Any:
+    """A whole reply: `send_whole` for ours (its two messages if it declines), the two
+    messages for uvicorn's; what went out, in how many calls, and the cycle's state."""
+    completed: list[bool] = []
+    cycle = _cycle(kind, method, keep_alive, on_response=lambda: completed.append(True))
+    cycle.disconnected = disconnected
+    taken = False
+    try:
+        if kind is ResponseHeadCycle:
+            taken = cycle.send_whole(status, headers, body)
+        if not taken:
+            await cycle.send({"type": "http.response.start", "status": status, "headers": headers})
+            await cycle.send({"type": "http.response.body", "body": body, "more_body": False})
+        outcome: object = b"".join(cycle.transport.written)
+    except Exception as exc:
+        outcome = (type(exc), str(exc))
+    state = (
+        cycle.response_started,
+        cycle.response_complete,
+        cycle.chunked_encoding,
+        cycle.expected_content_length,
+        cycle.keep_alive,
+        cycle.waiting_for_100_continue,
+        cycle.message_event.is_set(),
+        cycle.transport.closed,
+        completed,
+    )
+    return outcome, state, taken, cycle.transport.calls
+
+
+@pytest.mark.parametrize("template", WHOLE_HEADS)
+@pytest.mark.parametrize("body", BODIES)
+@pytest.mark.parametrize("method", ["POST", "GET", "HEAD"])
+@pytest.mark.parametrize("status", [200, 429, 502])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_whole_reply_sent_at_once_is_the_two_messages_of_uvicorns_cycle(
+    template: list[tuple[bytes, bytes]], body: bytes, method: str, status: int, keep_alive: bool
+) -> None:
+    n = b"%d" % len(body)
+    headers = [(name, value.replace(b"{n}", n)) for name, value in template]
+
+    async def both() -> tuple[Any, Any]:
+        ours = await _whole(ResponseHeadCycle, method, keep_alive, status, headers, body)
+        theirs = await _whole(RequestResponseCycle, method, keep_alive, status, headers, body)
+        return ours, theirs
+
+    ours, theirs = asyncio.run(both())
+    assert ours[:2] == theirs[:2]
+    plain = method != "HEAD" and template in WHOLE_HEADS[:5]
+    # The plain case goes out at once, in one call; anything else as two messages.
+    assert ours[2] is plain
+    if plain:
+        assert ours[3] == 1
+
+
+def test_a_whole_reply_to_a_client_gone_is_left_to_the_two_messages() -> None:
+    headers = [(b"content-length", b"5")]
+
+    async def both() -> tuple[Any, Any]:
+        ours = await _whole(
+            ResponseHeadCycle, "POST", True, 200, headers, b"hello", disconnected=True
+        )
+        theirs = await _whole(
+            RequestResponseCycle, "POST", True, 200, headers, b"hello", disconnected=True
+        )
+        return ours, theirs
+
+    ours, theirs = asyncio.run(both())
+    assert ours[:2] == theirs[:2]
+    assert ours[0] == b""
+    assert ours[2] is False
