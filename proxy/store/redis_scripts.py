@@ -55,17 +55,22 @@ __all__ = [
     "WITHDRAW",
 ]
 
-# Shared helpers: negate an integer string; drop one reservation (amount back to key, org).
-_DROP = """
+# Shared helpers, each a piece of Lua text: a script includes the ones it calls (defining
+# a function costs Redis a closure on every run).
+_NEG = """
 local function neg(s)
     if s == '0' then return '0' end
     if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
     return '-' .. s
 end
+"""
+_NOW_MS = """
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+"""
+_DROP_ONE = """
 local function drop(p, rid)
     local r = p .. 'r:' .. rid
     local fields = redis.call('HMGET', r, 'key', 'org', 'amount', 'kw', 'pw')
@@ -92,6 +97,8 @@ local function drop(p, rid)
     end
     return fields[3]
 end
+"""
+_WAKE = """
 local function wake(p, key, org)
     local now = now_ms()
     local waiting = tonumber(redis.call('HGET', p .. 'k:' .. key, 'qu') or '0') > now
@@ -100,11 +107,15 @@ local function wake(p, key, org)
     end
     if waiting then redis.call('PUBLISH', p .. 'wake', key .. '\t' .. org) end
 end
+"""
+_LEAVE = """
 local function leave(p, tid, key, org)
     redis.call('ZREM', p .. 'q:k:' .. key, tid)
     if org ~= '' then redis.call('ZREM', p .. 'q:o:' .. org, tid) end
     redis.call('HDEL', p .. 'tx', tid)
 end
+"""
+_RATE_WINDOW = """
 -- One subject's rate window at request time `now` (seconds): entries that left it are
 -- dropped (their tokens leave '#sum'), so the cost is O(1) per admission on average.
 -- Returns requests, tokens, parallel, oldest, newest (the last two '' when empty).
@@ -126,10 +137,14 @@ local function rate_window(p, s, now, wall)
     return {redis.call('ZCARD', rw), tonumber(redis.call('HGET', rt, '#sum') or '0'),
             redis.call('ZCARD', rp), first[2] or '', last[2] or ''}
 end
+"""
+_RATE_TEXT = """
 local function rate_text(w)
     if not w then return '-' end
     return w[1] .. ',' .. w[2] .. ',' .. w[3] .. ',' .. w[4] .. ',' .. w[5]
 end
+"""
+_RATE_CLOSE = """
 -- The request is no longer in flight; its tokens in the windows of the subjects given
 -- from ARGV[first] on become `tokens`, or (`forget`) it leaves them altogether.
 local function rate_close(p, rid, tokens, forget, first)
@@ -150,6 +165,8 @@ local function rate_close(p, rid, tokens, forget, first)
         redis.call('ZREM', p .. 'rp:' .. s, rid)
     end
 end
+"""
+_RECLAIM = """
 local function reclaim(p, max, now)
     local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now or now_ms(), 'LIMIT', 0,
         max)
@@ -157,6 +174,10 @@ local function reclaim(p, max, now)
     return #expired
 end
 """
+# All of them, for the scripts off the request path.
+_DROP = (
+    _NEG + _NOW_MS + _DROP_ONE + _WAKE + _LEAVE + _RATE_WINDOW + _RATE_TEXT + _RATE_CLOSE + _RECLAIM
+)
 
 # ARGV: prefix, reservation id, key id, org id or '', amount, ttl ms.
 # Returns 'ok' | 'limit' | 'credits' | 'load'.
@@ -194,7 +215,9 @@ return 'ok'
 # budget windows are charged in the window the request was admitted in, rate windows
 # get the tokens the provider reported.
 SETTLE = (
-    _DROP
+    _NEG
+    + _NOW_MS
+    + _RATE_CLOSE
     + """
 local p, rid, key, org, cost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local k = p .. 'k:' .. key
@@ -274,7 +297,13 @@ return 'ok'
 # Every step costs on the request path (one request's admission waits for it): numbers
 # are parsed once (`tonumber` is a strtod), names built only when used.
 ADMIT = (
-    _DROP
+    _NEG
+    + _NOW_MS
+    + _DROP_ONE
+    + _RECLAIM
+    + _LEAVE
+    + _RATE_WINDOW
+    + _RATE_TEXT
     + """
 local p, tid, rid, key, org, amount, ttl, tttl =
     ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
