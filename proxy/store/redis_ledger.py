@@ -502,18 +502,21 @@ class RedisLedgerStore:
         cost = parse_money(actual_cost, "actual cost")
         self._start_flusher()
         key_window, project_window = _window_names(reservation)
+        subjects = _reservation_subjects(reservation)
+        # A reservation with no window nor rate limit: the script reads nothing more.
+        rest: tuple[str | int, ...] = (
+            (key_window, project_window, self._window_ttl_ms, tokens, *subjects)
+            if key_window or project_window or subjects
+            else ()
+        )
         reply, written = self._batch.start(
             "SETTLE",
             reservation.id,
             reservation.key_id,
             reservation.organization_id or "",
             units_from_money(cost),
-            key_window,
-            project_window,
-            self._window_ttl_ms,
-            tokens,
             units_from_money(reservation.amount),
-            *_reservation_subjects(reservation),
+            *rest,
         )
         if not written:
             await reply

@@ -208,9 +208,9 @@ return 'ok'
 """
 )
 
-# ARGV: prefix, reservation id, key id, org id or '', cost, key window or '',
-# project window or '', window ttl ms, tokens, reserved amount, then the rate subjects
-# of the reservation (none without rate limits).
+# ARGV: prefix, reservation id, key id, org id or '', cost, reserved amount; then, for a
+# reservation holding a budget window or rate limits (nothing for one without): key
+# window or '', project window or '', window ttl ms, tokens, then its rate subjects.
 # The cost is charged even when the reservation expired: the request did complete;
 # budget windows are charged in the window the request was admitted in, rate windows
 # get the tokens the provider reported.
@@ -219,7 +219,7 @@ SETTLE = (
     + _NOW_MS
     + _RATE_CLOSE
     + """
-local p, rid, key, org, cost = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, rid, key, org, cost, amount = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
 -- Each ledger is read once: whether it is loaded (its settled figure is there) and its
@@ -232,9 +232,9 @@ redis.call('ZREM', p .. 'exp', rid)
 -- its amount and windows (the same ADMIT or RESERVE wrote), and its record still
 -- being there (not reclaimed after expiring) is what says it is still held.
 if redis.call('DEL', p .. 'r:' .. rid) == 1 then
-    local back = neg(ARGV[10])
-    for i = 6, 7 do
-        if ARGV[i] ~= '' then
+    local back = neg(amount)
+    for i = 7, 8 do
+        if ARGV[i] and ARGV[i] ~= '' then
             local w = p .. 'b:' .. ARGV[i]
             if redis.call('EXISTS', w) == 1 then redis.call('HINCRBY', w, 'reserved', back) end
         end
@@ -242,18 +242,18 @@ if redis.call('DEL', p .. 'r:' .. rid) == 1 then
     if kv[1] then redis.call('HINCRBY', k, 'reserved', back) end
     if org ~= '' and ov[1] then redis.call('HINCRBY', o, 'reserved', back) end
 end
-for i = 6, 7 do
+for i = 7, 8 do
     local name = ARGV[i] or ''
     if name ~= '' then
         local w = p .. 'b:' .. name
         if redis.call('EXISTS', w) == 1 then
             redis.call('HINCRBY', w, 'usage', cost)
-            redis.call('PEXPIRE', w, ARGV[8])
+            redis.call('PEXPIRE', w, ARGV[9])
         end
         redis.call('HINCRBY', p .. 'pend:b', name, cost)
     end
 end
-rate_close(p, rid, ARGV[9], false, 11)
+rate_close(p, rid, ARGV[10], false, 11)
 if kv[1] then redis.call('HINCRBY', k, 'usage', cost) end
 redis.call('HINCRBY', p .. 'pend:k', key, cost)
 if org ~= '' then
