@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import anyio
+# The asyncio backend's scope, as in proxy/gateway.py (why there).
+from anyio._backends._asyncio import CancelScope
 
 from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation, Store
 from proxy.store.common import ADMISSION_TICKET_TTL, InstanceIds
@@ -88,7 +89,7 @@ class Admission:
                     self._forget(ledgers, woken)
         except BaseException:
             if queued:
-                with anyio.CancelScope(shield=True):
+                with CancelScope(shield=True):
                     await self._leave(claim, ticket)
             raise
         await self._leave(claim, ticket)

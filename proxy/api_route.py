@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-import anyio
+# The asyncio backend's scope, as in proxy/gateway.py (why there).
+from anyio._backends._asyncio import CancelScope
 from litestar import Litestar
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Headers, State
@@ -223,7 +224,7 @@ async def _unless_client_leaves(receive: Receive, work: Awaitable[Reply]) -> Rep
     client that leaves is still noticed within that delay."""
     loop = asyncio.get_running_loop()
     watchers: list[asyncio.Task[None]] = []
-    with anyio.CancelScope() as scope:
+    with CancelScope() as scope:
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
