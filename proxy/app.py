@@ -21,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
 
 from proxy.admin_api import admin_router
-from proxy.api_route import OPERATION_OPT, api_fast_path, api_middleware
+from proxy.api_route import OPERATION_OPT, ClientWatches, api_fast_path, api_middleware
 from proxy.budgets import time_zone
 from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
@@ -304,6 +304,7 @@ def create_app(
         activity = ActivityRecorder(store, request_clock)
         app.state.activity = activity
         recording = asyncio.create_task(activity.run(activity_interval))
+        app.state.client_watches = ClientWatches()  # before the gateway: requests use both
         app.state.gateway = Gateway(
             config=config,
             store=store,
