@@ -84,7 +84,13 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        # Idle in the pool since this loop time; None while in use.
+        self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        # The read deadline of the current wait (loop time) and the timer that checks it.
+        self._read_deadline = 0.0
+        self._read_timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -110,7 +116,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        if self.idle_timer is not None:  # bytes on an idle connection: not reusable
+        if self.idle_since is not None:  # bytes on an idle connection: not reusable
             self._pool.forget(self)
             self.close()
             return
@@ -126,7 +132,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.idle_timer is not None:
+        if self.idle_since is not None:
             self._pool.forget(self)
         if not self.complete and self.error is None:
             if self.headers_done and self._reads_until_close():
@@ -187,9 +193,13 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        self.idle_since = None
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         if self.transport is not None and not self.lost:
             self.transport.close()
         self.lost = True
@@ -209,19 +219,36 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head)
 
     async def wait(self, read_timeout: float, what: str) -> None:
-        """Until the parser says something (headers, body, end) or the read timeout."""
-        loop = asyncio.get_running_loop()
+        """Until the parser says something (headers, body, end) or the read timeout.
+
+        The deadline is checked by one timer per connection, armed when none is: a
+        timer made and cancelled per wait was ~6k instructions a request. When it fires
+        it fails the wait whose deadline passed, is armed again for a later wait's
+        deadline, or stops when nothing waits (the next wait arms it)."""
+        loop = self.loop
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiter = waiter
-        timer = loop.call_later(read_timeout, _expire, waiter)
+        self._read_deadline = deadline = loop.time() + read_timeout
+        if self._read_timer is None:
+            self._read_timer = loop.call_at(deadline, self._read_due)
         try:
             await waiter
         except TimeoutError as exc:
             self.close()
             raise UpstreamTimeout(what) from exc
         finally:
-            timer.cancel()
             self.waiter = None
+
+    def _read_due(self) -> None:
+        self._read_timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        # A microsecond early is due (float rounding of the moment against the clock).
+        if self._read_deadline > self.loop.time() + 1e-6:
+            self._read_timer = self.loop.call_at(self._read_deadline, self._read_due)
+        else:
+            waiter.set_exception(TimeoutError())
 
     def take(self) -> bytes:
         data = self.buffer.popleft() if len(self.buffer) == 1 else b"".join(self.buffer)
@@ -231,11 +258,6 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
         return data
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 class _NativeResponse:
@@ -322,11 +344,18 @@ class NativeUpstream:
         if not self._started:
             connection.close()
             return
-        loop = asyncio.get_running_loop()
-        connection.idle_timer = loop.call_later(KEEPALIVE_SECONDS, self._expire, connection)
+        # Idle from now; one timer per connection checks when it has been idle for
+        # KEEPALIVE_SECONDS (a timer made per release and cancelled per reuse was ~6k
+        # instructions a request): it closes it then, is armed again for the rest when
+        # the connection was used meanwhile, and stops while it is in use.
+        loop = connection.loop
+        connection.idle_since = loop.time()
+        if connection.idle_timer is None:
+            connection.idle_timer = loop.call_later(KEEPALIVE_SECONDS, self._idle_due, connection)
         self._idle.setdefault(connection.key, []).append(connection)
 
     def forget(self, connection: _Connection) -> None:
+        connection.idle_since = None
         if connection.idle_timer is not None:
             connection.idle_timer.cancel()
             connection.idle_timer = None
@@ -334,8 +363,16 @@ class NativeUpstream:
         if idle is not None and connection in idle:
             idle.remove(connection)
 
-    def _expire(self, connection: _Connection) -> None:
+    def _idle_due(self, connection: _Connection) -> None:
         connection.idle_timer = None
+        since = connection.idle_since
+        if since is None:
+            return  # in use: its release arms the timer again
+        # A microsecond early is due (float rounding of the moment against the clock).
+        left = since + KEEPALIVE_SECONDS - connection.loop.time()
+        if left > 1e-6:
+            connection.idle_timer = connection.loop.call_later(left, self._idle_due, connection)
+            return
         self.forget(connection)
         connection.close()
 
@@ -343,9 +380,7 @@ class NativeUpstream:
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()  # the most recently used: the least likely stale
-            if connection.idle_timer is not None:
-                connection.idle_timer.cancel()
-                connection.idle_timer = None
+            connection.idle_since = None  # in use: its idle timer, if armed, stops
             if not connection.lost:
                 return connection
         return None
