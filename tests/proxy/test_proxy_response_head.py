@@ -251,3 +251,64 @@ def test_a_whole_reply_to_a_client_gone_is_left_to_the_two_messages() -> None:
     assert ours[:2] == theirs[:2]
     assert ours[0] == b""
     assert ours[2] is False
+
+
+class _ReadingFlow:
+    write_paused = False
+
+    def __init__(self) -> None:
+        self.resumed = 0
+
+    def resume_reading(self) -> None:
+        self.resumed += 1
+
+
+@pytest.mark.parametrize("body", [b"", b'{"model":"m"}'])
+@pytest.mark.parametrize("more_body", [False, True])
+@pytest.mark.parametrize("event_set", [True, False])
+@pytest.mark.parametrize("expect_continue", [False, True])
+@pytest.mark.parametrize("disconnected", [False, True])
+def test_a_whole_request_body_taken_at_once_is_what_receive_returns(
+    body: bytes, more_body: bool, event_set: bool, expect_continue: bool, disconnected: bool
+) -> None:
+    """`whole_body` gives the body `receive` would return at once in one last message,
+    leaving the cycle as `receive` leaves it; in every other case it does nothing."""
+
+    def cycle() -> Any:
+        made = _cycle(ResponseHeadCycle, "POST", True)
+        made.flow = _ReadingFlow()
+        made.body = bytearray(body)
+        made.more_body = more_body
+        made.waiting_for_100_continue = expect_continue
+        made.disconnected = disconnected
+        if event_set:
+            made.message_event.set()
+        return made
+
+    def state(made: Any) -> tuple[object, ...]:
+        return (
+            bytes(made.body),
+            made.message_event.is_set(),
+            made.flow.resumed,
+            b"".join(made.transport.written),
+            made.waiting_for_100_continue,
+        )
+
+    ours = cycle()
+    taken = ours.whole_body()
+    plain = not (more_body or expect_continue or disconnected) and event_set
+    if not plain:
+        untouched = cycle()
+        assert taken is None
+        assert state(ours) == state(untouched)
+        return
+
+    async def received() -> tuple[Any, Any]:
+        theirs = cycle()
+        message = await theirs.receive()
+        return message, theirs
+
+    message, theirs = asyncio.run(received())
+    assert message == {"type": "http.request", "body": body, "more_body": False}
+    assert taken == body
+    assert state(ours) == state(theirs)
