@@ -423,31 +423,27 @@ decision_rate_limits := {"key": null, "project": null} if {
 # limits_or_null(own_limits(window)) of the key's and the project's window, reading
 # the proxy's usual window (all three limits present, one of them set) without
 # building it twice. Rules, not one function: a call, and comparing objects, cost
-# more here than the tests themselves.
+# more here than the tests themselves. The object is each branch's value itself, not
+# a `limits := …` assignment in its body: the engine runs such an assignment and the
+# read of `limits` as calls of their own.
 key_own_limits := null if {
 	key_window == null
-} else := limits if {
+} else := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel} if {
 	key_window.rpm != null
-	limits := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel}
-} else := limits if {
+} else := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel} if {
 	key_window.tpm != null
-	limits := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel}
-} else := limits if {
+} else := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel} if {
 	key_window.max_parallel != null
-	limits := {"rpm": key_window.rpm, "tpm": key_window.tpm, "max_parallel": key_window.max_parallel}
 } else := limits_or_null(own_limits(key_window))
 
 project_own_limits := null if {
 	project_window == null
-} else := limits if {
+} else := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel} if {
 	project_window.rpm != null
-	limits := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel}
-} else := limits if {
+} else := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel} if {
 	project_window.tpm != null
-	limits := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel}
-} else := limits if {
+} else := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel} if {
 	project_window.max_parallel != null
-	limits := {"rpm": project_window.rpm, "tpm": project_window.tpm, "max_parallel": project_window.max_parallel}
 } else := limits_or_null(own_limits(project_window))
 
 limits_or_null(limits) := limits if {
