@@ -660,6 +660,8 @@ def _units(amount: Decimal) -> int | None:
 
 _NO_UNITS = object()
 _UNITS_MEMO = 256
+# Keys whose rate slot's second a store remembers (`SqliteStore._slot_seconds`).
+_SLOT_SECONDS_MEMO = 4096
 
 
 def _money(units: int) -> Decimal:
@@ -949,26 +951,28 @@ def _correct_rate_windows(
     requests: int,
     tokens: int,
     key_done: bool = False,
+    slot_first: bool = True,
 ) -> None:
     """Add `requests` and `tokens` to the second the reservation was counted at, in each
     of its rate windows that still holds that second (one that left the window counts
     nowhere, so there is nothing to correct). The key's: in its rate slot while that
-    holds the second (`_key_rate_slot`), else in its bucket; `key_done`: already
-    corrected in the slot by the caller."""
+    holds the second (`_key_rate_slot`), else in its bucket (with `slot_first` False:
+    in its bucket if it has one, else in the slot if that holds the second: the
+    request's second then never left the slot; either way the second's count, the
+    bucket's and the slot's together, is corrected); `key_done`: already corrected in
+    the slot by the caller."""
     rate = reservation.rate
     if rate is None or (requests == 0 and tokens == 0):
         return
     subjects = []
+    key_subject = None
     if (
         rate.key is not None
         and not key_done
-        and not conn.execute(
-            "UPDATE api_keys SET slot_requests = slot_requests + ?, slot_tokens = slot_tokens + ? "
-            "WHERE id = ? AND slot_at = ?",
-            (requests, tokens, reservation.key_id, reservation.rate_at),
-        ).rowcount
+        and not (slot_first and _correct_rate_slot(conn, reservation, requests, tokens))
     ):
-        subjects.append(f"k:{reservation.key_id}")
+        key_subject = f"k:{reservation.key_id}"
+        subjects.append(key_subject)
     if rate.project is not None and reservation.project_id is not None:
         subjects.append(f"p:{reservation.project_id}")
     for subject in subjects:
@@ -977,6 +981,8 @@ def _correct_rate_windows(
             "WHERE subject = ? AND at = ?",
             (requests, tokens, subject, reservation.rate_at),
         ).rowcount
+        if not changed and subject is key_subject and not slot_first:
+            _correct_rate_slot(conn, reservation, requests, tokens)
         # (The totals follow by trigger, `rate_buckets_changed`.)
         if changed and requests < 0:
             # A second left without requests goes, so the oldest second stays one
@@ -990,6 +996,19 @@ def _correct_rate_windows(
                 "(SELECT min(at) FROM rate_buckets WHERE subject = ?) WHERE subject = ?",
                 (subject, subject),
             )
+
+
+def _correct_rate_slot(
+    conn: sqlite3.Connection, reservation: Reservation, requests: int, tokens: int
+) -> bool:
+    """Correct the key's rate slot if it holds the reservation's second."""
+    return bool(
+        conn.execute(
+            "UPDATE api_keys SET slot_requests = slot_requests + ?, slot_tokens = slot_tokens + ? "
+            "WHERE id = ? AND slot_at = ?",
+            (requests, tokens, reservation.key_id, reservation.rate_at),
+        ).rowcount
+    )
 
 
 def _rate_count(
@@ -1393,6 +1412,10 @@ class SqliteStore:
         # `_units` of the amounts reserved lately (a few bounds recur: one per model and
         # token limit), so that the request path converts each once.
         self._units_of: dict[Decimal, int | None] = {}
+        # key -> the second this store's last admission of the key left its rate slot
+        # at (`_key_rate_slot`): where a settlement expects its request's second. A
+        # guess (another process may have moved the slot since), never relied upon.
+        self._slot_seconds: dict[str, float] = {}
 
     def _units(self, amount: Decimal) -> int | None:
         units = self._units_of.get(amount, _NO_UNITS)
@@ -1896,11 +1919,8 @@ class SqliteStore:
         # The windows counted the request's bound; they count the tokens it used.
         token_change = tokens - reservation.rate_tokens
         rate = reservation.rate
-        # Whether the key's UPDATE may also correct its rate slot and charge its budget
-        # slot: when they still hold the request's second and window (the WHERE says
-        # so; else nothing changes and each goes its own way below).
-        in_rate_slot = rate is not None and rate.key is not None and token_change != 0
-        in_window_slot = reservation.key_window is not None
+        key_rated = rate is not None and rate.key is not None and token_change != 0
+        window = reservation.key_window
 
         def settle(conn: sqlite3.Connection) -> None:
             # Charged even when the reservation already expired: the request did complete.
@@ -1909,39 +1929,56 @@ class SqliteStore:
             ).rowcount
             # One statement: the sum is `Decimal`'s, in `decimal_add` (`_connect`); the
             # deleted reservation leaves its key's reserved figures in the same one, and
-            # the key's slots take the tokens and the cost when they hold them.
+            # the key's slots take the tokens and the cost when they hold them (the
+            # WHERE says so: else it changes nothing, and each goes its own way below).
+            # The rate slot is tried only while this store's last admission of the key
+            # left it at the request's second: a slot that moved on (the usual case for
+            # a request longer than a second) would cost a statement changing nothing.
             leaves = bool(deleted) and units is not None
             figures = (cost_text, units) if leaves else (cost_text,)
-            if in_rate_slot or in_window_slot:
-                params: tuple[Any, ...] = figures
-                where: tuple[Any, ...] = (reservation.key_id,)
-                if in_rate_slot:
-                    params += (token_change,)
-                    where += (reservation.rate_at,)
-                if in_window_slot:
-                    params += (cost_text,)
-                    where += (reservation.key_window,)
-                changed = conn.execute(
-                    _SETTLE_KEY[leaves, in_rate_slot, in_window_slot], params + where
+            key_id = reservation.key_id
+            in_rate = key_rated and self._slot_seconds.get(key_id) == reservation.rate_at
+            rate_done = window_done = False
+            if window is not None:
+                if (
+                    in_rate
+                    and conn.execute(
+                        _SETTLE_KEY[leaves, True, True],
+                        (
+                            *figures,
+                            token_change,
+                            cost_text,
+                            key_id,
+                            reservation.rate_at,
+                            window,
+                        ),
+                    ).rowcount
+                ):
+                    rate_done = window_done = True
+                elif conn.execute(
+                    _SETTLE_KEY[leaves, False, True], (*figures, cost_text, key_id, window)
+                ).rowcount:
+                    window_done = True
+            elif (
+                in_rate
+                and conn.execute(
+                    _SETTLE_KEY[leaves, True, False],
+                    (*figures, token_change, key_id, reservation.rate_at),
                 ).rowcount
-                slots_done = bool(changed)
-            else:
-                changed, slots_done = 0, False
-            if not slots_done:
-                # No slot to charge, or one moved on (or no key): the usage and figures
-                # alone, then each slot or its table.
-                changed = conn.execute(
-                    _SETTLE_KEY[leaves, False, False], (*figures, reservation.key_id)
-                ).rowcount
-            if not changed:
-                raise NotFound(f"key `{reservation.key_id}` does not exist")
-            _correct_rate_windows(conn, reservation, 0, token_change, slots_done and in_rate_slot)
+            ):
+                rate_done = True
+            if (
+                not (rate_done or window_done)
+                and not conn.execute(_SETTLE_KEY[leaves, False, False], (*figures, key_id)).rowcount
+            ):
+                raise NotFound(f"key `{key_id}` does not exist")
+            _correct_rate_windows(conn, reservation, 0, token_change, rate_done, in_rate)
             if reservation.organization_id is not None:
                 conn.execute(
                     "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
                     (cost_text, reservation.organization_id),
                 )
-            _charge_windows(conn, reservation, cost_text, slots_done and in_window_slot)
+            _charge_windows(conn, reservation, cost_text, window_done)
 
         await self._request_write(settle, None, True)  # closes an admission
 
@@ -2096,6 +2133,10 @@ class SqliteStore:
                     params: list[Any] = []
                     if rate_slot is not None and windows is not None:
                         _key_rate_slot(conn, claim, rate_slot, sets, params)
+                        seconds = self._slot_seconds
+                        if len(seconds) >= _SLOT_SECONDS_MEMO and claim.key_id not in seconds:
+                            seconds.clear()
+                        seconds[claim.key_id] = claim.now
                     if claim.key_budget is not None:
                         _key_window_slot(
                             conn, claim.key_id, claim.key_budget.start, window_slot, sets, params

@@ -60,7 +60,7 @@ _END = st.tuples(
     st.sampled_from(["settle", "settle", "release", "undo"]),
     st.integers(0, 30),
     st.integers(0, 60),
-    st.sampled_from(["0", "0.10", "0.000123", "0.5", "1E-13"]),
+    st.sampled_from(["0", "0.10", "0.000123", "0.5", "1E-13", "1.0000000000000000", "0.00"]),
 )
 _RESTART = st.tuples(st.just("restart"), st.just(0), st.just(0), st.just(0))
 
