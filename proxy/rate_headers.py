@@ -77,6 +77,8 @@ def rate_headers(
     window is plain comparisons over the two subjects (list building and attribute
     lookups by name were ~19 us a response)."""
     key, project = state.key, state.project
+    if project is None and refused is None:
+        return _key_window_headers(key_limits, key, now)
     requests = _tightest(
         None if key is None else key_limits.rpm,
         key,
@@ -116,6 +118,35 @@ def rate_headers(
         headers += (
             ("x-ratelimit-limit-tokens", str(limit)),
             ("x-ratelimit-remaining-tokens", str(limit - used) if limit > used else "0"),
+            ("x-ratelimit-reset-tokens", reset),
+        )
+    return headers
+
+
+def _key_window_headers(limits: RateLimits, key: RateCount | None, now: float) -> Headers:
+    """`rate_headers` of an admitted request whose project has no window: the key's
+    lines alone, the usual reply of a rate-limited key. Written out (no `_tightest`
+    calls, the one window's reset worked out once) since every such reply pays it."""
+    if key is None:
+        return ()
+    rpm, tpm = limits.rpm, limits.tpm
+    if rpm is None and tpm is None:
+        return ()
+    oldest = key.oldest
+    reset = "0s" if oldest is None else duration_text(oldest + RATE_WINDOW_SECONDS - now)
+    headers: Headers = ()
+    if rpm is not None:
+        used = key.requests
+        headers = (
+            ("x-ratelimit-limit-requests", str(rpm)),
+            ("x-ratelimit-remaining-requests", str(rpm - used) if rpm > used else "0"),
+            ("x-ratelimit-reset-requests", reset),
+        )
+    if tpm is not None:
+        used = key.tokens
+        headers += (
+            ("x-ratelimit-limit-tokens", str(tpm)),
+            ("x-ratelimit-remaining-tokens", str(tpm - used) if tpm > used else "0"),
             ("x-ratelimit-reset-tokens", reset),
         )
     return headers
