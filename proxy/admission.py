@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-# The asyncio backend's scope, as in proxy/gateway.py (why there).
-from anyio._backends._asyncio import CancelScope
-
+from proxy.cancel_scopes import CancelScope
 from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation, Store
 from proxy.store.common import ADMISSION_TICKET_TTL, InstanceIds
 

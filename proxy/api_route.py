@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-# The asyncio backend's scope, as in proxy/gateway.py (why there).
-from anyio._backends._asyncio import CancelScope
 from litestar import Litestar
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Headers, State
@@ -32,6 +30,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from proxy.cancel_scopes import CancelScope
 from proxy.documents import Operation
 from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway, Reply

@@ -17,11 +17,6 @@ from typing import Any, cast
 
 import msgspec
 
-# anyio's cancel scope for asyncio, the only loop the gateway runs on: `anyio.CancelScope()`
-# looks the running backend up on every call (sniffio, the current task), ~40% of a
-# scope's cost (31.8k -> 19.1k instructions a scope entered and left, issue 15).
-from anyio._backends._asyncio import CancelScope
-
 from proxy.admission import Admission, TimedOut
 from proxy.api_families import (
     ANTHROPIC_OPERATIONS,
@@ -36,6 +31,7 @@ from proxy.api_families import (
 )
 from proxy.budget_facts import BudgetFacts, WindowTimes, budget_facts, with_budgets
 from proxy.budgets import Budget, time_zone
+from proxy.cancel_scopes import CancelScope
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
