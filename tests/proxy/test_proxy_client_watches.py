@@ -7,43 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fake_clock import FakeClock
+
 from proxy.api_route import _WATCH_AFTER_S, ClientWatches
 
 
-class _Timer:
-    def __init__(self, when: float, callback: Any, args: tuple[Any, ...]) -> None:
-        self.when, self.callback, self.args = when, callback, args
-
-
-class _Loop:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.timers: list[_Timer] = []
-        self.made = 0
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Any, *args: Any) -> _Timer:
-        timer = _Timer(when, callback, args)
-        self.timers.append(timer)
-        self.made += 1
-        return timer
-
-    def advance(self, to: float) -> None:
-        while True:
-            due = [t for t in self.timers if t.when <= to]
-            if not due:
-                break
-            timer = min(due, key=lambda t: t.when)
-            self.timers.remove(timer)
-            self.now = max(self.now, timer.when)
-            timer.callback(*timer.args)
-        self.now = to
-
-
 def test_requests_that_end_first_start_nothing_and_share_one_timer() -> None:
-    loop, watches = _Loop(), ClientWatches()
+    loop, watches = FakeClock(), ClientWatches()
     started: list[int] = []
     for number in range(100):
         loop.advance(number * 0.001)
@@ -56,7 +26,7 @@ def test_requests_that_end_first_start_nothing_and_share_one_timer() -> None:
 
 
 def test_a_request_still_running_starts_watching_at_its_moment_in_order() -> None:
-    loop, watches = _Loop(), ClientWatches()
+    loop, watches = FakeClock(), ClientWatches()
     started: list[tuple[str, float]] = []
 
     def start(name: str) -> Any:
@@ -76,7 +46,7 @@ def test_a_request_still_running_starts_watching_at_its_moment_in_order() -> Non
 
 
 def test_each_long_request_starts_at_its_own_moment() -> None:
-    loop, watches = _Loop(), ClientWatches()
+    loop, watches = FakeClock(), ClientWatches()
     started: list[tuple[int, float]] = []
     began = [0.0, 0.001, 0.03, 0.2, 0.21]
     for number, moment in enumerate(began):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fake_clock import FakeClock
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -15,52 +16,10 @@ from proxy.connection_deadlines import ConnectionLimits, deadline_protocol
 KEEP_ALIVE = 5.0
 
 
-class _Timer:
-    def __init__(self, loop: _Loop, when: float, callback: Any) -> None:
-        self.loop, self.when, self.callback, self.cancelled = loop, when, callback, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class _Loop:
-    """The loop as the protocol uses it here: its clock and its timers."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.timers: list[_Timer] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_later(self, delay: float, callback: Any, *args: Any) -> _Timer:
-        timer = _Timer(self, self.now + delay, lambda: callback(*args))
-        self.timers.append(timer)
-        return timer
-
-    def call_soon(self, callback: Any, *args: Any) -> _Timer:
-        return self.call_later(0.0, callback, *args)
-
-    def advance(self, to: float) -> None:
-        """Run every timer due by `to`, in order, moving the clock to each."""
-        while True:
-            due = [t for t in self.timers if not t.cancelled and t.when <= to]
-            if not due:
-                break
-            timer = min(due, key=lambda t: t.when)
-            self.timers.remove(timer)
-            self.now = max(self.now, timer.when)
-            timer.callback()
-        self.now = to
-
-    def armed(self) -> int:
-        return sum(not t.cancelled for t in self.timers)
-
-
 class _Transport:
     def __init__(self) -> None:
         self.closed_at: float | None = None
-        self.loop: _Loop | None = None
+        self.loop: FakeClock | None = None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
@@ -84,7 +43,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:  # never called her
     raise AssertionError
 
 
-def _connection(loop: _Loop) -> tuple[Any, _Transport]:
+def _connection(loop: FakeClock) -> tuple[Any, _Transport]:
     limits = ConnectionLimits(header_read_timeout=3600, body_read_timeout=3600, max_connections=10)
     config = Config(_app, timeout_keep_alive=int(KEEP_ALIVE), log_config=None)
     protocol = deadline_protocol(limits)(
@@ -97,7 +56,7 @@ def _connection(loop: _Loop) -> tuple[Any, _Transport]:
 
 
 def test_a_connection_idle_for_the_keep_alive_period_is_closed_then() -> None:
-    loop = _Loop()
+    loop = FakeClock()
     protocol, transport = _connection(loop)
     loop.advance(1.0)
     protocol.on_response_complete()  # the first response: idle from 1 s
@@ -108,7 +67,7 @@ def test_a_connection_idle_for_the_keep_alive_period_is_closed_then() -> None:
 
 
 def test_requests_within_the_period_keep_it_open_until_the_last_ones_period_ends() -> None:
-    loop = _Loop()
+    loop = FakeClock()
     protocol, transport = _connection(loop)
     timers_at_start = loop.armed()
     last = 0.0
@@ -126,7 +85,7 @@ def test_requests_within_the_period_keep_it_open_until_the_last_ones_period_ends
 
 
 def test_a_request_in_progress_when_the_period_ends_is_not_cut() -> None:
-    loop = _Loop()
+    loop = FakeClock()
     protocol, transport = _connection(loop)
     loop.advance(1.0)
     protocol.on_response_complete()

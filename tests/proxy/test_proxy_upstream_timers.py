@@ -6,60 +6,14 @@ not while in use. Driven on a fake clock: the moments are the test's, not the ma
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
+from fake_clock import FakeClock
 
 from proxy.http_client import KEEPALIVE_SECONDS, NativeUpstream, _Connection
 from proxy.upstream import UpstreamTimeout
 
 KEY = ("http", "upstream.test", 80)
-
-
-class _Timer:
-    def __init__(self, when: float, callback: Any, args: tuple[Any, ...]) -> None:
-        self.when, self.callback, self.args, self.cancelled = when, callback, args, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class _Clock:
-    """The loop as a connection uses it for its deadlines: a fake clock and timers;
-    futures from the real loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.now = 0.0
-        self.timers: list[_Timer] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def create_future(self) -> asyncio.Future[None]:
-        return self.loop.create_future()
-
-    def call_at(self, when: float, callback: Any, *args: Any) -> _Timer:
-        timer = _Timer(when, callback, args)
-        self.timers.append(timer)
-        return timer
-
-    def call_later(self, delay: float, callback: Any, *args: Any) -> _Timer:
-        return self.call_at(self.now + delay, callback, *args)
-
-    def armed(self) -> int:
-        return sum(not t.cancelled for t in self.timers)
-
-    def advance(self, to: float) -> None:
-        while True:
-            due = [t for t in self.timers if not t.cancelled and t.when <= to]
-            if not due:
-                break
-            timer = min(due, key=lambda t: t.when)
-            self.timers.remove(timer)
-            self.now = max(self.now, timer.when)
-            timer.callback(*timer.args)
-        self.now = to
 
 
 class _Transport:
@@ -70,9 +24,9 @@ class _Transport:
         self.closed = True
 
 
-def _connection(pool: NativeUpstream) -> tuple[_Connection, _Clock, _Transport]:
+def _connection(pool: NativeUpstream) -> tuple[_Connection, FakeClock, _Transport]:
     connection = _Connection(pool, KEY)
-    clock = _Clock(asyncio.get_running_loop())
+    clock = FakeClock(asyncio.get_running_loop())
     connection.loop = clock  # type: ignore[assignment]
     transport = _Transport()
     connection.transport = transport  # type: ignore[assignment]
