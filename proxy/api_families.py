@@ -62,11 +62,11 @@ ANTHROPIC_OPERATIONS: frozenset[Operation] = frozenset({"messages", "messages.co
 _encoder = msgspec.json.Encoder()
 
 
-def whole_usage(operation: Operation, answer: dict[str, Any]) -> TokenUsage | None:
-    """The usage of a whole (non-streamed) answer; counting tokens is free."""
+def whole_usage(operation: Operation, value: Any) -> TokenUsage | None:
+    """The usage of a whole (non-streamed) answer, from its `usage` member's value
+    (None when absent); counting tokens is free."""
     if operation == "messages.count_tokens":
         return None
-    value = answer.get("usage")
     if operation == "responses":
         return responses_usage(value)
     if operation == "messages":

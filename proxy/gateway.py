@@ -72,7 +72,6 @@ __all__ = ["Gateway", "Reply", "SecondClock", "utc_now"]
 
 logger = logging.getLogger("gateway")
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
 # Admissions tried while the store refuses on settled figures the policy accepts (only
 # when a limit or the credits change during the request).
 _ADMIT_ATTEMPTS = 3
@@ -646,14 +645,14 @@ class Gateway:
                 await self._admission.release(allowed.reservation)
                 record.reason = f"upstream status {response.status}"
             else:
-                answer = _json_object(content)
+                answer = _whole_answer(content)
                 if answer is None:
                     # Not an answer a client can use: a failed call, so it costs nothing.
                     await self._admission.release(allowed.reservation)
                     return self._upstream_failed(
                         record, 502, allowed, "did not return a JSON object"
                     )
-                await self._settle(allowed, whole_usage(allowed.operation, answer), record)
+                await self._settle(allowed, whole_usage(allowed.operation, answer.usage), record)
         return Reply(status=response.status, body=content, content_type=response.content_type)
 
     async def _abandon_stream(
@@ -825,10 +824,22 @@ def _with_headers(reply: Reply, headers: tuple[tuple[str, str], ...]) -> Reply:
     return msgspec.structs.replace(reply, headers=reply.headers + headers)
 
 
-def _json_object(content: bytes) -> dict[str, Any] | None:
-    """The provider's answer when it is a JSON object, else None."""
+class _WholeAnswer(msgspec.Struct, frozen=True):
+    """A provider's whole answer as far as the gateway reads it: the client gets the
+    bytes as they came, so only `usage` is built; the other members are checked as JSON
+    and skipped (building every choice's text was most of the decoding, issue 15)."""
+
+    usage: Any = None
+
+
+_answer_decoder = msgspec.json.Decoder(_WholeAnswer)
+
+
+def _whole_answer(content: bytes) -> _WholeAnswer | None:
+    """The provider's answer when it is a JSON object, else None. Members skipped are
+    checked for JSON syntax, not for what only building them finds (a number out of
+    float range, invalid UTF-8 in a string)."""
     try:
-        value = _decoder.decode(content)
-    except msgspec.DecodeError:
+        return _answer_decoder.decode(content)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError: not an object
         return None
-    return value if isinstance(value, dict) else None

@@ -37,7 +37,8 @@ class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # `type(...) is int`: a JSON decoder gives no int subclass but bool, which is no count.
+    return value if type(value) is int and value > 0 else 0
 
 
 def _detail(usage: dict[str, Any], field: str, name: str) -> int:
@@ -47,10 +48,15 @@ def _detail(usage: dict[str, Any], field: str, name: str) -> int:
 
 def chat_usage(value: Any) -> TokenUsage | None:
     """An OpenAI chat / completions / embeddings `usage` object; None when absent."""
-    if not isinstance(value, dict) or not isinstance(value.get("prompt_tokens"), int):
+    if not isinstance(value, dict):
         return None
-    prompt = _count(value.get("prompt_tokens"))
-    cached = min(_detail(value, "prompt_tokens_details", "cached_tokens"), prompt)
+    prompt = value.get("prompt_tokens")
+    if not isinstance(prompt, int):
+        return None
+    prompt = _count(prompt)
+    # Read at every whole answer's settlement: the detail, mostly absent, looked up inline.
+    details = value.get("prompt_tokens_details")
+    cached = min(_count(details.get("cached_tokens")), prompt) if isinstance(details, dict) else 0
     return TokenUsage(
         prompt_tokens=prompt,
         completion_tokens=_count(value.get("completion_tokens")),

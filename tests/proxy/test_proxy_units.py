@@ -1,4 +1,5 @@
-"""Small pure pieces: the input document, provider routing, metrics text, mock usage."""
+"""Small pure pieces: the input document, provider routing, metrics text, mock usage,
+reading a whole answer's usage."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from decimal import Decimal
 
 import pytest
 
+from proxy.api_families import whole_usage
 from proxy.catalog import Catalog, CatalogProvider, ModelPrice
 from proxy.config import GatewayConfig, ProviderConfig
 from proxy.documents import Decision, RequestDocument
+from proxy.gateway import _whole_answer
 from proxy.input_document import build_input, gateway_info
 from proxy.metrics import Metrics
 from proxy.mock_provider import MockProvider, mock_reply
 from proxy.providers import ProviderDirectory, ProviderProblem
 from proxy.store.base import ApiKey, IamRule, KeyContext, Organization, Project
+from proxy.usage import TokenUsage, chat_usage
 
 REQUEST = RequestDocument(
     operation="chat.completions",
@@ -266,3 +270,48 @@ def test_the_sent_rate_header_lines_are_the_names_lower_cased_and_encoded(
         (b"content-type", b"application/json"),
         (b"content-length", b"2"),
     ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"notjson", b"[1, 2]", b'"text"', b"", b'{"usage": 1', b'{"usage": "\xff"}', b'{"a": 1} x'],
+)
+def test_an_answer_that_is_not_a_json_object_is_not_read(content: bytes) -> None:
+    assert _whole_answer(content) is None
+
+
+def test_a_whole_answer_gives_its_usage_and_skips_the_rest() -> None:
+    content = (
+        b'{"id": "c1", "choices": [{"message": {"content": "hi \\u00e9"}}], '
+        b'"usage": {"prompt_tokens": 7, "completion_tokens": 3, '
+        b'"prompt_tokens_details": {"cached_tokens": 9}}}'
+    )
+    answer = _whole_answer(content)
+    assert answer is not None
+    assert whole_usage("chat.completions", answer.usage) == TokenUsage(
+        prompt_tokens=7, completion_tokens=3, cache_read_tokens=7
+    )
+    # The last of repeated members counts, as a decoded dict's would.
+    repeated = _whole_answer(b'{"usage": {"prompt_tokens": 1}, "usage": {"prompt_tokens": 2}}')
+    assert repeated is not None
+    assert whole_usage("chat.completions", repeated.usage) == TokenUsage(prompt_tokens=2)
+    answer = _whole_answer(b'{"choices": []}')
+    assert answer is not None and whole_usage("chat.completions", answer.usage) is None
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": True, "completion_tokens": 4}, TokenUsage(completion_tokens=4)),
+        ({"prompt_tokens": 5, "completion_tokens": -2}, TokenUsage(prompt_tokens=5)),
+        ({"prompt_tokens": 5, "completion_tokens": 1.5}, TokenUsage(prompt_tokens=5)),
+        ({"prompt_tokens": 5, "prompt_tokens_details": None}, TokenUsage(prompt_tokens=5)),
+        ({"prompt_tokens": "5", "completion_tokens": 1}, None),
+        ({"completion_tokens": 1}, None),
+        (None, None),
+    ],
+)
+def test_chat_usage_counts_only_positive_integers(
+    usage: object, expected: TokenUsage | None
+) -> None:
+    assert chat_usage(usage) == expected
