@@ -146,7 +146,6 @@ from proxy.store.common import (
     project_from_row,
     project_rule_from_row,
     rate_refusal,
-    reservation_for,
     rfc3339_after,
     rule_from_row,
 )
@@ -731,15 +730,13 @@ def _add_row_units(
     params = [] if params is None else params
     if kept is not None:
         if units is None or kept + units >= _MAX_UNITS:
-            sets.append("flight_units = NULL")
+            sets.append(_DROP_FLIGHT)
         else:
             sets.append(_ADD_FLIGHT)
             params += (units, expires)
     if sets:
-        conn.execute(
-            f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ?",  # noqa: S608 - constants
-            (*params, key_id),
-        )
+        params.append(key_id)
+        conn.execute(_KEY_ADMISSION_UPDATES[tuple(sets)], params)
 
 
 # An admitted reservation of `units` expiring at a time joins its key's figures.
@@ -747,6 +744,8 @@ _ADD_FLIGHT = (
     "flight_units = flight_units + ?, flight_count = flight_count + 1, "
     "flight_until = min(flight_until, ?)"
 )
+# A row that cannot join its key's figures drops them (counted again when needed).
+_DROP_FLIGHT = "flight_units = NULL"
 # A deleted reservation of `units` leaves them; its key's last one gone, the figures are
 # exact again whatever expired meanwhile (`flight_count` counted each row added and not
 # taken out, swept or not: 0 means none is left and none was swept). The units are the
@@ -793,18 +792,19 @@ _SETTLE_KEY = {
 # the admission does before using them writes any of them.
 _RATED_KEY_ROW = (
     "SELECT k.usage, k.usage_limit, b.usage, t.requests, t.tokens, t.oldest, "
-    "k.flight_units, k.flight_count, k.flight_until, o.credits, o.id, o.queue_until, "
-    "total(r.amount), count(r.amount), k.id, k.queue_until, "
+    "k.flight_units, k.flight_count, k.flight_until, o.credits, o.queue_until, "
+    "total(r.amount), count(r.amount), k.queue_until, "
     "k.slot_at, k.slot_requests, k.slot_tokens, k.slot_window, k.slot_usage "
     "FROM api_keys k "
-    "LEFT JOIN budget_usage b ON b.subject = ? AND b.window_start = ? "
-    "LEFT JOIN rate_totals t ON t.subject = ? "
-    "LEFT JOIN organizations o ON o.id = ? "
+    # ?1: the key's subject, in both windows' tables.
+    "LEFT JOIN budget_usage b ON b.subject = ?1 AND b.window_start = ?2 "
+    "LEFT JOIN rate_totals t ON t.subject = ?1 "
+    "LEFT JOIN organizations o ON o.id = ?3 "
     # An aggregate over the organization's live reservations (none, or no organization:
     # one row of NULLs, counted 0), the other columns the same on every row; no key:
-    # k.id is NULL.
-    "LEFT JOIN reservations r ON r.org_id = o.id AND r.expires_at > ? "
-    "WHERE k.id = ?"
+    # k.usage (NOT NULL) is NULL, and no organization o.credits (NOT NULL).
+    "LEFT JOIN reservations r ON r.org_id = o.id AND r.expires_at > ?4 "
+    "WHERE k.id = ?5"
 )
 
 
@@ -833,6 +833,14 @@ _RateSlot = tuple[Any, Any, Any]
 _WindowSlot = tuple[Any, Any]
 
 
+# The assignments of a key's admission UPDATE to its slots (`_key_rate_slot`,
+# `_key_window_slot`): a request counted in the slot's second, a slot moved to a new
+# second, a budget slot moved to a new window.
+_SAME_SECOND = "slot_requests = slot_requests + 1, slot_tokens = slot_tokens + ?"
+_NEW_SECOND = "slot_at = ?, slot_requests = 1, slot_tokens = ?"
+_NEW_WINDOW = "slot_window = ?, slot_usage = '0'"
+
+
 def _slot_usage(slot: _WindowSlot, start: str) -> Decimal | None:
     """What the key's budget slot holds of the window starting at `start` (None: it
     holds another window, or none)."""
@@ -847,7 +855,7 @@ def _key_rate_slot(
     totals follow by trigger), unless it has left the window (then it counts nowhere)."""
     at, requests, tokens = slot
     if at == claim.now:
-        sets.append("slot_requests = slot_requests + 1, slot_tokens = slot_tokens + ?")
+        sets.append(_SAME_SECOND)
         params.append(claim.tokens)
         return
     if at is not None and at > claim.now - RATE_WINDOW_SECONDS and (requests or tokens):
@@ -857,7 +865,7 @@ def _key_rate_slot(
             "SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens",
             (f"k:{claim.key_id}", at, requests, tokens),
         )
-    sets.append("slot_at = ?, slot_requests = 1, slot_tokens = ?")
+    sets.append(_NEW_SECOND)
     params += (claim.now, claim.tokens)
 
 
@@ -876,8 +884,20 @@ def _key_window_slot(
         return
     if window is not None and usage != "0":
         _charge_window(conn, f"k:{key_id}", window, usage)
-    sets.append("slot_window = ?, slot_usage = '0'")
+    sets.append(_NEW_WINDOW)
     params.append(start)
+
+
+# Every UPDATE of its key an admission makes (`_add_row_units`), by its assignments:
+# built once, so that each is a statement from one string object (the statement cache's
+# key), not a string joined per admission.
+_KEY_ADMISSION_UPDATES = {
+    sets: f"UPDATE api_keys SET {', '.join(sets)} WHERE id = ?"  # noqa: S608 - constants
+    for rate in ((), (_SAME_SECOND,), (_NEW_SECOND,))
+    for window in ((), (_NEW_WINDOW,))
+    for flight in ((), (_DROP_FLIGHT,), (_ADD_FLIGHT,))
+    if (sets := rate + window + flight)
+}
 
 
 # A key's row as the admissions without rate limits read it alone: settled figures, then
@@ -1124,30 +1144,39 @@ def _count_admission(
 ) -> RateState:
     """Add the admitted request to its subjects' windows; the windows after it.
     `key_in_slot`: the caller counts it in the key's rate slot (`_key_rate_slot`)."""
-    after = {}
-    for name, count, subject in (
-        ("key", before.key, f"k:{claim.key_id}"),
-        ("project", before.project, f"p:{claim.project_id}"),
-    ):
-        if count is None:
-            continue
-        # The window's totals follow by trigger (`rate_buckets_added` for a new second,
-        # `rate_buckets_changed` for one already counted).
-        if not (key_in_slot and name == "key"):
-            conn.execute(
-                "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, 1, ?) "
-                "ON CONFLICT (subject, at) DO UPDATE "
-                "SET requests = requests + 1, tokens = tokens + excluded.tokens",
-                (subject, claim.now, claim.tokens),
-            )
-        after[name] = RateCount(
-            requests=count.requests + 1,
-            tokens=count.tokens + claim.tokens,
-            parallel=count.parallel + 1,
-            oldest=claim.now if count.oldest is None else min(count.oldest, claim.now),
-            newest=claim.now if count.newest is None else max(count.newest, claim.now),
-        )
-    return RateState(**after)
+    key, project = before.key, before.project
+    if key is not None:
+        if not key_in_slot:
+            _count_in_bucket(conn, f"k:{claim.key_id}", claim)
+        key = _counted(key, claim)
+    if project is not None:
+        _count_in_bucket(conn, f"p:{claim.project_id}", claim)
+        project = _counted(project, claim)
+    return RateState(key=key, project=project)
+
+
+def _count_in_bucket(conn: sqlite3.Connection, subject: str, claim: Claim) -> None:
+    # The window's totals follow by trigger (`rate_buckets_added` for a new second,
+    # `rate_buckets_changed` for one already counted).
+    conn.execute(
+        "INSERT INTO rate_buckets (subject, at, requests, tokens) VALUES (?, ?, 1, ?) "
+        "ON CONFLICT (subject, at) DO UPDATE "
+        "SET requests = requests + 1, tokens = tokens + excluded.tokens",
+        (subject, claim.now, claim.tokens),
+    )
+
+
+def _counted(count: RateCount, claim: Claim) -> RateCount:
+    """A subject's window with the admitted request in it."""
+    now = claim.now
+    oldest, newest = count.oldest, count.newest
+    return RateCount(
+        requests=count.requests + 1,
+        tokens=count.tokens + claim.tokens,
+        parallel=count.parallel + 1,
+        oldest=now if oldest is None or now < oldest else oldest,
+        newest=now if newest is None or now > newest else newest,
+    )
 
 
 def _withdrawing(ticket: str) -> Callable[[sqlite3.Connection], None]:
@@ -1920,6 +1949,7 @@ class SqliteStore:
         token_change = tokens - reservation.rate_tokens
         rate = reservation.rate
         key_rated = rate is not None and rate.key is not None and token_change != 0
+        project_rated = rate is not None and rate.project is not None
         window = reservation.key_window
 
         def settle(conn: sqlite3.Connection) -> None:
@@ -1972,7 +2002,8 @@ class SqliteStore:
                 and not conn.execute(_SETTLE_KEY[leaves, False, False], (*figures, key_id)).rowcount
             ):
                 raise NotFound(f"key `{key_id}` does not exist")
-            _correct_rate_windows(conn, reservation, 0, token_change, rate_done, in_rate)
+            if not rate_done or project_rated:
+                _correct_rate_windows(conn, reservation, 0, token_change, rate_done, in_rate)
             if reservation.organization_id is not None:
                 conn.execute(
                     "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
@@ -1989,6 +2020,11 @@ class SqliteStore:
         amount = parse_money(claim.amount, "reservation amount")
         ttl = self._ttl
 
+        # Whether the key has rate limits, and whether the claim does (the key's or
+        # its project's): read once, each a property of the claim.
+        key_rated = claim.key_limits.any
+        rated = key_rated or claim.rated
+
         def admit(conn: sqlite3.Connection) -> Admitted | Queued | Refused:
             now = now_epoch()
             key_window_usage = None
@@ -1998,29 +2034,26 @@ class SqliteStore:
             org: tuple[Any, ...] | None = None
             org_flight: tuple[float, int] | None = None  # the organization's live reservations
             plain: tuple[Any, ...] | None = None
-            if claim.key_limits.any:
+            if key_rated:
                 start = None if claim.key_budget is None else claim.key_budget.start
                 key_id = claim.key_id
-                key_subject = f"k:{key_id}"
                 row = conn.execute(
-                    _RATED_KEY_ROW,
-                    (key_subject, start, key_subject, claim.organization_id, now, key_id),
+                    _RATED_KEY_ROW, (f"k:{key_id}", start, claim.organization_id, now, key_id)
                 ).fetchone()
-                if row[14] is None:
+                if row[0] is None:
                     raise NotFound(f"key `{key_id}` does not exist")
-                key: tuple[Any, ...] = (row[0], row[1], row[15])
+                key: tuple[Any, ...] = (row[0], row[1], row[13])
                 figures: _Figures = (row[6], row[7], row[8])
-                window_slot = (row[19], row[20])
+                window_slot = (row[17], row[18])
                 if start is not None:
                     key_window_usage = _usage_or_zero(row[2])
-                    in_slot = _slot_usage(window_slot, start)
-                    if in_slot is not None:
-                        key_window_usage += in_slot
+                    if row[17] == start:
+                        key_window_usage += Decimal(row[18])
                 key_totals = (row[3], row[4], row[5])
-                rate_slot = (row[16], row[17], row[18])
-                if row[10] is not None:
-                    org = (row[9], row[10], row[11])
-                    org_flight = (row[12], row[13])
+                rate_slot = (row[14], row[15], row[16])
+                if row[9] is not None:
+                    org = (row[9], claim.organization_id, row[10])
+                    org_flight = (row[11], row[12])
             elif claim.key_budget is None:
                 if claim.organization_id is not None:
                     plain = conn.execute(
@@ -2061,12 +2094,12 @@ class SqliteStore:
             if refused is None:
                 refused = _settled_refusal(usage, None, None if org is None else Decimal(org[0]))
             windows = None
-            if refused is None and claim.rated:
+            if refused is None and rated:
                 # Rate limits refuse at once, never queue: waiting would not free them.
                 # The key's live reservations (its figures, read with its row) are its
                 # rate window's requests in flight, and its limit's and budget
                 # window's reserved money below.
-                if claim.key_limits.any:
+                if key_rated:
                     key_flight = _key_flight(conn, claim.key_id, now, figures)
                 windows = _rate_windows(
                     conn,
@@ -2100,27 +2133,33 @@ class SqliteStore:
             if fits and not (waiting and _ticket_ahead(conn, claim, ticket, now)):
                 if waiting:
                     conn.execute("DELETE FROM admission_tickets WHERE id = ?", (ticket,))
-                reservation = reservation_for(claim, amount, self._ids("res"))
                 kept = figures[0] if key_flight is None else key_flight[2]
                 # The row carries its units when the key's figures are kept, or needed
                 # (a key with controls: `key_flight` read), so that they can be kept
                 # once all its rows have them (`_key_flight`).
                 units = None if key_flight is None and kept is None else self._units(amount)
+                reservation_id = self._ids("res")
+                key_window = None if claim.key_budget is None else claim.key_budget.start
+                project_window = (
+                    None
+                    if claim.project_budget is None or claim.project_id is None
+                    else claim.project_budget.start
+                )
                 conn.execute(
                     "INSERT INTO reservations (id, key_id, org_id, amount, expires_at, "
                     "key_window, project_id, project_window, units) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        reservation.id,
+                        reservation_id,
                         claim.key_id,
                         claim.organization_id,
                         str(amount),
                         now + ttl,
-                        reservation.key_window,
+                        key_window,
                         # Always the project: its requests in flight are its rate
                         # window's `parallel` (budgets also match on project_window).
                         claim.project_id,
-                        reservation.project_window,
+                        project_window,
                         units,
                     ),
                 )
@@ -2142,19 +2181,36 @@ class SqliteStore:
                             conn, claim.key_id, claim.key_budget.start, window_slot, sets, params
                         )
                     _add_row_units(conn, claim.key_id, kept, units, now + ttl, sets, params)
+                # One Reservation, as `reservation_for` makes it, with the windows the
+                # request was counted in (and then always its project).
                 if windows is not None:
-                    after = _count_admission(conn, claim, windows, rate_slot is not None)
-                    reservation = msgspec.structs.replace(
-                        reservation,
-                        rate=after,
-                        project_id=claim.project_id,
-                        rate_at=claim.now,
-                        rate_tokens=claim.tokens,
+                    return Admitted(
+                        reservation=Reservation(
+                            id=reservation_id,
+                            key_id=claim.key_id,
+                            organization_id=claim.organization_id,
+                            amount=amount,
+                            key_window=key_window,
+                            project_id=claim.project_id,
+                            project_window=project_window,
+                            rate=_count_admission(conn, claim, windows, rate_slot is not None),
+                            rate_at=claim.now,
+                            rate_tokens=claim.tokens,
+                            units=units,
+                        )
+                    )
+                return Admitted(
+                    reservation=Reservation(
+                        id=reservation_id,
+                        key_id=claim.key_id,
+                        organization_id=claim.organization_id,
+                        amount=amount,
+                        key_window=key_window,
+                        project_id=None if project_window is None else claim.project_id,
+                        project_window=project_window,
                         units=units,
                     )
-                elif units is not None:
-                    reservation = msgspec.structs.replace(reservation, units=units)
-                return Admitted(reservation=reservation)
+                )
             _queue_ticket(conn, claim, ticket, now + ADMISSION_TICKET_TTL)
             return Queued()
 

@@ -181,7 +181,7 @@ def test_a_rated_admission_reads_the_organizations_reservations_from_the_index_a
         for statement in migration:
             conn.execute(statement)
     plan = conn.execute(
-        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("k:k", "w", "k:k", "o", 1.0, "k")
+        f"EXPLAIN QUERY PLAN {_RATED_KEY_ROW}", ("k:k", "w", "o", 1.0, "k")
     ).fetchall()
     details = " ".join(str(row[-1]) for row in plan)
     assert "COVERING INDEX reservations_org (org_id=? AND expires_at>?)" in details, details
