@@ -393,15 +393,27 @@ def rate_refusal(claim: Claim, state: RateState) -> RateReason | None:
     limits first, then the project's; per subject requests, tokens, then parallel.
     INVARIANT: the same rule as policies/gateway.rego's rate checks and every backend's
     admission script."""
-    for limits, count in ((claim.key_limits, state.key), (claim.project_limits, state.project)):
-        if count is None:
-            continue
-        if limits.rpm is not None and count.requests >= limits.rpm:
-            return "rate_limit_requests"
-        if limits.tpm is not None and count.tokens + claim.tokens > limits.tpm:
-            return "rate_limit_tokens"
-        if limits.max_parallel is not None and count.parallel >= limits.max_parallel:
-            return "max_parallel"
+    key = state.key
+    if key is not None:
+        reason = _subject_rate_refusal(claim.key_limits, key, claim.tokens)
+        if reason is not None:
+            return reason
+    project = state.project
+    return (
+        None
+        if project is None
+        else _subject_rate_refusal(claim.project_limits, project, claim.tokens)
+    )
+
+
+def _subject_rate_refusal(limits: RateLimits, count: RateCount, tokens: int) -> RateReason | None:
+    """`rate_refusal` for one subject: requests, tokens, then parallel."""
+    if limits.rpm is not None and count.requests >= limits.rpm:
+        return "rate_limit_requests"
+    if limits.tpm is not None and count.tokens + tokens > limits.tpm:
+        return "rate_limit_tokens"
+    if limits.max_parallel is not None and count.parallel >= limits.max_parallel:
+        return "max_parallel"
     return None
 
 

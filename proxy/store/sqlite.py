@@ -758,10 +758,11 @@ _LEAVE_FLIGHT = (
 
 
 def _settle_key(leaves: bool, rate: bool, window: bool) -> str:
-    """The settlement's UPDATE of its key: the usage; with `leaves`, the reservation
-    leaving the key's reserved figures; with `rate` and `window`, the token correction
-    and the cost in the key's slots, only while they hold the request's second and
-    window (else it changes nothing, and the caller goes the long way)."""
+    """The settlement's UPDATE of its key (the cost its first parameter): the usage;
+    with `leaves`, the reservation leaving the key's reserved figures; with `rate` and
+    `window`, the token correction and the cost in the key's slots, only while they
+    hold the request's second and window (else it changes nothing, and the caller goes
+    the long way)."""
     sets = ["usage = decimal_add(usage, ?)"]
     where = "id = ?"
     if leaves:
@@ -770,7 +771,8 @@ def _settle_key(leaves: bool, rate: bool, window: bool) -> str:
         sets.append("slot_tokens = slot_tokens + ?")
         where += " AND slot_at = ?"
     if window:
-        sets.append("slot_usage = decimal_add(slot_usage, ?)")
+        # ?1: the cost, bound once for both sums.
+        sets.append("slot_usage = decimal_add(slot_usage, ?1)")
         where += " AND slot_window = ?"
     return f"UPDATE api_keys SET {', '.join(sets)} WHERE {where}"  # noqa: S608 - constants
 
@@ -1274,9 +1276,12 @@ def _key_window_usage(conn: sqlite3.Connection, key_id: str, start: str) -> Deci
 _KEY_WINDOW_USAGE = "(SELECT usage FROM budget_usage WHERE subject = ? AND window_start = ?)"
 
 
+_ZERO = Decimal(0)
+
+
 def _usage_or_zero(text: str | None) -> Decimal:
     """A window's usage read as `_KEY_WINDOW_USAGE` (NULL: nothing settled in it yet)."""
-    return Decimal(0) if text is None else Decimal(text)
+    return _ZERO if text is None else Decimal(text)
 
 
 def _window_reserved(
@@ -1974,19 +1979,12 @@ class SqliteStore:
                     in_rate
                     and conn.execute(
                         _SETTLE_KEY[leaves, True, True],
-                        (
-                            *figures,
-                            token_change,
-                            cost_text,
-                            key_id,
-                            reservation.rate_at,
-                            window,
-                        ),
+                        (*figures, token_change, key_id, reservation.rate_at, window),
                     ).rowcount
                 ):
                     rate_done = window_done = True
                 elif conn.execute(
-                    _SETTLE_KEY[leaves, False, True], (*figures, cost_text, key_id, window)
+                    _SETTLE_KEY[leaves, False, True], (*figures, key_id, window)
                 ).rowcount:
                     window_done = True
             elif (
@@ -2009,7 +2007,8 @@ class SqliteStore:
                     "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
                     (cost_text, reservation.organization_id),
                 )
-            _charge_windows(conn, reservation, cost_text, window_done)
+            if not window_done or reservation.project_window is not None:
+                _charge_windows(conn, reservation, cost_text, window_done)
 
         await self._request_write(settle, None, True)  # closes an admission
 
@@ -2046,7 +2045,7 @@ class SqliteStore:
                 figures: _Figures = (row[6], row[7], row[8])
                 window_slot = (row[17], row[18])
                 if start is not None:
-                    key_window_usage = _usage_or_zero(row[2])
+                    key_window_usage = _ZERO if row[2] is None else Decimal(row[2])
                     if row[17] == start:
                         key_window_usage += Decimal(row[18])
                 key_totals = (row[3], row[4], row[5])
