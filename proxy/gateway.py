@@ -31,7 +31,7 @@ from proxy.api_families import (
 )
 from proxy.budget_facts import BudgetFacts, WindowTimes, budget_facts, with_budgets
 from proxy.budgets import Budget, time_zone
-from proxy.cancel_scopes import CancelScope
+from proxy.cancel_scopes import CancelScope, shielded
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
@@ -636,24 +636,32 @@ class Gateway:
                 await response.close()
                 await self._admission.release(allowed.reservation)
             raise
-        # One shielded scope for both (each scope costs a task lookup): a held
-        # reservation must always be closed, and so must the upstream response.
-        with CancelScope(shield=True):
-            await response.close()
-            if response.status >= 400:
-                # The provider's own error passes through; a failed call costs nothing.
-                await self._admission.release(allowed.reservation)
-                record.reason = f"upstream status {response.status}"
-            else:
-                answer = _whole_answer(content)
-                if answer is None:
-                    # Not an answer a client can use: a failed call, so it costs nothing.
-                    await self._admission.release(allowed.reservation)
-                    return self._upstream_failed(
-                        record, 502, allowed, "did not return a JSON object"
-                    )
-                await self._settle(allowed, whole_usage(allowed.operation, answer.usage), record)
+        answer = None if response.status >= 400 else _whole_answer(content)
+        # Shielded: a held reservation must always be closed, and so must the upstream
+        # response (`shielded`: a scope only if the closing has to wait).
+        await shielded(self._close_whole(allowed, response, answer, record))
+        if answer is None and response.status < 400:
+            return self._upstream_failed(record, 502, allowed, "did not return a JSON object")
         return Reply(status=response.status, body=content, content_type=response.content_type)
+
+    async def _close_whole(
+        self,
+        allowed: _Allowed,
+        response: UpstreamResponse,
+        answer: _WholeAnswer | None,
+        record: DecisionRecord,
+    ) -> None:
+        """The upstream response closed and the reservation settled, or released for a
+        call that failed: the provider's own error (it passes through), or an answer
+        that is not a JSON object (none a client can use)."""
+        await response.close()
+        if response.status >= 400:
+            await self._admission.release(allowed.reservation)
+            record.reason = f"upstream status {response.status}"
+        elif answer is None:
+            await self._admission.release(allowed.reservation)
+        else:
+            await self._settle(allowed, whole_usage(allowed.operation, answer.usage), record)
 
     async def _abandon_stream(
         self, allowed: _Allowed, response: UpstreamResponse, record: DecisionRecord
