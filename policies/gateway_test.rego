@@ -632,3 +632,13 @@ test_a_policy_ceiling_without_a_tpm_still_looks_and_finds_no_refusal if {
 	d.allow == true
 	d.rate_limits.key == {"rpm": 5, "tpm": 100, "max_parallel": null}
 }
+
+test_a_period_budget_reached_refuses_the_key_or_the_project if {
+	spent := {"amount": "5.00", "period": "day", "usage": "5.00", "reserved": "0", "window_start": "2026-11-27T00:00:00Z", "resets_at": "2026-11-28T00:00:00Z"}
+	key := decide({"key": {"period_budget": spent}})
+	key.status == 401
+	project := decide({"project": {"period_budget": spent}})
+	project.status == 403
+	left := object.union(spent, {"usage": "4.99"})
+	decide({"key": {"period_budget": left}, "project": {"period_budget": left}}).allow == true
+}
