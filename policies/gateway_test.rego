@@ -633,6 +633,73 @@ test_a_policy_ceiling_without_a_tpm_still_looks_and_finds_no_refusal if {
 	d.rate_limits.key == {"rpm": 5, "tpm": 100, "max_parallel": null}
 }
 
+# The proxy's own window: every limit and every count present, the counts null until
+# the store has counted them (its first decision).
+proxy_window(limits) := object.union(limits, {
+	"requests_in_window": null,
+	"tokens_in_window": null,
+	"parallel": null,
+	"retry_after_seconds": null,
+	"tokens_retry_after_seconds": null,
+})
+
+first_decision(key_limits) := with_patch({
+	"request": {"token_bound": null},
+	"key": {"rate_limits": proxy_window(key_limits)},
+	"project": {"rate_limits": null},
+})
+
+test_a_first_decision_of_a_key_with_its_own_limits_finds_no_refusal_in_one_body if {
+	limits := {"rpm": 5, "tpm": 100, "max_parallel": 2}
+	data.gateway.key_window_alone_uncounted with input as first_decision(limits)
+	d := data.gateway.decision with input as first_decision(limits)
+	d.allow == true
+	d.rate_limits == {"key": limits, "project": null}
+}
+
+test_a_first_decision_of_a_key_without_a_tpm_or_with_a_zero_tpm_finds_no_refusal_in_one_body if {
+	no_tpm := {"rpm": 5, "tpm": null, "max_parallel": null}
+	data.gateway.key_window_alone_uncounted with input as first_decision(no_tpm)
+	d := data.gateway.decision with input as first_decision(no_tpm)
+	d.rate_limits == {"key": no_tpm, "project": null}
+	zero_tpm := {"rpm": null, "tpm": 0, "max_parallel": 3}
+	data.gateway.key_window_alone_uncounted with input as first_decision(zero_tpm)
+	zero := data.gateway.decision with input as first_decision(zero_tpm)
+	zero.allow == true
+	zero.rate_limits == {"key": zero_tpm, "project": null}
+}
+
+test_a_negative_tpm_in_the_proxys_window_still_refuses_before_anything_is_counted if {
+	limits := {"rpm": 5, "tpm": -1, "max_parallel": null}
+	not data.gateway.key_window_alone_uncounted with input as first_decision(limits)
+	d := data.gateway.decision with input as first_decision(limits)
+	d.status == 429
+	startswith(d.message, "Request too large for API key key_1 on tokens per min (TPM): Limit -1, Requested 0.")
+}
+
+test_counts_a_token_bound_a_project_window_or_a_ceiling_are_looked_at_in_full if {
+	limits := {"rpm": 1, "tpm": 100, "max_parallel": null}
+	counted_input := object.union(first_decision(limits), {"key": {"rate_limits": counted(1, 0, 0, 7)}})
+	not data.gateway.key_window_alone_uncounted with input as counted_input
+	refused := data.gateway.decision with input as counted_input
+	refused.reasons[0].code == "rate_limit_requests"
+
+	bound := object.union(first_decision(limits), {"request": {"token_bound": 500}})
+	not data.gateway.key_window_alone_uncounted with input as bound
+	too_large := data.gateway.decision with input as bound
+	startswith(too_large.message, "Request too large for API key key_1 on tokens per min (TPM): Limit 100, Requested 500.")
+
+	shared := object.union(first_decision(limits), {"project": {"rate_limits": proxy_window({"rpm": 9, "tpm": null, "max_parallel": null})}})
+	not data.gateway.key_window_alone_uncounted with input as shared
+	both := data.gateway.decision with input as shared
+	both.rate_limits == {"key": limits, "project": {"rpm": 9, "tpm": null, "max_parallel": null}}
+
+	ceilings := [{"layer": "gateway", "rpm": null, "tpm": 50, "max_parallel": null}]
+	not data.gateway.key_window_alone_uncounted with input as first_decision(limits) with data.gateway.iam_policies.rate_ceilings as ceilings
+	lowered := data.gateway.decision with input as first_decision(limits) with data.gateway.iam_policies.rate_ceilings as ceilings
+	lowered.rate_limits.key == {"rpm": 1, "tpm": 50, "max_parallel": null}
+}
+
 test_a_period_budget_reached_refuses_the_key_or_the_project if {
 	spent := {"amount": "5.00", "period": "day", "usage": "5.00", "reserved": "0", "window_start": "2026-11-27T00:00:00Z", "resets_at": "2026-11-28T00:00:00Z"}
 	key := decide({"key": {"period_budget": spent}})
