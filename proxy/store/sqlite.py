@@ -794,11 +794,13 @@ _SETTLE_KEY = {
 # the admission does before using them writes any of them. Each column fetched costs
 # ~1.7k instructions (SQLite's and the sqlite3 module's per-column work), so what is
 # only compared is compared here: whether a line is open at the key or organization
-# (`queue_until` > now), and the budget slot's usage only while it holds the window
-# (else NULL: the slot is read to move it, once per window).
+# (`queue_until` > now), the key's reserved figures only while they are exact
+# (`_key_flight`; else NULL: its reservations are counted again), and the budget slot's
+# usage only while it holds the window (else NULL: the slot is read to move it, once per
+# window).
 _RATED_KEY_ROW = (
     "SELECT k.usage, k.usage_limit, b.usage, t.requests, t.tokens, t.oldest, "
-    "k.flight_units, k.flight_count, k.flight_until, o.credits, "
+    "CASE WHEN k.flight_until > ?4 THEN k.flight_units END, k.flight_count, o.credits, "
     "CASE WHEN count(r.amount) THEN total(r.amount) END, "
     "max(k.queue_until, coalesce(o.queue_until, 0)) > ?4, "
     "k.slot_at, k.slot_requests, k.slot_tokens, "
@@ -816,6 +818,10 @@ _RATED_KEY_ROW = (
 )
 # A rated key's budget slot when it has no budget (`_key_window_slot` is not called).
 _NO_WINDOW_SLOT: tuple[Any, Any] = (None, "0")
+# A rated key's reserved figures when its read found them not exact (`_RATED_KEY_ROW`):
+# whether they are kept is not known, so `_key_flight` counts the reservations again
+# and drops the figures if they cannot be kept (harmless when already dropped).
+_FIGURES_NOT_EXACT: _Figures = (True, None, -math.inf)
 
 
 # The admission of a key without rate limits or budget, billed to its organization's
@@ -2050,25 +2056,27 @@ class SqliteStore:
                 if row[0] is None:
                     raise NotFound(f"key `{key_id}` does not exist")
                 key: tuple[Any, ...] = (row[0], row[1])
-                figures: _Figures = (row[6], row[7], row[8])
-                waiting = bool(row[11])
+                figures: _Figures = (
+                    _FIGURES_NOT_EXACT if row[6] is None else (row[6], row[7], math.inf)
+                )
+                waiting = bool(row[10])
                 window_slot = _NO_WINDOW_SLOT
                 if start is not None:
                     key_window_usage = _ZERO if row[2] is None else Decimal(row[2])
-                    if row[15] is None:  # the slot holds another window, or none
+                    if row[14] is None:  # the slot holds another window, or none
                         window_slot = conn.execute(
                             "SELECT slot_window, slot_usage FROM api_keys WHERE id = ?",
                             (key_id,),
                         ).fetchone()
                     else:
-                        window_slot = (start, row[15])
-                        key_window_usage += Decimal(row[15])
+                        window_slot = (start, row[14])
+                        key_window_usage += Decimal(row[14])
                 key_totals = (row[3], row[4], row[5])
-                rate_slot = (row[12], row[13], row[14])
-                if row[9] is not None:
-                    org = (row[9], claim.organization_id)
+                rate_slot = (row[11], row[12], row[13])
+                if row[8] is not None:
+                    org = (row[8], claim.organization_id)
                     # `_below` tells no live reservation (0) from some (their total).
-                    org_flight = (0.0, 0) if row[10] is None else (row[10], 1)
+                    org_flight = (0.0, 0) if row[9] is None else (row[9], 1)
             elif claim.key_budget is None:
                 if claim.organization_id is not None:
                     plain = conn.execute(
