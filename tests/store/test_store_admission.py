@@ -1,6 +1,7 @@
 """Fair admission (`Store.admit`, proxy/admission.py) on every backend: settled figures
 alone refuse, in-flight reservations make a request wait, the line is FIFO, a dead
-waiter's ticket expires, and a property over random costs, limits and concurrency."""
+waiter's ticket expires, and a property over random costs, limits and concurrency;
+and (a fake store) a settlement while the store answers is not missed."""
 
 from __future__ import annotations
 
@@ -220,3 +221,56 @@ async def _notify(store: Store, key_id: str) -> None:
     else:
         assert isinstance(store, PostgresStore)
         await store._fetchone("SELECT gw_wake(%s, NULL)", (key_id,))
+
+
+class _AnswersAfterASettlement:
+    """A store whose first answer, queued, comes after a settlement of the same key
+    (another request's, while the store was answering); its next answer admits."""
+
+    def __init__(self, settled_key: str) -> None:
+        self.admission: Admission | None = None
+        self.asked = 0
+        self._settled_key = settled_key
+
+    async def admit(self, claim: Claim, ticket: str) -> Admitted | Queued:
+        self.asked += 1
+        if self.asked > 1:
+            reservation = Reservation(
+                id="r1", key_id=claim.key_id, organization_id=None, amount=claim.amount
+            )
+            return Admitted(reservation=reservation)
+        await asyncio.sleep(0)
+        assert self.admission is not None
+        self.admission.wake(self._settled_key)
+        await asyncio.sleep(0)
+        return Queued()
+
+    def subscribe(self, wake: object) -> None:
+        pass
+
+    async def withdraw(self, claim: Claim, ticket: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("settled_key", "asked_before_its_wake"), [("key-a", 2), ("key-b", 1)])
+def test_a_settlement_while_the_store_answers_is_not_missed(
+    settled_key: str, asked_before_its_wake: int
+) -> None:
+    """Told to queue after its own key settled meanwhile, a request asks again at once;
+    after another key's settlement it waits for its own key's (its poll is a minute)."""
+
+    async def body() -> tuple[int, object]:
+        store = _AnswersAfterASettlement(settled_key)
+        admission = Admission(store, wait_seconds=120, poll_interval=60)  # type: ignore[arg-type]
+        store.admission = admission
+        claim = Claim(key_id="key-a", organization_id=None, amount=Decimal("1.00"))
+        reserving = asyncio.ensure_future(admission.reserve(claim))
+        for _ in range(20):  # every step short of a wait that only a wake ends
+            await asyncio.sleep(0)
+        asked = store.asked
+        admission.wake("key-a")
+        return asked, await asyncio.wait_for(reserving, 30)
+
+    asked, outcome = asyncio.run(body())
+    assert asked == asked_before_its_wake
+    assert isinstance(outcome, Reservation)
