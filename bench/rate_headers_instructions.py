@@ -7,10 +7,12 @@ Each case runs in its own child under `valgrind --tool=callgrind
 --toggle-collect=_operator_call`: 200 turns warm up, then 2,000 turns run inside
 `operator.call`; the report is the counted instructions over 2,000. Cases:
 
-- `headers`: `proxy.rate_headers.rate_headers(...)` alone;
-- `reply`: the same, added to a reply (`gateway._with_headers`) and sent by
-  `api_route._send_whole` to a `send` that does nothing, minus the same reply sent
-  without them (what the rate lines add to a reply before uvicorn's cycle).
+- `headers`: `proxy.rate_headers.rate_lines(...)` alone (`rate_headers` in a tree
+  before it);
+- `reply`: the same, added to a reply (`gateway._with_rate_lines`, or `_with_headers`)
+  and sent by `api_route._send_whole` through `gateway serve`'s response cycle
+  (`ResponseHeadCycle`, the head written to a transport that drops it), minus the same
+  reply sent without them (what the rate lines add to a reply, up to the head's bytes).
 
 Windows: a key with `rpm` and `tpm` admitted (`key`), the key and its project both
 with `rpm`/`tpm` (`both`), and the key refused for requests (`refused`). `--root`
@@ -53,15 +55,20 @@ def _case(name: str) -> tuple[Any, ...]:
 
 def child(root: str, what: str, name: str) -> None:
     sys.path.insert(0, root)
+    import proxy.gateway
+    import proxy.rate_headers
     from proxy.api_route import _send_whole
-    from proxy.gateway import Reply, _with_headers
-    from proxy.rate_headers import rate_headers
+    from proxy.gateway import Reply
 
     args = _case(name)
     reply = Reply(status=200, body=b"{}" * 150, headers=(("x-request-id", "abc"),))
-
-    async def send(message: Any) -> None:
-        pass
+    if hasattr(proxy.rate_headers, "rate_lines"):  # rendered lines (this tree)
+        build: Any = proxy.rate_headers.rate_lines
+        add: Any = getattr(proxy.gateway, "_with_rate_lines")  # noqa: B009 - absent in older trees
+        nothing: Any = b""
+    else:  # (name, value) pairs (a tree before `rate_lines`)
+        build, add, nothing = proxy.rate_headers.rate_headers, proxy.gateway._with_headers, ()
+    cycles = iter([_cycle() for _ in range(WARMUP + TURNS)])
 
     def drive(coroutine: Any) -> None:
         try:  # noqa: SIM105 (no context manager in the counted turns)
@@ -71,21 +78,53 @@ def child(root: str, what: str, name: str) -> None:
 
     def headers_turns(turns: int) -> None:
         for _ in range(turns):
-            rate_headers(*args)
+            build(*args)
 
     def reply_turns(turns: int) -> None:
         for _ in range(turns):
-            drive(_send_whole(_with_headers(reply, rate_headers(*args)), send))
+            drive(_send_whole(add(reply, build(*args)), next(cycles).send))
 
     def bare_turns(turns: int) -> None:
         for _ in range(turns):
-            drive(_send_whole(_with_headers(reply, ()), send))
+            drive(_send_whole(add(reply, nothing), next(cycles).send))
 
     turns = {"headers": headers_turns, "reply": reply_turns, "bare": bare_turns}[what]
     turns(WARMUP)
     gc.collect()
     gc.freeze()
     operator.call(turns, TURNS)
+
+
+class _Transport:
+    def writelines(self, parts: Any) -> None:
+        pass
+
+
+class _Flow:
+    write_paused = False
+
+
+def _cycle() -> Any:
+    """`gateway serve`'s response cycle on a transport that drops what it is given."""
+    import asyncio
+    import logging
+
+    from proxy.response_head import ResponseHeadCycle
+
+    logger = logging.getLogger("bench.rate_headers")
+    return ResponseHeadCycle(
+        scope={"method": "POST"},  # type: ignore[typeddict-item]
+        transport=_Transport(),  # type: ignore[arg-type]
+        flow=_Flow(),  # type: ignore[arg-type]
+        logger=logger,
+        access_logger=logger,
+        access_log=False,
+        default_headers=[(b"date", b"Mon, 07 Dec 2026 13:00:00 GMT"), (b"server", b"uvicorn")],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=True,
+        on_response=lambda: None,
+    )
 
 
 def count(root: str, what: str, name: str) -> float:
@@ -101,7 +140,7 @@ def main() -> None:
         root = str(Path(sys.argv[2]).resolve())
     bare = count(root, "bare", "key")
     print(f"tree {root}; a reply without rate lines: {bare:,.0f} instructions")
-    print("| windows | rate_headers | lines added to a sent reply |")
+    print("| windows | build the lines | lines added to a sent reply, head included |")
     print("|---|---:|---:|")
     for name in ("key", "both", "refused"):
         alone, sent = count(root, "headers", name), count(root, "reply", name)

@@ -34,7 +34,7 @@ from proxy.cancel_scopes import CancelScope
 from proxy.documents import Operation
 from proxy.forwarded import TrustedProxies
 from proxy.gateway import Gateway, Reply
-from proxy.rate_headers import HEADER_NAMES
+from proxy.rate_headers import HEADER_NAMES, header_pairs
 from proxy.response_head import ResponseHeadCycle
 
 __all__ = ["OPERATION_OPT", "ClientWatches", "api_fast_path", "api_middleware"]
@@ -117,12 +117,13 @@ async def _serve_operation(
 
 async def _send_whole(reply: Reply, send: Send) -> None:
     """A whole reply, sent as Litestar's `ASGIResponse` would send it (same header
-    lines in the same order: the reply's own, lower-cased, then content-type and
-    content-length unless set), without building one per request."""
+    lines in the same order: the reply's own, lower-cased, its rate lines, then
+    content-type and content-length unless set), without building one per request."""
     headers = [
         (_HEADER_NAMES.get(name) or name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in reply.headers
     ]
+    # The rate lines hold neither of the two names looked for below.
     names = {name for name, _ in headers}
     if b"content-type" not in names:
         media_type = reply.content_type
@@ -132,9 +133,18 @@ async def _send_whole(reply: Reply, send: Send) -> None:
     if b"content-length" not in names:
         headers.append((b"content-length", b"%d" % len(reply.body)))
     cycle = getattr(send, "__self__", None)
-    if type(cycle) is ResponseHeadCycle and cycle.send_whole(reply.status, headers, reply.body):
-        # `gateway serve`'s own cycle took both messages at once (the same bytes).
+    if type(cycle) is ResponseHeadCycle and cycle.send_whole(
+        reply.status, headers, reply.body, reply.rate_lines, len(reply.headers)
+    ):
+        # `gateway serve`'s own cycle took both messages at once (the same bytes), the
+        # rate lines as they are.
         return
+    if reply.rate_lines:
+        at = len(reply.headers)
+        headers[at:at] = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in header_pairs(reply.rate_lines)
+        ]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
 
@@ -177,21 +187,20 @@ def _request_headers(scope: Scope, proxies: TrustedProxies) -> Mapping[str, str]
 
 
 def _response(reply: Reply) -> ASGIResponse:
+    headers = reply.headers + header_pairs(reply.rate_lines) if reply.rate_lines else reply.headers
     if reply.stream is not None:
         return ASGIStreamingResponse(
             iterator=reply.stream,
             status_code=reply.status,
             media_type=reply.content_type,
-            headers={**_STREAM_HEADERS, **dict(reply.headers)}
-            if reply.headers
-            else _STREAM_HEADERS,
+            headers={**_STREAM_HEADERS, **dict(headers)} if headers else _STREAM_HEADERS,
             background=BackgroundTask(reply.cleanup) if reply.cleanup else None,
         )
     return ASGIResponse(
         body=reply.body,
         status_code=reply.status,
         media_type=reply.content_type,
-        headers=reply.headers or None,
+        headers=headers or None,
     )
 
 

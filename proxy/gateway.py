@@ -46,7 +46,7 @@ from proxy.metrics import Metrics
 from proxy.mock_provider import MockProvider
 from proxy.policy import LoadedPolicy, PolicyHolder
 from proxy.providers import ProviderDirectory, ProviderProblem, Route
-from proxy.rate_headers import rate_headers
+from proxy.rate_headers import rate_lines
 from proxy.request_body import ParsedBody, parse_body
 from proxy.sse import SseRelay, TokenUsage
 from proxy.store.base import (
@@ -122,6 +122,9 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
     # Run after the response, sent or not: closes a stream that was never iterated.
     cleanup: Callable[[], Awaitable[None]] | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # OpenAI's rate-limit lines (`proxy.rate_headers.rate_lines`), already rendered as
+    # HTTP header lines; sent after `headers`.
+    rate_lines: bytes = b""
 
 
 class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
@@ -404,7 +407,7 @@ class Gateway:
             key=windows.key if key_limits.any else None,
             project=windows.project if project_limits.any else None,
         )
-        return _with_headers(reply, rate_headers(key_limits, project_limits, state, now))
+        return _with_rate_lines(reply, rate_lines(key_limits, project_limits, state, now))
 
     def _no_decision(self, operation: Operation) -> Reply:
         message = "Internal error: the policy gave no decision; see the gateway log"
@@ -452,12 +455,10 @@ class Gateway:
         if not isinstance(reservation, Reservation):
             asked.record.allowed = False
             return reservation
-        headers: tuple[tuple[str, str], ...] = ()
+        lines = b""
         if reservation.rate is not None:
             # OpenAI's x-ratelimit-* headers on every answer of a rate-limited key.
-            headers = rate_headers(
-                claim.key_limits, claim.project_limits, reservation.rate, claim.now
-            )
+            lines = rate_lines(claim.key_limits, claim.project_limits, reservation.rate, claim.now)
         try:
             route = self._providers.route(
                 decision, context.project, asked.operation, asked.policy.catalog
@@ -465,7 +466,7 @@ class Gateway:
         except ProviderProblem as exc:
             await self._admission.release(reservation)
             asked.record.reason = str(exc)
-            return _with_headers(self.error(502, str(exc), asked.operation), headers)
+            return _with_rate_lines(self.error(502, str(exc), asked.operation), lines)
         allowed = _Allowed(
             operation=asked.operation,
             decision=decision,
@@ -477,7 +478,7 @@ class Gateway:
             route=route,
             headers=asked.headers,
         )
-        return _with_headers(await self._forward(allowed, asked.record), headers)
+        return _with_rate_lines(await self._forward(allowed, asked.record), lines)
 
     def _bound(self, asked: _Asked, price: ModelPrice | None) -> CostBound:
         """The most this request may cost (proxy/cost_bound.py); nothing for an offer
@@ -550,11 +551,11 @@ class Gateway:
         record.reason_code = decision.reasons[0].code if decision.reasons else None
         # A refusal with windows is a rate refusal (Refused's invariant).
         reason = cast(RateReason, refused.reason)
-        headers = rate_headers(
+        lines = rate_lines(
             claim.key_limits, claim.project_limits, refused.rate, claim.now, reason, claim.tokens
         )
-        return _with_headers(
-            self.error(decision.status, decision.message, asked.operation), headers
+        return _with_rate_lines(
+            self.error(decision.status, decision.message, asked.operation), lines
         )
 
     async def _forward(self, allowed: _Allowed, record: DecisionRecord) -> Reply:
@@ -830,6 +831,12 @@ def _with_headers(reply: Reply, headers: tuple[tuple[str, str], ...]) -> Reply:
     if not headers:
         return reply
     return msgspec.structs.replace(reply, headers=reply.headers + headers)
+
+
+def _with_rate_lines(reply: Reply, lines: bytes) -> Reply:
+    if not lines:
+        return reply
+    return msgspec.structs.replace(reply, rate_lines=reply.rate_lines + lines)
 
 
 class _WholeAnswer(msgspec.Struct, frozen=True):

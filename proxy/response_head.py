@@ -66,19 +66,30 @@ class ResponseHeadCycle(RequestResponseCycle):
             return
         self.transport.write(head)
 
-    def send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    def send_whole(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        lines: bytes = b"",
+        lines_at: int = 0,
+    ) -> bool:
         """`http.response.start` (`status`, `headers`), then `body` as the last
         `http.response.body`, handled as `send` handles the two messages, the head and
         the body passed to the transport in one `writelines` call (as
         `proxy.connection_deadlines` combines them) without two ASGI messages and
         coroutines. False, with nothing done, unless this is the plain case: `headers`
         announce `body`'s exact length, no transfer coding, no HEAD request, and the head
-        is one `send` writes itself (the caller then sends the two messages)."""
+        is one `send` writes itself (the caller then sends the two messages).
+
+        `lines`: header lines the gateway rendered itself (`proxy.rate_headers.rate_lines`),
+        written as they are after the first `lines_at` of `headers`: the head is the one
+        `send` writes for `headers` with those lines' pairs inserted there."""
         length = b"%d" % len(body)
         framing = _length_lines(self.default_headers, length), _length_lines(headers, length)
         if self.scope["method"] == "HEAD" or min(framing) < 0 or max(framing) == 0:
             return False
-        head = self._head(headers, status) if self._plain() else None
+        head = self._head(headers, status, lines, lines_at) if self._plain() else None
         if head is None:
             return False
         # uvicorn's body `send` for the last body of a response announced by its length.
@@ -120,11 +131,16 @@ class ResponseHeadCycle(RequestResponseCycle):
         )
 
     def _head(
-        self, message_headers: Iterable[tuple[bytes, bytes]], status_code: int
+        self,
+        message_headers: Iterable[tuple[bytes, bytes]],
+        status_code: int,
+        lines: bytes = b"",
+        lines_at: int = 0,
     ) -> bytes | None:
         """The response head uvicorn's `send` writes for an `http.response.start` message
         (`_plain` holds), with the cycle's state updated as that `send` updates it;
-        None, with nothing changed, for a head it refuses (left to it, for its error)."""
+        None, with nothing changed, for a head it refuses (left to it, for its error).
+        `lines` (see `send_whole`) go in after the first `lines_at` message headers."""
         headers = self.default_headers + list(message_headers)
         try:
             # INVARIANT: both patterns match one character, so a match in the joined
@@ -170,6 +186,11 @@ class ResponseHeadCycle(RequestResponseCycle):
             # Neither content-length nor transfer-encoding specified
             self.chunked_encoding = True
             content.append(b"transfer-encoding: chunked\r\n")
+        if lines:
+            # INVARIANT: `rate_lines` renders lines uvicorn accepts (tests/proxy/
+            # test_proxy_response_head.py), names in lower case, none that change the
+            # cycle's state: written as they are, unchecked.
+            content.insert(1 + 4 * (len(self.default_headers) + lines_at), lines)
         content.append(b"\r\n")
         return b"".join(content)
 

@@ -1,7 +1,8 @@
 """The rate headers' lines are the same as the straightforward formulas give them (issue
-13): `rate_headers` and `duration_text` are written for speed (a lookup for whole
-seconds, the tuples built at once), so they are compared here, on generated windows,
-with the plain text of what they must say."""
+13): `rate_lines` (the header text, one bytes format per ceiling, read back as pairs by
+`rate_headers`) and `duration_text` are written for speed (a lookup for whole seconds),
+so they are compared here, on generated windows, with the plain text of what they must
+say."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
 from proxy.input_document import retry_after, tokens_retry_after
-from proxy.rate_headers import duration_text, rate_headers
+from proxy.rate_headers import HEADER_NAMES, duration_text, rate_headers, rate_lines
 from proxy.store.base import RateCount, RateLimits, RateReason, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
 
@@ -149,3 +151,39 @@ def test_rate_headers_say_what_the_plain_formulas_say(
     assert rate_headers(
         key_limits, project_limits, state, now, refused, request_tokens
     ) == _plain_headers(key_limits, project_limits, state, now, refused, request_tokens)
+
+
+@settings(max_examples=3000)
+@given(
+    _limits,
+    _limits,
+    _counts,
+    _counts,
+    st.sampled_from([_NOW, _NOW + 0.25]),
+    st.none() | st.sampled_from(["rate_limit_requests", "rate_limit_tokens", "max_parallel"]),
+    st.integers(0, 30_000),
+)
+def test_rate_lines_are_the_plain_headers_as_lines_uvicorn_writes_unchecked(
+    key_limits: RateLimits,
+    project_limits: RateLimits,
+    key: RateCount | None,
+    project: RateCount | None,
+    now: float,
+    refused: RateReason | None,
+    request_tokens: int,
+) -> None:
+    """The whole-reply sender writes `rate_lines` into the response head as they are
+    (proxy/response_head.py): they must be the documented headers, each one line
+    uvicorn would accept and write the same (lower-case name, no byte its patterns
+    refuse), and none of the lines that change its cycle's state."""
+    state = RateState(key=key, project=project)
+    text = rate_lines(key_limits, project_limits, state, now, refused, request_tokens)
+    plain = _plain_headers(key_limits, project_limits, state, now, refused, request_tokens)
+    assert text == b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in plain)
+    for name, value in plain:
+        assert name in HEADER_NAMES
+        assert name == name.lower()
+        assert HEADER_RE.search(name.encode("latin-1")) is None
+        assert HEADER_VALUE_RE.search(value.encode("latin-1")) is None
+        assert ":" not in name
+        assert name not in ("content-length", "transfer-encoding", "connection")

@@ -312,3 +312,57 @@ def test_a_whole_request_body_taken_at_once_is_what_receive_returns(
     assert message == {"type": "http.request", "body": body, "more_body": False}
     assert taken == body
     assert state(ours) == state(theirs)
+
+
+_RATE_TEXT = (
+    b"retry-after: 12\r\n"
+    b"x-ratelimit-limit-requests: 60\r\n"
+    b"x-ratelimit-remaining-requests: 0\r\n"
+    b"x-ratelimit-reset-requests: 11.5s\r\n"
+)
+_RATE_PAIRS = [
+    (name, value)
+    for name, _, value in (line.partition(b": ") for line in _RATE_TEXT.split(b"\r\n"))
+    if name
+]
+
+
+@pytest.mark.parametrize("lines_at", [0, 1, 2])
+@pytest.mark.parametrize("method", ["POST", "HEAD"])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_rate_lines_sent_as_they_are_are_the_pairs_in_uvicorns_cycle(
+    lines_at: int, method: str, keep_alive: bool
+) -> None:
+    """Rendered rate lines handed to `send_whole` go out where their pairs would, after
+    the first `lines_at` headers: the same bytes and state as uvicorn's cycle sending
+    the pairs there (and when `send_whole` declines, nothing is sent: the caller sends
+    the pairs)."""
+    body = b'{"ok": true}'
+    headers = [
+        (b"x-budget-reset", b"2027-01-01T00:00:00Z"),
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    with_pairs = headers[:lines_at] + _RATE_PAIRS + headers[lines_at:]
+
+    async def both() -> tuple[Any, Any, bool]:
+        ours = _cycle(ResponseHeadCycle, method, keep_alive)
+        taken = ours.send_whole(429, headers, body, _RATE_TEXT, lines_at)
+        if not taken:
+            assert ours.transport.written == []
+            ours = _cycle(ResponseHeadCycle, method, keep_alive)
+            await ours.send({"type": "http.response.start", "status": 429, "headers": with_pairs})
+            await ours.send({"type": "http.response.body", "body": body, "more_body": False})
+        theirs = _cycle(RequestResponseCycle, method, keep_alive)
+        await theirs.send({"type": "http.response.start", "status": 429, "headers": with_pairs})
+        await theirs.send({"type": "http.response.body", "body": body, "more_body": False})
+        return ours, theirs, taken
+
+    ours, theirs, taken = asyncio.run(both())
+    assert taken is (method != "HEAD")
+    assert b"".join(ours.transport.written) == b"".join(theirs.transport.written)
+    assert (ours.response_complete, ours.keep_alive, ours.expected_content_length) == (
+        theirs.response_complete,
+        theirs.keep_alive,
+        theirs.expected_content_length,
+    )
