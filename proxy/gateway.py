@@ -703,13 +703,20 @@ class Gateway:
             message = f"Upstream provider {allowed.route.provider} failed mid-stream"
             yield stream_error_event(operation, message, relay.events)
         finally:
-            with CancelScope(shield=True):
-                await response.close()
-                if not finished and not failed:
-                    record.reason = "client disconnected mid-stream"
-                await self._settle_stream(allowed, relay, record)
-                record.emit(200)
-                self._metrics.request(record.operation, 200)
+            if not finished and not failed:
+                record.reason = "client disconnected mid-stream"
+            # Shielded (`shielded`: a scope only if the closing has to wait).
+            await shielded(self._end_stream(allowed, response, relay, record))
+
+    async def _end_stream(
+        self, allowed: _Allowed, response: UpstreamResponse, relay: SseRelay, record: DecisionRecord
+    ) -> None:
+        """A relayed stream's end, however it came: the upstream response closed, the
+        usage settled, the decision line."""
+        await response.close()
+        await self._settle_stream(allowed, relay, record)
+        record.emit(200)
+        self._metrics.request(record.operation, 200)
 
     async def _settle_stream(
         self, allowed: _Allowed, relay: SseRelay, record: DecisionRecord
