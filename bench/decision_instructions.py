@@ -14,8 +14,9 @@ policy (`policies/` loaded as `policy-engine bench` loads it, with `catalog.yaml
 (`shipped-chat`) and as the proxy passes it (`shipped-proxy`: `engine_input` of the
 `InputDocument`, every field present, arrays as tuples), and the same for a key with
 every control (`shipped-controls`); and the proxy's building of the
-engine input from that document (`input_value`, the JSON round trip; `engine_input`),
-counted per call like a decision.
+engine input from the chat document (`input_value`, the JSON round trip; `engine_input`)
+and from the every-control one (`engine_input-controls`), counted per call like a
+decision.
 
 Run: `.venv/bin/python bench/decision_instructions.py [CASE ...]` (about a minute a case).
 """
@@ -103,16 +104,15 @@ def shipped_proxy_case() -> tuple[Callable[[Any], Any], Any]:
     return decide, engine_input(proxy_document())
 
 
-def shipped_controls_case() -> tuple[Callable[[Any], Any], Any]:
-    """The shipped decision for a key with every control (as `bench.controls_compare`'s):
-    a usage limit, an expiry, a day budget (stored and its window), rpm, tpm and
-    max-parallel, as the proxy passes them in a request's first decision (the store has not
-    counted the windows yet, the token bound is not known)."""
+def controls_document() -> Any:
+    """The document of a key with every control (as `bench.controls_compare`'s): a usage
+    limit, an expiry, a day budget (stored and its window), rpm, tpm and max-parallel, as
+    the proxy builds it for a request's first decision (the store has not counted the
+    windows yet, the token bound is not known)."""
     import msgspec
 
-    from proxy.documents import InputDocument, engine_input
+    from proxy.documents import InputDocument
 
-    decide, _ = shipped_case()
     limits = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "max_parallel": 100_000}
     key = {
         **CHAT_INPUT["key"],
@@ -128,18 +128,27 @@ def shipped_controls_case() -> tuple[Callable[[Any], Any], Any]:
         },
         "stored_budget": {"amount": "1000000000.00", "period": "day"},
     }
-    document = msgspec.convert({**CHAT_INPUT, "key": key}, InputDocument)
-    return decide, engine_input(document)
+    return msgspec.convert({**CHAT_INPUT, "key": key}, InputDocument)
 
 
-def input_case(name: str) -> Callable[[], tuple[Callable[[Any], Any], Any]]:
+def shipped_controls_case() -> tuple[Callable[[Any], Any], Any]:
+    """The shipped decision for `controls_document()`."""
+    from proxy.documents import engine_input
+
+    decide, _ = shipped_case()
+    return decide, engine_input(controls_document())
+
+
+def input_case(
+    name: str, document: Callable[[], Any] = proxy_document
+) -> Callable[[], tuple[Callable[[Any], Any], Any]]:
     """Building the engine's input from the proxy's document (no decision)."""
 
     def load() -> tuple[Callable[[Any], Any], Any]:
         import proxy.documents
 
         build: Callable[[Any], Any] = getattr(proxy.documents, name)
-        return build, proxy_document()
+        return build, document()
 
     return load
 
@@ -154,6 +163,8 @@ CASES: dict[str, Callable[[], tuple[Callable[[Any], Any], Any]]] = {
     "shipped-controls": shipped_controls_case,
     "input_value": input_case("input_value"),  # the JSON round trip
     "engine_input": input_case("engine_input"),
+    # The same for the key with every control: the difference is what its controls cost.
+    "engine_input-controls": input_case("engine_input", controls_document),
 }
 
 
