@@ -138,7 +138,7 @@ _counts = st.none() | st.builds(
     st.none() | st.sampled_from(["rate_limit_requests", "rate_limit_tokens", "max_parallel"]),
     st.integers(0, 30_000),
 )
-def test_rate_headers_say_what_the_plain_formulas_say(
+def test_rate_headers_and_lines_say_what_the_plain_formulas_say(
     key_limits: RateLimits,
     project_limits: RateLimits,
     key: RateCount | None,
@@ -147,38 +147,14 @@ def test_rate_headers_say_what_the_plain_formulas_say(
     refused: RateReason | None,
     request_tokens: int,
 ) -> None:
+    """Both forms are the documented headers: the pairs, and the lines the whole-reply
+    sender writes into the response head as they are (proxy/response_head.py), so each
+    one line uvicorn would accept and write the same (lower-case name, no byte its
+    patterns refuse), and none of the lines that change its cycle's state."""
     state = RateState(key=key, project=project)
-    assert rate_headers(
-        key_limits, project_limits, state, now, refused, request_tokens
-    ) == _plain_headers(key_limits, project_limits, state, now, refused, request_tokens)
-
-
-@settings(max_examples=3000)
-@given(
-    _limits,
-    _limits,
-    _counts,
-    _counts,
-    st.sampled_from([_NOW, _NOW + 0.25]),
-    st.none() | st.sampled_from(["rate_limit_requests", "rate_limit_tokens", "max_parallel"]),
-    st.integers(0, 30_000),
-)
-def test_rate_lines_are_the_plain_headers_as_lines_uvicorn_writes_unchecked(
-    key_limits: RateLimits,
-    project_limits: RateLimits,
-    key: RateCount | None,
-    project: RateCount | None,
-    now: float,
-    refused: RateReason | None,
-    request_tokens: int,
-) -> None:
-    """The whole-reply sender writes `rate_lines` into the response head as they are
-    (proxy/response_head.py): they must be the documented headers, each one line
-    uvicorn would accept and write the same (lower-case name, no byte its patterns
-    refuse), and none of the lines that change its cycle's state."""
-    state = RateState(key=key, project=project)
-    text = rate_lines(key_limits, project_limits, state, now, refused, request_tokens)
     plain = _plain_headers(key_limits, project_limits, state, now, refused, request_tokens)
+    assert rate_headers(key_limits, project_limits, state, now, refused, request_tokens) == plain
+    text = rate_lines(key_limits, project_limits, state, now, refused, request_tokens)
     assert text == b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in plain)
     for name, value in plain:
         assert name in HEADER_NAMES
