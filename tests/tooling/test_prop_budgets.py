@@ -1,5 +1,6 @@
-"""`policy-engine prop` and the period-budget checks (issue 13 point 5): a budget check
-written with `>` for `>=` is caught with the window's usage equal to its budget. (That
+"""`policy-engine prop` and the period-budget checks (issue 13 point 5): the key's and
+the project's budget checks written with `>` for `>=` are caught with a window's usage
+equal to its budget. (That
 the shipped policy keeps every property, these included, is test_prop_command's.)"""
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from pathlib import Path
 
 from tooling_helpers import CATALOG, GATEWAY_REGO, INPUT_SCHEMA, POLICIES, run_cli_in_fresh_process
 
-INCLUSIVE = "to_number(budget.usage) >= to_number(budget.amount)"
+# Checks 3b and 3c, each written out for its subject (gateway.rego says why).
+INCLUSIVE = tuple(
+    f"to_number(input.{subject}.period_budget.usage) >= "
+    f"to_number(input.{subject}.period_budget.amount)"
+    for subject in ("key", "project")
+)
 
 
 def _prop(folder: Path) -> tuple[int, str]:
@@ -34,8 +40,10 @@ def _prop(folder: Path) -> tuple[int, str]:
 
 def test_a_budget_check_with_a_strict_comparison_is_caught(tmp_path: Path) -> None:
     text = GATEWAY_REGO.read_text(encoding="utf-8")
-    assert text.count(INCLUSIVE) == 1, "the budget check moved; update this test's substitution"
-    (tmp_path / "gateway.rego").write_text(text.replace(INCLUSIVE, INCLUSIVE.replace(">=", ">")))
+    for check in INCLUSIVE:
+        assert text.count(check) == 1, "a budget check moved; update this test's substitution"
+        text = text.replace(check, check.replace(">=", ">"))
+    (tmp_path / "gateway.rego").write_text(text)
     shutil.copy(POLICIES / "gateway_props.rego", tmp_path)
     shutil.copy(CATALOG, tmp_path)
     status, out = _prop(tmp_path)
