@@ -81,7 +81,7 @@ def _plain_headers(
     return tuple(lines)
 
 
-@settings(max_examples=2000)
+@settings(max_examples=1000)
 @given(
     st.one_of(
         st.floats(min_value=-100, max_value=4000, allow_nan=False),
@@ -128,7 +128,7 @@ _counts = st.none() | st.builds(
 )
 
 
-@settings(max_examples=3000)
+@settings(max_examples=1000)
 @given(
     _limits,
     _limits,

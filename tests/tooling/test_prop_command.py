@@ -160,7 +160,7 @@ def test_a_deny_rule_that_never_applies_is_caught(tmp_path: Path) -> None:
     assert any(r.get("status", "active") == "active" for r in denying)
 
 
-def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) -> None:
+def test_shipped_policy_keeps_every_property_over_1000_inputs(tmp_path: Path) -> None:
     result = run_cli_in_fresh_process(
         [
             "prop",
@@ -168,7 +168,7 @@ def test_shipped_policy_keeps_every_property_over_2000_inputs(tmp_path: Path) ->
             "--input-schema",
             str(INPUT_SCHEMA),
             "--max-examples",
-            "2000",
+            "1000",
             "--seed",
             "1",
             "--database",
