@@ -206,18 +206,24 @@ def key_steps(
     first run on a value that is not a plain dict is walked by `string_walk` without
     trying (and raising) first.
     """
-    lines = [f"    {var} = {start}"] if start != var else []
+    # A root (`ctx.input`) is read inside the first run of string keys rather than
+    # stored first: one store and one load fewer per walk (every input path).
+    rooted = start != var and not guarded and bool(steps) and _string_key(steps[0][1], data)
+    lines = [f"    {var} = {start}"] if start != var and not rooted else []
     run: list[str] = []
 
     def flush() -> None:
+        nonlocal rooted
         if not run:
             return
         env["dict_get"], env["string_walk"] = dict.get, string_walk
-        expr = var
+        origin = start if rooted else var
+        rooted = False
+        expr = origin
         for name in run:
             expr = f"dict_get({expr}, {name}, U)"
         names = ", ".join(run)
-        walked = f"{var} = string_walk({var}, ({names},))"
+        walked = f"{var} = string_walk({origin}, ({names},))"
         if guarded and not lines:
             # A rule's value is often null (`default w := null`, then `w.rpm`): raising
             # TypeError for it costs more than the test (formatting its message alone
@@ -231,7 +237,7 @@ def key_steps(
         run.clear()
 
     for name, key in steps:
-        if not data and type(key) is str:
+        if _string_key(key, data):
             # The same object as the field names of the proxy's documents (interned
             # identifiers): a lookup then matches by identity, with no text compared.
             env[name] = sys.intern(key)
@@ -241,6 +247,11 @@ def key_steps(
         lines.append(key_step(var, name, key, data=data, env=env))
     flush()
     return lines
+
+
+def _string_key(key: Any, data: bool) -> bool:
+    """Whether `key_steps` walks this step in a run of `dict.get` calls."""
+    return not data and type(key) is str
 
 
 def string_walk(value: Any, keys: tuple[str, ...]) -> Any:

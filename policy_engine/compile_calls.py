@@ -231,6 +231,10 @@ class CallCompiler(TermCompiler):
         lines, operands = self.operands_source(args, env, "False" if test else "U")
         if string_op is not None:
             fast = _equality_with_constant(string_op, operands, env)
+            if fast is not None and test and string_op == "==" and lines[-1:] == _FALSE:
+                # `x == null`, `x == "text"`: an undefined `x` (UNDEFINED, not null, not
+                # a string) fails the comparison itself, so it needs no test of its own.
+                del lines[-2:]
             if fast is not None:  # null, a boolean or a string: no equality function
                 source = "def call(ctx, f):\n" + "\n".join([*lines, f"    return {fast}"]) + "\n"
                 compared: ValueFn = generate(source, env, self._code_cache)
@@ -259,7 +263,10 @@ class CallCompiler(TermCompiler):
             # points) order the same in Python as in Rego.
             a, b = operands
             env["Decimal"] = Decimal
-            condition = _ordered_types_test(a, b, env)
+            known = frozenset(
+                o for o, arg in zip(operands, args, strict=True) if arg in self._numbers
+            )
+            condition = _ordered_types_test(a, b, env, known)
             if condition is not None:
                 lines.append(f"    if {condition}:")
                 lines.append(f"        return {a} {comparison} {b}")
@@ -328,8 +335,14 @@ class CallCompiler(TermCompiler):
             # raises its error on every call.
             pattern, value = operands
             env["matched"], env["limit"] = {}, 256
-            lines.append(f"        if type({pattern}) is str and type({value}) is str:")
-            lines.append(f"            pair = ({pattern}, {value})")
+            if _is_constant(pattern, env) and type(env[pattern]) is str:
+                # The policy's own pattern (the usual case): the answers are keyed by
+                # the string alone, and only its type is tested.
+                lines.append(f"        if type({value}) is str:")
+                lines.append(f"            pair = {value}")
+            else:
+                lines.append(f"        if type({pattern}) is str and type({value}) is str:")
+                lines.append(f"            pair = ({pattern}, {value})")
             lines.append("            r = matched.get(pair)")
             lines.append("            if r is None:")
             lines.append(f"                r = fn({pattern}, {value})")
@@ -346,7 +359,10 @@ class CallCompiler(TermCompiler):
             if test
             else "        return failed(ctx, exc)"
         )
-        lines.append("    return r is not False and r is not U" if test else "    return r")
+        if test and builtin.name in _BOOLEAN and stock is not None and stock.fn is builtin.fn:
+            lines.append("    return r")  # true or false, never undefined
+        else:
+            lines.append("    return r is not False and r is not U" if test else "    return r")
         source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
         call: ValueFn = generate(source, env, self._code_cache)
         if "compile_glob" in env and test:
@@ -354,10 +370,23 @@ class CallCompiler(TermCompiler):
         if test and string_op == "==":
             self._equality_tests[call] = (args[0], args[1])
         (self._test_sources if test else self._value_sources)[call] = (source, env)
+        if (
+            not test
+            and builtin.name == "to_number"
+            and stock is not None
+            and stock.fn is builtin.fn
+        ):
+            self._numbers.add(call)
         return call
 
 
 _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+# The last line of operands' undefined test in a condition (`operands_source`).
+_FALSE = ["        return False"]
+
+# Stock built-ins whose answer (when they do not fail) is always a boolean.
+_BOOLEAN = frozenset({"regex.match", "glob.match"})
 
 # The exact types `count` measures with len (FrozenDict is an object).
 _COUNTED = frozenset({str, tuple, list, dict, frozenset, FrozenDict})
@@ -373,13 +402,17 @@ def _constant_kind(value: Any) -> str:
     return "number" if kind is int or kind is Decimal else "string" if kind is str else "other"
 
 
-def _ordered_types_test(a: str, b: str, env: dict[str, Any]) -> str | None:
+def _ordered_types_test(
+    a: str, b: str, env: dict[str, Any], numbers_known: frozenset[str] = frozenset()
+) -> str | None:
     """An expression true when operands `a` and `b` are two numbers (int or Decimal)
     or two strings, which Python orders as Rego does; a constant's type is tested now,
-    not per call (None when a constant is neither)."""
+    not per call (None when a constant is neither), and so is that of an operand in
+    `numbers_known` (a `to_number` result: an int or a Decimal once defined)."""
     numbers = {o: f"(type({o}) is int or type({o}) is Decimal)" for o in (a, b)}
     strings = {o: f"type({o}) is str" for o in (a, b)}
     kinds = {o: _constant_kind(env[o]) for o in (a, b) if _is_constant(o, env)}
+    kinds.update((o, "number") for o in (a, b) if o in numbers_known)
     if len(kinds) == 2:
         return "True" if kinds[a] == kinds[b] != "other" else None
     for const, kind in kinds.items():

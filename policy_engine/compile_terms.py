@@ -114,6 +114,9 @@ class TermCompiler:
         self._value_sources: dict[Any, tuple[str, dict[str, Any]]] = {}
         # Each rule's `fill` (compute and cache) -> the rule's `compute`.
         self._fill_computes: dict[Any, RuleFn] = {}
+        # Generated `to_number` call sites: their value is an int or a Decimal (or
+        # undefined), so an ordering of it tests no type.
+        self._numbers: set[Any] = set()
         # `glob.match(p, null, x)` conditions: test -> (pattern value, x value).
         self._glob_tests: dict[Any, tuple[ValueFn, ValueFn]] = {}
         # `a == b` conditions (and `a = b` between bound terms): test -> (a, b).
