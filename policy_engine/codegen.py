@@ -197,13 +197,13 @@ def key_steps(
     """Generated statements setting `var` to `start` followed by constant keys
     (`steps`: the global name of each key and the key), with `key_step`'s semantics.
 
-    Outside base data, each run of string keys is one expression of nested `dict.get`
-    calls on the value: a value that is not an object (or UNDEFINED, which a missing key
-    gives) raises TypeError there, and the run is walked again from its start by
-    `string_walk`, which answers as `key_step` does step by step. No statement sits
-    between the steps of a run, and none tests UNDEFINED in between. With `guarded`
-    (`start` is a rule's value or a variable, not the input or data document), a
-    first run on a value that is not a plain dict is walked by `string_walk` without
+    Outside base data, each run of string keys is one expression on the value,
+    subscripts then a last `dict.get`: a value that is not an object raises TypeError
+    there, an object without an inner step's key KeyError, and the run is walked again
+    from its start by `string_walk`, which answers as `key_step` does step by step. No
+    statement sits between the steps of a run, and none tests UNDEFINED in between. With
+    `guarded` (`start` is a rule's value or a variable, not the input or data document),
+    a first run on a value that is not a plain dict is walked by `string_walk` without
     trying (and raising) first.
     """
     # A root (`ctx.input`) is read inside the first run of string keys rather than
@@ -219,9 +219,12 @@ def key_steps(
         env["dict_get"], env["string_walk"] = dict.get, string_walk
         origin = start if rooted else var
         rooted = False
-        expr = origin
-        for name in run:
-            expr = f"dict_get({expr}, {name}, U)"
+        # Inner steps subscript (two bytecodes a step, against a `dict.get` call's
+        # five); only the last step may find no such key without it being an error
+        # already (a missing inner key made the next `get` raise TypeError before),
+        # so it stays a `get`: an absent field answers UNDEFINED with no exception.
+        expr = origin + "".join(f"[{name}]" for name in run[:-1])
+        expr = f"dict_get({expr}, {run[-1]}, U)"
         names = ", ".join(run)
         walked = f"{var} = string_walk({origin}, ({names},))"
         if guarded and not lines:
@@ -230,10 +233,10 @@ def key_steps(
             # is ~3k instructions), so a value that is not an object is walked directly.
             lines.append(f"    if type({var}) is not dict:\n        {walked}")
             lines.append(f"    else:\n        try:\n            {var} = {expr}")
-            lines.append(f"        except TypeError:\n            {walked}")
+            lines.append(f"        except (KeyError, TypeError):\n            {walked}")
         else:
             lines.append(f"    try:\n        {var} = {expr}")
-            lines.append(f"    except TypeError:\n        {walked}")
+            lines.append(f"    except (KeyError, TypeError):\n        {walked}")
         run.clear()
 
     for name, key in steps:

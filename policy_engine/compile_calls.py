@@ -339,16 +339,17 @@ class CallCompiler(TermCompiler):
                 # The policy's own pattern (the usual case): the answers are keyed by
                 # the string alone, and only its type is tested.
                 lines.append(f"        if type({value}) is str:")
-                lines.append(f"            pair = {value}")
+                pair = value
             else:
                 lines.append(f"        if type({pattern}) is str and type({value}) is str:")
                 lines.append(f"            pair = ({pattern}, {value})")
-            lines.append("            r = matched.get(pair)")
+                pair = "pair"
+            lines.append(f"            r = matched.get({pair})")
             lines.append("            if r is None:")
             lines.append(f"                r = fn({pattern}, {value})")
             lines.append("                if len(matched) >= limit:")
             lines.append("                    matched.clear()")
-            lines.append("                matched[pair] = r")
+            lines.append(f"                matched[{pair}] = r")
             lines.append("        else:")
             lines.append("    " + call_line)
         else:

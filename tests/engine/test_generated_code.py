@@ -263,6 +263,26 @@ var_fields := [v.k, v[1], v.k.j] if {
 var_field := v.k.j if {
 	v := input.m
 }
+
+deep_input := input.m.k.j
+
+deep_null if input.m.k.j == null
+
+deep_text if input.m.k == "text"
+
+deep_set if input.m.k.j != null
+
+digits if regex.match("^[0-9]+$", input.s)
+
+digits_value := regex.match("^[0-9]+$", input.s)
+
+pattern_from_input if regex.match(input.sep, input.s)
+
+under_limit if to_number(input.n) < input.limit
+
+at_least_one if to_number(input.n) >= 1
+
+text_before if input.s < input.k
 """
 
 RULES = [
@@ -275,7 +295,9 @@ RULES = [
     "member_of_var", "member_is_const", "member_is_itself", "doubled", "keyed_pairs", "picked",
     "guarded_compr", "undefined_heads", "names_starting", "bound_after", "nested_compr",
     "assigned", "assigned_call", "called", "called_in_loop", "arg_fields", "arg_field",
-    "arg_deep_field", "arg_first", "arg_tested", "var_fields", "var_field",
+    "arg_deep_field", "arg_first", "arg_tested", "var_fields", "var_field", "deep_input",
+    "deep_null", "deep_text", "deep_set", "digits", "digits_value", "pattern_from_input",
+    "under_limit", "at_least_one", "text_before",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
@@ -349,6 +371,10 @@ INPUTS: list[Any] = [
     {"m": {"k": {"j": None}}, "xs": []},
     {"m": {"k": ["j"]}, "xs": ("t", "u")},
     {"m": {"k": "text"}, "xs": "text"},
+    {"m": {"k": {}}, "s": "123", "sep": "^1", "k": "2"},
+    {"m": {"k": {"j": "text"}}, "s": "12a", "sep": "[", "k": "12"},
+    {"m": {"j": 1}, "s": "b", "k": "a", "n": "0.5", "limit": 1},
+    {"s": 123, "sep": "1", "k": 5, "n": 2, "limit": Decimal("2.5")},
 ]
 
 
