@@ -22,9 +22,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from litestar import Litestar
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import Headers, State
+from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
@@ -37,7 +36,7 @@ from proxy.gateway import Gateway, Reply
 from proxy.rate_headers import HEADER_NAMES, header_pairs
 from proxy.response_head import ResponseHeadCycle
 
-__all__ = ["OPERATION_OPT", "ClientWatches", "api_fast_path", "api_middleware"]
+__all__ = ["OPERATION_OPT", "ApiServing", "ClientWatches", "api_fast_path", "api_middleware"]
 
 logger = logging.getLogger("gateway")
 
@@ -55,6 +54,21 @@ _HEADER_NAMES: Final[Mapping[str, bytes]] = MappingProxyType(
 )
 
 
+class ApiServing:
+    """What every API request reads from the app, as plain attributes: the app's
+    `State` answers an attribute only from `__getattr__`, after the ordinary lookup has
+    failed and built its `AttributeError`, ~4k instructions a read, four a request
+    (issue 15). Kept in the app's state as `api_serving`; each lifespan sets `watches`
+    (their timer runs on its loop), then `gateway`."""
+
+    __slots__ = ("gateway", "proxies", "watches")
+
+    def __init__(self, proxies: TrustedProxies) -> None:
+        self.proxies = proxies
+        self.watches = ClientWatches()
+        self.gateway: Gateway | None = None  # None until the lifespan built it
+
+
 def api_middleware(app: ASGIApp) -> ASGIApp:
     """Route middleware that answers the API operation itself (never calls the wrapped `app`)."""
     return _serve
@@ -62,10 +76,14 @@ def api_middleware(app: ASGIApp) -> ASGIApp:
 
 async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     operation: Operation = scope["route_handler"].opt[OPERATION_OPT]
-    await _serve_operation(operation, scope["app"].state, scope, receive, send)
+    serving: ApiServing = scope["app"].state.api_serving
+    gateway = serving.gateway
+    if gateway is None:  # as the app's `State` failed before: a 500 from Litestar
+        raise RuntimeError("an API request before the app's lifespan built its gateway")
+    await _serve_operation(operation, gateway, serving, scope, receive, send)
 
 
-def api_fast_path(routed: ASGIApp, app: Litestar, handlers: Iterable[Any]) -> ASGIApp:
+def api_fast_path(routed: ASGIApp, handlers: Iterable[Any], serving: ApiServing) -> ASGIApp:
     """The app's ASGI handler with the API operations answered before Litestar's router.
 
     A request whose method and exact path are an API operation's goes straight to the
@@ -81,13 +99,13 @@ def api_fast_path(routed: ASGIApp, app: Litestar, handlers: Iterable[Any]) -> AS
         for path in handler.paths:
             for method in handler.http_methods:
                 table[(method, path)] = operation
-    state = app.state
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             operation = table.get((scope["method"], scope["path"]))
-            if operation is not None and getattr(state, "gateway", None) is not None:
-                await _serve_operation(operation, state, scope, receive, send)
+            gateway = serving.gateway
+            if operation is not None and gateway is not None:
+                await _serve_operation(operation, gateway, serving, scope, receive, send)
                 return
         await routed(scope, receive, send)
 
@@ -95,13 +113,15 @@ def api_fast_path(routed: ASGIApp, app: Litestar, handlers: Iterable[Any]) -> AS
 
 
 async def _serve_operation(
-    operation: Operation, state: State, scope: Scope, receive: Receive, send: Send
+    operation: Operation,
+    gateway: Gateway,
+    serving: ApiServing,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
-    gateway: Gateway = state.gateway
     try:
-        reply = await _answer(
-            operation, scope, receive, gateway, state.trusted_proxies, state.client_watches
-        )
+        reply = await _answer(operation, scope, receive, gateway, serving.proxies, serving.watches)
     except Exception:
         # What Litestar's exception handler would answer, in the configured format.
         logger.exception("unhandled error on %s", scope.get("path", ""))

@@ -21,7 +21,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
 
 from proxy.admin_api import admin_router
-from proxy.api_route import OPERATION_OPT, ClientWatches, api_fast_path, api_middleware
+from proxy.api_route import (
+    OPERATION_OPT,
+    ApiServing,
+    ClientWatches,
+    api_fast_path,
+    api_middleware,
+)
 from proxy.budgets import time_zone
 from proxy.config import SECRET_KEY_ENV, GatewayConfig
 from proxy.dashboard import DashboardPlugin
@@ -285,6 +291,7 @@ def create_app(
     else:
         upstream = NativeUpstream(config.upstream_connect_timeout, config.upstream_read_timeout)
     providers = ProviderDirectory(config)
+    serving = ApiServing(TrustedProxies(config.trusted_proxies))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -304,8 +311,9 @@ def create_app(
         activity = ActivityRecorder(store, request_clock)
         app.state.activity = activity
         recording = asyncio.create_task(activity.run(activity_interval))
-        app.state.client_watches = ClientWatches()  # before the gateway: requests use both
-        app.state.gateway = Gateway(
+        # Watches of this loop, before the gateway: requests use both.
+        serving.watches = ClientWatches()
+        app.state.gateway = serving.gateway = Gateway(
             config=config,
             store=store,
             policy=holder,
@@ -353,7 +361,8 @@ def create_app(
                 # gateway's own zone and clock, so they show the window requests see.
                 "budget_zone": time_zone(config.budget_time_zone),
                 "budget_clock": clock or SecondClock(),
-                "trusted_proxies": TrustedProxies(config.trusted_proxies),
+                "trusted_proxies": serving.proxies,
+                "api_serving": serving,
                 "worker_share": worker_share,
             }
         ),
@@ -363,7 +372,7 @@ def create_app(
         plugins=[DashboardPlugin(config.admin_token)] if config.admin_token else [],
         logging_config=None,
     )
-    app.asgi_handler = api_fast_path(app.asgi_handler, app, api_routes)
+    app.asgi_handler = api_fast_path(app.asgi_handler, api_routes, serving)
     return app
 
 
