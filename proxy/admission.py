@@ -30,7 +30,7 @@ import asyncio
 import time
 from decimal import Decimal
 
-from proxy.cancel_scopes import CancelScope
+from proxy.cancel_scopes import Shield
 from proxy.store.base import Admitted, Claim, Queued, Refused, Reservation, Store
 from proxy.store.common import ADMISSION_TICKET_TTL, InstanceIds
 
@@ -112,7 +112,7 @@ class Admission:
                     self._forget(ledgers, waiting)
         except BaseException:
             if queued:
-                with CancelScope(shield=True):
+                with Shield():
                     await self._leave(claim, ticket)
             raise
         await self._leave(claim, ticket)

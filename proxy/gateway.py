@@ -31,7 +31,7 @@ from proxy.api_families import (
 )
 from proxy.budget_facts import BudgetFacts, WindowTimes, budget_facts, with_budgets
 from proxy.budgets import Budget, time_zone
-from proxy.cancel_scopes import CancelScope, shielded
+from proxy.cancel_scopes import Shield, shielded
 from proxy.catalog import Catalog, ModelPrice
 from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
@@ -583,7 +583,7 @@ class Gateway:
             await self._admission.release(allowed.reservation)
             return self._upstream_failed(record, 504, allowed, "timed out")
         except BaseException:
-            with CancelScope(shield=True):
+            with Shield():
                 await self._admission.release(allowed.reservation)
             raise
         record.upstream_seconds = time.perf_counter() - started
@@ -626,14 +626,14 @@ class Gateway:
         try:
             content = await response.read()
         except (UpstreamConnectError, UpstreamTimeout) as exc:
-            with CancelScope(shield=True):
+            with Shield():
                 await response.close()
                 await self._admission.release(allowed.reservation)
             status = 504 if isinstance(exc, UpstreamTimeout) else 502
             what = "timed out" if status == 504 else "dropped the connection"
             return self._upstream_failed(record, status, allowed, what)
         except BaseException:
-            with CancelScope(shield=True):
+            with Shield():
                 await response.close()
                 await self._admission.release(allowed.reservation)
             raise
@@ -667,7 +667,7 @@ class Gateway:
     async def _abandon_stream(
         self, allowed: _Allowed, response: UpstreamResponse, record: DecisionRecord
     ) -> None:
-        with CancelScope(shield=True):
+        with Shield():
             await response.close()
             await self._admission.release(allowed.reservation)
         self._abandoned(record, 499, "client disconnected before the stream started")
