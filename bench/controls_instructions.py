@@ -4,7 +4,7 @@ by 20 points between two runs of one tree, at load 10).
 
     .venv/bin/python -m bench.controls_instructions [--requests 200] [--rounds 1]
         [--keys plain,all,limit,budget,rpm,rates,expiry] [--keep DIR] [--wrapper CMD]
-        [--backend sqlite|postgres-redis]
+        [--backend sqlite|postgres-redis] [--concurrency 64] [--stream]
 
 Starts the mocks and `gateway serve` (SQLite, or `--backend postgres-redis`) under
 `valgrind --tool=callgrind` with instrumentation off, creates the keys (`all`: every
@@ -61,8 +61,8 @@ KEYS = {
 }
 
 
-async def send(url: str, token: str, total: int, concurrency: int) -> int:
-    body = chat_body(False, INSTANT_MODEL)
+async def send(url: str, token: str, total: int, concurrency: int, stream: bool = False) -> int:
+    body = chat_body(stream, INSTANT_MODEL)
     ok = 0
     left = total
     async with aiohttp.ClientSession(
@@ -104,6 +104,7 @@ def main() -> int:
     p.add_argument("--keep", type=Path)
     p.add_argument("--wrapper")
     p.add_argument("--backend", choices=BACKENDS, default="sqlite")
+    p.add_argument("--stream", action="store_true")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="cg-") as tmp, ProcessGroup(Path(tmp)) as group:
         work = Path(tmp)
@@ -147,14 +148,16 @@ def main() -> int:
         url = f"{base}/v1/chat/completions"
         print(control(process.pid, "-i", "on"), end="")
         for token in tokens.values():  # warm-up
-            asyncio.run(send(url, token, 100, args.concurrency))
+            asyncio.run(send(url, token, 100, args.concurrency, args.stream))
         results: dict[str, list[float]] = {n: [] for n in tokens}
         results_pieces: dict[str, list[dict[str, float]]] = {}
         for r in range(args.rounds):
             order = list(tokens) if r % 2 == 0 else list(reversed(tokens))
             for name in order:
                 control(process.pid, "-z")
-                ok = asyncio.run(send(url, tokens[name], args.requests, args.concurrency))
+                ok = asyncio.run(
+                    send(url, tokens[name], args.requests, args.concurrency, args.stream)
+                )
                 control(process.pid, "-d", name)
                 files = sorted(work.glob("callgrind.out.*"), key=lambda f: f.stat().st_mtime)
                 newest = files[-1]
