@@ -3,8 +3,9 @@
 Litestar still routes the request (and answers 404/405), documents the operations in
 OpenAPI, and runs the app's middleware; but for the API operations the work per
 request is done here, straight on the ASGI scope: read the body, hand it to
-`Gateway.handle`, send the reply with Litestar's own `ASGIResponse` /
-`ASGIStreamingResponse` (same headers, same disconnect handling for streams). Skipped:
+`Gateway.handle`, send the reply as Litestar's own `ASGIResponse` /
+`ASGIStreamingResponse` would (same headers, same messages; a stream stops once its
+client has left, as the request's work does). Skipped:
 the handler's signature model, dependency resolution and `Response` conversion, which
 together were about a fifth of the gateway's CPU time per request
 (docs/benchmarks.md, "Tuning").
@@ -18,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Headers
@@ -39,6 +40,7 @@ from proxy.response_head import ResponseHeadCycle
 __all__ = ["OPERATION_OPT", "ApiServing", "ClientWatches", "api_fast_path", "api_middleware"]
 
 logger = logging.getLogger("gateway")
+T = TypeVar("T")
 
 # The key, in a route handler's `opt`, naming the API operation it serves.
 OPERATION_OPT = "gateway_operation"
@@ -129,10 +131,32 @@ async def _serve_operation(
     if reply is None:
         # Never sent: nobody listens.
         reply = gateway.error(400, "Client closed the request", operation)
-    if reply.stream is None and reply.status >= 200 and reply.status not in _NO_BODY:
+    if reply.stream is not None:
+        await _send_stream(reply, reply.stream, receive, send, serving.watches)
+    elif reply.status >= 200 and reply.status not in _NO_BODY:
         await _send_whole(reply, send)
     else:
         await _response(reply)(scope, receive, send)
+
+
+async def _send_stream(
+    reply: Reply, stream: AsyncIterator[bytes], receive: Receive, send: Send, watches: ClientWatches
+) -> None:
+    """A stream sent as Litestar's `ASGIStreamingResponse` sends it (the same head and
+    messages, the reply's cleanup after them, nothing more once the client has left),
+    but from the request's own task: the client's departure is watched for as
+    `_unless_client_leaves` watches for it, not by an anyio task group running the
+    stream in a task of its own (issue 15)."""
+    response = _response(reply)
+    await response.start_response(send)
+    await _unless_client_leaves(receive, _send_chunks(stream, send), watches)
+    await response.after_response()
+
+
+async def _send_chunks(stream: AsyncIterator[bytes], send: Send) -> None:
+    async for chunk in stream:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_whole(reply: Reply, send: Send) -> None:
@@ -295,10 +319,10 @@ class ClientWatches:
 
 
 async def _unless_client_leaves(
-    receive: Receive, work: Coroutine[Any, Any, Reply], watches: ClientWatches
-) -> Reply | None:
+    receive: Receive, work: Coroutine[Any, Any, T], watches: ClientWatches
+) -> T | None:
     """Run `work`, cancelling it (and so the upstream call) if the client disconnects
-    first; None then. Streams are watched by `ASGIStreamingResponse` once they start.
+    first; None then.
 
     The watcher only starts once the work has taken `_WATCH_AFTER_S`: most answers are
     sent before that, and a timer costs far less than a task per request (an anyio task
