@@ -389,7 +389,9 @@ class RedisLedgerStore:
                     units_from_money(amount),
                     self._ttl_ms,
                     undo=lambda reply: (
-                        ("RELEASE", (reservation.id,)) if self._text(reply) == "ok" else None
+                        ("RELEASE", _release_args(reservation, "", ()))
+                        if self._text(reply) == "ok"
+                        else None
                     ),
                 )
             )
@@ -425,7 +427,7 @@ class RedisLedgerStore:
         def undo(reply: Any) -> tuple[str, tuple[Any, ...]] | None:
             outcome = self._text(reply)
             if outcome.startswith("ok"):
-                return ("RELEASE", (reservation.id, "forget", *subjects))
+                return ("RELEASE", _release_args(reservation, "forget", subjects))
             return ("WITHDRAW", (ticket, claim.key_id, org)) if outcome == "queued" else None
 
         # Without rate limits the script reads nothing after the window ttl.
@@ -550,7 +552,9 @@ class RedisLedgerStore:
             self._unconfirmed.discard(reply)
 
     async def release(self, reservation: Reservation) -> None:
-        await self._batch.call("RELEASE", reservation.id, "", *_reservation_subjects(reservation))
+        await self._batch.call(
+            "RELEASE", *_release_args(reservation, "", _reservation_subjects(reservation))
+        )
 
     async def rate_windows(self, key_id: str, project_id: str, now: float) -> RateState:
         await self._settled()
@@ -761,6 +765,22 @@ def _window_names(reservation: Reservation) -> tuple[str, str]:
         else f"p:{reservation.project_id}|{reservation.project_window}"
     )
     return key, project
+
+
+def _release_args(
+    reservation: Reservation, forget: str, subjects: tuple[str, ...]
+) -> tuple[str | int, ...]:
+    """RELEASE's arguments: what names the reservation's member in `held` (as ADMIT,
+    RESERVE and SETTLE are given it), then its rate subjects."""
+    return (
+        reservation.id,
+        forget,
+        reservation.key_id,
+        reservation.organization_id or "",
+        units_from_money(reservation.amount),
+        *_window_names(reservation),
+        *subjects,
+    )
 
 
 def _window_parts(name: str) -> tuple[str, str]:

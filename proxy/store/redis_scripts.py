@@ -10,8 +10,13 @@ Layout under the prefix P (default `gw:`):
 
     P k:<key>     hash usage, reserved, limit ('' = unlimited)  -- the key's ledger
     P o:<org>     hash credits, reserved                         -- the org's ledger
-    P r:<res>     hash key, org, amount                          -- one reservation
-    P exp         zset res -> expiry (ms, Redis clock)
+    P held        zset reservation -> expiry (ms, Redis clock): one member per
+                  reservation, naming what it holds: res, key, org, amount, then key
+                  window and project window when it holds one, each field after the
+                  first preceded by the byte 255 (never in UTF-8 text: any id is safe)
+    P r:<res>, P exp   the layout before `held` (a hash key, org, amount[, kw, pw]
+                  per reservation and a zset res -> expiry): still reclaimed, never
+                  written (see below)
     P pend:k      hash key -> usage settled, not yet in PostgreSQL
     P pend:o      hash org -> credits change, not yet in PostgreSQL
     P flushing:k / flushing:o / flushing:id   the batch being written to PostgreSQL
@@ -34,6 +39,26 @@ Layout under the prefix P (default `gw:`):
 A key's and an organization's ledger also hold `qu`: the latest expiry of any of
 their tickets; while it is past nobody waits, so admission skips the line and
 settlements publish nothing.
+
+A reservation is its member in `held` alone: admission writes one ZADD, settlement's
+ZREM says whether it was still held (not reclaimed), three commands fewer a request
+than a hash beside an index entry (HSET, DEL and the reclaim's HMGET), which at one
+request at a time is Redis's time on the request's path. The scripts build the
+member from the arguments both calls already carry (id, key, organization, amount,
+windows), so the caller sends nothing more.
+
+Upgrading from the `r:`/`exp` layout: the two live side by side under one prefix.
+Instances of the previous version keep writing and reclaiming `r:`/`exp`, and settle
+and release only their own reservations; they never read `held`, so nothing of this
+version's is reclaimed or dropped by them. This version writes only `held`; its
+RECLAIM (at start and on demand) and LEDGER (every key read, and the key cache's
+refresh of a key in use, about twice a second) also reclaim expired `r:`/`exp`
+reservations, left behind by a previous instance that stopped without settling
+them. Its ADMIT reclaims only `held` (one command fewer on the request path): an
+expired old-layout reservation is dropped by the next key read instead, so until
+then it can only make admission wait or refuse, never admit past a limit. Going back
+to the previous version leaves `held` unread: a reservation of an instance that
+stopped without settling it stays counted as reserved until its ledger is reloaded.
 """
 
 from __future__ import annotations
@@ -70,6 +95,7 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 """
+# The previous layout's reservation (`r:<res>` and its `exp` entry).
 _DROP_ONE = """
 local function drop(p, rid)
     local r = p .. 'r:' .. rid
@@ -96,6 +122,36 @@ local function drop(p, rid)
         end
     end
     return fields[3]
+end
+"""
+# A reservation of this layout, by its member in `held`: false if it was not held
+# (already settled, released or reclaimed), else its fields {res, key, org, amount[,
+# key window, project window]}, its amounts no longer reserved.
+_DROP_HELD = """
+local function drop_held(p, member)
+    if redis.call('ZREM', p .. 'held', member) == 0 then return false end
+    local f, from = {}, 1
+    while true do
+        local stop = string.find(member, '\\255', from, true)
+        if not stop then break end
+        f[#f + 1] = string.sub(member, from, stop - 1)
+        from = stop + 1
+    end
+    f[#f + 1] = string.sub(member, from)
+    local back = neg(f[4])
+    for i = 5, 6 do
+        if f[i] and f[i] ~= '' then
+            local w = p .. 'b:' .. f[i]
+            if redis.call('EXISTS', w) == 1 then redis.call('HINCRBY', w, 'reserved', back) end
+        end
+    end
+    local k = p .. 'k:' .. f[2]
+    if redis.call('EXISTS', k) == 1 then redis.call('HINCRBY', k, 'reserved', back) end
+    if f[3] ~= '' then
+        local o = p .. 'o:' .. f[3]
+        if redis.call('EXISTS', o) == 1 then redis.call('HINCRBY', o, 'reserved', back) end
+    end
+    return f
 end
 """
 _WAKE = """
@@ -168,15 +224,34 @@ end
 """
 _RECLAIM = """
 local function reclaim(p, max, now)
-    local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now or now_ms(), 'LIMIT', 0,
+    local expired = redis.call('ZRANGEBYSCORE', p .. 'held', '-inf', now or now_ms(), 'LIMIT', 0,
         max)
-    for _, rid in ipairs(expired) do drop(p, rid) end
+    for _, member in ipairs(expired) do drop_held(p, member) end
     return #expired
+end
+"""
+# Both layouts' expired reservations (the module doc: upgrading).
+_RECLAIM_BOTH = """
+local function reclaim_both(p, max)
+    local now = now_ms()
+    local expired = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', now, 'LIMIT', 0, max)
+    for _, rid in ipairs(expired) do drop(p, rid) end
+    return #expired + reclaim(p, max, now)
 end
 """
 # All of them, for the scripts off the request path.
 _DROP = (
-    _NEG + _NOW_MS + _DROP_ONE + _WAKE + _LEAVE + _RATE_WINDOW + _RATE_TEXT + _RATE_CLOSE + _RECLAIM
+    _NEG
+    + _NOW_MS
+    + _DROP_ONE
+    + _DROP_HELD
+    + _WAKE
+    + _LEAVE
+    + _RATE_WINDOW
+    + _RATE_TEXT
+    + _RATE_CLOSE
+    + _RECLAIM
+    + _RECLAIM_BOTH
 )
 
 # ARGV: prefix, reservation id, key id, org id or '', amount, ttl ms.
@@ -185,7 +260,7 @@ RESERVE = (
     _DROP
     + """
 local p, rid, key, org, amount, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-reclaim(p, 100)
+reclaim_both(p, 100)
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
 if redis.call('EXISTS', k) == 0 or (org ~= '' and redis.call('EXISTS', o) == 0) then
@@ -202,8 +277,8 @@ if org ~= '' then
     redis.call('HINCRBY', o, 'reserved', amount)
 end
 redis.call('HINCRBY', k, 'reserved', amount)
-redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)
-redis.call('ZADD', p .. 'exp', now_ms() + tonumber(ttl), rid)
+redis.call('ZADD', p .. 'held', now_ms() + tonumber(ttl),
+    rid .. '\\255' .. key .. '\\255' .. org .. '\\255' .. amount)
 return 'ok'
 """
 )
@@ -211,6 +286,8 @@ return 'ok'
 # ARGV: prefix, reservation id, key id, org id or '', cost, reserved amount; then, for a
 # reservation holding a budget window or rate limits (nothing for one without): key
 # window or '', project window or '', window ttl ms, tokens, then its rate subjects.
+# The id, key, organization, amount and windows are the ones ADMIT (RESERVE) was given:
+# they make the reservation's member in `held`.
 # The cost is charged even when the reservation expired: the request did complete;
 # budget windows are charged in the window the request was admitted in, rate windows
 # get the tokens the provider reported.
@@ -227,15 +304,16 @@ local o = p .. 'o:' .. org
 local kv = redis.call('HMGET', k, 'usage', 'qu')
 local ov = {false, false}
 if org ~= '' then ov = redis.call('HMGET', o, 'credits', 'qu') end
-redis.call('ZREM', p .. 'exp', rid)
--- drop(p, rid) without reading the reservation back: the caller made it and passes
--- its amount and windows (the same ADMIT or RESERVE wrote), and its record still
--- being there (not reclaimed after expiring) is what says it is still held.
-if redis.call('DEL', p .. 'r:' .. rid) == 1 then
+-- drop_held without parsing the member: the caller passes what it names, and its
+-- removal (it was not reclaimed after expiring) is what says it was still held.
+local kwn, pwn = ARGV[7] or '', ARGV[8] or ''
+local member = rid .. '\\255' .. key .. '\\255' .. org .. '\\255' .. amount
+if kwn ~= '' or pwn ~= '' then member = member .. '\\255' .. kwn .. '\\255' .. pwn end
+if redis.call('ZREM', p .. 'held', member) == 1 then
     local back = neg(amount)
-    for i = 7, 8 do
-        if ARGV[i] and ARGV[i] ~= '' then
-            local w = p .. 'b:' .. ARGV[i]
+    for _, name in ipairs({kwn, pwn}) do
+        if name ~= '' then
+            local w = p .. 'b:' .. name
             if redis.call('EXISTS', w) == 1 then redis.call('HINCRBY', w, 'reserved', back) end
         end
     end
@@ -273,14 +351,19 @@ return 'ok'
 )
 
 # ARGV: prefix, reservation id, 'forget' (an admission taken back: it leaves its rate
-# windows) or '' (it still counts as a request, with 0 tokens), then its rate subjects.
+# windows) or '' (it still counts as a request, with 0 tokens), key id, org id or '',
+# reserved amount, key window or '', project window or '' (as SETTLE: its member in
+# `held`), then its rate subjects.
 RELEASE = (
     _DROP
     + """
-local fields = redis.call('HMGET', ARGV[1] .. 'r:' .. ARGV[2], 'key', 'org')
-drop(ARGV[1], ARGV[2])
-rate_close(ARGV[1], ARGV[2], '0', ARGV[3] == 'forget', 4)
-if fields[1] then wake(ARGV[1], fields[1], fields[2]) end
+local p, rid, key, org, amount, kwn, pwn =
+    ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local member = rid .. '\\255' .. key .. '\\255' .. org .. '\\255' .. amount
+if kwn ~= '' or pwn ~= '' then member = member .. '\\255' .. kwn .. '\\255' .. pwn end
+local held = drop_held(p, member)
+rate_close(p, rid, '0', ARGV[3] == 'forget', 9)
+if held then wake(p, key, org) end
 return 'ok'
 """
 )
@@ -299,7 +382,7 @@ return 'ok'
 ADMIT = (
     _NEG
     + _NOW_MS
-    + _DROP_ONE
+    + _DROP_HELD
     + _RECLAIM
     + _LEAVE
     + _RATE_WINDOW
@@ -416,15 +499,10 @@ if fits and not ahead then
         redis.call('HINCRBY', pw, 'reserved', amount)
         redis.call('PEXPIRE', pw, wttl)
     end
-    -- The windows' fields only when it holds one: a reader takes a missing one for ''
-    -- (RESERVE has always written none).
-    if kw or pw then
-        redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount,
-            'kw', kwn, 'pw', pwn)
-    else
-        redis.call('HSET', p .. 'r:' .. rid, 'key', key, 'org', org, 'amount', amount)
-    end
-    redis.call('ZADD', p .. 'exp', now + tonumber(ttl), rid)
+    -- The windows only when it holds one (SETTLE and RELEASE build the same member).
+    local member = rid .. '\\255' .. key .. '\\255' .. org .. '\\255' .. amount
+    if kw or pw then member = member .. '\\255' .. kwn .. '\\255' .. pwn end
+    redis.call('ZADD', p .. 'held', now + tonumber(ttl), member)
     if not rated then return 'ok' end
     for i, l in ipairs(limits) do
         local w = windows[i]
@@ -497,7 +575,7 @@ return out
 RECLAIM = (
     _DROP
     + """
-return reclaim(ARGV[1], 10000)
+return reclaim_both(ARGV[1], 10000)
 """
 )
 
@@ -510,7 +588,7 @@ LEDGER = (
     _DROP
     + """
 local p, key, org = ARGV[1], ARGV[2], ARGV[3]
-reclaim(p, 100)
+reclaim_both(p, 100)
 local kv = redis.call('HMGET', p .. 'k:' .. key, 'usage', 'reserved')
 local ov = redis.call('HMGET', p .. 'o:' .. org, 'credits', 'reserved')
 return {kv[1], kv[2], ov[1], ov[2]}

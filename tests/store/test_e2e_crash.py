@@ -185,17 +185,19 @@ def _reservation_count(backend: Backend) -> int:
 
 
 def _redis_reservation_count(backend: Backend) -> int:
-    """Reservations held in the Redis ledger (one `r:<id>` hash each) under the prefix the
-    gateway processes derive from the database URL."""
+    """Reservations held in the Redis ledger (one member of `held` each, and any `r:<id>`
+    hash of the previous layout) under the prefix the gateway processes derive from the
+    database URL."""
     import redis
 
     from proxy.store.redis_ledger import default_prefix
 
     assert backend.usage_store_url is not None
     client = redis.Redis.from_url(backend.usage_store_url)
+    prefix = default_prefix(backend.database_url)
     try:
-        pattern = f"{default_prefix(backend.database_url)}r:*"
-        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+        legacy = sum(1 for _ in client.scan_iter(match=f"{prefix}r:*", count=1000))
+        return int(client.zcard(f"{prefix}held")) + legacy
     finally:
         client.close()
 
@@ -203,7 +205,8 @@ def _redis_reservation_count(backend: Backend) -> int:
 def _expire_reservations(backend: Backend) -> None:
     """Move every reservation's expiry into the past, as if the TTL had passed (in the
     backend's own clock and format: SQLite's Unix seconds, PostgreSQL's `now()`, the
-    Redis ledger's `exp` index in Redis milliseconds, whose scores reclaim reads)."""
+    Redis ledger's `held` index (and the previous layout's `exp`) in Redis milliseconds,
+    whose scores reclaim reads)."""
     if backend.name == "redis":
         import redis
 
@@ -212,9 +215,10 @@ def _expire_reservations(backend: Backend) -> None:
         assert backend.usage_store_url is not None
         client = redis.Redis.from_url(backend.usage_store_url)
         try:
-            index = f"{default_prefix(backend.database_url)}exp"
-            for reservation in client.zrange(index, 0, -1):
-                client.zadd(index, {reservation: 0}, xx=True)
+            for index in ("held", "exp"):
+                name = f"{default_prefix(backend.database_url)}{index}"
+                for reservation in client.zrange(name, 0, -1):
+                    client.zadd(name, {reservation: 0}, xx=True)
         finally:
             client.close()
     elif backend.name == "sqlite":
