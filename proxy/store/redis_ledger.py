@@ -430,9 +430,16 @@ class RedisLedgerStore:
                 return ("RELEASE", _release_args(reservation, "forget", subjects))
             return ("WITHDRAW", (ticket, claim.key_id, org)) if outcome == "queued" else None
 
-        # Without rate limits the script reads nothing after the window ttl.
-        rate = (
-            (
+        # Without rate limits the script reads nothing after the window ttl, and without
+        # windows either nothing after the ticket ttl.
+        controls: tuple[str | int, ...] = ()
+        if subjects:
+            controls = (
+                key_budget,
+                key_window,
+                project_budget,
+                project_window,
+                self._window_ttl_ms,
                 claim.project_id or "",
                 repr(claim.now),
                 claim.tokens,
@@ -441,9 +448,14 @@ class RedisLedgerStore:
                     claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
                 ),
             )
-            if subjects
-            else ()
-        )
+        elif key_window or project_window:
+            controls = (
+                key_budget,
+                key_window,
+                project_budget,
+                project_window,
+                self._window_ttl_ms,
+            )
         for _ in range(3):
             outcome = self._text(
                 await self._batch.call(
@@ -455,12 +467,7 @@ class RedisLedgerStore:
                     units_from_money(amount),
                     self._ttl_ms,
                     self._ticket_ttl_ms,
-                    key_budget,
-                    key_window,
-                    project_budget,
-                    project_window,
-                    self._window_ttl_ms,
-                    *rate,
+                    *controls,
                     undo=undo,
                 )
             )

@@ -54,9 +54,9 @@ version's is reclaimed or dropped by them. This version writes only `held`; its
 RECLAIM (at start and on demand) and LEDGER (every key read, and the key cache's
 refresh of a key in use, about twice a second) also reclaim expired `r:`/`exp`
 reservations, left behind by a previous instance that stopped without settling
-them. Its ADMIT reclaims only `held` (one command fewer on the request path): an
-expired old-layout reservation is dropped by the next key read instead, so until
-then it can only make admission wait or refuse, never admit past a limit. Going back
+them. Its ADMIT reclaims only `held`, and only for a claim that does not fit
+otherwise: an expired old-layout reservation is dropped by the next key read instead,
+so until then it can only make admission wait, never admit past a limit. Going back
 to the previous version leaves `held` unread: a reservation of an instance that
 stopped without settling it stays counted as reserved until its ledger is reloaded.
 """
@@ -369,11 +369,13 @@ return 'ok'
 )
 
 # Fair admission (Store.admit). ARGV: prefix, ticket, reservation id, key id, org id or
-# '', amount, reservation ttl ms, ticket ttl ms, key budget or '', key window or '',
-# project budget or '', project window or '', window ttl ms; with rate limits, then
+# '', amount, reservation ttl ms, ticket ttl ms; with a budget window or rate limits,
+# then key budget or '', key window or '', project budget or '', project window or '',
+# window ttl ms; with rate limits, then
 # project id, request time (s), tokens, then for the key and for the project: rated
 # ('1' or ''), rpm, tpm, max parallel ('' = no ceiling). Without rate limits nothing
-# follows the window ttl (every argument costs Redis a string and a table slot).
+# follows the window ttl, without windows either nothing follows the ticket ttl (every
+# argument costs Redis about a thousand instructions: a string and a table slot).
 # Returns 'ok' | 'queued' | 'limit' | 'key_budget' | 'project_budget' | 'credits' |
 # 'load' | a rate reason; with rate limits, 'ok' and a rate reason are followed by the
 # windows (common.parse_rate_state).
@@ -395,7 +397,6 @@ local kb, kwn, pb, pwn, wttl = ARGV[9] or '', ARGV[10] or '', ARGV[11] or '', AR
 local rated = ARGV[17] == '1' or ARGV[21] == '1'
 -- One clock reading for the whole admission (the reclaim's and the lines').
 local now = now_ms()
-reclaim(p, 100, now)
 local k = p .. 'k:' .. key
 local o = p .. 'o:' .. org
 local kw = kwn ~= '' and p .. 'b:' .. kwn
@@ -480,10 +481,24 @@ end
 -- INVARIANT: admitted only while usage + in-flight reservations < limit (each budget
 -- window's settled + in-flight usage < its budget, credits - in-flight credit
 -- reservations > 0), in ticket order.
-local fits = (not limit or usage + tonumber(kv[2]) < limit)
-    and (not kw or kwu + tonumber(kwv[2]) < kbn)
-    and (not pw or pwu + tonumber(pwv[2]) < pbn)
-    and (not credits or credits - tonumber(ov[2]) > 0)
+local function fits_now()
+    return (not limit or usage + tonumber(kv[2]) < limit)
+        and (not kw or kwu + tonumber(kwv[2]) < kbn)
+        and (not pw or pwu + tonumber(pwv[2]) < pbn)
+        and (not credits or credits - tonumber(ov[2]) > 0)
+end
+local fits = fits_now()
+-- Expired reservations (of an instance that stopped without settling them) hold room
+-- until reclaimed: reclaimed here only when they may be what keeps this claim out, not
+-- on every admission (a command fewer on the request path; reclaiming only frees room,
+-- and LEDGER, every key read, sweeps them too).
+if not fits and reclaim(p, 100, now) > 0 then
+    kv[2] = redis.call('HGET', k, 'reserved')
+    if org ~= '' then ov[2] = redis.call('HGET', o, 'reserved') end
+    if kw then kwv[2] = redis.call('HGET', kw, 'reserved') end
+    if pw then pwv[2] = redis.call('HGET', pw, 'reserved') end
+    fits = fits_now()
+end
 local ahead = false
 if fits and kqu > now then ahead = ahead_in(p .. 'q:k:' .. key, now) end
 if fits and not ahead and oqu > now then ahead = ahead_in(p .. 'q:o:' .. org, now) end

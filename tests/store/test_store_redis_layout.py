@@ -5,6 +5,7 @@ the previous version, are still reclaimed (proxy/store/redis_scripts.py, "Upgrad
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import redis
@@ -188,6 +189,43 @@ def test_a_previous_layout_reservation_is_reclaimed_by_a_key_read(
             client.zadd(f"{prefix}exp", {"res_second": 0})
             assert await store.reclaim_expired() == 1
             assert _legacy_keys(client, prefix) == []
+        finally:
+            await store.close()
+            client.close()
+
+    redis_backend.run(body)
+
+
+def test_an_expired_reservation_in_the_way_is_reclaimed_by_the_admission(
+    redis_backend: Backend,
+) -> None:
+    """ADMIT reclaims expired reservations when they keep a claim out (not on every
+    admission): the claim is admitted at once, not queued behind a reservation whose
+    instance never settled it."""
+    client = _client(redis_backend)
+    prefix = _prefix(redis_backend)
+
+    async def body() -> None:
+        store = redis_backend.open(reservation_ttl=0.3)
+        try:
+            await store.migrate()
+            _, key_id, token_hash = await _org_and_key(store, "org-expiry")
+            whole = Claim(key_id=key_id, organization_id="org-expiry", amount=Decimal("5.00"))
+            first = await store.admit(whole, "tkt-first")
+            assert isinstance(first, Admitted)
+            await asyncio.sleep(0.5)  # past the reservation's TTL; nobody settles it
+            assert client.zcard(f"{prefix}held") == 1
+            small = Claim(key_id=key_id, organization_id="org-expiry", amount=CENT)
+            second = await store.admit(small, "tkt-second")
+            assert isinstance(second, Admitted)
+            members = client.zrange(f"{prefix}held", 0, -1)
+            assert [m.split(b"\xff")[0] for m in members] == [second.reservation.id.encode()]
+            assert await _figures(store, token_hash) == (
+                Decimal(0),
+                CENT,
+                Decimal("10.00"),
+                CENT,
+            )
         finally:
             await store.close()
             client.close()
