@@ -30,6 +30,8 @@ from bench.processes import free_port
 
 __all__ = ["main", "total_instructions"]
 
+_ROOT = Path(__file__).resolve().parents[1]
+
 _CHILD = """
 import sys
 import bench.gateway_setup as setup
@@ -112,15 +114,18 @@ class _Server:
 
 def _counted(server: _Server, checkout: Path | None, requests: int, key: str) -> int:
     env = dict(os.environ)
-    if checkout is not None:
-        env["PYTHONPATH"] = str(checkout.resolve())
+    tree = (checkout or _ROOT).resolve()
+    env["PYTHONPATH"] = str(tree)
     url = f"redis://127.0.0.1:{server.port}/0"
     server.zero()
+    # Run in the tree measured: `python -c` puts its working directory first on the path,
+    # ahead of PYTHONPATH (run from this checkout, `--before` measured this code twice).
     subprocess.run(
         [sys.executable, "-c", _CHILD, url, str(requests), key],
         check=True,
         capture_output=True,
         env=env,
+        cwd=tree,
     )
     return server.dump()
 
