@@ -313,6 +313,12 @@ def test_client_disconnect_cancels_upstream(
 
 def test_metrics_count_requests_tokens_and_cost(client: httpx.Client, tenant: Tenant) -> None:
     assert client.post("/v1/chat/completions", json=chat(), headers=auth(tenant.token, "bearer"))
+    # Its own refusal: the test must not lean on an earlier test's 401 (the suite runs
+    # its files in several processes).
+    refused = client.post(
+        "/v1/chat/completions", json=chat(), headers=auth("llmgtwy_not-a-key", "bearer")
+    )
+    assert refused.status_code == 401
     text = client.get("/metrics").text
     assert 'gateway_requests_total{operation="chat.completions",status="200"}' in text
     assert 'gateway_requests_total{operation="chat.completions",status="401"}' in text
