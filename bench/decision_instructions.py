@@ -16,7 +16,9 @@ policy (`policies/` loaded as `policy-engine bench` loads it, with `catalog.yaml
 every control (`shipped-controls`); and the proxy's building of the
 engine input from the chat document (`input_value`, the JSON round trip; `engine_input`)
 and from the every-control one (`engine_input-controls`), counted per call like a
-decision.
+decision; and the gateway's whole step from a key record (as the key cache serves it) to
+the engine's input, for a plain key (`document`) and one with every control
+(`document-controls`).
 
 Run: `.venv/bin/python bench/decision_instructions.py [CASE ...]` (about a minute a case).
 """
@@ -153,6 +155,92 @@ def input_case(
     return load
 
 
+def key_context(controls: bool) -> Any:
+    """A key record as the store reads it: a plain key, or one with every control (as
+    `controls_document()`'s)."""
+    from decimal import Decimal
+
+    import msgspec
+
+    from proxy.budgets import Budget
+    from proxy.store.base import ApiKey, KeyContext, Organization, Project, RateLimits
+
+    key = ApiKey(
+        id="k1",
+        token_hash="h",
+        display="llmgtwy_abcd…wxyz",
+        project_id="p1",
+        status="active",
+        usage_limit=None,
+        usage=Decimal("250.50"),
+        description="",
+        created_at="2026-11-27T10:00:00Z",
+    )
+    if controls:
+        key = msgspec.structs.replace(
+            key,
+            usage_limit=Decimal("1000000000.00"),
+            expires_at="2200-01-01T00:00:00Z",
+            budget=Budget(amount=Decimal("1000000000.00"), period="day"),
+            rate_limits=RateLimits(rpm=1_000_000_000, tpm=1_000_000_000_000, max_parallel=100_000),
+        )
+    return KeyContext(
+        key=key,
+        reserved=Decimal(0),
+        rules=(),
+        project=Project(id="p1", organization_id="o1", mode="api-keys"),
+        organization=Organization(id="o1", credits=Decimal("10.00")),
+        credits_reserved=Decimal(0),
+    )
+
+
+def document_case(controls: bool) -> Callable[[], tuple[Callable[[Any], Any], Any]]:
+    """The gateway's step from the request and the key's record (as the key cache serves
+    it) to the engine's input, for a request's first decision: `engine_document`, or in
+    a tree before it `engine_input(build_input(...))`."""
+
+    def load() -> tuple[Callable[[Any], Any], Any]:
+        from decimal import Decimal
+
+        import msgspec
+
+        from proxy import input_document
+        from proxy.documents import PeriodBudgetDocument, RequestDocument, engine_input
+
+        context = key_context(controls)
+        gateway = input_document.gateway_info(())
+        window = (
+            PeriodBudgetDocument(
+                amount=Decimal("1000000000.00"),
+                period="day",
+                usage=Decimal("250.50"),
+                window_start="2026-11-27T00:00:00Z",
+                resets_at="2026-11-28T00:00:00Z",
+            )
+            if controls
+            else None
+        )
+        request = msgspec.convert(CHAT_INPUT["request"], RequestDocument)
+        if hasattr(input_document, "engine_document"):
+            context = input_document.with_input_parts(context)
+            value = msgspec.to_builtins(gateway)
+
+            def build(request: Any) -> Any:
+                return input_document.engine_document(request, context, value, window)
+
+            return build, request
+
+        def build_before(request: Any) -> Any:
+            document = input_document.build_input(
+                request, context, gateway, None, None, None, window
+            )
+            return engine_input(document)
+
+        return build_before, request
+
+    return load
+
+
 CASES: dict[str, Callable[[], tuple[Callable[[Any], Any], Any]]] = {
     "allowed": bench_case(0),  # gpt-4o-mini, matched by the 3rd glob
     "unknown-model": bench_case(2),
@@ -165,6 +253,9 @@ CASES: dict[str, Callable[[], tuple[Callable[[Any], Any], Any]]] = {
     "engine_input": input_case("engine_input"),
     # The same for the key with every control: the difference is what its controls cost.
     "engine_input-controls": input_case("engine_input", controls_document),
+    # From the key's record to the engine's input, as the gateway does per request.
+    "document": document_case(controls=False),
+    "document-controls": document_case(controls=True),
 }
 
 

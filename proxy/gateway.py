@@ -37,9 +37,15 @@ from proxy.config import GatewayConfig
 from proxy.cost_bound import CostBound, Unbounded, cost_bound
 from proxy.credentials import read_token
 from proxy.decision_log import DecisionRecord
-from proxy.documents import Decision, Operation, RateLimitValues, RequestDocument
+from proxy.documents import (
+    Decision,
+    Operation,
+    RateLimitValues,
+    RequestDocument,
+    engine_input,
+)
 from proxy.errors import anthropic_error_body, error_body
-from proxy.input_document import build_input, gateway_info
+from proxy.input_document import build_input, engine_document, gateway_info
 from proxy.key_activity import ActivityRecorder
 from proxy.key_cache import KeyCachingStore
 from proxy.metrics import Metrics
@@ -189,6 +195,7 @@ class Gateway:
         self._clock = clock or SecondClock()
         self._activity = activity
         self._gateway = gateway_info(providers.credentialed)
+        self._gateway_value: dict[str, Any] = msgspec.to_builtins(self._gateway)
         self._windows = WindowTimes(time_zone(config.budget_time_zone))
         self._recent_budgets = _RecentBudgets(store)
         self._epoch = _EpochOf()
@@ -324,7 +331,9 @@ class Gateway:
         policy = asked.policy
         chosen: tuple[Budget | None, Budget | None] | None = None
         if context is not None and policy.sets_budgets:
-            chosen = policy.policy_budgets(build_input(asked.request, context, self._gateway))
+            chosen = policy.policy_budgets_input(
+                engine_document(asked.request, context, self._gateway_value)
+            )
         reader = self._store if fresh else self._recent_budgets
         return await budget_facts(reader, context, asked.request.time, self._windows, chosen)
 
@@ -380,10 +389,24 @@ class Gateway:
         rate limit under `limits` (the request's token bound is then in `asked.request`);
         `facts`: the period budgets' current windows."""
         started = time.perf_counter()
-        document = build_input(
-            asked.request, context, self._gateway, rate, now, limits, facts.key, facts.project
-        )
-        decision = asked.policy.decide(document)
+        if rate is None and limits is None:
+            document = engine_document(
+                asked.request, context, self._gateway_value, facts.key, facts.project
+            )
+        else:
+            document = engine_input(
+                build_input(
+                    asked.request,
+                    context,
+                    self._gateway,
+                    rate,
+                    now,
+                    limits,
+                    facts.key,
+                    facts.project,
+                )
+            )
+        decision = asked.policy.decide_input(document)
         elapsed = time.perf_counter() - started
         record = asked.record
         record.policy_seconds = (record.policy_seconds or 0.0) + elapsed

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
+
+import msgspec
 
 from proxy.budgets import Budget
 from proxy.documents import (
@@ -21,11 +24,29 @@ from proxy.documents import (
     RateLimitsDocument,
     RequestDocument,
     StoredBudgetDocument,
+    engine_input,
 )
-from proxy.store.base import IamRule, KeyContext, ProjectRule, RateCount, RateLimits, RateState
+from proxy.store.base import (
+    IamRule,
+    KeyContext,
+    KeyInputParts,
+    ProjectRule,
+    RateCount,
+    RateLimits,
+    RateState,
+)
 from proxy.store.common import RATE_WINDOW_SECONDS
 
-__all__ = ["build_input", "gateway_info", "rate_document", "retry_after", "tokens_retry_after"]
+__all__ = [
+    "build_input",
+    "engine_document",
+    "gateway_info",
+    "key_input_parts",
+    "rate_document",
+    "retry_after",
+    "tokens_retry_after",
+    "with_input_parts",
+]
 
 
 def gateway_info(credentialed: Iterable[str]) -> GatewayInfo:
@@ -94,6 +115,59 @@ def build_input(
     )
 
 
+def key_input_parts(context: KeyContext) -> KeyInputParts:
+    """The record's members of the engine's input: `engine_input(build_input(...))`'s
+    `key`, `project` and `organization` for a request's first decision (no budget
+    window, the rate windows not counted), whatever the request."""
+    value = engine_input(build_input(_ANY_REQUEST, context, _ANY_GATEWAY))
+    return KeyInputParts(
+        key=value["key"], project=value["project"], organization=value["organization"]
+    )
+
+
+def with_input_parts(context: KeyContext) -> KeyContext:
+    """`context` carrying its record's members of the engine's input (made once here, for
+    every request the record serves)."""
+    return msgspec.structs.replace(context, input_parts=key_input_parts(context))
+
+
+def engine_document(
+    request: RequestDocument,
+    context: KeyContext | None,
+    gateway: dict[str, Any],
+    key_budget: PeriodBudgetDocument | None = None,
+    project_budget: PeriodBudgetDocument | None = None,
+) -> dict[str, Any]:
+    """`engine_input(build_input(request, context, ..., key_budget=..., project_budget=...))`
+    (a request's decision before the store counted its rate windows), made from the
+    record's prebuilt members (`context.input_parts`): only the request and the budget
+    windows are converted per request. `gateway`: `engine_input`'s form of the
+    gateway's `GatewayInfo`. The record's members are shared, not copied: the engine
+    never changes its input (a key object with a budget window is a new dict)."""
+    if context is None:
+        return {
+            "request": msgspec.to_builtins(request),
+            "key": None,
+            "project": None,
+            "organization": None,
+            "gateway": gateway,
+        }
+    parts = context.input_parts or key_input_parts(context)
+    key = parts.key
+    if key_budget is not None:
+        key = {**key, "period_budget": msgspec.to_builtins(key_budget)}
+    project = parts.project
+    if project_budget is not None:
+        project = {**project, "period_budget": msgspec.to_builtins(project_budget)}
+    return {
+        "request": msgspec.to_builtins(request),
+        "key": key,
+        "project": project,
+        "organization": parts.organization,
+        "gateway": gateway,
+    }
+
+
 def rate_document(
     limits: RateLimits, count: RateCount | None, now: float | None
 ) -> RateLimitsDocument | None:
@@ -144,3 +218,10 @@ def _stored(budget: Budget | None) -> StoredBudgetDocument | None:
 
 def _rule(rule: IamRule | ProjectRule) -> IamRuleDocument:
     return IamRuleDocument(id=rule.id, type=rule.type, values=rule.values, status=rule.status)
+
+
+# What `key_input_parts` builds a document around: the record's members do not depend on it.
+_ANY_REQUEST = RequestDocument(
+    operation="chat.completions", token_present=True, time="1970-01-01T00:00:00Z", client_ip=""
+)
+_ANY_GATEWAY = GatewayInfo()

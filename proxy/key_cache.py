@@ -40,6 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from proxy.budgets import Budget
+from proxy.input_document import with_input_parts
 from proxy.store.base import (
     NO_RATE_LIMITS,
     Admitted,
@@ -178,6 +179,9 @@ class KeyCachingStore:
         self._reading.setdefault(token_hash, future)
         try:
             context = await self.inner.key_context(token_hash)
+            if context is not None:
+                # Once per read, not per request served from it (`engine_document`).
+                context = with_input_parts(context)
         except asyncio.CancelledError:
             future.cancel()
             raise

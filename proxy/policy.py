@@ -183,8 +183,16 @@ class LoadedPolicy:
         malformed answer is logged and the stored budgets apply."""
         if self._budgets is None:
             return None
+        return self.policy_budgets_input(engine_input(document))
+
+    def policy_budgets_input(
+        self, document: dict[str, Any]
+    ) -> tuple[Budget | None, Budget | None] | None:
+        """`policy_budgets` of the document in the engine's form (`engine_input`'s)."""
+        if self._budgets is None:
+            return None
         try:
-            value = self._budgets.policy_budgets(engine_input(document))
+            value = self._budgets.policy_budgets(document)
             chosen = msgspec.convert(value, _PolicyBudgets)
         except msgspec.ValidationError:
             logger.exception("the policy returned malformed effective_budgets")
@@ -193,8 +201,12 @@ class LoadedPolicy:
 
     def decide(self, document: InputDocument) -> Decision | None:
         """The decision, or None when the policy is undefined or malformed for this input."""
+        return self.decide_input(engine_input(document))
+
+    def decide_input(self, document: dict[str, Any]) -> Decision | None:
+        """`decide` of the document in the engine's form (`engine_input`'s)."""
         try:
-            value = self._decide(engine_input(document))
+            value = self._decide(document)
             return decision_from_value(value)
         except msgspec.ValidationError:
             logger.exception("the policy returned a malformed decision")

@@ -26,6 +26,7 @@ __all__ = [
     "IamRule",
     "KeyActivity",
     "KeyContext",
+    "KeyInputParts",
     "KeyStatus",
     "NotFound",
     "Organization",
@@ -163,6 +164,19 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     rate_limits: RateLimits = NO_RATE_LIMITS
 
 
+class KeyInputParts(msgspec.Struct, frozen=True, kw_only=True):
+    """A key record's members of the engine's input (`proxy.input_document.key_input_parts`):
+    the key's and the project's objects without their period budgets' windows, and the
+    organization's, as `engine_input` makes them. Built once per record read (the key
+    cache does), so the requests served from that record only add their own members.
+    INVARIANT: shared by those requests and never changed (the engine's values are
+    immutable; `engine_document` adds a budget window to a copy)."""
+
+    key: dict[str, Any]
+    project: dict[str, Any]
+    organization: dict[str, Any]
+
+
 class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the input document needs about one key, read in one go per request."""
 
@@ -176,6 +190,9 @@ class KeyContext(msgspec.Struct, frozen=True, kw_only=True):
     # Set when the token presented is the key's previous one, kept after a rotation:
     # the end of its grace period (RFC 3339 UTC). None for the key's current token.
     token_expires_at: str | None = None
+    # The record's members of the engine's input, made from the fields above when the
+    # key cache keeps the record (`KeyCachingStore`); None: not made (made per request).
+    input_parts: KeyInputParts | None = None
 
 
 class BudgetWindow(msgspec.Struct, frozen=True, kw_only=True):
