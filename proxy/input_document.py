@@ -155,16 +155,29 @@ def engine_document(
     parts = context.input_parts or key_input_parts(context)
     key = parts.key
     if key_budget is not None:
-        key = {**key, "period_budget": msgspec.to_builtins(key_budget)}
+        key = {**key, "period_budget": _window_value(key_budget)}
     project = parts.project
     if project_budget is not None:
-        project = {**project, "period_budget": msgspec.to_builtins(project_budget)}
+        project = {**project, "period_budget": _window_value(project_budget)}
     return {
         "request": msgspec.to_builtins(request),
         "key": key,
         "project": project,
         "organization": parts.organization,
         "gateway": gateway,
+    }
+
+
+def _window_value(window: PeriodBudgetDocument) -> dict[str, Any]:
+    """`engine_input`'s form of a budget window (money as `str` of the Decimal), written
+    out: ~3.7k instructions against `msgspec.to_builtins`'s ~5.5k."""
+    return {
+        "amount": str(window.amount),
+        "period": window.period,
+        "usage": str(window.usage),
+        "reserved": str(window.reserved),
+        "window_start": window.window_start,
+        "resets_at": window.resets_at,
     }
 
 

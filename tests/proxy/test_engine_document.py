@@ -122,10 +122,15 @@ def _every_control() -> KeyContext:
 
 
 CONTEXTS = {"plain": _plain, "every control": _every_control}
+# Amounts whose text `str` of the Decimal gives in exponent form, as `engine_input` does.
+ODD_WINDOW = msgspec.structs.replace(
+    KEY_WINDOW, amount=Decimal("1E+3"), usage=Decimal("0.00000012"), reserved=Decimal("-0")
+)
 WINDOWS = {
     "no window": (None, None),
     "key window": (KEY_WINDOW, None),
     "both windows": (KEY_WINDOW, PROJECT_WINDOW),
+    "odd amounts": (ODD_WINDOW, ODD_WINDOW),
 }
 
 
