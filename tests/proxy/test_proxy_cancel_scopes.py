@@ -226,14 +226,18 @@ def test_work_that_catches_the_cancellation_is_cancelled_at_its_next_wait() -> N
 
 def test_a_task_started_by_the_work_does_not_hold_the_departure_off() -> None:
     steps: list[str] = []
+    shielded_now = asyncio.Event()
 
     async def background() -> None:
         with Shield():
+            shielded_now.set()
             await asyncio.sleep(1)
 
     async def work() -> str:
         helper = asyncio.get_running_loop().create_task(background())
-        await asyncio.sleep(0.05)  # the helper is in its shield when the client leaves
+        # The helper is in its shield well before the client leaves (0.5 s in): an event,
+        # not a shorter sleep, so a loaded machine cannot reorder the two.
+        await shielded_now.wait()
         try:
             await asyncio.sleep(5)
         finally:
@@ -241,5 +245,5 @@ def test_a_task_started_by_the_work_does_not_hold_the_departure_off() -> None:
             helper.cancel()
         return "not reached"
 
-    assert _request(work, 0.06) == (None, 0)
+    assert _request(work, 0.5) == (None, 0)
     assert steps == ["work cancelled, helper done: False"]
