@@ -916,6 +916,24 @@ _KEY_ADMISSION_UPDATES = {
 }
 
 
+# An admission's reservation row, by which of its nullable figures it has (key window,
+# project window, units): an absent one is a NULL literal rather than a bound None,
+# since `sqlite3` binds None (as bytes and bool) through its adapter lookup, two failed
+# attribute lookups, at ~1.5 µs against ~0.9 µs for an int; a plain key's row has none
+# of the three. Built once, as `_KEY_ADMISSION_UPDATES`, for the statement cache.
+_RESERVATION_INSERTS = {
+    (key_window, project_window, units): (
+        "INSERT INTO reservations (id, key_id, org_id, amount, expires_at, project_id, "  # noqa: S608 - constants
+        "key_window, project_window, units) VALUES (?, ?, ?, ?, ?, ?, "
+        + ", ".join("?" if present else "NULL" for present in (key_window, project_window, units))
+        + ")"
+    )
+    for key_window in (False, True)
+    for project_window in (False, True)
+    for units in (False, True)
+}
+
+
 # A key's row as the admissions without rate limits read it alone: settled figures, then
 # reserved figures (then, from `_admission_row`, its id and `queue_until`).
 _KEY_ADMISSION_COLUMNS = "usage, usage_limit, flight_units, flight_count, flight_until"
@@ -2169,24 +2187,24 @@ class SqliteStore:
                     if claim.project_budget is None or claim.project_id is None
                     else claim.project_budget.start
                 )
-                conn.execute(
-                    "INSERT INTO reservations (id, key_id, org_id, amount, expires_at, "
-                    "key_window, project_id, project_window, units) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        reservation_id,
-                        claim.key_id,
-                        claim.organization_id,
-                        str(amount),
-                        now + ttl,
-                        key_window,
-                        # Always the project: its requests in flight are its rate
-                        # window's `parallel` (budgets also match on project_window).
-                        claim.project_id,
-                        project_window,
-                        units,
-                    ),
+                # Always the project: its requests in flight are its rate window's
+                # `parallel` (budgets also match on project_window).
+                inserted: tuple[Any, ...] = (
+                    reservation_id,
+                    claim.key_id,
+                    claim.organization_id,
+                    str(amount),
+                    now + ttl,
+                    claim.project_id,
                 )
+                if key_window is not None:
+                    inserted += (key_window,)
+                if project_window is not None:
+                    inserted += (project_window,)
+                if units is not None:
+                    inserted += (units,)
+                present = (key_window is not None, project_window is not None, units is not None)
+                conn.execute(_RESERVATION_INSERTS[present], inserted)
                 # The key's UPDATE: its figures, and its slots (`_key_rate_slot`,
                 # `_key_window_slot`), in one statement.
                 if window_slot is None:  # (and so no rate slot: the plain admissions)
