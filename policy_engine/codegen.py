@@ -35,6 +35,7 @@ __all__ = [
     "key_step",
     "key_steps",
     "not_equal",
+    "open_test",
     "root_walk",
     "rule_walk",
     "slot_reader_fn",
@@ -120,6 +121,32 @@ def inline_body(
         for name, value in env.items():
             into[name if name in _KEPT_NAMES else prefix + name] = value
     return known
+
+
+def open_test(lines: list[str], out: str) -> tuple[list[str], str] | None:
+    """An inlined test (`inline_body`'s statements setting `out`) as statements and a
+    condition to test inside its loop, or None when the flag is needed.
+
+    When every early exit sets `out` to False and the body ends in `out = <condition>`,
+    the caller writes `if <condition>:` at the loop's level, what must follow the test
+    inside it, and a closing `break` after: the flag is neither set nor read (three
+    bytecodes a test). What follows must not `break` or `continue` out of the loop.
+    """
+    if len(lines) < 4 or lines[-2:] != ["    break", "    break"]:
+        return None
+    assignment = f"    {out} = "
+    if not lines[-3].startswith(assignment):
+        return None
+    failed = f"{out} = False"
+    body: list[str] = []
+    for line in lines[:-3]:
+        text = line.lstrip()
+        if text.startswith(f"{out} ") or text.startswith(f"{out}="):
+            if text != failed:
+                return None
+            continue  # its `break` leaves the loop without running what follows
+        body.append(line)
+    return body, lines[-3][len(assignment) :]
 
 
 def _renamed_body(source: str, prefix: str, frame: str, out: str) -> list[str] | None:

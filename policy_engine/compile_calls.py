@@ -242,17 +242,20 @@ class CallCompiler(TermCompiler):
                 if test and string_op == "==":
                     self._equality_tests[compared] = (args[0], args[1])
                 return compared
+        # Inline answers (a condition, a boolean expression) for operands of known types,
+        # tried in order before the built-in.
+        fast_paths: list[tuple[str, str]] = []
         if string_op is not None:  # `==`/`!=` on two strings needs no equality function
             a, b = operands
             constants = [env[o] for o in operands if o in env and o.startswith("c")]
             if constants and type(constants[0]) is int:
                 # Against an integer constant, an int operand compares with Python's ==.
                 other = b if a in env else a
-                lines.append(f"    if type({other}) is int:")
-                lines.append(f"        return {a} {string_op} {b}")
+                fast_paths.append((f"type({other}) is int", f"{a} {string_op} {b}"))
             elif not constants:
-                lines.append(f"    if type({a}) is str and type({b}) is str:")
-                lines.append(f"        return {a} {string_op} {b}")
+                fast_paths.append(
+                    (f"type({a}) is str and type({b}) is str", f"{a} {string_op} {b}")
+                )
         comparison = (
             _COMPARISONS.get(builtin.name)
             if builtin.fn is self.builtins.get(builtin.name, builtin).fn
@@ -268,17 +271,17 @@ class CallCompiler(TermCompiler):
             )
             condition = _ordered_types_test(a, b, env, known)
             if condition is not None:
-                lines.append(f"    if {condition}:")
-                lines.append(f"        return {a} {comparison} {b}")
+                fast_paths.append((condition, f"{a} {comparison} {b}"))
         if builtin is _MEMBER:
             # A string in a set or array: Python's `in` (see `member`).
             value, coll = operands
             kinds = "(frozenset, tuple, list)"
             if coll in env and type(env[coll]) in (frozenset, tuple, list):
-                lines.append(f"    if type({value}) is str:\n        return {value} in {coll}")
+                fast_paths.append((f"type({value}) is str", f"{value} in {coll}"))
             else:
-                lines.append(f"    if type({value}) is str and type({coll}) in {kinds}:")
-                lines.append(f"        return {value} in {coll}")
+                fast_paths.append(
+                    (f"type({value}) is str and type({coll}) in {kinds}", f"{value} in {coll}")
+                )
         if builtin.context:
             # The built-in reads the evaluation (clock, seed, hooks): its rule is
             # evaluated per evaluation, never kept in the engine-wide cache.
@@ -309,6 +312,7 @@ class CallCompiler(TermCompiler):
             env["counted"] = _COUNTED
             (item,) = operands
             call_line = f"        r = len({item}) if type({item}) in counted else fn({item})"
+        try_at = len(lines)
         lines.append("    try:")
         if builtin.name == "glob.match" and operands[1] == "c1" and env.get("c1") is None:
             # The built-in's own fast path (no delimiters, two strings), inlined:
@@ -355,22 +359,45 @@ class CallCompiler(TermCompiler):
         else:
             lines.append(call_line)
         lines.append("    except BuiltinError as exc:")
-        lines.append(
-            "        return failed(ctx, exc) is not U"
-            if test
-            else "        return failed(ctx, exc)"
-        )
-        if test and builtin.name in _BOOLEAN and stock is not None and stock.fn is builtin.fn:
-            lines.append("    return r")  # true or false, never undefined
+        if test:
+            # `failed` raises or answers undefined: the test fails, a constant exit
+            # that lets an inlined test skip its flag (`codegen.open_test`).
+            lines.append("        failed(ctx, exc)\n        return False")
         else:
-            lines.append("    return r is not False and r is not U" if test else "    return r")
-        source = "def call(ctx, f):\n" + "\n".join(lines) + "\n"
+            lines.append("        return failed(ctx, exc)")
+        if test and (
+            string_op is not None
+            or (builtin.name in _BOOLEAN and stock is not None and stock.fn is builtin.fn)
+        ):
+            final = "    return r"  # true or false, never undefined
+        else:
+            final = "    return r is not False and r is not U" if test else "    return r"
+        early = [
+            f"    if {condition}:\n        return {answer}" for condition, answer in fast_paths
+        ]
+        source = (
+            "def call(ctx, f):\n"
+            + "\n".join([*lines[:try_at], *early, *lines[try_at:], final])
+            + "\n"
+        )
+        inlined = source
+        if test and fast_paths:
+            # Inlined, a fast path's answer is the result (`r`), not an early return:
+            # every early exit of the test is then a failure, so the test needs no
+            # flag (`codegen.open_test`). Called, the early return is shorter.
+            choices = [
+                f"    {'if' if i == 0 else 'elif'} {condition}:\n        r = {answer}"
+                for i, (condition, answer) in enumerate(fast_paths)
+            ]
+            tried = ["    " + line.replace("\n", "\n    ") for line in lines[try_at:]]
+            body = [*lines[:try_at], *choices, "    else:", *tried, final]
+            inlined = "def call(ctx, f):\n" + "\n".join(body) + "\n"
         call: ValueFn = generate(source, env, self._code_cache)
         if "compile_glob" in env and test:
             self._glob_tests[call] = (args[0], args[2])
         if test and string_op == "==":
             self._equality_tests[call] = (args[0], args[1])
-        (self._test_sources if test else self._value_sources)[call] = (source, env)
+        (self._test_sources if test else self._value_sources)[call] = (inlined, env)
         if (
             not test
             and builtin.name == "to_number"
@@ -387,7 +414,7 @@ _COMPARISONS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _FALSE = ["        return False"]
 
 # Stock built-ins whose answer (when they do not fail) is always a boolean.
-_BOOLEAN = frozenset({"regex.match", "glob.match"})
+_BOOLEAN = frozenset({"regex.match", "glob.match", "lt", "lte", "gt", "gte", "equal", "neq"})
 
 # The exact types `count` measures with len (FrozenDict is an object).
 _COUNTED = frozenset({str, tuple, list, dict, frozenset, FrozenDict})

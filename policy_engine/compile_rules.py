@@ -18,7 +18,7 @@ from typing import Any
 from policy_engine import ast
 from policy_engine.builtins import BuiltinError
 from policy_engine.builtins.regex_glob import compile_glob
-from policy_engine.codegen import generate, inline_body
+from policy_engine.codegen import generate, inline_body, open_test
 from policy_engine.compile_body import BodyCompiler
 from policy_engine.compile_terms import ClauseShape, GroupShape
 from policy_engine.runtime import (
@@ -224,9 +224,17 @@ class RuleSourceCompiler(BodyCompiler):
             parts = [direct]
         lines = [f"{target} = U"] if parts and unset else []
         indent = ""
+        # Loops of inlined tests left open: the rest of the clause runs inside each,
+        # under its condition, and a `break` closes it at the end (`codegen.open_test`).
+        closing: list[str] = []
         for k, part in enumerate(parts):
-            setup, holds = self.test_source(part, f"{name}p{k}", env, frame, depth)
+            setup, holds, opened = self.test_source(
+                part, f"{name}p{k}", env, frame, depth, open_loop=True
+            )
             lines.extend(indent + line for line in setup)
+            if opened:
+                closing.append(f"{indent}    break")
+                indent += "    "
             lines.append(f"{indent}if {holds}:")
             indent += "    "
         inlined = self._value_sources.get(head) if kind == "value" else None
@@ -240,12 +248,21 @@ class RuleSourceCompiler(BodyCompiler):
             lines.extend(indent + line for line in head_lines)
         else:
             lines.append(f"{indent}{target} = {value}")
+        lines.extend(reversed(closing))
         return lines
 
     def test_source(
-        self, test: Any, name: str, env: dict[str, Any], frame: str = "f", depth: int = 0
-    ) -> tuple[list[str], str]:
-        """Statements and an expression for whether statement `test` holds in `frame`.
+        self,
+        test: Any,
+        name: str,
+        env: dict[str, Any],
+        frame: str = "f",
+        depth: int = 0,
+        open_loop: bool = False,
+    ) -> tuple[list[str], str, bool]:
+        """Statements and an expression for whether statement `test` holds in `frame`,
+        and whether the statements leave a loop open (only with `open_loop`; see
+        `codegen.open_test`: the expression is then tested inside that loop).
 
         A bare rule reference reads the rule cache inline (into `{name}t`); on a miss
         a small rule of straight-line clauses runs inline too (a few levels deep),
@@ -259,10 +276,13 @@ class RuleSourceCompiler(BodyCompiler):
                 source, test_env, f"{name}_", frame, name, env, self._inlined_sources
             )
             if lines is not None:
-                return lines, name
+                opened = open_test(lines, name) if open_loop else None
+                if opened is not None:
+                    return opened[0], opened[1], True
+                return lines, name, False
         if rule_test is None:
             env[name] = test
-            return [], f"{name}(ctx, {frame})"
+            return [], f"{name}(ctx, {frame})", False
         fill, cache, rule_id, negated = rule_test
         env[name], env[f"{name}r"] = fill, rule_id
         value = f"{name}t"
@@ -279,10 +299,10 @@ class RuleSourceCompiler(BodyCompiler):
         shape = self._group_shapes.get(compute) if compute is not None else None
         if shape is not None and _boolean_valued(shape):
             # Its value is true, false or undefined: one identity test decides.
-            return setup, f"{value} is not True" if negated else f"{value} is True"
+            return setup, (f"{value} is not True" if negated else f"{value} is True"), False
         if negated:
-            return setup, f"{value} is U or {value} is False"
-        return setup, f"{value} is not U and {value} is not False"
+            return setup, f"{value} is U or {value} is False", False
+        return setup, f"{value} is not U and {value} is not False", False
 
     def iteration_clause(
         self,
@@ -326,7 +346,7 @@ class RuleSourceCompiler(BodyCompiler):
             env["head"] = head_fn
         lines = ["def get(ctx, f):"]
         for k, test in enumerate(before):
-            setup, holds = self.test_source(test, f"b{k}", env)
+            setup, holds, _ = self.test_source(test, f"b{k}", env)
             lines.extend("    " + line for line in setup)
             lines.append(f"    if not ({holds}):\n        return U")
         # Operand numbers past any statement's (`a{k}`, `b{k}`) keep the names apart.
@@ -382,7 +402,7 @@ class RuleSourceCompiler(BodyCompiler):
         env["iterate"], env["freeze"] = iterate, freeze
         lines = ["def get(ctx, f):"]
         for k, test in enumerate(before):
-            setup, holds = self.test_source(test, f"b{k}", env)
+            setup, holds, _ = self.test_source(test, f"b{k}", env)
             lines.extend("    " + line for line in setup)
             lines.append(f"    if not ({holds}):\n        return {empty}")
         # Operand numbers past any statement's (`a{k}`, `b{k}`) keep the names apart.
@@ -426,7 +446,7 @@ class RuleSourceCompiler(BodyCompiler):
         lines.append(f"        f[{loop.val_slot}] = val")
         indent = "        "
         for k, test in enumerate(after):
-            setup, holds = self.test_source(test, f"a{k}", env)
+            setup, holds, _ = self.test_source(test, f"a{k}", env)
             lines.extend(indent + line for line in setup)
             lines.append(f"{indent}if {holds}:")
             indent += "    "
