@@ -8,6 +8,7 @@ limit, and the values or errors must be the same.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy_engine import Engine, EngineConfig, EvalError
-from policy_engine.codegen import inline_body
+from policy_engine.codegen import inline_body, open_test
 from policy_engine.compile_rules import glob_alternation, glob_dispatch
 from policy_engine.runtime import MISSING, Ctx, EvalOptions
 from policy_engine.tooling.trace import traced_engine
@@ -283,6 +284,31 @@ under_limit if to_number(input.n) < input.limit
 at_least_one if to_number(input.n) >= 1
 
 text_before if input.s < input.k
+
+tests_in_a_row := "all" if {
+	input.n > 2
+	input.m == "a"
+	input.k != input.m
+	input.s in input.coll
+	startswith(input.s, "c")
+}
+else := "numbers" if {
+	to_number(input.n) >= 1
+	not blocked
+	input.m < input.k
+}
+else := "none"
+
+tested_count if {
+	count(input.xs) > 1
+	input.flag == true
+}
+
+tested_with if {
+	input.s == "chat"
+	blocked with input.blocked as true
+	input.k != "b"
+}
 """
 
 RULES = [
@@ -297,7 +323,8 @@ RULES = [
     "assigned", "assigned_call", "called", "called_in_loop", "arg_fields", "arg_field",
     "arg_deep_field", "arg_first", "arg_tested", "var_fields", "var_field", "deep_input",
     "deep_null", "deep_text", "deep_set", "digits", "digits_value", "pattern_from_input",
-    "under_limit", "at_least_one", "text_before",
+    "under_limit", "at_least_one", "text_before", "tests_in_a_row", "tested_count",
+    "tested_with",
 ]  # fmt: skip
 
 INPUTS: list[Any] = [
@@ -375,6 +402,15 @@ INPUTS: list[Any] = [
     {"m": {"k": {"j": "text"}}, "s": "12a", "sep": "[", "k": "12"},
     {"m": {"j": 1}, "s": "b", "k": "a", "n": "0.5", "limit": 1},
     {"s": 123, "sep": "1", "k": 5, "n": 2, "limit": Decimal("2.5")},
+    {"n": 3, "m": "a", "k": "b", "s": "chat", "coll": ["chat"]},
+    {"n": 3, "m": "a", "k": "a", "s": "chat", "coll": ["chat"]},
+    {"n": Decimal("2.5"), "m": "a", "k": "b", "s": "cat", "coll": {"x": "cat"}},
+    {"n": "3", "m": "a", "k": "b", "s": "chat", "coll": ["chat"]},
+    {"n": "3", "m": "a", "k": "b", "blocked": True},
+    {"n": "x", "m": "a", "k": "b"},
+    {"n": 3, "m": "a", "k": "b", "s": 5, "coll": [5]},
+    {"xs": [1, 2], "flag": True, "s": "chat", "k": "a"},
+    {"xs": 5, "flag": True, "s": "chat", "k": "b"},
 ]
 
 
@@ -584,6 +620,51 @@ def test_member_comprehensions_are_charged_to_the_step_limit() -> None:
     with pytest.raises(EvalError):
         limited.prepare("data.m.values_set")({"c": list(range(50))})
     assert limited.prepare("data.m.values_set")({"c": [1, 2]}) == frozenset({1, 2})
+
+
+def test_inlined_tests_need_no_flag() -> None:
+    """An inlined test whose early exits all fail leaves its loop open: the rest of the
+    clause runs inside it under the test's last condition, and no flag is set or read."""
+    source = (
+        "def call(ctx, f):\n    x0 = a0(ctx, f)\n    if x0 is U:\n        return False\n"
+        "    return x0.real > c1\n"
+    )
+    lines = inline_body(source, {"a0": abs, "c1": 2, "U": None}, "p_", "g", "out", {}, {})
+    assert lines is not None
+    assert open_test(lines, "out") == (
+        ["while True:", "    p_x0 = p_a0(ctx, g)", "    if p_x0 is U:", "        break"],
+        "p_x0.real > p_c1",
+    )
+    # An early exit that may hold needs the flag.
+    early = "def call(ctx, f):\n    if type(f) is int:\n        return f > 1\n    return a0(f)\n"
+    lines = inline_body(early, {"a0": abs}, "p_", "f", "out", {}, {})
+    assert lines is not None
+    assert open_test(lines, "out") is None
+
+
+def test_clauses_of_inlined_tests_set_no_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules of a clause of comparisons, equalities, membership and built-ins (which
+    may fail) are generated without flags, and answer as the closures do."""
+    import policy_engine.compile_rules
+
+    sources: list[str] = []
+    generate = policy_engine.compile_rules.generate
+
+    def recording(source: str, env: dict[str, Any], cache: dict[str, Any]) -> Any:
+        sources.append(source)
+        return generate(source, env, cache)
+
+    monkeypatch.setattr(policy_engine.compile_rules, "generate", recording)
+    engine = Engine.from_sources({"g.rego": POLICY})
+    chains = [s for s in sources if "while True:" in s]
+    assert len(chains) > 10
+    flags = re.compile(r"^ +\w+p\d+ = ", re.MULTILINE)
+    assert [line for s in chains for line in flags.findall(s)] == []
+    assert engine.prepare("data.g.tests_in_a_row")({"n": "3", "m": "a", "k": "b"}) == "numbers"
+    assert engine.prepare("data.g.tested_count")({"xs": [1, 2], "flag": True}) is True
+    strict = Engine.from_sources({"g.rego": POLICY}, config=EngineConfig(strict=True))
+    with pytest.raises(EvalError):
+        strict.prepare("data.g.tested_count")({"xs": 5, "flag": True})
 
 
 def test_generated_functions_keep_their_own_code() -> None:
