@@ -11,9 +11,10 @@ interval under load).
 The writes (`reserve`, `settle`, `release`) that reach the store in the same turn of
 the event loop commit together in one transaction, each in its own savepoint (group
 commit, see `sqlite_batch`): under load that writes each hot page once per turn
-instead of once per request. A write with nothing to group it with (no other request
-of this process in flight: one request at a time) commits at once, in its caller's
-turn, instead of a turn later. The inline connection never waits for a lock
+instead of once per request (and a run of admissions of one key with rate limits
+updates the key's row once, `sqlite_folds`). A write with nothing to group it with (no
+other request of this process in flight: one request at a time) commits at once, in
+its caller's turn, instead of a turn later. The inline connection never waits for a lock
 (`busy_timeout=0`): when another connection holds the write lock (the admin CLI, a
 second process, this store's own worker) the batch goes to the worker thread, which
 waits its turn there. WAL checkpoints (fsyncs of the WAL and the database file, tens
@@ -150,6 +151,7 @@ from proxy.store.common import (
     rule_from_row,
 )
 from proxy.store.sqlite_batch import Outcome, PendingWrite, run_in_transaction
+from proxy.store.sqlite_folds import KeyFolds
 from proxy.tokens import display_token, generate_token, hash_token, hashes_match
 
 __all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
@@ -1416,17 +1418,22 @@ def _charge_window(conn: sqlite3.Connection, subject: str, start: str, cost_text
 
 
 def _swept_batch(
-    conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], Any]], sweep: bool
+    conn: sqlite3.Connection,
+    writes: list[Callable[[sqlite3.Connection], Any]],
+    sweep: bool,
+    folds: KeyFolds,
+    folding: list[bool] | None = None,
 ) -> list[Outcome]:
     """`run_in_transaction` (in the transaction `conn` has just begun), deleting the
-    expired reservations first when `sweep`."""
+    expired reservations first when `sweep`; `folds`: `conn`'s (`SqliteStore`'s inline or
+    worker one), `folding`: which writes may leave their key's UPDATE in it."""
     if sweep:
         try:
             conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now_epoch(),))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return run_in_transaction(conn, writes)
+    return run_in_transaction(conn, writes, folds, folding)
 
 
 def _undo_reservation(
@@ -1482,6 +1489,10 @@ class SqliteStore:
         # at (`_key_rate_slot`): where a settlement expects its request's second. A
         # guess (another process may have moved the slot since), never relied upon.
         self._slot_seconds: dict[str, float] = {}
+        # The admissions' key UPDATEs a group commit leaves pending (`sqlite_folds`), one
+        # per connection: the inline one's batches and the worker's may overlap in time.
+        self._inline_folds = KeyFolds()
+        self._worker_folds = KeyFolds()
 
     def _units(self, amount: Decimal) -> int | None:
         units = self._units_of.get(amount, _NO_UNITS)
@@ -1556,11 +1567,13 @@ class SqliteStore:
         fn: Callable[[sqlite3.Connection], T],
         undo: Callable[[T], Callable[[sqlite3.Connection], None] | None] | None = None,
         closes: bool = False,
+        folds: bool = False,
     ) -> T:
         """Queue a request-path write for this event-loop turn's group commit
         (`sqlite_batch`); returns once it is committed. `closes`: the write settles or
         releases an admission (passed by position: binding a keyword argument made each
-        queued write cost ~1k instructions more).
+        queued write cost ~1k instructions more); `folds`: the write may leave its key's
+        UPDATE pending in a group commit (`sqlite_folds`).
 
         A write with nothing to group it with (no other request of this process holds
         an admission, none is queued) commits at once instead, in a transaction of its
@@ -1580,7 +1593,7 @@ class SqliteStore:
                     self._open += 1
                 return done
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue(PendingWrite(fn, future, undo))
+        self._queue(PendingWrite(fn, future, undo, folds))
         result = await future
         if type(result) in _OPENS:
             self._open += 1
@@ -1604,7 +1617,7 @@ class SqliteStore:
                 return None
             raise
         sweep, self._sweep_due = self._sweep_due, False
-        (outcome,) = _swept_batch(conn, [fn], sweep)
+        (outcome,) = _swept_batch(conn, [fn], sweep, self._inline_folds)
         self._alone_writes += 1
         if self._alone_writes >= _CHECKPOINT_ALONE_EVERY:
             self._alone_writes = 0
@@ -1639,7 +1652,13 @@ class SqliteStore:
                 self._fail(batch, exc)
             return
         try:
-            outcomes = _swept_batch(conn, [write.fn for write in batch], sweep)
+            outcomes = _swept_batch(
+                conn,
+                [write.fn for write in batch],
+                sweep,
+                self._inline_folds,
+                [write.folds for write in batch],
+            )
         except Exception as exc:
             self._fail(batch, exc)
             return
@@ -1648,10 +1667,11 @@ class SqliteStore:
 
     def _flush_on_worker(self, batch: list[PendingWrite[Any]], sweep: bool = False) -> None:
         fns = [write.fn for write in batch]
+        folding = [write.folds for write in batch]
 
         def run(conn: sqlite3.Connection) -> list[Outcome]:
             conn.execute("BEGIN IMMEDIATE")
-            return _swept_batch(conn, fns, sweep)
+            return _swept_batch(conn, fns, sweep, self._worker_folds, folding)
 
         task = asyncio.ensure_future(self._run(run))
         self._worker_flushes.add(task)
@@ -2065,6 +2085,7 @@ class SqliteStore:
             org: tuple[Any, ...] | None = None
             org_flight: tuple[float, int] | None = None  # the organization's live reservations
             plain: tuple[Any, ...] | None = None
+            folds: KeyFolds | None = None
             if key_rated:
                 start = None if claim.key_budget is None else claim.key_budget.start
                 key_id = claim.key_id
@@ -2091,6 +2112,17 @@ class SqliteStore:
                         key_window_usage += Decimal(row[14])
                 key_totals = (row[3], row[4], row[5])
                 rate_slot = (row[11], row[12], row[13])
+                folds = self._inline_folds if conn is self._inline else self._worker_folds
+                if folds.pending and (fold := folds.pending.get(key_id)) is not None:
+                    # The batch's earlier admissions of the key, whose UPDATE is pending
+                    # (`sqlite_folds`): the row as they left it. They were counted at the
+                    # second the slot holds and added to figures that were exact (their
+                    # rows expire later than `now`, so the figures still are).
+                    rate_slot = (row[11], row[12] + fold.requests, row[13] + fold.tokens)
+                    if row[6] is not None and fold.units is not None:
+                        figures = (row[6] + fold.units, row[7] + fold.count, math.inf)
+                    else:  # counted again (`_key_flight`), from the row as it stands
+                        folds.flush(conn)
                 if row[8] is not None:
                     org = (row[8], claim.organization_id)
                     # `_below` tells no live reservation (0) from some (their total).
@@ -2222,7 +2254,27 @@ class SqliteStore:
                         _key_window_slot(
                             conn, claim.key_id, claim.key_budget.start, window_slot, sets, params
                         )
-                    _add_row_units(conn, claim.key_id, kept, units, now + ttl, sets, params)
+                    if (
+                        folds is not None
+                        and folds.active
+                        # Counted in the second its rate slot holds, its budget slot
+                        # (if any) holding its window, nothing else set.
+                        and len(sets) == 1
+                        and sets[0] == _SAME_SECOND
+                        and (kept is None or (units is not None and kept + units < _MAX_UNITS))
+                    ):
+                        # Only adding to the row: left pending for the batch's one UPDATE.
+                        folds.add(
+                            conn,
+                            claim.key_id,
+                            claim.tokens,
+                            None if kept is None else units,
+                            now + ttl,
+                        )
+                    else:
+                        if folds is not None:
+                            folds.flush(conn)
+                        _add_row_units(conn, claim.key_id, kept, units, now + ttl, sets, params)
                 # One Reservation, as `reservation_for` makes it, with the windows the
                 # request was counted in (and then always its project).
                 if windows is not None:
@@ -2262,7 +2314,7 @@ class SqliteStore:
             return _withdrawing(ticket)
 
         self._sweep_due = True
-        return await self._request_write(admit, undo)
+        return await self._request_write(admit, undo, False, key_rated)
 
     async def withdraw(self, claim: Claim, ticket: str) -> None:
         await self._request_write(_withdrawing(ticket))

@@ -8,7 +8,9 @@ the event loop, so `WriteBatch` collects the writes of one turn and runs them in
 `BEGIN IMMEDIATE … COMMIT`, each inside its own savepoint so that one failing write
 (an unknown key, say) is rolled back alone (a savepoint for the whole batch first, and
 one per write only when a write failed). Every caller's future completes only
-after the COMMIT: usage still survives `kill -9` once a call has returned.
+after the COMMIT: usage still survives `kill -9` once a call has returned. While the
+whole batch runs under one savepoint its admissions may leave their key's UPDATE
+pending (`sqlite_folds`), issued once before the commit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from proxy.store.sqlite_folds import KeyFolds
 
 __all__ = ["Outcome", "PendingWrite", "run_in_transaction"]
 
@@ -35,24 +39,30 @@ class PendingWrite(Generic[T]):
 
     INVARIANT: `fn` changes nothing but the database through the connection it is
     given, and returns its result: it may run twice in one commit, the first attempt
-    rolled back (`run_in_transaction`).
+    rolled back (`run_in_transaction`). `folds`: `fn` may leave its key's UPDATE
+    pending in the batch's `KeyFolds` (`sqlite_folds`).
     """
 
-    __slots__ = ("fn", "future", "undo")
+    __slots__ = ("fn", "folds", "future", "undo")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], T],
         future: asyncio.Future[T],
         undo: Callable[[T], Callable[[sqlite3.Connection], None] | None] | None,
+        folds: bool = False,
     ) -> None:
         self.fn = fn
         self.future = future
         self.undo = undo
+        self.folds = folds
 
 
 def run_in_transaction(
-    conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], Any]]
+    conn: sqlite3.Connection,
+    writes: list[Callable[[sqlite3.Connection], Any]],
+    folds: KeyFolds | None = None,
+    folding: list[bool] | None = None,
 ) -> list[Outcome]:
     """Run `writes` in the transaction `conn` has just begun, then commit.
 
@@ -66,6 +76,13 @@ def run_in_transaction(
     rolled back and the batch run again write by write, each in its own savepoint;
     hence a write may run twice, and touches nothing but the connection
     (`PendingWrite`).
+
+    `folds`: where the writes on `conn` leave their key's UPDATEs pending, and
+    `folding`: which writes may (an admission of a key with rate limits). The batch lets
+    them only during its first attempt of two writes or more, writes what is pending
+    before any other write runs, and before the savepoint's end (so a failure there is
+    retried write by write like any other): a write that does not fold never sees
+    anything pending.
     """
     outcomes: list[Outcome] = []
     try:
@@ -77,9 +94,12 @@ def run_in_transaction(
                 conn.execute("ROLLBACK")
                 return [(False, exc)]
         else:
-            outcomes = _all_or_each(conn, writes)
+            outcomes = _all_or_each(conn, writes, folds, folding)
         conn.execute("COMMIT")
     except BaseException:
+        if folds is not None:
+            folds.active = False
+            folds.discard()
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
@@ -87,14 +107,31 @@ def run_in_transaction(
 
 
 def _all_or_each(
-    conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], Any]]
+    conn: sqlite3.Connection,
+    writes: list[Callable[[sqlite3.Connection], Any]],
+    folds: KeyFolds | None,
+    folding: list[bool] | None,
 ) -> list[Outcome]:
     conn.execute("SAVEPOINT request_batch")
     try:
-        return [(True, write(conn)) for write in writes]
+        if folds is None or folding is None:
+            return [(True, write(conn)) for write in writes]
+        folds.active = True
+        outcomes: list[Outcome] = []
+        try:
+            for write, folds_its_key in zip(writes, folding, strict=True):
+                if folds.pending and not folds_its_key:
+                    folds.flush(conn)
+                outcomes.append((True, write(conn)))
+            folds.flush(conn)
+        finally:
+            folds.active = False
+        return outcomes
     except Exception:
+        if folds is not None:
+            folds.discard()
         conn.execute("ROLLBACK TO request_batch")
-    outcomes: list[Outcome] = []
+    outcomes = []
     for write in writes:
         conn.execute("SAVEPOINT request_write")
         try:

@@ -40,9 +40,11 @@ def _record_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     original = sqlite_batch.run_in_transaction
 
-    def recording(conn: sqlite3.Connection, writes: list[Any]) -> list[sqlite_batch.Outcome]:
+    def recording(
+        conn: sqlite3.Connection, writes: list[Any], *folding: Any
+    ) -> list[sqlite_batch.Outcome]:
         sizes.append(len(writes))
-        return original(conn, writes)
+        return original(conn, writes, *folding)
 
     monkeypatch.setattr("proxy.store.sqlite.run_in_transaction", recording)
     return sizes
