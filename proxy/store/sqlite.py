@@ -1471,6 +1471,9 @@ class SqliteStore:
         self._inline_writes = 0
         self._alone_writes = 0
         self._pending: list[PendingWrite[Any]] = []
+        # Whether a write in `_pending` may fold its key's UPDATE (`sqlite_folds`): else
+        # the batch runs without looking at each write's `folds`.
+        self._pending_folds = False
         # Admissions this store returned whose request has not settled or released yet:
         # the requests in flight in this process, which a write can be grouped with.
         self._open = 0
@@ -1593,6 +1596,8 @@ class SqliteStore:
                     self._open += 1
                 return done
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if folds:
+            self._pending_folds = True
         self._queue(PendingWrite(fn, future, undo, folds))
         result = await future
         if type(result) in _OPENS:
@@ -1634,6 +1639,8 @@ class SqliteStore:
         checkpoint runs, else on the worker."""
         batch = [write for write in self._pending if not write.future.cancelled()]
         self._pending = []
+        folding = [write.folds for write in batch] if self._pending_folds else None
+        self._pending_folds = False
         if not batch:
             return
         sweep, self._sweep_due = self._sweep_due, False
@@ -1641,13 +1648,13 @@ class SqliteStore:
         if conn is None or self._writes_wait_for_checkpoint:
             # A blocking checkpoint runs (see the module doc): queue behind it on the
             # worker, or the WAL, racing a stream of inline commits, never starts over.
-            self._flush_on_worker(batch, sweep)
+            self._flush_on_worker(batch, sweep, folding)
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):  # another connection writes: wait for the lock on the worker
-                self._flush_on_worker(batch, sweep)
+                self._flush_on_worker(batch, sweep, folding)
             else:
                 self._fail(batch, exc)
             return
@@ -1657,7 +1664,7 @@ class SqliteStore:
                 [write.fn for write in batch],
                 sweep,
                 self._inline_folds,
-                [write.folds for write in batch],
+                folding,
             )
         except Exception as exc:
             self._fail(batch, exc)
@@ -1665,9 +1672,10 @@ class SqliteStore:
         self._deliver(batch, outcomes)
         self._count_inline_writes(len(batch))
 
-    def _flush_on_worker(self, batch: list[PendingWrite[Any]], sweep: bool = False) -> None:
+    def _flush_on_worker(
+        self, batch: list[PendingWrite[Any]], sweep: bool = False, folding: list[bool] | None = None
+    ) -> None:
         fns = [write.fn for write in batch]
-        folding = [write.folds for write in batch]
 
         def run(conn: sqlite3.Connection) -> list[Outcome]:
             conn.execute("BEGIN IMMEDIATE")

@@ -207,9 +207,9 @@ def _writes_on_the_worker(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bo
     batches: list[tuple[int, bool]] = []
     original = SqliteStore._flush_on_worker
 
-    def recording(self: SqliteStore, batch: list[Any], sweep: bool = False) -> None:
+    def recording(self: SqliteStore, batch: list[Any], sweep: bool = False, *rest: Any) -> None:
         batches.append((len(batch), self._writes_wait_for_checkpoint))
-        original(self, batch, sweep)
+        original(self, batch, sweep, *rest)
 
     monkeypatch.setattr(SqliteStore, "_flush_on_worker", recording)
     return batches
