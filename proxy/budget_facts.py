@@ -29,13 +29,19 @@ class BudgetReader(Protocol):
 
 
 __all__ = [
+    "NO_BUDGETS",
     "BudgetFacts",
     "BudgetReader",
+    "RequestWindows",
+    "WindowSubjects",
     "WindowTimes",
     "budget_facts",
     "budget_json",
     "current_window",
+    "facts_of",
     "parse_time",
+    "request_windows",
+    "window_subjects",
     "with_budgets",
 ]
 
@@ -117,6 +123,52 @@ def _claimed(current: _Window | None) -> BudgetWindow | None:
     )
 
 
+RequestWindows = tuple[_Window | None, _Window | None]
+"""The key's and the project's budget windows of one request (None: no budget)."""
+
+WindowSubjects = tuple[tuple[str, str] | None, tuple[str, str] | None]
+"""Whose window figures to read: (key id, window start), (project id, window start)."""
+
+
+def request_windows(
+    context: KeyContext | None,
+    time: str,
+    windows: WindowTimes,
+    policy: tuple[Budget | None, Budget | None] | None = None,
+) -> RequestWindows | None:
+    """The budget windows of the key and its project holding `time` (RFC 3339); None
+    when neither has a budget (then no figures are read at all). `policy`: as in
+    `budget_facts`."""
+    if context is None:
+        return None
+    key_budget, project_budget = (
+        (context.key.budget, context.project.budget) if policy is None else policy
+    )
+    if key_budget is None and project_budget is None:
+        return None
+    return windows.window(key_budget, time), windows.window(project_budget, time)
+
+
+def window_subjects(context: KeyContext, current: RequestWindows) -> WindowSubjects:
+    """The figures `current` needs, as a store's `budget_usage` takes them."""
+    key_window, project_window = current
+    return (
+        None if key_window is None else (context.key.id, key_window.start),
+        None if project_window is None else (context.project.id, project_window.start),
+    )
+
+
+def facts_of(current: RequestWindows, figures: tuple[WindowUsage, WindowUsage]) -> BudgetFacts:
+    """The request's budget facts: its windows with their figures."""
+    key_window, project_window = current
+    return BudgetFacts(
+        key=_document(key_window, figures[0]),
+        project=_document(project_window, figures[1]),
+        key_window=_claimed(key_window),
+        project_window=_claimed(project_window),
+    )
+
+
 async def budget_facts(
     store: BudgetReader,
     context: KeyContext | None,
@@ -129,25 +181,11 @@ async def budget_facts(
     `policy`: the budgets that apply to this key and project as the policy decided
     (`data.gateway.effective_budgets`, asked when policy files set budgets); None:
     the key store's apply."""
-    if context is None:
+    current = request_windows(context, time, windows, policy)
+    if current is None or context is None:
         return NO_BUDGETS
-    key_budget, project_budget = (
-        (context.key.budget, context.project.budget) if policy is None else policy
-    )
-    if key_budget is None and project_budget is None:
-        return NO_BUDGETS
-    key_window = windows.window(key_budget, time)
-    project_window = windows.window(project_budget, time)
-    key_figures, project_figures = await store.budget_usage(
-        None if key_window is None else (context.key.id, key_window.start),
-        None if project_window is None else (context.project.id, project_window.start),
-    )
-    return BudgetFacts(
-        key=_document(key_window, key_figures),
-        project=_document(project_window, project_figures),
-        key_window=_claimed(key_window),
-        project_window=_claimed(project_window),
-    )
+    figures = await store.budget_usage(*window_subjects(context, current))
+    return facts_of(current, figures)
 
 
 def with_budgets(claim: Claim, context: KeyContext, facts: BudgetFacts) -> Claim:

@@ -227,13 +227,9 @@ class KeyCachingStore:
         subjects = (key, project)
         if self._ttl <= 0:
             return await self.inner.budget_usage(key, project)
-        entry = self._figures.get(subjects)
-        if entry is not None:
-            now = self._clock()
-            if entry.expires > now:
-                if now >= entry.refresh_at and subjects not in self._refreshes:
-                    self._refresh(subjects, self._read_figures(subjects))
-                return entry.figures
+        figures = self.cached_budget_usage(subjects)
+        if figures is not None:
+            return figures
         pending = self._reading_figures.get(subjects)
         if pending is not None:
             try:
@@ -242,6 +238,23 @@ class KeyCachingStore:
                 if not pending.cancelled():
                     raise
         return await self._read_figures(subjects)
+
+    def cached_budget_usage(
+        self, subjects: _WindowSubjects
+    ) -> tuple[WindowUsage, WindowUsage] | None:
+        """`recent_budget_usage` when memory answers it (starting the refresh ahead when
+        due), without a coroutine: a budgeted request in steady use never waits for its
+        figures, and the coroutine around the look-up cost ~4k instructions a request.
+        None: not held (or the cache is off), await `recent_budget_usage`."""
+        entry = self._figures.get(subjects)
+        if entry is None:
+            return None
+        now = self._clock()
+        if entry.expires <= now:
+            return None
+        if now >= entry.refresh_at and subjects not in self._refreshes:
+            self._refresh(subjects, self._read_figures(subjects))
+        return entry.figures
 
     async def _read_figures(self, subjects: _WindowSubjects) -> tuple[WindowUsage, WindowUsage]:
         generation = self._generation

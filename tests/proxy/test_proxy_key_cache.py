@@ -331,6 +331,47 @@ def test_recent_budget_figures_in_use_are_read_again_ahead_of_their_expiry() -> 
     asyncio.run(scenario())
 
 
+def test_held_budget_figures_are_answered_without_a_coroutine() -> None:
+    inner, clock = CountingStore(), FakeClock()
+    cache = _cache(inner, clock)
+    today = ("key-1", "2027-01-01T00:00:00Z"), None
+    tomorrow = ("key-1", "2027-01-02T00:00:00Z"), None
+
+    async def scenario() -> None:
+        assert cache.cached_budget_usage(today) is None  # not read yet: the caller awaits
+        read = await cache.recent_budget_usage(*today)
+        assert cache.cached_budget_usage(today) is read
+        assert cache.cached_budget_usage(tomorrow) is None  # another window, never this one's
+        inner.budget_spent = Decimal(3)
+        clock.now += 0.45  # past the refresh ahead: still served, read again behind it
+        held = cache.cached_budget_usage(today)
+        assert held is read
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert inner.budget_reads == 2
+        refreshed = cache.cached_budget_usage(today)
+        assert refreshed is not None and refreshed[0].usage == 3
+        clock.now += 0.6  # past the ttl of the refreshed figures
+        assert cache.cached_budget_usage(today) is None
+        assert inner.budget_reads == 2
+
+    asyncio.run(scenario())
+
+
+def test_no_budget_figures_are_held_with_the_cache_off() -> None:
+    inner = CountingStore()
+    cache = KeyCachingStore(cast(Store, inner), ttl=0)
+    today = ("key-1", "2027-01-01T00:00:00Z"), None
+
+    async def scenario() -> None:
+        await cache.recent_budget_usage(*today)
+        assert cache.cached_budget_usage(today) is None
+        await cache.recent_budget_usage(*today)
+        assert inner.budget_reads == 2
+
+    asyncio.run(scenario())
+
+
 def test_a_ttl_beyond_the_revocation_bound_is_refused() -> None:
     with pytest.raises(ValueError, match="1 s"):
         KeyCachingStore(cast(Store, CountingStore()), ttl=2.0)
