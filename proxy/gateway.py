@@ -834,13 +834,21 @@ def _admitted_limits(decision: Decision, context: KeyContext) -> tuple[RateLimit
     said = decision.rate_limits
     if said is None:
         return context.key.rate_limits, context.project.rate_limits
-    return _rate_limits(said.key), _rate_limits(said.project)
+    return (
+        _rate_limits(said.key, context.key.rate_limits),
+        _rate_limits(said.project, context.project.rate_limits),
+    )
 
 
-def _rate_limits(values: RateLimitValues | None) -> RateLimits:
+def _rate_limits(values: RateLimitValues | None, own: RateLimits) -> RateLimits:
+    """The policy's ceilings as `RateLimits`: the record's `own` when they are its values
+    (the usual answer; no new object a request), else new ones."""
     if values is None:
         return NO_RATE_LIMITS
-    return RateLimits(rpm=values.rpm, tpm=values.tpm, max_parallel=values.max_parallel)
+    rpm, tpm, max_parallel = values.rpm, values.tpm, values.max_parallel
+    if rpm == own.rpm and tpm == own.tpm and max_parallel == own.max_parallel:
+        return own
+    return RateLimits(rpm=rpm, tpm=tpm, max_parallel=max_parallel)
 
 
 def _epoch(moment: str) -> float:
