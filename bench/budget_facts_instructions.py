@@ -88,6 +88,7 @@ def _context() -> Any:
 
 def child(root: str) -> None:
     sys.path.insert(0, root)
+    import proxy.budget_facts
     import proxy.gateway as gateway
     from proxy.budget_facts import WindowTimes
     from proxy.key_cache import KeyCachingStore
@@ -98,6 +99,8 @@ def child(root: str) -> None:
     stand_in._store = cache
     stand_in._windows = WindowTimes(ZoneInfo("UTC"))
     stand_in._gateway_value = None
+    if hasattr(proxy.budget_facts, "KnownFacts"):
+        stand_in._known_facts = proxy.budget_facts.KnownFacts()
     if hasattr(gateway, "_RecentBudgets"):  # a tree before `_first_budget_facts`
         stand_in._recent_budgets = gateway._RecentBudgets(cache)
     asked, context = _Asked(), _context()

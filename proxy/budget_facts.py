@@ -32,6 +32,7 @@ __all__ = [
     "NO_BUDGETS",
     "BudgetFacts",
     "BudgetReader",
+    "KnownFacts",
     "RequestWindows",
     "WindowSubjects",
     "WindowTimes",
@@ -186,6 +187,62 @@ async def budget_facts(
         return NO_BUDGETS
     figures = await store.budget_usage(*window_subjects(context, current))
     return facts_of(current, figures)
+
+
+class _Known:
+    __slots__ = ("context", "facts", "figures", "subjects", "time")
+
+    def __init__(
+        self,
+        context: KeyContext,
+        time: str,
+        subjects: WindowSubjects,
+        figures: tuple[WindowUsage, WindowUsage],
+        facts: BudgetFacts,
+    ) -> None:
+        self.context = context
+        self.time = time
+        self.subjects = subjects
+        self.figures = figures
+        self.facts = facts
+
+
+_MAX_KNOWN = 4096
+
+
+class KnownFacts:
+    """The last budget facts made for each key, from its cached record and its windows'
+    cached figures: every request of the key in the same second, served the same record
+    and the same figures, gets the same facts, and making them (windows, documents,
+    claimed windows) was ~15k instructions a budgeted request. Only facts of the key
+    store's budgets are kept (policy files' budgets depend on the request). One per
+    gateway."""
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[str, _Known] = {}
+
+    def last(self, context: KeyContext, time: str) -> _Known | None:
+        """The facts made for this very record at `time`, with the figures they used
+        (the caller checks these are still the ones held); None: none kept."""
+        known = self._known.get(context.key.id)
+        if known is None or known.context is not context or known.time != time:
+            return None
+        return known
+
+    def keep(
+        self,
+        context: KeyContext,
+        time: str,
+        subjects: WindowSubjects,
+        figures: tuple[WindowUsage, WindowUsage],
+        facts: BudgetFacts,
+    ) -> None:
+        known = self._known
+        if context.key.id not in known and len(known) >= _MAX_KNOWN:
+            del known[next(iter(known))]
+        known[context.key.id] = _Known(context, time, subjects, figures, facts)
 
 
 def with_budgets(claim: Claim, context: KeyContext, facts: BudgetFacts) -> Claim:
