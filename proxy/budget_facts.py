@@ -189,22 +189,12 @@ async def budget_facts(
     return facts_of(current, figures)
 
 
-class _Known:
-    __slots__ = ("context", "facts", "figures", "subjects", "time")
-
-    def __init__(
-        self,
-        context: KeyContext,
-        time: str,
-        subjects: WindowSubjects,
-        figures: tuple[WindowUsage, WindowUsage],
-        facts: BudgetFacts,
-    ) -> None:
-        self.context = context
-        self.time = time
-        self.subjects = subjects
-        self.figures = figures
-        self.facts = facts
+class _Known(msgspec.Struct, frozen=True):
+    context: KeyContext
+    time: str
+    subjects: WindowSubjects
+    figures: tuple[WindowUsage, WindowUsage]
+    facts: BudgetFacts
 
 
 _MAX_KNOWN = 4096

@@ -433,29 +433,18 @@ class RedisLedgerStore:
         # Without rate limits the script reads nothing after the window ttl, and without
         # windows either nothing after the ticket ttl.
         controls: tuple[str | int, ...] = ()
-        if subjects:
-            controls = (
-                key_budget,
-                key_window,
-                project_budget,
-                project_window,
-                self._window_ttl_ms,
-                claim.project_id or "",
-                repr(claim.now),
-                claim.tokens,
-                *_limit_args(claim.key_limits),
-                *_limit_args(
-                    claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
-                ),
-            )
-        elif key_window or project_window:
-            controls = (
-                key_budget,
-                key_window,
-                project_budget,
-                project_window,
-                self._window_ttl_ms,
-            )
+        if subjects or key_window or project_window:
+            controls = (key_budget, key_window, project_budget, project_window, self._window_ttl_ms)
+            if subjects:
+                controls += (
+                    claim.project_id or "",
+                    repr(claim.now),
+                    claim.tokens,
+                    *_limit_args(claim.key_limits),
+                    *_limit_args(
+                        claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
+                    ),
+                )
         for _ in range(3):
             outcome = self._text(
                 await self._batch.call(
