@@ -384,9 +384,7 @@ class Gateway:
         policy = asked.policy
         if context is None or not policy.sets_budgets:
             return None
-        return policy.policy_budgets_input(
-            engine_document(asked.request, context, self._gateway_value)
-        )
+        return policy.policy_budgets(engine_document(asked.request, context, self._gateway_value))
 
     def _asked(
         self,

@@ -176,19 +176,14 @@ class LoadedPolicy:
         """`data.gateway.effective_controls` for the admin surfaces; None without it."""
         return self._decide.controls if isinstance(self._decide, PreparedPolicy) else None
 
-    def policy_budgets(self, document: InputDocument) -> tuple[Budget | None, Budget | None] | None:
-        """The budgets that apply to the request's key and project (None in a pair:
-        none applies), as the policy weighs the stored ones against the policy files';
-        None when no policy file sets a budget (then the stored ones apply). A
-        malformed answer is logged and the stored budgets apply."""
-        if self._budgets is None:
-            return None
-        return self.policy_budgets_input(engine_input(document))
-
-    def policy_budgets_input(
+    def policy_budgets(
         self, document: dict[str, Any]
     ) -> tuple[Budget | None, Budget | None] | None:
-        """`policy_budgets` of the document in the engine's form (`engine_input`'s)."""
+        """The budgets that apply to the request's key and project (None in a pair:
+        none applies), as the policy weighs the stored ones against the policy files',
+        for the input in the engine's form (`engine_input`'s); None when no policy file
+        sets a budget (then the stored ones apply). A malformed answer is logged and the
+        stored budgets apply."""
         if self._budgets is None:
             return None
         try:

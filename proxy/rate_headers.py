@@ -24,11 +24,11 @@ from proxy.input_document import retry_after, tokens_retry_after
 from proxy.store.base import RateCount, RateLimits, RateReason, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
 
-__all__ = ["HEADER_NAMES", "duration_text", "header_pairs", "rate_headers", "rate_lines"]
+__all__ = ["HEADER_NAMES", "duration_text", "header_pairs", "rate_lines"]
 
 Headers = tuple[tuple[str, str], ...]
 
-# Every name `rate_headers` gives (already lower case): the sender encodes them once.
+# Every name `rate_lines` gives (already lower case): the sender encodes them once.
 HEADER_NAMES: Final = (
     "retry-after",
     "x-should-retry",
@@ -73,18 +73,6 @@ def duration_text(seconds: float) -> str:
         return f"{text}s"
     minutes, rest = divmod(math.ceil(seconds), 60)
     return f"{minutes}m{rest}s"
-
-
-def rate_headers(
-    key_limits: RateLimits,
-    project_limits: RateLimits,
-    state: RateState,
-    now: float,
-    refused: RateReason | None = None,
-    request_tokens: int = 0,
-) -> Headers:
-    """The headers for a response as (name, value) pairs: `rate_lines`, read back."""
-    return header_pairs(rate_lines(key_limits, project_limits, state, now, refused, request_tokens))
 
 
 def header_pairs(lines: bytes) -> Headers:

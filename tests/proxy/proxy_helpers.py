@@ -80,3 +80,11 @@ def admin_json(base_url: str, admin_token: str, method: str, path: str, body: An
     )
     assert response.status_code in (200, 201), response.text
     return response.json()
+
+
+def rate_header_pairs(*args: Any, **kwargs: Any) -> tuple[tuple[str, str], ...]:
+    """`proxy.rate_headers.rate_lines(...)` as (name, value) pairs, as a sender that
+    takes pairs gets them."""
+    from proxy.rate_headers import header_pairs, rate_lines
+
+    return header_pairs(rate_lines(*args, **kwargs))

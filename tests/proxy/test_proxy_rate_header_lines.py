@@ -1,6 +1,6 @@
 """The rate headers' lines are the same as the straightforward formulas give them (issue
 13): `rate_lines` (the header text, one bytes format per ceiling, read back as pairs by
-`rate_headers`) and `duration_text` are written for speed (a lookup for whole seconds),
+`header_pairs`) and `duration_text` are written for speed (a lookup for whole seconds),
 so they are compared here, on generated windows, with the plain text of what they must
 say."""
 
@@ -10,10 +10,11 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from proxy_helpers import rate_header_pairs
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
 from proxy.input_document import retry_after, tokens_retry_after
-from proxy.rate_headers import HEADER_NAMES, duration_text, rate_headers, rate_lines
+from proxy.rate_headers import HEADER_NAMES, duration_text, rate_lines
 from proxy.store.base import RateCount, RateLimits, RateReason, RateState
 from proxy.store.common import RATE_WINDOW_SECONDS
 
@@ -153,7 +154,9 @@ def test_rate_headers_and_lines_say_what_the_plain_formulas_say(
     patterns refuse), and none of the lines that change its cycle's state."""
     state = RateState(key=key, project=project)
     plain = _plain_headers(key_limits, project_limits, state, now, refused, request_tokens)
-    assert rate_headers(key_limits, project_limits, state, now, refused, request_tokens) == plain
+    assert (
+        rate_header_pairs(key_limits, project_limits, state, now, refused, request_tokens) == plain
+    )
     text = rate_lines(key_limits, project_limits, state, now, refused, request_tokens)
     assert text == b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in plain)
     for name, value in plain:

@@ -176,7 +176,8 @@ def test_mock_usage_is_deterministic() -> None:
 def test_a_tokens_refusal_retry_after_is_never_before_the_request_fits(
     oldest: float, newest: float | None, now: float, expected: str
 ) -> None:
-    from proxy.rate_headers import rate_headers
+    from proxy_helpers import rate_header_pairs as rate_headers
+
     from proxy.store.base import RateCount, RateLimits, RateState
 
     window = RateCount(requests=2, tokens=90, parallel=0, oldest=oldest, newest=newest)
@@ -208,7 +209,8 @@ def test_the_admitted_key_only_headers_match_the_general_path(
     """A key with `rpm` and `tpm` works out its window's reset once for both headers;
     a project window with no rpm/tpm beside it must change nothing: same lines, same
     order, same values."""
-    from proxy.rate_headers import rate_headers
+    from proxy_helpers import rate_header_pairs as rate_headers
+
     from proxy.store.base import RateCount, RateLimits, RateState
 
     key = RateCount(requests=requests, tokens=tokens, parallel=1, oldest=oldest, newest=oldest)
@@ -237,12 +239,14 @@ def test_the_sent_rate_header_lines_are_the_names_lower_cased_and_encoded(
 ) -> None:
     """The whole-reply sender encodes the rate headers' names once, ahead: the lines it
     sends are still exactly each (name, value) lower-cased and latin-1 encoded, and
-    every name `rate_headers` gives (refusals' too) is one of those encoded ahead."""
+    every name `rate_lines` gives (refusals' too) is one of those encoded ahead."""
     from typing import Any, cast
+
+    from proxy_helpers import rate_header_pairs as rate_headers
 
     from proxy.api_route import _send_whole
     from proxy.gateway import Reply
-    from proxy.rate_headers import HEADER_NAMES, rate_headers
+    from proxy.rate_headers import HEADER_NAMES
     from proxy.store.base import RateCount, RateLimits, RateState
 
     window = RateCount(requests=10, tokens=990, parallel=1, oldest=10.5, newest=20.0)
