@@ -492,6 +492,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE api_keys ADD COLUMN slot_window TEXT",
         "ALTER TABLE api_keys ADD COLUMN slot_usage TEXT NOT NULL DEFAULT '0'",
     ),
+    (
+        # Reservations clustered by their key (WITHOUT ROWID, PRIMARY KEY (key_id, id)):
+        # the table is its own index by key, so `reservations_key_flight` goes, and an
+        # admission inserts, and a settlement deletes, one b-tree entry fewer. At one
+        # request at a time each b-tree touched is a page appended to the WAL by each of
+        # the two commits: a plain request writes 8 pages instead of 10 (two writes and
+        # a checksum each, bench.wal_pages). Settlements, releases and undos delete by
+        # (key_id, id), which their `Reservation` carries; a key's reads (its live sum,
+        # its rows) search the primary key. The live rows are copied.
+        """CREATE TABLE reservations_by_key (
+            id TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            org_id TEXT,
+            amount TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            key_window TEXT,
+            project_id TEXT,
+            project_window TEXT,
+            units INTEGER,
+            PRIMARY KEY (key_id, id)) WITHOUT ROWID""",
+        "INSERT INTO reservations_by_key (id, key_id, org_id, amount, expires_at, key_window, "
+        "project_id, project_window, units) SELECT id, key_id, org_id, amount, expires_at, "
+        "key_window, project_id, project_window, units FROM reservations",
+        "DROP TABLE reservations",
+        "ALTER TABLE reservations_by_key RENAME TO reservations",
+        "CREATE INDEX reservations_project ON reservations(project_id, project_window)",
+        "CREATE INDEX reservations_org ON reservations(org_id, expires_at, amount)",
+    ),
 )
 
 _PROJECT_COLUMNS = (
@@ -971,9 +999,13 @@ def _key_in_flight_below(
     return _in_flight_below(conn, _KEY_WINDOW, (key_id, window[0]), now, window[1])
 
 
+# A reservation's row, by its primary key (the table is clustered by key).
+_DELETE_RESERVATION = "DELETE FROM reservations WHERE key_id = ? AND id = ?"
+
+
 def _delete_reservation(conn: sqlite3.Connection, reservation: Reservation) -> None:
     """Delete a reservation, taking it out of its key's reserved figures."""
-    deleted = conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,)).rowcount
+    deleted = conn.execute(_DELETE_RESERVATION, (reservation.key_id, reservation.id)).rowcount
     if deleted and reservation.units is not None:
         conn.execute(
             f"UPDATE api_keys SET {_LEAVE_FLIGHT} WHERE id = ?",  # noqa: S608 - constant
@@ -2020,7 +2052,7 @@ class SqliteStore:
         def settle(conn: sqlite3.Connection) -> None:
             # Charged even when the reservation already expired: the request did complete.
             deleted = conn.execute(
-                "DELETE FROM reservations WHERE id = ?", (reservation.id,)
+                _DELETE_RESERVATION, (reservation.key_id, reservation.id)
             ).rowcount
             # One statement: the sum is `Decimal`'s, in `decimal_add` (`_connect`); the
             # deleted reservation leaves its key's reserved figures in the same one, and
