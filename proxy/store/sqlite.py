@@ -162,12 +162,14 @@ logger = logging.getLogger("gateway.store")
 # Inline writes of the group commit between two WAL checkpoints on the worker thread.
 _CHECKPOINT_EVERY = 1000
 # Writes committed alone (`SqliteStore._commit_alone`: one request at a time) between two
-# checkpoints. Such a write appends about six pages (6 KB at the 1 KB pages of
-# `_PAGE_SIZE`), so with the catch-up after each checkpoint the WAL starts over every ~2,000
-# frames: within the WAL index's first 4,096-frame hash table, whose probes walk past every
-# earlier copy of a page (issue 15, store alone at c=1: ~336k instructions a request at
-# 400, ~386k at 1,000, ~401k when only the blocking checkpoint at `_WAL_BOUND_FRAMES`
-# started the WAL over).
+# checkpoints. Such a write appends about four pages (a plain admission 3, its settlement
+# 5: 4 KB at the 1 KB pages of `_PAGE_SIZE`, bench.wal_pages), so with the catch-up after
+# each checkpoint the WAL starts over every ~1,600 frames (~2,000 before reservations were
+# clustered by key): within the WAL index's first 4,096-frame hash table, whose probes
+# walk past every earlier copy of a page (issue 15, store alone at c=1: ~336k
+# instructions a request at 400, ~386k at 1,000, ~401k when only the blocking checkpoint
+# at `_WAL_BOUND_FRAMES` started the WAL over; with 8 pages a request, 200 or 300 saved
+# nothing more than 400: docs/benchmarks.md, 2026-12-08).
 _CHECKPOINT_ALONE_EVERY = 400
 # What a request-path write returns when it admits a request (`SqliteStore._open`).
 _OPENS: frozenset[type] = frozenset((Admitted, Reservation))
