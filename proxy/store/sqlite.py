@@ -11,8 +11,8 @@ interval under load).
 The writes (`reserve`, `settle`, `release`) that reach the store in the same turn of
 the event loop commit together in one transaction, each in its own savepoint (group
 commit, see `sqlite_batch`): under load that writes each hot page once per turn
-instead of once per request (and a run of admissions of one key with rate limits
-updates the key's row once, `sqlite_folds`). A write with nothing to group it with (no
+instead of once per request (and a run of admissions and settlements of one key with
+rate limits updates the key's row once, `sqlite_folds`). A write with nothing to group it with (no
 other request of this process in flight: one request at a time) commits at once, in
 its caller's turn, instead of a turn later. The inline connection never waits for a lock
 (`busy_timeout=0`): when another connection holds the write lock (the admin CLI, a
@@ -152,6 +152,7 @@ from proxy.store.common import (
 )
 from proxy.store.sqlite_batch import Outcome, PendingWrite, run_in_transaction
 from proxy.store.sqlite_folds import KeyFolds
+from proxy.store.sqlite_folds import decimal_add as _decimal_add
 from proxy.tokens import display_token, generate_token, hash_token, hashes_match
 
 __all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path_from_url"]
@@ -557,10 +558,6 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     if code is not None:
         return bool(code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
     return "locked" in str(exc) or "busy" in str(exc)
-
-
-def _decimal_add(total: str, amount: str) -> str:
-    return str(Decimal(total) + Decimal(amount))
 
 
 def _decimal_subtract(total: str, amount: str) -> str:
@@ -1451,6 +1448,20 @@ def _charge_window(conn: sqlite3.Connection, subject: str, start: str, cost_text
         )
 
 
+def _settle_rest(
+    conn: sqlite3.Connection, reservation: Reservation, cost_text: str, window_done: bool
+) -> None:
+    """A settlement's charge of its organization and of the budget windows its key's
+    UPDATE did not take (`window_done`: the key's budget slot did)."""
+    if reservation.organization_id is not None:
+        conn.execute(
+            "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
+            (cost_text, reservation.organization_id),
+        )
+    if not window_done or reservation.project_window is not None:
+        _charge_windows(conn, reservation, cost_text, window_done)
+
+
 def _swept_batch(
     conn: sqlite3.Connection,
     writes: list[Callable[[sqlite3.Connection], Any]],
@@ -1526,8 +1537,9 @@ class SqliteStore:
         # at (`_key_rate_slot`): where a settlement expects its request's second. A
         # guess (another process may have moved the slot since), never relied upon.
         self._slot_seconds: dict[str, float] = {}
-        # The admissions' key UPDATEs a group commit leaves pending (`sqlite_folds`), one
-        # per connection: the inline one's batches and the worker's may overlap in time.
+        # The admissions' and settlements' key UPDATEs a group commit leaves pending
+        # (`sqlite_folds`), one per connection: the inline one's batches and the worker's
+        # may overlap in time.
         self._inline_folds = KeyFolds()
         self._worker_folds = KeyFolds()
 
@@ -2050,6 +2062,8 @@ class SqliteStore:
         key_rated = rate is not None and rate.key is not None and token_change != 0
         project_rated = rate is not None and rate.project is not None
         window = reservation.key_window
+        # A rated key's settlement may join its key's pending UPDATE (`sqlite_folds`).
+        folding = rate is not None and rate.key is not None
 
         def settle(conn: sqlite3.Connection) -> None:
             # Charged even when the reservation already expired: the request did complete.
@@ -2064,8 +2078,30 @@ class SqliteStore:
             # left it at the request's second: a slot that moved on (the usual case for
             # a request longer than a second) would cost a statement changing nothing.
             leaves = bool(deleted) and units is not None
-            figures = (cost_text, units) if leaves else (cost_text,)
             key_id = reservation.key_id
+            if folding:
+                folds = self._inline_folds if conn is self._inline else self._worker_folds
+                if folds.pending:
+                    # A pending admission of the key read its row: the settlement joins
+                    # its UPDATE (`sqlite_folds`), or the UPDATE goes first.
+                    done = folds.settle(
+                        key_id,
+                        cost_text,
+                        units if leaves else None,
+                        token_change,
+                        reservation.rate_at if key_rated else None,
+                        window,
+                    )
+                    if done is not None:
+                        rate_done, window_done = done
+                        if not rate_done or project_rated:
+                            _correct_rate_windows(
+                                conn, reservation, 0, token_change, rate_done, False
+                            )
+                        _settle_rest(conn, reservation, cost_text, window_done)
+                        return
+                    folds.flush(conn)
+            figures = (cost_text, units) if leaves else (cost_text,)
             in_rate = key_rated and self._slot_seconds.get(key_id) == reservation.rate_at
             rate_done = window_done = False
             if window is not None:
@@ -2096,15 +2132,9 @@ class SqliteStore:
                 raise NotFound(f"key `{key_id}` does not exist")
             if not rate_done or project_rated:
                 _correct_rate_windows(conn, reservation, 0, token_change, rate_done, in_rate)
-            if reservation.organization_id is not None:
-                conn.execute(
-                    "UPDATE organizations SET credits = decimal_subtract(credits, ?) WHERE id = ?",
-                    (cost_text, reservation.organization_id),
-                )
-            if not window_done or reservation.project_window is not None:
-                _charge_windows(conn, reservation, cost_text, window_done)
+            _settle_rest(conn, reservation, cost_text, window_done)
 
-        await self._request_write(settle, None, True)  # closes an admission
+        await self._request_write(settle, None, True, folding)  # closes an admission
 
     async def release(self, reservation: Reservation) -> None:
         await self._request_write(_releasing(reservation), None, True)  # closes one
@@ -2136,7 +2166,12 @@ class SqliteStore:
                 ).fetchone()
                 if row[0] is None:
                     raise NotFound(f"key `{key_id}` does not exist")
-                key: tuple[Any, ...] = (row[0], row[1])
+                folds = self._inline_folds if conn is self._inline else self._worker_folds
+                fold = folds.pending.get(key_id) if folds.pending else None
+                key: tuple[Any, ...] = (
+                    row[0] if fold is None or fold.usage is None else fold.usage,
+                    row[1],
+                )
                 figures: _Figures = (
                     _FIGURES_NOT_EXACT if row[6] is None else (row[6], row[7], math.inf)
                 )
@@ -2145,21 +2180,26 @@ class SqliteStore:
                 if start is not None:
                     key_window_usage = _ZERO if row[2] is None else Decimal(row[2])
                     if row[14] is None:  # the slot holds another window, or none
+                        if fold is not None:  # (its usage may be pending)
+                            folds.flush(conn)
                         window_slot = conn.execute(
                             "SELECT slot_window, slot_usage FROM api_keys WHERE id = ?",
                             (key_id,),
                         ).fetchone()
                     else:
-                        window_slot = (start, row[14])
-                        key_window_usage += Decimal(row[14])
+                        in_slot = row[14]
+                        if fold is not None and fold.window == start:
+                            in_slot = fold.window_usage  # with the pending settlements'
+                        window_slot = (start, in_slot)
+                        key_window_usage += Decimal(in_slot)
                 key_totals = (row[3], row[4], row[5])
                 rate_slot = (row[11], row[12], row[13])
-                folds = self._inline_folds if conn is self._inline else self._worker_folds
-                if folds.pending and (fold := folds.pending.get(key_id)) is not None:
-                    # The batch's earlier admissions of the key, whose UPDATE is pending
-                    # (`sqlite_folds`): the row as they left it. They were counted at the
-                    # second the slot holds and added to figures that were exact (their
-                    # rows expire later than `now`, so the figures still are).
+                if fold is not None:
+                    # The batch's earlier admissions and settlements of the key, whose
+                    # UPDATE is pending (`sqlite_folds`): the row as they left it. The
+                    # admissions were counted at the second the slot holds and added to
+                    # figures that were exact (their rows expire later than `now`, so the
+                    # figures still are).
                     rate_slot = (row[11], row[12] + fold.requests, row[13] + fold.tokens)
                     if row[6] is not None and fold.units is not None:
                         figures = (row[6] + fold.units, row[7] + fold.count, math.inf)
@@ -2312,6 +2352,12 @@ class SqliteStore:
                             claim.tokens,
                             None if kept is None else units,
                             now + ttl,
+                            claim.now,
+                            None
+                            if claim.key_budget is None
+                            else (claim.key_budget.start, window_slot[1]),
+                            0 if key_flight is None else key_flight[1] + 1,
+                            key[0],
                         )
                     else:
                         if folds is not None:

@@ -9,8 +9,8 @@ the event loop, so `WriteBatch` collects the writes of one turn and runs them in
 (an unknown key, say) is rolled back alone (a savepoint for the whole batch first, and
 one per write only when a write failed). Every caller's future completes only
 after the COMMIT: usage still survives `kill -9` once a call has returned. While the
-whole batch runs under one savepoint its admissions may leave their key's UPDATE
-pending (`sqlite_folds`), issued once before the commit.
+whole batch runs under one savepoint its admissions and settlements may leave their
+key's UPDATE pending (`sqlite_folds`), issued once before the commit.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def run_in_transaction(
     (`PendingWrite`).
 
     `folds`: where the writes on `conn` leave their key's UPDATEs pending, and
-    `folding`: which writes may (an admission of a key with rate limits). The batch lets
+    `folding`: which writes may (an admission or settlement of a key with rate
+    limits). The batch lets
     them only during its first attempt of two writes or more, writes what is pending
     before any other write runs, and before the savepoint's end (so a failure there is
     retried write by write like any other): a write that does not fold never sees

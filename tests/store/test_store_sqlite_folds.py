@@ -108,6 +108,15 @@ class Clock:
         ([("admit", 0, 0, 0, 5)] * 3, None),
     ]
 )
+# A settlement joins the pending admission of its key, then an admission in the next
+# budget window moves the key's budget slot: the slot's usage, the settlement's cost in
+# it, goes to `budget_usage` (its UPDATE written before the slot is read).
+@example(
+    batches=[
+        ([("admit", 0, 0, 0, 5)], None),
+        ([("admit", 0, 0, 0, 5), ("settle", 0, 9, "0.004", 0), ("admit", 0, 0, 1, 5)], None),
+    ]
+)
 @settings(max_examples=80, deadline=None)
 def test_a_folded_batch_leaves_what_its_unfolded_writes_leave(
     batches: list[tuple[list[Any], int | None]],
@@ -277,3 +286,77 @@ async def _figures(store: SqliteStore, keys: list[str]) -> tuple[Any, ...]:
         return rows, buckets, totals, budgets, reservations, credits
 
     return await store._run(read)
+
+
+def _controls_claim(key_id: str, amount: str, budget: str) -> Claim:
+    return Claim(
+        key_id=key_id,
+        organization_id="default",
+        amount=Decimal(amount),
+        project_id="default",
+        key_budget=BudgetWindow(amount=Decimal(budget), start=WINDOWS[0]),
+        key_limits=RateLimits(rpm=HIGH, tpm=HIGH, max_parallel=HIGH),
+        tokens=20,
+        now=NOW,
+    )
+
+
+async def _settled_between(path: Path, limit: Decimal, budget: str) -> tuple[list[Any], int]:
+    """Four admissions of 0.01; then in one batch an admission, a settlement of the
+    first at 0.02 (and 5 tokens), and another admission, which the settlement's cost
+    decides: the outcomes and the figures, and how many UPDATEs of the key's row the
+    batch wrote (but a queued ticket's)."""
+    store = SqliteStore(str(path))
+    statements: list[str] = []
+    try:
+        await store.migrate()
+        await store.ensure_defaults()
+        await store.set_credits("default", Decimal(HIGH))
+        key = (await store.create_key("default", limit, "k"))[0].id
+        other = (await store.create_key("default", None, "other"))[0].id
+        anchor = await store.reserve(other, "default", Decimal("0.001"))
+        assert anchor is not None
+        claim = _controls_claim(key, "0.01", budget)
+        first = await asyncio.gather(*(store.admit(claim, f"a{n}") for n in range(4)))
+        held = first[0]
+        assert isinstance(held, Admitted)
+        assert store._inline is not None
+        store._inline.set_trace_callback(statements.append)
+        batch = await asyncio.gather(
+            store.admit(claim, "b0"),
+            store.settle(held.reservation, Decimal("0.02"), tokens=5),
+            store.admit(claim, "b1"),
+        )
+        store._inline.set_trace_callback(None)
+        seen = [_described(outcome, [key, other]) for outcome in (*first, *batch)]
+        seen.append(await _figures(store, [key, other]))
+    finally:
+        await store.close()
+    return seen, sum(
+        s.startswith("UPDATE api_keys SET") and "queue_until" not in s for s in statements
+    )
+
+
+def test_a_settlement_joins_its_keys_pending_update_and_its_cost_counts_at_once(
+    tmp_path: Path,
+) -> None:
+    # The key's usage limit (0.055): after the settlement, usage 0.02 + 0.04 in flight
+    # leaves no room for the second admission; its budget (0.055): the same in its window.
+    for number, (limit, budget) in enumerate(
+        [(Decimal("0.055"), "1000"), (None, "0.055"), (None, "1000")]
+    ):
+        with mock.patch.object(sqlite_module, "now_epoch", lambda: NOW):
+            folded, folded_updates = asyncio.run(
+                _settled_between(tmp_path / f"folded{number}.db", limit, budget)
+            )
+            with mock.patch.object(sqlite_module, "KeyFolds", _NeverFolds):
+                each, each_updates = asyncio.run(
+                    _settled_between(tmp_path / f"each{number}.db", limit, budget)
+                )
+        assert folded == each
+        refused = budget != "1000" or limit is not None
+        assert isinstance(folded[-2], Queued) is refused, folded
+        assert isinstance(folded[-4], tuple) and folded[-4][0] == "admitted"
+        # The settlement wrote its usage, tokens and cost in the batch's one UPDATE of
+        # the key's row, with the admissions' (each its own: two or three).
+        assert (folded_updates, each_updates) == (1, 2 if refused else 3)
