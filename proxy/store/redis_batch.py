@@ -12,8 +12,14 @@ A call made while the connection waits for no reply and nothing is queued is wri
 at once instead: with one request at a time there is nothing to batch it with, and the
 turn's wait was pure latency (two loop turns per request, one before the admission and
 one before the settlement). Under load replies are outstanding, so calls still go in
-one write per turn. `start` queues a call without waiting for its reply and says
-whether it was written already (the ledger's settlement at one request at a time).
+one write per turn. `write_now` writes a call only in that case and hands its reply
+to a plain callback (the ledger's settlement at one request at a time: nobody awaits
+it, so it needs no future, whose done callbacks would cost the loop a turn of their
+own when the reply comes).
+
+The futures of awaited calls are made on the loop of the connection they go out on
+(`RespConnection.loop`): Python 3.11 asks the OS for its pid on every look-up of the
+running loop, a system call per call.
 
 For a plain `redis://` or `unix://` URL the pipeline goes over one connection of its
 own (`proxy.store.resp`): written with one call, its replies read in order, with none
@@ -27,20 +33,54 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from proxy.store.common import log_failed_release
-from proxy.store.resp import Endpoint, RespConnection, encode_command
+from proxy.store.resp import Endpoint, Reply, RespConnection, encode_command
 
 __all__ = ["ScriptBatcher", "Undo"]
 
 
 Undo = Callable[[Any], tuple[str, tuple[Any, ...]] | None]
 """Given a call's result, the script call (name, args) that takes it back, if any."""
+
+
+class _Outcome(Protocol):
+    """Where a call's reply goes: an `asyncio.Future`, or `_Callback`."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class _Callback:
+    """A call's outcome handed to a plain function (the reply or the exception), for a
+    call nobody awaits: no future, no done callbacks scheduled on the loop."""
+
+    __slots__ = ("_reply",)
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+
+    def done(self) -> bool:
+        return False  # each call's reply is delivered once
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, result: Any, /) -> None:
+        self._reply(result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._reply(exception)
 
 
 class _QueuedCall:
@@ -50,7 +90,7 @@ class _QueuedCall:
         self,
         name: str,
         args: tuple[str | int, ...],
-        future: asyncio.Future[Any],
+        future: _Outcome,
         undo: Undo | None,
     ) -> None:
         self.name = name
@@ -107,20 +147,29 @@ class ScriptBatcher:
         `undo` runs, unawaited, when the caller stops waiting (is cancelled) after the
         script has run, so that what it created (a reservation) does not linger.
         """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue(_QueuedCall(name, args, future, undo))
+        connection = self._connection
+        loop = (
+            connection.loop
+            if connection is not None and connection.usable
+            else asyncio.get_running_loop()
+        )
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue(_QueuedCall(name, args, future, undo), loop)
         return await future
 
-    def start(self, name: str, *args: str | int) -> tuple[asyncio.Future[Any], bool]:
-        """Queue a call of script `name` as `call` does, without waiting for it: the
-        future gets its reply; the flag is true when the call was written to the
-        connection already (an idle one: at once), so that Redis applies it before
-        anything this process writes later."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        return future, self._queue(_QueuedCall(name, args, future, None))
+    def write_now(self, name: str, reply: Reply, *args: str | int) -> bool:
+        """Write a call of script `name` at once if the connection waits for no reply
+        and nothing is queued (one request at a time), without waiting for it: `reply`
+        gets its reply (or the exception), and Redis applies the call before anything
+        this process writes later. False, and nothing is sent: use `call`."""
+        connection = self._connection
+        if self._queued or self._unsent or connection is None or not connection.idle:
+            return False
+        self._write(connection, [_QueuedCall(name, args, _Callback(reply), None)])
+        return True
 
-    def _queue(self, call: _QueuedCall) -> bool:
-        """Queue `call` for this turn's write; true if it was written at once instead."""
+    def _queue(self, call: _QueuedCall, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue `call` for this turn's write, or write it at once on an idle connection."""
         if not self._queued:
             connection = self._connection
             if connection is not None and connection.idle and not self._unsent:
@@ -128,11 +177,10 @@ class ScriptBatcher:
                 # wait would batch nothing and only delay this call. Written now, after
                 # everything written before it, so Redis still applies calls in order.
                 self._write(connection, [call])
-                return True
+                return
         self._queued.append(call)
         if len(self._queued) == 1:
-            asyncio.get_running_loop().call_soon(self._send)
-        return False
+            (loop or asyncio.get_running_loop()).call_soon(self._send)
 
     def _send(self) -> None:
         batch = [call for call in self._queued if not call.future.cancelled()]

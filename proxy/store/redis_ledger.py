@@ -153,8 +153,10 @@ class RedisLedgerStore:
         self._batch = ScriptBatcher(
             self._redis, self._scripts, self._prefix, endpoint_from_url(usage_store_url)
         )
-        # Settlements written to Redis whose reply has not arrived (see `settle`).
-        self._unconfirmed: set[asyncio.Future[Any]] = set()
+        # Settlements written to Redis whose reply has not arrived (see `settle`), and
+        # the callers of `_settled` waiting for there to be none.
+        self._unconfirmed = 0
+        self._confirmations: list[asyncio.Future[None]] = []
 
     async def _script(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](args=[self._prefix, *args])
@@ -507,8 +509,7 @@ class RedisLedgerStore:
             if key_window or project_window or subjects
             else ()
         )
-        reply, written = self._batch.start(
-            "SETTLE",
+        args = (
             reservation.id,
             reservation.key_id,
             reservation.organization_id or "",
@@ -516,8 +517,10 @@ class RedisLedgerStore:
             units_from_money(reservation.amount),
             *rest,
         )
-        if not written:
-            await reply
+        self._unconfirmed += 1  # before the write: a failed write replies at once
+        if not self._batch.write_now("SETTLE", self._settle_confirmed, *args):
+            self._unconfirmed -= 1
+            await self._batch.call("SETTLE", *args)
             return
         # Written at once on an idle connection (one request at a time): its reply is
         # not awaited, which takes a Redis round trip off the request's latency (at one
@@ -529,23 +532,27 @@ class RedisLedgerStore:
         # read first, it would see the reservation still held, which only ever refuses
         # more, never admits past a limit. A failure after the write is logged: its
         # outcome is unknown either way, as it was when the caller got the error.
-        self._unconfirmed.add(reply)
-        reply.add_done_callback(self._settle_confirmed)
+        # The reply goes to `_settle_confirmed` as it is read, with no future: a
+        # future's done callbacks would take the loop one more turn a request.
 
-    def _settle_confirmed(self, reply: asyncio.Future[Any]) -> None:
-        self._unconfirmed.discard(reply)
-        if not reply.cancelled() and (error := reply.exception()) is not None:
-            _log.warning("a settlement written to Redis may not have been applied: %s", error)
+    def _settle_confirmed(self, reply: Any) -> None:
+        """A settlement written at once was answered (or failed: logged)."""
+        self._unconfirmed -= 1
+        if isinstance(reply, BaseException):
+            _log.warning("a settlement written to Redis may not have been applied: %s", reply)
+        if not self._unconfirmed and self._confirmations:
+            waiting, self._confirmations = self._confirmations, []
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
 
     async def _settled(self) -> None:
-        """Wait for the replies of the settlements not awaited by their callers."""
-        # Each awaited in turn (asyncio.wait's task and callbacks cost more than the
-        # round trip saved); a failed one was logged by `_settle_confirmed`.
+        """Wait for the replies of the settlements not awaited by their callers (a
+        failed one was logged by `_settle_confirmed`)."""
         while self._unconfirmed:
-            reply = next(iter(self._unconfirmed))
-            with contextlib.suppress(Exception):
-                await reply
-            self._unconfirmed.discard(reply)
+            future = asyncio.get_running_loop().create_future()
+            self._confirmations.append(future)
+            await future
 
     async def release(self, reservation: Reservation) -> None:
         await self._batch.call(

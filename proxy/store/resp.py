@@ -209,8 +209,10 @@ class _Protocol(asyncio.Protocol):
 class RespConnection:
     """One open connection: `send` writes commands, each reply goes to its callback."""
 
-    def __init__(self, protocol: _Protocol) -> None:
+    def __init__(self, protocol: _Protocol, loop: asyncio.AbstractEventLoop) -> None:
         self._protocol = protocol
+        self.loop = loop
+        """The loop the connection was opened on: its replies arrive there."""
 
     @classmethod
     async def open(cls, endpoint: Endpoint, setup: Sequence[bytes] = ()) -> RespConnection:
@@ -222,7 +224,7 @@ class RespConnection:
             await loop.create_unix_connection(lambda: protocol, endpoint.path)
         else:
             await loop.create_connection(lambda: protocol, endpoint.host, endpoint.port)
-        connection = cls(protocol)
+        connection = cls(protocol, loop)
         commands = []
         if endpoint.password is not None:
             credentials = (
