@@ -165,7 +165,10 @@ def parse_money(value: str | Decimal, what: str, *, allow_negative: bool = False
         raise StoreError(f"{what}: `{value}` is not a finite amount; write it like `10.00`")
     if amount < 0 and not allow_negative:
         raise StoreError(f"{what}: `{value}` is negative; use zero or a positive amount")
-    return plain_digits(amount)
+    # Below 1 (most costs and reservations) the exponent is negative: `plain_digits`
+    # would return it as it is, after reading the exponent from `as_tuple` (a tuple of
+    # every digit), which costs more than the rest of this check.
+    return amount if amount.adjusted() < 0 else plain_digits(amount)
 
 
 def check_mode(mode: str) -> ProjectMode:

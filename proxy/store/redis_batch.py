@@ -35,6 +35,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
@@ -61,14 +62,11 @@ class _Outcome(Protocol):
     def set_exception(self, exception: BaseException, /) -> None: ...
 
 
-class _Callback:
+class _Callback(msgspec.Struct, frozen=True):
     """A call's outcome handed to a plain function (the reply or the exception), for a
     call nobody awaits: no future, no done callbacks scheduled on the loop."""
 
-    __slots__ = ("_reply",)
-
-    def __init__(self, reply: Reply) -> None:
-        self._reply = reply
+    reply: Reply
 
     def done(self) -> bool:
         return False  # each call's reply is delivered once
@@ -77,26 +75,20 @@ class _Callback:
         return False
 
     def set_result(self, result: Any, /) -> None:
-        self._reply(result)
+        self.reply(result)
 
     def set_exception(self, exception: BaseException, /) -> None:
-        self._reply(exception)
+        self.reply(exception)
 
 
-class _QueuedCall:
-    __slots__ = ("args", "future", "name", "undo")
+class _QueuedCall(msgspec.Struct, frozen=True):
+    """One script call and where its reply goes (a frozen Struct: made in C, where a
+    class's `__init__` ran Python for every call)."""
 
-    def __init__(
-        self,
-        name: str,
-        args: tuple[str | int, ...],
-        future: _Outcome,
-        undo: Undo | None,
-    ) -> None:
-        self.name = name
-        self.args = args
-        self.future = future
-        self.undo = undo
+    name: str
+    args: tuple[str | int, ...]
+    future: _Outcome
+    undo: Undo | None
 
 
 def _bulk(value: str) -> bytes:
@@ -148,11 +140,7 @@ class ScriptBatcher:
         script has run, so that what it created (a reservation) does not linger.
         """
         connection = self._connection
-        loop = (
-            connection.loop
-            if connection is not None and connection.usable
-            else asyncio.get_running_loop()
-        )
+        loop = asyncio.get_running_loop() if connection is None else connection.loop
         future: asyncio.Future[Any] = loop.create_future()
         self._queue(_QueuedCall(name, args, future, undo), loop)
         return await future
@@ -209,6 +197,11 @@ class ScriptBatcher:
 
     def _write(self, connection: RespConnection, batch: list[_QueuedCall]) -> None:
         heads = self._heads
+        if len(batch) == 1:  # one request at a time: no comprehension (a function each)
+            call = batch[0]
+            command = b"*%d\r\n%s%s" % (len(call.args) + 4, heads[call.name], _arguments(call.args))
+            connection.send((command,), (functools.partial(self._on_reply, call),))
+            return
         commands = [
             b"*%d\r\n%s%s" % (len(call.args) + 4, heads[call.name], _arguments(call.args))
             for call in batch

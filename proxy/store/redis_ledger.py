@@ -76,7 +76,13 @@ from proxy.store.postgres import PostgresStore
 from proxy.store.redis_batch import ScriptBatcher
 from proxy.store.resp import endpoint_from_url
 
-__all__ = ["RedisLedgerStore", "default_prefix", "money_from_units", "units_from_money"]
+__all__ = [
+    "RedisLedgerStore",
+    "default_prefix",
+    "money_from_units",
+    "units_from_money",
+    "units_text",
+]
 
 _log = logging.getLogger("gateway.store")
 _UNITS = Decimal(10) ** 9
@@ -94,6 +100,17 @@ def default_prefix(database_url: str) -> str:
 def units_from_money(amount: Decimal) -> int:
     """Nano-USD, rounded up (a reservation or charge is never made smaller)."""
     return int((amount * _UNITS).to_integral_value(rounding=ROUND_CEILING))
+
+
+def units_text(amount: Decimal) -> str:
+    """`units_from_money` as the decimal text a script argument is sent as, without the
+    int between (turning a Decimal into an int and that into text cost ~4 times as much
+    as the Decimal's own text, which is plain digits for an integral value, unless it
+    carries a positive exponent, `1E+12`, or is a negative zero, `-0`, which Redis does
+    not read as an integer)."""
+    units = (amount * _UNITS).to_integral_value(ROUND_CEILING)
+    text = str(units)
+    return str(int(units)) if "E" in text or text[0] == "-" else text
 
 
 def money_from_units(units: int | str | bytes) -> Decimal:
@@ -137,6 +154,13 @@ class RedisLedgerStore:
         # A budget window's ledger outlives any reservation it holds (it is dropped
         # only once no reservation made in it can still be in flight, then reloads).
         self._window_ttl_ms = 2 * self._ttl_ms + 60_000
+        # The same three figures as script arguments, formatted once (an int is turned
+        # into text on every call otherwise).
+        self._ttl_arg = str(self._ttl_ms)
+        self._ticket_ttl_arg = str(self._ticket_ttl_ms)
+        self._window_ttl_arg = str(self._window_ttl_ms)
+        # The latest admitted amount and its units: its settlement sends them again.
+        self._admitted_units: tuple[Decimal, str] = (Decimal(0), "0")
         self._flush_interval = flush_interval
         self._scripts = {
             name: self._redis.register_script(getattr(redis_scripts, name))
@@ -416,15 +440,19 @@ class RedisLedgerStore:
             await self._settled()
         reservation = reservation_for(claim, amount, self._ids("res"))
         org = claim.organization_id or ""
-        key_window, project_window = _window_names(reservation)
-        key_budget = "" if claim.key_budget is None else units_from_money(claim.key_budget.amount)
-        project_budget = (
-            "" if claim.project_budget is None else units_from_money(claim.project_budget.amount)
-        )
-
-        subjects = _subjects(
-            claim.key_id, claim.project_id, claim.key_limits.any, claim.project_limits.any
-        )
+        key_limited, project_limited = claim.key_limits.any, claim.project_limits.any
+        if (
+            claim.key_budget is None
+            and claim.project_budget is None
+            and not key_limited
+            and not project_limited
+        ):
+            # No window nor rate limit (a plain key): nothing more to name or send.
+            key_window = project_window = ""
+            subjects: tuple[str, ...] = ()
+        else:
+            key_window, project_window = _window_names(reservation)
+            subjects = _subjects(claim.key_id, claim.project_id, key_limited, project_limited)
 
         def undo(reply: Any) -> tuple[str, tuple[Any, ...]] | None:
             outcome = self._text(reply)
@@ -436,7 +464,17 @@ class RedisLedgerStore:
         # windows either nothing after the ticket ttl.
         controls: tuple[str | int, ...] = ()
         if subjects or key_window or project_window:
-            controls = (key_budget, key_window, project_budget, project_window, self._window_ttl_ms)
+            key_budget = "" if claim.key_budget is None else units_text(claim.key_budget.amount)
+            project_budget = (
+                "" if claim.project_budget is None else units_text(claim.project_budget.amount)
+            )
+            controls = (
+                key_budget,
+                key_window,
+                project_budget,
+                project_window,
+                self._window_ttl_arg,
+            )
             if subjects:
                 controls += (
                     claim.project_id or "",
@@ -447,6 +485,8 @@ class RedisLedgerStore:
                         claim.project_limits if claim.project_id is not None else NO_RATE_LIMITS
                     ),
                 )
+        units = units_text(amount)
+        self._admitted_units = (amount, units)
         for _ in range(3):
             outcome = self._text(
                 await self._batch.call(
@@ -455,9 +495,9 @@ class RedisLedgerStore:
                     reservation.id,
                     claim.key_id,
                     org,
-                    units_from_money(amount),
-                    self._ttl_ms,
-                    self._ticket_ttl_ms,
+                    units,
+                    self._ttl_arg,
+                    self._ticket_ttl_arg,
                     *controls,
                     undo=undo,
                 )
@@ -501,20 +541,26 @@ class RedisLedgerStore:
     ) -> None:
         cost = parse_money(actual_cost, "actual cost")
         self._start_flusher()
-        key_window, project_window = _window_names(reservation)
-        subjects = _reservation_subjects(reservation)
         # A reservation with no window nor rate limit: the script reads nothing more.
-        rest: tuple[str | int, ...] = (
-            (key_window, project_window, self._window_ttl_ms, tokens, *subjects)
-            if key_window or project_window or subjects
-            else ()
-        )
+        rest: tuple[str | int, ...] = ()
+        if (
+            reservation.key_window is not None
+            or reservation.project_window is not None
+            or reservation.rate is not None
+        ):
+            key_window, project_window = _window_names(reservation)
+            subjects = _reservation_subjects(reservation)
+            if key_window or project_window or subjects:
+                rest = (key_window, project_window, self._window_ttl_arg, tokens, *subjects)
+        # The reservation of the latest admission (one request at a time: this one)
+        # has its units already.
+        admitted, units = self._admitted_units
         args = (
             reservation.id,
             reservation.key_id,
             reservation.organization_id or "",
-            units_from_money(cost),
-            units_from_money(reservation.amount),
+            units_text(cost),
+            units if reservation.amount is admitted else units_text(reservation.amount),
             *rest,
         )
         self._unconfirmed += 1  # before the write: a failed write replies at once

@@ -180,7 +180,7 @@ class _Protocol(asyncio.Protocol):
                 self.transport.abort()
             return
         self._buffer = buffer[offset:]
-        if not waiting:
+        if not waiting and self._idle:
             self._wake_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -260,7 +260,14 @@ class RespConnection:
     @property
     def idle(self) -> bool:
         """Open and usable, with no reply outstanding."""
-        return not self._protocol.waiting and self.usable
+        protocol = self._protocol
+        transport = protocol.transport
+        return (
+            not protocol.waiting
+            and not protocol.lost
+            and transport is not None
+            and not transport.is_closing()
+        )
 
     @property
     def usable(self) -> bool:
@@ -271,13 +278,14 @@ class RespConnection:
         """Write `commands` at once; `replies[i]` gets the reply to `commands[i]` (a
         `ConnectionError` at once if the connection is closed or closing)."""
         protocol = self._protocol
-        if not self.usable or protocol.transport is None:
+        transport = protocol.transport
+        if protocol.lost or transport is None or transport.is_closing():
             error = RedisConnectionError("connection to Redis lost")
             for reply in replies:
                 reply(error)
             return
         protocol.waiting.extend(replies)
-        protocol.transport.write(b"".join(commands))
+        transport.write(commands[0] if len(commands) == 1 else b"".join(commands))
 
     async def wait_idle(self) -> None:
         """Return once every reply sent for has arrived (or the connection is lost)."""

@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from store_backends import Backend
 
 from proxy.store.redis_batch import _arguments
-from proxy.store.redis_ledger import RedisLedgerStore
+from proxy.store.redis_ledger import RedisLedgerStore, units_from_money, units_text
 from proxy.store.resp import Endpoint, RespConnection, _Protocol, encode_command, endpoint_from_url
 
 
@@ -180,3 +180,15 @@ def test_script_arguments_are_encoded_as_bulk_strings(args: tuple[str | int, ...
     # encode_command's array of the same arguments, without its `*N` header.
     whole = encode_command(*args)
     assert _arguments(args) == whole[whole.index(b"\r\n") + 2 :]
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["0", "0.0025", "0.0000000001", "123.456789012", "5", "1e3", "1E+20", "0E+3", "-0", "-1e3"],
+)
+def test_script_amounts_are_sent_as_their_units_in_plain_digits(amount: str) -> None:
+    """The request path's amounts go to the scripts as `units_text`: the same digits as
+    `units_from_money`, never an exponent nor a negative zero (not integers to Redis)."""
+    text = units_text(Decimal(amount))
+    assert text == str(units_from_money(Decimal(amount)))
+    assert text.lstrip("-").isdigit() and text != "-0"
