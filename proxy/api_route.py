@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
@@ -163,6 +163,13 @@ async def _send_whole(reply: Reply, send: Send) -> None:
     """A whole reply, sent as Litestar's `ASGIResponse` would send it (same header
     lines in the same order: the reply's own, lower-cased, its rate lines, then
     content-type and content-length unless set), without building one per request."""
+    cycle = getattr(send, "__self__", None)
+    if not reply.headers and type(cycle) is ResponseHeadCycle:
+        # The usual reply (no header lines of its own): its head from the parts the
+        # server keeps (`PlainHeads`), unless the cycle declines.
+        media_type = _media_type(reply.content_type)
+        if cycle.send_plain(reply.status, media_type, reply.body, reply.rate_lines):
+            return
     headers = [
         (_HEADER_NAMES.get(name) or name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in reply.headers
@@ -170,13 +177,9 @@ async def _send_whole(reply: Reply, send: Send) -> None:
     # The rate lines hold neither of the two names looked for below.
     names = {name for name, _ in headers}
     if b"content-type" not in names:
-        media_type = reply.content_type
-        if media_type.startswith("text/"):
-            media_type = f"{media_type}; charset=utf-8"
-        headers.append((b"content-type", media_type.encode("latin-1")))
+        headers.append((b"content-type", _media_type(reply.content_type)))
     if b"content-length" not in names:
         headers.append((b"content-length", b"%d" % len(reply.body)))
-    cycle = getattr(send, "__self__", None)
     if type(cycle) is ResponseHeadCycle and cycle.send_whole(
         reply.status, headers, reply.body, reply.rate_lines, len(reply.headers)
     ):
@@ -191,6 +194,13 @@ async def _send_whole(reply: Reply, send: Send) -> None:
         ]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+def _media_type(content_type: str) -> bytes:
+    """The `content-type` line's value Litestar's `ASGIResponse` writes for `content_type`."""
+    if content_type.startswith("text/"):
+        content_type = f"{content_type}; charset=utf-8"
+    return content_type.encode("latin-1")
 
 
 async def _answer(
@@ -222,12 +232,51 @@ def _request_headers(scope: Scope, proxies: TrustedProxies) -> Mapping[str, str]
     by line (`proxy.forwarded`)."""
     if proxies:
         return Headers.from_scope(scope)
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1").lower()
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
+    return FirstLines(scope["headers"])
+
+
+class FirstLines(Mapping[str, str]):
+    """The request's header lines by lower-case name, the first line of each, decoded as
+    latin-1: what a dict built from every line holds, but read from the lines when a
+    name is asked for. A request asks for one or two names (its credentials), and
+    decoding and lower-casing every name and value of a request was ~20k instructions
+    (issue 15); the dict is built only if the mapping is iterated or measured."""
+
+    __slots__ = ("_built", "_lines")
+
+    def __init__(self, lines: Iterable[tuple[bytes, bytes]]) -> None:
+        self._lines = lines
+        self._built: dict[str, str] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not key.isascii():  # lower-casing beyond ASCII: as the dict would
+            return self._dict().get(key, default)
+        wanted = key.encode("ascii")
+        for name, value in self._lines:
+            # ASGI servers send names in lower case (uvicorn does): one comparison.
+            if name == wanted or name.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
+    def __getitem__(self, key: str) -> str:
+        value: str | None = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def _dict(self) -> dict[str, str]:
+        built = self._built
+        if built is None:
+            built = self._built = {}
+            for name, value in self._lines:
+                built.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        return built
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
 
 
 def _response(reply: Reply) -> ASGIResponse:
