@@ -42,7 +42,7 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.errors import ErrorFormat, error_body
-from proxy.response_head import ResponseHeadCycle
+from proxy.response_head import PlainHeads, ResponseHeadCycle
 
 __all__ = ["ConnectionLimits", "deadline_protocol"]
 
@@ -155,6 +155,8 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         f"{limits.body_read_timeout:g} seconds",
         limits.error_format,
     )
+    # The repeating parts of plain replies' heads, shared by the server's connections.
+    heads = PlainHeads()
     refusal = _raw_response(
         503,
         f"Service Unavailable: the gateway has {limits.max_connections} connections open, "
@@ -291,6 +293,7 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
                 # Its response head's lines are checked in two searches, not two a line
                 # (proxy/response_head.py); the same bytes go out.
                 self.cycle.__class__ = ResponseHeadCycle
+                self.cycle.heads = heads  # type: ignore[attr-defined]
                 if self._combiner is not None:
                     # The cycle's head and first body bytes go out in one write.
                     self.cycle.transport = self._combiner  # type: ignore[assignment]

@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
-__all__ = ["ResponseHeadCycle"]
+__all__ = ["PlainHeads", "ResponseHeadCycle"]
 
 
 def _marking(pattern: re.Pattern[bytes]) -> bytes:
@@ -52,10 +52,79 @@ _VALUE_MARKS: Final = _marking(HEADER_VALUE_RE)
 _STATEFUL: Final = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 # The (lower-case) names of the lines that frame a body.
 _FRAMING: Final = frozenset((b"content-length", b"transfer-encoding"))
+# Content types whose line `PlainHeads` keeps at most (an upstream's replies name theirs).
+_MOST_TYPES: Final = 64
+
+
+class PlainHeads:
+    """The parts of a plain whole reply's head that repeat (`ResponseHeadCycle.send_plain`),
+    made once and checked once: the status line with the server's default lines
+    (uvicorn's `date` and `server`), kept while the server's default lines are the same
+    list (uvicorn makes a new list when its `date` changes, once a second), and the
+    `content-type` line of each content type. One per server (`proxy.connection_deadlines`
+    gives it to every cycle). Making and checking a plain reply's head line by line was
+    ~30k instructions a reply (issue 15).
+
+    None for a part `ResponseHeadCycle._head` would not write as made here: a line it
+    refuses, default lines that frame a body or close the connection."""
+
+    __slots__ = ("_defaults", "_starts", "_types")
+
+    def __init__(self) -> None:
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._starts: dict[int, bytes | None] = {}
+        self._types: dict[bytes, bytes | None] = {}
+
+    def start(self, status: int, defaults: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The status line and the lines of `defaults`, as `_head` writes them."""
+        # INVARIANT: uvicorn replaces the default lines' list, never changes it in place
+        # (uvicorn.server.Server.on_tick): the same list holds the same lines.
+        if defaults is not self._defaults:
+            self._defaults = defaults
+            self._starts = {}
+        starts = self._starts
+        if status in starts:
+            return starts[status]
+        start = None
+        if status in STATUS_LINE and _checked(defaults):
+            lines = [STATUS_LINE[status]]
+            for name, value in defaults:
+                lowered = name.lower()
+                if lowered in _STATEFUL:
+                    break
+                lines.append(b"%s: %s\r\n" % (lowered, value))
+            else:
+                start = b"".join(lines)
+        starts[status] = start
+        return start
+
+    def content_type(self, media_type: bytes) -> bytes | None:
+        """The `content-type` line of `media_type`, as `_head` writes it."""
+        types = self._types
+        line = types.get(media_type)
+        if line is None and media_type not in types:
+            if len(types) >= _MOST_TYPES:
+                types.clear()
+            checked = _checked([(b"content-type", media_type)])
+            line = types[media_type] = b"content-type: %s\r\n" % media_type if checked else None
+        return line
+
+
+def _checked(lines: list[tuple[bytes, bytes]]) -> bool:
+    """Whether `_head` accepts `lines` (bytes, no byte its patterns refuse)."""
+    try:
+        names = b"".join([name for name, _ in lines])
+        values = b"".join([value for _, value in lines])
+    except TypeError:
+        return False
+    return names.translate(_NAME_MARKS) == names and values.translate(_VALUE_MARKS) == values
 
 
 class ResponseHeadCycle(RequestResponseCycle):
     """uvicorn's cycle; a response head's lines are checked by two `translate` calls."""
+
+    # The server's kept head parts (`send_plain`), given by `gateway serve`'s protocol.
+    heads: PlainHeads | None = None
 
     async def send(self, message: ASGISendEvent) -> None:
         head = None
@@ -99,6 +168,36 @@ class ResponseHeadCycle(RequestResponseCycle):
         self.message_event.set()
         if not self.keep_alive:
             self.transport.close()
+        self.on_response()
+        return True
+
+    def send_plain(self, status: int, media_type: bytes, body: bytes, lines: bytes = b"") -> bool:
+        """`send_whole(status, [(b"content-type", media_type), (b"content-length",
+        <body's length>)], body, lines)`, the head put together from the parts `heads`
+        keeps (each checked once) instead of line by line: the same bytes, in one
+        `writelines` call, and the same state. False, with nothing done, where
+        `send_whole` would decline, for a connection not kept alive (its head names
+        the close), and where `heads` has no part (then `send_whole` decides)."""
+        heads = self.heads
+        if heads is None or not self.keep_alive or self.scope["method"] == "HEAD":
+            return False
+        if not self._plain():
+            return False
+        start = heads.start(status, self.default_headers)
+        if start is None:
+            return False
+        media = heads.content_type(media_type)
+        if media is None:
+            return False
+        # What `_head` and `send_whole` set for such a head (content-length, no coding).
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        self.chunked_encoding = False
+        self.expected_content_length = 0
+        length = b"content-length: %d\r\n\r\n" % len(body)
+        self.transport.writelines((start + lines + media + length, body))
+        self.response_complete = True
+        self.message_event.set()
         self.on_response()
         return True
 

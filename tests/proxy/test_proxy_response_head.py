@@ -12,7 +12,7 @@ import pytest
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, RequestResponseCycle
 
 from proxy.rate_headers import HEADER_NAMES
-from proxy.response_head import _NAME_MARKS, _VALUE_MARKS, ResponseHeadCycle
+from proxy.response_head import _NAME_MARKS, _VALUE_MARKS, PlainHeads, ResponseHeadCycle
 
 
 class _Transport:
@@ -366,3 +366,96 @@ def test_rate_lines_sent_as_they_are_are_the_pairs_in_uvicorns_cycle(
         theirs.keep_alive,
         theirs.expected_content_length,
     )
+
+
+_DEFAULTS = [
+    [(b"date", b"Mon, 07 Dec 2026 13:00:00 GMT"), (b"server", b"uvicorn")],
+    [(b"date", b"Mon, 07 Dec 2026 13:00:01 GMT"), (b"Server", b"uvicorn"), (b"X-Extra", b"1")],
+    [],
+    [(b"date", b"Mon, 07 Dec 2026 13:00:00 GMT"), (b"connection", b"close")],
+    [(b"content-length", b"3")],
+    [(b"bad name", b"v")],
+    [(b"x-ok", b"line\r\nbreak")],
+]
+_MEDIA_TYPES = [b"application/json", b"text/event-stream; charset=utf-8", b"a\r\nb", b""]
+
+
+@pytest.mark.parametrize("defaults", range(len(_DEFAULTS)))
+@pytest.mark.parametrize("media_type", _MEDIA_TYPES)
+@pytest.mark.parametrize("rate", [False, True])
+@pytest.mark.parametrize("method", ["POST", "HEAD"])
+@pytest.mark.parametrize("status", [200, 429, 502, 999])
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_plain_reply_from_the_kept_parts_is_the_two_messages_of_uvicorns_cycle(
+    defaults: int, media_type: bytes, rate: bool, method: str, status: int, keep_alive: bool
+) -> None:
+    """`send_plain` (the head from `PlainHeads`' parts): the bytes, the number of writes
+    and the cycle's state of uvicorn's cycle sending the two messages of the reply;
+    where it declines it sends nothing (the caller then goes on as before). The kept
+    parts answer a second reply, and the same parts of another list of default lines
+    are made afresh."""
+    body = b'{"ok": true}'
+    lines = _RATE_TEXT if rate else b""
+    pairs = [
+        *(_RATE_PAIRS if rate else []),
+        (b"content-type", media_type),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    heads = PlainHeads()
+
+    async def run(kind: type[RequestResponseCycle], plain: bool) -> Any:
+        completed: list[bool] = []
+        cycle = _cycle(kind, method, keep_alive, on_response=lambda: completed.append(True))
+        cycle.default_headers = list(_DEFAULTS[defaults])
+        taken = False
+        try:
+            if plain:
+                cycle.heads = heads
+                taken = cycle.send_plain(status, media_type, body, lines)
+                if not taken:
+                    assert cycle.transport.written == []
+            if not taken:
+                start = {"type": "http.response.start", "status": status, "headers": pairs}
+                await cycle.send(start)
+                await cycle.send({"type": "http.response.body", "body": body, "more_body": False})
+            outcome: object = b"".join(cycle.transport.written)
+        except Exception as exc:
+            outcome = (type(exc), str(exc))
+        state = (
+            cycle.response_started,
+            cycle.response_complete,
+            cycle.chunked_encoding,
+            cycle.expected_content_length,
+            cycle.keep_alive,
+            cycle.waiting_for_100_continue,
+            cycle.message_event.is_set(),
+            cycle.transport.closed,
+            completed,
+        )
+        return outcome, state, taken, cycle.transport.calls
+
+    async def replies() -> list[Any]:
+        return [
+            await run(ResponseHeadCycle, True),
+            await run(ResponseHeadCycle, True),  # from the kept parts
+            await run(RequestResponseCycle, False),
+        ]
+
+    first, again, theirs = asyncio.run(replies())
+    assert first[:2] == theirs[:2]
+    assert again[:3] == first[:3]
+    usual = defaults < 3 and media_type in _MEDIA_TYPES[:2] + _MEDIA_TYPES[3:]
+    assert first[2] is (usual and method != "HEAD" and keep_alive and status != 999)
+    if first[2]:
+        assert first[3] == 1
+
+
+def test_plain_heads_start_again_for_a_new_list_of_default_lines() -> None:
+    heads = PlainHeads()
+    before = [(b"date", b"Mon, 07 Dec 2026 13:00:00 GMT"), (b"server", b"uvicorn")]
+    after = [(b"date", b"Mon, 07 Dec 2026 13:00:01 GMT"), (b"server", b"uvicorn")]
+    first = heads.start(200, before)
+    assert first is not None and b"13:00:00" in first
+    assert heads.start(200, before) is first
+    second = heads.start(200, after)
+    assert second is not None and b"13:00:01" in second
