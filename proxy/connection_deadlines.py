@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -139,6 +139,18 @@ class _HeadCombiner:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
+
+
+async def _leaving(
+    run: Coroutine[Any, Any, None],
+    tasks: set[asyncio.Task[None]],
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """`run` (a request's `run_asgi`), then its task out of the server's `tasks`."""
+    try:
+        await run
+    finally:
+        tasks.discard(asyncio.current_task(loop))
 
 
 def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
@@ -257,6 +269,20 @@ def deadline_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self._idle_since = self.loop.time()
             if self._idle_timer is None:
                 self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_due)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            # uvicorn 0.54's, but the task leaves the server's `tasks` itself, in its last
+            # step (`_leaving`), instead of by a done callback: a callback is run at the
+            # loop's next turn, one more turn (a zero-timeout `epoll_wait`) after every
+            # request's reply, before the loop waits for the next one. The one difference:
+            # a task cancelled before it ever ran (only at a forced shutdown, once the
+            # graceful one timed out) stays in `tasks`, which nothing reads after that.
+            if self.config.reset_contextvars:
+                super()._start_asgi_task(cycle, app)
+                return
+            loop = self.loop
+            task = loop.create_task(_leaving(cycle.run_asgi(app), self.tasks, loop))
+            self.tasks.add(task)
 
         def _idle_due(self) -> None:
             self._idle_timer = None
