@@ -50,7 +50,7 @@ _PoolKey = tuple[str, str, int]
 
 
 class _Target:
-    __slots__ = ("head_prefix", "key")
+    __slots__ = ("head_prefix", "key", "starts")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -74,6 +74,26 @@ class _Target:
             "Content-Type: application/json\r\nAccept: */*\r\n"
             "Accept-Encoding: identity\r\n"
         )
+        # A call's head up to its Content-Length (`_head_start`), by (api_key, auth),
+        # for calls without client headers.
+        self.starts: dict[tuple[str | None, str], bytes] = {}
+
+
+def _head_start(target: _Target, call: UpstreamCall) -> bytes:
+    """The request head up to its Content-Length line: the target's lines, the client
+    headers that go upstream, the credential."""
+    lines = [target.head_prefix]
+    for name, value in call.headers:
+        lines.append(f"{name}: {value}\r\n")
+    if call.api_key and call.auth == "x-api-key":
+        lines.append(f"x-api-key: {call.api_key}\r\n")
+    elif call.api_key:
+        lines.append(f"Authorization: Bearer {call.api_key}\r\n")
+    # No header may smuggle another (aiohttp refuses the same with ValueError):
+    # each added line holds exactly one line break, its own ending.
+    if any(line.count("\n") != 1 or line.count("\r") != 1 for line in lines[1:]):
+        raise ValueError("newline or carriage return in an upstream header")
+    return "".join(lines).encode("utf-8")
 
 
 class _Connection(asyncio.Protocol):
@@ -421,19 +441,19 @@ class NativeUpstream:
         if not self._started:
             raise RuntimeError("the upstream client is not started (lifespan not run)")
         target = self._target(call.url)
-        lines = [target.head_prefix]
-        for name, value in call.headers:
-            lines.append(f"{name}: {value}\r\n")
-        if call.api_key and call.auth == "x-api-key":
-            lines.append(f"x-api-key: {call.api_key}\r\n")
-        elif call.api_key:
-            lines.append(f"Authorization: Bearer {call.api_key}\r\n")
-        # No header may smuggle another (aiohttp refuses the same with ValueError):
-        # each added line holds exactly one line break, its own ending.
-        if any(line.count("\n") != 1 or line.count("\r") != 1 for line in lines[1:]):
-            raise ValueError("newline or carriage return in an upstream header")
-        lines.append(f"Content-Length: {len(call.body)}\r\n\r\n")
-        head = "".join(lines).encode("utf-8") + call.body
+        if call.headers:
+            start = _head_start(target, call)
+        else:
+            # The same for every call of one provider entry: made and checked once.
+            key = (call.api_key, call.auth)
+            kept = target.starts.get(key)
+            if kept is None:
+                kept = _head_start(target, call)
+                if len(target.starts) >= _MAX_URLS:
+                    target.starts.clear()
+                target.starts[key] = kept
+            start = kept
+        head = b"%sContent-Length: %d\r\n\r\n%s" % (start, len(call.body), call.body)
         connection = self._pooled(target.key)
         reused = connection is not None
         if connection is None:

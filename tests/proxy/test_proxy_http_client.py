@@ -561,3 +561,45 @@ async def test_a_header_with_a_line_break_is_refused_before_sending(
         finally:
             await client.stop()
     assert heads == []
+
+
+@_sync
+async def test_the_kept_head_start_is_per_credential_and_a_bad_one_is_refused_each_time() -> None:
+    """Calls without client headers reuse a head start made once per provider entry
+    (URL, credential, how it is sent): each call's head is still exactly its own, and a
+    credential that would smuggle a line is refused on every call, nothing sent."""
+    heads: list[bytes] = []
+    async with Server(_echo_server(heads)) as server:
+        client = await _started("native")
+        host = server.url.split("/")[2]
+        calls = [
+            UpstreamCall(url=server.url, body=b'{"n": 1}', api_key="sk-a"),
+            UpstreamCall(url=server.url, body=b'{"n": 22}', api_key="sk-b"),
+            UpstreamCall(url=server.url, body=b'{"n": 3}', api_key="sk-a", auth="x-api-key"),
+            UpstreamCall(url=server.url, body=b'{"n": 4}', api_key=None),
+            UpstreamCall(url=server.url, body=b'{"n": 55}', api_key="sk-a"),
+        ]
+        try:
+            for call in calls:
+                response = await client.send(call)
+                assert await response.read() == call.body
+                await response.close()
+            for _ in range(2):
+                bad = UpstreamCall(url=server.url, body=b"{}", api_key="sk\r\nx-smuggled: 1")
+                with pytest.raises(ValueError):
+                    await client.send(bad)
+        finally:
+            await client.stop()
+    credentials = [
+        b"Authorization: Bearer sk-a\r\n",
+        b"Authorization: Bearer sk-b\r\n",
+        b"x-api-key: sk-a\r\n",
+        b"",
+        b"Authorization: Bearer sk-a\r\n",
+    ]
+    assert heads == [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b"Accept: */*\r\nAccept-Encoding: identity\r\n%sContent-Length: %d\r\n\r\n"
+        % (host.encode(), credential, len(call.body))
+        for credential, call in zip(credentials, calls, strict=True)
+    ]
