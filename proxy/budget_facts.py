@@ -16,6 +16,7 @@ import msgspec
 
 from proxy.budgets import Budget, Period, format_budget, rfc3339, window
 from proxy.documents import PeriodBudgetDocument
+from proxy.input_document import EngineMembers, engine_members
 from proxy.money import money_text
 from proxy.store.base import BudgetWindow, Claim, KeyContext, WindowUsage
 
@@ -195,6 +196,8 @@ class _Known(msgspec.Struct, frozen=True):
     subjects: WindowSubjects
     figures: tuple[WindowUsage, WindowUsage]
     facts: BudgetFacts
+    # The engine input's key and project members with the facts' windows.
+    members: EngineMembers
 
 
 _MAX_KNOWN = 4096
@@ -204,7 +207,9 @@ class KnownFacts:
     """The last budget facts made for each key, from its cached record and its windows'
     cached figures: every request of the key in the same second, served the same record
     and the same figures, gets the same facts, and making them (windows, documents,
-    claimed windows) was ~15k instructions a budgeted request. Only facts of the key
+    claimed windows) was ~15k instructions a budgeted request. The engine input's key
+    and project members with those windows are kept with them (`members`: converting
+    the windows and copying the members was ~6k a decision). Only facts of the key
     store's budgets are kept (policy files' budgets depend on the request). One per
     gateway."""
 
@@ -232,7 +237,16 @@ class KnownFacts:
         known = self._known
         if context.key.id not in known and len(known) >= _MAX_KNOWN:
             del known[next(iter(known))]
-        known[context.key.id] = _Known(context, time, subjects, figures, facts)
+        members = engine_members(context, facts.key, facts.project)
+        known[context.key.id] = _Known(context, time, subjects, figures, facts, members)
+
+    def members(self, context: KeyContext, facts: BudgetFacts) -> EngineMembers | None:
+        """The engine input's members kept with `facts` for this very record; None when
+        `facts` are not the ones kept for it (`engine_document` makes them then)."""
+        known = self._known.get(context.key.id)
+        if known is None or known.facts is not facts or known.context is not context:
+            return None
+        return known.members
 
 
 def with_budgets(claim: Claim, context: KeyContext, facts: BudgetFacts) -> Claim:

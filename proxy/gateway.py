@@ -439,8 +439,14 @@ class Gateway:
         `facts`: the period budgets' current windows."""
         started = time.perf_counter()
         if rate is None and limits is None:
+            # Facts kept for the record and second come with its members (budgeted keys).
+            members = (
+                None
+                if context is None or facts is NO_BUDGETS
+                else self._known_facts.members(context, facts)
+            )
             document = engine_document(
-                asked.request, context, self._gateway_value, facts.key, facts.project
+                asked.request, context, self._gateway_value, facts.key, facts.project, members
             )
         else:
             document = engine_input(

@@ -38,8 +38,10 @@ from proxy.store.base import (
 from proxy.store.common import RATE_WINDOW_SECONDS
 
 __all__ = [
+    "EngineMembers",
     "build_input",
     "engine_document",
+    "engine_members",
     "gateway_info",
     "key_input_parts",
     "rate_document",
@@ -131,19 +133,26 @@ def with_input_parts(context: KeyContext) -> KeyContext:
     return msgspec.structs.replace(context, input_parts=key_input_parts(context))
 
 
+EngineMembers = tuple[dict[str, Any], dict[str, Any]]
+"""The engine input's `key` and `project` members of one record with its budget windows."""
+
+
 def engine_document(
     request: RequestDocument,
     context: KeyContext | None,
     gateway: dict[str, Any],
     key_budget: PeriodBudgetDocument | None = None,
     project_budget: PeriodBudgetDocument | None = None,
+    members: EngineMembers | None = None,
 ) -> dict[str, Any]:
     """`engine_input(build_input(request, context, ..., key_budget=..., project_budget=...))`
     (a request's decision before the store counted its rate windows), made from the
     record's prebuilt members (`context.input_parts`): only the request and the budget
     windows are converted per request. `gateway`: `engine_input`'s form of the
     gateway's `GatewayInfo`. The record's members are shared, not copied: the engine
-    never changes its input (a key object with a budget window is a new dict)."""
+    never changes its input (a key object with a budget window is a new dict).
+    `members`: `engine_members(context, key_budget, project_budget)` made before (kept
+    with the budget facts), taken as they are."""
     if context is None:
         return {
             "request": msgspec.to_builtins(request),
@@ -153,12 +162,15 @@ def engine_document(
             "gateway": gateway,
         }
     parts = context.input_parts or key_input_parts(context)
-    key = parts.key
-    if key_budget is not None:
-        key = {**key, "period_budget": _window_value(key_budget)}
-    project = parts.project
-    if project_budget is not None:
-        project = {**project, "period_budget": _window_value(project_budget)}
+    if members is not None:
+        key, project = members
+    else:
+        key = parts.key
+        if key_budget is not None:
+            key = {**key, "period_budget": _window_value(key_budget)}
+        project = parts.project
+        if project_budget is not None:
+            project = {**project, "period_budget": _window_value(project_budget)}
     return {
         "request": msgspec.to_builtins(request),
         "key": key,
@@ -166,6 +178,22 @@ def engine_document(
         "organization": parts.organization,
         "gateway": gateway,
     }
+
+
+def engine_members(
+    context: KeyContext,
+    key_budget: PeriodBudgetDocument | None,
+    project_budget: PeriodBudgetDocument | None,
+) -> EngineMembers:
+    """`engine_document`'s `key` and `project` members for this record and these budget
+    windows (made once for the budget facts a key's requests share, `KnownFacts`)."""
+    parts = context.input_parts or key_input_parts(context)
+    key, project = parts.key, parts.project
+    if key_budget is not None:
+        key = {**key, "period_budget": _window_value(key_budget)}
+    if project_budget is not None:
+        project = {**project, "period_budget": _window_value(project_budget)}
+    return key, project
 
 
 def _window_value(window: PeriodBudgetDocument) -> dict[str, Any]:

@@ -9,9 +9,13 @@ from decimal import Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from proxy.budget_facts import NO_BUDGETS, BudgetFacts, KnownFacts, WindowTimes
 from proxy.budgets import Budget
+from proxy.documents import RequestDocument
 from proxy.gateway import Gateway
+from proxy.input_document import engine_document
 from proxy.key_cache import KeyCachingStore
 from proxy.store.base import (
     ApiKey,
@@ -155,3 +159,28 @@ def test_known_facts_are_only_those_of_the_same_record_and_second() -> None:
     assert kept is not None and kept.facts is facts and kept.figures is figures
     assert known.last(context, "2027-01-06T12:00:01Z") is None
     assert known.last(_context(), NOON) is None  # an equal record read again is not this one
+
+
+def test_kept_facts_carry_the_engine_members_of_their_record_and_windows() -> None:
+    store, clock = _Figures(), _Clock()
+    gateway, context = _gateway(store, clock), _context()
+    _first(gateway, NOON, context)  # the figures read
+    kept = _first(gateway, NOON, context)
+    known = gateway._known_facts
+    members = known.members(context, kept)
+    assert members is not None
+    # Exactly the members the engine document would make from the windows itself.
+    request = RequestDocument(
+        operation="chat.completions", token_present=True, time=NOON, client_ip="127.0.0.1"
+    )
+    made = engine_document(request, context, {}, kept.key, kept.project)
+    assert (made["key"], made["project"]) == members
+    assert engine_document(request, context, {}, kept.key, kept.project, members) == made
+    assert made["key"]["period_budget"]["usage"] == "1.25"
+    # Only for those very facts of that very record.
+    assert known.members(context, facts_of_copy(kept)) is None
+    assert known.members(_context(), kept) is None
+
+
+def facts_of_copy(facts: BudgetFacts) -> BudgetFacts:
+    return msgspec.structs.replace(facts)
