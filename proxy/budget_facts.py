@@ -250,8 +250,9 @@ class KnownFacts:
 
 
 def with_budgets(claim: Claim, context: KeyContext, facts: BudgetFacts) -> Claim:
-    """`claim` holding room in the request's budget windows too."""
-    if facts.key_window is None and facts.project_window is None:
+    """`claim` holding room in the request's budget windows (those of `facts`, and no
+    others); `claim` itself when it holds them already (made with them)."""
+    if facts.key_window is claim.key_budget and facts.project_window is claim.project_budget:
         return claim
     return msgspec.structs.replace(
         claim,

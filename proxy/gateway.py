@@ -156,6 +156,8 @@ class _Allowed(msgspec.Struct, frozen=True, kw_only=True):
     reservation: Reservation
     route: Route
     headers: tuple[tuple[str, str], ...]  # the client's headers that go upstream
+    # OpenAI's rate-limit lines of the admission (`Reply.rate_lines`), b"" for none.
+    rate_lines: bytes = b""
 
 
 class _Asked(msgspec.Struct, frozen=True, kw_only=True):
@@ -524,6 +526,9 @@ class Gateway:
             organization_id=org_id,
             amount=bound.amount,
             project_id=context.project.id,
+            # The period budgets' windows as the policy saw them (`with_budgets`).
+            key_budget=facts.key_window,
+            project_budget=facts.project_window,
             key_limits=key_limits,
             project_limits=project_limits,
             tokens=bound.prompt_tokens + bound.completion_tokens,
@@ -555,8 +560,11 @@ class Gateway:
             reservation=reservation,
             route=route,
             headers=asked.headers,
+            rate_lines=lines,
         )
-        return _with_rate_lines(await self._forward(allowed, asked.record), lines)
+        reply = await self._forward(allowed, asked.record)
+        # An answer made with the lines already has them (`_whole`, `_forward`).
+        return reply if reply.rate_lines is lines else _with_rate_lines(reply, lines)
 
     def _bound(self, asked: _Asked, price: ModelPrice | None) -> CostBound:
         """The most this request may cost (proxy/cost_bound.py); nothing for an offer
@@ -675,7 +683,11 @@ class Gateway:
                     await self._abandon_stream(allowed, response, record)
 
             return Reply(
-                status=200, content_type=response.content_type, stream=stream, cleanup=cleanup
+                status=200,
+                content_type=response.content_type,
+                stream=stream,
+                cleanup=cleanup,
+                rate_lines=allowed.rate_lines,
             )
         return await self._whole(allowed, response, record)
 
@@ -721,7 +733,12 @@ class Gateway:
         await shielded(self._close_whole(allowed, response, answer, record))
         if answer is None and response.status < 400:
             return self._upstream_failed(record, 502, allowed, "did not return a JSON object")
-        return Reply(status=response.status, body=content, content_type=response.content_type)
+        return Reply(
+            status=response.status,
+            body=content,
+            content_type=response.content_type,
+            rate_lines=allowed.rate_lines,
+        )
 
     async def _close_whole(
         self,

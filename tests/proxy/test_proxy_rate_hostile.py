@@ -171,3 +171,24 @@ def test_a_client_leaving_a_hanging_request_frees_its_slot(limited: Deployment) 
     assert window == {"requests": 1, "tokens": 0, "parallel": 0}
     again = httpx.post(url, json=chat(max_tokens=8), headers=headers, timeout=30)
     assert again.status_code == 200, again.text
+
+
+def test_every_admitted_answer_carries_the_rate_lines_once(limited: Deployment) -> None:
+    """A whole answer, a stream, the provider's own error and a call no provider can
+    take each carry the key's x-ratelimit-* lines, once, counting this request."""
+    _, headers = _key(limited, rpm=50, tpm=100000)
+    url = f"{limited.url}/v1/chat/completions"
+    answers = [
+        httpx.post(url, json=chat(max_tokens=8), headers=headers, timeout=30),
+        httpx.post(url, json=chat(max_tokens=8, stream=True), headers=headers, timeout=30),
+        httpx.post(url, json=chat(content="fail", max_tokens=8), headers=headers, timeout=30),
+        httpx.post(url, json=chat("groq/llama-3.3-70b-instruct"), headers=headers, timeout=30),
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 503, 502]
+    for sent, answer in enumerate(answers, start=1):
+        lines = answer.headers
+        assert lines.get_list("x-ratelimit-limit-requests") == ["50"], answer.headers
+        assert lines.get_list("x-ratelimit-remaining-requests") == [str(50 - sent)]
+        assert lines.get_list("x-ratelimit-limit-tokens") == ["100000"]
+        assert len(lines.get_list("x-ratelimit-remaining-tokens")) == 1
+        assert len(lines.get_list("x-ratelimit-reset-requests")) == 1
