@@ -353,7 +353,12 @@ class Gateway:
         if context is None:
             return NO_BUDGETS
         time = asked.request.time
-        chosen = self._policy_budgets(asked, context)
+        if asked.policy.sets_budgets:
+            chosen = self._policy_budgets(asked, context)
+        elif context.key.budget is None and context.project.budget is None:
+            return NO_BUDGETS  # `request_windows`' answer: no windows, no figures
+        else:
+            chosen = None
         if chosen is None:
             known = self._known_facts.last(context, time)
             if (
