@@ -106,29 +106,7 @@ def rate_lines(
     choice of the tightest window is plain comparisons over the two subjects."""
     key, project = state.key, state.project
     if project is None and refused is None:
-        rpm, tpm = key_limits.rpm, key_limits.tpm
-        if key is None or rpm is None or tpm is None:
-            return _key_window_lines(key_limits, key, now)
-        # The usual reply of a rate-limited key (its own `rpm` and `tpm`, no project
-        # window, a whole-second reset under a minute), written out here: every such
-        # reply pays it, and the calls around it cost as much as the formatting.
-        oldest = key.oldest
-        seconds = RATE_WINDOW_SECONDS if oldest is None else oldest + RATE_WINDOW_SECONDS - now
-        whole = int(seconds)
-        reset = (
-            _WHOLE_SECONDS_TEXT[whole]
-            if oldest is not None and whole == seconds and 0 < whole < 60
-            else _reset_text(key, now)
-        )
-        used, used_tokens = key.requests, key.tokens
-        return _BOTH_LINES % (
-            rpm,
-            rpm - used if rpm > used else 0,
-            reset,
-            tpm,
-            tpm - used_tokens if tpm > used_tokens else 0,
-            reset,
-        )
+        return _key_window_lines(key_limits, key, now)
     requests = _tightest(
         None if key is None else key_limits.rpm,
         key,
