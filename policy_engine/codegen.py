@@ -11,7 +11,6 @@ import builtins
 import keyword
 import re
 import sys
-from collections import Counter
 from types import CodeType
 from typing import Any
 
@@ -73,7 +72,6 @@ def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) 
     never policy text); values reach it through `env`. Identical templates are
     compiled once per compiler.
     """
-    source = _bound_names(source, env)
     code = code_cache.get(source)
     if code is None:
         code = code_cache[source] = compile(source, "<policy_engine generated>", "exec")
@@ -87,52 +85,6 @@ def generate(source: str, env: dict[str, Any], code_cache: dict[str, CodeType]) 
     # that missed. The copy costs a memory copy; the compile is still shared.
     function.__code__ = function.__code__.replace()
     return function
-
-
-# A global the generated body names at least this often is bound as a parameter's
-# default instead (`_bound_names`).
-_MOST_GLOBAL_READS = 1
-_WORD = re.compile(r"[A-Za-z_]\w*")
-_DEF_LINE = re.compile(r"def (?:get|call)\(([^)]*)\):")
-
-
-def _bound_names(source: str, env: dict[str, Any]) -> str:
-    """`source` with the globals and builtins its body names more than once bound as
-    defaults of extra parameters: read as locals, not globals.
-
-    A global read costs ~28 instructions more than a local's (CPython 3.11's
-    LOAD_GLOBAL against LOAD_FAST, counted by callgrind), and generated bodies read
-    the same few (`U`, `M`, `type`, `dict_get`, a rule's id) again and again, while a
-    default costs the call only a reference copied into the frame. Callers pass the
-    function's own parameters (`(ctx, f)`, `(ctx, args)`), never the extra ones. A
-    name bound now holds the value `env` holds now: generated code never assigns its
-    globals, and `env` is not changed after `generate`. A name the body assigns is a
-    local already; as a parameter it is assigned before it is read, as before.
-    """
-    head, newline, body = source.partition("\n")
-    match = _DEF_LINE.fullmatch(head)
-    if match is None:
-        return source
-    params = [part.split("=")[0].strip() for part in match.group(1).split(",")]
-    # Every word counts, attribute names too: one of them that is also a global only
-    # adds a parameter nobody reads, and the scan is a third cheaper without the
-    # lookbehind (~2,000 sources a load of the shipped policy).
-    bound = [
-        name
-        for name, count in Counter(_WORD.findall(body)).items()
-        if count > _MOST_GLOBAL_READS
-        and (name in env or name in _BUILTIN_NAMES)
-        and name not in params
-        and not name.startswith("__")
-        and not keyword.iskeyword(name)
-    ]
-    if not bound:
-        return source
-    extra = ", ".join(f"{name}={name}" for name in bound)
-    return f"{head[: match.end(1)]}, {extra}{head[match.end(1) :]}{newline}{body}"
-
-
-_BUILTIN_NAMES = frozenset(name for name in dir(builtins) if not name.startswith("_"))
 
 
 # Names an inlined body keeps: Python's own, the context, and the shared markers

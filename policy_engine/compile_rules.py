@@ -120,10 +120,7 @@ class RuleSourceCompiler(BodyCompiler):
                 body = ["value = clause(ctx, [None] * size)"]
             else:
                 body = ["value = compute(ctx)"]
-        # The body's own reads and writes of this cache (inlined rules' among them) use
-        # the local: one attribute load fewer each.
-        own = re.compile(rf"(?<![.\w])ctx\.{cache}\[")
-        lines.extend(indent + own.sub("cache[", line) for line in body)
+        lines.extend(indent + line for line in body)
         lines.append(indent + "cache[rid] = value")
         lines.append("    return value")
         evaluate: RuleFn = generate("\n".join(lines) + "\n", env, self._code_cache)

@@ -681,38 +681,3 @@ def test_generated_functions_keep_their_own_code() -> None:
     assert first.__code__ is not second.__code__
     assert first.__code__ is not cache[source]
     assert (first(None), second(None)) == (1, 2)
-
-
-def test_generated_functions_read_repeated_globals_as_locals() -> None:
-    """A global or builtin a generated body names more than once is bound as a default
-    of an extra parameter and read as a local, with the value its own globals hold; a
-    name read once stays a global, and a local that shadows a global (assigned before
-    it is read, as generated code does) is still the local. Functions of one template
-    still share one compile."""
-    import dis
-
-    from policy_engine.codegen import generate
-
-    cache: dict[str, Any] = {}
-    source = (
-        "def get(ctx, _frame=None):\n"
-        "    y = x\n"
-        "    if type(x) is int:\n"
-        "        z = 1\n"
-        "        z = z + once\n"
-        "        return (y, x, z, type(y))\n"
-        "    return (y, x)\n"
-    )
-    first = generate(source, {"x": 1, "z": 100, "once": 2}, cache)
-    second = generate(source, {"x": "a", "z": 100, "once": 2}, cache)
-    assert len(cache) == 1
-    assert first(None) == (1, 1, 3, int)
-    assert second(None) == ("a", "a")
-    code = first.__code__
-    assert code.co_varnames[: code.co_argcount] == ("ctx", "_frame", "x", "type", "z")
-    reads = {
-        (i.opname, i.argval) for i in dis.get_instructions(first) if i.opname.startswith("LOAD")
-    }
-    assert ("LOAD_GLOBAL", "once") in reads
-    assert not any(op == "LOAD_GLOBAL" and name in ("x", "type") for op, name in reads)
-    assert first(None, None) == (1, 1, 3, int)
