@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from proxy.store.base import ApiKey, ProjectMode, RuleType
+from proxy.store.base import ApiKey, KeyContext, Organization, Project, ProjectMode, RuleType
 
 MSG_NO_KEY = (
     "Unauthorized: No API key provided. Expected 'Authorization: Bearer your-api-token' "
@@ -88,3 +88,30 @@ def rate_header_pairs(*args: Any, **kwargs: Any) -> tuple[tuple[str, str], ...]:
     from proxy.rate_headers import header_pairs, rate_lines
 
     return header_pairs(rate_lines(*args, **kwargs))
+
+
+def key_context(*, project: Project | None = None, **key_fields: Any) -> KeyContext:
+    """A key's record as the store reads it, for tests of the proxy's parts without a
+    store: an active key `key-1` of the `default` project and organization (10 credits,
+    nothing reserved, no IAM rules). `key_fields` set the key's own fields (`status`,
+    `budget`, `rate_limits`...), `project` the project."""
+    fields: dict[str, Any] = {
+        "id": "key-1",
+        "token_hash": "hash-1",
+        "display": "llmgtwy_…abcd",
+        "project_id": "default",
+        "status": "active",
+        "usage_limit": None,
+        "usage": Decimal(0),
+        "description": "",
+        "created_at": "2026-11-27T10:00:00Z",
+        **key_fields,
+    }
+    return KeyContext(
+        key=ApiKey(**fields),
+        reserved=Decimal(0),
+        rules=(),
+        project=project or Project(id="default", organization_id="default"),
+        organization=Organization(id="default", credits=Decimal(10)),
+        credits_reserved=Decimal(0),
+    )

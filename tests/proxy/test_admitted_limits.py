@@ -3,15 +3,13 @@ policy's ceilings, as the record's own `RateLimits` when they are its values."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from proxy_helpers import key_context
 
 from proxy.documents import Decision, DecisionRateLimits, RateLimitValues
 from proxy.gateway import _admitted_limits
 from proxy.store.base import (
     NO_RATE_LIMITS,
-    ApiKey,
     KeyContext,
-    Organization,
     Project,
     RateLimits,
 )
@@ -21,25 +19,9 @@ PROJECT_LIMITS = RateLimits(rpm=6000)
 
 
 def _context() -> KeyContext:
-    key = ApiKey(
-        id="key-1",
-        token_hash="hash-1",
-        display="llmgtwy_…abcd",
-        project_id="default",
-        status="active",
-        usage_limit=None,
-        usage=Decimal(0),
-        description="",
-        created_at="2026-11-27T10:00:00Z",
+    return key_context(
         rate_limits=KEY_LIMITS,
-    )
-    return KeyContext(
-        key=key,
-        reserved=Decimal(0),
-        rules=(),
         project=Project(id="default", organization_id="default", rate_limits=PROJECT_LIMITS),
-        organization=Organization(id="default", credits=Decimal(10)),
-        credits_reserved=Decimal(0),
     )
 
 

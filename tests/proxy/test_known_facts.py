@@ -10,6 +10,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
+from proxy_helpers import key_context
 
 from proxy.budget_facts import NO_BUDGETS, BudgetFacts, KnownFacts, WindowTimes
 from proxy.budgets import Budget
@@ -18,10 +19,7 @@ from proxy.gateway import Gateway
 from proxy.input_document import engine_document
 from proxy.key_cache import KeyCachingStore
 from proxy.store.base import (
-    ApiKey,
     KeyContext,
-    Organization,
-    Project,
     Store,
     WindowUsage,
 )
@@ -60,26 +58,7 @@ class _Asked:
 
 
 def _context(amount: Decimal = Decimal(10), budget: bool = True) -> KeyContext:
-    key = ApiKey(
-        id="key-1",
-        token_hash="hash-1",
-        display="llmgtwy_…abcd",
-        project_id="default",
-        status="active",
-        usage_limit=None,
-        usage=Decimal(0),
-        description="",
-        created_at="2026-11-27T10:00:00Z",
-        budget=Budget(amount=amount, period="day") if budget else None,
-    )
-    return KeyContext(
-        key=key,
-        reserved=Decimal(0),
-        rules=(),
-        project=Project(id="default", organization_id="default"),
-        organization=Organization(id="default", credits=Decimal(10)),
-        credits_reserved=Decimal(0),
-    )
+    return key_context(budget=Budget(amount=amount, period="day") if budget else None)
 
 
 def _gateway(store: _Figures, clock: _Clock) -> Gateway:

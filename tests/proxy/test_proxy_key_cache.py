@@ -16,15 +16,13 @@ from typing import cast
 import httpx
 import pytest
 from proxy_deployment import Deployment
-from proxy_helpers import MSG_INVALID, auth, make_tenant
+from proxy_helpers import MSG_INVALID, auth, key_context, make_tenant
 
 from proxy.key_cache import KeyCachingStore
 from proxy.store.base import (
     ApiKey,
     KeyContext,
     KeyStatus,
-    Organization,
-    Project,
     Store,
     WindowUsage,
 )
@@ -34,25 +32,7 @@ CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def _context(status: KeyStatus = "active") -> KeyContext:
-    key = ApiKey(
-        id="key-1",
-        token_hash="hash-1",
-        display="llmgtwy_…abcd",
-        project_id="default",
-        status=status,
-        usage_limit=None,
-        usage=Decimal(0),
-        description="",
-        created_at="2026-11-27T10:00:00Z",
-    )
-    return KeyContext(
-        key=key,
-        reserved=Decimal(0),
-        rules=(),
-        project=Project(id="default", organization_id="default"),
-        organization=Organization(id="default", credits=Decimal(10)),
-        credits_reserved=Decimal(0),
-    )
+    return key_context(status=status)
 
 
 class CountingStore:
