@@ -162,15 +162,9 @@ def engine_document(
             "gateway": gateway,
         }
     parts = context.input_parts or key_input_parts(context)
-    if members is not None:
-        key, project = members
-    else:
-        key = parts.key
-        if key_budget is not None:
-            key = {**key, "period_budget": _window_value(key_budget)}
-        project = parts.project
-        if project_budget is not None:
-            project = {**project, "period_budget": _window_value(project_budget)}
+    if members is None:
+        members = _members(parts, key_budget, project_budget)
+    key, project = members
     return {
         "request": msgspec.to_builtins(request),
         "key": key,
@@ -187,7 +181,14 @@ def engine_members(
 ) -> EngineMembers:
     """`engine_document`'s `key` and `project` members for this record and these budget
     windows (made once for the budget facts a key's requests share, `KnownFacts`)."""
-    parts = context.input_parts or key_input_parts(context)
+    return _members(context.input_parts or key_input_parts(context), key_budget, project_budget)
+
+
+def _members(
+    parts: KeyInputParts,
+    key_budget: PeriodBudgetDocument | None,
+    project_budget: PeriodBudgetDocument | None,
+) -> EngineMembers:
     key, project = parts.key, parts.project
     if key_budget is not None:
         key = {**key, "period_budget": _window_value(key_budget)}
